@@ -1,0 +1,29 @@
+// The pybind11 module simdex._core: one module, split by concept into bindings_*.cpp.
+#include <Python.h>
+
+#include "bindings_common.hpp"
+
+namespace py = pybind11;
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "simdex C++ core: SIMD kernels, exact search, HNSW, PQ and binary scans";
+    // Ctrl-C: the thread that runs a long loop re-acquires the GIL every ~20 ms to ask.
+    simdex::set_interrupt_check([] {
+        py::gil_scoped_acquire gil;
+        return PyErr_CheckSignals() != 0;
+    });
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const simdex::Interrupted&) {
+            if (!PyErr_Occurred()) PyErr_SetNone(PyExc_KeyboardInterrupt);
+        }
+    });
+#ifdef SIMDEX_VERSION_INFO
+    m.attr("__version__") = SIMDEX_VERSION_INFO;
+#endif
+    simdex::bind_kernels(m);
+    simdex::bind_hnsw(m);
+    simdex::bind_pq(m);
+    simdex::bind_binary(m);
+}

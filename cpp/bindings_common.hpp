@@ -1,0 +1,95 @@
+// Shared helpers of the binding files: cheap re-checks of arrays that Python already
+// validated (the C++ side never copies or converts), enum parsing, GIL release.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "dispatch.hpp"
+#include "index/scorer.hpp"
+#include "parallel.hpp"
+
+namespace simdex {
+namespace py = pybind11;
+
+// Raw pointer to a C-contiguous array of exactly `bytes` bytes (any dtype of itemsize
+// `itemsize`). Throws std::invalid_argument (-> ValueError) on mismatch.
+inline const std::uint8_t* array_bytes(const py::array& a, std::size_t bytes, std::size_t itemsize,
+                                       const char* name) {
+    if (!(a.flags() & py::array::c_style))
+        throw std::invalid_argument(std::string(name) + " must be C-contiguous");
+    if (static_cast<std::size_t>(a.itemsize()) != itemsize)
+        throw std::invalid_argument(std::string(name) + " has item size " +
+                                    std::to_string(a.itemsize()) + ", expected " +
+                                    std::to_string(itemsize));
+    if (static_cast<std::size_t>(a.nbytes()) != bytes)
+        throw std::invalid_argument(std::string(name) + " holds " + std::to_string(a.nbytes()) +
+                                    " bytes, expected " + std::to_string(bytes));
+    return static_cast<const std::uint8_t*>(a.data());
+}
+
+template <class T>
+const T* typed(const py::array& a, std::size_t count, const char* name) {
+    return reinterpret_cast<const T*>(array_bytes(a, count * sizeof(T), sizeof(T), name));
+}
+
+inline std::uint8_t* mutable_bytes(py::array& a, const char* name) {
+    if (!(a.flags() & py::array::c_style) || !a.writeable())
+        throw std::invalid_argument(std::string(name) + " must be a writeable C-contiguous array");
+    return static_cast<std::uint8_t*>(a.mutable_data());
+}
+
+inline Storage parse_storage(const std::string& s) {
+    if (s == "float32") return Storage::f32;
+    if (s == "float16") return Storage::f16;
+    if (s == "bfloat16") return Storage::bf16;
+    if (s == "int8") return Storage::u8;
+    if (s == "bits") return Storage::bits;
+    throw std::invalid_argument("unknown storage '" + s + "'");
+}
+
+inline Metric parse_metric(const std::string& s) {
+    if (s == "l2") return Metric::l2;
+    if (s == "ip") return Metric::ip;
+    if (s == "cosine") return Metric::cosine;
+    if (s == "hamming") return Metric::hamming;
+    throw std::invalid_argument("unknown metric '" + s + "'");
+}
+
+// Builds a StoreSpec; lo/scale (int8 storage) are (dim,) float32 arrays or None.
+inline StoreSpec make_spec(const std::string& storage, const std::string& metric, std::size_t dim,
+                           const py::object& lo, const py::object& scale) {
+    StoreSpec spec;
+    spec.storage = parse_storage(storage);
+    spec.metric = parse_metric(metric);
+    spec.dim = dim;
+    spec.row_bytes = row_bytes_for(spec.storage, dim);
+    if ((spec.storage == Storage::bits) != (spec.metric == Metric::hamming))
+        throw std::invalid_argument("metric 'hamming' goes with bit codes and only with them");
+    if (spec.storage == Storage::u8) {
+        if (lo.is_none() || scale.is_none())
+            throw std::invalid_argument("int8 storage needs trained lo and scale arrays");
+        spec.lo = typed<float>(lo.cast<py::array>(), dim, "lo");
+        spec.scale = typed<float>(scale.cast<py::array>(), dim, "scale");
+    }
+    return spec;
+}
+
+// threads: None or int -> count (None/0 = all available cores)
+inline std::size_t thread_count(const py::object& threads) {
+    if (threads.is_none()) return available_cores();
+    long t = threads.cast<long>();
+    if (t < 1) throw std::invalid_argument("threads must be >= 1 or None; got " + std::to_string(t));
+    return static_cast<std::size_t>(t);
+}
+
+void bind_kernels(py::module_& m);
+void bind_hnsw(py::module_& m);
+void bind_pq(py::module_& m);
+void bind_binary(py::module_& m);
+
+}  // namespace simdex

@@ -1,0 +1,122 @@
+// Bindings: SIMD level control, kernels for tests, exact search and pairwise distances.
+#include <vector>
+
+#include "bindings_common.hpp"
+#include "index/exact.hpp"
+
+namespace simdex {
+namespace {
+
+using FloatArray = py::array_t<float, py::array::c_style>;
+using IdArray = py::array_t<std::int64_t, py::array::c_style>;
+
+// Every row of `data` against every query with the single-pair kernels (tests use this to
+// check the pair kernels; search uses the rows/tile kernels).
+FloatArray pair_distances(const py::array& data, std::size_t n, const py::array& queries,
+                          std::size_t nq, const std::string& storage, const std::string& metric,
+                          std::size_t dim, const py::object& lo, const py::object& scale) {
+    StoreSpec spec = make_spec(storage, metric, dim, lo, scale);
+    const std::uint8_t* rows = array_bytes(data, n * spec.row_bytes, data.itemsize(), "data");
+    const std::uint8_t* q = array_bytes(queries, nq * query_bytes(spec), queries.itemsize(), "queries");
+    FloatArray out({nq, n});
+    float* dst = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        QueryScorer scorer(active_kernels(), spec);
+        for (std::size_t i = 0; i < nq; ++i) {
+            scorer.set_query(q + i * query_bytes(spec));
+            for (std::size_t j = 0; j < n; ++j) dst[i * n + j] = scorer.distance(rows + j * spec.row_bytes);
+        }
+    }
+    return out;
+}
+
+FloatArray pairwise(const py::array& data, std::size_t n, const py::array& queries, std::size_t nq,
+                    const std::string& storage, const std::string& metric, std::size_t dim,
+                    const py::object& lo, const py::object& scale, const py::object& threads) {
+    StoreSpec spec = make_spec(storage, metric, dim, lo, scale);
+    const std::uint8_t* rows = array_bytes(data, n * spec.row_bytes, data.itemsize(), "data");
+    const std::uint8_t* q = array_bytes(queries, nq * query_bytes(spec), queries.itemsize(), "queries");
+    std::size_t thread_n = thread_count(threads);
+    FloatArray out({nq, n});
+    float* dst = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        pairwise_distances(active_kernels(), spec, rows, n, q, nq, thread_n, dst);
+    }
+    return out;
+}
+
+py::tuple search(const py::array& data, std::size_t n, const py::array& queries, std::size_t nq,
+                 std::size_t k, const std::string& storage, const std::string& metric,
+                 std::size_t dim, const py::object& lo, const py::object& scale,
+                 const py::object& mask, const py::object& threads) {
+    if (k < 1) throw std::invalid_argument("k must be >= 1");
+    StoreSpec spec = make_spec(storage, metric, dim, lo, scale);
+    const std::uint8_t* rows = array_bytes(data, n * spec.row_bytes, data.itemsize(), "data");
+    const std::uint8_t* q = array_bytes(queries, nq * query_bytes(spec), queries.itemsize(), "queries");
+    const std::uint8_t* mask_ptr = nullptr;
+    if (!mask.is_none()) mask_ptr = array_bytes(mask.cast<py::array>(), n, 1, "mask");
+    std::size_t thread_n = thread_count(threads);
+    FloatArray distances({nq, k});
+    IdArray slots({nq, k});
+    float* d_ptr = distances.mutable_data();
+    std::int64_t* s_ptr = slots.mutable_data();
+    {
+        py::gil_scoped_release release;
+        exact_search(active_kernels(), spec, rows, n, q, nq, k, mask_ptr, thread_n, d_ptr, s_ptr);
+    }
+    return py::make_tuple(distances, slots);
+}
+
+py::tuple rerank(const py::array& data, std::size_t n, const py::array& queries, std::size_t nq,
+                 const py::array& candidates, std::size_t c, std::size_t k,
+                 const std::string& storage, const std::string& metric, std::size_t dim,
+                 const py::object& lo, const py::object& scale, const py::object& threads) {
+    if (k < 1) throw std::invalid_argument("k must be >= 1");
+    StoreSpec spec = make_spec(storage, metric, dim, lo, scale);
+    const std::uint8_t* rows = array_bytes(data, n * spec.row_bytes, data.itemsize(), "data");
+    const std::uint8_t* q = array_bytes(queries, nq * query_bytes(spec), queries.itemsize(), "queries");
+    const std::int64_t* cand = typed<std::int64_t>(candidates, nq * c, "candidates");
+    for (std::size_t i = 0; i < nq * c; ++i)
+        if (cand[i] >= static_cast<std::int64_t>(n))
+            throw std::invalid_argument("candidate slot " + std::to_string(cand[i]) +
+                                        " is out of range for " + std::to_string(n) + " rows");
+    std::size_t thread_n = thread_count(threads);
+    FloatArray distances({nq, k});
+    IdArray slots({nq, k});
+    float* d_ptr = distances.mutable_data();
+    std::int64_t* s_ptr = slots.mutable_data();
+    {
+        py::gil_scoped_release release;
+        rerank_candidates(active_kernels(), spec, rows, q, nq, cand, c, k, thread_n, d_ptr, s_ptr);
+    }
+    return py::make_tuple(distances, slots);
+}
+
+}  // namespace
+
+void bind_kernels(py::module_& m) {
+    m.def("detected_level", [] { return std::string(level_name(detected_level())); });
+    m.def("active_level", [] { return std::string(level_name(active_level())); });
+    m.def("set_active_level", [](const std::string& name) { set_active_level(parse_level(name)); });
+    m.def("cpu_features", &cpu_features);
+    m.def("env_warning", &env_warning);
+    m.def("available_cores", &available_cores);
+    m.def("pair_distances", &pair_distances, py::arg("data"), py::arg("n"), py::arg("queries"),
+          py::arg("nq"), py::arg("storage"), py::arg("metric"), py::arg("dim"),
+          py::arg("lo") = py::none(), py::arg("scale") = py::none());
+    m.def("pairwise", &pairwise, py::arg("data"), py::arg("n"), py::arg("queries"), py::arg("nq"),
+          py::arg("storage"), py::arg("metric"), py::arg("dim"), py::arg("lo") = py::none(),
+          py::arg("scale") = py::none(), py::arg("threads") = py::none());
+    m.def("search", &search, py::arg("data"), py::arg("n"), py::arg("queries"), py::arg("nq"),
+          py::arg("k"), py::arg("storage"), py::arg("metric"), py::arg("dim"),
+          py::arg("lo") = py::none(), py::arg("scale") = py::none(), py::arg("mask") = py::none(),
+          py::arg("threads") = py::none());
+    m.def("rerank", &rerank, py::arg("data"), py::arg("n"), py::arg("queries"), py::arg("nq"),
+          py::arg("candidates"), py::arg("c"), py::arg("k"), py::arg("storage"), py::arg("metric"),
+          py::arg("dim"), py::arg("lo") = py::none(), py::arg("scale") = py::none(),
+          py::arg("threads") = py::none());
+}
+
+}  // namespace simdex

@@ -1,0 +1,8 @@
+// Kernel family 'binary', avx512.
+#include "kernels/kernels.hpp"
+
+namespace simdex {
+
+void register_binary_avx512(KernelTable&) {}
+
+}  // namespace simdex

@@ -1,0 +1,95 @@
+// The kernel table: every SIMD routine simdex runs, as plain function pointers.
+//
+// dispatch.cpp fills one table per ISA level at first use (never at load time) by
+// calling register_<op>_<isa>() for each level up to the chosen one, in rising
+// order: a later ISA overrides what it implements and inherits the rest.
+//
+// Rules for ISA files (cpp/kernels/<op>/<isa>.cpp):
+//   * everything in an anonymous namespace except the one register_<op>_<isa>();
+//   * no STL templates and no inline functions from shared headers (they would be
+//     compiled with AVX flags and could be merged into baseline callers);
+//   * only <cstddef>, <cstdint>, <cstring>, intrinsics headers and this header.
+//
+// Math and precision (the same in every ISA):
+//   * float16 / bfloat16 rows are widened to float32 and accumulated in float32;
+//   * uint8 rows (scalar-quantized "int8" storage) are widened to float32;
+//   * no -ffast-math: NaN propagates, the summation order may differ between ISAs
+//     (blocked partial sums), so results agree to ~ d * eps * |terms|;
+//   * tails (d not a multiple of the vector width) are handled with masked loads
+//     (AVX-512) or a scalar loop (AVX2, NEON).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/binary/binary.hpp"
+#include "kernels/pq/pq.hpp"
+
+namespace simdex {
+
+enum class SimdLevel : int { scalar = 0, avx2 = 1, avx512 = 2, neon = 3 };
+
+struct KernelTable {
+    SimdLevel level = SimdLevel::scalar;
+
+    // ---- dense: a float32 query q (d,) against one stored row x (d,) ----------------
+    // dot_*: sum_j q_j * x_j                     l2_*: sum_j (q_j - x_j)^2
+    float (*dot_f32)(const float* q, const float* x, std::size_t d) = nullptr;
+    float (*l2_f32)(const float* q, const float* x, std::size_t d) = nullptr;
+    float (*dot_f16)(const float* q, const std::uint16_t* x, std::size_t d) = nullptr;
+    float (*l2_f16)(const float* q, const std::uint16_t* x, std::size_t d) = nullptr;
+    float (*dot_bf16)(const float* q, const std::uint16_t* x, std::size_t d) = nullptr;
+    float (*l2_bf16)(const float* q, const std::uint16_t* x, std::size_t d) = nullptr;
+    // uint8 codes: dot_u8 = sum_j q_j * x_j;  l2_u8 = sum_j (q_j - scale_j * x_j)^2
+    // (the caller folds the per-dimension offset and scale of scalar quantization into q)
+    float (*dot_u8)(const float* q, const std::uint8_t* x, std::size_t d) = nullptr;
+    float (*l2_u8)(const float* q, const float* scale, const std::uint8_t* x,
+                   std::size_t d) = nullptr;
+
+    // ---- dense, one query against n contiguous rows ---------------------------------
+    // x: (n, d) row-major;  out: (n,) float32, same formula as the single-pair kernel.
+    void (*dot_f32_rows)(const float* q, const float* x, std::size_t n, std::size_t d,
+                         float* out) = nullptr;
+    void (*l2_f32_rows)(const float* q, const float* x, std::size_t n, std::size_t d,
+                        float* out) = nullptr;
+    void (*dot_f16_rows)(const float* q, const std::uint16_t* x, std::size_t n,
+                         std::size_t d, float* out) = nullptr;
+    void (*l2_f16_rows)(const float* q, const std::uint16_t* x, std::size_t n, std::size_t d,
+                        float* out) = nullptr;
+    void (*dot_bf16_rows)(const float* q, const std::uint16_t* x, std::size_t n,
+                          std::size_t d, float* out) = nullptr;
+    void (*l2_bf16_rows)(const float* q, const std::uint16_t* x, std::size_t n,
+                         std::size_t d, float* out) = nullptr;
+    void (*dot_u8_rows)(const float* q, const std::uint8_t* x, std::size_t n, std::size_t d,
+                        float* out) = nullptr;
+    void (*l2_u8_rows)(const float* q, const float* scale, const std::uint8_t* x,
+                       std::size_t n, std::size_t d, float* out) = nullptr;
+
+    // ---- hamming on packed bit codes (any byte length) ------------------------------
+    std::uint32_t (*hamming)(const std::uint8_t* a, const std::uint8_t* b,
+                             std::size_t nbytes) = nullptr;
+    // queries: (nq, nbytes), x: (n, nbytes), out: (nq, n) uint32 row-major
+    void (*hamming_tile)(const std::uint8_t* queries, std::size_t nq, const std::uint8_t* x,
+                         std::size_t n, std::size_t nbytes, std::uint32_t* out) = nullptr;
+
+    // ---- GEMM-style inner products for many queries ---------------------------------
+    // queries: (nq, d), x: (n, d), both row-major float32;  out: (nq, n), out[i, j] = <q_i, x_j>
+    // with row stride out_stride (floats). scratch: gemm_scratch_floats(nq, n, d) floats.
+    // The caller keeps nq <= gemm_tile_q and n <= gemm_tile_n.
+    void (*ip_tile_f32)(const float* queries, std::size_t nq, const float* x, std::size_t n,
+                        std::size_t d, float* out, std::size_t out_stride,
+                        float* scratch) = nullptr;
+    std::size_t (*gemm_scratch_floats)(std::size_t nq, std::size_t n, std::size_t d) = nullptr;
+    std::size_t gemm_tile_q = 64;
+    std::size_t gemm_tile_n = 256;
+
+    // ---- families with their own header (cpp/kernels/<op>/<op>.hpp) -------------------
+    PqKernels pq;
+    BinaryKernels binary;
+};
+
+// One register function per (op, isa); see CMakeLists.txt SIMDEX_KERNEL_OPS.
+#define SIMDEX_REGISTER(op, isa) void register_##op##_##isa(KernelTable& table);
+#include "kernel_registry.inc"
+#undef SIMDEX_REGISTER
+
+}  // namespace simdex

@@ -1,0 +1,21 @@
+"""simdex: vector similarity search with a C++ SIMD core.
+
+NumPy in, NumPy out. Every search returns SearchResult(distances, ids): distances ascending
+(smaller is closer), ids int64, padded with -1 / +inf.
+"""
+
+from __future__ import annotations
+
+from . import _core, io, kernels
+from ._format import load
+from ._result import SearchResult
+from .flat import FlatIndex
+from .io import recall_at_k
+from .kernels import cpu_features, distances, knn, simd_level
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FlatIndex", "SearchResult", "cpu_features", "distances", "io", "kernels", "knn", "load",
+    "recall_at_k", "simd_level",
+]

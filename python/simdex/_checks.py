@@ -1,0 +1,166 @@
+"""Input validation in one place: every public entry point normalises its arguments here.
+
+Shape and value problems raise ValueError, dtype problems TypeError; messages say what was
+expected, what was received, and a hint.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+METRICS = ("l2", "ip", "cosine", "hamming")
+STORAGES = ("float32", "float16", "bfloat16", "int8")
+
+
+def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+    return value
+
+
+def check_metric(metric: Any, allowed: tuple[str, ...] = METRICS) -> str:
+    return check_choice(metric, "metric", allowed)
+
+
+def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int >= {minimum}; got {type(value).__name__} {value!r}")
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value}")
+    return value
+
+
+def check_k(k: Any) -> int:
+    return check_positive_int(k, "k")
+
+
+def check_threads(threads: Any) -> int | None:
+    if threads is None:
+        return None
+    return check_positive_int(threads, "threads")
+
+
+def _as_array(x: Any, name: str) -> np.ndarray:
+    if isinstance(x, np.ndarray):
+        return x
+    try:
+        return np.asarray(x)
+    except Exception as exc:  # ragged lists and the like
+        raise ValueError(f"{name} must be array-like with a regular shape: {exc}") from None
+
+
+def as_float_rows(x: Any, dim: int | None, name: str = "x", *, allow_1d: bool = True) -> tuple[np.ndarray, bool]:
+    """Validate float vectors.
+
+    x       : (n, dim) or (dim,) array of a float dtype
+    returns : ((n, dim) float32 C-contiguous, was_1d). float32 C-contiguous input is returned
+              as is (no copy); other float dtypes and non-contiguous arrays are copied once.
+    """
+    a = _as_array(x, name)
+    if a.dtype.kind != "f":
+        raise TypeError(
+            f"{name} must hold floating-point values (float32 preferred); got dtype {a.dtype}. "
+            f"Hint: convert with {name}.astype(numpy.float32)"
+        )
+    was_1d = a.ndim == 1
+    if was_1d and allow_1d:
+        a = a.reshape(1, -1)
+    if a.ndim != 2:
+        expected = f"(n, {dim if dim is not None else 'd'})" + (" or (d,)" if allow_1d else "")
+        raise ValueError(f"{name} must have shape {expected}; got ndim={a.ndim}, shape {a.shape}")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {a.shape}); pass at least one vector of dimension >= 1")
+    if dim is not None and a.shape[1] != dim:
+        raise ValueError(
+            f"{name} must have shape (n, {dim}) to match the index dimension; got {a.shape}"
+        )
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    if not np.isfinite(a).all():
+        bad = int(np.count_nonzero(~np.isfinite(a).all(axis=1)))
+        raise ValueError(
+            f"{name} contains NaN or infinite values in {bad} row(s) (after conversion to float32); "
+            "clean or drop those rows first"
+        )
+    return a, was_1d
+
+
+def as_codes(x: Any, nbytes: int | None, name: str = "codes", *, allow_1d: bool = True) -> tuple[np.ndarray, bool]:
+    """Validate packed binary codes (numpy.packbits layout).
+
+    returns : ((n, nbytes) uint8 C-contiguous, was_1d)
+    """
+    a = _as_array(x, name)
+    if a.dtype != np.uint8:
+        raise TypeError(
+            f"{name} must be uint8 codes packed with numpy.packbits; got dtype {a.dtype}. "
+            "Hint: numpy.packbits(bits, axis=1) or simdex.binarize(x)"
+        )
+    was_1d = a.ndim == 1
+    if was_1d and allow_1d:
+        a = a.reshape(1, -1)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must have shape (n, nbytes); got shape {a.shape}")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {a.shape})")
+    if nbytes is not None and a.shape[1] != nbytes:
+        raise ValueError(
+            f"{name} must have {nbytes} bytes per row ({nbytes * 8} bits) to match the index; "
+            f"got shape {a.shape}"
+        )
+    return np.ascontiguousarray(a), was_1d
+
+
+def as_ids(ids: Any, n: int, name: str = "ids") -> np.ndarray:
+    """User ids for n new vectors: (n,) int64, unique, non-negative."""
+    a = _as_array(ids, name)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be integers (int64); got dtype {a.dtype}")
+    if a.ndim != 1 or a.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},), one id per vector; got shape {a.shape}")
+    if a.dtype.kind == "u" and a.size and a.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"{name} must fit in int64; got a value of {a.max()}")
+    a = a.astype(np.int64, copy=False)
+    if a.size and a.min() < 0:
+        raise ValueError(f"{name} must be >= 0 (-1 marks missing results); got {a.min()}")
+    uniq = np.unique(a)
+    if uniq.size != a.size:
+        sorted_a = np.sort(a)
+        dup = sorted_a[1:][sorted_a[1:] == sorted_a[:-1]][:3]
+        raise ValueError(f"{name} must be unique; duplicated: {dup.tolist()}")
+    return np.ascontiguousarray(a)
+
+
+def as_max_distance(max_distance: Any, nq: int) -> np.ndarray | None:
+    """None, a float, or (nq,) floats -> (nq,) float32 thresholds."""
+    if max_distance is None:
+        return None
+    a = np.asarray(max_distance, dtype=np.float64) if not isinstance(max_distance, np.ndarray) else max_distance
+    if a.dtype.kind not in "fiu":
+        raise TypeError(f"max_distance must be a float or an array of floats; got dtype {a.dtype}")
+    if a.ndim == 0:
+        a = np.full(nq, float(a))
+    if a.shape != (nq,):
+        raise ValueError(f"max_distance must be a float or have shape ({nq},), one per query; got {a.shape}")
+    if np.isnan(a).any():
+        raise ValueError("max_distance must not contain NaN")
+    return a.astype(np.float32)
+
+
+def as_filter(filter: Any) -> np.ndarray | None:
+    """filter: None, int array of allowed ids, or boolean mask indexed by id."""
+    if filter is None:
+        return None
+    a = _as_array(filter, "filter")
+    if a.ndim != 1:
+        raise ValueError(f"filter must be a 1-D array of allowed ids or a boolean mask; got shape {a.shape}")
+    if a.dtype == np.bool_:
+        return a
+    if a.dtype.kind in "iu":
+        return a.astype(np.int64, copy=False)
+    raise TypeError(
+        f"filter must be an int64 array of allowed ids or a boolean mask indexed by id; got dtype {a.dtype}"
+    )

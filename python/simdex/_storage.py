@@ -1,0 +1,64 @@
+"""Row storage encodings shared by the float indexes: float32, float16, bfloat16, int8.
+
+int8 is scalar quantization with trained per-dimension ranges:
+    x_j ~ lo_j + scale_j * code_j,  code_j in 0..255,  scale_j = (max_j - min_j) / 255
+Constant columns (real embeddings have them) get scale 0 and code 0: no division by zero.
+Values outside the trained range are clipped to it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+ROW_DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": np.uint16, "int8": np.uint8}
+
+
+def to_bfloat16(x: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bits (uint16), round to nearest even."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    rounding = ((bits >> 16) & 1) + np.uint32(0x7FFF)
+    return ((bits + rounding) >> 16).astype(np.uint16)
+
+
+def from_bfloat16(h: np.ndarray) -> np.ndarray:
+    return (h.astype(np.uint32) << 16).view(np.float32)
+
+
+def train_int8(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension ranges from sample rows x (n, d) -> lo (d,), scale (d,) float32."""
+    lo = x.min(axis=0).astype(np.float32)
+    hi = x.max(axis=0).astype(np.float32)
+    scale = ((hi.astype(np.float64) - lo) / 255.0).astype(np.float32)
+    return np.ascontiguousarray(lo), np.ascontiguousarray(scale)
+
+
+def encode(x: np.ndarray, storage: str, lo: np.ndarray | None = None,
+           scale: np.ndarray | None = None) -> np.ndarray:
+    """float32 rows (n, d) -> stored rows (n, d) of ROW_DTYPES[storage]."""
+    if storage == "float32":
+        return x
+    if storage == "float16":
+        return x.astype(np.float16)
+    if storage == "bfloat16":
+        return to_bfloat16(x)
+    if storage == "int8":
+        assert lo is not None and scale is not None
+        safe = np.where(scale > 0, scale, 1.0).astype(np.float32)
+        codes = np.rint((x - lo) / safe)
+        codes = np.where(scale > 0, codes, 0.0)
+        return np.clip(codes, 0, 255).astype(np.uint8)
+    raise ValueError(f"unknown storage {storage!r}")
+
+
+def decode(rows: np.ndarray, storage: str, lo: np.ndarray | None = None,
+           scale: np.ndarray | None = None) -> np.ndarray:
+    """Stored rows -> float32 (n, d)."""
+    if storage == "float32":
+        return rows
+    if storage == "float16":
+        return rows.astype(np.float32)
+    if storage == "bfloat16":
+        return from_bfloat16(rows)
+    if storage == "int8":
+        return (lo + scale * rows.astype(np.float32)).astype(np.float32)
+    raise ValueError(f"unknown storage {storage!r}")

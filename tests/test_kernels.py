@@ -1,0 +1,188 @@
+"""Every kernel x storage dtype x metric at every SIMD level, against float64 NumPy."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
+
+import simdex as sx
+from simdex import _core, _storage
+from simdex.kernels import available_levels, force_simd
+
+TAIL_DIMS = [1, 2, 3, 7, 15, 16, 17, 31, 33, 63, 65, 127, 129, 384, 1000]
+U = 2.0 ** -24  # float32 unit roundoff
+STORAGES = ["float32", "float16", "bfloat16", "int8"]
+
+
+def stored_rows(x: np.ndarray, storage: str):
+    """Encode rows as the index would; return (rows, lo, scale, exact float64 values)."""
+    lo = scale = None
+    if storage == "int8":
+        lo, scale = _storage.train_int8(x)
+    rows = _storage.encode(x, storage, lo, scale)
+    if storage == "int8":  # the kernel sees lo + scale * code, computed in float64 here
+        exact = lo.astype(np.float64) + scale.astype(np.float64) * rows.astype(np.float64)
+    else:
+        exact = _storage.decode(rows, storage).astype(np.float64)
+    return np.ascontiguousarray(rows), lo, scale, exact
+
+
+def reference(q: np.ndarray, x: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """float64 distances (q, n) and a bound on the float32 error of each."""
+    q = q.astype(np.float64)
+    if metric == "l2":
+        diff = q[:, None, :] - x[None, :, :]
+        terms = (diff ** 2).sum(-1)
+        magnitude = terms + (np.abs(q[:, None, :]) * np.abs(x[None, :, :])).sum(-1)
+        return terms, magnitude
+    return 1.0 - q @ x.T, np.abs(q) @ np.abs(x).T
+
+
+def dims_and_data(draw, max_rows=9):
+    d = draw(st.sampled_from(TAIL_DIMS) | st.integers(1, 1000))
+    n = draw(st.integers(1, max_rows))
+    nq = draw(st.integers(1, 5))
+    elements = st.floats(-4, 4, width=32, allow_subnormal=False)
+    x = draw(hnp.arrays(np.float32, (n, d), elements=elements))
+    q = draw(hnp.arrays(np.float32, (nq, d), elements=elements))
+    return d, x, q
+
+
+@pytest.mark.parametrize("level", available_levels())
+@pytest.mark.parametrize("storage", STORAGES)
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+@settings(max_examples=20, deadline=None)
+@given(data=st.data())
+def test_dense_kernels_match_float64(level, storage, metric, data):
+    d, x, q = dims_and_data(data.draw)
+    rows, lo, scale, exact = stored_rows(x, storage)
+    ref, magnitude = reference(q, exact, metric)
+    tol = 4 * (d + 2) * U * magnitude + 1e-6
+    if storage == "int8" and metric == "l2":
+        tol = tol + 4 * (d + 2) * U * (np.abs(q) ** 2).sum(1)[:, None]
+    with force_simd(level):
+        pair = _core.pair_distances(rows, len(rows), q, len(q), storage, metric, d, lo, scale)
+        rows_path = _core.pairwise(rows, len(rows), q, len(q), storage, metric, d, lo, scale, threads=1)
+    assert np.all(np.abs(pair - ref) <= tol), np.max(np.abs(pair - ref) - tol)
+    if storage == "float32" and metric == "l2" and len(q) >= 4:  # GEMM path: |q|^2 + |x|^2 - 2<q, x>
+        tol = tol + 8 * (d + 2) * U * ((q.astype(np.float64) ** 2).sum(1)[:, None] + (exact ** 2).sum(1)[None])
+    assert np.all(np.abs(rows_path - ref) <= tol), np.max(np.abs(rows_path - ref) - tol)
+
+
+@pytest.mark.parametrize("level", available_levels())
+@settings(max_examples=30, deadline=None)
+@given(data=st.data())
+def test_hamming_matches_numpy(level, data):
+    nbytes = data.draw(st.integers(1, 300))
+    n = data.draw(st.integers(1, 20))
+    nq = data.draw(st.integers(1, 9))
+    codes = data.draw(hnp.arrays(np.uint8, (n, nbytes)))
+    queries = data.draw(hnp.arrays(np.uint8, (nq, nbytes)))
+    ref = np.unpackbits(queries[:, None, :] ^ codes[None, :, :], axis=-1).sum(-1)
+    with force_simd(level):
+        pair = _core.pair_distances(codes, n, queries, nq, "bits", "hamming", nbytes * 8)
+        got = sx.distances(queries, codes, "hamming")
+        k = min(3, n)
+        D, _ = sx.knn(queries, codes, k, "hamming")
+    np.testing.assert_array_equal(pair, ref)
+    np.testing.assert_array_equal(got, ref)
+    np.testing.assert_array_equal(D, np.sort(ref, axis=1)[:, :k])
+
+
+@pytest.mark.parametrize("level", available_levels())
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+def test_distances_and_knn_match_brute_force(level, metric):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((300, 65)).astype(np.float32)
+    q = rng.standard_normal((11, 65)).astype(np.float32)
+    from conftest import brute_force
+
+    ref = brute_force(q, x, metric)
+    with force_simd(level):
+        got = sx.distances(q, x, metric)
+        D, I = sx.knn(q, x, 7, metric)
+        D1, I1 = sx.knn(q[0], x, 7, metric)
+    np.testing.assert_allclose(got, ref, atol=2e-4 * max(1, np.abs(ref).max()))
+    np.testing.assert_allclose(D, np.sort(ref, axis=1)[:, :7], atol=2e-4 * max(1, np.abs(ref).max()))
+    # returned ids really have the returned distances
+    np.testing.assert_allclose(np.take_along_axis(ref, I, 1), D, atol=2e-4 * max(1, np.abs(ref).max()))
+    assert D1.shape == (7,) and I1.shape == (7,)
+    np.testing.assert_allclose(D1, D[0], rtol=1e-5, atol=1e-5)
+
+
+def test_knn_pads_when_k_exceeds_n():
+    x = np.eye(3, dtype=np.float32)
+    D, I = sx.knn(x, x, 5)
+    assert I.shape == (3, 5)
+    assert (I[:, 3:] == -1).all() and np.isinf(D[:, 3:]).all()
+    assert (I[:, 0] == np.arange(3)).all()
+
+
+def test_knn_threads_agree():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((5000, 32)).astype(np.float32)
+    q = rng.standard_normal((3, 32)).astype(np.float32)
+    a = sx.knn(q, x, 10, "ip", threads=1)
+    b = sx.knn(q, x, 10, "ip", threads=2)
+    np.testing.assert_allclose(a.distances, b.distances, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "bad, exc",
+    [
+        (lambda x: sx.knn(x, x, 0), ValueError),
+        (lambda x: sx.knn(x, x, 2.5), TypeError),
+        (lambda x: sx.knn(x.astype(np.int32), x, 2), TypeError),
+        (lambda x: sx.knn(x[:, :3], x, 2), ValueError),
+        (lambda x: sx.knn(x[None], x, 2), ValueError),
+        (lambda x: sx.knn(x[:0], x, 2), ValueError),
+        (lambda x: sx.knn(np.full_like(x, np.nan), x, 2), ValueError),
+        (lambda x: sx.knn(x, x, 2, "manhattan"), ValueError),
+        (lambda x: sx.knn(x, x, 2, threads=0), ValueError),
+        (lambda x: sx.distances(x, x, "hamming"), TypeError),
+    ],
+)
+def test_bad_input(bad, exc):
+    x = np.random.default_rng(3).standard_normal((4, 8)).astype(np.float32)
+    with pytest.raises(exc) as info:
+        bad(x)
+    assert str(info.value)
+
+
+def test_messages_say_expected_and_received():
+    x = np.zeros((4, 8), np.float32)
+    with pytest.raises(ValueError, match=r"\(n, 8\).*\(4, 3\)"):
+        sx.knn(x[:, :3], x, 2)
+
+
+def test_simd_level_and_features():
+    assert sx.simd_level() in ("scalar", "avx2", "avx512", "neon")
+    feats = sx.cpu_features()
+    assert isinstance(feats, dict) and all(isinstance(v, bool) for v in feats.values())
+    levels = available_levels()
+    assert levels[0] == "scalar"
+    with force_simd("scalar"):
+        assert sx.simd_level() == "scalar"
+    assert sx.simd_level() == levels[-1] or os.environ.get("SIMDEX_SIMD")
+    with pytest.raises(ValueError):
+        with force_simd("sse9"):
+            pass
+
+
+def run_python(code: str, env_level: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, SIMDEX_SIMD=env_level)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+
+
+def test_env_variable_lowers_and_bad_value_warns():
+    r = run_python("import simdex; print(simdex.simd_level())", "scalar")
+    assert r.returncode == 0 and r.stdout.strip() == "scalar"
+    r = run_python("import simdex; print(simdex.simd_level())", "bogus")
+    assert r.returncode == 0 and "SIMDEX_SIMD" in r.stderr
+    assert r.stdout.strip() == available_levels()[-1] or os.environ.get("SIMDEX_SIMD")
