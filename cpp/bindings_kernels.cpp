@@ -1,4 +1,5 @@
 // Bindings: SIMD level control, kernels for tests, exact search and pairwise distances.
+#include <algorithm>
 #include <vector>
 
 #include "bindings_common.hpp"
@@ -94,6 +95,24 @@ py::tuple rerank(const py::array& data, std::size_t n, const py::array& queries,
     return py::make_tuple(distances, slots);
 }
 
+// True when every float32 value is finite: one pass, exponent-bit test (vectorises at the
+// baseline ISA; bandwidth-bound), GIL released.
+bool all_finite(const py::array& values) {
+    const auto* bits = typed<std::uint32_t>(values, static_cast<std::size_t>(values.size()), "values");
+    std::size_t n = static_cast<std::size_t>(values.size());
+    std::uint32_t bad = 0;
+    {
+        py::gil_scoped_release release;
+        const std::size_t chunk = 1 << 16;
+        for (std::size_t start = 0; start < n && !bad; start += chunk) {
+            std::size_t end = std::min(n, start + chunk);
+            for (std::size_t i = start; i < end; ++i)
+                bad |= static_cast<std::uint32_t>((bits[i] & 0x7f800000u) == 0x7f800000u);
+        }
+    }
+    return bad == 0;
+}
+
 }  // namespace
 
 void bind_kernels(py::module_& m) {
@@ -113,6 +132,7 @@ void bind_kernels(py::module_& m) {
           py::arg("k"), py::arg("storage"), py::arg("metric"), py::arg("dim"),
           py::arg("lo") = py::none(), py::arg("scale") = py::none(), py::arg("mask") = py::none(),
           py::arg("threads") = py::none());
+    m.def("all_finite", &all_finite, py::arg("values"));
     m.def("rerank", &rerank, py::arg("data"), py::arg("n"), py::arg("queries"), py::arg("nq"),
           py::arg("candidates"), py::arg("c"), py::arg("k"), py::arg("storage"), py::arg("metric"),
           py::arg("dim"), py::arg("lo") = py::none(), py::arg("scale") = py::none(),

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from . import _core
+
 METRICS = ("l2", "ip", "cosine", "hamming")
 STORAGES = ("float32", "float16", "bfloat16", "int8")
 
@@ -79,7 +81,7 @@ def as_float_rows(x: Any, dim: int | None, name: str = "x", *, allow_1d: bool = 
             f"{name} must have shape (n, {dim}) to match the index dimension; got {a.shape}"
         )
     a = np.ascontiguousarray(a, dtype=np.float32)
-    if not np.isfinite(a).all():
+    if not _core.all_finite(a):
         bad = int(np.count_nonzero(~np.isfinite(a).all(axis=1)))
         raise ValueError(
             f"{name} contains NaN or infinite values in {bad} row(s) (after conversion to float32); "

@@ -67,16 +67,17 @@ def normalize(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x / norms, dtype=np.float32)
 
 
-def _prepare_pair(queries: Any, data: Any, metric: str) -> tuple[np.ndarray, np.ndarray, bool, int]:
+def _prepare_pair(queries: Any, data: Any, metric: str, *, data_1d: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray, bool, bool, int]:
     if metric == "hamming":
-        d, _ = _checks.as_codes(data, None, "data", allow_1d=False)
+        d, d_was_1d = _checks.as_codes(data, None, "data", allow_1d=data_1d)
         q, was_1d = _checks.as_codes(queries, d.shape[1], "queries")
-        return q, d, was_1d, d.shape[1] * 8
-    d, _ = _checks.as_float_rows(data, None, "data", allow_1d=False)
+        return q, d, was_1d, d_was_1d, d.shape[1] * 8
+    d, d_was_1d = _checks.as_float_rows(data, None, "data", allow_1d=data_1d)
     q, was_1d = _checks.as_float_rows(queries, d.shape[1], "queries")
     if metric == "cosine":
         q, d = normalize(q), normalize(d)
-    return q, d, was_1d, d.shape[1]
+    return q, d, was_1d, d_was_1d, d.shape[1]
 
 
 def _storage_for(metric: str) -> str:
@@ -89,13 +90,15 @@ def distances(x: Any, y: Any, metric: str = "l2", *, threads: int | None = None)
     x       : (n, d) float vectors, or (n, nbytes) uint8 packed codes for metric='hamming'
     y       : (m, d) likewise
     returns : (n, m) float32; l2 = squared Euclidean, ip = 1 - <x, y>, cosine = 1 - cos,
-              hamming = number of differing bits
+              hamming = number of differing bits. A 1-D x or y drops that axis, so two
+              1-D vectors give a 0-d array.
     """
     metric = _checks.check_metric(metric)
     threads = _checks.check_threads(threads)
-    q, d, _, dim = _prepare_pair(x, y, metric)
-    return _core.pairwise(d, d.shape[0], q, q.shape[0], _storage_for(metric), metric, dim,
-                          threads=threads)
+    q, d, x_1d, y_1d, dim = _prepare_pair(x, y, metric, data_1d=True)
+    out = _core.pairwise(d, d.shape[0], q, q.shape[0], _storage_for(metric), metric, dim,
+                         threads=threads)
+    return out[0 if x_1d else slice(None), 0 if y_1d else slice(None)]
 
 
 def knn(queries: Any, data: Any, k: int, metric: str = "l2", *, threads: int | None = None) -> SearchResult:
@@ -109,7 +112,7 @@ def knn(queries: Any, data: Any, k: int, metric: str = "l2", *, threads: int | N
     metric = _checks.check_metric(metric)
     k = _checks.check_k(k)
     threads = _checks.check_threads(threads)
-    q, d, was_1d, dim = _prepare_pair(queries, data, metric)
+    q, d, was_1d, _, dim = _prepare_pair(queries, data, metric)
     dist, ids = _core.search(d, d.shape[0], q, q.shape[0], k, _storage_for(metric), metric, dim,
                              threads=threads)
     if was_1d:
