@@ -39,3 +39,9 @@ def brute_force(queries: np.ndarray, data: np.ndarray, metric: str) -> np.ndarra
 
 
 __all__ = ["LEVELS", "brute_force", "clustered", "sx"]
+
+# Hypothesis: derandomized so every run draws the same examples (no clock-seeded tests).
+from hypothesis import settings as _settings  # noqa: E402
+
+_settings.register_profile("simdex", derandomize=True, deadline=None, print_blob=True)
+_settings.load_profile("simdex")
