@@ -178,3 +178,13 @@ def test_duplicate_ids_across_adds():
     index.add(np.ones((2, 2), np.float32), ids=[1, 2])
     with pytest.raises(ValueError, match="already"):
         index.add(np.ones((1, 2), np.float32), ids=[2])
+
+
+@pytest.mark.parametrize("storage", ["float16", "bfloat16", "int8"])
+def test_threaded_encoding_matches_single_thread(storage):
+    x = clustered(20_000, 12, seed=8)
+    one, two = sx.FlatIndex(12, storage=storage), sx.FlatIndex(12, storage=storage)
+    one.train(x), two.train(x)
+    one.add(x, threads=1)
+    two.add(x, threads=2)
+    np.testing.assert_array_equal(one._rows[: len(one)], two._rows[: len(two)])

@@ -75,13 +75,16 @@ class FlatIndex(Index):
         return self
 
     def add(self, x: Any, ids: Any = None, *, threads: int | None = None) -> np.ndarray:
-        """Add vectors x (n, dim) (or (n, dim/8) uint8 codes for hamming); returns their ids (n,) int64."""
-        _checks.check_threads(threads)
+        """Add vectors x (n, dim) (or (n, dim/8) uint8 codes for hamming); returns their ids (n,) int64.
+
+        threads: encoding to float16/bfloat16/int8 runs in row chunks on this many threads.
+        """
+        threads = _checks.check_threads(threads)
         a, _ = self._prepare(x, "x")
         new_ids = self._new_ids(ids, a.shape[0])
         if self.storage == "int8" and self._lo is None:
             self._lo, self._scale = _storage.train_int8(a)
-        rows = a if self.metric == "hamming" else _storage.encode(a, self.storage, self._lo, self._scale)
+        rows = a if self.metric == "hamming" else _storage.encode(a, self.storage, self._lo, self._scale, threads=threads)
         self._reserve(self._n + rows.shape[0])
         self._rows[self._n: self._n + rows.shape[0]] = rows
         self._ids = np.concatenate([self._ids, new_ids])
