@@ -1,5 +1,10 @@
-// Bounded top-k selection: a max-heap of the k smallest distances seen so far.
+// Bounded top-k selection: the k smallest (distance, id) pairs seen so far.
 // Baseline code only (no ISA flags); used by every index.
+//
+// Candidates under the current limit are appended to a buffer of 2k entries without any
+// heap work; when the buffer fills, nth_element keeps the k best and the limit drops to the
+// k-th distance. A scan therefore pays one compare per row and O(1) amortised per accepted
+// candidate, even for large k (a binary heap pays O(log k) per accepted candidate).
 #pragma once
 #include <algorithm>
 #include <cstddef>
@@ -12,45 +17,44 @@ namespace simdex {
 
 class TopK {
    public:
-    explicit TopK(std::size_t k) : k_(k) { heap_.reserve(k); }
+    using Item = std::pair<float, std::int64_t>;
 
-    // Largest kept distance, or +inf while fewer than k are kept: push only below this.
-    float threshold() const {
-        return heap_.size() < k_ ? std::numeric_limits<float>::infinity() : heap_.front().first;
-    }
+    explicit TopK(std::size_t k) : k_(k), capacity_(std::max<std::size_t>(2 * k, 32)) {}
+
+    // Push only below this: +inf until k candidates were kept, then (an upper bound on) the
+    // k-th best distance so far.
+    float threshold() const { return limit_; }
 
     void push(float distance, std::int64_t id) {
-        if (heap_.size() < k_) {
-            heap_.emplace_back(distance, id);
-            std::push_heap(heap_.begin(), heap_.end());
-        } else if (distance < heap_.front().first) {
-            std::pop_heap(heap_.begin(), heap_.end());
-            heap_.back() = {distance, id};
-            std::push_heap(heap_.begin(), heap_.end());
-        }
+        if (!(distance < limit_)) return;
+        if (items_.empty()) items_.reserve(capacity_);
+        items_.emplace_back(distance, id);
+        if (items_.size() >= capacity_) compact();
     }
 
     // Scan n distances with ids base + i, pushing those under the threshold.
     void push_range(const float* distances, std::size_t n, std::int64_t base) {
-        float limit = threshold();
-        for (std::size_t i = 0; i < n; ++i) {
-            if (distances[i] < limit) {
-                push(distances[i], base + static_cast<std::int64_t>(i));
-                limit = threshold();
-            }
-        }
+        for (std::size_t i = 0; i < n; ++i)
+            if (distances[i] < limit_) push(distances[i], base + static_cast<std::int64_t>(i));
     }
 
-    std::size_t size() const { return heap_.size(); }
-    void clear() { heap_.clear(); }
+    std::size_t size() const { return std::min(items_.size(), k_); }
+    void clear() {
+        items_.clear();
+        limit_ = std::numeric_limits<float>::infinity();
+    }
+
+    // Kept candidates, unordered (possibly more than k, all under the limit): for merging.
+    const std::vector<Item>& items() const { return items_; }
 
     // Ascending by (distance, id); pads to k with (+inf, -1).
     void write_sorted(float* distances, std::int64_t* ids) {
-        std::sort(heap_.begin(), heap_.end());
+        if (items_.size() > k_) compact();
+        std::sort(items_.begin(), items_.end());
         std::size_t i = 0;
-        for (; i < heap_.size(); ++i) {
-            distances[i] = heap_[i].first;
-            ids[i] = heap_[i].second;
+        for (; i < items_.size(); ++i) {
+            distances[i] = items_[i].first;
+            ids[i] = items_[i].second;
         }
         for (; i < k_; ++i) {
             distances[i] = std::numeric_limits<float>::infinity();
@@ -58,11 +62,45 @@ class TopK {
         }
     }
 
-    std::vector<std::pair<float, std::int64_t>>& items() { return heap_; }
-
    private:
+    // Keep the k best: select the k-th distance on a plain float copy (fast even with many
+    // ties), then keep everything below it and fill up with entries equal to it.
+    void compact() {
+        if (k_ == 0) {
+            items_.clear();
+            return;
+        }
+        if (items_.size() > k_) {
+            scratch_.resize(items_.size());
+            for (std::size_t i = 0; i < items_.size(); ++i) scratch_[i] = items_[i].first;
+            std::nth_element(scratch_.begin(), scratch_.begin() + static_cast<std::ptrdiff_t>(k_ - 1),
+                             scratch_.end());
+            float kth = scratch_[k_ - 1];
+            std::size_t below = 0;
+            for (const Item& item : items_) below += item.first < kth;
+            std::size_t ties_allowed = k_ - below, kept = 0;
+            for (const Item& item : items_) {
+                if (item.first < kth || (item.first == kth && ties_allowed > 0)) {
+                    if (!(item.first < kth)) --ties_allowed;
+                    items_[kept++] = item;
+                }
+            }
+            items_.resize(kept);
+            limit_ = kth;
+            return;
+        }
+        if (items_.size() == k_) {
+            float worst = items_[0].first;
+            for (const Item& item : items_) worst = std::max(worst, item.first);
+            limit_ = worst;
+        }
+    }
+
     std::size_t k_;
-    std::vector<std::pair<float, std::int64_t>> heap_;
+    std::size_t capacity_;
+    float limit_ = std::numeric_limits<float>::infinity();
+    std::vector<Item> items_;
+    std::vector<float> scratch_;
 };
 
 }  // namespace simdex
