@@ -4,7 +4,7 @@
 # extension. Use it with: PYTHONPATH=BUILD_DIR/pkg python -m pytest
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-build=${1:-$root/build-dev}
+build=$(realpath -m "${1:-$root/build-dev}")
 mkdir -p "$build"
 if [ ! -f "$build/build.ninja" ]; then
   cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \

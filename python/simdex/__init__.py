@@ -9,13 +9,16 @@ from __future__ import annotations
 from . import _core, io, kernels
 from ._format import load
 from ._result import SearchResult
+from .binary import BinaryIndex, ResidualBinarizer, binarize
 from .flat import FlatIndex
+from .hnsw import HNSWIndex
 from .io import recall_at_k
 from .kernels import cpu_features, distances, knn, simd_level
+from .lid import lid
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "FlatIndex", "SearchResult", "cpu_features", "distances", "io", "kernels", "knn", "load",
-    "recall_at_k", "simd_level",
+    "BinaryIndex", "FlatIndex", "HNSWIndex", "ResidualBinarizer", "SearchResult", "binarize",
+    "cpu_features", "distances", "io", "kernels", "knn", "lid", "load", "recall_at_k", "simd_level",
 ]

@@ -1,0 +1,816 @@
+// HNSW: insertion, removal with link repair, layered search, filtered search.
+// See hnsw.hpp for the layout and the concurrency rules.
+#include "index/hnsw.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <thread>
+
+#include "index/topk.hpp"
+#include "parallel.hpp"
+
+namespace simdex {
+
+// Per-thread scratch, pooled by the graph: nothing is allocated per query in steady state.
+struct HnswWorker {
+    std::vector<std::uint16_t> visited;  // visited[slot] == epoch <=> seen in this search
+    std::uint16_t epoch = 0;
+    std::vector<HnswCandidate> candidates;  // min-heap: nodes still to expand
+    std::vector<HnswCandidate> results;     // max-heap: the ef best (allowed) nodes
+    std::vector<HnswCandidate> sorted;      // results / link candidates, ascending
+    std::vector<std::uint32_t> todo;        // unvisited neighbours of the node being expanded
+    std::vector<std::uint32_t> links;       // copy of a link list read under its lock
+    std::vector<std::uint32_t> chosen;      // output of the selection heuristic
+    std::vector<float> query, row_query, select_query, decoded, normalized;
+
+    void new_epoch(std::size_t slots) {
+        if (visited.size() < slots) {
+            visited.assign(slots + slots / 4 + 16, 0);
+            epoch = 0;
+        }
+        if (++epoch == 0) {
+            std::fill(visited.begin(), visited.end(), 0);
+            epoch = 1;
+        }
+    }
+    bool visit(std::uint32_t slot) {  // true if newly visited
+        if (visited[slot] == epoch) return false;
+        visited[slot] = epoch;
+        return true;
+    }
+};
+
+namespace {
+
+inline bool closer(const HnswCandidate& a, const HnswCandidate& b) {
+    return a.distance < b.distance || (a.distance == b.distance && a.slot < b.slot);
+}
+inline bool farther(const HnswCandidate& a, const HnswCandidate& b) { return closer(b, a); }
+
+// results: max-heap (worst on top);  candidates: min-heap (best on top)
+inline void push_result(std::vector<HnswCandidate>& h, HnswCandidate c) {
+    h.push_back(c);
+    std::push_heap(h.begin(), h.end(), closer);
+}
+inline void pop_result(std::vector<HnswCandidate>& h) {
+    std::pop_heap(h.begin(), h.end(), closer);
+    h.pop_back();
+}
+inline void push_candidate(std::vector<HnswCandidate>& h, HnswCandidate c) {
+    h.push_back(c);
+    std::push_heap(h.begin(), h.end(), farther);
+}
+inline void pop_candidate(std::vector<HnswCandidate>& h) {
+    std::pop_heap(h.begin(), h.end(), farther);
+    h.pop_back();
+}
+
+inline void prefetch(const void* p) { __builtin_prefetch(p, 0, 3); }
+
+std::uint64_t splitmix64(std::uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+std::size_t round_up(std::size_t x, std::size_t a) { return (x + a - 1) / a * a; }
+
+}  // namespace
+
+// ---- construction and storage -----------------------------------------------------------
+
+HnswGraph::HnswGraph(const KernelTable& table, const StoreSpec& spec, std::size_t M,
+                     std::size_t ef_construction, std::uint64_t seed)
+    : table_(&table), spec_(spec), M_(M), M0_(2 * M), ef_construction_(ef_construction),
+      seed_(seed) {
+    if (M < 2 || M > 1024) throw std::invalid_argument("M must be in [2, 1024]; got " + std::to_string(M));
+    if (ef_construction < 1)
+        throw std::invalid_argument("ef_construction must be >= 1; got " + std::to_string(ef_construction));
+    if ((spec.storage == Storage::bits) != (spec.metric == Metric::hamming))
+        throw std::invalid_argument("metric 'hamming' goes with bit codes and only with them");
+    level_mult_ = 1.0 / std::log(static_cast<double>(M));
+    links_offset_ = round_up(spec.row_bytes, 4);
+    block_bytes_ = links_offset_ + 4 * (1 + M0_);
+    block_bytes_ = round_up(block_bytes_, spec.row_bytes >= 256 ? 64 : 16);
+    if (spec.storage == Storage::u8) {
+        lo_.assign(spec.dim, 0.0f);
+        scale_.assign(spec.dim, 0.0f);
+        if (spec.lo) std::copy(spec.lo, spec.lo + spec.dim, lo_.begin());
+        if (spec.scale) std::copy(spec.scale, spec.scale + spec.dim, scale_.begin());
+        spec_.lo = lo_.data();
+        spec_.scale = scale_.data();
+    }
+    dist_.storage = spec.storage;
+    dist_.l2 = spec.metric == Metric::l2;
+    dist_.dim = spec.dim;
+    dist_.row_bytes = spec.row_bytes;
+    dist_.scale = spec_.scale;
+    switch (spec.storage) {
+        case Storage::f32: dist_.f32 = dist_.l2 ? table.l2_f32 : table.dot_f32; break;
+        case Storage::f16: dist_.h16 = dist_.l2 ? table.l2_f16 : table.dot_f16; break;
+        case Storage::bf16: dist_.h16 = dist_.l2 ? table.l2_bf16 : table.dot_bf16; break;
+        case Storage::u8:
+            dist_.u8_dot = table.dot_u8;
+            dist_.u8_l2 = table.l2_u8;
+            break;
+        case Storage::bits: dist_.hamming = table.hamming; break;
+    }
+}
+
+HnswGraph::~HnswGraph() { std::free(owned_); }
+
+void HnswGraph::set_ranges(const float* lo, const float* scale) {
+    if (spec_.storage != Storage::u8) throw std::invalid_argument("set_ranges: only for int8 storage");
+    if (live_count_ != 0) throw std::invalid_argument("set_ranges: the index already holds vectors");
+    std::copy(lo, lo + spec_.dim, lo_.begin());
+    std::copy(scale, scale + spec_.dim, scale_.begin());
+}
+
+std::size_t HnswGraph::nbytes() const {
+    std::size_t total = capacity_ * (block_bytes_ + sizeof(std::int32_t) + 1 +
+                                     sizeof(std::vector<std::uint32_t>));
+    for (std::size_t s = 0; s < slot_count_; ++s) total += upper_[s].capacity() * 4;
+    return total + (lo_.size() + scale_.size()) * 4;
+}
+
+void HnswGraph::reserve(std::size_t slots) {
+    if (slots <= capacity_) {
+        own_blocks();
+        return;
+    }
+    std::size_t capacity = std::max<std::size_t>({slots, capacity_ + capacity_ / 2, 64});
+    void* memory = std::aligned_alloc(64, round_up(capacity * block_bytes_, 64));
+    if (!memory) throw std::bad_alloc();
+    auto* grown = static_cast<std::uint8_t*>(memory);
+    if (slot_count_) std::memcpy(grown, blocks_, slot_count_ * block_bytes_);
+    std::memset(grown + slot_count_ * block_bytes_, 0, (capacity - slot_count_) * block_bytes_);
+    std::free(owned_);
+    owned_ = grown;
+    blocks_ = grown;
+    levels_.resize(capacity, -1);
+    ids_.resize(capacity, -1);
+    upper_.resize(capacity);
+    std::unique_ptr<std::atomic<std::uint8_t>[]> locks(new std::atomic<std::uint8_t>[capacity]);
+    for (std::size_t i = 0; i < capacity; ++i) locks[i].store(0, std::memory_order_relaxed);
+    locks_ = std::move(locks);
+    capacity_ = capacity;
+}
+
+// Blocks borrowed from a memory-mapped file are read-only: copy them before a mutation.
+void HnswGraph::own_blocks() {
+    if (blocks_ == owned_ || slot_count_ == 0) return;
+    std::size_t capacity = std::max<std::size_t>(capacity_, 64);
+    void* memory = std::aligned_alloc(64, round_up(capacity * block_bytes_, 64));
+    if (!memory) throw std::bad_alloc();
+    std::free(owned_);
+    owned_ = static_cast<std::uint8_t*>(memory);
+    std::memcpy(owned_, blocks_, slot_count_ * block_bytes_);
+    std::memset(owned_ + slot_count_ * block_bytes_, 0, (capacity - slot_count_) * block_bytes_);
+    blocks_ = owned_;
+}
+
+const std::uint32_t* HnswGraph::links(std::uint32_t slot, int level) const {
+    if (level == 0) return reinterpret_cast<const std::uint32_t*>(row(slot) + links_offset_);
+    return upper_[slot].data() + static_cast<std::size_t>(level - 1) * (1 + M_);
+}
+
+std::uint32_t* HnswGraph::mutable_links(std::uint32_t slot, int level) {
+    return const_cast<std::uint32_t*>(links(slot, level));
+}
+
+void HnswGraph::lock(std::uint32_t slot) const {
+    std::atomic<std::uint8_t>& l = locks_[slot];
+    for (int spins = 0; l.exchange(1, std::memory_order_acquire) != 0; ++spins) {
+        if (spins > 64) std::this_thread::yield();
+    }
+}
+void HnswGraph::unlock(std::uint32_t slot) const { locks_[slot].store(0, std::memory_order_release); }
+
+int HnswGraph::draw_level(std::uint64_t insertion) const {
+    std::uint64_t bits = splitmix64(seed_ * 0x632be59bd9b4e019ull ^ splitmix64(insertion));
+    double u = (static_cast<double>(bits >> 11) + 1.0) * (1.0 / 9007199254740992.0);  // (0, 1]
+    return static_cast<int>(std::min(-std::log(u) * level_mult_, 30.0));
+}
+
+std::unique_ptr<HnswWorker> HnswGraph::acquire_worker() const {
+    std::unique_ptr<HnswWorker> w;
+    {
+        std::lock_guard<std::mutex> guard(pool_mutex_);
+        if (!pool_.empty()) {
+            w = std::move(pool_.back());
+            pool_.pop_back();
+        }
+    }
+    if (!w) w.reset(new HnswWorker());
+    return w;
+}
+
+void HnswGraph::release_worker(std::unique_ptr<HnswWorker> w) const {
+    std::lock_guard<std::mutex> guard(pool_mutex_);
+    pool_.push_back(std::move(w));
+}
+
+// ---- distances --------------------------------------------------------------------------
+
+inline float HnswGraph::distance(const HnswQuery& q, const std::uint8_t* row) const {
+    const HnswDistance& f = dist_;
+    switch (f.storage) {
+        case Storage::f32: {
+            float v = f.f32(static_cast<const float*>(q.data), reinterpret_cast<const float*>(row), f.dim);
+            return f.l2 ? v : 1.0f - v;
+        }
+        case Storage::f16:
+        case Storage::bf16: {
+            float v = f.h16(static_cast<const float*>(q.data),
+                            reinterpret_cast<const std::uint16_t*>(row), f.dim);
+            return f.l2 ? v : 1.0f - v;
+        }
+        case Storage::u8:
+            return f.l2 ? f.u8_l2(static_cast<const float*>(q.data), f.scale, row, f.dim)
+                        : 1.0f - (q.offset + f.u8_dot(static_cast<const float*>(q.data), row, f.dim));
+        case Storage::bits:
+            return static_cast<float>(f.hamming(static_cast<const std::uint8_t*>(q.data), row, f.row_bytes));
+    }
+    return 0;
+}
+
+HnswQuery HnswGraph::prepare(const float* query, std::vector<float>& buffer) const {
+    HnswQuery q;
+    if (spec_.storage != Storage::u8) {
+        q.data = query;
+        return q;
+    }
+    buffer.resize(spec_.dim);
+    if (dist_.l2) {
+        for (std::size_t j = 0; j < spec_.dim; ++j) buffer[j] = query[j] - lo_[j];
+    } else {
+        double offset = 0;
+        for (std::size_t j = 0; j < spec_.dim; ++j) {
+            buffer[j] = query[j] * scale_[j];
+            offset += static_cast<double>(query[j]) * lo_[j];
+        }
+        q.offset = static_cast<float>(offset);
+    }
+    q.data = buffer.data();
+    return q;
+}
+
+HnswQuery HnswGraph::prepare_row(const std::uint8_t* row, std::vector<float>& buffer,
+                                 std::vector<float>& decoded) const {
+    HnswQuery q;
+    switch (spec_.storage) {
+        case Storage::f32:
+        case Storage::bits: q.data = row; return q;
+        case Storage::f16:
+        case Storage::bf16:
+            buffer.resize(spec_.dim);
+            decode_row(spec_, row, buffer.data());
+            q.data = buffer.data();
+            return q;
+        case Storage::u8:
+            decoded.resize(spec_.dim);
+            decode_row(spec_, row, decoded.data());
+            return prepare(decoded.data(), buffer);
+    }
+    return q;
+}
+
+// ---- search primitives --------------------------------------------------------------------
+
+// Greedy descent on one upper level (ef = 1).
+template <bool kLocked>
+void HnswGraph::greedy(const HnswQuery& q, std::uint32_t& cur, float& cur_distance, int level,
+                       HnswWorker& w) const {
+    for (bool changed = true; changed;) {
+        changed = false;
+        const std::uint32_t* list = links(cur, level);
+        std::size_t n;
+        if (kLocked) {
+            lock(cur);
+            n = list[0];
+            w.links.assign(list + 1, list + 1 + n);
+            unlock(cur);
+            list = w.links.data();
+        } else {
+            n = list[0];
+            ++list;
+        }
+        for (std::size_t i = 0; i < n; ++i) {
+            if (i + 1 < n) prefetch(row(list[i + 1]));
+            float d = distance(q, row(list[i]));
+            if (d < cur_distance) {
+                cur_distance = d;
+                cur = list[i];
+                changed = true;
+            }
+        }
+    }
+}
+
+// Best-first search on one level from one entry point: leaves the up-to-ef best nodes
+// (allowed by mask, if any) in w.results (a max-heap). Excluded nodes are still expanded.
+template <bool kLocked, bool kMasked>
+void HnswGraph::search_layer(const HnswQuery& q, std::uint32_t entry, float entry_distance,
+                             int level, std::size_t ef, const std::uint8_t* mask,
+                             HnswWorker& w) const {
+    w.new_epoch(slot_count_);
+    w.candidates.clear();
+    w.results.clear();
+    w.visit(entry);
+    push_candidate(w.candidates, {entry_distance, entry});
+    if (!kMasked || mask[entry]) push_result(w.results, {entry_distance, entry});
+    float bound = w.results.size() >= ef ? w.results.front().distance
+                                         : std::numeric_limits<float>::infinity();
+    const std::size_t max_links = level == 0 ? M0_ : M_;
+    if (w.todo.size() < max_links) w.todo.resize(max_links);
+    std::uint32_t* todo = w.todo.data();
+    const std::size_t row_lines = (spec_.row_bytes + 63) / 64;
+
+    while (!w.candidates.empty()) {
+        HnswCandidate current = w.candidates.front();
+        if (current.distance > bound) break;
+        pop_candidate(w.candidates);
+        if (!w.candidates.empty()) prefetch(links(w.candidates.front().slot, level));
+
+        const std::uint32_t* list = links(current.slot, level);
+        std::size_t n;
+        if (kLocked) {
+            lock(current.slot);
+            n = list[0];
+            w.links.assign(list + 1, list + 1 + n);
+            unlock(current.slot);
+            list = w.links.data();
+        } else {
+            n = list[0];
+            ++list;
+        }
+        // Pass 1: keep the unvisited neighbours and start loading their first cache line.
+        std::size_t m = 0;
+        for (std::size_t i = 0; i < n; ++i) {
+            std::uint32_t s = list[i];
+            if (w.visit(s)) {
+                todo[m++] = s;
+                prefetch(row(s));
+            }
+        }
+        // Pass 2: distances, with the whole next row prefetched while this one is scored.
+        for (std::size_t i = 0; i < m; ++i) {
+            if (i + 1 < m) {
+                const std::uint8_t* next = row(todo[i + 1]);
+                for (std::size_t line = 1; line < row_lines; ++line) prefetch(next + 64 * line);
+            }
+            std::uint32_t s = todo[i];
+            float d = distance(q, row(s));
+            if (d < bound) {
+                push_candidate(w.candidates, {d, s});
+                if (!kMasked || mask[s]) {
+                    push_result(w.results, {d, s});
+                    if (w.results.size() > ef) pop_result(w.results);
+                    if (w.results.size() >= ef) bound = w.results.front().distance;
+                }
+            }
+        }
+    }
+}
+
+// Malkov-Yashunin heuristic: walk the candidates (ascending by distance to the base node)
+// and keep one if it is closer to the base than to every neighbour kept so far.
+// Leaves the kept slots in w.chosen (at most max_links).
+void HnswGraph::select_neighbours(std::vector<HnswCandidate>& sorted, std::size_t max_links,
+                                  HnswWorker& w) const {
+    w.chosen.clear();
+    if (sorted.size() <= max_links) {
+        for (const HnswCandidate& c : sorted) w.chosen.push_back(c.slot);
+        return;
+    }
+    for (const HnswCandidate& c : sorted) {
+        if (w.chosen.size() >= max_links) break;
+        HnswQuery cq = prepare_row(row(c.slot), w.select_query, w.decoded);
+        bool keep = true;
+        for (std::uint32_t s : w.chosen) {
+            if (distance(cq, row(s)) < c.distance) {
+                keep = false;
+                break;
+            }
+        }
+        if (keep) w.chosen.push_back(c.slot);
+    }
+}
+
+// ---- insertion ----------------------------------------------------------------------------
+
+void HnswGraph::add(const std::uint8_t* rows, const std::int64_t* slots, const std::int64_t* ids,
+                    const std::int64_t* order, std::size_t n, std::size_t threads) {
+    if (n == 0) return;
+    std::size_t needed = slot_count_;
+    for (std::size_t i = 0; i < n; ++i) {
+        if (slots[i] < 0 || slots[i] >= static_cast<std::int64_t>(kNone))
+            throw std::invalid_argument("add: slot out of range");
+        needed = std::max<std::size_t>(needed, static_cast<std::size_t>(slots[i]) + 1);
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+        std::size_t s = static_cast<std::size_t>(slots[i]);
+        if (s < slot_count_ && levels_[s] >= 0) throw std::invalid_argument("add: slot is in use");
+        if (order && (order[i] < 0 || static_cast<std::size_t>(order[i]) >= n))
+            throw std::invalid_argument("add: order is not a permutation");
+    }
+    reserve(needed);
+    // Rows are written up front; a node becomes reachable only once it is linked.
+    for (std::size_t i = 0; i < n; ++i) {
+        std::uint8_t* block = blocks_ + static_cast<std::size_t>(slots[i]) * block_bytes_;
+        std::memcpy(block, rows + i * spec_.row_bytes, spec_.row_bytes);
+        std::memset(block + links_offset_, 0, 4 * (1 + M0_));
+        ids_[static_cast<std::size_t>(slots[i])] = ids[i];
+    }
+    slot_count_ = needed;
+    const std::uint64_t first = insert_count_;
+    std::size_t workers = std::max<std::size_t>(1, std::min(threads, n));
+    std::vector<std::unique_ptr<HnswWorker>> scratch;
+    for (std::size_t t = 0; t < workers; ++t) scratch.push_back(acquire_worker());
+    std::atomic<std::size_t> inserted{0};
+    auto task = [&](std::size_t i, std::size_t worker) {
+        std::size_t r = order ? static_cast<std::size_t>(order[i]) : i;
+        insert(static_cast<std::uint32_t>(slots[r]), draw_level(first + i), *scratch[worker]);
+        inserted.fetch_add(1, std::memory_order_relaxed);
+    };
+    try {
+        parallel_for(n, workers, task);
+    } catch (...) {
+        // Interrupted: the rows never inserted stay free slots.
+        for (std::size_t i = 0; i < n; ++i) {
+            std::size_t s = static_cast<std::size_t>(slots[i]);
+            if (levels_[s] < 0) ids_[s] = -1;
+        }
+        insert_count_ = first + n;
+        live_count_ += inserted.load();
+        for (auto& w : scratch) release_worker(std::move(w));
+        throw;
+    }
+    insert_count_ = first + n;
+    live_count_ += n;
+    for (auto& w : scratch) release_worker(std::move(w));
+}
+
+void HnswGraph::insert(std::uint32_t slot, int level, HnswWorker& w) {
+    upper_[slot].assign(static_cast<std::size_t>(level) * (1 + M_), 0);
+    HnswQuery q = prepare_row(row(slot), w.query, w.decoded);
+
+    std::unique_lock<std::mutex> entry_lock(entry_mutex_);
+    std::uint32_t cur = entry_;
+    int top = max_level_;
+    levels_[slot] = level;
+    if (cur == kNone) {
+        entry_ = slot;
+        max_level_ = level;
+        return;
+    }
+    if (level <= top) entry_lock.unlock();  // keep the lock only when this node becomes the entry
+
+    float cur_distance = distance(q, row(cur));
+    for (int l = top; l > level; --l) greedy<true>(q, cur, cur_distance, l, w);
+    for (int l = std::min(level, top); l >= 0; --l) {
+        search_layer<true, false>(q, cur, cur_distance, l, ef_construction_, nullptr, w);
+        w.sorted.assign(w.results.begin(), w.results.end());
+        std::sort(w.sorted.begin(), w.sorted.end(), closer);
+        cur = w.sorted.front().slot;
+        cur_distance = w.sorted.front().distance;
+        select_neighbours(w.sorted, M_, w);
+        std::vector<std::uint32_t> chosen = w.chosen;  // add_reverse_link reuses w.chosen
+        lock(slot);
+        std::uint32_t* list = mutable_links(slot, l);
+        list[0] = static_cast<std::uint32_t>(chosen.size());
+        std::copy(chosen.begin(), chosen.end(), list + 1);
+        unlock(slot);
+        for (std::uint32_t neighbour : chosen) add_reverse_link(neighbour, slot, l, w);
+    }
+    if (level > top) {
+        entry_ = slot;
+        max_level_ = level;
+    }
+}
+
+// Link node -> added; a full list is re-pruned with the heuristic.
+void HnswGraph::add_reverse_link(std::uint32_t node, std::uint32_t added, int level, HnswWorker& w) {
+    const std::size_t max_links = level == 0 ? M0_ : M_;
+    lock(node);
+    std::uint32_t* list = mutable_links(node, level);
+    std::size_t n = list[0];
+    bool present = false;
+    for (std::size_t i = 0; i < n; ++i) present |= list[i + 1] == added;
+    if (present) {
+        unlock(node);
+        return;
+    }
+    if (n < max_links) {
+        list[n + 1] = added;
+        list[0] = static_cast<std::uint32_t>(n + 1);
+        unlock(node);
+        return;
+    }
+    HnswQuery base = prepare_row(row(node), w.row_query, w.normalized);
+    w.sorted.clear();
+    w.sorted.push_back({distance(base, row(added)), added});
+    for (std::size_t i = 0; i < n; ++i) w.sorted.push_back({distance(base, row(list[i + 1])), list[i + 1]});
+    std::sort(w.sorted.begin(), w.sorted.end(), closer);
+    select_neighbours(w.sorted, max_links, w);
+    list[0] = static_cast<std::uint32_t>(w.chosen.size());
+    std::copy(w.chosen.begin(), w.chosen.end(), list + 1);
+    unlock(node);
+}
+
+// ---- removal --------------------------------------------------------------------------------
+
+std::size_t HnswGraph::remove(const std::int64_t* slots, std::size_t n, std::size_t threads) {
+    std::vector<std::uint8_t> removed(slot_count_, 0);
+    std::size_t count = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        if (slots[i] < 0 || static_cast<std::size_t>(slots[i]) >= slot_count_) continue;
+        std::size_t s = static_cast<std::size_t>(slots[i]);
+        if (levels_[s] < 0 || removed[s]) continue;
+        removed[s] = 1;
+        ++count;
+    }
+    if (count == 0) return 0;
+    own_blocks();
+    // Repair every live node that links to a removed one (each node writes only its own
+    // lists and reads only removed nodes' lists, so the result does not depend on threads).
+    const std::size_t chunk = 256;
+    std::size_t tasks = (slot_count_ + chunk - 1) / chunk;
+    std::size_t workers = std::max<std::size_t>(1, std::min(threads, tasks));
+    std::vector<std::unique_ptr<HnswWorker>> scratch;
+    for (std::size_t t = 0; t < workers; ++t) scratch.push_back(acquire_worker());
+    try {
+        parallel_for(tasks, workers, [&](std::size_t task, std::size_t worker) {
+            std::size_t end = std::min(slot_count_, (task + 1) * chunk);
+            for (std::size_t s = task * chunk; s < end; ++s)
+                if (levels_[s] >= 0 && !removed[s]) repair(static_cast<std::uint32_t>(s), removed, *scratch[worker]);
+        });
+    } catch (...) {
+        for (auto& w : scratch) release_worker(std::move(w));
+        throw;  // links are consistent: repaired nodes no longer point at removed ones
+    }
+    for (auto& w : scratch) release_worker(std::move(w));
+    for (std::size_t s = 0; s < slot_count_; ++s) {
+        if (!removed[s]) continue;
+        levels_[s] = -1;
+        ids_[s] = -1;
+        std::vector<std::uint32_t>().swap(upper_[s]);
+        mutable_links(static_cast<std::uint32_t>(s), 0)[0] = 0;
+    }
+    live_count_ -= count;
+    if (entry_ != kNone && removed[entry_]) {
+        entry_ = kNone;
+        max_level_ = -1;
+        for (std::size_t s = 0; s < slot_count_; ++s) {
+            if (levels_[s] > max_level_) {
+                max_level_ = levels_[s];
+                entry_ = static_cast<std::uint32_t>(s);
+            }
+        }
+    }
+    return count;
+}
+
+void HnswGraph::repair(std::uint32_t node, const std::vector<std::uint8_t>& removed, HnswWorker& w) {
+    for (int l = 0; l <= levels_[node]; ++l) {
+        std::uint32_t* list = mutable_links(node, l);
+        std::size_t n = list[0];
+        bool touched = false;
+        for (std::size_t i = 0; i < n; ++i) touched |= removed[list[i + 1]] != 0;
+        if (!touched) continue;
+        // The surviving links stay (they were chosen by the heuristic); the places freed are
+        // refilled from the removed neighbours' links: the heuristic first, then the closest
+        // remaining ones, so the node keeps its out-degree and the graph its connectivity.
+        const std::size_t max_links = l == 0 ? M0_ : M_;
+        w.chosen.clear();
+        w.links.clear();
+        for (std::size_t i = 0; i < n; ++i) {
+            std::uint32_t s = list[i + 1];
+            if (!removed[s]) {
+                w.chosen.push_back(s);
+                continue;
+            }
+            const std::uint32_t* second = links(s, l);
+            for (std::size_t j = 0; j < second[0]; ++j) {
+                std::uint32_t t = second[j + 1];
+                if (t != node && !removed[t]) w.links.push_back(t);
+            }
+        }
+        std::sort(w.links.begin(), w.links.end());
+        w.links.erase(std::unique(w.links.begin(), w.links.end()), w.links.end());
+        HnswQuery base = prepare_row(row(node), w.row_query, w.normalized);
+        w.sorted.clear();
+        for (std::uint32_t s : w.links)
+            if (std::find(w.chosen.begin(), w.chosen.end(), s) == w.chosen.end())
+                w.sorted.push_back({distance(base, row(s)), s});
+        std::sort(w.sorted.begin(), w.sorted.end(), closer);
+        const std::size_t survivors = w.chosen.size();
+        for (const HnswCandidate& c : w.sorted) {  // heuristic pass against all kept links
+            if (w.chosen.size() >= max_links) break;
+            HnswQuery cq = prepare_row(row(c.slot), w.select_query, w.decoded);
+            bool keep = true;
+            for (std::uint32_t s : w.chosen)
+                if (distance(cq, row(s)) < c.distance) { keep = false; break; }
+            if (keep) w.chosen.push_back(c.slot);
+        }
+        for (const HnswCandidate& c : w.sorted) {  // then the closest, up to the old degree
+            if (w.chosen.size() >= std::min(max_links, n)) break;
+            if (std::find(w.chosen.begin() + survivors, w.chosen.end(), c.slot) == w.chosen.end())
+                w.chosen.push_back(c.slot);
+        }
+        list[0] = static_cast<std::uint32_t>(w.chosen.size());
+        std::copy(w.chosen.begin(), w.chosen.end(), list + 1);
+    }
+}
+
+// ---- search -----------------------------------------------------------------------------------
+
+void HnswGraph::search_one(const void* query, std::size_t k, std::size_t ef, const std::uint8_t* mask, const std::vector<std::uint32_t>* exact_slots,
+                           bool normalize_query, HnswWorker& w, float* out_distances,
+                           std::int64_t* out_ids) const {
+    const void* raw = query;
+    if (normalize_query) {
+        const float* x = static_cast<const float*>(query);
+        double norm = 0;
+        for (std::size_t j = 0; j < spec_.dim; ++j) norm += static_cast<double>(x[j]) * x[j];
+        float inv = norm > 0 ? static_cast<float>(1.0 / std::sqrt(norm)) : 1.0f;
+        w.normalized.resize(spec_.dim);
+        for (std::size_t j = 0; j < spec_.dim; ++j) w.normalized[j] = x[j] * inv;
+        raw = w.normalized.data();
+    }
+    HnswQuery q = spec_.storage == Storage::bits ? HnswQuery{raw, 0}
+                                                 : prepare(static_cast<const float*>(raw), w.query);
+    std::size_t found = 0;
+    auto emit = [&](float d, std::uint32_t s) {
+        out_distances[found] = d;
+        out_ids[found] = ids_[s];
+        ++found;
+    };
+    if (exact_slots) {
+        // Small allowed set: exact scan of just those rows.
+        TopK top(k);
+        const std::vector<std::uint32_t>& allowed = *exact_slots;
+        for (std::size_t i = 0; i < allowed.size(); ++i) {
+            if (i + 1 < allowed.size()) prefetch(row(allowed[i + 1]));
+            top.push(distance(q, row(allowed[i])), allowed[i]);
+        }
+        top.write_sorted(out_distances, out_ids);
+        for (std::size_t i = 0; i < k && out_ids[i] >= 0; ++i)
+            out_ids[i] = ids_[out_ids[i]];
+        return;
+    }
+    if (entry_ != kNone) {
+        std::uint32_t cur = entry_;
+        float cur_distance = distance(q, row(cur));
+        for (int l = max_level_; l > 0; --l) greedy<false>(q, cur, cur_distance, l, w);
+        std::size_t width = std::max(ef, k);
+        if (mask)
+            search_layer<false, true>(q, cur, cur_distance, 0, width, mask, w);
+        else
+            search_layer<false, false>(q, cur, cur_distance, 0, width, nullptr, w);
+        w.sorted.assign(w.results.begin(), w.results.end());
+        std::sort(w.sorted.begin(), w.sorted.end(), closer);
+        for (std::size_t i = 0; i < w.sorted.size() && found < k; ++i) emit(w.sorted[i].distance, w.sorted[i].slot);
+    }
+    for (; found < k; ++found) {
+        out_distances[found] = std::numeric_limits<float>::infinity();
+        out_ids[found] = -1;
+    }
+}
+
+void HnswGraph::search(const void* queries, std::size_t nq, std::size_t k, std::size_t ef,
+                       const std::uint8_t* mask, std::size_t mask_len, bool normalize_queries,
+                       std::size_t threads, float* out_distances, std::int64_t* out_ids) const {
+    if (k < 1) throw std::invalid_argument("k must be >= 1");
+    const std::size_t query_bytes = spec_.storage == Storage::bits ? spec_.row_bytes : spec_.dim * 4;
+    const auto* base = static_cast<const std::uint8_t*>(queries);
+
+    // Filter: pick graph walk or exact scan from the allowed fraction of live nodes.
+    std::vector<std::uint32_t> allowed;
+    std::vector<std::uint8_t> full_mask;
+    bool exact = false;
+    if (mask) {
+        if (mask_len < slot_count_) {  // slots added after the mask was built are not allowed
+            full_mask.assign(slot_count_, 0);
+            std::copy(mask, mask + mask_len, full_mask.begin());
+            mask = full_mask.data();
+        }
+        std::size_t count = 0;
+        for (std::size_t s = 0; s < slot_count_; ++s) count += (mask[s] && levels_[s] >= 0);
+        exact = static_cast<double>(count) < kHnswExactFilterFraction * static_cast<double>(live_count_) ||
+                count <= std::max(ef, k);
+        if (exact) {
+            allowed.reserve(count);
+            for (std::size_t s = 0; s < slot_count_; ++s)
+                if (mask[s] && levels_[s] >= 0) allowed.push_back(static_cast<std::uint32_t>(s));
+        }
+    }
+    const std::vector<std::uint32_t>* exact_slots = exact ? &allowed : nullptr;
+
+    std::size_t workers = std::max<std::size_t>(1, std::min(threads, nq));
+    if (workers == 1) {
+        std::unique_ptr<HnswWorker> w = acquire_worker();
+        struct Release {
+            const HnswGraph* g;
+            std::unique_ptr<HnswWorker>& w;
+            ~Release() { g->release_worker(std::move(w)); }
+        } release{this, w};
+        if (nq == 1) {
+            search_one(base, k, ef, mask, exact_slots, normalize_queries, *w, out_distances, out_ids);
+            return;
+        }
+        parallel_for(nq, 1, [&](std::size_t i, std::size_t) {
+            search_one(base + i * query_bytes, k, ef, mask, exact_slots, normalize_queries, *w,
+                       out_distances + i * k, out_ids + i * k);
+        });
+        return;
+    }
+    std::vector<std::unique_ptr<HnswWorker>> scratch;
+    for (std::size_t t = 0; t < workers; ++t) scratch.push_back(acquire_worker());
+    const std::size_t chunk = 16;
+    std::size_t tasks = (nq + chunk - 1) / chunk;
+    try {
+        parallel_for(tasks, workers, [&](std::size_t task, std::size_t worker) {
+            std::size_t end = std::min(nq, (task + 1) * chunk);
+            for (std::size_t i = task * chunk; i < end; ++i)
+                search_one(base + i * query_bytes, k, ef, mask, exact_slots, normalize_queries,
+                           *scratch[worker], out_distances + i * k, out_ids + i * k);
+        });
+    } catch (...) {
+        for (auto& w : scratch) release_worker(std::move(w));
+        throw;
+    }
+    for (auto& w : scratch) release_worker(std::move(w));
+}
+
+// ---- persistence --------------------------------------------------------------------------------
+
+void HnswGraph::restore(const std::uint8_t* blocks, bool borrow, std::size_t slot_count,
+                        const std::int64_t* ids, const std::int32_t* levels, const std::uint32_t* upper,
+                        std::size_t upper_len,
+                        std::uint32_t entry, int max_level, std::uint64_t insert_count) {
+    if (slot_count_ != 0) throw std::invalid_argument("restore: the graph is not empty");
+    // Validate before use: a corrupted file must raise, never crash.
+    std::size_t expected_upper = 0, live = 0;
+    int top = -1;
+    for (std::size_t s = 0; s < slot_count; ++s) {
+        if (levels[s] < -1 || levels[s] > 30) throw std::invalid_argument("hnsw file: bad level");
+        if (levels[s] >= 0) ++live;
+        top = std::max(top, levels[s]);
+        expected_upper += static_cast<std::size_t>(std::max(levels[s], 0)) * (1 + M_);
+    }
+    if (expected_upper != upper_len) throw std::invalid_argument("hnsw file: upper links do not match the levels");
+    if (live ? (entry >= slot_count || levels[entry] != max_level || max_level != top)
+             : (entry != kNone || max_level != -1))
+        throw std::invalid_argument("hnsw file: bad entry point");
+    std::size_t offset = 0;
+    for (std::size_t s = 0; s < slot_count; ++s) {
+        std::size_t level = static_cast<std::size_t>(std::max(levels[s], 0));
+        for (std::size_t l = 0; l <= level; ++l) {
+            const std::uint32_t* list = l == 0
+                ? reinterpret_cast<const std::uint32_t*>(blocks + s * block_bytes_ + links_offset_)
+                : upper + offset + (l - 1) * (1 + M_);
+            std::size_t limit = levels[s] < 0 ? 0 : (l == 0 ? M0_ : M_);
+            if (list[0] > limit) throw std::invalid_argument("hnsw file: link list too long");
+            for (std::size_t i = 0; i < list[0]; ++i)
+                if (list[i + 1] >= slot_count || levels[list[i + 1]] < static_cast<int>(l))
+                    throw std::invalid_argument("hnsw file: link to a missing node");
+        }
+        offset += level * (1 + M_);
+    }
+    if (borrow) {
+        std::free(owned_);
+        owned_ = nullptr;
+        levels_.assign(slot_count, -1);
+        ids_.assign(slot_count, -1);
+        upper_.assign(slot_count, {});
+        std::unique_ptr<std::atomic<std::uint8_t>[]> locks(new std::atomic<std::uint8_t>[slot_count + 1]);
+        for (std::size_t i = 0; i <= slot_count; ++i) locks[i].store(0);
+        locks_ = std::move(locks);
+        capacity_ = slot_count;
+        blocks_ = const_cast<std::uint8_t*>(blocks);  // never written: own_blocks() copies first
+    } else {
+        reserve(slot_count);
+        std::memcpy(blocks_, blocks, slot_count * block_bytes_);
+    }
+    slot_count_ = slot_count;
+    offset = 0;
+    for (std::size_t s = 0; s < slot_count; ++s) {
+        levels_[s] = levels[s];
+        ids_[s] = levels[s] >= 0 ? ids[s] : -1;
+        std::size_t len = static_cast<std::size_t>(std::max(levels[s], 0)) * (1 + M_);
+        upper_[s].assign(upper + offset, upper + offset + len);
+        offset += len;
+    }
+    entry_ = entry;
+    max_level_ = max_level;
+    insert_count_ = insert_count;
+    live_count_ = live;
+}
+
+}  // namespace simdex

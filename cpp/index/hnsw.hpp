@@ -1,0 +1,199 @@
+// HNSW graph (Malkov & Yashunin, 2016/2018) over stored rows of any storage type.
+//
+// Structure
+//   * Every node has a level L drawn as floor(-ln(U) / ln(M)) from a counter-based RNG
+//     (seed, insertion number): the same seed and insertion order give the same levels.
+//   * Level 0: up to M0 = 2M links; levels 1..L: up to M links.
+//   * Search: greedy descent (ef = 1) from the entry point through the upper levels, then a
+//     best-first search with a dynamic list of ef candidates on level 0.
+//   * Insertion links a new node to M neighbours chosen with the neighbour-selection
+//     heuristic (keep a candidate only if it is closer to the new node than to every
+//     neighbour kept so far); reverse links that overflow a list re-run the heuristic.
+//
+// Memory layout
+//   blocks: (capacity, block_bytes) uint8, one block per slot, like hnswlib:
+//       [0, row_bytes)                        the stored row (vector or packed code)
+//       [links_offset, links_offset + 4)      u32 number of level-0 links
+//       [links_offset + 4, + 4 * M0)          u32 neighbour slots
+//     block_bytes is rounded up to 64 for rows of >= 256 bytes so every vector starts on a
+//     cache line (the buffer itself is 64-byte aligned).
+//   upper[slot]: (L, 1 + M) u32 for levels 1..L: count, then M neighbour slots.
+//   levels[slot]: int32 level, -1 = free slot (never used, or removed and unlinked).
+//
+// Concurrency
+//   * add(): nodes are inserted in parallel on our thread pool; each node's link lists are
+//     guarded by a one-byte spin lock; the entry point by a mutex. With threads = 1 the
+//     build is deterministic.
+//   * search() is const and may run from many threads at once; it must not overlap add()
+//     or remove() (the binding serialises them with a reader-writer lock).
+//   * Per-thread scratch (visited set with epoch counters, heaps, buffers) comes from a pool
+//     so a search allocates nothing in steady state.
+//
+// Removal unlinks nodes: every live node that pointed to a removed node re-selects its
+// links (heuristic) from its remaining links plus the removed node's links, then the
+// removed slots become free and are reused by later adds. Search never meets a removed node.
+#pragma once
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "index/scorer.hpp"
+
+namespace simdex {
+
+// Below this fraction of live nodes allowed by a filter, search scans the allowed rows
+// exactly instead of walking the graph (a walk would visit ~1/fraction excluded nodes per
+// useful one; an exact scan of 3% of the rows costs about as much as an ef=100 walk on 60k).
+constexpr double kHnswExactFilterFraction = 0.03;
+
+struct HnswWorker;
+
+// (distance to the query, slot); ordered by distance, then slot (deterministic ties).
+struct HnswCandidate {
+    float distance;
+    std::uint32_t slot;
+};
+
+// The distance kernels of one index, taken from the kernel table at construction so the
+// hot loop makes no CPU or storage decision beyond one predictable switch.
+struct HnswDistance {
+    Storage storage = Storage::f32;
+    bool l2 = true;  // l2: squared distance; otherwise 1 - dot (ip, cosine)
+    std::size_t dim = 0, row_bytes = 0;
+    const float* scale = nullptr;
+    float (*f32)(const float*, const float*, std::size_t) = nullptr;
+    float (*h16)(const float*, const std::uint16_t*, std::size_t) = nullptr;  // f16 or bf16
+    float (*u8_dot)(const float*, const std::uint8_t*, std::size_t) = nullptr;
+    float (*u8_l2)(const float*, const float*, const std::uint8_t*, std::size_t) = nullptr;
+    std::uint32_t (*hamming)(const std::uint8_t*, const std::uint8_t*, std::size_t) = nullptr;
+};
+
+// A query ready for the kernels: float32 (u8: scaled / shifted, plus a dot offset) or a code.
+struct HnswQuery {
+    const void* data = nullptr;
+    float offset = 0;
+};
+
+class HnswGraph {
+   public:
+    static constexpr std::uint32_t kNone = 0xffffffffu;
+
+    HnswGraph(const KernelTable& table, const StoreSpec& spec, std::size_t M,
+              std::size_t ef_construction, std::uint64_t seed);
+    ~HnswGraph();
+    HnswGraph(const HnswGraph&) = delete;
+    HnswGraph& operator=(const HnswGraph&) = delete;
+
+    // int8 storage: copies the (dim,) ranges; only while empty.
+    void set_ranges(const float* lo, const float* scale);
+
+    // rows: (n, row_bytes) stored rows; slots: (n,) where each row goes (free or new slots);
+    // ids: (n,) user ids; order: (n,) permutation, rows are inserted as order[0], order[1],
+    // ... (nullptr = 0..n-1).
+    void add(const std::uint8_t* rows, const std::int64_t* slots, const std::int64_t* ids,
+             const std::int64_t* order, std::size_t n, std::size_t threads);
+
+    // Unlink and free the given live slots (ignores free ones); returns how many were removed.
+    std::size_t remove(const std::int64_t* slots, std::size_t n, std::size_t threads);
+
+    // queries: (nq, dim) float32, or (nq, row_bytes) codes for bits storage; normalised
+    //          here first when normalize_queries (cosine).
+    // mask:    (mask_len,) uint8 by slot, nonzero = allowed (slots >= mask_len are not), or nullptr.
+    // out:     distances (nq, k) float32 ascending, user ids (nq, k) int64, padded (+inf, -1).
+    void search(const void* queries, std::size_t nq, std::size_t k, std::size_t ef,
+                const std::uint8_t* mask, std::size_t mask_len, bool normalize_queries,
+                std::size_t threads, float* out_distances, std::int64_t* out_ids) const;
+
+    // ---- state ------------------------------------------------------------------------
+    std::size_t slot_count() const { return slot_count_; }
+    std::size_t live_count() const { return live_count_; }
+    std::size_t capacity() const { return capacity_; }
+    std::size_t block_bytes() const { return block_bytes_; }
+    std::size_t M() const { return M_; }
+    std::size_t ef_construction() const { return ef_construction_; }
+    std::uint64_t seed() const { return seed_; }
+    std::uint64_t insert_count() const { return insert_count_; }
+    std::uint32_t entry() const { return entry_; }
+    int max_level() const { return max_level_; }
+    const StoreSpec& spec() const { return spec_; }
+    std::size_t nbytes() const;
+
+    const std::uint8_t* blocks() const { return blocks_; }
+    const std::int32_t* levels() const { return levels_.data(); }
+    const std::int64_t* ids() const { return ids_.data(); }
+    const std::uint8_t* row(std::uint32_t slot) const {
+        return blocks_ + static_cast<std::size_t>(slot) * block_bytes_;
+    }
+    // (count, links...) of a slot at a level; level 0 from the block, others from upper_.
+    const std::uint32_t* links(std::uint32_t slot, int level) const;
+    std::size_t upper_size(std::uint32_t slot) const { return upper_[slot].size(); }
+
+    // Restore: blocks (slot_count, block_bytes) either borrowed (kept alive by the caller,
+    // copied on the first mutation) or copied; levels (slot_count,); upper: the concatenated
+    // upper lists of slots in order (levels[s] * (1 + M) u32 each).
+    void restore(const std::uint8_t* blocks, bool borrow, std::size_t slot_count,
+                 const std::int64_t* ids, const std::int32_t* levels, const std::uint32_t* upper, std::size_t upper_len,
+                 std::uint32_t entry, int max_level, std::uint64_t insert_count);
+
+   private:
+    float distance(const HnswQuery& q, const std::uint8_t* row) const;
+    HnswQuery prepare(const float* query, std::vector<float>& buffer) const;
+    HnswQuery prepare_row(const std::uint8_t* row, std::vector<float>& buffer,
+                          std::vector<float>& decoded) const;
+    template <bool kLocked>
+    void greedy(const HnswQuery& q, std::uint32_t& cur, float& cur_distance, int level,
+                HnswWorker& w) const;
+    template <bool kLocked, bool kMasked>
+    void search_layer(const HnswQuery& q, std::uint32_t entry, float entry_distance, int level,
+                      std::size_t ef, const std::uint8_t* mask, HnswWorker& w) const;
+    void select_neighbours(std::vector<HnswCandidate>& sorted, std::size_t max_links,
+                           HnswWorker& w) const;
+    void search_one(const void* query, std::size_t k, std::size_t ef, const std::uint8_t* mask, const std::vector<std::uint32_t>* exact_slots,
+                    bool normalize_query, HnswWorker& w, float* out_distances,
+                    std::int64_t* out_ids) const;
+
+    std::uint32_t* mutable_links(std::uint32_t slot, int level);
+    void reserve(std::size_t slots);
+    void own_blocks();
+    int draw_level(std::uint64_t insertion) const;
+    void insert(std::uint32_t slot, int level, HnswWorker& w);
+    void add_reverse_link(std::uint32_t node, std::uint32_t added, int level, HnswWorker& w);
+    void repair(std::uint32_t node, const std::vector<std::uint8_t>& removed, HnswWorker& w);
+
+    std::unique_ptr<HnswWorker> acquire_worker() const;
+    void release_worker(std::unique_ptr<HnswWorker> w) const;
+
+    void lock(std::uint32_t slot) const;
+    void unlock(std::uint32_t slot) const;
+
+    const KernelTable* table_;
+    StoreSpec spec_;
+    HnswDistance dist_;
+    std::vector<float> lo_, scale_;  // int8 ranges (spec_.lo / spec_.scale point here)
+    std::size_t M_, M0_, ef_construction_;
+    std::uint64_t seed_;
+    double level_mult_;
+    std::size_t links_offset_ = 0, block_bytes_ = 0;
+
+    std::uint8_t* blocks_ = nullptr;   // owned_ or borrowed
+    std::uint8_t* owned_ = nullptr;    // 64-byte aligned allocation of capacity_ blocks
+    std::size_t capacity_ = 0, slot_count_ = 0;
+    std::vector<std::int32_t> levels_;
+    std::vector<std::int64_t> ids_;  // user id per slot, -1 = free
+    std::vector<std::vector<std::uint32_t>> upper_;
+    std::unique_ptr<std::atomic<std::uint8_t>[]> locks_;
+
+    std::mutex entry_mutex_;
+    std::uint32_t entry_ = kNone;
+    int max_level_ = -1;
+    std::uint64_t insert_count_ = 0;
+    std::size_t live_count_ = 0;
+
+    mutable std::mutex pool_mutex_;
+    mutable std::vector<std::unique_ptr<HnswWorker>> pool_;
+};
+
+}  // namespace simdex

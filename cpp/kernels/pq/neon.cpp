@@ -1,0 +1,8 @@
+// Kernel family 'pq', neon.
+#include "kernels/kernels.hpp"
+
+namespace simdex {
+
+void register_pq_neon(KernelTable&) {}
+
+}  // namespace simdex

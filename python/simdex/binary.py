@@ -1,0 +1,506 @@
+"""Binary embeddings: sign codes, multi-bit residual codes (BEBR-style), and BinaryIndex.
+
+Codes
+-----
+``binarize(x)`` keeps one bit per dimension: 1 where x > center (default 0), so 0.0 and -0.0
+map to 0, packed like ``numpy.packbits`` (big-endian bits within a byte; ceil(d / 8) bytes).
+
+``ResidualBinarizer(bits=B)`` approximates x (after an optional per-dimension center c) by B
+training-free residual rounds::
+
+    r_0 = x - c;   s_t = sign(r_t) in {-1, +1} (+1 where r_t > 0);   r_{t+1} = r_t - alpha_t s_t
+    x  ~ c + sum_t alpha_t s_t
+
+where alpha_t = mean |r_t| over the training set is the least-squares weight of round t
+(argmin_a ||r_t - a s_t||^2 = <r_t, s_t> / <s_t, s_t>). Each round removes exactly
+n * d * alpha_t^2 of squared error. The bit s_t = +1 of every round is one bit plane; a code
+is its B planes one after the other: (B * ceil(d / 8),) uint8. With alpha halving per round
+this is a uniform (B+1)-bit scalar code per dimension; with fitted alphas it is not uniform,
+but the scores below stay exact for any alphas.
+
+Scoring (C++ kernels at every SIMD level, cpp/kernels/binary/)
+---------------------------------------------------------------
+* symmetric: the query is encoded the same way; <s_qt, s_xu> = d - 2 popcount(q_t XOR x_u),
+  so <q^, x^> is B*B XOR popcounts weighted by alpha_t * alpha_u (for B = 1 this is plain
+  Hamming distance, scanned by the existing Hamming kernels).
+* asymmetric: the float query against the planes: <q, s_t> = 2 * sum_{j: bit set} q_j - sum q.
+
+BinaryIndex distances follow the index metric ('ip' or 'cosine', both 1 - <q, x>): the code
+stage reports 1 - <q^, x^> (symmetric) or 1 - <q, x^> (asymmetric), re-ranking reports exact
+1 - <q, x> from the float vectors.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from typing import Any
+
+import numpy as np
+
+from . import _checks, _core
+from ._base import Index
+from ._rerank import RerankStore
+from ._result import SearchResult
+from .kernels import normalize
+
+MAX_BITS = 4
+SCORINGS = ("symmetric", "asymmetric")
+BINARY_METRICS = ("cosine", "ip")
+DEFAULT_RERANK_FACTOR = 10  # rerank_k = 10 * k unless given
+
+
+def _as_center(center: Any, dim: int) -> np.ndarray | float:
+    """None / float / (dim,) floats -> float or (dim,) float32 threshold."""
+    if center is None:
+        return 0.0
+    if isinstance(center, numbers.Real) and not isinstance(center, bool):
+        value = float(center)
+        if not np.isfinite(value):
+            raise ValueError(f"center must be finite; got {value}")
+        return value
+    c = np.asarray(center)
+    if c.dtype.kind not in "fiu":
+        raise TypeError(f"center must be a float or an array of floats; got dtype {c.dtype}")
+    if c.shape != (dim,):
+        raise ValueError(f"center must be a float or have shape ({dim},), one per dimension; got {c.shape}")
+    c = c.astype(np.float32)
+    if not np.isfinite(c).all():
+        raise ValueError("center contains NaN or infinite values")
+    return c
+
+
+def binarize(x: Any, *, center: Any = None) -> np.ndarray:
+    """Sign bits packed like numpy.packbits.
+
+    x       : (n, d) or (d,) floats
+    center  : None (0), a float, or (d,) floats: bit = 1 where x > center (so 0.0 and -0.0 -> 0)
+    returns : (n, ceil(d / 8)) uint8, or (ceil(d / 8),) for a 1-D x; padding bits are 0
+    """
+    a, was_1d = _checks.as_float_rows(x, None, "x")
+    c = _as_center(center, a.shape[1])
+    codes = np.packbits(a > c, axis=1)
+    return codes[0] if was_1d else codes
+
+
+def _bit_order_queries(q: np.ndarray, plane_bytes: int) -> np.ndarray:
+    """(q, d) float32 -> (q, 8 * plane_bytes) float32 with element 8g + i = q[:, 8g + 7 - i]
+    (zero-padded): the order in which the kernels read the bits of a packed byte."""
+    padded = np.zeros((q.shape[0], plane_bytes * 8), dtype=np.float32)
+    padded[:, : q.shape[1]] = q
+    return np.ascontiguousarray(padded.reshape(q.shape[0], plane_bytes, 8)[:, :, ::-1].reshape(q.shape[0], -1))
+
+
+class ResidualBinarizer:
+    """Multi-bit binary codes from residual sign rounds (BEBR-style, training-free).
+
+    bits   : rounds = bit planes per vector, 1..4
+    center : learn a per-dimension mean in fit() and binarize x - mean (default False:
+             threshold 0, which suits unit-norm embeddings)
+
+    After fit(): ``alphas`` (bits,) float32 (least-squares weight of each round),
+    ``center_`` (dim,) float32 or None, ``dim``, ``plane_bytes`` = ceil(dim / 8),
+    ``code_size`` = bits * plane_bytes bytes per vector.
+    """
+
+    def __init__(self, bits: int = 1, *, center: bool = False) -> None:
+        self.bits = _checks.check_positive_int(bits, "bits")
+        if self.bits > MAX_BITS:
+            raise ValueError(f"bits must be between 1 and {MAX_BITS}; got {bits}")
+        if not isinstance(center, bool):
+            raise TypeError(f"center must be True or False; got {type(center).__name__}")
+        self.center = center
+        self.alphas: np.ndarray | None = None
+        self.center_: np.ndarray | None = None
+        self.dim: int | None = None
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.alphas is not None
+
+    @property
+    def plane_bytes(self) -> int:
+        self._check_fitted()
+        return (self.dim + 7) // 8
+
+    @property
+    def code_size(self) -> int:
+        return self.bits * self.plane_bytes
+
+    def _check_fitted(self) -> None:
+        if self.alphas is None:
+            raise ValueError("the binarizer is not fitted; call fit(x) first")
+
+    def fit(self, x: Any) -> "ResidualBinarizer":
+        """Learn the round weights (and the center) from sample vectors x (n, d)."""
+        a, _ = _checks.as_float_rows(x, None, "x", allow_1d=False)
+        self.dim = a.shape[1]
+        self.center_ = a.mean(axis=0, dtype=np.float64).astype(np.float32) if self.center else None
+        r = a.astype(np.float64) - (self.center_ if self.center_ is not None else 0.0)
+        alphas = []
+        for _ in range(self.bits):
+            alpha = float(np.abs(r).mean())
+            if alpha == 0.0:  # all-zero residual (e.g. constant data): keep a harmless weight
+                alpha = float(np.finfo(np.float32).tiny)
+            alphas.append(alpha)
+            r -= alpha * np.where(r > 0, 1.0, -1.0)
+        self.alphas = np.asarray(alphas, dtype=np.float32)
+        return self
+
+    def encode(self, x: Any) -> np.ndarray:
+        """x (n, dim) floats -> codes (n, bits * plane_bytes) uint8 (planes one after the other);
+        a 1-D x gives a 1-D code."""
+        self._check_fitted()
+        a, was_1d = _checks.as_float_rows(x, self.dim, "x")
+        codes = self._encode(a)
+        return codes[0] if was_1d else codes
+
+    def _encode(self, a: np.ndarray) -> np.ndarray:
+        r = a.astype(np.float32, copy=True)
+        if self.center_ is not None:
+            r -= self.center_
+        planes = []
+        for alpha in self.alphas:
+            positive = r > 0
+            planes.append(np.packbits(positive, axis=1))
+            r -= np.where(positive, alpha, -alpha).astype(np.float32)
+        return np.ascontiguousarray(np.concatenate(planes, axis=1))
+
+    def decode(self, codes: Any, *, rounds: int | None = None) -> np.ndarray:
+        """codes (n, bits * plane_bytes) uint8 -> (n, dim) float32 = center + sum_t alpha_t s_t
+        over the first `rounds` planes (default all)."""
+        self._check_fitted()
+        c, was_1d = _checks.as_codes(codes, self.code_size, "codes")
+        rounds = self.bits if rounds is None else _checks.check_positive_int(rounds, "rounds")
+        if rounds > self.bits:
+            raise ValueError(f"rounds must be <= bits={self.bits}; got {rounds}")
+        pb = self.plane_bytes
+        out = np.zeros((c.shape[0], self.dim), dtype=np.float32)
+        for t in range(rounds):
+            bits = np.unpackbits(c[:, t * pb: (t + 1) * pb], axis=1, count=self.dim)
+            out += self.alphas[t] * (2.0 * bits.astype(np.float32) - 1.0)
+        if self.center_ is not None:
+            out += self.center_
+        return out[0] if was_1d else out
+
+    # ---- scoring parameters (see cpp/kernels/binary/binary.hpp) --------------------------
+    def _symmetric_weights(self) -> tuple[np.ndarray, float]:
+        """(W (bits, bits) float32, offset) with 1 - <s-part(q), s-part(x)> = offset + sum W * popcount."""
+        a = self.alphas.astype(np.float64)
+        weights = (2.0 * np.outer(a, a)).astype(np.float32)
+        offset = 1.0 - self.dim * float(a.sum()) ** 2
+        return weights, offset
+
+    def _asymmetric_weights(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(weights (bits,), offsets (q,)) with 1 - <q, x^> = offset + sum_t w_t * masked_sum_t."""
+        a = self.alphas.astype(np.float64)
+        offsets = 1.0 + q.sum(axis=1, dtype=np.float64) * a.sum()
+        if self.center_ is not None:
+            offsets -= q.astype(np.float64) @ self.center_.astype(np.float64)
+        return (-2.0 * a).astype(np.float32), offsets.astype(np.float32)
+
+    def __repr__(self) -> str:
+        fitted = f", dim={self.dim}" if self.is_fitted else ""
+        return f"ResidualBinarizer(bits={self.bits}, center={self.center}{fitted})"
+
+
+class BinaryIndex(Index):
+    """Vectors binarized to 1-4 bits per dimension, scanned with popcounts, optionally re-ranked.
+
+    dim             : float vector dimension
+    bits            : bit planes per vector (1 = sign bits; 2-4 = residual rounds)
+    metric          : 'cosine' (vectors normalised at add time) or 'ip'; distances are
+                      1 - <q, x> (estimated from the codes, exact after re-ranking)
+    scoring         : 'symmetric' (query binarized too; XOR popcounts: Hamming for bits=1) or
+                      'asymmetric' (float query against the bit planes: slower, more accurate)
+    center          : binarize x - mean instead of x (learned by train). Symmetric scores then
+                      rank by <q - c, x - c> (the per-row <c, x> term is dropped); asymmetric
+                      scores stay exact 1 - <q, x^>. On unit-norm embeddings it buys little.
+    graph           : False = exact scan of all codes (threaded, top-k in C++); True = an HNSW
+                      graph over the Hamming distance of the codes (all planes concatenated),
+                      candidates re-scored with the bit-plane score
+    M, ef_construction : graph parameters (graph=True only)
+    rerank          : None, 'memory' (float32 vectors in RAM) or a file path (vectors in a
+                      memory-mapped file): the code stage proposes rerank_k candidates that are
+                      re-scored exactly
+
+    Bytes per vector: bits * ceil(dim / 8) for the codes + 8 for the id (+ 4 * dim re-rank
+    vectors in RAM with rerank='memory'; + the graph links with graph=True).
+    """
+
+    kind = "binary"
+
+    def __init__(self, dim: int, *, bits: int = 1, metric: str = "cosine", scoring: str = "symmetric",
+                 center: bool = False, graph: bool = False, M: int = 16, ef_construction: int = 200,
+                 rerank: str | os.PathLike | None = None) -> None:
+        self.dim = _checks.check_positive_int(dim, "dim")
+        self.metric = _checks.check_metric(metric, BINARY_METRICS)
+        self.scoring = _checks.check_choice(scoring, "scoring", SCORINGS)
+        if not isinstance(graph, bool):
+            raise TypeError(f"graph must be True or False; got {type(graph).__name__}")
+        self.graph = graph
+        self.M = _checks.check_positive_int(M, "M", 2)
+        self.ef_construction = _checks.check_positive_int(ef_construction, "ef_construction")
+        self.binarizer = ResidualBinarizer(bits, center=center)
+        self.bits = self.binarizer.bits
+        self.plane_bytes = (self.dim + 7) // 8
+        self.code_size = self.bits * self.plane_bytes
+        rerank = RerankStore.check_where(rerank)
+        self._rerank: RerankStore | None = None if rerank is None else RerankStore(self.dim, self.metric, rerank)
+        self._init_ids()
+        self._codes = np.zeros((0, self.code_size), dtype=np.uint8)
+        self._hnsw = None
+        self._ef = 64
+        if graph:
+            from .hnsw import HNSWIndex
+            self._hnsw = HNSWIndex(self.code_size * 8, "hamming", M=self.M,
+                                   ef_construction=self.ef_construction)
+
+    # ---- properties ---------------------------------------------------------------------
+    @property
+    def is_trained(self) -> bool:
+        return self.binarizer.is_fitted
+
+    @property
+    def alphas(self) -> np.ndarray | None:
+        return self.binarizer.alphas
+
+    @property
+    def ef(self) -> int:
+        """Default graph search list size (graph=True); search uses max(ef, candidates)."""
+        return self._ef
+
+    @ef.setter
+    def ef(self, value: int) -> None:
+        self._ef = _checks.check_positive_int(value, "ef")
+
+    @property
+    def rerank(self) -> str | None:
+        if self._rerank is None:
+            return None
+        return "memory" if self._rerank.path is None else self._rerank.path
+
+    @property
+    def nbytes(self) -> int:
+        total = self._codes.nbytes + self._ids.nbytes
+        if self._rerank is not None:
+            total += self._rerank.nbytes
+        if self._hnsw is not None:
+            total += self._hnsw.nbytes
+        return int(total)
+
+    def _prepare(self, x: Any, name: str) -> tuple[np.ndarray, bool]:
+        a, was_1d = _checks.as_float_rows(x, self.dim, name)
+        if self.metric == "cosine":
+            a = normalize(a)
+        return a, was_1d
+
+    # ---- building -----------------------------------------------------------------------
+    def train(self, x: Any) -> "BinaryIndex":
+        """Learn the residual round weights (and the center if center=True) from x (n, dim).
+        Without train(), the first add() trains on its vectors."""
+        a, _ = self._prepare(x, "x")
+        self.binarizer.fit(a)
+        return self
+
+    def add(self, x: Any, ids: Any = None, *, threads: int | None = None) -> np.ndarray:
+        """Binarize and add vectors x (n, dim); returns their ids (n,) int64.
+        Slots of removed vectors are reused first."""
+        threads = _checks.check_threads(threads)
+        a, _ = self._prepare(x, "x")
+        n = a.shape[0]
+        new_ids = self._new_ids(ids, n)
+        if not self.is_trained:
+            self.binarizer.fit(a)
+        codes = self.binarizer._encode(a)
+        free = np.nonzero(self._ids < 0)[0][:n]
+        start = self._ids.shape[0]
+        slots = np.concatenate([free, np.arange(start, start + n - free.size)]).astype(np.int64)
+        grown = np.empty((start + n - free.size, self.code_size), dtype=np.uint8)
+        grown[:start] = self._codes
+        grown[slots] = codes
+        if self._rerank is not None:
+            self._rerank.put(slots, a)
+        if self._hnsw is not None:
+            self._hnsw.add(codes, slots, threads=threads)
+        self._codes = grown
+        self._ids = np.concatenate([self._ids, np.full(n - free.size, -1, dtype=np.int64)])
+        self._ids[slots] = new_ids
+        return new_ids
+
+    def remove(self, ids: Any) -> int:
+        """Remove vectors by id (unknown ids are ignored); returns how many were removed.
+        Removed ids are never returned; their slots are reused by later adds."""
+        slots = self._slots_of(ids)
+        if slots.size == 0:
+            return 0
+        if self._hnsw is not None:
+            self._hnsw.remove(slots)
+        self._ids[slots] = -1
+        return int(slots.size)
+
+    # ---- search -------------------------------------------------------------------------
+    def search(self, queries: Any, k: int = 10, *, rerank_k: int | None = None, ef: int | None = None,
+               filter: Any = None, max_distance: Any = None, threads: int | None = None) -> SearchResult:
+        """k nearest neighbours by the code score, re-ranked exactly when the index has rerank.
+
+        queries      : (q, dim) or (dim,) floats (float32 taken without copy)
+        k            : int >= 1
+        rerank_k     : candidates from the code stage re-scored with the float vectors
+                       (default 10 * k; must be >= k; only with rerank=...)
+        ef           : graph search list size (graph=True; default the ef property)
+        filter       : int64 array of allowed ids, or boolean mask indexed by id
+        max_distance : float or (q,) floats; results farther than it are dropped (-1 / +inf)
+        threads      : None = all cores
+        returns      : SearchResult(distances (q, k) float32 ascending, ids (q, k) int64, -1 padded)
+        """
+        k = _checks.check_k(k)
+        threads = _checks.check_threads(threads)
+        if rerank_k is not None:
+            rerank_k = _checks.check_positive_int(rerank_k, "rerank_k")
+            if self._rerank is None:
+                raise ValueError("rerank_k needs an index built with rerank='memory' or a file path")
+            if rerank_k < k:
+                raise ValueError(f"rerank_k must be >= k={k}; got {rerank_k}")
+        if ef is not None:
+            ef = _checks.check_positive_int(ef, "ef")
+            if self._hnsw is None:
+                raise ValueError("ef applies to graph=True indexes only")
+        q, was_1d = self._prepare(queries, "queries")
+        nq = q.shape[0]
+        mask = self._slot_mask(filter)
+        if mask is None and len(self) < self._ids.shape[0]:
+            mask = (self._ids >= 0).astype(np.uint8)
+        if len(self) == 0 or (mask is not None and not mask.any()):
+            return self._finish(*self._empty_result(nq, k, False), was_1d, max_distance)
+        candidates = k
+        if self._rerank is not None:
+            candidates = rerank_k if rerank_k is not None else DEFAULT_RERANK_FACTOR * k
+        if self._hnsw is not None:
+            dist, slots = self._graph_stage(q, candidates, ef, mask, threads)
+        else:
+            dist, slots = self._scan_stage(q, candidates, mask, threads)
+        if self._rerank is not None:
+            dist, slots = self._rerank.rescore(q, slots, k, threads=threads)
+        return self._finish(dist, slots, was_1d, max_distance)
+
+    def _query_block(self, q: np.ndarray) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+        """(queries, bits_q, weights, offsets) for the bit-plane kernels."""
+        nq = q.shape[0]
+        if self.scoring == "symmetric":
+            weights, offset = self.binarizer._symmetric_weights()
+            return self.binarizer._encode(q), self.bits, weights, np.full(nq, offset, dtype=np.float32)
+        weights, offsets = self.binarizer._asymmetric_weights(q)
+        return _bit_order_queries(q, self.plane_bytes), 0, weights, offsets
+
+    def _hamming_to_distance(self, hamming: np.ndarray) -> np.ndarray:
+        """bits=1 symmetric: 1 - alpha^2 (d - 2 h)."""
+        alpha = float(self.alphas[0])
+        dist = (1.0 - alpha * alpha * (self.dim - 2.0 * hamming)).astype(np.float32)
+        return np.where(np.isinf(hamming), np.float32(np.inf), dist)
+
+    def _scan_stage(self, q: np.ndarray, candidates: int, mask: np.ndarray | None,
+                    threads: int | None) -> tuple[np.ndarray, np.ndarray]:
+        n = self._codes.shape[0]
+        if self.bits == 1 and self.scoring == "symmetric":
+            codes_q = self.binarizer._encode(q)
+            hamming, slots = _core.search(self._codes, n, codes_q, q.shape[0], candidates, "bits",
+                                          "hamming", self.plane_bytes * 8, mask=mask, threads=threads)
+            return self._hamming_to_distance(hamming), slots
+        block, bits_q, weights, offsets = self._query_block(q)
+        return _core.binary_search(self._codes, n, self.bits, self.plane_bytes, self.scoring, block,
+                                   q.shape[0], bits_q, weights, offsets, candidates, mask=mask,
+                                   threads=threads)
+
+    def _graph_stage(self, q: np.ndarray, candidates: int, ef: int | None, mask: np.ndarray | None,
+                     threads: int | None) -> tuple[np.ndarray, np.ndarray]:
+        ef = max(self._ef if ef is None else ef, candidates)
+        codes_q = self.binarizer._encode(q)
+        allowed = None if mask is None else np.nonzero(mask)[0].astype(np.int64)
+        exact_hamming = self.bits == 1 and self.scoring == "symmetric"
+        found = candidates if exact_hamming else ef
+        hamming, slots = self._hnsw.search(codes_q, found, ef=ef, filter=allowed, threads=threads)
+        if exact_hamming:
+            return self._hamming_to_distance(hamming), slots
+        # Re-score the graph's candidates with the bit-plane score, keep the best `candidates`.
+        block, bits_q, weights, offsets = self._query_block(q)
+        slots = np.ascontiguousarray(slots, dtype=np.int64)
+        scores = _core.binary_score_slots(self._codes, self._codes.shape[0], self.bits, self.plane_bytes,
+                                          self.scoring, block, q.shape[0], bits_q, weights, offsets,
+                                          slots, slots.shape[1], threads=threads)
+        order = np.argsort(scores, axis=1, kind="stable")[:, :candidates]
+        dist = np.take_along_axis(scores, order, axis=1)
+        slots = np.take_along_axis(slots, order, axis=1)
+        slots[np.isinf(dist)] = -1
+        return dist, slots
+
+    # ---- persistence --------------------------------------------------------------------
+    def _params(self) -> dict:
+        params = {"dim": self.dim, "bits": self.bits, "metric": self.metric, "scoring": self.scoring,
+                  "center": self.binarizer.center, "graph": self.graph, "M": self.M,
+                  "ef_construction": self.ef_construction, "ef": self._ef, "next_id": self._next_id}
+        if self._rerank is not None:
+            params.update(self._rerank.params())
+        if self._hnsw is not None:
+            params["hnsw"] = self._hnsw._params()
+        return params
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        arrays = {"codes": self._codes, "ids": self._ids}
+        if self.alphas is not None:
+            arrays["alphas"] = self.alphas
+        if self.binarizer.center_ is not None:
+            arrays["center"] = self.binarizer.center_
+        if self._rerank is not None:
+            arrays.update(self._rerank.arrays())
+        if self._hnsw is not None:
+            arrays.update({"hnsw." + name: a for name, a in self._hnsw._arrays().items()})
+        return arrays
+
+    @classmethod
+    def _from_state(cls, params: dict, arrays: dict[str, np.ndarray]) -> "BinaryIndex":
+        rerank = params.get("rerank")
+        index = cls.__new__(cls)
+        # Build without creating a fresh rerank file (a path store is re-opened, not truncated).
+        cls.__init__(index, params["dim"], bits=params["bits"], metric=params["metric"],
+                     scoring=params["scoring"], center=params["center"], graph=False, M=params["M"],
+                     ef_construction=params["ef_construction"], rerank=None)
+        index.graph = bool(params["graph"])
+        index._ef = int(params["ef"])
+        codes, ids = arrays["codes"], arrays["ids"]
+        if codes.dtype != np.uint8 or codes.ndim != 2 or codes.shape[1] != index.code_size:
+            raise ValueError(f"binary index file: codes {codes.shape} {codes.dtype} do not match "
+                             f"{index.code_size} bytes per vector")
+        if ids.dtype != np.int64 or ids.shape != (codes.shape[0],):
+            raise ValueError(f"binary index file: ids {ids.shape} {ids.dtype} do not match {codes.shape[0]} codes")
+        index._codes = codes
+        index._ids = np.array(ids, dtype=np.int64)  # small; writable for remove()
+        index._next_id = int(params["next_id"])
+        if "alphas" in arrays:
+            alphas = arrays["alphas"]
+            if alphas.shape != (index.bits,) or alphas.dtype != np.float32:
+                raise ValueError(f"binary index file: alphas {alphas.shape} {alphas.dtype}, expected ({index.bits},) float32")
+            index.binarizer.alphas = np.array(alphas)
+            index.binarizer.dim = index.dim
+            if "center" in arrays:
+                center = arrays["center"]
+                if center.shape != (index.dim,) or center.dtype != np.float32:
+                    raise ValueError("binary index file: center has the wrong shape or dtype")
+                index.binarizer.center_ = np.array(center)
+        if rerank is not None:
+            index._rerank = RerankStore.restore(index.dim, index.metric, params, arrays)
+        if index.graph:
+            from .hnsw import HNSWIndex
+            sub = {name[len("hnsw."):]: a for name, a in arrays.items() if name.startswith("hnsw.")}
+            index._hnsw = HNSWIndex._from_state(params["hnsw"], sub)
+        return index
+
+    def _repr_fields(self) -> str:
+        fields = f"bits={self.bits}, scoring={self.scoring!r}"
+        if self.binarizer.center:
+            fields += ", center=True"
+        if self.graph:
+            fields += f", graph=True, M={self.M}"
+        if self._rerank is not None:
+            fields += f", rerank={self.rerank!r}"
+        return fields

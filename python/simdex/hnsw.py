@@ -1,0 +1,293 @@
+"""HNSWIndex: approximate k-NN on a hierarchical navigable small-world graph (C++ core).
+
+The graph, the stored rows and the slot -> id map live in simdex._core.HnswGraph (see
+cpp/index/hnsw.hpp for the algorithm and memory layout); this module validates input, encodes
+rows, chooses slots (free slots of removed vectors first), insertion order, persistence.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _checks, _core, _storage
+from ._base import Index
+from ._result import SearchResult
+from .kernels import normalize
+from .lid import lid
+
+INSERTION_ORDERS = ("given", "random", "lid_desc")
+DEFAULT_EF = 64
+LID_K = 20
+
+
+class HNSWIndex(Index):
+    """Approximate nearest-neighbour graph index (Malkov & Yashunin HNSW).
+
+    dim             : vector dimension; for metric='hamming' the number of bits (a multiple of
+                      8) and vectors are uint8 codes packed with numpy.packbits
+    metric          : 'l2' (squared), 'ip' (1 - <q, x>), 'cosine' (1 - cos), 'hamming'
+    M               : links per node on upper levels (2M on level 0), int >= 2
+    ef_construction : candidate list size while building, int >= 1
+    storage         : 'float32', 'float16', 'bfloat16' or 'int8' (ranges trained on the first
+                      add); queries stay float32
+    seed            : seeds node levels and insertion_order='random'; with threads=1 the
+                      build is deterministic
+
+    Filtered search (filter=): only allowed ids are returned; the walk still passes through
+    excluded nodes. When fewer than 3% of the vectors (or at most max(ef, k)) are allowed,
+    the allowed rows are scanned exactly instead (kHnswExactFilterFraction in hnsw.hpp).
+    """
+
+    kind = "hnsw"
+
+    def __init__(self, dim: int, metric: str = "l2", *, M: int = 16, ef_construction: int = 200,
+                 storage: str = "float32", seed: int = 0) -> None:
+        self.dim = _checks.check_positive_int(dim, "dim")
+        self.metric = _checks.check_metric(metric)
+        self.storage = _checks.check_choice(storage, "storage", _checks.STORAGES)
+        self.M = _checks.check_positive_int(M, "M", 2)
+        if self.M > 1024:
+            raise ValueError(f"M must be <= 1024; got {M}")
+        self.ef_construction = _checks.check_positive_int(ef_construction, "ef_construction")
+        self.seed = _checks.check_positive_int(seed, "seed", 0)
+        if self.metric == "hamming":
+            if storage != "float32":
+                raise ValueError("metric='hamming' stores packed bit codes; storage must be left at its default")
+            if self.dim % 8:
+                raise ValueError(f"for metric='hamming' dim is the number of bits and must be a multiple of 8; got {dim}")
+        self._ef = DEFAULT_EF
+        hamming = self.metric == "hamming"
+        self._query_dtype = np.dtype(np.uint8 if hamming else np.float32)
+        self._query_width = self.dim // 8 if hamming else self.dim
+        self._init_ids()
+        self._lo: np.ndarray | None = None
+        self._scale: np.ndarray | None = None
+        self._graph = _core.HnswGraph(self._core_storage(), self.metric, self.dim, self.M,
+                                      self.ef_construction, self.seed)
+
+    # ---- properties ---------------------------------------------------------------------
+    def _core_storage(self) -> str:
+        return "bits" if self.metric == "hamming" else self.storage
+
+    @property
+    def ef(self) -> int:
+        """Default search list size (search uses max(ef, k)); int >= 1."""
+        return self._ef
+
+    @ef.setter
+    def ef(self, value: int) -> None:
+        self._ef = _checks.check_positive_int(value, "ef")
+
+    @property
+    def nbytes(self) -> int:
+        extra = 0 if self._lo is None else self._lo.nbytes + self._scale.nbytes
+        return int(self._graph.nbytes + self._ids.nbytes + extra)
+
+    def _prepare(self, x: Any, name: str) -> tuple[np.ndarray, bool]:
+        if self.metric == "hamming":
+            return _checks.as_codes(x, self.dim // 8, name)
+        return _checks.as_float_rows(x, self.dim, name)
+
+    # ---- building -----------------------------------------------------------------------
+    def add(self, x: Any, ids: Any = None, *, threads: int | None = None,
+            insertion_order: str = "given", progress: bool = False) -> np.ndarray:
+        """Insert vectors; returns their ids (n,) int64.
+
+        x               : (n, dim) floats, or (n, dim/8) uint8 codes for metric='hamming'
+        ids             : (n,) unique non-negative ints not in the index, or None (sequential)
+        threads         : build threads (None = all cores); threads=1 is deterministic
+        insertion_order : 'given' (row order), 'random' (seeded), 'lid_desc' (descending
+                          local intrinsic dimensionality, see simdex.lid)
+        progress        : show a tqdm progress bar (if tqdm is installed)
+        """
+        threads = _checks.check_threads(threads)
+        insertion_order = _checks.check_choice(insertion_order, "insertion_order", INSERTION_ORDERS)
+        if not isinstance(progress, bool):
+            raise TypeError(f"progress must be True or False; got {type(progress).__name__}")
+        a, _ = self._prepare(x, "x")
+        n = a.shape[0]
+        new_ids = self._new_ids(ids, n)
+        if self.metric == "cosine":
+            a = normalize(a)
+        if self.storage == "int8" and self._lo is None:
+            self._lo, self._scale = _storage.train_int8(a)
+            self._graph.set_ranges(self._lo, self._scale)
+        rows = a if self.metric == "hamming" else _storage.encode(a, self.storage, self._lo, self._scale)
+        rows = np.ascontiguousarray(rows)
+        order = self._order(a, insertion_order, threads)
+
+        free = np.nonzero(self._ids < 0)[0][:n]
+        start = self._ids.shape[0]
+        slots = np.concatenate([free, np.arange(start, start + n - free.size)]).astype(np.int64)
+        self._ids = np.concatenate([self._ids, np.full(n - free.size, -1, dtype=np.int64)])
+        try:
+            if progress:
+                self._add_with_progress(rows, slots, new_ids, order, threads)
+            else:
+                self._graph.add(rows, slots, new_ids, order, threads)
+        except BaseException:
+            # Interrupted (Ctrl-C): the rows inserted so far stay, the others are not added.
+            live = self._graph.live_mask().astype(bool)
+            self._ids[slots] = np.where(live[slots], new_ids, -1)
+            raise
+        self._ids[slots] = new_ids
+        return new_ids
+
+    def _order(self, a: np.ndarray, insertion_order: str, threads: int | None) -> np.ndarray | None:
+        n = a.shape[0]
+        if insertion_order == "given" or n < 2:
+            return None
+        if insertion_order == "random":
+            rng = np.random.default_rng([self.seed, self._ids.shape[0]])
+            return rng.permutation(n).astype(np.int64)
+        # lid_desc: Euclidean LID of what is stored (bits unpacked: squared L2 = Hamming)
+        points = np.unpackbits(a, axis=1).astype(np.float32) if self.metric == "hamming" else a
+        k = min(LID_K, n - 1)
+        values = lid(points, k, threads=threads)
+        return np.argsort(-values, kind="stable").astype(np.int64)
+
+    def _add_with_progress(self, rows: np.ndarray, slots: np.ndarray, new_ids: np.ndarray,
+                           order: np.ndarray | None, threads: int | None) -> None:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            self._graph.add(rows, slots, new_ids, order, threads)
+            return
+        n = rows.shape[0]
+        sequence = np.arange(n, dtype=np.int64) if order is None else order
+        step = max(1000, n // 100)
+        with tqdm(total=n, unit="vec", desc="HNSW add") as bar:
+            for begin in range(0, n, step):
+                part = sequence[begin: begin + step]
+                self._graph.add(np.ascontiguousarray(rows[part]), np.ascontiguousarray(slots[part]),
+                                np.ascontiguousarray(new_ids[part]), None, threads)
+                bar.update(part.size)
+
+    def remove(self, ids: Any, *, threads: int | None = None) -> int:
+        """Remove vectors by id (unknown ids are ignored); returns how many were removed.
+
+        Neighbours of removed nodes re-select their links, so search quality holds and the
+        freed slots are reused by later adds. Removed ids are never returned again.
+        """
+        threads = _checks.check_threads(threads)
+        slots = self._slots_of(ids).astype(np.int64)
+        if slots.size == 0:
+            return 0
+        count = int(self._graph.remove(slots, threads))
+        self._ids[slots] = -1
+        return count
+
+    # ---- search -------------------------------------------------------------------------
+    def search(self, queries: Any, k: int = 10, *, ef: int | None = None, filter: Any = None,
+               max_distance: Any = None, threads: int | None = None) -> SearchResult:
+        """Approximate k nearest neighbours.
+
+        queries      : (q, dim) or (dim,) float32 (other float dtypes are converted with one
+                       copy); uint8 codes (q, dim/8) for metric='hamming'
+        k            : int >= 1
+        ef           : search list size (default: the ef property); max(ef, k) is used
+        filter       : int64 array of allowed ids, or boolean mask indexed by id
+        max_distance : float or (q,) floats; results farther than it are dropped (-1 / +inf)
+        threads      : None = all cores (a single query uses one)
+        returns      : SearchResult(distances (q, k) float32 ascending, ids (q, k) int64, -1 padded)
+        """
+        if (filter is None and max_distance is None and threads is None and type(k) is int and k > 0
+                and (ef is None or (type(ef) is int and ef > 0)) and type(queries) is np.ndarray
+                and queries.ndim == 1 and queries.dtype == self._query_dtype
+                and queries.shape[0] == self._query_width and queries.flags.c_contiguous):
+            # lean path for one query (C++ re-checks size and finiteness)
+            return SearchResult(*self._graph.search1(queries, k, self._ef if ef is None else ef))
+        k = _checks.check_k(k)
+        ef = self._ef if ef is None else _checks.check_positive_int(ef, "ef")
+        threads = _checks.check_threads(threads)
+        q, was_1d = self._prepare(queries, "queries")
+        mask = None if filter is None else self._slot_mask(filter)
+        dist, ids = self._graph.search(q, q.shape[0], k, ef, mask, self.metric == "cosine", threads)
+        if max_distance is not None:
+            thresholds = _checks.as_max_distance(max_distance, q.shape[0])
+            far = dist > thresholds[:, None]
+            dist[far] = np.inf
+            ids[far] = -1
+        if was_1d:
+            return SearchResult(dist[0], ids[0])
+        return SearchResult(dist, ids)
+
+    def reconstruct(self, ids: Any) -> np.ndarray:
+        """Stored vectors for the given ids, decoded to float32 (codes for hamming): (len(ids), dim)."""
+        a = np.asarray(ids)
+        if a.dtype.kind not in "iu":
+            raise TypeError(f"ids must be integers; got dtype {a.dtype}")
+        a = a.reshape(-1).astype(np.int64)
+        live = np.nonzero(self._ids >= 0)[0]
+        order = np.argsort(self._ids[live])
+        pos = np.minimum(np.searchsorted(self._ids[live], a, sorter=order), max(live.size - 1, 0))
+        if live.size == 0 or not np.array_equal(self._ids[live][order[pos]], a):
+            missing = a if live.size == 0 else a[self._ids[live][order[pos]] != a]
+            raise KeyError(f"ids not in the index: {missing[:5].tolist()}")
+        rows = self._graph.rows(live[order[pos]].astype(np.int64))
+        if self.metric == "hamming":
+            return rows
+        dtype = _storage.ROW_DTYPES[self.storage]
+        return _storage.decode(rows.view(dtype), self.storage, self._lo, self._scale)
+
+    # ---- persistence --------------------------------------------------------------------
+    def _params(self) -> dict:
+        state = self._graph.state()
+        self._state_cache = state
+        return {"dim": self.dim, "metric": self.metric, "storage": self.storage, "M": self.M,
+                "ef_construction": self.ef_construction, "seed": self.seed, "ef": self._ef,
+                "next_id": self._next_id, "entry": int(state["entry"]),
+                "max_level": int(state["max_level"]), "insert_count": int(state["insert_count"]),
+                "block_bytes": int(self._graph.block_bytes)}
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        state = getattr(self, "_state_cache", None) or self._graph.state()
+        self._state_cache = None
+        arrays = {"blocks": state["blocks"], "levels": state["levels"], "upper": state["upper"],
+                  "ids": self._ids}
+        if self._lo is not None:
+            arrays["lo"], arrays["scale"] = self._lo, self._scale
+        return arrays
+
+    @classmethod
+    def _from_state(cls, params: dict, arrays: dict[str, np.ndarray]) -> "HNSWIndex":
+        index = cls(params["dim"], params["metric"], M=params["M"],
+                    ef_construction=params["ef_construction"], storage=params["storage"],
+                    seed=params["seed"])
+        index.ef = params["ef"]
+        blocks, levels, upper, ids = arrays["blocks"], arrays["levels"], arrays["upper"], arrays["ids"]
+        n = ids.shape[0]
+        bb = index._graph.block_bytes
+        if int(params["block_bytes"]) != bb or blocks.dtype != np.uint8 or blocks.shape != (n, bb):
+            raise ValueError(f"hnsw index file: blocks {blocks.shape} {blocks.dtype} do not match "
+                             f"{n} slots of {bb} bytes")
+        if levels.dtype != np.int32 or levels.shape != (n,) or ids.dtype != np.int64 or ids.ndim != 1:
+            raise ValueError("hnsw index file: levels / ids arrays have the wrong dtype or shape")
+        if upper.dtype != np.uint32 or upper.ndim != 1:
+            raise ValueError("hnsw index file: upper links must be a 1-D uint32 array")
+        if not np.array_equal(ids >= 0, levels >= 0):
+            raise ValueError("hnsw index file: ids and levels disagree on which slots are used")
+        if index.storage == "int8":
+            lo, scale = arrays["lo"], arrays["scale"]
+            if lo.shape != (index.dim,) or scale.shape != (index.dim,):
+                raise ValueError("hnsw index file: int8 ranges have the wrong shape")
+            index._lo = np.array(lo, dtype=np.float32)
+            index._scale = np.array(scale, dtype=np.float32)
+            index._graph.set_ranges(index._lo, index._scale)
+        index._graph.restore(blocks, ids, levels, upper, int(params["entry"]), int(params["max_level"]),
+                             int(params["insert_count"]), True)
+        index._ids = np.array(ids, dtype=np.int64)  # small; writable for remove()
+        index._next_id = int(params.get("next_id", 0))
+        return index
+
+    def _repr_fields(self) -> str:
+        fields = f"M={self.M}, ef_construction={self.ef_construction}"
+        if self.storage != "float32":
+            fields = f"storage={self.storage!r}, " + fields
+        return fields
+
+    def __repr__(self) -> str:
+        return (f"HNSWIndex(dim={self.dim}, metric={self.metric!r}, {self._repr_fields()}, "
+                f"n={len(self)}, simd={self._graph.simd!r})")
