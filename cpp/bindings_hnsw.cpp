@@ -1,8 +1,252 @@
-// Bindings for the hnsw module (filled in by its issue).
+// Bindings for the HNSW graph: simdex._core.HnswGraph, used by python/simdex/hnsw.py.
+// Python validates every argument; here only cheap re-checks. Searches share a reader lock,
+// add / remove / restore take the writer lock, always after the GIL is released.
+#include <cmath>
+#include <cstring>
+#include <shared_mutex>
+#include <string>
+
 #include "bindings_common.hpp"
+#include "index/hnsw.hpp"
 
 namespace simdex {
+namespace {
 
-void bind_hnsw(py::module_&) {}
+using FloatArray = py::array_t<float, py::array::c_style>;
+using IdArray = py::array_t<std::int64_t, py::array::c_style>;
+
+class HnswHandle {
+   public:
+    HnswHandle(const std::string& storage, const std::string& metric, std::size_t dim, std::size_t M,
+               std::size_t ef_construction, std::uint64_t seed)
+        : level_(active_level()) {
+        StoreSpec spec;
+        spec.storage = parse_storage(storage);
+        spec.metric = parse_metric(metric);
+        spec.dim = dim;
+        spec.row_bytes = row_bytes_for(spec.storage, dim);
+        graph_.reset(new HnswGraph(kernels_for(level_), spec, M, ef_construction, seed));
+    }
+
+    void set_ranges(const py::array& lo, const py::array& scale) {
+        std::size_t d = graph_->spec().dim;
+        const float* lo_ptr = typed<float>(lo, d, "lo");
+        const float* scale_ptr = typed<float>(scale, d, "scale");
+        std::unique_lock<std::shared_mutex> lock(mutex_);
+        graph_->set_ranges(lo_ptr, scale_ptr);
+    }
+
+    void add(const py::array& rows, const py::array& slots, const py::array& ids, const py::object& order,
+             long threads) {
+        std::size_t n = static_cast<std::size_t>(slots.size());
+        const std::int64_t* slot_ptr = typed<std::int64_t>(slots, n, "slots");
+        const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
+        const std::uint8_t* row_ptr = array_bytes(rows, n * graph_->spec().row_bytes, rows.itemsize(), "rows");
+        const std::int64_t* order_ptr = nullptr;
+        if (!order.is_none()) order_ptr = typed<std::int64_t>(order.cast<py::array>(), n, "order");
+        py::gil_scoped_release release;
+        std::unique_lock<std::shared_mutex> lock(mutex_);
+        graph_->add(row_ptr, slot_ptr, id_ptr, order_ptr, n, resolve_threads(threads));
+    }
+
+    std::size_t remove(const py::array& slots, long threads) {
+        std::size_t n = static_cast<std::size_t>(slots.size());
+        const std::int64_t* slot_ptr = typed<std::int64_t>(slots, n, "slots");
+        py::gil_scoped_release release;
+        std::unique_lock<std::shared_mutex> lock(mutex_);
+        return graph_->remove(slot_ptr, n, resolve_threads(threads));
+    }
+
+    // queries: (nq, dim) float32 or (nq, nbytes) codes; mask: None or (m,) uint8 by slot.
+    py::tuple search(const py::array& queries, std::size_t nq, std::size_t k, std::size_t ef,
+                     const py::object& mask, bool normalize, long threads) {
+        const StoreSpec& spec = graph_->spec();
+        const std::uint8_t* q = array_bytes(queries, nq * query_bytes(spec), queries.itemsize(), "queries");
+        if (k < 1) throw std::invalid_argument("k must be >= 1");
+        const std::uint8_t* mask_ptr = nullptr;
+        std::size_t mask_len = 0;
+        if (!mask.is_none()) {
+            py::array m = mask.cast<py::array>();
+            mask_len = static_cast<std::size_t>(m.size());
+            mask_ptr = array_bytes(m, mask_len, 1, "mask");
+        }
+        FloatArray distances({nq, k});
+        IdArray out_ids({nq, k});
+        float* d_ptr = distances.mutable_data();
+        std::int64_t* i_ptr = out_ids.mutable_data();
+        {
+            py::gil_scoped_release release;
+            std::shared_lock<std::shared_mutex> lock(mutex_);
+            graph_->search(q, nq, k, ef, mask_ptr, mask_len, normalize, resolve_threads(threads), d_ptr, i_ptr);
+        }
+        return py::make_tuple(distances, out_ids);
+    }
+
+    // Lean path for one 1-D query without filter (the per-call cost matters at high QPS):
+    // query (dim,) float32 or (nbytes,) codes; returns 1-D (k,) distances and ids.
+    py::tuple search1(const py::array& query, std::size_t k, std::size_t ef) {
+        const StoreSpec& spec = graph_->spec();
+        const std::uint8_t* q = array_bytes(query, query_bytes(spec), query.itemsize(), "queries");
+        if (k < 1) throw std::invalid_argument("k must be >= 1");
+        if (spec.storage != Storage::bits) {
+            const float* f = reinterpret_cast<const float*>(q);
+            bool finite = true;
+            for (std::size_t j = 0; j < spec.dim; ++j) finite &= std::isfinite(f[j]);
+            if (!finite)
+                throw std::invalid_argument("queries contains NaN or infinite values in 1 row(s); "
+                                            "clean or drop those rows first");
+        }
+        FloatArray distances(k);
+        IdArray out_ids(k);
+        float* d_ptr = distances.mutable_data();
+        std::int64_t* i_ptr = out_ids.mutable_data();
+        {
+            py::gil_scoped_release release;
+            std::shared_lock<std::shared_mutex> lock(mutex_);
+            graph_->search(q, 1, k, ef, nullptr, 0, spec.metric == Metric::cosine, 1, d_ptr, i_ptr);
+        }
+        return py::make_tuple(distances, out_ids);
+    }
+
+    py::array_t<std::uint8_t> live_mask() {
+        py::gil_scoped_release release;
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        py::gil_scoped_acquire gil;
+        std::size_t n = graph_->slot_count();
+        py::array_t<std::uint8_t> out(n);
+        std::uint8_t* dst = out.mutable_data();
+        for (std::size_t s = 0; s < n; ++s) dst[s] = graph_->levels()[s] >= 0;
+        return out;
+    }
+
+    // Stored rows of the given slots: (n, row_bytes) uint8.
+    py::array_t<std::uint8_t> rows(const py::array& slots) {
+        std::size_t n = static_cast<std::size_t>(slots.size());
+        const std::int64_t* slot_ptr = typed<std::int64_t>(slots, n, "slots");
+        py::gil_scoped_release release;
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        py::gil_scoped_acquire gil;
+        std::size_t rb = graph_->spec().row_bytes;
+        py::array_t<std::uint8_t> out({n, rb});
+        std::uint8_t* dst = out.mutable_data();
+        for (std::size_t i = 0; i < n; ++i) {
+            if (slot_ptr[i] < 0 || static_cast<std::size_t>(slot_ptr[i]) >= graph_->slot_count())
+                throw std::invalid_argument("rows: slot out of range");
+            std::memcpy(dst + i * rb, graph_->row(static_cast<std::uint32_t>(slot_ptr[i])), rb);
+        }
+        return out;
+    }
+
+    // Links of a slot at a level (for tests and inspection).
+    py::array_t<std::uint32_t> neighbours(std::size_t slot, int level) {
+        py::gil_scoped_release release;
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        py::gil_scoped_acquire gil;
+        if (slot >= graph_->slot_count() || level < 0 || graph_->levels()[slot] < level)
+            throw std::invalid_argument("neighbours: no such slot / level");
+        const std::uint32_t* list = graph_->links(static_cast<std::uint32_t>(slot), level);
+        py::array_t<std::uint32_t> out(list[0]);
+        std::memcpy(out.mutable_data(), list + 1, 4 * list[0]);
+        return out;
+    }
+
+    py::dict state() {
+        py::gil_scoped_release release;
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        py::gil_scoped_acquire gil;
+        const HnswGraph& g = *graph_;
+        std::size_t n = g.slot_count();
+        py::array_t<std::uint8_t> blocks({n, g.block_bytes()});
+        if (n) std::memcpy(blocks.mutable_data(), g.blocks(), n * g.block_bytes());
+        py::array_t<std::int32_t> levels(n);
+        if (n) std::memcpy(levels.mutable_data(), g.levels(), n * 4);
+        std::size_t total = 0;
+        for (std::size_t s = 0; s < n; ++s) total += g.upper_size(static_cast<std::uint32_t>(s));
+        py::array_t<std::uint32_t> upper(total);
+        std::uint32_t* dst = upper.mutable_data();
+        for (std::size_t s = 0; s < n; ++s) {
+            int level = g.levels()[s];
+            for (int l = 1; l <= level; ++l) {
+                std::memcpy(dst, g.links(static_cast<std::uint32_t>(s), l), 4 * (1 + g.M()));
+                dst += 1 + g.M();
+            }
+        }
+        py::dict out;
+        out["blocks"] = blocks;
+        out["levels"] = levels;
+        out["upper"] = upper;
+        out["entry"] = static_cast<std::int64_t>(g.entry() == HnswGraph::kNone ? -1 : g.entry());
+        out["max_level"] = g.max_level();
+        out["insert_count"] = g.insert_count();
+        return out;
+    }
+
+    void restore(const py::array& blocks, const py::array& ids, const py::array& levels,
+                 const py::array& upper, std::int64_t entry, int max_level, std::uint64_t insert_count,
+                 bool borrow) {
+        std::size_t n = static_cast<std::size_t>(levels.size());
+        const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
+        const std::uint8_t* b = array_bytes(blocks, n * graph_->block_bytes(), 1, "blocks");
+        const std::int32_t* lv = typed<std::int32_t>(levels, n, "levels");
+        const std::uint32_t* up = typed<std::uint32_t>(upper, static_cast<std::size_t>(upper.size()), "upper");
+        if (entry < -1 || entry >= static_cast<std::int64_t>(n) + (n == 0))
+            throw std::invalid_argument("hnsw file: entry point out of range");
+        std::uint32_t e = entry < 0 ? HnswGraph::kNone : static_cast<std::uint32_t>(entry);
+        std::unique_lock<std::shared_mutex> lock(mutex_);
+        graph_->restore(b, borrow, n, id_ptr, lv, up, static_cast<std::size_t>(upper.size()), e, max_level, insert_count);
+        if (borrow) keepalive_ = blocks;
+    }
+
+    std::size_t slot_count() const { return graph_->slot_count(); }
+    std::size_t live_count() const { return graph_->live_count(); }
+    std::size_t nbytes() const { return graph_->nbytes(); }
+    std::size_t block_bytes() const { return graph_->block_bytes(); }
+    std::string simd() const { return level_name(level_); }
+
+   private:
+    SimdLevel level_;
+    std::unique_ptr<HnswGraph> graph_;
+    std::shared_mutex mutex_;
+    py::object keepalive_;  // memory-mapped blocks borrowed by the graph
+};
+
+long threads_arg(const py::object& threads) {
+    return threads.is_none() ? 0 : static_cast<long>(thread_count(threads));
+}
+
+}  // namespace
+
+void bind_hnsw(py::module_& m) {
+    py::class_<HnswHandle>(m, "HnswGraph")
+        .def(py::init<const std::string&, const std::string&, std::size_t, std::size_t, std::size_t, std::uint64_t>(),
+             py::arg("storage"), py::arg("metric"), py::arg("dim"), py::arg("M"),
+             py::arg("ef_construction"), py::arg("seed"))
+        .def("set_ranges", &HnswHandle::set_ranges)
+        .def("add", [](HnswHandle& h, const py::array& rows, const py::array& slots, const py::array& ids,
+                       const py::object& order, const py::object& threads) {
+                 h.add(rows, slots, ids, order, threads_arg(threads)); },
+             py::arg("rows"), py::arg("slots"), py::arg("ids"), py::arg("order") = py::none(),
+             py::arg("threads") = py::none())
+        .def("remove", [](HnswHandle& h, const py::array& slots, const py::object& threads) {
+                 return h.remove(slots, threads_arg(threads)); },
+             py::arg("slots"), py::arg("threads") = py::none())
+        .def("search", [](HnswHandle& h, const py::array& queries, std::size_t nq, std::size_t k, std::size_t ef,
+                          const py::object& mask, bool normalize, const py::object& threads) {
+                 return h.search(queries, nq, k, ef, mask, normalize, threads_arg(threads)); },
+             py::arg("queries"), py::arg("nq"), py::arg("k"), py::arg("ef"), py::arg("mask") = py::none(),
+             py::arg("normalize") = false, py::arg("threads") = py::none())
+        .def("search1", &HnswHandle::search1, py::arg("query"), py::arg("k"), py::arg("ef"))
+        .def("live_mask", &HnswHandle::live_mask)
+        .def("rows", &HnswHandle::rows)
+        .def("neighbours", &HnswHandle::neighbours)
+        .def("state", &HnswHandle::state)
+        .def("restore", &HnswHandle::restore, py::arg("blocks"), py::arg("ids"), py::arg("levels"), py::arg("upper"),
+             py::arg("entry"), py::arg("max_level"), py::arg("insert_count"), py::arg("borrow"))
+        .def_property_readonly("slot_count", &HnswHandle::slot_count)
+        .def_property_readonly("live_count", &HnswHandle::live_count)
+        .def_property_readonly("nbytes", &HnswHandle::nbytes)
+        .def_property_readonly("block_bytes", &HnswHandle::block_bytes)
+        .def_property_readonly("simd", &HnswHandle::simd);
+}
 
 }  // namespace simdex
