@@ -189,3 +189,18 @@ def test_env_variable_lowers_and_bad_value_warns():
     r = run_python("import simdex; print(simdex.simd_level())", "bogus")
     assert r.returncode == 0 and "SIMDEX_SIMD" in r.stderr
     assert r.stdout.strip() == available_levels()[-1] or os.environ.get("SIMDEX_SIMD")
+
+
+@pytest.mark.parametrize("level", available_levels())
+@pytest.mark.parametrize("nq, n, d", [(260, 1100, 513), (13, 530, 1000), (4, 1, 1), (17, 33, 17)])
+def test_gemm_tiles_across_block_boundaries(level, nq, n, d):
+    """Query tiles (252), row tiles (512) and dimension blocks (512) all split here."""
+    rng = np.random.default_rng(nq + n + d)
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    q = rng.standard_normal((nq, d)).astype(np.float32)
+    ref, magnitude = reference(q, x.astype(np.float64), "ip")
+    with force_simd(level):
+        got = _core.pairwise(x, n, q, nq, "float32", "ip", d, threads=2)
+        D, I = sx.knn(q, x, min(5, n), "ip")
+    assert np.all(np.abs(got - ref) <= 4 * (d + 2) * U * magnitude + 2 * U * np.abs(ref) + 1e-6)
+    np.testing.assert_allclose(D, np.sort(ref, 1)[:, : min(5, n)], atol=1e-3 * np.sqrt(d))
