@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "index/scan.hpp"
 #include "index/topk.hpp"
 #include "parallel.hpp"
 
@@ -61,10 +62,8 @@ void gemm_search(const KernelTable& t, const StoreSpec& spec, const float* x, st
     }
     std::size_t q_tiles = (nq + tile_q - 1) / tile_q;
     std::size_t n_tiles = (n + tile_n - 1) / tile_n;
-    // Row ranges: enough to keep every thread busy when queries are few.
-    std::size_t ranges = q_tiles >= 2 * threads ? 1 : std::min(n_tiles, 4 * threads);
-    std::size_t tiles_per_range = (n_tiles + ranges - 1) / ranges;
-    ranges = (n_tiles + tiles_per_range - 1) / tiles_per_range;
+    RangeSplit split(n_tiles, q_tiles, threads);
+    std::size_t ranges = split.ranges;
     std::size_t scratch_floats = t.gemm_scratch_floats(tile_q, tile_n, d);
 
     std::vector<TopK> heaps;
@@ -74,8 +73,7 @@ void gemm_search(const KernelTable& t, const StoreSpec& spec, const float* x, st
         std::size_t q0 = qt * tile_q, q_count = std::min(tile_q, nq - q0);
         std::vector<float> tile(tile_q * tile_n);
         std::vector<float> scratch(scratch_floats);
-        std::size_t first = range * tiles_per_range, last = std::min(n_tiles, first + tiles_per_range);
-        for (std::size_t nt = first; nt < last; ++nt) {
+        for (std::size_t nt = split.first(range); nt < split.last(range, n_tiles); ++nt) {
             std::size_t r0 = nt * tile_n, r_count = std::min(tile_n, n - r0);
             if (out_matrix != nullptr) {
                 float* dst = out_matrix + q0 * n + r0;
@@ -89,26 +87,11 @@ void gemm_search(const KernelTable& t, const StoreSpec& spec, const float* x, st
                           scratch.data());
             ip_to_distance(spec, tile.data(), q_count, r_count, tile_n, query_norms.data() + q0,
                            norms.empty() ? nullptr : norms.data() + r0);
-            for (std::size_t i = 0; i < q_count; ++i) {
-                TopK& heap = heaps[range * nq + q0 + i];
-                const float* row = tile.data() + i * tile_n;
-                if (mask == nullptr) {
-                    heap.push_range(row, r_count, static_cast<std::int64_t>(r0));
-                } else {
-                    for (std::size_t j = 0; j < r_count; ++j)
-                        if (mask[r0 + j] && row[j] < heap.threshold())
-                            heap.push(row[j], static_cast<std::int64_t>(r0 + j));
-                }
-            }
+            for (std::size_t i = 0; i < q_count; ++i)
+                push_masked(heaps[range * nq + q0 + i], tile.data() + i * tile_n, r_count, r0, mask);
         }
     });
-    if (out_matrix != nullptr) return;
-    for (std::size_t i = 0; i < nq; ++i) {
-        TopK& merged = heaps[i];
-        for (std::size_t r = 1; r < ranges; ++r)
-            for (auto& item : heaps[r * nq + i].items()) merged.push(item.first, item.second);
-        merged.write_sorted(out_distances + i * k, out_slots + i * k);
-    }
+    if (out_matrix == nullptr) merge_ranges(heaps, ranges, nq, k, out_distances, out_slots);
 }
 
 // Hamming path: tiles of queries x rows through hamming_tile (uint32 counts).
@@ -121,16 +104,14 @@ void hamming_search(const KernelTable& t, const StoreSpec& spec, const std::uint
     const std::size_t tile_n = std::max<std::size_t>(64, (64 * 1024) / std::max<std::size_t>(nbytes, 1));
     std::size_t q_tiles = (nq + tile_q - 1) / tile_q;
     std::size_t n_tiles = (n + tile_n - 1) / tile_n;
-    std::size_t ranges = q_tiles >= 2 * threads ? 1 : std::min(n_tiles, 4 * threads);
-    std::size_t tiles_per_range = (n_tiles + ranges - 1) / ranges;
-    ranges = (n_tiles + tiles_per_range - 1) / tiles_per_range;
+    RangeSplit split(n_tiles, q_tiles, threads);
+    std::size_t ranges = split.ranges;
     std::vector<TopK> heaps(ranges * nq, TopK(k));
     parallel_for(q_tiles * ranges, threads, [&](std::size_t task, std::size_t) {
         std::size_t qt = task / ranges, range = task % ranges;
         std::size_t q0 = qt * tile_q, q_count = std::min(tile_q, nq - q0);
         std::vector<std::uint32_t> tile(tile_q * tile_n);
-        std::size_t first = range * tiles_per_range, last = std::min(n_tiles, first + tiles_per_range);
-        for (std::size_t nt = first; nt < last; ++nt) {
+        for (std::size_t nt = split.first(range); nt < split.last(range, n_tiles); ++nt) {
             std::size_t r0 = nt * tile_n, r_count = std::min(tile_n, n - r0);
             t.hamming_tile(queries + q0 * nbytes, q_count, x + r0 * nbytes, r_count, nbytes,
                            tile.data());
@@ -148,72 +129,30 @@ void hamming_search(const KernelTable& t, const StoreSpec& spec, const std::uint
             }
         }
     });
-    for (std::size_t i = 0; i < nq; ++i) {
-        TopK& merged = heaps[i];
-        for (std::size_t r = 1; r < ranges; ++r)
-            for (auto& item : heaps[r * nq + i].items()) merged.push(item.first, item.second);
-        merged.write_sorted(out_distances + i * k, out_slots + i * k);
-    }
+    merge_ranges(heaps, ranges, nq, k, out_distances, out_slots);
 }
 
-// Generic path: one query at a time through the rows kernels (any storage), rows split
-// into ranges across threads when queries are fewer than threads.
+// Generic path: one query at a time through the rows kernels (any storage).
 void rows_search(const KernelTable& t, const StoreSpec& spec, const std::uint8_t* data,
                  std::size_t n, const std::uint8_t* queries, std::size_t nq, std::size_t k,
                  const std::uint8_t* mask, std::size_t threads, float* out_distances,
                  std::int64_t* out_slots) {
+    struct Scorer {
+        QueryScorer scorer;
+        const StoreSpec* spec;
+        const std::uint8_t* data;
+        void block(std::size_t r0, std::size_t count, float* out) const {
+            scorer.distances(data + r0 * spec->row_bytes, count, out);
+        }
+        float one(std::size_t slot) const { return scorer.distance(data + slot * spec->row_bytes); }
+    };
     std::size_t qbytes = query_bytes(spec);
-    std::size_t n_blocks = (n + kRowBlock - 1) / kRowBlock;
-    std::size_t ranges = nq >= 2 * threads ? 1 : std::min(n_blocks, 4 * threads);
-    std::size_t blocks_per_range = (n_blocks + ranges - 1) / ranges;
-    ranges = (n_blocks + blocks_per_range - 1) / blocks_per_range;
-    // Sparse filter (under 1/8 of the rows allowed): score only the allowed rows.
-    std::vector<std::uint32_t> allowed;
-    bool sparse = false;
-    if (mask != nullptr) {
-        std::size_t count = 0;
-        for (std::size_t i = 0; i < n; ++i) count += mask[i] != 0;
-        sparse = count * 8 < n;
-        if (sparse) {
-            allowed.reserve(count);
-            for (std::size_t i = 0; i < n; ++i)
-                if (mask[i]) allowed.push_back(static_cast<std::uint32_t>(i));
-        }
-    }
-    if (sparse) ranges = 1;
-    std::vector<TopK> heaps(ranges * nq, TopK(k));
-    parallel_for(nq * ranges, threads, [&](std::size_t task, std::size_t) {
-        std::size_t qi = task / ranges, range = task % ranges;
-        QueryScorer scorer(t, spec);
-        scorer.set_query(queries + qi * qbytes);
-        TopK& heap = heaps[range * nq + qi];
-        if (sparse) {
-            for (std::uint32_t slot : allowed) {
-                float dist = scorer.distance(data + static_cast<std::size_t>(slot) * spec.row_bytes);
-                if (dist < heap.threshold()) heap.push(dist, slot);
-            }
-            return;
-        }
-        std::vector<float> buffer(kRowBlock);
-        std::size_t first = range * blocks_per_range, last = std::min(n_blocks, first + blocks_per_range);
-        for (std::size_t b = first; b < last; ++b) {
-            std::size_t r0 = b * kRowBlock, r_count = std::min(kRowBlock, n - r0);
-            scorer.distances(data + r0 * spec.row_bytes, r_count, buffer.data());
-            if (mask == nullptr) {
-                heap.push_range(buffer.data(), r_count, static_cast<std::int64_t>(r0));
-            } else {
-                for (std::size_t j = 0; j < r_count; ++j)
-                    if (mask[r0 + j] && buffer[j] < heap.threshold())
-                        heap.push(buffer[j], static_cast<std::int64_t>(r0 + j));
-            }
-        }
-    });
-    for (std::size_t i = 0; i < nq; ++i) {
-        TopK& merged = heaps[i];
-        for (std::size_t r = 1; r < ranges; ++r)
-            for (auto& item : heaps[r * nq + i].items()) merged.push(item.first, item.second);
-        merged.write_sorted(out_distances + i * k, out_slots + i * k);
-    }
+    auto make_scorer = [&](std::size_t qi) {
+        Scorer s{QueryScorer(t, spec), &spec, data};
+        s.scorer.set_query(queries + qi * qbytes);
+        return s;
+    };
+    scan_topk(n, nq, k, mask, threads, kRowBlock, make_scorer, out_distances, out_slots);
 }
 
 }  // namespace
