@@ -1,8 +1,166 @@
-// Bindings for the pq module (filled in by its issue).
+// Bindings for product quantization: ADC / fast-scan search, IVF search, k-means helper.
+// Python (simdex/pq.py, ivf.py, kmeans.py) validates everything; these re-check sizes.
+#include <string>
+#include <vector>
+
 #include "bindings_common.hpp"
+#include "index/pq.hpp"
 
 namespace simdex {
+namespace {
 
-void bind_pq(py::module_&) {}
+using FloatArray = py::array_t<float, py::array::c_style>;
+using IdArray = py::array_t<std::int64_t, py::array::c_style>;
+
+const std::uint8_t* optional_mask(const py::object& mask, std::size_t n) {
+    if (mask.is_none()) return nullptr;
+    return array_bytes(mask.cast<py::array>(), n, 1, "mask");
+}
+
+void check_k(std::size_t k) {
+    if (k < 1) throw std::invalid_argument("k must be >= 1; got " + std::to_string(k));
+}
+
+// out[i] = sum_j lut[j, codes[i, j]] with the active level's kernel (tests).
+FloatArray adc(const py::array& lut, const py::array& codes, std::size_t n, std::size_t m) {
+    const float* lut_ptr = typed<float>(lut, m * 256, "lut");
+    const std::uint8_t* code_ptr = array_bytes(codes, n * m, 1, "codes");
+    FloatArray out(static_cast<py::ssize_t>(n));
+    float* dst = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        active_kernels().pq.adc_u8(lut_ptr, code_ptr, n, m, dst);
+    }
+    return out;
+}
+
+py::tuple search_u8(const py::array& codes, std::size_t n, std::size_t m, const py::array& luts,
+                    std::size_t nq, std::size_t k, const py::object& mask, const py::object& threads) {
+    check_k(k);
+    const std::uint8_t* code_ptr = array_bytes(codes, n * m, 1, "codes");
+    const float* lut_ptr = typed<float>(luts, nq * m * 256, "luts");
+    const std::uint8_t* mask_ptr = optional_mask(mask, n);
+    std::size_t thread_n = thread_count(threads);
+    FloatArray distances({nq, k});
+    IdArray slots({nq, k});
+    PqSearchOutput out{distances.mutable_data(), slots.mutable_data()};
+    {
+        py::gil_scoped_release release;
+        pq_search_u8(active_kernels(), code_ptr, n, m, lut_ptr, nq, k, mask_ptr, thread_n, out);
+    }
+    return py::make_tuple(distances, slots);
+}
+
+py::tuple search_u4(const py::array& blocks, std::size_t n, std::size_t m, const py::array& luts,
+                    std::size_t nq, std::size_t k, const py::object& mask, const py::object& threads) {
+    check_k(k);
+    const std::size_t block_bytes = fastscan_m4(m) * 16;
+    const std::uint8_t* block_ptr = array_bytes(blocks, (n + 31) / 32 * block_bytes, 1, "blocks");
+    const float* lut_ptr = typed<float>(luts, nq * m * 16, "luts");
+    const std::uint8_t* mask_ptr = optional_mask(mask, n);
+    std::size_t thread_n = thread_count(threads);
+    FloatArray distances({nq, k});
+    IdArray slots({nq, k});
+    PqSearchOutput out{distances.mutable_data(), slots.mutable_data()};
+    {
+        py::gil_scoped_release release;
+        pq_search_u4(active_kernels(), block_ptr, n, m, lut_ptr, nq, k, mask_ptr, thread_n, out);
+    }
+    return py::make_tuple(distances, slots);
+}
+
+py::tuple search_ivf(int nbits, std::size_t m, std::size_t nlist, const py::array& codes,
+                     const py::array& entry_slots, const py::array& offsets,
+                     const py::object& list_tables, const py::array& base_luts,
+                     const py::array& probes, const py::array& probe_bias, std::size_t nq,
+                     std::size_t nprobe, std::size_t k, const py::object& mask,
+                     std::size_t slot_count, const py::object& threads) {
+    check_k(k);
+    if (nbits != 8 && nbits != 4) throw std::invalid_argument("nbits must be 8 or 4");
+    const std::size_t ksub = nbits == 8 ? 256 : 16;
+    IvfLists lists;
+    lists.nbits = nbits;
+    lists.m = m;
+    lists.nlist = nlist;
+    lists.offsets = typed<std::int64_t>(offsets, nlist + 1, "offsets");
+    const std::size_t units = static_cast<std::size_t>(lists.offsets[nlist]);
+    for (std::size_t l = 0; l < nlist; ++l)
+        if (lists.offsets[l] < 0 || lists.offsets[l] > lists.offsets[l + 1])
+            throw std::invalid_argument("offsets must be non-decreasing from 0");
+    const std::size_t entries = nbits == 8 ? units : units * 32;
+    const std::size_t unit_bytes = nbits == 8 ? m : fastscan_m4(m) * 16;
+    lists.codes = array_bytes(codes, units * unit_bytes, 1, "codes");
+    lists.entry_slots = typed<std::int64_t>(entry_slots, entries, "entry_slots");
+    for (std::size_t i = 0; i < entries; ++i)
+        if (lists.entry_slots[i] >= static_cast<std::int64_t>(slot_count))
+            throw std::invalid_argument("entry slot out of range");
+    if (!list_tables.is_none())
+        lists.list_tables = typed<float>(list_tables.cast<py::array>(), nlist * m * ksub, "list_tables");
+    const float* lut_ptr = typed<float>(base_luts, nq * m * ksub, "base_luts");
+    const std::int64_t* probe_ptr = typed<std::int64_t>(probes, nq * nprobe, "probes");
+    const float* bias_ptr = typed<float>(probe_bias, nq * nprobe, "probe_bias");
+    const std::uint8_t* mask_ptr = optional_mask(mask, slot_count);
+    std::size_t thread_n = thread_count(threads);
+    FloatArray distances({nq, k});
+    IdArray slots({nq, k});
+    PqSearchOutput out{distances.mutable_data(), slots.mutable_data()};
+    {
+        py::gil_scoped_release release;
+        ivf_search(active_kernels(), lists, lut_ptr, probe_ptr, bias_ptr, nq, nprobe, k, mask_ptr,
+                   slot_count, thread_n, out);
+    }
+    return py::make_tuple(distances, slots);
+}
+
+py::tuple sums_of_clusters(const py::array& x, std::size_t n, std::size_t d, const py::array& labels,
+                           std::size_t k) {
+    const float* x_ptr = typed<float>(x, n * d, "x");
+    const std::int64_t* label_ptr = typed<std::int64_t>(labels, n, "labels");
+    py::array_t<double, py::array::c_style> sums({k, d});
+    IdArray counts(static_cast<py::ssize_t>(k));
+    double* s = sums.mutable_data();
+    std::int64_t* c = counts.mutable_data();
+    {
+        py::gil_scoped_release release;
+        cluster_sums(x_ptr, n, d, label_ptr, k, s, c);
+    }
+    return py::make_tuple(sums, counts);
+}
+
+py::tuple nearest(const py::array& x, std::size_t n, std::size_t d, const py::array& centroids,
+                  std::size_t k, const py::object& threads) {
+    if (k < 1) throw std::invalid_argument("need at least one centroid");
+    const float* x_ptr = typed<float>(x, n * d, "x");
+    const float* c_ptr = typed<float>(centroids, k * d, "centroids");
+    std::size_t thread_n = thread_count(threads);
+    FloatArray distances(static_cast<py::ssize_t>(n));
+    IdArray labels(static_cast<py::ssize_t>(n));
+    float* d_ptr = distances.mutable_data();
+    std::int64_t* l_ptr = labels.mutable_data();
+    {
+        py::gil_scoped_release release;
+        nearest_centroids(active_kernels(), x_ptr, n, d, c_ptr, k, thread_n, l_ptr, d_ptr);
+    }
+    return py::make_tuple(distances, labels);
+}
+
+}  // namespace
+
+void bind_pq(py::module_& m) {
+    m.def("pq_adc", &adc, py::arg("lut"), py::arg("codes"), py::arg("n"), py::arg("m"));
+    m.def("pq_search_u8", &search_u8, py::arg("codes"), py::arg("n"), py::arg("m"), py::arg("luts"),
+          py::arg("nq"), py::arg("k"), py::arg("mask") = py::none(), py::arg("threads") = py::none());
+    m.def("pq_search_u4", &search_u4, py::arg("blocks"), py::arg("n"), py::arg("m"), py::arg("luts"),
+          py::arg("nq"), py::arg("k"), py::arg("mask") = py::none(), py::arg("threads") = py::none());
+    m.def("ivf_search", &search_ivf, py::arg("nbits"), py::arg("m"), py::arg("nlist"),
+          py::arg("codes"), py::arg("entry_slots"), py::arg("offsets"), py::arg("list_tables"),
+          py::arg("base_luts"), py::arg("probes"), py::arg("probe_bias"), py::arg("nq"),
+          py::arg("nprobe"), py::arg("k"), py::arg("mask") = py::none(), py::arg("slot_count") = 0,
+          py::arg("threads") = py::none());
+    m.def("nearest_centroids", &nearest, py::arg("x"), py::arg("n"), py::arg("d"),
+          py::arg("centroids"), py::arg("k"), py::arg("threads") = py::none());
+    m.def("cluster_sums", &sums_of_clusters, py::arg("x"), py::arg("n"), py::arg("d"),
+          py::arg("labels"), py::arg("k"));
+}
 
 }  // namespace simdex

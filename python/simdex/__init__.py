@@ -13,12 +13,16 @@ from .binary import BinaryIndex, ResidualBinarizer, binarize
 from .flat import FlatIndex
 from .hnsw import HNSWIndex
 from .io import recall_at_k
+from .ivf import IVFPQIndex
 from .kernels import cpu_features, distances, knn, simd_level
+from .kmeans import kmeans
 from .lid import lid
+from .pq import PQIndex, ProductQuantizer
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BinaryIndex", "FlatIndex", "HNSWIndex", "ResidualBinarizer", "SearchResult", "binarize",
-    "cpu_features", "distances", "io", "kernels", "knn", "lid", "load", "recall_at_k", "simd_level",
+    "BinaryIndex", "FlatIndex", "HNSWIndex", "IVFPQIndex", "PQIndex",
+    "ProductQuantizer", "ResidualBinarizer", "SearchResult", "binarize", "cpu_features", "distances",
+    "io", "kernels", "kmeans", "knn", "lid", "load", "recall_at_k", "simd_level",
 ]

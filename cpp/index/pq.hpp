@@ -1,0 +1,69 @@
+// Product-quantization search: flat 8-bit ADC, flat 4-bit fast-scan, and IVF over either.
+// The scans come from the kernel table (kernels/pq); this file adds threads, top-k, filters
+// and the uint8 quantization of fast-scan tables. Results are slots (row positions).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "kernels/kernels.hpp"
+
+namespace simdex {
+
+// m4: sub-spaces rounded up to a multiple of 4 (fast-scan layout, kernels/pq/pq.hpp).
+inline std::size_t fastscan_m4(std::size_t m) { return (m + 3) / 4 * 4; }
+
+// Quantize one query's float tables (m, 16) to the fast-scan layout (m4 / 4, 128) uint8.
+// Returns scale s and bias b: distance ~= sum_j q_lut[j, c_j] / s + b, with
+// |approx - exact| <= m * 0.5 / s; every entry is <= 255 and every sum <= 65535.
+void quantize_fastscan_lut(const float* lut, std::size_t m, std::uint8_t* out, float* scale,
+                           float* bias);
+
+struct PqSearchOutput {
+    float* distances;     // (nq, k) ascending, +inf padded
+    std::int64_t* slots;  // (nq, k), -1 padded
+};
+
+// codes: (n, m) uint8;  luts: (nq, m, 256) float32;  mask: (n,) uint8 or nullptr
+void pq_search_u8(const KernelTable& table, const std::uint8_t* codes, std::size_t n,
+                  std::size_t m, const float* luts, std::size_t nq, std::size_t k,
+                  const std::uint8_t* mask, std::size_t threads, PqSearchOutput out);
+
+// blocks: (ceil(n / 32), m4 / 2, 32) uint8;  luts: (nq, m, 16) float32
+void pq_search_u4(const KernelTable& table, const std::uint8_t* blocks, std::size_t n,
+                  std::size_t m, const float* luts, std::size_t nq, std::size_t k,
+                  const std::uint8_t* mask, std::size_t threads, PqSearchOutput out);
+
+// IVF. Lists are contiguous: list l holds rows [offsets[l], offsets[l+1]) for nbits = 8
+// (codes (rows, m) uint8) or blocks [offsets[l], offsets[l+1]) for nbits = 4 (codes
+// (blocks, m4 / 2, 32) uint8, 32 entries per block). entry_slots: slot of every row
+// (nbits 8) or of every block entry (nbits 4, -1 for padding).
+// Tables per (query, probed list): base_luts[q] (m, ksub) + list_tables[l] (m, ksub) if
+// list_tables is not null, plus the scalar probe_bias[q, p].
+struct IvfLists {
+    int nbits = 8;
+    std::size_t m = 0;
+    std::size_t nlist = 0;
+    const std::uint8_t* codes = nullptr;
+    const std::int64_t* entry_slots = nullptr;
+    const std::int64_t* offsets = nullptr;  // (nlist + 1,)
+    const float* list_tables = nullptr;      // (nlist, m, ksub) or nullptr
+};
+
+void ivf_search(const KernelTable& table, const IvfLists& lists, const float* base_luts,
+                const std::int64_t* probes, const float* probe_bias, std::size_t nq,
+                std::size_t nprobe, std::size_t k, const std::uint8_t* mask,
+                std::size_t slot_count, std::size_t threads, PqSearchOutput out);
+
+// Nearest centroid of every row of x (n, d) among centroids (k, d), both float32:
+// labels (n,) int64 and squared distances (n,) float32 (expanded form, clamped at 0).
+// Centroids are transposed and cut in tiles that stay in L2; rows go to threads in chunks.
+void nearest_centroids(const KernelTable& table, const float* x, std::size_t n, std::size_t d,
+                       const float* centroids, std::size_t k, std::size_t threads,
+                       std::int64_t* labels, float* distances);
+
+// k-means helper: per-cluster sums (k, d) float64 and counts (k,) of rows x (n, d).
+void cluster_sums(const float* x, std::size_t n, std::size_t d, const std::int64_t* labels,
+                  std::size_t k, double* sums, std::int64_t* counts);
+
+}  // namespace simdex

@@ -1,0 +1,263 @@
+"""IVFPQIndex: inverted file (coarse k-means) + product quantization of residuals.
+
+Stages: coarse search picks nprobe lists -> the residual codes of those lists are scored with
+ADC tables (8 bits) or fast-scan (4 bits) in C++ -> optional exact re-ranking.
+
+Tables. For l2 the distance to a row of list l with residual code r is
+    ||q - c_l - r||^2 = ||q - c_l||^2 + sum_j ( ||r_j||^2 + 2 <c_l,j, r_j> ) - 2 sum_j <q_j, r_j>
+so a per-list table T[l, j, c] = ||C_jc||^2 + 2 <c_l,j, C_jc> is precomputed at train time
+(nlist x m x ksub floats, as FAISS's precomputed tables) and each query needs only its
+-2 <q_j, C_jc> table once plus one add per probed list. For ip / cosine
+1 - <q, c_l + r> = (1 - <q, c_l>) - sum_j <q_j, r_j>: one table per query, no list table.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _checks, _core
+from ._base import Index
+from ._rerank import RerankStore
+from ._result import SearchResult
+from .kernels import normalize
+from .kmeans import _assign, kmeans
+from .pq import PQ_METRICS, ProductQuantizer, _check_rerank_k, _m4, pack_blocks, unpack_blocks
+
+_QUERY_BATCH = 256
+
+
+class IVFPQIndex(Index):
+    """IVF-PQ index.
+
+    dim, m, nbits : as ProductQuantizer (applied to residuals x - coarse centroid)
+    nlist         : coarse clusters (inverted lists)
+    metric        : 'l2', 'ip', 'cosine'
+    rerank        : None, 'memory' or a file path (exact re-scoring of rerank_k candidates)
+    Layout: codes of all lists in one array sorted by list, offsets (nlist + 1,) in rows
+    (8 bits) or in 32-row blocks (4 bits, each list padded to whole blocks).
+    remove(ids) marks rows deleted; storage is not compacted.
+    """
+
+    kind = "ivfpq"
+
+    def __init__(self, dim: int, nlist: int, m: int, *, nbits: int = 8, metric: str = "l2",
+                 rerank: Any = None) -> None:
+        self.metric = _checks.check_metric(metric, PQ_METRICS)
+        self.nlist = _checks.check_positive_int(nlist, "nlist")
+        self.pq = ProductQuantizer(dim, m, nbits=nbits)
+        self.dim, self.m, self.nbits = self.pq.dim, self.pq.m, self.pq.nbits
+        rerank = RerankStore.check_where(rerank)
+        self._store = None if rerank is None else RerankStore(self.dim, self.metric, rerank)
+        self._init_ids()
+        self.centroids: np.ndarray | None = None      # (nlist, dim) float32
+        self._list_tables: np.ndarray | None = None   # (nlist, m, ksub) float32, l2 only
+        self._offsets = np.zeros(self.nlist + 1, np.int64)
+        self._entry_slots = np.zeros(0, np.int64)
+        self._codes = self._empty_codes()
+
+    def _empty_codes(self) -> np.ndarray:
+        if self.nbits == 8:
+            return np.zeros((0, self.m), np.uint8)
+        return np.zeros((0, _m4(self.m) // 2, 32), np.uint8)
+
+    @property
+    def is_trained(self) -> bool:
+        return self.centroids is not None
+
+    @property
+    def nbytes(self) -> int:
+        parts = [self._codes, self._entry_slots, self._offsets, self._ids]
+        if self.centroids is not None:
+            parts.append(self.centroids)
+        if self._list_tables is not None:
+            parts.append(self._list_tables)
+        store = 0 if self._store is None else self._store.nbytes
+        return int(sum(p.nbytes for p in parts) + self.pq.nbytes + store)
+
+    def _prepare(self, x: Any, name: str) -> tuple[np.ndarray, bool]:
+        a, was_1d = _checks.as_float_rows(x, self.dim, name)
+        return (normalize(a) if self.metric == "cosine" else a), was_1d
+
+    def _coarse_metric(self) -> str:
+        return "l2" if self.metric == "l2" else "ip"
+
+    # ---- training -----------------------------------------------------------------------
+    def train(self, x: Any, *, seed: int = 0, n_iter: int = 10, threads: int | None = None) -> "IVFPQIndex":
+        """Coarse k-means (nlist clusters, n_iter iterations, <= 256 points per cluster: the
+        FAISS IVF defaults), then PQ on the residuals (25 iterations per sub-space)."""
+        threads = _checks.check_threads(threads)
+        a, _ = self._prepare(x, "x")
+        if a.shape[0] < self.nlist:
+            raise ValueError(f"training needs at least nlist = {self.nlist} vectors; got {a.shape[0]}")
+        centroids, labels = kmeans(a, self.nlist, n_iter=n_iter, seed=seed,
+                                   max_samples=256 * self.nlist, threads=threads)
+        self.pq.fit(a - centroids[labels], seed=seed + 1, threads=threads)
+        books = self.pq.codebooks
+        if self.metric == "l2":
+            c = centroids.reshape(self.nlist, self.m, self.pq.dsub)
+            table = 2.0 * np.einsum("lmd,mkd->lmk", c, books)
+            table += np.einsum("mkd,mkd->mk", books, books)[None]
+            self._list_tables = np.ascontiguousarray(table, dtype=np.float32)
+        self.centroids = centroids
+        return self
+
+    def _assign(self, a: np.ndarray, nprobe: int, threads: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """nprobe closest lists: (distances (n, nprobe) float32, lists (n, nprobe) int64)."""
+        if nprobe == 1 and self.metric == "l2":  # add(): the fused nearest-centroid kernel
+            dist, labels = _assign(a, self.centroids, threads)
+            return dist[:, None], labels[:, None]
+        return _core.search(self.centroids, self.nlist, a, a.shape[0], nprobe, "float32",
+                            self._coarse_metric(), self.dim, threads=threads)
+
+    # ---- adding -------------------------------------------------------------------------
+    def _rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Current content as (codes (n, m), slots (n,), lists (n,)), sorted by list."""
+        if self.nbits == 8:
+            counts = np.diff(self._offsets)
+            lists = np.repeat(np.arange(self.nlist), counts)
+            return self._codes, self._entry_slots, lists
+        counts = np.diff(self._offsets) * 32
+        lists = np.repeat(np.arange(self.nlist), counts)
+        codes = unpack_blocks(self._codes, self._codes.shape[0] * 32, self.m)
+        keep = self._entry_slots >= 0
+        return codes[keep], self._entry_slots[keep], lists[keep]
+
+    def _set_rows(self, codes: np.ndarray, slots: np.ndarray, lists: np.ndarray) -> None:
+        order = np.argsort(lists, kind="stable")
+        codes, slots, lists = codes[order], slots[order], lists[order]
+        counts = np.bincount(lists, minlength=self.nlist)
+        if self.nbits == 8:
+            self._codes = np.ascontiguousarray(codes)
+            self._entry_slots = np.ascontiguousarray(slots, dtype=np.int64)
+            self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+            return
+        blocks = (counts + 31) // 32
+        block_offsets = np.concatenate([[0], np.cumsum(blocks)]).astype(np.int64)
+        row_offsets = np.concatenate([[0], np.cumsum(counts)])
+        position = block_offsets[lists] * 32 + (np.arange(lists.size) - row_offsets[lists])
+        total = int(block_offsets[-1]) * 32
+        padded = np.zeros((total, self.m), np.uint8)
+        padded[position] = codes
+        entry = np.full(total, -1, np.int64)
+        entry[position] = slots
+        self._codes = pack_blocks(padded) if total else self._empty_codes()
+        self._entry_slots = entry
+        self._offsets = block_offsets
+
+    def add(self, x: Any, ids: Any = None, *, threads: int | None = None) -> np.ndarray:
+        """Assign x (n, dim) to lists, encode residuals, add; returns the ids (n,) int64."""
+        threads = _checks.check_threads(threads)
+        if not self.is_trained:
+            raise ValueError("IVFPQIndex is not trained; call train(x) before add()")
+        a, _ = self._prepare(x, "x")
+        new_ids = self._new_ids(ids, a.shape[0])
+        _, labels = self._assign(a, 1, threads)
+        labels = labels[:, 0]
+        codes = self.pq._encode_raw(np.ascontiguousarray(a - self.centroids[labels]), threads)
+        slots = np.arange(self._ids.size, self._ids.size + a.shape[0], dtype=np.int64)
+        old_codes, old_slots, old_lists = self._rows()
+        self._set_rows(np.concatenate([old_codes, codes]), np.concatenate([old_slots, slots]),
+                       np.concatenate([old_lists, labels]))
+        if self._store is not None:
+            self._store.append(a)
+        self._ids = np.concatenate([self._ids, new_ids])
+        return new_ids
+
+    def remove(self, ids: Any) -> int:
+        """Mark vectors deleted by id; returns how many were removed (unknown ids are ignored)."""
+        slots = self._slots_of(ids)
+        self._ids = self._ids.copy() if not self._ids.flags.writeable else self._ids
+        self._ids[slots] = -1
+        return int(slots.size)
+
+    # ---- search -------------------------------------------------------------------------
+    def search(self, queries: Any, k: int = 10, *, nprobe: int = 8, filter: Any = None,
+               max_distance: Any = None, threads: int | None = None,
+               rerank_k: int | None = None) -> SearchResult:
+        """Approximate k nearest neighbours from the nprobe closest lists.
+
+        queries      : (q, dim) or (dim,) floats
+        k            : int >= 1
+        nprobe       : lists scanned per query, 1 <= nprobe <= nlist
+        filter       : int64 array of allowed ids, or boolean mask indexed by id
+        max_distance : float or (q,) floats
+        rerank_k     : candidates re-scored exactly (needs rerank=...; default max(100, 4 k))
+        returns      : SearchResult(distances (q, k) float32 ascending, ids (q, k) int64)
+        """
+        k = _checks.check_k(k)
+        nprobe = _checks.check_positive_int(nprobe, "nprobe")
+        if nprobe > self.nlist:
+            raise ValueError(f"nprobe must be <= nlist = {self.nlist}; got {nprobe}")
+        threads = _checks.check_threads(threads)
+        candidates = _check_rerank_k(rerank_k, k, self._store)
+        q, was_1d = self._prepare(queries, "queries")
+        if len(self) == 0 or not self.is_trained:
+            return self._finish(*self._empty_result(q.shape[0], k, False), was_1d, max_distance)
+        mask = self._slot_mask(filter)
+        if mask is None and (self._ids < 0).any():
+            mask = (self._ids >= 0).astype(np.uint8)
+        dist = np.empty((q.shape[0], candidates), np.float32)
+        slots = np.empty((q.shape[0], candidates), np.int64)
+        for start in range(0, q.shape[0], _QUERY_BATCH):
+            part = q[start: start + _QUERY_BATCH]
+            bias, probes = self._assign(part, nprobe, threads)
+            luts = self.pq._tables(part, "ip")     # (q, m, ksub): -<q_j, C_jc> (+1 on j = 0)
+            luts[:, 0, :] -= 1.0
+            if self.metric == "l2":
+                luts *= 2.0                        # -2 <q_j, C_jc>; list tables add the rest
+            d, s = _core.ivf_search(self.nbits, self.m, self.nlist, self._codes, self._entry_slots,
+                                    self._offsets, self._list_tables, luts, probes,
+                                    np.ascontiguousarray(bias), part.shape[0], nprobe, candidates,
+                                    mask, self._ids.size, threads)
+            dist[start: start + part.shape[0]], slots[start: start + part.shape[0]] = d, s
+        if self._store is not None:
+            dist, slots = self._store.rescore(q, slots, k, threads)
+        return self._finish(dist, slots, was_1d, max_distance)
+
+    # ---- persistence --------------------------------------------------------------------
+    def _params(self) -> dict:
+        params = {"dim": self.dim, "nlist": self.nlist, "m": self.m, "nbits": self.nbits,
+                  "metric": self.metric, "next_id": self._next_id, "trained": self.is_trained}
+        if self._store is not None:
+            params.update(self._store.params())
+        return params
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        arrays = {"codes": self._codes, "entry_slots": self._entry_slots, "offsets": self._offsets,
+                  "ids": self._ids, **self.pq._arrays()}
+        if self.centroids is not None:
+            arrays["centroids"] = self.centroids
+        if self._list_tables is not None:
+            arrays["list_tables"] = self._list_tables
+        if self._store is not None:
+            arrays.update(self._store.arrays())
+        return arrays
+
+    @classmethod
+    def _from_state(cls, params: dict, arrays: dict[str, np.ndarray]) -> "IVFPQIndex":
+        index = cls(params["dim"], params["nlist"], params["m"], nbits=params["nbits"],
+                    metric=params["metric"])
+        index.pq._restore(arrays)
+        offsets, codes, entry = arrays["offsets"], arrays["codes"], arrays["entry_slots"]
+        units = int(offsets[-1]) if offsets.size else -1
+        code_shape = (units, index.m) if index.nbits == 8 else (units, _m4(index.m) // 2, 32)
+        entries = units if index.nbits == 8 else units * 32
+        if (offsets.shape != (index.nlist + 1,) or codes.shape != code_shape
+                or entry.shape != (entries,) or np.any(np.diff(offsets) < 0)
+                or (entry.size and entry.max() >= arrays["ids"].size)):
+            raise ValueError("IVF-PQ index file: list arrays do not match the header")
+        index._offsets, index._codes, index._entry_slots = offsets, codes, entry
+        index._ids = arrays["ids"]
+        index._next_id = int(params["next_id"])
+        if params["trained"]:
+            index.centroids = arrays["centroids"]
+            index._list_tables = arrays.get("list_tables")
+        if "rerank" in params:
+            index._store = RerankStore.restore(index.dim, index.metric, params, arrays)
+        return index
+
+    def _repr_fields(self) -> str:
+        rerank = None if self._store is None else (self._store.path or "memory")
+        return f"nlist={self.nlist}, m={self.m}, nbits={self.nbits}, rerank={rerank!r}"

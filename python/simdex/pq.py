@@ -1,0 +1,441 @@
+"""Product quantization: ProductQuantizer (PQ / OPQ training, encode, decode, lookup tables)
+and PQIndex (flat scan of codes: 8-bit ADC or 4-bit fast-scan, optional exact re-ranking).
+
+Pipeline (ScaNN-style stages): quantized scoring of every code in C++ -> rerank_k
+candidates -> exact re-scoring from float32 vectors kept in RAM or a memory-mapped file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _checks, _core
+from ._base import Index
+from ._rerank import RerankStore
+from ._result import SearchResult
+from .kernels import normalize
+from .kmeans import _assign, kmeans
+
+NBITS = (8, 4)
+PQ_METRICS = ("l2", "ip", "cosine")
+_QUERY_BATCH = 256  # queries per C++ call: bounds the (q, m, ksub) float tables in memory
+
+
+# ---- 4-bit code layouts ----------------------------------------------------------------
+def _pack_nibbles(codes: np.ndarray) -> np.ndarray:
+    """(n, m) codes < 16 -> (n, ceil(m / 2)) uint8, low nibble = even sub-space."""
+    n, m = codes.shape
+    if m % 2:
+        codes = np.concatenate([codes, np.zeros((n, 1), np.uint8)], axis=1)
+    return np.ascontiguousarray(codes[:, 0::2] | (codes[:, 1::2] << 4), dtype=np.uint8)
+
+
+def _unpack_nibbles(packed: np.ndarray, m: int) -> np.ndarray:
+    out = np.empty((packed.shape[0], packed.shape[1] * 2), np.uint8)
+    out[:, 0::2] = packed & 15
+    out[:, 1::2] = packed >> 4
+    return np.ascontiguousarray(out[:, :m])
+
+
+# Byte t of a 32-row block pair holds row _BLOCK_ROW[t] (see cpp/kernels/pq/pq.hpp).
+_BLOCK_ROW = np.array([t // 2 if t % 2 == 0 else 16 + t // 2 for t in range(32)])
+
+
+def _m4(m: int) -> int:
+    return (m + 3) // 4 * 4
+
+
+def pack_blocks(codes: np.ndarray) -> np.ndarray:
+    """(n, m) 4-bit codes -> fast-scan blocks (ceil(n / 32), m4 / 2, 32) uint8, zero padded."""
+    n, m = codes.shape
+    m4, nblocks = _m4(m), (n + 31) // 32
+    padded = np.zeros((nblocks * 32, m4), np.uint8)
+    padded[:n, :m] = codes
+    pairs = padded[:, 0::2] | (padded[:, 1::2] << 4)                     # (rows, m4 / 2)
+    pairs = pairs.reshape(nblocks, 32, m4 // 2)[:, _BLOCK_ROW, :]        # byte order in block
+    return np.ascontiguousarray(pairs.transpose(0, 2, 1))
+
+
+def unpack_blocks(blocks: np.ndarray, n: int, m: int) -> np.ndarray:
+    """Inverse of pack_blocks: (n, m) uint8 codes."""
+    nblocks, half, _ = blocks.shape
+    rows = np.empty((nblocks, 32, half), np.uint8)
+    rows[:, _BLOCK_ROW, :] = blocks.transpose(0, 2, 1)
+    rows = rows.reshape(nblocks * 32, half)
+    out = np.empty((nblocks * 32, half * 2), np.uint8)
+    out[:, 0::2] = rows & 15
+    out[:, 1::2] = rows >> 4
+    return np.ascontiguousarray(out[:n, :m])
+
+
+class ProductQuantizer:
+    """Product quantizer with optional OPQ rotation.
+
+    dim   : vector dimension, a multiple of m
+    m     : sub-spaces; each sub-vector of dim / m values is coded by one of 2**nbits centroids
+    nbits : 8 (one byte per sub-space) or 4 (two sub-spaces per byte)
+    After fit: codebooks (m, ksub, dsub) float32, rotation (dim, dim) float32 or None
+    (x is coded as x @ rotation).
+    """
+
+    def __init__(self, dim: int, m: int, *, nbits: int = 8) -> None:
+        self.dim = _checks.check_positive_int(dim, "dim")
+        self.m = _checks.check_positive_int(m, "m")
+        if isinstance(nbits, bool) or nbits not in NBITS:
+            raise ValueError(f"nbits must be 8 or 4; got {nbits!r}")
+        self.nbits = int(nbits)
+        if self.dim % self.m:
+            raise ValueError(f"dim must be a multiple of m; got dim={dim}, m={m} "
+                             f"(dim % m = {dim % m}); pad the vectors or pick another m")
+        self.ksub = 1 << self.nbits
+        self.dsub = self.dim // self.m
+        self.codebooks: np.ndarray | None = None
+        self.rotation: np.ndarray | None = None
+        self._books_t: tuple[np.ndarray, np.ndarray] | None = None  # (codebooks, (m, dsub, ksub) copy)
+
+    @property
+    def code_size(self) -> int:
+        """Bytes per encoded vector."""
+        return self.m if self.nbits == 8 else (self.m + 1) // 2
+
+    @property
+    def is_trained(self) -> bool:
+        return self.codebooks is not None
+
+    def __repr__(self) -> str:
+        return (f"ProductQuantizer(dim={self.dim}, m={self.m}, nbits={self.nbits}, "
+                f"trained={self.is_trained}, opq={self.rotation is not None})")
+
+    def _require_trained(self) -> np.ndarray:
+        if self.codebooks is None:
+            raise ValueError("the quantizer is not trained; call fit(x) first")
+        return self.codebooks
+
+    # ---- training -------------------------------------------------------------------------
+    def _fit_codebooks(self, xr: np.ndarray, n_iter: int, seed: int, threads: int | None,
+                       init: np.ndarray | None = None) -> np.ndarray:
+        books = np.empty((self.m, self.ksub, self.dsub), np.float32)
+        for j in range(self.m):
+            sub = np.ascontiguousarray(xr[:, j * self.dsub:(j + 1) * self.dsub])
+            start = "k-means++" if init is None else init[j]
+            books[j], _ = kmeans(sub, self.ksub, n_iter=n_iter, init=start, seed=seed + j,
+                                 threads=threads)
+        return books
+
+    def fit(self, x: Any, *, opq: bool = False, n_iter: int = 25, opq_iter: int = 10,
+            seed: int = 0, max_samples: int | None = None, threads: int | None = None) -> "ProductQuantizer":
+        """Train codebooks (one k-means per sub-space) and, with opq=True, a rotation.
+
+        x           : (n, dim) floats, n >= 2**nbits
+        opq         : learn an orthogonal rotation R (OPQ, non-parametric): alternate PQ
+                      training on x @ R (4 k-means iterations, warm-started) and the Procrustes
+                      solution R = U V^T of svd(x^T decode(encode(x @ R))), opq_iter times
+        max_samples : training subset size (default 256 * 2**nbits, as FAISS)
+        """
+        a, _ = _checks.as_float_rows(x, self.dim, "x", allow_1d=False)
+        n_iter = _checks.check_positive_int(n_iter, "n_iter", minimum=0)
+        opq_iter = _checks.check_positive_int(opq_iter, "opq_iter", minimum=0)
+        limit = 256 * self.ksub if max_samples is None else _checks.check_positive_int(max_samples, "max_samples")
+        rng = np.random.default_rng(seed)
+        if a.shape[0] > limit:
+            a = a[np.sort(rng.choice(a.shape[0], limit, replace=False))]
+        if a.shape[0] < self.ksub:
+            raise ValueError(f"training needs at least 2**nbits = {self.ksub} vectors; got {a.shape[0]}")
+        if not opq:
+            self.rotation = None
+            self.codebooks = self._fit_codebooks(a, n_iter, seed, threads)
+            return self
+        a64 = a.astype(np.float64)
+        rotation = np.eye(self.dim)
+        books = None
+        for it in range(opq_iter):
+            xr = np.ascontiguousarray(a64 @ rotation, dtype=np.float32)
+            books = self._fit_codebooks(xr, 4, seed + 1000 * it, threads, books)
+            self.codebooks, self.rotation = books, None
+            recon = self._decode_raw(self._encode_raw(xr, threads)).astype(np.float64)
+            u, _, vt = np.linalg.svd(a64.T @ recon)
+            rotation = u @ vt
+        xr = np.ascontiguousarray(a64 @ rotation, dtype=np.float32)
+        self.codebooks = self._fit_codebooks(xr, n_iter, seed, threads, books)
+        self.rotation = np.ascontiguousarray(rotation, dtype=np.float32)
+        return self
+
+    # ---- coding ---------------------------------------------------------------------------
+    def _rotate(self, a: np.ndarray) -> np.ndarray:
+        return a if self.rotation is None else np.ascontiguousarray(a @ self.rotation)
+
+    def _encode_raw(self, xr: np.ndarray, threads: int | None = None) -> np.ndarray:
+        """Rotated rows (n, dim) float32 -> (n, m) uint8 centroid numbers (C++ nearest centroid,
+        one pass per sub-space: no (n, m, ksub) table is ever built)."""
+        books = self._require_trained()
+        codes = np.empty((xr.shape[0], self.m), np.uint8)
+        for j in range(self.m):
+            sub = np.ascontiguousarray(xr[:, j * self.dsub:(j + 1) * self.dsub])
+            _, labels = _assign(sub, books[j], threads)
+            codes[:, j] = labels
+        return codes
+
+    def _decode_raw(self, codes: np.ndarray) -> np.ndarray:
+        books = self._require_trained()
+        out = np.empty((codes.shape[0], self.dim), np.float32)
+        for j in range(self.m):
+            out[:, j * self.dsub:(j + 1) * self.dsub] = books[j][codes[:, j]]
+        return out
+
+    def encode(self, x: Any, *, threads: int | None = None) -> np.ndarray:
+        """x (n, dim) floats -> codes (n, code_size) uint8 (4 bits: low nibble = even sub-space)."""
+        self._require_trained()
+        threads = _checks.check_threads(threads)
+        a, _ = _checks.as_float_rows(x, self.dim, "x", allow_1d=False)
+        codes = self._encode_raw(self._rotate(a), threads)
+        return codes if self.nbits == 8 else _pack_nibbles(codes)
+
+    def _unpack(self, codes: Any) -> np.ndarray:
+        a = np.asarray(codes)
+        if a.dtype != np.uint8:
+            raise TypeError(f"codes must be uint8 as returned by encode(); got dtype {a.dtype}")
+        if a.ndim != 2 or a.shape[1] != self.code_size:
+            raise ValueError(f"codes must have shape (n, {self.code_size}); got {a.shape}")
+        return a if self.nbits == 8 else _unpack_nibbles(a, self.m)
+
+    def decode(self, codes: Any) -> np.ndarray:
+        """codes (n, code_size) uint8 -> reconstructed vectors (n, dim) float32."""
+        self._require_trained()
+        out = self._decode_raw(self._unpack(codes))
+        return out if self.rotation is None else np.ascontiguousarray(out @ self.rotation.T)
+
+    def lookup_table(self, queries: Any, metric: str = "l2") -> np.ndarray:
+        """Per-query distance tables: (q, m, 2**nbits) float32 such that the ADC distance of a
+        code c is sum_j table[q, j, c_j].
+
+        l2          : table[q, j, c] = ||q_j - centroid_{j,c}||^2
+        ip / cosine : table[q, j, c] = -<q_j, centroid_{j,c}>, plus 1 on sub-space 0, so the
+                      sum is 1 - <q, x_hat> (cosine normalises the queries first)
+        """
+        self._require_trained()
+        metric = _checks.check_metric(metric, PQ_METRICS)
+        q, _ = _checks.as_float_rows(queries, self.dim, "queries")
+        if metric == "cosine":
+            q = normalize(q)
+        return self._tables(self._rotate(q), metric)
+
+    def _tables(self, qr: np.ndarray, metric: str) -> np.ndarray:
+        books = self._require_trained()
+        # contiguous operands: numpy's batched matmul on transposed views is ~100x slower
+        sub = np.ascontiguousarray(qr.reshape(qr.shape[0], self.m, self.dsub).transpose(1, 0, 2))
+        if self._books_t is None or self._books_t[0] is not books:
+            self._books_t = (books, np.ascontiguousarray(books.transpose(0, 2, 1)))
+        dots = np.matmul(sub, self._books_t[1])                               # (m, q, ksub)
+        if metric == "l2":
+            dots *= -2.0
+            dots += np.einsum("mkd,mkd->mk", books, books)[:, None, :]
+            dots += np.einsum("mqd,mqd->mq", sub, sub)[:, :, None]
+            np.maximum(dots, 0.0, out=dots)
+        else:
+            np.negative(dots, out=dots)
+            dots[0] += 1.0
+        return np.ascontiguousarray(dots.transpose(1, 0, 2), dtype=np.float32)
+
+    # ---- persistence helpers --------------------------------------------------------------
+    def _arrays(self, prefix: str = "pq_") -> dict[str, np.ndarray]:
+        arrays = {}
+        if self.codebooks is not None:
+            arrays[prefix + "codebooks"] = self.codebooks
+        if self.rotation is not None:
+            arrays[prefix + "rotation"] = self.rotation
+        return arrays
+
+    def _restore(self, arrays: dict[str, np.ndarray], prefix: str = "pq_") -> None:
+        books = arrays.get(prefix + "codebooks")
+        if books is not None:
+            if books.shape != (self.m, self.ksub, self.dsub) or books.dtype != np.float32:
+                raise ValueError(f"PQ codebooks have shape {books.shape} {books.dtype}, expected "
+                                 f"{(self.m, self.ksub, self.dsub)} float32")
+            self.codebooks = np.ascontiguousarray(books)
+        rotation = arrays.get(prefix + "rotation")
+        if rotation is not None:
+            if rotation.shape != (self.dim, self.dim):
+                raise ValueError(f"OPQ rotation has shape {rotation.shape}, expected {(self.dim, self.dim)}")
+            self.rotation = np.ascontiguousarray(rotation, dtype=np.float32)
+
+    @property
+    def nbytes(self) -> int:
+        return int(sum(a.nbytes for a in self._arrays().values()))
+
+
+def _check_rerank_k(rerank_k: Any, k: int, store: RerankStore | None) -> int:
+    if store is None:
+        if rerank_k is not None:
+            raise ValueError("rerank_k needs an index built with rerank='memory' or a file path")
+        return k
+    if rerank_k is None:
+        return max(100, 4 * k)
+    rerank_k = _checks.check_positive_int(rerank_k, "rerank_k")
+    if rerank_k < k:
+        raise ValueError(f"rerank_k must be >= k; got rerank_k={rerank_k}, k={k}")
+    return rerank_k
+
+
+class PQIndex(Index):
+    """Flat product-quantization index: every code is scored per query.
+
+    dim, m, nbits : as ProductQuantizer; nbits=4 stores codes in the fast-scan layout
+                    (blocks of 32 rows, uint8 tables held in registers, byte shuffles)
+    metric        : 'l2' (squared), 'ip' (1 - <q, x>), 'cosine' (1 - cos; normalised at add)
+    opq           : learn an OPQ rotation in train()
+    rerank        : None, 'memory' (float32 vectors in RAM) or a file path (memory-mapped
+                    float32 file) for exact re-scoring of rerank_k candidates
+    remove(ids) marks rows deleted (they are never returned); storage is not compacted.
+    """
+
+    kind = "pq"
+
+    def __init__(self, dim: int, m: int, *, nbits: int = 8, metric: str = "l2", opq: bool = False,
+                 rerank: Any = None) -> None:
+        self.metric = _checks.check_metric(metric, PQ_METRICS)
+        self.pq = ProductQuantizer(dim, m, nbits=nbits)
+        self.dim, self.m, self.nbits, self.opq = self.pq.dim, self.pq.m, self.pq.nbits, bool(opq)
+        rerank = RerankStore.check_where(rerank)
+        self._store = None if rerank is None else RerankStore(self.dim, self.metric, rerank)
+        self._init_ids()
+        self._n = 0
+        self._codes = self._empty_codes()
+
+    def _empty_codes(self) -> np.ndarray:
+        if self.nbits == 8:
+            return np.zeros((0, self.m), np.uint8)
+        return np.zeros((0, _m4(self.m) // 2, 32), np.uint8)
+
+    @property
+    def is_trained(self) -> bool:
+        return self.pq.is_trained
+
+    @property
+    def nbytes(self) -> int:
+        codes = self._codes[: self._n] if self.nbits == 8 else self._codes[: (self._n + 31) // 32]
+        store = 0 if self._store is None else self._store.nbytes
+        return int(codes.nbytes + self._ids.nbytes + self.pq.nbytes + store)
+
+    def _prepare(self, x: Any, name: str) -> tuple[np.ndarray, bool]:
+        a, was_1d = _checks.as_float_rows(x, self.dim, name)
+        return (normalize(a) if self.metric == "cosine" else a), was_1d
+
+    def train(self, x: Any, *, seed: int = 0, threads: int | None = None) -> "PQIndex":
+        """Train the quantizer (and the OPQ rotation if opq=True) on x (n, dim), n >= 2**nbits."""
+        threads = _checks.check_threads(threads)
+        a, _ = self._prepare(x, "x")
+        self.pq.fit(a, opq=self.opq, seed=seed, threads=threads)
+        return self
+
+    def add(self, x: Any, ids: Any = None, *, threads: int | None = None) -> np.ndarray:
+        """Encode and add vectors x (n, dim); returns their ids (n,) int64."""
+        threads = _checks.check_threads(threads)
+        if not self.is_trained:
+            raise ValueError("PQIndex is not trained; call train(x) before add()")
+        a, _ = self._prepare(x, "x")
+        new_ids = self._new_ids(ids, a.shape[0])
+        codes = self.pq._encode_raw(self.pq._rotate(a), threads)
+        if self.nbits == 8:
+            if self._n + codes.shape[0] > self._codes.shape[0] or not self._codes.flags.writeable:
+                grown = np.empty((max(self._n + codes.shape[0], int(self._codes.shape[0] * 1.5), 64), self.m), np.uint8)
+                grown[: self._n] = self._codes[: self._n]
+                self._codes = grown
+            self._codes[self._n: self._n + codes.shape[0]] = codes
+        else:
+            full = self._n // 32
+            tail = unpack_blocks(self._codes[full: full + 1], self._n - full * 32, self.m) if self._n % 32 else np.zeros((0, self.m), np.uint8)
+            packed = pack_blocks(np.concatenate([tail, codes]))
+            self._codes = np.concatenate([self._codes[:full], packed])
+        if self._store is not None:
+            self._store.append(a)
+        self._ids = np.concatenate([self._ids, new_ids])
+        self._n += a.shape[0]
+        return new_ids
+
+    def remove(self, ids: Any) -> int:
+        """Mark vectors deleted by id; returns how many were removed (unknown ids are ignored)."""
+        slots = self._slots_of(ids)
+        self._ids = self._ids.copy() if not self._ids.flags.writeable else self._ids
+        self._ids[slots] = -1
+        return int(slots.size)
+
+    def _search_mask(self, filter: Any) -> np.ndarray | None:
+        mask = self._slot_mask(filter)
+        if mask is None and (self._ids < 0).any():
+            mask = (self._ids >= 0).astype(np.uint8)
+        return mask
+
+    def _compressed_search(self, q: np.ndarray, k: int, mask: np.ndarray | None,
+                           threads: int | None) -> tuple[np.ndarray, np.ndarray]:
+        qr = self.pq._rotate(q)
+        dist = np.empty((q.shape[0], k), np.float32)
+        slots = np.empty((q.shape[0], k), np.int64)
+        core = _core.pq_search_u8 if self.nbits == 8 else _core.pq_search_u4
+        for start in range(0, q.shape[0], _QUERY_BATCH):
+            part = qr[start: start + _QUERY_BATCH]
+            luts = self.pq._tables(part, self.metric)
+            codes = self._codes[: self._n] if self.nbits == 8 else self._codes
+            d, s = core(codes, self._n, self.m, luts, part.shape[0], k, mask, threads)
+            dist[start: start + part.shape[0]], slots[start: start + part.shape[0]] = d, s
+        return dist, slots
+
+    def search(self, queries: Any, k: int = 10, *, filter: Any = None, max_distance: Any = None,
+               threads: int | None = None, rerank_k: int | None = None) -> SearchResult:
+        """Approximate k nearest neighbours.
+
+        queries      : (q, dim) or (dim,) floats (float32 taken without copy)
+        k            : int >= 1
+        filter       : int64 array of allowed ids, or boolean mask indexed by id
+        max_distance : float or (q,) floats; farther results are dropped (-1 / +inf)
+        rerank_k     : candidates re-scored exactly (needs rerank=...; default max(100, 4 k))
+        returns      : SearchResult(distances (q, k) float32 ascending, ids (q, k) int64, -1
+                       padded); distances are ADC estimates, or exact after re-ranking
+        """
+        k = _checks.check_k(k)
+        threads = _checks.check_threads(threads)
+        candidates = _check_rerank_k(rerank_k, k, self._store)
+        q, was_1d = self._prepare(queries, "queries")
+        if self._n == 0 or not self.is_trained:
+            return self._finish(*self._empty_result(q.shape[0], k, False), was_1d, max_distance)
+        mask = self._search_mask(filter)
+        dist, slots = self._compressed_search(q, candidates, mask, threads)
+        if self._store is not None:
+            dist, slots = self._store.rescore(q, slots, k, threads)
+        return self._finish(dist, slots, was_1d, max_distance)
+
+    # ---- persistence --------------------------------------------------------------------
+    def _params(self) -> dict:
+        params = {"dim": self.dim, "m": self.m, "nbits": self.nbits, "metric": self.metric,
+                  "opq": self.opq, "n": self._n, "next_id": self._next_id}
+        if self._store is not None:
+            params.update(self._store.params())
+        return params
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        codes = self._codes[: self._n] if self.nbits == 8 else self._codes[: (self._n + 31) // 32]
+        arrays = {"codes": codes, "ids": self._ids, **self.pq._arrays()}
+        if self._store is not None:
+            arrays.update(self._store.arrays())
+        return arrays
+
+    @classmethod
+    def _from_state(cls, params: dict, arrays: dict[str, np.ndarray]) -> "PQIndex":
+        index = cls(params["dim"], params["m"], nbits=params["nbits"], metric=params["metric"],
+                    opq=params["opq"])
+        index.pq._restore(arrays)
+        n = int(params["n"])
+        codes, ids = arrays["codes"], arrays["ids"]
+        expected = (n, index.m) if index.nbits == 8 else ((n + 31) // 32, _m4(index.m) // 2, 32)
+        if codes.shape != expected or codes.dtype != np.uint8 or ids.shape != (n,):
+            raise ValueError(f"PQ index file: codes {codes.shape} / ids {ids.shape} do not match n={n}")
+        index._codes, index._ids, index._n = codes, ids, n
+        index._next_id = int(params["next_id"])
+        if "rerank" in params:
+            index._store = RerankStore.restore(index.dim, index.metric, params, arrays)
+        return index
+
+    def _repr_fields(self) -> str:
+        rerank = None if self._store is None else (self._store.path or "memory")
+        return f"m={self.m}, nbits={self.nbits}, opq={self.opq}, rerank={rerank!r}"
