@@ -16,13 +16,14 @@ from .io import recall_at_k
 from .ivf import IVFPQIndex
 from .kernels import cpu_features, distances, knn, simd_level
 from .kmeans import kmeans
+from .leanvec import LeanVec, LeanVecIndex
 from .lid import lid
 from .pq import PQIndex, ProductQuantizer
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BinaryIndex", "FlatIndex", "HNSWIndex", "IVFPQIndex", "PQIndex",
+    "BinaryIndex", "FlatIndex", "HNSWIndex", "IVFPQIndex", "LeanVec", "LeanVecIndex", "PQIndex",
     "ProductQuantizer", "ResidualBinarizer", "SearchResult", "binarize", "cpu_features", "distances",
     "io", "kernels", "kmeans", "knn", "lid", "load", "recall_at_k", "simd_level",
 ]

@@ -1,0 +1,640 @@
+"""LeanVec: linear dimensionality reduction for inner-product search, and a two-stage index.
+
+From "LeanVec: Search your vectors faster by making them fit" (Tepper et al.). A projection
+maps queries with A and data with B (both (D, d) float32) so that
+
+    <q, x>  ~  <A^T q, B^T x>
+
+kind="id" (LeanVec-ID): A = B = the top-d eigenvectors of the data's second-moment matrix
+    K_X = X^T X (estimated on a sample). No centring, on purpose: the projection must stay
+    linear so that <A^T q, B^T x> approximates <q, x> itself, with no per-query offset term
+    such as <q, mean>. The second-moment matrix contains the mean (K_X / n = C + mu mu^T), so
+    when the mean matters its direction is among the top eigenvectors. For unit-norm data and
+    the inner product this is what the LeanVec paper's ID loss ||X - P P^T X||_F minimises.
+    (Measured on the dev set, d=64: centred PCA, ranking by <P^T q, P^T (x - mu)>, gave the same
+    recall, 0.514 vs 0.513.)
+
+kind="ood" (LeanVec-OOD): A != B, learnt for queries like the sample given to fit. The loss
+
+    L(A, B) = sum_{q, x} (q^T x - q^T A B^T x)^2
+            = tr(K_Q K_X) - 2 tr(K_Q A B^T K_X) + tr(B A^T K_Q A B^T K_X)
+
+depends only on K_Q = Q^T Q and K_X = X^T X (D, D), so fitting costs O(D^3), whatever n.
+Two solvers:
+  - "closed_form" (default): the minimum of L over rank-d products M = A B^T. With
+    W = K_Q^1/2 K_X^1/2 = U S V^T, L = ||W - K_Q^1/2 M K_X^1/2||_F^2 and Eckart-Young gives
+    M = K_X^1/2 V_d V_d^T K_X^-1/2 (one eigendecomposition per K and one SVD).
+  - "frank_wolfe": block-coordinate Frank-Wolfe over the spectral-norm balls ||A||_2 <= 1,
+    ||B||_2 <= 1 (the paper's solver): start from the ID (PCA) matrices, alternate one step on
+    A and one on B with step 1/(t+2) (i.e. 1/(t+1) counting the start as step 1, so the start
+    is not thrown away at once), capped by the exact line-search step (L is a convex quadratic
+    along each block's direction, so the cap makes every step decrease L: the plain harmonic
+    step raised L above its PCA start on skewed problems), linear minimisation oracle -U V^T
+    from the gradient's SVD, stop when the relative change of L falls below tol or after
+    max_iter steps.
+On the dev OOD queries both solvers reach the same objective and recall (bench/RESULTS-leanvec.md)
+and the closed form fits 15-60x faster, hence the default.
+Both solvers are then re-factored so that B has orthonormal columns (M = A B^T is unchanged):
+the data side is an orthogonal projection, so data-to-data inner products used to build the
+graph stay meaningful.
+
+Few learning queries make K_Q singular and the learnt projection ignores every direction the
+sample does not span (recall collapses on new queries). K_Q is therefore blended with K_X:
+K_Q' = (1 - w) K_Q / tr(K_Q) + w K_X / tr(K_X), with w = query_blend, by default D / (D + m)
+for m learning queries; fewer than max(out_dim, 16) queries is refused.
+Dev set (D=384): with 128 learning queries at d=128, recall@10 of the re-ranked top-50 was
+0.954 unblended, 0.976 with the default blend (PCA: 0.974); with 4,000 queries the default
+w = 0.09 costs almost nothing (0.979 vs 0.980 unblended).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from . import _checks, _core, _storage
+from ._base import Index
+from ._rerank import RerankStore
+from .hnsw import HNSWIndex
+from ._result import SearchResult
+from .kernels import normalize
+
+KINDS = ("id", "ood")
+SOLVERS = ("closed_form", "frank_wolfe")
+MIN_QUERIES = 16
+
+
+def _second_moment(x: np.ndarray, max_samples: int, rng: np.random.Generator) -> np.ndarray:
+    """K = X^T X / n in float64 on at most max_samples rows of x (n, D): (D, D)."""
+    if x.shape[0] > max_samples:
+        rows = np.sort(rng.choice(x.shape[0], size=max_samples, replace=False))
+        x = x[rows]
+    k = np.zeros((x.shape[1], x.shape[1]))
+    for begin in range(0, x.shape[0], 8192):  # float64 accumulation without a float64 copy of x
+        chunk = x[begin: begin + 8192].astype(np.float64)
+        k += chunk.T @ chunk
+    return k / x.shape[0]
+
+
+def _sym_power(k: np.ndarray, power: float, floor: float = 1e-10) -> np.ndarray:
+    """K^power for a symmetric PSD (D, D) matrix; eigenvalues below floor * max are clamped."""
+    values, vectors = np.linalg.eigh(k)
+    top = max(float(values[-1]), 1e-300)
+    values = np.maximum(values, floor * top)
+    return (vectors * values ** power) @ vectors.T
+
+
+def _top_eigenvectors(k: np.ndarray, d: int) -> np.ndarray:
+    """Top-d eigenvectors of a symmetric (D, D) matrix, by decreasing eigenvalue: (D, d)."""
+    _, vectors = np.linalg.eigh(k)
+    return np.ascontiguousarray(vectors[:, ::-1][:, :d])
+
+
+def _orthonormal_data_side(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Same product A B^T, with B replaced by an orthonormal basis of its column space."""
+    qb, r = np.linalg.qr(b)
+    return a @ r.T, qb
+
+
+def ood_loss(kq: np.ndarray, kx: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """L(A, B) = tr(K_Q K_X) - 2 tr(K_Q A B^T K_X) + tr(B A^T K_Q A B^T K_X)."""
+    kqa, kxb = kq @ a, kx @ b
+    return float(np.sum(kq * kx) - 2.0 * np.sum(kqa * kxb) + np.sum((a.T @ kqa) * (b.T @ kxb)))
+
+
+def _closed_form(kq: np.ndarray, kx: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
+    kx_half, kx_inv_half = _sym_power(kx, 0.5), _sym_power(kx, -0.5)
+    w = _sym_power(kq, 0.5) @ kx_half
+    _, _, vt = np.linalg.svd(w)
+    v = vt[:d].T                                   # (D, d) top right singular vectors
+    return _orthonormal_data_side(kx_half @ v, kx_inv_half @ v)
+
+
+def _frank_wolfe(kq: np.ndarray, kx: np.ndarray, a: np.ndarray, b: np.ndarray, max_iter: int,
+                 tol: float) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    def oracle(gradient: np.ndarray) -> np.ndarray:
+        u, _, vt = np.linalg.svd(gradient, full_matrices=False)
+        return -(u @ vt)                          # argmin <G, S> over ||S||_2 <= 1
+
+    def capped_step(gradient: np.ndarray, direction: np.ndarray, curvature: float, step: float) -> float:
+        # the loss along the direction is L0 + s g + s^2 h (h >= 0): never step past its minimum
+        slope = float(np.sum(gradient * direction))
+        if slope >= 0.0:
+            return 0.0
+        return step if curvature <= 0.0 else min(step, -slope / (2.0 * curvature))
+
+    history = [ood_loss(kq, kx, a, b)]
+    for t in range(max_iter):
+        step = 1.0 / (t + 2)
+        btkxb = b.T @ kx @ b
+        grad_a = 2.0 * kq @ (a @ btkxb - kx @ b)
+        direction = oracle(grad_a) - a
+        a = a + capped_step(grad_a, direction, float(np.sum((direction.T @ kq @ direction) * btkxb)), step) * direction
+        atkqa = a.T @ kq @ a
+        grad_b = 2.0 * kx @ (b @ atkqa - kq @ a)
+        direction = oracle(grad_b) - b
+        b = b + capped_step(grad_b, direction, float(np.sum(atkqa * (direction.T @ kx @ direction))), step) * direction
+        history.append(ood_loss(kq, kx, a, b))
+        if abs(history[-2] - history[-1]) <= tol * max(abs(history[-2]), 1e-300):
+            break
+    a, b = _orthonormal_data_side(a, b)
+    return a, b, history
+
+
+class LeanVec:
+    """Query-aware linear dimensionality reduction (LeanVec-ID / LeanVec-OOD), sklearn-like.
+
+    out_dim      : d, the reduced dimension (1 <= d <= D)
+    kind         : 'id' (PCA: one matrix for both sides) or 'ood' (separate query and data
+                   matrices fitted on a sample of queries)
+    seed         : seed of the row sample used to estimate K_X
+    solver       : 'closed_form' (default) or 'frank_wolfe' (kind='ood' only)
+    query_blend  : weight w of K_X blended into K_Q (kind='ood'); None = D / (D + m)
+    max_samples  : rows of x used to estimate K_X (a seeded sample when x is larger)
+    max_iter, tol: Frank-Wolfe steps and stopping tolerance on the relative change of the loss
+
+    After fit: data_matrix (D, d) float32 (B), query_matrix (D, d) float32 (A), dim = D,
+    loss_history (Frank-Wolfe: loss after each step, first entry = start; otherwise one entry).
+    """
+
+    def __init__(self, out_dim: int, *, kind: str = "id", seed: int = 0, solver: str = "closed_form",
+                 query_blend: float | None = None, max_samples: int = 100_000, max_iter: int = 500,
+                 tol: float = 1e-6) -> None:
+        self.out_dim = _checks.check_positive_int(out_dim, "out_dim")
+        self.kind = _checks.check_choice(kind, "kind", KINDS)
+        self.seed = int(seed)
+        self.solver = _checks.check_choice(solver, "solver", SOLVERS)
+        if query_blend is not None:
+            query_blend = float(query_blend)
+            if not 0.0 <= query_blend <= 1.0:
+                raise ValueError(f"query_blend must be in [0, 1] or None; got {query_blend}")
+        self.query_blend = query_blend
+        self.max_samples = _checks.check_positive_int(max_samples, "max_samples", 2)
+        self.max_iter = _checks.check_positive_int(max_iter, "max_iter")
+        self.tol = float(tol)
+        self.dim: int | None = None
+        self.data_matrix: np.ndarray | None = None
+        self.query_matrix: np.ndarray | None = None
+        self.loss_history: list[float] = []
+
+    def __repr__(self) -> str:
+        extra = f", solver={self.solver!r}" if self.kind == "ood" else ""
+        return (f"LeanVec(out_dim={self.out_dim}, kind={self.kind!r}{extra}, dim={self.dim}, "
+                f"fitted={self.data_matrix is not None})")
+
+    # ---- fitting -----------------------------------------------------------------------
+    def fit(self, x: Any, queries: Any = None) -> "LeanVec":
+        """Learn the projections.
+
+        x       : (n, D) float data sample (n >= 2)
+        queries : (m, D) float query sample, required for kind='ood' (m >= max(out_dim, 16)),
+                  refused for kind='id' (PCA uses data only)
+        returns : self
+        """
+        a, _ = _checks.as_float_rows(x, None, "x", allow_1d=False)
+        dim = a.shape[1]
+        if self.out_dim > dim:
+            raise ValueError(f"out_dim must be <= the input dimension {dim}; got out_dim={self.out_dim}")
+        if a.shape[0] < 2:
+            raise ValueError(f"x must have at least 2 rows to estimate a projection; got {a.shape[0]}")
+        rng = np.random.default_rng(self.seed)
+        kx = _second_moment(a, self.max_samples, rng)
+        if self.kind == "id":
+            if queries is not None:
+                raise ValueError("kind='id' (PCA) learns from the data only; pass kind='ood' to use queries")
+            p = _top_eigenvectors(kx, self.out_dim)
+            self._set(dim, p, p, [])
+            return self
+        if queries is None:
+            raise ValueError("kind='ood' needs a sample of queries: fit(x, queries) with queries (m, D)")
+        q, _ = _checks.as_float_rows(queries, dim, "queries", allow_1d=False)
+        need = max(self.out_dim, MIN_QUERIES)
+        if q.shape[0] < need:
+            raise ValueError(
+                f"kind='ood' needs at least max(out_dim, {MIN_QUERIES}) = {need} learning queries; got "
+                f"{q.shape[0]}. With so few queries K_Q is singular and recall collapses: pass more "
+                "queries (several times D works best) or use kind='id'"
+            )
+        kq, kx = self.query_kernel(q, kx), kx / np.trace(kx)
+        if self.solver == "closed_form":
+            qa, qb = _closed_form(kq, kx, self.out_dim)
+            self._set(dim, qa, qb, [ood_loss(kq, kx, qa, qb)])
+        else:
+            p = _top_eigenvectors(kx, self.out_dim)
+            qa, qb, history = _frank_wolfe(kq, kx, p.copy(), p.copy(), self.max_iter, self.tol)
+            self._set(dim, qa, qb, history)
+        return self
+
+    def query_kernel(self, q: np.ndarray, kx: np.ndarray) -> np.ndarray:
+        """Blended, trace-normalised K_Q' = (1 - w) K_Q / tr K_Q + w K_X / tr K_X: (D, D) float64."""
+        q64 = q.astype(np.float64)
+        kq = q64.T @ q64
+        w = self.query_blend if self.query_blend is not None else q.shape[1] / (q.shape[1] + q.shape[0])
+        return (1.0 - w) * kq / max(np.trace(kq), 1e-300) + w * kx / np.trace(kx)
+
+    def _set(self, dim: int, a: np.ndarray, b: np.ndarray, history: list[float]) -> None:
+        self.dim = dim
+        self.query_matrix = np.ascontiguousarray(a, dtype=np.float32)
+        self.data_matrix = np.ascontiguousarray(b, dtype=np.float32)
+        self.loss_history = [float(v) for v in history]
+
+    # ---- projecting --------------------------------------------------------------------
+    def _fitted(self) -> None:
+        if self.data_matrix is None:
+            raise ValueError("this LeanVec is not fitted; call fit(x) (and queries for kind='ood') first")
+
+    def transform(self, x: Any) -> np.ndarray:
+        """Data side: x (n, D) or (D,) float -> (n, d) or (d,) float32 = x @ data_matrix."""
+        self._fitted()
+        a, was_1d = _checks.as_float_rows(x, self.dim, "x")
+        out = a @ self.data_matrix
+        return out[0] if was_1d else out
+
+    def transform_queries(self, q: Any) -> np.ndarray:
+        """Query side: q (m, D) or (D,) float -> (m, d) or (d,) float32 = q @ query_matrix."""
+        self._fitted()
+        a, was_1d = _checks.as_float_rows(q, self.dim, "queries")
+        out = a @ self.query_matrix
+        return out[0] if was_1d else out
+
+    def objective(self, x: Any, queries: Any) -> float:
+        """Relative error sum (q.x - A^T q . B^T x)^2 / sum (q.x)^2 on the given samples."""
+        self._fitted()
+        a, _ = _checks.as_float_rows(x, self.dim, "x", allow_1d=False)
+        q, _ = _checks.as_float_rows(queries, self.dim, "queries", allow_1d=False)
+        kx = _second_moment(a, self.max_samples, np.random.default_rng(self.seed))
+        q64 = q.astype(np.float64)
+        kq = q64.T @ q64
+        total = float(np.sum(kq * kx))
+        return ood_loss(kq, kx, self.query_matrix.astype(np.float64),
+                        self.data_matrix.astype(np.float64)) / max(total, 1e-300)
+
+    # ---- state (used by LeanVecIndex persistence) ----------------------------------------
+    def _params(self) -> dict:
+        return {"out_dim": self.out_dim, "kind": self.kind, "seed": self.seed, "solver": self.solver,
+                "query_blend": self.query_blend, "max_samples": self.max_samples,
+                "max_iter": self.max_iter, "tol": self.tol, "dim": self.dim,
+                "loss_history": self.loss_history}
+
+    @classmethod
+    def _restore(cls, params: dict, query_matrix: np.ndarray | None,
+                 data_matrix: np.ndarray | None) -> "LeanVec":
+        lv = cls(params["out_dim"], kind=params["kind"], seed=params["seed"], solver=params["solver"],
+                 query_blend=params["query_blend"], max_samples=params["max_samples"],
+                 max_iter=params["max_iter"], tol=params["tol"])
+        if data_matrix is not None:
+            dim, d = params["dim"], params["out_dim"]
+            for name, m in (("query_matrix", query_matrix), ("data_matrix", data_matrix)):
+                if m is None or m.shape != (dim, d) or m.dtype != np.float32:
+                    got = None if m is None else (m.shape, m.dtype)
+                    raise ValueError(f"LeanVec {name} must be ({dim}, {d}) float32; got {got}")
+            lv.dim = dim
+            lv.query_matrix = np.ascontiguousarray(query_matrix)
+            lv.data_matrix = np.ascontiguousarray(data_matrix)
+            lv.loss_history = list(params.get("loss_history", []))
+        return lv
+
+
+# ---- two-stage index ----------------------------------------------------------------------
+PRIMARIES = ("float32", "float16", "int8")
+SECONDARIES = ("float32", "float16", "int8")
+_SECONDARY_DTYPES = {"float16": np.float16, "int8": np.uint8}
+
+
+class _EncodedStore:
+    """Full-dimensional rows kept as float16 or int8 (per-dimension ranges) for re-ranking.
+
+    Same interface as RerankStore; re-scoring runs in C++ (simdex._core.rerank) on the stored
+    encoding itself, so the distances are exact for the stored precision. With a path, the
+    encoded rows live in a raw memory-mapped file (n, dim) of float16 / uint8.
+    """
+
+    def __init__(self, dim: int, metric: str, storage: str, where: str | os.PathLike,
+                 lo: np.ndarray | None = None, scale: np.ndarray | None = None) -> None:
+        self.dim, self.metric, self.storage = dim, metric, storage
+        self.dtype = np.dtype(_SECONDARY_DTYPES[storage])
+        self.lo, self.scale = lo, scale
+        self.path: str | None = None if where == "memory" else os.fspath(where)
+        self._n = 0
+        self._data: np.ndarray = np.zeros((0, dim), dtype=self.dtype)
+        if self.path is not None:
+            if os.path.isdir(self.path):
+                raise ValueError(f"secondary path {self.path!r} is a directory; pass a file path")
+            open(self.path, "wb").close()
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def nbytes(self) -> int:
+        ranges = 0 if self.lo is None else self.lo.nbytes + self.scale.nbytes
+        return ranges + (0 if self.path is not None else self._n * self.dim * self.dtype.itemsize)
+
+    def _map(self) -> None:
+        self._data = (np.zeros((0, self.dim), self.dtype) if self._n == 0 else
+                      np.memmap(self.path, dtype=self.dtype, mode="r+", shape=(self._n, self.dim)))
+
+    def append(self, x: np.ndarray) -> None:
+        rows = np.ascontiguousarray(_storage.encode(x, self.storage, self.lo, self.scale))
+        need = self._n + rows.shape[0]
+        if self.path is None:
+            if need > self._data.shape[0]:
+                grown = np.zeros((max(need, int(self._data.shape[0] * 1.5), 64), self.dim), self.dtype)
+                grown[: self._n] = self._data[: self._n]
+                self._data = grown
+            self._data[self._n: need] = rows
+            self._n = need
+        else:
+            if isinstance(self._data, np.memmap):
+                self._data.flush()
+            with open(self.path, "ab") as fh:
+                fh.write(rows.tobytes())
+            self._n = need
+            self._map()
+
+    def rescore(self, queries: np.ndarray, candidates: np.ndarray, k: int,
+                threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        data = self._data[: self._n]
+        if self.path is None:
+            data = np.ascontiguousarray(data)
+        return _core.rerank(data, self._n, queries, queries.shape[0],
+                            np.ascontiguousarray(candidates, dtype=np.int64), candidates.shape[1], k,
+                            self.storage, self.metric, self.dim, self.lo, self.scale, threads=threads)
+
+    def params(self) -> dict:
+        return {"rerank": "memory" if self.path is None else self.path, "rerank_rows": self._n}
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        arrays: dict[str, np.ndarray] = {}
+        if self.lo is not None:
+            arrays["secondary_lo"], arrays["secondary_scale"] = self.lo, self.scale
+        if self.path is None:
+            arrays["secondary_rows"] = self._data[: self._n]
+        elif isinstance(self._data, np.memmap):
+            self._data.flush()
+        return arrays
+
+    @classmethod
+    def restore(cls, dim: int, metric: str, storage: str, params: dict,
+                arrays: dict[str, np.ndarray]) -> "_EncodedStore":
+        store = cls.__new__(cls)
+        store.dim, store.metric, store.storage = dim, metric, storage
+        store.dtype = np.dtype(_SECONDARY_DTYPES[storage])
+        store.lo = store.scale = None
+        if storage == "int8":
+            lo, scale = arrays.get("secondary_lo"), arrays.get("secondary_scale")
+            if lo is None or scale is None or lo.shape != (dim,) or scale.shape != (dim,):
+                raise ValueError(f"leanvec index file: int8 secondary ranges missing or not ({dim},)")
+            store.lo = np.array(lo, dtype=np.float32)
+            store.scale = np.array(scale, dtype=np.float32)
+        where, n = params["rerank"], int(params["rerank_rows"])
+        store._n = n
+        if where == "memory":
+            store.path = None
+            rows = arrays.get("secondary_rows")
+            if rows is None or rows.shape != (n, dim) or rows.dtype != store.dtype:
+                got = None if rows is None else (rows.shape, rows.dtype)
+                raise ValueError(f"leanvec index file: secondary rows must be ({n}, {dim}) {store.dtype}; got {got}")
+            store._data = rows
+        else:
+            store.path = where
+            expected = n * dim * store.dtype.itemsize
+            size = os.path.getsize(where) if os.path.exists(where) else -1
+            if size != expected:
+                raise ValueError(f"secondary file {where!r} has {size} bytes, expected {expected} "
+                                 f"({n} x {dim} {store.dtype})")
+            store._map()
+        return store
+
+
+class LeanVecIndex(Index):
+    """Two-stage search: an HNSW graph on LeanVec-reduced vectors, then exact re-ranking.
+
+    dim             : D, dimension of the vectors added and searched
+    out_dim         : d, dimension of the reduced vectors the graph is built and searched on
+    kind            : 'ood' (query-aware projection, needs train(x, queries)) or 'id' (PCA)
+    metric          : 'ip' (1 - <q, x>), 'cosine' (vectors normalised at add time, then ip)
+                      or 'l2' (kind='id' only: the reduced graph uses l2 between projections)
+    M, ef_construction : HNSW parameters of the reduced graph
+    primary         : storage of the reduced vectors in the graph: 'float16', 'int8'
+                      (per-dimension ranges from the first add: add a representative first
+                      batch) or 'float32'; int8 was the fastest on the dev set
+    secondary       : storage of the full vectors used to re-rank: 'float32', 'float16' or
+                      'int8' (per-dimension ranges from train); re-ranking is exact for the
+                      stored precision
+    rerank_path     : None keeps the full vectors in RAM (and in the saved file); a file path
+                      keeps them in a raw memory-mapped file there (the saved index refers to it)
+    solver, query_blend : passed to LeanVec (see there)
+    seed            : seeds the projection's sample and the graph
+
+    Search: queries are projected with one matrix multiply per batch, the graph returns
+    max(ef, k) candidates (or rerank_k, widening ef when needed), and all of them are re-scored
+    with the full vectors.
+    """
+
+    kind = "leanvec"
+
+    def __init__(self, dim: int, out_dim: int, *, kind: str = "ood", metric: str = "ip", M: int = 16,
+                 ef_construction: int = 200, primary: str = "float16", secondary: str = "float32",
+                 rerank_path: str | os.PathLike | None = None, solver: str = "closed_form",
+                 query_blend: float | None = None, seed: int = 0) -> None:
+        self.dim = _checks.check_positive_int(dim, "dim")
+        self.out_dim = _checks.check_positive_int(out_dim, "out_dim")
+        if self.out_dim > self.dim:
+            raise ValueError(f"out_dim must be <= dim={self.dim}; got out_dim={self.out_dim}")
+        self.metric = _checks.check_metric(metric, ("ip", "cosine", "l2"))
+        self.primary = _checks.check_choice(primary, "primary", PRIMARIES)
+        self.secondary = _checks.check_choice(secondary, "secondary", SECONDARIES)
+        if rerank_path is not None and not isinstance(rerank_path, (str, os.PathLike)):
+            raise TypeError(f"rerank_path must be None or a file path; got {type(rerank_path).__name__}")
+        self.rerank_path = None if rerank_path is None else os.fspath(rerank_path)
+        self.projection = LeanVec(self.out_dim, kind=kind, seed=seed, solver=solver, query_blend=query_blend)
+        if self.metric == "l2" and self.projection.kind == "ood":
+            raise ValueError("metric='l2' needs kind='id': the OOD projection approximates inner "
+                             "products only; use metric='ip' or 'cosine', or kind='id'")
+        self.seed = self.projection.seed
+        self._graph = HNSWIndex(self.out_dim, self._graph_metric(), M=M, ef_construction=ef_construction,
+                                storage=self.primary, seed=self.seed)
+        self._store: RerankStore | _EncodedStore | None = None
+        self._init_ids()
+
+    # ---- properties ---------------------------------------------------------------------
+    def _graph_metric(self) -> str:
+        return "l2" if self.metric == "l2" else "ip"
+
+    def _full_metric(self) -> str:
+        return "l2" if self.metric == "l2" else "ip"  # cosine: rows and queries are normalised
+
+    @property
+    def is_trained(self) -> bool:
+        return self.projection.data_matrix is not None
+
+    @property
+    def ef(self) -> int:
+        """Default graph search list size; search re-ranks max(ef, k) candidates by default."""
+        return self._graph.ef
+
+    @ef.setter
+    def ef(self, value: int) -> None:
+        self._graph.ef = value
+
+    @property
+    def M(self) -> int:
+        return self._graph.M
+
+    @property
+    def ef_construction(self) -> int:
+        return self._graph.ef_construction
+
+    @property
+    def nbytes(self) -> int:
+        matrices = 0 if not self.is_trained else self.projection.data_matrix.nbytes * 2
+        store = 0 if self._store is None else self._store.nbytes
+        return int(self._graph.nbytes + store + matrices + self._ids.nbytes)
+
+    def _prepare(self, x: Any, name: str) -> tuple[np.ndarray, bool]:
+        a, was_1d = _checks.as_float_rows(x, self.dim, name)
+        if self.metric == "cosine":
+            a = normalize(a)
+        return a, was_1d
+
+    def _new_store(self, lo: np.ndarray | None = None, scale: np.ndarray | None = None) -> Any:
+        where = "memory" if self.rerank_path is None else self.rerank_path
+        if self.secondary == "float32":
+            return RerankStore(self.dim, self._full_metric(), where)
+        return _EncodedStore(self.dim, self._full_metric(), self.secondary, where, lo, scale)
+
+    # ---- building -----------------------------------------------------------------------
+    def train(self, x: Any, queries: Any = None) -> "LeanVecIndex":
+        """Fit the projection (and int8 secondary ranges) on a data sample.
+
+        x       : (n, dim) float sample of the data
+        queries : (m, dim) float sample of queries; required for kind='ood', refused for 'id'
+        """
+        if len(self):
+            raise ValueError(f"the index already holds {len(self)} vectors; train before the first add")
+        a, _ = self._prepare(x, "x")
+        q = None
+        if queries is not None:
+            q, _ = self._prepare(queries, "queries")
+        self.projection.fit(a, q)
+        lo = scale = None
+        if self.secondary == "int8":
+            lo, scale = _storage.train_int8(a)
+        self._store = self._new_store(lo, scale)
+        return self
+
+    def add(self, x: Any, ids: Any = None, *, threads: int | None = None) -> np.ndarray:
+        """Add vectors x (n, dim); returns their ids (n,) int64."""
+        threads = _checks.check_threads(threads)
+        if not self.is_trained:
+            hint = "train(x, queries)" if self.projection.kind == "ood" else "train(x)"
+            raise ValueError(f"LeanVecIndex is not trained; call {hint} before add")
+        a, _ = self._prepare(x, "x")
+        new_ids = self._new_ids(ids, a.shape[0])
+        start = self._ids.shape[0]
+        slots = np.arange(start, start + a.shape[0], dtype=np.int64)
+        reduced = np.ascontiguousarray(a @ self.projection.data_matrix)
+        self._graph.add(reduced, slots, threads=threads)   # graph ids are our slots
+        self._store.append(a)
+        self._ids = np.concatenate([self._ids, new_ids])
+        return new_ids
+
+    # ---- search -------------------------------------------------------------------------
+    def search(self, queries: Any, k: int = 10, *, ef: int | None = None, rerank_k: int | None = None,
+               filter: Any = None, max_distance: Any = None, threads: int | None = None) -> SearchResult:
+        """Approximate k nearest neighbours (graph on reduced vectors, exact re-rank).
+
+        queries      : (q, dim) or (dim,) float32 (other float dtypes are converted with one copy)
+        k            : int >= 1
+        ef           : graph search list size (default: the ef property)
+        rerank_k     : candidates re-ranked with the full vectors; None = max(ef, k) (the whole
+                       search buffer); must be >= k; ef is widened to rerank_k when smaller
+        filter       : int64 array of allowed ids, or boolean mask indexed by id
+        max_distance : float or (q,) floats; results farther than it are dropped (-1 / +inf)
+        returns      : SearchResult(distances (q, k) float32 ascending, ids (q, k) int64, -1 padded)
+        """
+        k = _checks.check_k(k)
+        ef = self._graph.ef if ef is None else _checks.check_positive_int(ef, "ef")
+        threads = _checks.check_threads(threads)
+        if rerank_k is not None:
+            rerank_k = _checks.check_positive_int(rerank_k, "rerank_k")
+            if rerank_k < k:
+                raise ValueError(f"rerank_k must be >= k={k}; got rerank_k={rerank_k}")
+        q, was_1d = self._prepare(queries, "queries")
+        if len(self) == 0:
+            return self._finish(*self._empty_result(q.shape[0], k, False), was_1d, max_distance)
+        allowed = None
+        if filter is not None:
+            mask = self._slot_mask(filter)
+            allowed = np.nonzero(mask)[0].astype(np.int64)
+            if allowed.size == 0:
+                return self._finish(*self._empty_result(q.shape[0], k, False), was_1d, max_distance)
+        buffer = max(ef, k) if rerank_k is None else rerank_k
+        reduced = np.ascontiguousarray(q @ self.projection.query_matrix)
+        _, candidates = self._graph.search(reduced, buffer, ef=max(ef, buffer), filter=allowed,
+                                           threads=threads)
+        dist, slots = self._store.rescore(q, candidates, k, threads=threads)
+        return self._finish(dist, slots, was_1d, max_distance)
+
+    # ---- persistence --------------------------------------------------------------------
+    def _params(self) -> dict:
+        params = {"dim": self.dim, "out_dim": self.out_dim, "metric": self.metric,
+                  "primary": self.primary, "secondary": self.secondary, "next_id": self._next_id,
+                  "projection": self.projection._params(), "graph": self._graph._params(),
+                  "trained": self.is_trained}
+        if self._store is not None:
+            params["store"] = self._store.params()
+        return params
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        arrays = {"ids": self._ids}
+        arrays.update({f"graph_{name}": a for name, a in self._graph._arrays().items()})
+        if self.is_trained:
+            arrays["query_matrix"] = self.projection.query_matrix
+            arrays["data_matrix"] = self.projection.data_matrix
+        if self._store is not None:
+            arrays.update(self._store.arrays())
+        return arrays
+
+    @classmethod
+    def _from_state(cls, params: dict, arrays: dict[str, np.ndarray]) -> "LeanVecIndex":
+        p = params["projection"]
+        store_params = params.get("store")
+        rerank_path = None if store_params is None or store_params["rerank"] == "memory" else store_params["rerank"]
+        index = cls.__new__(cls)
+        index.dim, index.out_dim = int(params["dim"]), int(params["out_dim"])
+        index.metric = _checks.check_metric(params["metric"], ("ip", "cosine", "l2"))
+        index.primary = _checks.check_choice(params["primary"], "primary", PRIMARIES)
+        index.secondary = _checks.check_choice(params["secondary"], "secondary", SECONDARIES)
+        index.rerank_path = rerank_path
+        index.seed = int(p["seed"])
+        trained = bool(params["trained"])
+        index.projection = LeanVec._restore(p, arrays.get("query_matrix") if trained else None,
+                                            arrays.get("data_matrix") if trained else None)
+        if index.projection.out_dim != index.out_dim or (trained and index.projection.dim != index.dim):
+            raise ValueError("leanvec index file: projection dimensions do not match the header")
+        graph_arrays = {name[len("graph_"):]: a for name, a in arrays.items() if name.startswith("graph_")}
+        index._graph = HNSWIndex._from_state(params["graph"], graph_arrays)
+        ids = arrays["ids"]
+        if ids.dtype != np.int64 or ids.ndim != 1 or index._graph._ids.shape[0] != ids.shape[0]:
+            raise ValueError("leanvec index file: ids do not match the graph")
+        index._ids = np.array(ids, dtype=np.int64)
+        index._next_id = int(params.get("next_id", 0))
+        index._store = None
+        if store_params is not None:
+            if index.secondary == "float32":
+                index._store = RerankStore.restore(index.dim, index._full_metric(), store_params, arrays)
+            else:
+                index._store = _EncodedStore.restore(index.dim, index._full_metric(), index.secondary,
+                                                     store_params, arrays)
+            if len(index._store) != ids.shape[0]:
+                raise ValueError(f"leanvec index file: {len(index._store)} full vectors for {ids.shape[0]} ids")
+        return index
+
+    def _repr_fields(self) -> str:
+        return (f"out_dim={self.out_dim}, kind={self.projection.kind!r}, M={self.M}, "
+                f"ef_construction={self.ef_construction}, primary={self.primary!r}, "
+                f"secondary={self.secondary!r}")
