@@ -39,3 +39,13 @@ def test_aarch64_sources_compile(tmp_path):
         r = subprocess.run(["aarch64-linux-gnu-g++", "-std=c++17", "-O1", "-march=armv8-a", "-fsyntax-only",
                             "-I", str(CPP), "-I", str(tmp_path), str(src)], capture_output=True, text=True)
         assert r.returncode == 0, f"{src}:\n{r.stderr[:2000]}"
+
+
+def test_core_stub_lists_every_binding():
+    """python/simdex/_core.pyi (pybind11-stubgen output) must cover the compiled module."""
+    import simdex._core as core
+
+    stub = (ROOT / "python" / "simdex" / "_core.pyi").read_text()
+    public = [name for name in dir(core) if not name.startswith("_")]
+    missing = [name for name in public if not re.search(rf"\b(def|class) {name}\b", stub)]
+    assert not missing, f"regenerate the stub (pybind11-stubgen simdex._core): missing {missing}"
