@@ -118,13 +118,14 @@ void hamming_search(const KernelTable& t, const StoreSpec& spec, const std::uint
             for (std::size_t i = 0; i < q_count; ++i) {
                 TopK& heap = heaps[range * nq + q0 + i];
                 const std::uint32_t* row = tile.data() + i * r_count;
-                float limit = heap.threshold();
+                if (mask == nullptr) {
+                    heap.push_range(row, r_count, static_cast<std::int64_t>(r0));
+                    continue;
+                }
                 for (std::size_t j = 0; j < r_count; ++j) {
                     float dist = static_cast<float>(row[j]);
-                    if (dist < limit && (mask == nullptr || mask[r0 + j])) {
+                    if (mask[r0 + j] && dist < heap.threshold())
                         heap.push(dist, static_cast<std::int64_t>(r0 + j));
-                        limit = heap.threshold();
-                    }
                 }
             }
         }

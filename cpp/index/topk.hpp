@@ -7,6 +7,7 @@
 // candidate, even for large k (a binary heap pays O(log k) per accepted candidate).
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -32,10 +33,42 @@ class TopK {
         if (items_.size() >= capacity_) compact();
     }
 
-    // Scan n distances with ids base + i, pushing those under the threshold.
+    // Scan n distances with ids base + i, pushing those under the threshold. Blocks of 16
+    // are first tested with a branch-free any() that the compiler vectorises, so a scan
+    // whose limit is already tight costs about one vector compare per 16 rows.
     void push_range(const float* distances, std::size_t n, std::int64_t base) {
-        for (std::size_t i = 0; i < n; ++i)
+        std::size_t i = 0;
+        for (; i + 16 <= n; i += 16) {
+            const float limit = limit_;
+            int any = 0;
+            for (std::size_t j = 0; j < 16; ++j) any |= distances[i + j] < limit;
+            if (!any) continue;
+            for (std::size_t j = 0; j < 16; ++j)
+                if (distances[i + j] < limit_) push(distances[i + j], base + static_cast<std::int64_t>(i + j));
+        }
+        for (; i < n; ++i)
             if (distances[i] < limit_) push(distances[i], base + static_cast<std::int64_t>(i));
+    }
+
+    // The same for integer distances (Hamming counts).
+    void push_range(const std::uint32_t* distances, std::size_t n, std::int64_t base) {
+        std::size_t i = 0;
+        for (; i + 16 <= n; i += 16) {
+            // dist < limit  <=>  dist < ceil(limit) for integers; +inf lets everything through
+            const std::uint32_t limit = limit_ >= 4294967295.0f ? 0xffffffffu
+                                                                 : static_cast<std::uint32_t>(std::ceil(limit_));
+            int any = 0;
+            for (std::size_t j = 0; j < 16; ++j) any |= distances[i + j] < limit;
+            if (!any && limit != 0xffffffffu) continue;
+            for (std::size_t j = 0; j < 16; ++j) {
+                float dist = static_cast<float>(distances[i + j]);
+                if (dist < limit_) push(dist, base + static_cast<std::int64_t>(i + j));
+            }
+        }
+        for (; i < n; ++i) {
+            float dist = static_cast<float>(distances[i]);
+            if (dist < limit_) push(dist, base + static_cast<std::int64_t>(i));
+        }
     }
 
     std::size_t size() const { return std::min(items_.size(), k_); }
