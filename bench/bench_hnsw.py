@@ -11,6 +11,7 @@ the same run. Reports:
   * recall after removing 10% of the points vs a fresh build on the rest.
 
     PYTHONPATH=build-dev/pkg python bench/bench_hnsw.py [--data PATH] [--plot bench/hnsw_recall_qps.png]
+        [--libs simdex,hnswlib,faiss,usearch] [--build-repeats N] [--skip-extras]
 """
 
 from __future__ import annotations
@@ -135,6 +136,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--plot", default="bench/hnsw_recall_qps.png")
     ap.add_argument("--skip-extras", action="store_true", help="skip insertion-order and removal runs")
+    ap.add_argument("--libs", default="simdex,hnswlib,faiss,usearch",
+                    help="comma-separated subset of simdex,hnswlib,faiss,usearch")
+    ap.add_argument("--build-repeats", type=int, default=1,
+                    help="build each library this many times (interleaved); report the median")
     args = ap.parse_args()
 
     ds = sx.io.load_ann_benchmarks(args.data)
@@ -143,18 +148,30 @@ def main() -> None:
     print(f"data: {args.data}  n={n} d={dim} q={queries.shape[0]} metric={ds.metric}  "
           f"simd={sx.simd_level()}  M={M} ef_construction={EFC}")
 
-    libs = [Simdex(dim), Hnswlib(dim), Faiss(dim), USearch(dim)]
-    build = {}
+    adapters = {"simdex": Simdex, "hnswlib": Hnswlib, "faiss": Faiss, "usearch": USearch}
+    wanted = [name.strip() for name in args.libs.split(",") if name.strip()]
+    if "simdex" not in wanted or any(name not in adapters for name in wanted):
+        raise SystemExit(f"--libs must include simdex and name only {sorted(adapters)}; got {args.libs!r}")
+    # Builds interleaved across libraries (repeat r of every library before repeat r + 1),
+    # so a change in the machine's load hits all of them alike; the last build is kept.
+    build_times = {name: [] for name in wanted}
     memory = {}
-    for lib in libs:
-        gc.collect()
-        before = rss()
-        t0 = time.perf_counter()
-        lib.build(x, args.threads)
-        build[lib.name] = time.perf_counter() - t0
-        gc.collect()
-        memory[lib.name] = (rss() - before) / n
-        print(f"  built {lib.name}: {build[lib.name]:.1f} s", flush=True)
+    libs = {}
+    for r in range(args.build_repeats):
+        for name in wanted:
+            libs.pop(name, None)
+            gc.collect()
+            before = rss()
+            lib = adapters[name](dim)
+            t0 = time.perf_counter()
+            lib.build(x, args.threads)
+            build_times[name].append(time.perf_counter() - t0)
+            gc.collect()
+            memory.setdefault(name, (rss() - before) / n)  # first build: nothing freed before it
+            libs[name] = lib
+            print(f"  built {name} (repeat {r + 1}): {build_times[name][-1]:.1f} s", flush=True)
+    build = {name: statistics.median(t) for name, t in build_times.items()}
+    libs = [libs[name] for name in wanted]
     memory["simdex (nbytes)"] = libs[0].index.nbytes / n
 
     one = {lib.name: {} for lib in libs}
@@ -183,12 +200,13 @@ def main() -> None:
         print(f"  ef={ef} done", flush=True)
 
     names = [lib.name for lib in libs]
-    print("\n### Build (2 threads) and memory\n")
+    print(f"\n### Build ({args.threads} threads, median of {args.build_repeats}) and memory\n")
     fastest_build = min(build[p] for p in names if p != "simdex")
-    print("| library | build s | vs fastest peer | RSS growth B/vector |")
-    print("|---|---|---|---|")
+    print("| library | build s (median) | all builds s | vs fastest peer | RSS growth B/vector |")
+    print("|---|---|---|---|---|")
     for p in names:
-        print(f"| {p} | {build[p]:.1f} | {build[p] / fastest_build:.2f}x | {memory[p]:.0f} |")
+        runs = ", ".join(f"{t:.1f}" for t in build_times[p])
+        print(f"| {p} | {build[p]:.1f} | {runs} | {build[p] / fastest_build:.2f}x | {memory[p]:.0f} |")
     print(f"\nsimdex index.nbytes / n = {memory['simdex (nbytes)']:.0f} B/vector\n")
 
     for title, table in (("one query per call, 1 thread", one), (f"batch of {queries.shape[0]}, {args.threads} threads", batch)):

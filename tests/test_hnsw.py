@@ -220,7 +220,7 @@ def test_filter_with_few_allowed_pads():
 def test_remove_keeps_recall_and_reuses_slots(level):
     rng = np.random.default_rng(12)
     index = sx.HNSWIndex(D, "l2", M=8, ef_construction=60)
-    index.add(X, threads=2)
+    index.add(X, threads=1)  # deterministic: the recall comparison below is tight
     removed = rng.choice(X.shape[0], X.shape[0] // 10, replace=False)
     assert index.remove(removed) == removed.size
     assert index.remove(removed) == 0  # already gone
@@ -231,7 +231,7 @@ def test_remove_keeps_recall_and_reuses_slots(level):
     dist, ids = index.search(Q, 10, ef=ef)
     assert not np.isin(ids, removed).any()
     fresh = sx.HNSWIndex(D, "l2", M=8, ef_construction=60)
-    fresh.add(X[keep], keep, threads=2)
+    fresh.add(X[keep], keep, threads=1)
     r_removed, r_fresh = recall(ids, truth), recall(fresh.search(Q, 10, ef=ef).ids, truth)
     assert r_removed >= r_fresh - 0.01, (r_removed, r_fresh)
     # no live node links to a removed slot

@@ -16,7 +16,8 @@
 //       [links_offset, links_offset + 4)      u32 number of level-0 links
 //       [links_offset + 4, + 4 * M0)          u32 neighbour slots
 //     block_bytes is rounded up to 64 for rows of >= 256 bytes so every vector starts on a
-//     cache line (the buffer itself is 64-byte aligned).
+//     cache line (the buffer itself is 64-byte aligned; from 4 MiB on it is 2 MiB aligned
+//     and advised as transparent huge pages, so random row reads do not each miss the TLB).
 //   upper[slot]: (L, 1 + M) u32 for levels 1..L: count, then M neighbour slots.
 //   levels[slot]: int32 level, -1 = free slot (never used, or removed and unlinked).
 //
@@ -28,6 +29,10 @@
 //     or remove() (the binding serialises them with a reader-writer lock).
 //   * Per-thread scratch (visited set with epoch counters, heaps, buffers) comes from a pool
 //     so a search allocates nothing in steady state.
+//
+// Memory access: expanding a node first prefetches every unvisited neighbour's whole row
+// (line 0 with the L1 hint, the rest with the L2 hint) so all their misses overlap; the
+// search is bound by memory latency, not by the distance arithmetic.
 //
 // Removal unlinks nodes: every live node that pointed to a removed node re-selects its
 // links (heuristic) from its remaining links plus the removed node's links, then the
