@@ -59,7 +59,7 @@ class HnswHandle {
 
     // queries: (nq, dim) float32 or (nq, nbytes) codes; mask: None or (m,) uint8 by slot.
     py::tuple search(const py::array& queries, std::size_t nq, std::size_t k, std::size_t ef,
-                     const py::object& mask, bool normalize, long threads) {
+                     const py::object& mask, bool normalize, long threads, bool buffered) {
         const StoreSpec& spec = graph_->spec();
         const std::uint8_t* q = array_bytes(queries, nq * query_bytes(spec), queries.itemsize(), "queries");
         if (k < 1) throw std::invalid_argument("k must be >= 1");
@@ -77,7 +77,8 @@ class HnswHandle {
         {
             py::gil_scoped_release release;
             std::shared_lock<std::shared_mutex> lock(mutex_);
-            graph_->search(q, nq, k, ef, mask_ptr, mask_len, normalize, resolve_threads(threads), d_ptr, i_ptr);
+            graph_->search(q, nq, k, ef, mask_ptr, mask_len, normalize, resolve_threads(threads), d_ptr, i_ptr,
+                           buffered);
         }
         return py::make_tuple(distances, out_ids);
     }
@@ -231,10 +232,10 @@ void bind_hnsw(py::module_& m) {
                  return h.remove(slots, threads_arg(threads)); },
              py::arg("slots"), py::arg("threads") = py::none())
         .def("search", [](HnswHandle& h, const py::array& queries, std::size_t nq, std::size_t k, std::size_t ef,
-                          const py::object& mask, bool normalize, const py::object& threads) {
-                 return h.search(queries, nq, k, ef, mask, normalize, threads_arg(threads)); },
+                          const py::object& mask, bool normalize, const py::object& threads, bool buffered) {
+                 return h.search(queries, nq, k, ef, mask, normalize, threads_arg(threads), buffered); },
              py::arg("queries"), py::arg("nq"), py::arg("k"), py::arg("ef"), py::arg("mask") = py::none(),
-             py::arg("normalize") = false, py::arg("threads") = py::none())
+             py::arg("normalize") = false, py::arg("threads") = py::none(), py::arg("buffered") = false)
         .def("search1", &HnswHandle::search1, py::arg("query"), py::arg("k"), py::arg("ef"))
         .def("live_mask", &HnswHandle::live_mask)
         .def("rows", &HnswHandle::rows)

@@ -408,3 +408,24 @@ def test_bad_input():
         sx.HNSWIndex(64, "hamming").add(np.ones((2, 8), np.float32))
     with pytest.raises(ValueError):
         sx.HNSWIndex(64, "hamming").add(np.ones((2, 7), np.uint8))
+
+
+def test_buffered_search_returns_best_scored_nodes(level):
+    """buffered=True: window ef, k results from every scored node; never worse than the window."""
+    index = sx.HNSWIndex(D, "l2", M=8, ef_construction=60)
+    index.add(X, threads=1)
+    truth = sx.knn(Q, X, 30).ids
+    window = index.search(Q, 10, ef=10)
+    buffered = index.search(Q, 30, ef=10, buffered=True)
+    assert buffered.ids.shape == (Q.shape[0], 30)
+    assert np.all(np.diff(buffered.distances, axis=1) >= 0)
+    # the window's 10 results are among the scored nodes, so the buffer's first 10 are as good
+    assert np.all(buffered.distances[:, 9] <= window.distances[:, 9] + 1e-6)
+    # distances are exact for the returned ids
+    ref = ((Q[:, None, :].astype(np.float64) - X[np.maximum(buffered.ids, 0)]) ** 2).sum(-1)
+    ok = buffered.ids >= 0
+    np.testing.assert_allclose(buffered.distances[ok], ref[ok], rtol=1e-4, atol=1e-4)
+    # more candidates than the window at the same ef: recall@30 at least that of k=30 within ef=10
+    assert recall(buffered.ids, truth) >= recall(window.ids, truth[:, :10]) * 0.5
+    with pytest.raises(TypeError):
+        index.search(Q, 30, ef=10, buffered="yes")

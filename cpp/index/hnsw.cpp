@@ -359,13 +359,14 @@ void HnswGraph::greedy(const HnswQuery& q, std::uint32_t& cur, float& cur_distan
 template <bool kLocked, bool kMasked>
 void HnswGraph::search_layer(const HnswQuery& q, std::uint32_t entry, float entry_distance,
                              int level, std::size_t ef, const std::uint8_t* mask,
-                             HnswWorker& w) const {
+                             HnswWorker& w, TopK* buffer) const {
     w.new_epoch(slot_count_);
     w.candidates.clear();
     w.results.clear();
     w.visit(entry);
     push_candidate(w.candidates, {entry_distance, entry});
     if (!kMasked || mask[entry]) push_result(w.results, {entry_distance, entry});
+    if (buffer != nullptr && (!kMasked || mask[entry])) buffer->push(entry_distance, entry);
     float bound = w.results.size() >= ef ? w.results.front().distance
                                          : std::numeric_limits<float>::infinity();
     const std::size_t max_links = level == 0 ? M0_ : M_;
@@ -415,6 +416,7 @@ void HnswGraph::search_layer(const HnswQuery& q, std::uint32_t entry, float entr
             }
             std::uint32_t s = todo[i];
             float d = distance(q, row(s));
+            if (buffer != nullptr && (!kMasked || mask[s])) buffer->push(d, s);
             if (d < bound) {
                 push_candidate(w.candidates, {d, s});
                 if (!kMasked || mask[s]) {
@@ -685,7 +687,7 @@ void HnswGraph::repair(std::uint32_t node, const std::vector<std::uint8_t>& remo
 
 void HnswGraph::search_one(const void* query, std::size_t k, std::size_t ef, const std::uint8_t* mask, const std::vector<std::uint32_t>* exact_slots,
                            bool normalize_query, HnswWorker& w, float* out_distances,
-                           std::int64_t* out_ids) const {
+                           std::int64_t* out_ids, bool buffered) const {
     const void* raw = query;
     if (normalize_query) {
         const float* x = static_cast<const float*>(query);
@@ -721,6 +723,18 @@ void HnswGraph::search_one(const void* query, std::size_t k, std::size_t ef, con
         std::uint32_t cur = entry_;
         float cur_distance = distance(q, row(cur));
         for (int l = max_level_; l > 0; --l) greedy<false>(q, cur, cur_distance, l, w);
+        if (buffered && k > ef) {
+            // Window ef, results from every scored node (each result of the window was scored,
+            // so the buffer's top k is at least as good as the window's).
+            TopK buffer(k);
+            if (mask)
+                search_layer<false, true>(q, cur, cur_distance, 0, ef, mask, w, &buffer);
+            else
+                search_layer<false, false>(q, cur, cur_distance, 0, ef, nullptr, w, &buffer);
+            buffer.write_sorted(out_distances, out_ids);
+            for (std::size_t i = 0; i < k && out_ids[i] >= 0; ++i) out_ids[i] = ids_[out_ids[i]];
+            return;
+        }
         std::size_t width = std::max(ef, k);
         if (mask)
             search_layer<false, true>(q, cur, cur_distance, 0, width, mask, w);
@@ -738,7 +752,8 @@ void HnswGraph::search_one(const void* query, std::size_t k, std::size_t ef, con
 
 void HnswGraph::search(const void* queries, std::size_t nq, std::size_t k, std::size_t ef,
                        const std::uint8_t* mask, std::size_t mask_len, bool normalize_queries,
-                       std::size_t threads, float* out_distances, std::int64_t* out_ids) const {
+                       std::size_t threads, float* out_distances, std::int64_t* out_ids,
+                       bool buffered) const {
     if (k < 1) throw std::invalid_argument("k must be >= 1");
     const std::size_t query_bytes = spec_.storage == Storage::bits ? spec_.row_bytes : spec_.dim * 4;
     const auto* base = static_cast<const std::uint8_t*>(queries);
@@ -774,12 +789,13 @@ void HnswGraph::search(const void* queries, std::size_t nq, std::size_t k, std::
             ~Release() { g->release_worker(std::move(w)); }
         } release{this, w};
         if (nq == 1) {
-            search_one(base, k, ef, mask, exact_slots, normalize_queries, *w, out_distances, out_ids);
+            search_one(base, k, ef, mask, exact_slots, normalize_queries, *w, out_distances, out_ids,
+                       buffered);
             return;
         }
         parallel_for(nq, 1, [&](std::size_t i, std::size_t) {
             search_one(base + i * query_bytes, k, ef, mask, exact_slots, normalize_queries, *w,
-                       out_distances + i * k, out_ids + i * k);
+                       out_distances + i * k, out_ids + i * k, buffered);
         });
         return;
     }
@@ -792,7 +808,7 @@ void HnswGraph::search(const void* queries, std::size_t nq, std::size_t k, std::
             std::size_t end = std::min(nq, (task + 1) * chunk);
             for (std::size_t i = task * chunk; i < end; ++i)
                 search_one(base + i * query_bytes, k, ef, mask, exact_slots, normalize_queries,
-                           *scratch[worker], out_distances + i * k, out_ids + i * k);
+                           *scratch[worker], out_distances + i * k, out_ids + i * k, buffered);
         });
     } catch (...) {
         for (auto& w : scratch) release_worker(std::move(w));

@@ -46,6 +46,7 @@
 #include <vector>
 
 #include "index/scorer.hpp"
+#include "index/topk.hpp"
 
 namespace simdex {
 
@@ -108,9 +109,13 @@ class HnswGraph {
     //          here first when normalize_queries (cosine).
     // mask:    (mask_len,) uint8 by slot, nonzero = allowed (slots >= mask_len are not), or nullptr.
     // out:     distances (nq, k) float32 ascending, user ids (nq, k) int64, padded (+inf, -1).
+    // buffered: when k > ef, keep the search window at ef and return the k best of every
+    //           node whose distance was computed (a candidate buffer larger than the window,
+    //           for re-ranking pipelines); otherwise the window is max(ef, k).
     void search(const void* queries, std::size_t nq, std::size_t k, std::size_t ef,
                 const std::uint8_t* mask, std::size_t mask_len, bool normalize_queries,
-                std::size_t threads, float* out_distances, std::int64_t* out_ids) const;
+                std::size_t threads, float* out_distances, std::int64_t* out_ids,
+                bool buffered = false) const;
 
     // ---- state ------------------------------------------------------------------------
     std::size_t slot_count() const { return slot_count_; }
@@ -153,12 +158,13 @@ class HnswGraph {
                 HnswWorker& w) const;
     template <bool kLocked, bool kMasked>
     void search_layer(const HnswQuery& q, std::uint32_t entry, float entry_distance, int level,
-                      std::size_t ef, const std::uint8_t* mask, HnswWorker& w) const;
+                      std::size_t ef, const std::uint8_t* mask, HnswWorker& w,
+                      TopK* buffer = nullptr) const;
     void select_neighbours(std::vector<HnswCandidate>& sorted, std::size_t max_links,
                            HnswWorker& w) const;
     void search_one(const void* query, std::size_t k, std::size_t ef, const std::uint8_t* mask, const std::vector<std::uint32_t>* exact_slots,
                     bool normalize_query, HnswWorker& w, float* out_distances,
-                    std::int64_t* out_ids) const;
+                    std::int64_t* out_ids, bool buffered = false) const;
 
     std::uint32_t* mutable_links(std::uint32_t slot, int level);
     void reserve(std::size_t slots);

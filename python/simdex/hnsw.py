@@ -181,7 +181,8 @@ class HNSWIndex(Index):
 
     # ---- search -------------------------------------------------------------------------
     def search(self, queries: Any, k: int = 10, *, ef: int | None = None, filter: Any = None,
-               max_distance: Any = None, threads: int | None = None) -> SearchResult:
+               max_distance: Any = None, threads: int | None = None,
+               buffered: bool = False) -> SearchResult:
         """Approximate k nearest neighbours.
 
         queries      : (q, dim) or (dim,) float32 (other float dtypes are converted with one
@@ -191,9 +192,13 @@ class HNSWIndex(Index):
         filter       : int64 array of allowed ids, or boolean mask indexed by id
         max_distance : float or (q,) floats; results farther than it are dropped (-1 / +inf)
         threads      : None = all cores (a single query uses one)
+        buffered     : with k > ef, keep the search window at ef and return the k best of
+                       every node scored on the way (a candidate buffer larger than the
+                       window, for re-ranking pipelines; SVS-style); default: window max(ef, k)
         returns      : SearchResult(distances (q, k) float32 ascending, ids (q, k) int64, -1 padded)
         """
-        if (filter is None and max_distance is None and threads is None and type(k) is int and k > 0
+        if (filter is None and max_distance is None and threads is None and not buffered
+                and type(k) is int and k > 0
                 and (ef is None or (type(ef) is int and ef > 0)) and type(queries) is np.ndarray
                 and queries.ndim == 1 and queries.dtype == self._query_dtype
                 and queries.shape[0] == self._query_width and queries.flags.c_contiguous):
@@ -204,7 +209,10 @@ class HNSWIndex(Index):
         threads = _checks.check_threads(threads)
         q, was_1d = self._prepare(queries, "queries")
         mask = None if filter is None else self._slot_mask(filter)
-        dist, ids = self._graph.search(q, q.shape[0], k, ef, mask, self.metric == "cosine", threads)
+        if not isinstance(buffered, bool):
+            raise TypeError(f"buffered must be True or False; got {type(buffered).__name__}")
+        dist, ids = self._graph.search(q, q.shape[0], k, ef, mask, self.metric == "cosine", threads,
+                                       buffered)
         if max_distance is not None:
             thresholds = _checks.as_max_distance(max_distance, q.shape[0])
             far = dist > thresholds[:, None]
