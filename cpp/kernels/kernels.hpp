@@ -8,7 +8,8 @@
 //   * everything in an anonymous namespace except the one register_<op>_<isa>();
 //   * no STL templates and no inline functions from shared headers (they would be
 //     compiled with AVX flags and could be merged into baseline callers);
-//   * only <cstddef>, <cstdint>, <cstring>, intrinsics headers and this header.
+//   * only <cstddef>, <cstdint>, <cstring>, intrinsics headers, this header, and a family
+//     body (.inc) included inside the anonymous namespace (compiled per ISA, never shared).
 //
 // Math and precision (the same in every ISA):
 //   * float16 / bfloat16 rows are widened to float32 and accumulated in float32;

@@ -9,66 +9,7 @@
 namespace simdex {
 namespace {
 
-// 8-bit ADC: four rows at a time (independent float chains hide the load latency); codes are
-// read four at a time as one 32-bit word and split with shifts, which saves load slots for
-// the table lookups. Two partial sums per row (even / odd sub-spaces) shorten the chains.
-void adc_u8_neon(const float* lut, const std::uint8_t* codes, std::size_t n, std::size_t m,
-                 float* out) {
-    const std::size_t m_words = m / 4 * 4;
-    std::size_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        const std::uint8_t* row = codes + i * m;
-        float sum0 = 0, sum1 = 0, sum2 = 0, sum3 = 0;
-        float odd0 = 0, odd1 = 0, odd2 = 0, odd3 = 0;
-        std::size_t j = 0;
-        for (; j < m_words; j += 4) {
-            const float* table = lut + j * 256;
-            std::uint32_t word0, word1, word2, word3;
-            std::memcpy(&word0, row + j, 4);
-            std::memcpy(&word1, row + m + j, 4);
-            std::memcpy(&word2, row + 2 * m + j, 4);
-            std::memcpy(&word3, row + 3 * m + j, 4);
-            sum0 += table[word0 & 255];
-            sum1 += table[word1 & 255];
-            sum2 += table[word2 & 255];
-            sum3 += table[word3 & 255];
-            odd0 += table[256 + ((word0 >> 8) & 255)];
-            odd1 += table[256 + ((word1 >> 8) & 255)];
-            odd2 += table[256 + ((word2 >> 8) & 255)];
-            odd3 += table[256 + ((word3 >> 8) & 255)];
-            sum0 += table[512 + ((word0 >> 16) & 255)];
-            sum1 += table[512 + ((word1 >> 16) & 255)];
-            sum2 += table[512 + ((word2 >> 16) & 255)];
-            sum3 += table[512 + ((word3 >> 16) & 255)];
-            odd0 += table[768 + (word0 >> 24)];
-            odd1 += table[768 + (word1 >> 24)];
-            odd2 += table[768 + (word2 >> 24)];
-            odd3 += table[768 + (word3 >> 24)];
-        }
-        for (; j < m; ++j) {
-            const float* table = lut + j * 256;
-            sum0 += table[row[j]];
-            sum1 += table[row[m + j]];
-            sum2 += table[row[2 * m + j]];
-            sum3 += table[row[3 * m + j]];
-        }
-        out[i] = sum0 + odd0;
-        out[i + 1] = sum1 + odd1;
-        out[i + 2] = sum2 + odd2;
-        out[i + 3] = sum3 + odd3;
-    }
-    for (; i < n; ++i) {
-        const std::uint8_t* row = codes + i * m;
-        float sum = 0, odd = 0;
-        std::size_t j = 0;
-        for (; j + 2 <= m; j += 2) {
-            sum += lut[j * 256 + row[j]];
-            odd += lut[(j + 1) * 256 + row[j + 1]];
-        }
-        if (j < m) sum += lut[j * 256 + row[j]];
-        out[i] = sum + odd;
-    }
-}
+#include "kernels/pq/adc_u8.inc"
 
 // Q queries per pass. A pair's 32 bytes are two 16-byte halves h = 0, 1; uint16 lane k of
 // half h holds bytes 16h + 2k (row 8h + k) and 16h + 2k + 1 (row 16 + 8h + k).
@@ -172,7 +113,7 @@ void nearest_f32_neon(const float* x, std::size_t n, std::size_t d, const float*
 }  // namespace
 
 void register_pq_neon(KernelTable& table) {
-    table.pq.adc_u8 = adc_u8_neon;
+    table.pq.adc_u8 = adc_u8_rows;
     table.pq.fastscan_u4 = fastscan_u4_neon;
     table.pq.nearest_f32 = nearest_f32_neon;
 }
