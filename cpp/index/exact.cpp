@@ -16,6 +16,11 @@ bool use_gemm(const StoreSpec& spec, std::size_t nq) {
     return spec.storage == Storage::f32 && nq >= 4;
 }
 
+// Rows per Hamming tile: about 64 KiB of codes.
+std::size_t hamming_tile_rows(std::size_t nbytes) {
+    return std::max<std::size_t>(64, (64 * 1024) / std::max<std::size_t>(nbytes, 1));
+}
+
 // Squared norms of f32 rows (for l2 through inner products): (n,)
 std::vector<float> row_norms(const KernelTable& t, const float* x, std::size_t n, std::size_t d,
                              std::size_t threads) {
@@ -94,19 +99,18 @@ void gemm_search(const KernelTable& t, const StoreSpec& spec, const float* x, st
     if (out_matrix == nullptr) merge_ranges(heaps, ranges, nq, k, out_distances, out_slots);
 }
 
-// Hamming path: tiles of queries x rows through hamming_tile (uint32 counts).
+// Hamming path: tiles of queries x rows through hamming_tile (uint32 counts). Heap is
+// CountTopK (counting selection for small integer distances) or TopK.
+template <class Heap>
 void hamming_search(const KernelTable& t, const StoreSpec& spec, const std::uint8_t* x,
                     std::size_t n, const std::uint8_t* queries, std::size_t nq, std::size_t k,
-                    const std::uint8_t* mask, std::size_t threads, float* out_distances,
-                    std::int64_t* out_slots) {
+                    const std::uint8_t* mask, std::size_t threads, std::vector<Heap>& heaps,
+                    std::size_t ranges, const RangeSplit& split) {
     std::size_t nbytes = spec.row_bytes;
     const std::size_t tile_q = 32;
-    const std::size_t tile_n = std::max<std::size_t>(64, (64 * 1024) / std::max<std::size_t>(nbytes, 1));
+    const std::size_t tile_n = hamming_tile_rows(nbytes);
     std::size_t q_tiles = (nq + tile_q - 1) / tile_q;
     std::size_t n_tiles = (n + tile_n - 1) / tile_n;
-    RangeSplit split(n_tiles, q_tiles, threads);
-    std::size_t ranges = split.ranges;
-    std::vector<TopK> heaps(ranges * nq, TopK(k));
     parallel_for(q_tiles * ranges, threads, [&](std::size_t task, std::size_t) {
         std::size_t qt = task / ranges, range = task % ranges;
         std::size_t q0 = qt * tile_q, q_count = std::min(tile_q, nq - q0);
@@ -116,20 +120,39 @@ void hamming_search(const KernelTable& t, const StoreSpec& spec, const std::uint
             t.hamming_tile(queries + q0 * nbytes, q_count, x + r0 * nbytes, r_count, nbytes,
                            tile.data());
             for (std::size_t i = 0; i < q_count; ++i) {
-                TopK& heap = heaps[range * nq + q0 + i];
+                Heap& heap = heaps[range * nq + q0 + i];
                 const std::uint32_t* row = tile.data() + i * r_count;
                 if (mask == nullptr) {
                     heap.push_range(row, r_count, static_cast<std::int64_t>(r0));
                     continue;
                 }
-                for (std::size_t j = 0; j < r_count; ++j) {
-                    float dist = static_cast<float>(row[j]);
-                    if (mask[r0 + j] && dist < heap.threshold())
-                        heap.push(dist, static_cast<std::int64_t>(r0 + j));
-                }
+                for (std::size_t j = 0; j < r_count; ++j)
+                    if (mask[r0 + j]) heap.push(row[j], static_cast<std::int64_t>(r0 + j));
             }
         }
     });
+}
+
+void hamming_search(const KernelTable& t, const StoreSpec& spec, const std::uint8_t* x,
+                    std::size_t n, const std::uint8_t* queries, std::size_t nq, std::size_t k,
+                    const std::uint8_t* mask, std::size_t threads, float* out_distances,
+                    std::int64_t* out_slots) {
+    std::size_t n_tiles = (n + hamming_tile_rows(spec.row_bytes) - 1) / hamming_tile_rows(spec.row_bytes);
+    RangeSplit split(n_tiles, (nq + 31) / 32, threads);
+    std::size_t ranges = split.ranges;
+    std::size_t max_distance = spec.row_bytes * 8;
+    // Counting selection needs (max_distance + 1) counters per (range, query): cap that memory.
+    if ((max_distance + 1) * 4 * nq * ranges <= (std::size_t{64} << 20)) {
+        std::vector<CountTopK> heaps(ranges * nq, CountTopK(k, static_cast<std::uint32_t>(max_distance)));
+        hamming_search(t, spec, x, n, queries, nq, k, mask, threads, heaps, ranges, split);
+        for (std::size_t i = 0; i < nq; ++i) {
+            for (std::size_t r = 1; r < ranges; ++r) heaps[i].merge_from(heaps[r * nq + i]);
+            heaps[i].write_sorted(out_distances + i * k, out_slots + i * k);
+        }
+        return;
+    }
+    std::vector<TopK> heaps(ranges * nq, TopK(k));
+    hamming_search(t, spec, x, n, queries, nq, k, mask, threads, heaps, ranges, split);
     merge_ranges(heaps, ranges, nq, k, out_distances, out_slots);
 }
 

@@ -50,6 +50,8 @@ class TopK {
             if (distances[i] < limit_) push(distances[i], base + static_cast<std::int64_t>(i));
     }
 
+    void push(std::uint32_t distance, std::int64_t id) { push(static_cast<float>(distance), id); }
+
     // The same for integer distances (Hamming counts).
     void push_range(const std::uint32_t* distances, std::size_t n, std::int64_t base) {
         std::size_t i = 0;
@@ -134,6 +136,81 @@ class TopK {
     float limit_ = std::numeric_limits<float>::infinity();
     std::vector<Item> items_;
     std::vector<float> scratch_;
+};
+
+}  // namespace simdex
+
+namespace simdex {
+
+// Top-k for small non-negative integer distances (Hamming counts): counting instead of
+// ordering. A candidate is kept when its distance is under the limit; the limit drops as soon
+// as the buckets below it hold k candidates, so there is no heap or selection work per push.
+class CountTopK {
+   public:
+    CountTopK(std::size_t k, std::uint32_t max_distance)
+        : k_(k), counts_(static_cast<std::size_t>(max_distance) + 1, 0), limit_(max_distance + 1) {}
+
+    std::uint32_t limit() const { return limit_; }  // keep d < limit
+
+    void push(std::uint32_t distance, std::int64_t id) {
+        if (distance >= limit_) return;
+        items_.emplace_back(distance, id);
+        ++counts_[distance];
+        ++kept_;
+        while (limit_ > 0 && kept_ - counts_[limit_ - 1] >= k_) {
+            kept_ -= counts_[limit_ - 1];
+            counts_[limit_ - 1] = 0;
+            --limit_;
+        }
+        if (items_.size() >= 4 * k_ + 1024) drop_dead();
+    }
+
+    // distances: (n,) counts of rows base + i; blocks of 16 are skipped branch-free.
+    void push_range(const std::uint32_t* distances, std::size_t n, std::int64_t base) {
+        std::size_t i = 0;
+        for (; i + 16 <= n; i += 16) {
+            const std::uint32_t limit = limit_;
+            int any = 0;
+            for (std::size_t j = 0; j < 16; ++j) any |= distances[i + j] < limit;
+            if (!any) continue;
+            for (std::size_t j = 0; j < 16; ++j) push(distances[i + j], base + static_cast<std::int64_t>(i + j));
+        }
+        for (; i < n; ++i) push(distances[i], base + static_cast<std::int64_t>(i));
+    }
+
+    void merge_from(const CountTopK& other) {
+        for (const auto& item : other.items_)
+            if (item.first < other.limit_) push(item.first, item.second);
+    }
+
+    // Ascending by (distance, id); pads to k with (+inf, -1).
+    void write_sorted(float* distances, std::int64_t* ids) {
+        drop_dead();
+        std::sort(items_.begin(), items_.end());
+        std::size_t i = 0;
+        for (; i < items_.size() && i < k_; ++i) {
+            distances[i] = static_cast<float>(items_[i].first);
+            ids[i] = items_[i].second;
+        }
+        for (; i < k_; ++i) {
+            distances[i] = std::numeric_limits<float>::infinity();
+            ids[i] = -1;
+        }
+    }
+
+   private:
+    void drop_dead() {
+        std::size_t kept = 0;
+        for (const auto& item : items_)
+            if (item.first < limit_) items_[kept++] = item;
+        items_.resize(kept);
+    }
+
+    std::size_t k_;
+    std::vector<std::uint32_t> counts_;
+    std::uint32_t limit_;
+    std::size_t kept_ = 0;
+    std::vector<std::pair<std::uint32_t, std::int64_t>> items_;
 };
 
 }  // namespace simdex
