@@ -204,3 +204,23 @@ def test_gemm_tiles_across_block_boundaries(level, nq, n, d):
         D, I = sx.knn(q, x, min(5, n), "ip")
     assert np.all(np.abs(got - ref) <= 4 * (d + 2) * U * magnitude + 2 * U * np.abs(ref) + 1e-6)
     np.testing.assert_allclose(D, np.sort(ref, 1)[:, : min(5, n)], atol=1e-3 * np.sqrt(d))
+
+
+@pytest.mark.parametrize("level", available_levels())
+@pytest.mark.parametrize("nbytes, k", [(2, 50), (64, 10), (64, 300)])
+def test_hamming_topk_with_ties_ranges_and_mask(level, nbytes, k):
+    """Counting top-k: many equal distances, row ranges merged across threads, masks."""
+    rng = np.random.default_rng(nbytes + k)
+    codes = rng.integers(0, 256, (5000, nbytes), dtype=np.uint8)
+    queries = rng.integers(0, 256, (6, nbytes), dtype=np.uint8)
+    ref = np.unpackbits(queries[:, None, :] ^ codes[None, :, :], axis=-1).sum(-1)
+    mask = (rng.random(5000) < 0.5).astype(np.uint8)
+    with force_simd(level):
+        D, I = _core.search(codes, 5000, queries, 6, k, "bits", "hamming", nbytes * 8, threads=2)
+        Dm, Im = _core.search(codes, 5000, queries, 6, k, "bits", "hamming", nbytes * 8, mask=mask, threads=2)
+    np.testing.assert_array_equal(D, np.sort(ref, 1)[:, :k])
+    np.testing.assert_array_equal(np.take_along_axis(ref, I, 1), D)
+    assert all(len(set(row)) == k for row in I)  # no id twice
+    allowed = np.where(mask[None, :] > 0, ref, 10**9)
+    np.testing.assert_array_equal(Dm, np.sort(allowed, 1)[:, :k])
+    assert mask[Im].all()
