@@ -128,11 +128,10 @@ def as_ids(ids: Any, n: int, name: str = "ids") -> np.ndarray:
     a = a.astype(np.int64, copy=False)
     if a.size and a.min() < 0:
         raise ValueError(f"{name} must be >= 0 (-1 marks missing results); got {a.min()}")
-    uniq = np.unique(a)
-    if uniq.size != a.size:
-        sorted_a = np.sort(a)
-        dup = sorted_a[1:][sorted_a[1:] == sorted_a[:-1]][:3]
-        raise ValueError(f"{name} must be unique; duplicated: {dup.tolist()}")
+    sorted_a = np.sort(a)
+    repeated = sorted_a[1:] == sorted_a[:-1]
+    if repeated.any():
+        raise ValueError(f"{name} must be unique; duplicated: {sorted_a[1:][repeated][:3].tolist()}")
     return np.ascontiguousarray(a)
 
 
