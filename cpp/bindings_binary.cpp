@@ -79,11 +79,10 @@ py::tuple search(const py::array& rows, std::size_t n, std::size_t bits_x, std::
                  const std::string& scoring, const py::array& queries, std::size_t nq,
                  std::size_t bits_q, const py::array& weights, const py::array& offsets,
                  std::size_t k, const py::object& mask, const py::object& threads) {
-    if (k < 1) throw std::invalid_argument("k must be >= 1");
+    check_k(k);
     PlaneQueries pq = make_queries(scoring, queries, nq, bits_q, bits_x, plane_bytes, weights, offsets);
     const std::uint8_t* r = array_bytes(rows, n * bits_x * plane_bytes, 1, "rows");
-    const std::uint8_t* mask_ptr = nullptr;
-    if (!mask.is_none()) mask_ptr = array_bytes(mask.cast<py::array>(), n, 1, "mask");
+    const std::uint8_t* mask_ptr = optional_mask(mask, n);
     std::size_t thread_n = thread_count(threads);
     FloatArray distances({nq, k});
     IdArray slots({nq, k});

@@ -79,6 +79,17 @@ inline StoreSpec make_spec(const std::string& storage, const std::string& metric
     return spec;
 }
 
+// k as given to a search: >= 1.
+inline void check_k(std::size_t k) {
+    if (k < 1) throw std::invalid_argument("k must be >= 1; got " + std::to_string(k));
+}
+
+// mask: None or a C-contiguous (n,) uint8 array, nonzero = allowed.
+inline const std::uint8_t* optional_mask(const py::object& mask, std::size_t n) {
+    if (mask.is_none()) return nullptr;
+    return array_bytes(mask.cast<py::array>(), n, 1, "mask");
+}
+
 // threads: None or int -> count (None/0 = all available cores)
 inline std::size_t thread_count(const py::object& threads) {
     if (threads.is_none()) return available_cores();

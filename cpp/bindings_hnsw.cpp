@@ -62,7 +62,7 @@ class HnswHandle {
                      const py::object& mask, bool normalize, long threads, bool buffered) {
         const StoreSpec& spec = graph_->spec();
         const std::uint8_t* q = array_bytes(queries, nq * query_bytes(spec), queries.itemsize(), "queries");
-        if (k < 1) throw std::invalid_argument("k must be >= 1");
+        check_k(k);
         const std::uint8_t* mask_ptr = nullptr;
         std::size_t mask_len = 0;
         if (!mask.is_none()) {
@@ -88,7 +88,7 @@ class HnswHandle {
     py::tuple search1(const py::array& query, std::size_t k, std::size_t ef) {
         const StoreSpec& spec = graph_->spec();
         const std::uint8_t* q = array_bytes(query, query_bytes(spec), query.itemsize(), "queries");
-        if (k < 1) throw std::invalid_argument("k must be >= 1");
+        check_k(k);
         if (spec.storage != Storage::bits) {
             const float* f = reinterpret_cast<const float*>(q);
             bool finite = true;

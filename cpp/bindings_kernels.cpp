@@ -52,12 +52,11 @@ py::tuple search(const py::array& data, std::size_t n, const py::array& queries,
                  std::size_t k, const std::string& storage, const std::string& metric,
                  std::size_t dim, const py::object& lo, const py::object& scale,
                  const py::object& mask, const py::object& threads) {
-    if (k < 1) throw std::invalid_argument("k must be >= 1");
+    check_k(k);
     StoreSpec spec = make_spec(storage, metric, dim, lo, scale);
     const std::uint8_t* rows = array_bytes(data, n * spec.row_bytes, data.itemsize(), "data");
     const std::uint8_t* q = array_bytes(queries, nq * query_bytes(spec), queries.itemsize(), "queries");
-    const std::uint8_t* mask_ptr = nullptr;
-    if (!mask.is_none()) mask_ptr = array_bytes(mask.cast<py::array>(), n, 1, "mask");
+    const std::uint8_t* mask_ptr = optional_mask(mask, n);
     std::size_t thread_n = thread_count(threads);
     FloatArray distances({nq, k});
     IdArray slots({nq, k});
@@ -74,7 +73,7 @@ py::tuple rerank(const py::array& data, std::size_t n, const py::array& queries,
                  const py::array& candidates, std::size_t c, std::size_t k,
                  const std::string& storage, const std::string& metric, std::size_t dim,
                  const py::object& lo, const py::object& scale, const py::object& threads) {
-    if (k < 1) throw std::invalid_argument("k must be >= 1");
+    check_k(k);
     StoreSpec spec = make_spec(storage, metric, dim, lo, scale);
     const std::uint8_t* rows = array_bytes(data, n * spec.row_bytes, data.itemsize(), "data");
     const std::uint8_t* q = array_bytes(queries, nq * query_bytes(spec), queries.itemsize(), "queries");

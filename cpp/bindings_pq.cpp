@@ -12,15 +12,6 @@ namespace {
 using FloatArray = py::array_t<float, py::array::c_style>;
 using IdArray = py::array_t<std::int64_t, py::array::c_style>;
 
-const std::uint8_t* optional_mask(const py::object& mask, std::size_t n) {
-    if (mask.is_none()) return nullptr;
-    return array_bytes(mask.cast<py::array>(), n, 1, "mask");
-}
-
-void check_k(std::size_t k) {
-    if (k < 1) throw std::invalid_argument("k must be >= 1; got " + std::to_string(k));
-}
-
 // out[i] = sum_j lut[j, codes[i, j]] with the active level's kernel (tests).
 FloatArray adc(const py::array& lut, const py::array& codes, std::size_t n, std::size_t m) {
     const float* lut_ptr = typed<float>(lut, m * 256, "lut");

@@ -42,21 +42,7 @@ std::uint64_t xor_popcount(const std::uint8_t* a, const std::uint8_t* b, std::si
     return count0 + count1;
 }
 
-void planes_xor_rows(const std::uint8_t* query, std::size_t bits_q, const std::uint8_t* rows,
-                     std::size_t n, std::size_t bits_x, std::size_t plane_bytes,
-                     const float* weights, float offset, float* out) {
-    std::size_t row_bytes = bits_x * plane_bytes;
-    for (std::size_t i = 0; i < n; ++i) {
-        const std::uint8_t* row = rows + i * row_bytes;
-        float score = offset;
-        for (std::size_t t = 0; t < bits_q; ++t)
-            for (std::size_t u = 0; u < bits_x; ++u)
-                score += weights[t * bits_x + u] *
-                         static_cast<float>(xor_popcount(query + t * plane_bytes,
-                                                         row + u * plane_bytes, plane_bytes));
-        out[i] = score;
-    }
-}
+#include "kernels/binary/planes_xor_rows.inc"
 
 // 8 partial sums of q_bits over the set bits of one plane
 __m256 masked_sum(const float* q_bits, const std::uint8_t* plane, std::size_t plane_bytes) {

@@ -242,31 +242,13 @@ std::size_t scratch_floats(std::size_t nq, std::size_t n, std::size_t d) {
     return kNr * kc + min_size(nq, kTileQ) * kc + kAlign;
 }
 
-// queries: (nq, d), x: (n, d) row-major; out: (nq, n) with row stride out_stride.
-// scratch: scratch_floats(nq, n, d) floats (any alignment).
-void ip_tile_f32_avx512(const float* queries, std::size_t nq, const float* x, std::size_t n,
-                        std::size_t d, float* out, std::size_t out_stride, float* scratch) {
-    if (nq == 0 || n == 0) return;
-    if (d == 0) {
-        for (std::size_t i = 0; i < nq; ++i)
-            for (std::size_t j = 0; j < n; ++j) out[i * out_stride + j] = 0.0f;
-        return;
-    }
-    auto address = reinterpret_cast<std::uintptr_t>(scratch);
-    float* row_panel = scratch + ((64 - address % 64) % 64) / sizeof(float);
-    float* query_pack = row_panel + kNr * min_size(d, kKc);
-    // Larger inputs than one tile (not done by the caller) are cut into tiles here.
-    for (std::size_t q0 = 0; q0 < nq; q0 += kTileQ)
-        for (std::size_t r0 = 0; r0 < n; r0 += kTileN)
-            ip_block(queries + q0 * d, min_size(kTileQ, nq - q0), x + r0 * d,
-                     min_size(kTileN, n - r0), d, out + q0 * out_stride + r0, out_stride,
-                     row_panel, query_pack);
-}
+constexpr std::uintptr_t kPanelAlignBytes = 64;
+#include "kernels/gemm/tile_entry.inc"
 
 }  // namespace
 
 void register_gemm_avx512(KernelTable& t) {
-    t.ip_tile_f32 = ip_tile_f32_avx512;
+    t.ip_tile_f32 = ip_tile_f32_blocked;
     t.gemm_scratch_floats = scratch_floats;
     t.gemm_tile_q = kTileQ;
     t.gemm_tile_n = kTileN;

@@ -2,14 +2,12 @@
 // Fast-scan lookups use tbl (vqtbl1q_u8) on 16-byte halves of each 32-byte pair.
 #include <arm_neon.h>
 
-#include <cstring>
 
 #include "kernels/kernels.hpp"
 
 namespace simdex {
 namespace {
 
-#include "kernels/pq/adc_u8.inc"
 
 // Q queries per pass. A pair's 32 bytes are two 16-byte halves h = 0, 1; uint16 lane k of
 // half h holds bytes 16h + 2k (row 8h + k) and 16h + 2k + 1 (row 16 + 8h + k).
@@ -81,41 +79,12 @@ void fastscan_u4_neon(const std::uint8_t* blocks, std::size_t nblocks, std::size
         fastscan_queries_neon<1>(blocks, nblocks, m4, luts + q * lut_bytes, q, thresholds, emit, context);
 }
 
-// Nearest centroid: scores of 16 centroids at a time for one point, expanded form
-// ||c||^2 - 2 <x, c> (the ||x||^2 term is the same for every centroid; rows come scaled by -2).
-void nearest_f32_neon(const float* x, std::size_t n, std::size_t d, const float* centroids_t,
-                        std::size_t stride, const float* norms, std::size_t count,
-                        std::int64_t first_label, float* best, std::int64_t* labels) {
-    float scores[16];
-    for (std::size_t i = 0; i < n; ++i) {
-        const float* point = x + i * d;
-        float best_score = best[i];
-        std::int64_t best_label = labels[i];
-        for (std::size_t c0 = 0; c0 < count; c0 += 16) {
-            for (int c = 0; c < 16; ++c) scores[c] = norms[c0 + c];
-            for (std::size_t j = 0; j < d; ++j) {
-                const float weight = point[j];  // already -2 x_j
-                const float* column = centroids_t + j * stride + c0;
-                for (int c = 0; c < 16; ++c) scores[c] += weight * column[c];
-            }
-            for (int c = 0; c < 16; ++c) {
-                if (scores[c] < best_score) {
-                    best_score = scores[c];
-                    best_label = first_label + static_cast<std::int64_t>(c0 + c);
-                }
-            }
-        }
-        best[i] = best_score;
-        labels[i] = best_label;
-    }
-}
-
 }  // namespace
 
 void register_pq_neon(KernelTable& table) {
-    table.pq.adc_u8 = adc_u8_rows;
+    // adc_u8 and nearest_f32 stay the scalar kernels: NEON is the aarch64 baseline, so the
+    // scalar file already compiles them (auto-vectorised) with the same flags as this one.
     table.pq.fastscan_u4 = fastscan_u4_neon;
-    table.pq.nearest_f32 = nearest_f32_neon;
 }
 
 }  // namespace simdex
