@@ -16,9 +16,10 @@ bool use_gemm(const StoreSpec& spec, std::size_t nq) {
     return spec.storage == Storage::f32 && nq >= 4;
 }
 
-// Rows per Hamming tile: about 64 KiB of codes.
+// Hamming tiles: kHammingTileQ queries x about 16 KiB of codes (L1-resident).
+constexpr std::size_t kHammingTileQ = 128;
 std::size_t hamming_tile_rows(std::size_t nbytes) {
-    return std::max<std::size_t>(64, (64 * 1024) / std::max<std::size_t>(nbytes, 1));
+    return std::max<std::size_t>(64, (16 * 1024) / std::max<std::size_t>(nbytes, 1));
 }
 
 // Squared norms of f32 rows (for l2 through inner products): (n,)
@@ -96,38 +97,41 @@ void gemm_search(const KernelTable& t, const StoreSpec& spec, const float* x, st
                 push_masked(heaps[range * nq + q0 + i], tile.data() + i * tile_n, r_count, r0, mask);
         }
     });
-    if (out_matrix == nullptr) merge_ranges(heaps, ranges, nq, k, out_distances, out_slots);
+    if (out_matrix == nullptr) merge_ranges(heaps, ranges, nq, k, out_distances, out_slots, threads);
 }
 
-// Hamming path: tiles of queries x rows through hamming_tile (uint32 counts). Heap is
-// CountTopK (counting selection for small integer distances) or TopK.
+// Hamming path: tiles of queries x rows through hamming_tile, which returns only the rows
+// under each query's current selection bound. Heap is CountTopK (counting selection for small
+// integer distances) or TopK.
 template <class Heap>
 void hamming_search(const KernelTable& t, const StoreSpec& spec, const std::uint8_t* x,
-                    std::size_t n, const std::uint8_t* queries, std::size_t nq, std::size_t k,
+                    std::size_t n, const std::uint8_t* queries, std::size_t nq,
                     const std::uint8_t* mask, std::size_t threads, std::vector<Heap>& heaps,
                     std::size_t ranges, const RangeSplit& split) {
     std::size_t nbytes = spec.row_bytes;
-    const std::size_t tile_q = 32;
+    const std::size_t tile_q = kHammingTileQ;
     const std::size_t tile_n = hamming_tile_rows(nbytes);
     std::size_t q_tiles = (nq + tile_q - 1) / tile_q;
     std::size_t n_tiles = (n + tile_n - 1) / tile_n;
     parallel_for(q_tiles * ranges, threads, [&](std::size_t task, std::size_t) {
         std::size_t qt = task / ranges, range = task % ranges;
         std::size_t q0 = qt * tile_q, q_count = std::min(tile_q, nq - q0);
-        std::vector<std::uint32_t> tile(tile_q * tile_n);
+        Heap* tile_heaps = heaps.data() + range * nq + q0;
+        std::vector<std::uint32_t> rows(tile_q * tile_n), counts(tile_q * tile_n);
+        std::uint32_t limits[kHammingTileQ], hits[kHammingTileQ];
         for (std::size_t nt = split.first(range); nt < split.last(range, n_tiles); ++nt) {
             std::size_t r0 = nt * tile_n, r_count = std::min(tile_n, n - r0);
-            t.hamming_tile(queries + q0 * nbytes, q_count, x + r0 * nbytes, r_count, nbytes,
-                           tile.data());
+            for (std::size_t i = 0; i < q_count; ++i) limits[i] = tile_heaps[i].count_limit();
+            t.hamming_tile(queries + q0 * nbytes, q_count, x + r0 * nbytes, r_count, nbytes, limits,
+                           rows.data(), counts.data(), hits);
             for (std::size_t i = 0; i < q_count; ++i) {
-                Heap& heap = heaps[range * nq + q0 + i];
-                const std::uint32_t* row = tile.data() + i * r_count;
-                if (mask == nullptr) {
-                    heap.push_range(row, r_count, static_cast<std::int64_t>(r0));
-                    continue;
+                const std::uint32_t* hit_rows = rows.data() + i * r_count;
+                const std::uint32_t* hit_counts = counts.data() + i * r_count;
+                for (std::uint32_t h = 0; h < hits[i]; ++h) {
+                    std::size_t slot = r0 + hit_rows[h];
+                    if (mask == nullptr || mask[slot])
+                        tile_heaps[i].push(hit_counts[h], static_cast<std::int64_t>(slot));
                 }
-                for (std::size_t j = 0; j < r_count; ++j)
-                    if (mask[r0 + j]) heap.push(row[j], static_cast<std::int64_t>(r0 + j));
             }
         }
     });
@@ -138,22 +142,19 @@ void hamming_search(const KernelTable& t, const StoreSpec& spec, const std::uint
                     const std::uint8_t* mask, std::size_t threads, float* out_distances,
                     std::int64_t* out_slots) {
     std::size_t n_tiles = (n + hamming_tile_rows(spec.row_bytes) - 1) / hamming_tile_rows(spec.row_bytes);
-    RangeSplit split(n_tiles, (nq + 31) / 32, threads);
+    RangeSplit split(n_tiles, (nq + kHammingTileQ - 1) / kHammingTileQ, threads);
     std::size_t ranges = split.ranges;
     std::size_t max_distance = spec.row_bytes * 8;
     // Counting selection needs (max_distance + 1) counters per (range, query): cap that memory.
     if ((max_distance + 1) * 4 * nq * ranges <= (std::size_t{64} << 20)) {
         std::vector<CountTopK> heaps(ranges * nq, CountTopK(k, static_cast<std::uint32_t>(max_distance)));
-        hamming_search(t, spec, x, n, queries, nq, k, mask, threads, heaps, ranges, split);
-        for (std::size_t i = 0; i < nq; ++i) {
-            for (std::size_t r = 1; r < ranges; ++r) heaps[i].merge_from(heaps[r * nq + i]);
-            heaps[i].write_sorted(out_distances + i * k, out_slots + i * k);
-        }
+        hamming_search(t, spec, x, n, queries, nq, mask, threads, heaps, ranges, split);
+        merge_ranges(heaps, ranges, nq, k, out_distances, out_slots, threads);
         return;
     }
     std::vector<TopK> heaps(ranges * nq, TopK(k));
-    hamming_search(t, spec, x, n, queries, nq, k, mask, threads, heaps, ranges, split);
-    merge_ranges(heaps, ranges, nq, k, out_distances, out_slots);
+    hamming_search(t, spec, x, n, queries, nq, mask, threads, heaps, ranges, split);
+    merge_ranges(heaps, ranges, nq, k, out_distances, out_slots, threads);
 }
 
 // Generic path: one query at a time through the rows kernels (any storage).

@@ -27,15 +27,18 @@ struct RangeSplit {
     }
 };
 
-// heaps: (ranges, nq) row-major; writes (nq, k) results merged over the ranges.
-inline void merge_ranges(std::vector<TopK>& heaps, std::size_t ranges, std::size_t nq,
-                         std::size_t k, float* out_distances, std::int64_t* out_slots) {
-    for (std::size_t i = 0; i < nq; ++i) {
-        TopK& merged = heaps[i];
-        for (std::size_t r = 1; r < ranges; ++r)
-            for (const auto& item : heaps[r * nq + i].items()) merged.push(item.first, item.second);
-        merged.write_sorted(out_distances + i * k, out_slots + i * k);
-    }
+// heaps: (ranges, nq) row-major (TopK or CountTopK); writes (nq, k) results merged over the
+// ranges, queries in parallel.
+template <class Heap>
+void merge_ranges(std::vector<Heap>& heaps, std::size_t ranges, std::size_t nq, std::size_t k,
+                  float* out_distances, std::int64_t* out_slots, std::size_t threads) {
+    constexpr std::size_t kChunk = 16;  // queries per task
+    parallel_for((nq + kChunk - 1) / kChunk, threads, [&](std::size_t task, std::size_t) {
+        for (std::size_t i = task * kChunk; i < std::min(nq, (task + 1) * kChunk); ++i) {
+            for (std::size_t r = 1; r < ranges; ++r) heaps[i].merge_from(heaps[r * nq + i]);
+            heaps[i].write_sorted(out_distances + i * k, out_slots + i * k);
+        }
+    });
 }
 
 // Push the distances of rows [r0, r0 + count) that the mask allows (nullptr = all).
@@ -94,7 +97,7 @@ void scan_topk(std::size_t n, std::size_t nq, std::size_t k, const std::uint8_t*
             push_masked(heap, buffer.data(), count, r0, mask);
         }
     });
-    merge_ranges(heaps, ranges, nq, k, out_distances, out_slots);
+    merge_ranges(heaps, ranges, nq, k, out_distances, out_slots, threads);
 }
 
 }  // namespace simdex

@@ -52,25 +52,10 @@ class TopK {
 
     void push(std::uint32_t distance, std::int64_t id) { push(static_cast<float>(distance), id); }
 
-    // The same for integer distances (Hamming counts).
-    void push_range(const std::uint32_t* distances, std::size_t n, std::int64_t base) {
-        std::size_t i = 0;
-        for (; i + 16 <= n; i += 16) {
-            // dist < limit  <=>  dist < ceil(limit) for integers; +inf lets everything through
-            const std::uint32_t limit = limit_ >= 4294967295.0f ? 0xffffffffu
-                                                                 : static_cast<std::uint32_t>(std::ceil(limit_));
-            int any = 0;
-            for (std::size_t j = 0; j < 16; ++j) any |= distances[i + j] < limit;
-            if (!any && limit != 0xffffffffu) continue;
-            for (std::size_t j = 0; j < 16; ++j) {
-                float dist = static_cast<float>(distances[i + j]);
-                if (dist < limit_) push(dist, base + static_cast<std::int64_t>(i + j));
-            }
-        }
-        for (; i < n; ++i) {
-            float dist = static_cast<float>(distances[i]);
-            if (dist < limit_) push(dist, base + static_cast<std::int64_t>(i));
-        }
+    // The bound for integer distances (Hamming counts): push only counts below it.
+    // dist < limit  <=>  dist < ceil(limit) for integers; +inf lets everything through.
+    std::uint32_t count_limit() const {
+        return limit_ >= 4294967295.0f ? 0xffffffffu : static_cast<std::uint32_t>(std::ceil(limit_));
     }
 
     std::size_t size() const { return std::min(items_.size(), k_); }
@@ -79,8 +64,10 @@ class TopK {
         limit_ = std::numeric_limits<float>::infinity();
     }
 
-    // Kept candidates, unordered (possibly more than k, all under the limit): for merging.
-    const std::vector<Item>& items() const { return items_; }
+    // Adds the candidates another selection kept (merging per-range selections).
+    void merge_from(const TopK& other) {
+        for (const Item& item : other.items_) push(item.first, item.second);
+    }
 
     // Ascending by (distance, id); pads to k with (+inf, -1).
     void write_sorted(float* distances, std::int64_t* ids) {
@@ -150,10 +137,11 @@ class CountTopK {
     CountTopK(std::size_t k, std::uint32_t max_distance)
         : k_(k), counts_(static_cast<std::size_t>(max_distance) + 1, 0), limit_(max_distance + 1) {}
 
-    std::uint32_t limit() const { return limit_; }  // keep d < limit
+    std::uint32_t count_limit() const { return limit_; }  // keep d < limit
 
     void push(std::uint32_t distance, std::int64_t id) {
         if (distance >= limit_) return;
+        if (items_.empty()) items_.reserve(2 * k_ + 64);
         items_.emplace_back(distance, id);
         ++counts_[distance];
         ++kept_;
@@ -162,20 +150,8 @@ class CountTopK {
             counts_[limit_ - 1] = 0;
             --limit_;
         }
-        if (items_.size() >= 4 * k_ + 1024) drop_dead();
-    }
-
-    // distances: (n,) counts of rows base + i; blocks of 16 are skipped branch-free.
-    void push_range(const std::uint32_t* distances, std::size_t n, std::int64_t base) {
-        std::size_t i = 0;
-        for (; i + 16 <= n; i += 16) {
-            const std::uint32_t limit = limit_;
-            int any = 0;
-            for (std::size_t j = 0; j < 16; ++j) any |= distances[i + j] < limit;
-            if (!any) continue;
-            for (std::size_t j = 0; j < 16; ++j) push(distances[i + j], base + static_cast<std::int64_t>(i + j));
-        }
-        for (; i < n; ++i) push(distances[i], base + static_cast<std::int64_t>(i));
+        // drop dead entries once they are about half the buffer (ties can keep many alive)
+        if (items_.size() >= 2 * std::max(k_, kept_) + 64) drop_dead();
     }
 
     void merge_from(const CountTopK& other) {
@@ -183,14 +159,25 @@ class CountTopK {
             if (item.first < other.limit_) push(item.first, item.second);
     }
 
-    // Ascending by (distance, id); pads to k with (+inf, -1).
+    // Ascending by (distance, id); pads to k with (+inf, -1). Counting sort on the distance
+    // (every kept distance is under the limit), then ids within each distance.
     void write_sorted(float* distances, std::int64_t* ids) {
         drop_dead();
-        std::sort(items_.begin(), items_.end());
+        std::vector<std::uint32_t> start(limit_ + 1, 0);
+        for (const auto& item : items_) ++start[item.first + 1];
+        for (std::uint32_t d = 0; d < limit_; ++d) start[d + 1] += start[d];
+        std::vector<std::int64_t> sorted_ids(items_.size());
+        for (const auto& item : items_) sorted_ids[start[item.first]++] = item.second;
+        // start[d] is now the end of distance d's run
         std::size_t i = 0;
-        for (; i < items_.size() && i < k_; ++i) {
-            distances[i] = static_cast<float>(items_[i].first);
-            ids[i] = items_[i].second;
+        for (std::uint32_t d = 0; d < limit_ && i < k_; ++d) {
+            std::size_t begin = d == 0 ? 0 : start[d - 1], end = start[d];
+            std::sort(sorted_ids.begin() + static_cast<std::ptrdiff_t>(begin),
+                      sorted_ids.begin() + static_cast<std::ptrdiff_t>(end));
+            for (std::size_t j = begin; j < end && i < k_; ++j, ++i) {
+                distances[i] = static_cast<float>(d);
+                ids[i] = sorted_ids[j];
+            }
         }
         for (; i < k_; ++i) {
             distances[i] = std::numeric_limits<float>::infinity();

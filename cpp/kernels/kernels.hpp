@@ -68,9 +68,15 @@ struct KernelTable {
     // ---- hamming on packed bit codes (any byte length) ------------------------------
     std::uint32_t (*hamming)(const std::uint8_t* a, const std::uint8_t* b,
                              std::size_t nbytes) = nullptr;
-    // queries: (nq, nbytes), x: (n, nbytes), out: (nq, n) uint32 row-major
+    // Counts under per-query limits (the selection's current bound), for a tile of queries
+    // against a tile of rows. queries: (nq, nbytes), x: (n, nbytes), limits: (nq,).
+    // For query i, the rows j in [0, n) with hamming(q_i, x_j) < limits[i] are written in
+    // increasing j to hit_rows[i * n + h] and their counts to hit_counts[i * n + h],
+    // h = 0 .. hits[i] - 1 (hit_rows, hit_counts: (nq, n); hits: (nq,), set by the kernel).
     void (*hamming_tile)(const std::uint8_t* queries, std::size_t nq, const std::uint8_t* x,
-                         std::size_t n, std::size_t nbytes, std::uint32_t* out) = nullptr;
+                         std::size_t n, std::size_t nbytes, const std::uint32_t* limits,
+                         std::uint32_t* hit_rows, std::uint32_t* hit_counts,
+                         std::uint32_t* hits) = nullptr;
 
     // ---- GEMM-style inner products for many queries ---------------------------------
     // queries: (nq, d), x: (n, d), both row-major float32;  out: (nq, n), out[i, j] = <q_i, x_j>

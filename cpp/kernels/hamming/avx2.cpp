@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <vector>
 
 #include "kernels/kernels.hpp"
 
@@ -55,18 +56,21 @@ void load_words(const std::uint8_t* code, std::size_t nbytes, std::size_t words,
     std::memset(reinterpret_cast<std::uint8_t*>(dst) + nbytes, 0, words * 8 - nbytes);
 }
 
+#include "kernels/hamming/tile_pairs.inc"
+
 void hamming_tile(const std::uint8_t* queries, std::size_t nq, const std::uint8_t* x,
-                  std::size_t n, std::size_t nbytes, std::uint32_t* out) {
+                  std::size_t n, std::size_t nbytes, const std::uint32_t* limits,
+                  std::uint32_t* hit_rows, std::uint32_t* hit_counts, std::uint32_t* hits) {
     std::size_t words = (nbytes + 7) / 8;
     if (words > kMaxWords || nq == 0) {
-        for (std::size_t i = 0; i < nq; ++i)
-            for (std::size_t j = 0; j < n; ++j)
-                out[i * n + j] = hamming(queries + i * nbytes, x + j * nbytes, nbytes);
+        hamming_tile_pairs(queries, nq, x, n, nbytes, limits, hit_rows, hit_counts, hits);
         return;
     }
-    std::uint64_t* query_words = new std::uint64_t[nq * words];
-    for (std::size_t i = 0; i < nq; ++i)
-        load_words(queries + i * nbytes, nbytes, words, query_words + i * words);
+    std::vector<std::uint64_t> query_words(nq * words);
+    for (std::size_t i = 0; i < nq; ++i) {
+        load_words(queries + i * nbytes, nbytes, words, query_words.data() + i * words);
+        hits[i] = 0;
+    }
     alignas(32) std::uint64_t block[kMaxWords * 4];
     std::uint64_t row_words[kMaxWords];
     std::size_t j = 0;
@@ -76,7 +80,7 @@ void hamming_tile(const std::uint8_t* queries, std::size_t nq, const std::uint8_
             for (std::size_t t = 0; t < words; ++t) block[t * 4 + r] = row_words[t];
         }
         for (std::size_t i = 0; i < nq; ++i) {
-            const std::uint64_t* qw = query_words + i * words;
+            const std::uint64_t* qw = query_words.data() + i * words;
             __m256i byte_counts = _mm256_setzero_si256();
             __m256i sum = _mm256_setzero_si256();
             for (std::size_t t = 0; t < words; ++t) {
@@ -91,14 +95,19 @@ void hamming_tile(const std::uint8_t* queries, std::size_t nq, const std::uint8_
             sum = _mm256_add_epi64(sum, _mm256_sad_epu8(byte_counts, _mm256_setzero_si256()));
             std::uint64_t lanes[4];
             _mm256_storeu_si256(reinterpret_cast<__m256i*>(lanes), sum);
-            for (std::size_t r = 0; r < 4; ++r)
-                out[i * n + j + r] = static_cast<std::uint32_t>(lanes[r]);
+            std::uint32_t h = hits[i], limit = limits[i];
+            for (std::size_t r = 0; r < 4; ++r) {
+                if (lanes[r] < limit) {
+                    hit_rows[i * n + h] = static_cast<std::uint32_t>(j + r);
+                    hit_counts[i * n + h++] = static_cast<std::uint32_t>(lanes[r]);
+                }
+            }
+            hits[i] = h;
         }
     }
-    for (; j < n; ++j)
-        for (std::size_t i = 0; i < nq; ++i)
-            out[i * n + j] = hamming(queries + i * nbytes, x + j * nbytes, nbytes);
-    delete[] query_words;
+    for (std::size_t i = 0; i < nq; ++i)
+        hits[i] = append_pairs(queries + i * nbytes, x, j, n, nbytes, limits[i], hit_rows + i * n,
+                               hit_counts + i * n, hits[i]);
 }
 
 }  // namespace

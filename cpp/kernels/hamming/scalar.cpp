@@ -20,18 +20,13 @@ std::uint32_t hamming(const std::uint8_t* a, const std::uint8_t* b, std::size_t 
     return count;
 }
 
-void hamming_tile(const std::uint8_t* queries, std::size_t nq, const std::uint8_t* x,
-                  std::size_t n, std::size_t nbytes, std::uint32_t* out) {
-    for (std::size_t i = 0; i < nq; ++i)
-        for (std::size_t j = 0; j < n; ++j)
-            out[i * n + j] = hamming(queries + i * nbytes, x + j * nbytes, nbytes);
-}
+#include "kernels/hamming/tile_pairs.inc"
 
 }  // namespace
 
 void register_hamming_scalar(KernelTable& t) {
     t.hamming = hamming;
-    t.hamming_tile = hamming_tile;
+    t.hamming_tile = hamming_tile_pairs;
 }
 
 }  // namespace simdex
