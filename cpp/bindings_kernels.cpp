@@ -94,6 +94,21 @@ py::tuple rerank(const py::array& data, std::size_t n, const py::array& queries,
     return py::make_tuple(distances, slots);
 }
 
+// (nq, n) float32 inner products of queries (nq, dim) with rows (n, dim), GIL released.
+FloatArray inner_products_py(const py::array& rows, std::size_t n, const py::array& queries,
+                             std::size_t nq, std::size_t dim, const py::object& threads) {
+    const float* r = typed<float>(rows, n * dim, "rows");
+    const float* q = typed<float>(queries, nq * dim, "queries");
+    std::size_t thread_n = thread_count(threads);
+    FloatArray out({nq, n});
+    float* o = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        inner_products(active_kernels(), r, n, q, nq, dim, thread_n, o);
+    }
+    return out;
+}
+
 // True when every float32 value is finite: one pass, exponent-bit test (vectorises at the
 // baseline ISA; bandwidth-bound), GIL released.
 bool all_finite(const py::array& values) {
@@ -132,6 +147,8 @@ void bind_kernels(py::module_& m) {
           py::arg("lo") = py::none(), py::arg("scale") = py::none(), py::arg("mask") = py::none(),
           py::arg("threads") = py::none());
     m.def("all_finite", &all_finite, py::arg("values"));
+    m.def("inner_products", &inner_products_py, py::arg("rows"), py::arg("n"), py::arg("queries"),
+          py::arg("nq"), py::arg("dim"), py::arg("threads") = py::none());
     m.def("rerank", &rerank, py::arg("data"), py::arg("n"), py::arg("queries"), py::arg("nq"),
           py::arg("candidates"), py::arg("c"), py::arg("k"), py::arg("storage"), py::arg("metric"),
           py::arg("dim"), py::arg("lo") = py::none(), py::arg("scale") = py::none(),

@@ -192,6 +192,21 @@ def test_env_variable_lowers_and_bad_value_warns():
 
 
 @pytest.mark.parametrize("level", available_levels())
+@pytest.mark.parametrize("nq, n, d", [(260, 130, 513), (1, 192, 384), (3, 1, 7), (1000, 64, 384)])
+def test_inner_products_match_float64(level, nq, n, d):
+    """The plain GEMM entry (LeanVec projections): any query count, including 1."""
+    rng = np.random.default_rng(nq * n + d)
+    rows = rng.standard_normal((n, d)).astype(np.float32)
+    q = rng.standard_normal((nq, d)).astype(np.float32)
+    ref = q.astype(np.float64) @ rows.astype(np.float64).T
+    magnitude = np.abs(q).astype(np.float64) @ np.abs(rows).astype(np.float64).T
+    with force_simd(level):
+        got = _core.inner_products(rows, n, q, nq, d, threads=2)
+    assert got.shape == (nq, n) and got.dtype == np.float32
+    assert np.all(np.abs(got - ref) <= 4 * (d + 2) * U * magnitude + 1e-6)
+
+
+@pytest.mark.parametrize("level", available_levels())
 @pytest.mark.parametrize("nq, n, d", [(260, 1100, 513), (13, 530, 1000), (4, 1, 1), (17, 33, 17)])
 def test_gemm_tiles_across_block_boundaries(level, nq, n, d):
     """Query tiles (252), row tiles (512) and dimension blocks (512) all split here."""

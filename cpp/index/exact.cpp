@@ -54,10 +54,11 @@ void ip_to_distance(const StoreSpec& spec, float* tile, std::size_t nq_tile, std
 // GEMM path: tiles of (tile_q queries x tile_n rows) through ip_tile_f32.
 // Work split: over query tiles when there are enough of them, else over row ranges with a
 // private heap per (range, query) merged at the end.
+// out_matrix with raw = true receives the inner products themselves.
 void gemm_search(const KernelTable& t, const StoreSpec& spec, const float* x, std::size_t n,
                  const float* queries, std::size_t nq, std::size_t k, const std::uint8_t* mask,
                  std::size_t threads, float* out_distances, std::int64_t* out_slots,
-                 float* out_matrix) {
+                 float* out_matrix, bool raw = false) {
     std::size_t d = spec.dim;
     std::size_t tile_q = t.gemm_tile_q, tile_n = t.gemm_tile_n;
     std::vector<float> norms, query_norms(nq);
@@ -85,8 +86,9 @@ void gemm_search(const KernelTable& t, const StoreSpec& spec, const float* x, st
                 float* dst = out_matrix + q0 * n + r0;
                 t.ip_tile_f32(queries + q0 * d, q_count, x + r0 * d, r_count, d, dst, n,
                               scratch.data());
-                ip_to_distance(spec, dst, q_count, r_count, n, query_norms.data() + q0,
-                               norms.empty() ? nullptr : norms.data() + r0);
+                if (!raw)
+                    ip_to_distance(spec, dst, q_count, r_count, n, query_norms.data() + q0,
+                                   norms.empty() ? nullptr : norms.data() + r0);
                 continue;
             }
             t.ip_tile_f32(queries + q0 * d, q_count, x + r0 * d, r_count, d, tile.data(), tile_n,
@@ -199,6 +201,18 @@ void exact_search(const KernelTable& table, const StoreSpec& spec, const std::ui
         rows_search(table, spec, data, n, query_bytes_ptr, nq, k, mask, threads, out_distances,
                     out_slots);
     }
+}
+
+void inner_products(const KernelTable& table, const float* rows, std::size_t n,
+                    const float* queries, std::size_t nq, std::size_t dim, std::size_t threads,
+                    float* out) {
+    if (nq == 0 || n == 0) return;
+    StoreSpec spec;
+    spec.storage = Storage::f32;
+    spec.metric = Metric::ip;
+    spec.dim = dim;
+    spec.row_bytes = 4 * dim;
+    gemm_search(table, spec, rows, n, queries, nq, 0, nullptr, threads, nullptr, nullptr, out, true);
 }
 
 void pairwise_distances(const KernelTable& table, const StoreSpec& spec,

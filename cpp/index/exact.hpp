@@ -18,6 +18,12 @@ void exact_search(const KernelTable& table, const StoreSpec& spec, const std::ui
                   const std::uint8_t* mask, std::size_t threads, float* out_distances,
                   std::int64_t* out_slots);
 
+// Plain float32 matrix product through the GEMM tiles: out (nq, n), out[i, j] = <q_i, row_j>
+// (rows (n, dim), queries (nq, dim), row-major). Used for LeanVec projections.
+void inner_products(const KernelTable& table, const float* rows, std::size_t n,
+                    const float* queries, std::size_t nq, std::size_t dim, std::size_t threads,
+                    float* out);
+
 // out: (nq, n) float32, out[i, j] = distance(query i, row j)
 void pairwise_distances(const KernelTable& table, const StoreSpec& spec,
                         const std::uint8_t* data, std::size_t n, const void* queries,

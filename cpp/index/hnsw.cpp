@@ -31,6 +31,9 @@ struct HnswWorker {
     std::vector<std::uint32_t> chosen;      // output of the selection heuristic
     std::vector<std::uint32_t> neighbours;  // links of the node being inserted, at one level
     std::vector<float> query, row_query, select_query, decoded, normalized;
+    // the selection heuristic's kept nodes prepared as queries (decoded once each)
+    std::vector<std::vector<float>> chosen_buffers;
+    std::vector<HnswQuery> chosen_queries;
 
     void new_epoch(std::size_t slots) {
         if (visited.size() < slots) {
@@ -286,12 +289,8 @@ HnswQuery HnswGraph::prepare(const float* query, std::vector<float>& buffer) con
     if (dist_.l2) {
         for (std::size_t j = 0; j < spec_.dim; ++j) buffer[j] = query[j] - lo_[j];
     } else {
-        double offset = 0;
-        for (std::size_t j = 0; j < spec_.dim; ++j) {
-            buffer[j] = query[j] * scale_[j];
-            offset += static_cast<double>(query[j]) * lo_[j];
-        }
-        q.offset = static_cast<float>(offset);
+        for (std::size_t j = 0; j < spec_.dim; ++j) buffer[j] = query[j] * scale_[j];
+        q.offset = table_->dot_f32(query, lo_.data(), spec_.dim);
     }
     q.data = buffer.data();
     return q;
@@ -378,7 +377,10 @@ void HnswGraph::search_layer(const HnswQuery& q, std::uint32_t entry, float entr
         HnswCandidate current = w.candidates.front();
         if (current.distance > bound) break;
         pop_candidate(w.candidates);
-        if (!w.candidates.empty()) prefetch(links(w.candidates.front().slot, level));
+        if (!w.candidates.empty()) {  // the next node's whole link list (several lines at M0 >= 16)
+            const auto* next = reinterpret_cast<const std::uint8_t*>(links(w.candidates.front().slot, level));
+            for (std::size_t b = 0; b < 4 * (1 + max_links); b += 64) prefetch(next + b);
+        }
 
         const std::uint32_t* list = links(current.slot, level);
         std::size_t n;
@@ -442,17 +444,25 @@ void HnswGraph::select_neighbours(std::vector<HnswCandidate>& sorted, std::size_
         for (const HnswCandidate& c : sorted) w.chosen.push_back(c.slot);
         return;
     }
+    // d(c, s) is scored as d(s, c) (the metrics are symmetric): each kept node is prepared
+    // once as a query instead of preparing (decoding) every candidate.
+    if (w.chosen_buffers.size() < max_links) w.chosen_buffers.resize(max_links);
+    w.chosen_queries.clear();
     for (const HnswCandidate& c : sorted) {
         if (w.chosen.size() >= max_links) break;
-        HnswQuery cq = prepare_row(row(c.slot), w.select_query, w.decoded);
+        const std::uint8_t* candidate = row(c.slot);
         bool keep = true;
-        for (std::uint32_t s : w.chosen) {
-            if (distance(cq, row(s)) < c.distance) {
+        for (const HnswQuery& kept : w.chosen_queries) {
+            if (distance(kept, candidate) < c.distance) {
                 keep = false;
                 break;
             }
         }
-        if (keep) w.chosen.push_back(c.slot);
+        if (keep) {
+            w.chosen_queries.push_back(
+                prepare_row(candidate, w.chosen_buffers[w.chosen.size()], w.decoded));
+            w.chosen.push_back(c.slot);
+        }
     }
 }
 

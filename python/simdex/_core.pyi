@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['HnswGraph', 'active_level', 'all_finite', 'available_cores', 'binary_planes_float', 'binary_planes_xor', 'binary_score_slots', 'binary_search', 'cluster_sums', 'cpu_features', 'detected_level', 'env_warning', 'ivf_search', 'nearest_centroids', 'pair_distances', 'pairwise', 'pq_adc', 'pq_search_u4', 'pq_search_u8', 'rerank', 'search', 'set_active_level']
+__all__: list[str] = ['HnswGraph', 'active_level', 'all_finite', 'available_cores', 'binary_planes_float', 'binary_planes_xor', 'binary_score_slots', 'binary_search', 'cluster_sums', 'cpu_features', 'detected_level', 'env_warning', 'inner_products', 'ivf_search', 'nearest_centroids', 'pair_distances', 'pairwise', 'pq_adc', 'pq_search_u4', 'pq_search_u8', 'rerank', 'search', 'set_active_level']
 class HnswGraph:
     def __init__(self, storage: str, metric: str, dim: typing.SupportsInt | typing.SupportsIndex, M: typing.SupportsInt | typing.SupportsIndex, ef_construction: typing.SupportsInt | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
@@ -65,6 +65,8 @@ def cpu_features() -> dict[str, bool]:
 def detected_level() -> str:
     ...
 def env_warning() -> str:
+    ...
+def inner_products(rows: numpy.ndarray, n: typing.SupportsInt | typing.SupportsIndex, queries: numpy.ndarray, nq: typing.SupportsInt | typing.SupportsIndex, dim: typing.SupportsInt | typing.SupportsIndex, threads: typing.Any = None) -> numpy.typing.NDArray[numpy.float32]:
     ...
 def ivf_search(nbits: typing.SupportsInt | typing.SupportsIndex, m: typing.SupportsInt | typing.SupportsIndex, nlist: typing.SupportsInt | typing.SupportsIndex, codes: numpy.ndarray, entry_slots: numpy.ndarray, offsets: numpy.ndarray, list_tables: typing.Any, base_luts: numpy.ndarray, probes: numpy.ndarray, probe_bias: numpy.ndarray, nq: typing.SupportsInt | typing.SupportsIndex, nprobe: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, mask: typing.Any = None, slot_count: typing.SupportsInt | typing.SupportsIndex = 0, threads: typing.Any = None) -> tuple:
     ...

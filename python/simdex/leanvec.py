@@ -239,24 +239,32 @@ class LeanVec:
         self.query_matrix = np.ascontiguousarray(a, dtype=np.float32)
         self.data_matrix = np.ascontiguousarray(b, dtype=np.float32)
         self.loss_history = [float(v) for v in history]
+        # (d, D) copies: the rows the GEMM kernels project with
+        self._query_rows = np.ascontiguousarray(self.query_matrix.T)
+        self._data_rows = np.ascontiguousarray(self.data_matrix.T)
+
+    def _project(self, a: np.ndarray, rows: np.ndarray, threads: int | None) -> np.ndarray:
+        """a (n, D) float32 -> (n, d) float32 = a @ matrix, through our GEMM kernels and thread
+        pool (not NumPy's BLAS, whose idle threads spin and slow the search that follows)."""
+        return _core.inner_products(rows, rows.shape[0], a, a.shape[0], self.dim, threads=threads)
 
     # ---- projecting --------------------------------------------------------------------
     def _fitted(self) -> None:
         if self.data_matrix is None:
             raise ValueError("this LeanVec is not fitted; call fit(x) (and queries for kind='ood') first")
 
-    def transform(self, x: Any) -> np.ndarray:
+    def transform(self, x: Any, *, threads: int | None = None) -> np.ndarray:
         """Data side: x (n, D) or (D,) float -> (n, d) or (d,) float32 = x @ data_matrix."""
         self._fitted()
         a, was_1d = _checks.as_float_rows(x, self.dim, "x")
-        out = a @ self.data_matrix
+        out = self._project(a, self._data_rows, _checks.check_threads(threads))
         return out[0] if was_1d else out
 
-    def transform_queries(self, q: Any) -> np.ndarray:
+    def transform_queries(self, q: Any, *, threads: int | None = None) -> np.ndarray:
         """Query side: q (m, D) or (D,) float -> (m, d) or (d,) float32 = q @ query_matrix."""
         self._fitted()
         a, was_1d = _checks.as_float_rows(q, self.dim, "queries")
-        out = a @ self.query_matrix
+        out = self._project(a, self._query_rows, _checks.check_threads(threads))
         return out[0] if was_1d else out
 
     def objective(self, x: Any, queries: Any) -> float:
@@ -290,10 +298,7 @@ class LeanVec:
                 if m is None or m.shape != (dim, d) or m.dtype != np.float32:
                     got = None if m is None else (m.shape, m.dtype)
                     raise ValueError(f"LeanVec {name} must be ({dim}, {d}) float32; got {got}")
-            lv.dim = dim
-            lv.query_matrix = np.ascontiguousarray(query_matrix)
-            lv.data_matrix = np.ascontiguousarray(data_matrix)
-            lv.loss_history = list(params.get("loss_history", []))
+            lv._set(dim, query_matrix, data_matrix, params.get("loss_history", []))
         return lv
 
 
@@ -536,7 +541,7 @@ class LeanVecIndex(Index):
         new_ids = self._new_ids(ids, a.shape[0])
         start = self._ids.shape[0]
         slots = np.arange(start, start + a.shape[0], dtype=np.int64)
-        reduced = np.ascontiguousarray(a @ self.projection.data_matrix)
+        reduced = self.projection._project(a, self.projection._data_rows, threads)
         self._graph.add(reduced, slots, threads=threads)   # graph ids are our slots
         self._store.append(a)
         self._ids = np.concatenate([self._ids, new_ids])
@@ -573,7 +578,7 @@ class LeanVecIndex(Index):
             if allowed.size == 0:
                 return self._finish(*self._empty_result(q.shape[0], k, False), was_1d, max_distance)
         buffer = max(ef, k) if rerank_k is None else rerank_k
-        reduced = np.ascontiguousarray(q @ self.projection.query_matrix)
+        reduced = self.projection._project(q, self.projection._query_rows, threads)
         _, candidates = self._graph.search(reduced, buffer, ef=max(ef, buffer), filter=allowed,
                                            threads=threads)
         dist, slots = self._store.rescore(q, candidates, k, threads=threads)
