@@ -24,7 +24,7 @@ import numpy as np
 import simdex as sx
 
 DATA = "/work/shared/data/minilm-dev-60k.hdf5"
-EFS = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+EFS = (10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 64, 96, 128, 192, 256)
 TARGET = 0.90
 
 

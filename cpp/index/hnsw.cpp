@@ -27,6 +27,8 @@ struct HnswWorker {
     std::vector<HnswCandidate> results;     // max-heap: the ef best (allowed) nodes
     std::vector<HnswCandidate> sorted;      // results / link candidates, ascending
     std::vector<std::uint32_t> todo;        // unvisited neighbours of the node being expanded
+    std::vector<HnswCandidate> pool;        // unfiltered search: the ef best, ascending
+    std::vector<std::uint8_t> expanded;     // pool[i] was expanded
     std::vector<std::uint32_t> links;       // copy of a link list read under its lock
     std::vector<std::uint32_t> chosen;      // output of the selection heuristic
     std::vector<std::uint32_t> neighbours;  // links of the node being inserted, at one level
@@ -44,6 +46,11 @@ struct HnswWorker {
             std::fill(visited.begin(), visited.end(), 0);
             epoch = 1;
         }
+    }
+    std::size_t mark(std::uint32_t slot) {  // 1 if newly visited, without a branch
+        const std::uint16_t before = visited[slot];
+        visited[slot] = epoch;
+        return before != epoch;
     }
     bool visit(std::uint32_t slot) {  // true if newly visited
         if (visited[slot] == epoch) return false;
@@ -353,75 +360,139 @@ void HnswGraph::greedy(const HnswQuery& q, std::uint32_t& cur, float& cur_distan
     }
 }
 
+// The unvisited neighbours of `slot` at `level` into w.todo (returns how many), marked
+// visited; their rows start loading: first cache line with the L1 hint, the rest of every
+// such row with the L2 hint, so all the rows' misses are in flight at once (a row is 24 lines
+// at d=384 f32: waiting for them one row at a time left the search latency-bound).
+template <bool kLocked>
+std::size_t HnswGraph::gather_unvisited(std::uint32_t slot, int level, HnswWorker& w) const {
+    const std::uint32_t* list = links(slot, level);
+    std::size_t n;
+    if (kLocked) {
+        lock(slot);
+        n = list[0];
+        w.links.assign(list + 1, list + 1 + n);
+        unlock(slot);
+        list = w.links.data();
+    } else {
+        n = list[0];
+        ++list;
+    }
+    std::uint32_t* todo = w.todo.data();
+    // The visited test is branch-free (about half the neighbours are new: unpredictable).
+    std::size_t m = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        todo[m] = list[i];
+        m += w.mark(list[i]);
+    }
+    const std::size_t row_lines = (spec_.row_bytes + 63) / 64;
+    for (std::size_t i = 0; i < m; ++i) prefetch(row(todo[i]));
+    for (std::size_t i = 0; i < m; ++i) {
+        const std::uint8_t* r = row(todo[i]);
+        for (std::size_t line = 1; line < row_lines; ++line) prefetch_l2(r + 64 * line);
+    }
+    return m;
+}
+
+// Distance to the i-th of m gathered rows, pulling the whole next row into L1 meanwhile.
+inline float HnswGraph::score_gathered(const HnswQuery& q, const std::uint32_t* todo,
+                                       std::size_t i, std::size_t m) const {
+    if (i + 1 < m) {
+        const std::size_t row_lines = (spec_.row_bytes + 63) / 64;
+        const std::uint8_t* next = row(todo[i + 1]);
+        for (std::size_t line = 1; line < row_lines; ++line) prefetch(next + 64 * line);
+    }
+    return distance(q, row(todo[i]));
+}
+
+// The next node's whole link list (several lines at M0 >= 16).
+inline void HnswGraph::prefetch_links(std::uint32_t slot, int level) const {
+    const auto* list = reinterpret_cast<const std::uint8_t*>(links(slot, level));
+    const std::size_t bytes = 4 * (1 + (level == 0 ? M0_ : M_));
+    for (std::size_t b = 0; b < bytes; b += 64) prefetch(list + b);
+}
+
 // Best-first search on one level from one entry point: leaves the up-to-ef best nodes
-// (allowed by mask, if any) in w.results (a max-heap). Excluded nodes are still expanded.
+// (allowed by mask, if any) in w.results (unordered). Excluded nodes are still expanded.
+//
+// Unfiltered: a sorted pool of the ef best nodes seen, each flagged expanded or not (the
+// search buffer of Vamana/SVS); the walk expands the best unexpanded node until none is
+// left. A node no better than the ef-th is never expanded, as in the two-heap walk, but an
+// insertion costs a branch-free binary search and a short move instead of heap sifts, and
+// nodes that can never be expanded are not kept. Filtered: two heaps (candidates over all
+// nodes, results over allowed ones).
 template <bool kLocked, bool kMasked>
 void HnswGraph::search_layer(const HnswQuery& q, std::uint32_t entry, float entry_distance,
                              int level, std::size_t ef, const std::uint8_t* mask,
                              HnswWorker& w, TopK* buffer) const {
     w.new_epoch(slot_count_);
-    w.candidates.clear();
     w.results.clear();
     w.visit(entry);
-    push_candidate(w.candidates, {entry_distance, entry});
-    if (!kMasked || mask[entry]) push_result(w.results, {entry_distance, entry});
-    if (buffer != nullptr && (!kMasked || mask[entry])) buffer->push(entry_distance, entry);
-    float bound = w.results.size() >= ef ? w.results.front().distance
-                                         : std::numeric_limits<float>::infinity();
     const std::size_t max_links = level == 0 ? M0_ : M_;
     if (w.todo.size() < max_links) w.todo.resize(max_links);
-    std::uint32_t* todo = w.todo.data();
-    const std::size_t row_lines = (spec_.row_bytes + 63) / 64;
+    const std::uint32_t* todo = w.todo.data();
+    if (buffer != nullptr && (!kMasked || mask[entry])) buffer->push(entry_distance, entry);
 
+    if constexpr (!kMasked) {
+        ef = std::max<std::size_t>(ef, 1);
+        w.pool.resize(ef);
+        w.expanded.resize(ef);
+        HnswCandidate* pool = w.pool.data();
+        std::uint8_t* expanded = w.expanded.data();
+        pool[0] = {entry_distance, entry};
+        expanded[0] = 0;
+        std::size_t size = 1, cursor = 0;  // no unexpanded node before cursor
+        while (cursor < size) {
+            const std::uint32_t current = pool[cursor].slot;
+            expanded[cursor] = 1;
+            std::size_t next = cursor + 1;  // lowest index that may be unexpanded
+            const std::size_t m = gather_unvisited<kLocked>(current, level, w);
+            for (std::size_t i = 0; i < m; ++i) {
+                const float d = score_gathered(q, todo, i, m);
+                if (buffer != nullptr) buffer->push(d, todo[i]);
+                if (size == ef && !(d < pool[size - 1].distance)) continue;
+                // insert after the entries <= d (branch-free upper bound)
+                std::size_t first = 0, len = size;
+                while (len > 0) {
+                    const std::size_t half = len >> 1;
+                    const bool right = pool[first + half].distance <= d;
+                    first = right ? first + half + 1 : first;
+                    len = right ? len - half - 1 : half;
+                }
+                const std::size_t moved = (size < ef ? size : size - 1) - first;
+                std::memmove(pool + first + 1, pool + first, moved * sizeof(HnswCandidate));
+                std::memmove(expanded + first + 1, expanded + first, moved);
+                pool[first] = {d, todo[i]};
+                expanded[first] = 0;
+                size += size < ef;
+                next = std::min(next, first);
+            }
+            cursor = next;
+            while (cursor < size && expanded[cursor]) ++cursor;
+            if (cursor < size) prefetch_links(pool[cursor].slot, level);
+        }
+        w.results.assign(pool, pool + size);
+        return;
+    }
+
+    w.candidates.clear();
+    push_candidate(w.candidates, {entry_distance, entry});
+    if (mask[entry]) push_result(w.results, {entry_distance, entry});
+    float bound = w.results.size() >= ef ? w.results.front().distance
+                                         : std::numeric_limits<float>::infinity();
     while (!w.candidates.empty()) {
         HnswCandidate current = w.candidates.front();
         if (current.distance > bound) break;
         pop_candidate(w.candidates);
-        if (!w.candidates.empty()) {  // the next node's whole link list (several lines at M0 >= 16)
-            const auto* next = reinterpret_cast<const std::uint8_t*>(links(w.candidates.front().slot, level));
-            for (std::size_t b = 0; b < 4 * (1 + max_links); b += 64) prefetch(next + b);
-        }
-
-        const std::uint32_t* list = links(current.slot, level);
-        std::size_t n;
-        if (kLocked) {
-            lock(current.slot);
-            n = list[0];
-            w.links.assign(list + 1, list + 1 + n);
-            unlock(current.slot);
-            list = w.links.data();
-        } else {
-            n = list[0];
-            ++list;
-        }
-        // Pass 1: keep the unvisited neighbours; start loading their first cache line (L1
-        // hint), then the rest of every such row (L2 hint), so all the rows' misses are in
-        // flight at once (a row is 24 lines at d=384 f32: waiting for them one row at a time left
-        // the search latency-bound; measured 15-17% less CPU per query at ef 24-64).
-        std::size_t m = 0;
-        for (std::size_t i = 0; i < n; ++i) {
-            std::uint32_t s = list[i];
-            if (w.visit(s)) {
-                todo[m++] = s;
-                prefetch(row(s));
-            }
-        }
+        if (!w.candidates.empty()) prefetch_links(w.candidates.front().slot, level);
+        const std::size_t m = gather_unvisited<kLocked>(current.slot, level, w);
         for (std::size_t i = 0; i < m; ++i) {
-            const std::uint8_t* r = row(todo[i]);
-            for (std::size_t line = 1; line < row_lines; ++line) prefetch_l2(r + 64 * line);
-        }
-        // Pass 2: distances, with the whole next row pulled into L1 while this one is scored.
-        for (std::size_t i = 0; i < m; ++i) {
-            if (i + 1 < m) {
-                const std::uint8_t* next = row(todo[i + 1]);
-                for (std::size_t line = 1; line < row_lines; ++line) prefetch(next + 64 * line);
-            }
-            std::uint32_t s = todo[i];
-            float d = distance(q, row(s));
-            if (buffer != nullptr && (!kMasked || mask[s])) buffer->push(d, s);
+            const std::uint32_t s = todo[i];
+            const float d = score_gathered(q, todo, i, m);
+            if (buffer != nullptr && mask[s]) buffer->push(d, s);
             if (d < bound) {
                 push_candidate(w.candidates, {d, s});
-                if (!kMasked || mask[s]) {
+                if (mask[s]) {
                     if (w.results.size() < ef) {
                         push_result(w.results, {d, s});
                     } else {

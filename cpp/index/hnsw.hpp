@@ -156,6 +156,11 @@ class HnswGraph {
     template <bool kLocked>
     void greedy(const HnswQuery& q, std::uint32_t& cur, float& cur_distance, int level,
                 HnswWorker& w) const;
+    template <bool kLocked>
+    std::size_t gather_unvisited(std::uint32_t slot, int level, HnswWorker& w) const;
+    float score_gathered(const HnswQuery& q, const std::uint32_t* todo, std::size_t i,
+                         std::size_t m) const;
+    void prefetch_links(std::uint32_t slot, int level) const;
     template <bool kLocked, bool kMasked>
     void search_layer(const HnswQuery& q, std::uint32_t entry, float entry_distance, int level,
                       std::size_t ef, const std::uint8_t* mask, HnswWorker& w,
