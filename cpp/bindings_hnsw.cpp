@@ -36,6 +36,12 @@ class HnswHandle {
         graph_->set_ranges(lo_ptr, scale_ptr);
     }
 
+    bool int8_queries() const { return graph_->int8_queries(); }
+    void set_int8_queries(bool on) {
+        std::unique_lock<std::shared_mutex> lock(mutex_);
+        graph_->set_int8_queries(on);
+    }
+
     void add(const py::array& rows, const py::array& slots, const py::array& ids, const py::object& order,
              long threads) {
         std::size_t n = static_cast<std::size_t>(slots.size());
@@ -223,6 +229,7 @@ void bind_hnsw(py::module_& m) {
              py::arg("storage"), py::arg("metric"), py::arg("dim"), py::arg("M"),
              py::arg("ef_construction"), py::arg("seed"))
         .def("set_ranges", &HnswHandle::set_ranges)
+        .def_property("int8_queries", &HnswHandle::int8_queries, &HnswHandle::set_int8_queries)
         .def("add", [](HnswHandle& h, const py::array& rows, const py::array& slots, const py::array& ids,
                        const py::object& order, const py::object& threads) {
                  h.add(rows, slots, ids, order, threads_arg(threads)); },

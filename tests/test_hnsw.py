@@ -91,6 +91,46 @@ def test_storage_dtypes(level, storage, metric):
                                rtol=2e-3, atol=2e-3)
 
 
+@pytest.mark.parametrize("dim", [7, 64, 130, 200])
+def test_int8_queries(level, dim):
+    """int8 storage with queries rounded to int8: each distance equals the integer formula
+    1 - (<q, lo> + s_q * sum_j round(q_j scale_j / s_q) code_j), s_q = max_j |q_j scale_j| / 127,
+    exactly (integer dot products at every SIMD level), and recall holds."""
+    rng = np.random.default_rng(dim)
+    basis = rng.normal(size=(8, dim))
+    x = near_unit((rng.normal(size=(1200, 8)) @ basis + 0.1 * rng.normal(size=(1200, dim))).astype(np.float32))
+    q = near_unit((rng.normal(size=(50, 8)) @ basis + 0.1 * rng.normal(size=(50, dim))).astype(np.float32), seed=1)
+    index = sx.HNSWIndex(dim, "ip", M=12, ef_construction=80, storage="int8", int8_queries=True)
+    assert index.int8_queries and "int8_queries=True" in repr(index)
+    index.add(x, threads=2)
+    dist, ids = index.search(q, 10, ef=80)
+    assert recall(ids, sx.knn(q, x, 10, "ip").ids) >= 0.9
+    codes = index._graph.rows(ids.reshape(-1)).reshape(ids.shape + (dim,)).astype(np.int64)
+    lo, scale = index._lo.astype(np.float64), index._scale.astype(np.float32)
+    scaled = q * scale                                   # float32, as the kernel prepares it
+    s_q = np.abs(scaled).max(axis=1) / np.float32(127)
+    qi = np.rint(scaled * (np.float32(127) / np.abs(scaled).max(axis=1, keepdims=True))).astype(np.int64)
+    want = 1.0 - ((q.astype(np.float64) @ lo)[:, None]
+                  + s_q[:, None].astype(np.float64) * (qi[:, None, :] * codes).sum(-1))
+    np.testing.assert_allclose(dist, want, rtol=1e-5, atol=1e-5)
+    # the same index without int8 queries ranks (almost) the same neighbours
+    plain = sx.HNSWIndex(dim, "ip", M=12, ef_construction=80, storage="int8")
+    plain.add(x, threads=2)
+    assert recall(ids, plain.search(q, 10, ef=80).ids) >= 0.9
+    back = pickle.loads(pickle.dumps(index))
+    assert back.int8_queries
+    np.testing.assert_array_equal(back.search(q, 10, ef=80).ids, ids)
+
+
+def test_int8_queries_bad_input():
+    with pytest.raises(ValueError, match="int8_queries"):
+        sx.HNSWIndex(8, "ip", int8_queries=True)               # float32 storage
+    with pytest.raises(ValueError, match="int8_queries"):
+        sx.HNSWIndex(8, "l2", storage="int8", int8_queries=True)
+    with pytest.raises(TypeError, match="int8_queries"):
+        sx.HNSWIndex(8, "ip", storage="int8", int8_queries=1)
+
+
 def exact_cosine_stored(q, stored):
     qn = q.astype(np.float64) / np.linalg.norm(q.astype(np.float64), axis=1, keepdims=True)
     return 1.0 - (qn[:, None, :] * stored.astype(np.float64)).sum(-1)

@@ -167,6 +167,7 @@ HnswGraph::HnswGraph(const KernelTable& table, const StoreSpec& spec, std::size_
         case Storage::u8:
             dist_.u8_dot = table.dot_u8;
             dist_.u8_l2 = table.l2_u8;
+            dist_.s8u8 = table.dot_s8u8;
             break;
         case Storage::bits: dist_.hamming = table.hamming; break;
     }
@@ -179,6 +180,13 @@ void HnswGraph::set_ranges(const float* lo, const float* scale) {
     if (live_count_ != 0) throw std::invalid_argument("set_ranges: the index already holds vectors");
     std::copy(lo, lo + spec_.dim, lo_.begin());
     std::copy(scale, scale + spec_.dim, scale_.begin());
+}
+
+void HnswGraph::set_int8_queries(bool on) {
+    if (on && (spec_.storage != Storage::u8 || dist_.l2))
+        throw std::invalid_argument("int8 queries need int8 storage and metric 'ip' or 'cosine'");
+    if (live_count_ != 0) throw std::invalid_argument("set_int8_queries: the index already holds vectors");
+    int8_queries_ = on;
 }
 
 std::size_t HnswGraph::nbytes() const {
@@ -278,8 +286,11 @@ inline float HnswGraph::distance(const HnswQuery& q, const std::uint8_t* row) co
             return f.l2 ? v : 1.0f - v;
         }
         case Storage::u8:
-            return f.l2 ? f.u8_l2(static_cast<const float*>(q.data), f.scale, row, f.dim)
-                        : 1.0f - (q.offset + f.u8_dot(static_cast<const float*>(q.data), row, f.dim));
+            if (f.l2) return f.u8_l2(static_cast<const float*>(q.data), f.scale, row, f.dim);
+            if (q.scale != 0)
+                return 1.0f - (q.offset + q.scale * static_cast<float>(f.s8u8(
+                                              static_cast<const std::int8_t*>(q.data), row, f.dim)));
+            return 1.0f - (q.offset + f.u8_dot(static_cast<const float*>(q.data), row, f.dim));
         case Storage::bits:
             return static_cast<float>(f.hamming(static_cast<const std::uint8_t*>(q.data), row, f.row_bytes));
     }
@@ -298,6 +309,16 @@ HnswQuery HnswGraph::prepare(const float* query, std::vector<float>& buffer) con
     } else {
         for (std::size_t j = 0; j < spec_.dim; ++j) buffer[j] = query[j] * scale_[j];
         q.offset = table_->dot_f32(query, lo_.data(), spec_.dim);
+        if (int8_queries_) {
+            // symmetric rounding of the scaled query to [-127, 127], in place (int8 view)
+            float top = 0;
+            for (std::size_t j = 0; j < spec_.dim; ++j) top = std::max(top, std::fabs(buffer[j]));
+            auto* codes = reinterpret_cast<std::int8_t*>(buffer.data());
+            const float inv = top > 0 ? 127.0f / top : 0.0f;
+            for (std::size_t j = 0; j < spec_.dim; ++j)
+                codes[j] = static_cast<std::int8_t>(std::lrint(buffer[j] * inv));
+            q.scale = top > 0 ? top / 127.0f : 1.0f;  // all-zero query: any nonzero scale
+        }
     }
     q.data = buffer.data();
     return q;

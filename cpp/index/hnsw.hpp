@@ -75,12 +75,16 @@ struct HnswDistance {
     float (*u8_dot)(const float*, const std::uint8_t*, std::size_t) = nullptr;
     float (*u8_l2)(const float*, const float*, const std::uint8_t*, std::size_t) = nullptr;
     std::uint32_t (*hamming)(const std::uint8_t*, const std::uint8_t*, std::size_t) = nullptr;
+    std::int32_t (*s8u8)(const std::int8_t*, const std::uint8_t*, std::size_t) = nullptr;
 };
 
 // A query ready for the kernels: float32 (u8: scaled / shifted, plus a dot offset) or a code.
+// With int8 queries (set_int8_queries), data holds int8 values and the dot product is
+// offset + scale * sum_j data[j] * code[j]; scale = 0 otherwise.
 struct HnswQuery {
     const void* data = nullptr;
     float offset = 0;
+    float scale = 0;
 };
 
 class HnswGraph {
@@ -95,6 +99,12 @@ class HnswGraph {
 
     // int8 storage: copies the (dim,) ranges; only while empty.
     void set_ranges(const float* lo, const float* scale);
+    // int8 storage with an inner-product metric: round queries (and rows used as queries
+    // while building) to int8 as well, so distances are integer dot products (VNNI).
+    // Distances become approximate (about 1/254 of the largest scaled query component per
+    // term): meant for graphs whose results are re-ranked. Only while empty.
+    void set_int8_queries(bool on);
+    bool int8_queries() const { return int8_queries_; }
 
     // rows: (n, row_bytes) stored rows; slots: (n,) where each row goes (free or new slots);
     // ids: (n,) user ids; order: (n,) permutation, rows are inserted as order[0], order[1],
@@ -189,6 +199,7 @@ class HnswGraph {
     StoreSpec spec_;
     HnswDistance dist_;
     std::vector<float> lo_, scale_;  // int8 ranges (spec_.lo / spec_.scale point here)
+    bool int8_queries_ = false;
     std::size_t M_, M0_, ef_construction_;
     std::uint64_t seed_;
     double level_mult_;

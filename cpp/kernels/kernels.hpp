@@ -65,6 +65,10 @@ struct KernelTable {
     void (*l2_u8_rows)(const float* q, const float* scale, const std::uint8_t* x,
                        std::size_t n, std::size_t d, float* out) = nullptr;
 
+    // Exact integer dot product of an int8 query with uint8 codes: sum_j q[j] * x[j]
+    // (VNNI on AVX-512; the fast path of int8 graphs with quantized queries).
+    std::int32_t (*dot_s8u8)(const std::int8_t* q, const std::uint8_t* x, std::size_t d) = nullptr;
+
     // ---- hamming on packed bit codes (any byte length) ------------------------------
     std::uint32_t (*hamming)(const std::uint8_t* a, const std::uint8_t* b,
                              std::size_t nbytes) = nullptr;

@@ -7,6 +7,7 @@ import numpy.typing
 import typing
 __all__: list[str] = ['HnswGraph', 'active_level', 'all_finite', 'available_cores', 'binary_planes_float', 'binary_planes_xor', 'binary_score_slots', 'binary_search', 'cluster_sums', 'cpu_features', 'detected_level', 'env_warning', 'inner_products', 'ivf_search', 'nearest_centroids', 'pair_distances', 'pairwise', 'pq_adc', 'pq_search_u4', 'pq_search_u8', 'rerank', 'search', 'set_active_level']
 class HnswGraph:
+    int8_queries: bool
     def __init__(self, storage: str, metric: str, dim: typing.SupportsInt | typing.SupportsIndex, M: typing.SupportsInt | typing.SupportsIndex, ef_construction: typing.SupportsInt | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     def add(self, rows: numpy.ndarray, slots: numpy.ndarray, ids: numpy.ndarray, order: typing.Any = None, threads: typing.Any = None) -> None:

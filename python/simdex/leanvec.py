@@ -425,7 +425,9 @@ class LeanVecIndex(Index):
     M, ef_construction : HNSW parameters of the reduced graph
     primary         : storage of the reduced vectors in the graph: 'float16', 'int8'
                       (per-dimension ranges from the first add: add a representative first
-                      batch) or 'float32'; int8 was the fastest on the dev set
+                      batch; with metric 'ip'/'cosine' the graph also rounds queries to int8:
+                      HNSWIndex(int8_queries=True)) or 'float32'; int8 was the fastest on the
+                      dev set
     secondary       : storage of the full vectors used to re-rank: 'float32', 'float16' or
                       'int8' (per-dimension ranges from train); re-ranking is exact for the
                       stored precision
@@ -460,8 +462,11 @@ class LeanVecIndex(Index):
             raise ValueError("metric='l2' needs kind='id': the OOD projection approximates inner "
                              "products only; use metric='ip' or 'cosine', or kind='id'")
         self.seed = self.projection.seed
+        # int8 primary with an inner-product graph: queries rounded to int8 too (integer dot
+        # products; the candidates are re-ranked anyway)
+        int8_queries = self.primary == "int8" and self._graph_metric() == "ip"
         self._graph = HNSWIndex(self.out_dim, self._graph_metric(), M=M, ef_construction=ef_construction,
-                                storage=self.primary, seed=self.seed)
+                                storage=self.primary, seed=self.seed, int8_queries=int8_queries)
         self._store: RerankStore | _EncodedStore | None = None
         self._init_ids()
 

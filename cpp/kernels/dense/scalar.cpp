@@ -115,9 +115,16 @@ void l2_u8_rows(const float* q, const float* scale, const std::uint8_t* x, std::
     for (std::size_t i = 0; i < n; ++i) out[i] = l2_u8(q, scale, x + i * d, d);
 }
 
+std::int32_t dot_s8u8(const std::int8_t* q, const std::uint8_t* x, std::size_t d) {
+    std::int32_t sum = 0;
+    for (std::size_t j = 0; j < d; ++j) sum += static_cast<std::int32_t>(q[j]) * x[j];
+    return sum;
+}
+
 }  // namespace
 
 void register_dense_scalar(KernelTable& t) {
+    t.dot_s8u8 = dot_s8u8;
     t.dot_f32 = dot<F32>;
     t.l2_f32 = l2<F32>;
     t.dot_f16 = dot<F16>;
