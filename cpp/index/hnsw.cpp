@@ -347,23 +347,30 @@ HnswQuery HnswGraph::prepare_row(const std::uint8_t* row, std::vector<float>& bu
 // ---- search primitives --------------------------------------------------------------------
 
 // Greedy descent on one upper level (ef = 1).
+// The link list of slot at level: n links; while building (kLocked) a copy taken under
+// the node's lock into w.links, otherwise the list in place.
+template <bool kLocked>
+const std::uint32_t* HnswGraph::read_links(std::uint32_t slot, int level, HnswWorker& w,
+                                           std::size_t& n) const {
+    const std::uint32_t* list = links(slot, level);
+    if (!kLocked) {
+        n = list[0];
+        return list + 1;
+    }
+    lock(slot);
+    n = list[0];
+    w.links.assign(list + 1, list + 1 + n);
+    unlock(slot);
+    return w.links.data();
+}
+
 template <bool kLocked>
 void HnswGraph::greedy(const HnswQuery& q, std::uint32_t& cur, float& cur_distance, int level,
                        HnswWorker& w) const {
     for (bool changed = true; changed;) {
         changed = false;
-        const std::uint32_t* list = links(cur, level);
         std::size_t n;
-        if (kLocked) {
-            lock(cur);
-            n = list[0];
-            w.links.assign(list + 1, list + 1 + n);
-            unlock(cur);
-            list = w.links.data();
-        } else {
-            n = list[0];
-            ++list;
-        }
+        const std::uint32_t* list = read_links<kLocked>(cur, level, w, n);
         const std::size_t row_lines = (spec_.row_bytes + 63) / 64;
         for (std::size_t i = 0; i < n; ++i) {  // all rows' misses in flight at once
             const std::uint8_t* r = row(list[i]);
@@ -387,18 +394,8 @@ void HnswGraph::greedy(const HnswQuery& q, std::uint32_t& cur, float& cur_distan
 // at d=384 f32: waiting for them one row at a time left the search latency-bound).
 template <bool kLocked>
 std::size_t HnswGraph::gather_unvisited(std::uint32_t slot, int level, HnswWorker& w) const {
-    const std::uint32_t* list = links(slot, level);
     std::size_t n;
-    if (kLocked) {
-        lock(slot);
-        n = list[0];
-        w.links.assign(list + 1, list + 1 + n);
-        unlock(slot);
-        list = w.links.data();
-    } else {
-        n = list[0];
-        ++list;
-    }
+    const std::uint32_t* list = read_links<kLocked>(slot, level, w, n);
     std::uint32_t* todo = w.todo.data();
     // The visited test is branch-free (about half the neighbours are new: unpredictable).
     std::size_t m = 0;

@@ -167,6 +167,9 @@ class HnswGraph {
     void greedy(const HnswQuery& q, std::uint32_t& cur, float& cur_distance, int level,
                 HnswWorker& w) const;
     template <bool kLocked>
+    const std::uint32_t* read_links(std::uint32_t slot, int level, HnswWorker& w,
+                                    std::size_t& n) const;
+    template <bool kLocked>
     std::size_t gather_unvisited(std::uint32_t slot, int level, HnswWorker& w) const;
     float score_gathered(const HnswQuery& q, const std::uint32_t* todo, std::size_t i,
                          std::size_t m) const;

@@ -48,13 +48,7 @@ std::uint32_t hamming(const std::uint8_t* a, const std::uint8_t* b, std::size_t 
     return static_cast<std::uint32_t>(count);
 }
 
-constexpr std::size_t kMaxWords = 128;
-
-void load_words(const std::uint8_t* code, std::size_t nbytes, std::size_t words,
-                std::uint64_t* dst) {
-    std::memcpy(dst, code, nbytes);
-    std::memset(reinterpret_cast<std::uint8_t*>(dst) + nbytes, 0, words * 8 - nbytes);
-}
+#include "kernels/hamming/tile_words.inc"
 
 #include "kernels/hamming/tile_pairs.inc"
 
@@ -66,11 +60,7 @@ void hamming_tile(const std::uint8_t* queries, std::size_t nq, const std::uint8_
         hamming_tile_pairs(queries, nq, x, n, nbytes, limits, hit_rows, hit_counts, hits);
         return;
     }
-    std::vector<std::uint64_t> query_words(nq * words);
-    for (std::size_t i = 0; i < nq; ++i) {
-        load_words(queries + i * nbytes, nbytes, words, query_words.data() + i * words);
-        hits[i] = 0;
-    }
+    std::vector<std::uint64_t> query_words = padded_query_words(queries, nq, nbytes, words, hits);
     alignas(32) std::uint64_t block[kMaxWords * 4];
     std::uint64_t row_words[kMaxWords];
     std::size_t j = 0;

@@ -30,13 +30,7 @@ std::uint32_t hamming(const std::uint8_t* a, const std::uint8_t* b, std::size_t 
     return static_cast<std::uint32_t>(_mm512_reduce_add_epi64(sum));
 }
 
-constexpr std::size_t kMaxWords = 128;  // tile path for codes up to 1024 bytes
-
-void load_words(const std::uint8_t* code, std::size_t nbytes, std::size_t words,
-                std::uint64_t* dst) {
-    std::memcpy(dst, code, nbytes);
-    std::memset(reinterpret_cast<std::uint8_t*>(dst) + nbytes, 0, words * 8 - nbytes);
-}
+#include "kernels/hamming/tile_words.inc"
 
 #include "kernels/hamming/tile_pairs.inc"
 
@@ -118,12 +112,7 @@ void hamming_tile(const std::uint8_t* queries, std::size_t nq, const std::uint8_
         hamming_tile_pairs(queries, nq, x, n, nbytes, limits, hit_rows, hit_counts, hits);
         return;
     }
-    // Layout: query_words (nq, words) uint64, zero-padded
-    std::vector<std::uint64_t> query_words(nq * words);
-    for (std::size_t i = 0; i < nq; ++i) {
-        load_words(queries + i * nbytes, nbytes, words, query_words.data() + i * words);
-        hits[i] = 0;
-    }
+    std::vector<std::uint64_t> query_words = padded_query_words(queries, nq, nbytes, words, hits);
     auto blocks = tile_blocks<0>;
     switch (words) {  // 256, 384, 512, 768 and 1024 bits
         case 4: blocks = tile_blocks<4>; break;
