@@ -92,6 +92,9 @@ def _demo(args: argparse.Namespace) -> int:
          {"rerank_k": 100}),
         ("BinaryIndex 1 bit + rerank 100", lambda: sx.BinaryIndex(dim, bits=1, rerank="memory"),
          {"rerank_k": 100}),
+        (f"LeanVecIndex ID d={max(1, dim // 2)} int8 ef=64",
+         lambda: sx.LeanVecIndex(dim, max(1, dim // 2), kind="id", metric="cosine", primary="int8",
+                                 ef_construction=100), {"ef": 64}),
     ]
     for name, make, options in compressed:
         index = make()
