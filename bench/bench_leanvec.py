@@ -74,6 +74,9 @@ def main() -> None:
     parser.add_argument("--secondary", default="float32")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--build-repeats", type=int, default=1,
+                        help="build each LeanVec index this many times, each next to a float32 HNSW "
+                             "build; the build ratio is the ratio of the medians")
     parser.add_argument("--rounds", type=int, default=1,
                         help="repeat each (LeanVec sweep, adjacent HNSW sweep) pair; ratios are the "
                              "median over rounds (the shared box drifts by +-20%% within minutes)")
@@ -99,10 +102,13 @@ def main() -> None:
 
     rows = []  # (name, build_s, {set: (qps@0.9, points)}, {set: adjacent HNSW qps@0.9})
 
-    t = time.perf_counter()
-    base = sx.HNSWIndex(x.shape[1], "ip", M=16, ef_construction=200)
-    base.add(x, threads=threads)
-    base_build = time.perf_counter() - t
+    def build_base() -> tuple[float, sx.HNSWIndex]:
+        t = time.perf_counter()
+        index = sx.HNSWIndex(x.shape[1], "ip", M=16, ef_construction=200)
+        index.add(x, threads=threads)
+        return time.perf_counter() - t, index
+
+    base_build, base = build_base()
 
     def base_sweeps() -> dict:
         res = {}
@@ -112,10 +118,10 @@ def main() -> None:
         return res
 
     res = base_sweeps()
-    rows.append(("HNSW float32 (D=384)", base_build, res, {k: v[0] for k, v in res.items()}))
+    rows.append(("HNSW float32 (D=384)", base_build, res, {k: v[0] for k, v in res.items()}, base_build))
     print(f"HNSW float32: build {base_build:.1f} s; " + "; ".join(f"{k} {curve(v[1])}" for k, v in res.items()), flush=True)
 
-    def measure(label: str, build: float, search) -> None:
+    def measure(label: str, build: float, search, base_build_adjacent: float | None = None) -> None:
         # the box is shared and noisy: each configuration is compared with an HNSW sweep run
         # right after it, not with one measured minutes earlier; with --rounds the pair is
         # repeated and the row keeps the round with the median ratio (per query set)
@@ -133,32 +139,41 @@ def main() -> None:
             if len(rounds) > 1:
                 print(f"{label} {name}: ratios per round " +
                       ", ".join(f"{r[0][name][0] / r[1][name]:.2f}" for r in rounds), flush=True)
-        rows.append((label, build, res, adjacent))
+        rows.append((label, build, res, adjacent, base_build_adjacent or rows[0][1]))
         print(f"{label}: build {build:.1f} s; " + "; ".join(f"{k} {curve(v[1])}" for k, v in res.items())
               + "; adjacent HNSW QPS@0.90 " + ", ".join(f"{k} {v:.0f}" for k, v in adjacent.items()), flush=True)
 
     for primary in args.primary.split(","):
         for kind in args.kinds.split(","):
             for d in map(int, args.dims.split(",")):
-                t = time.perf_counter()
-                index = sx.LeanVecIndex(x.shape[1], d, kind=kind, metric="ip", M=16, ef_construction=200,
-                                        primary=primary, secondary=args.secondary)
-                index.train(x, learn_ood if kind == "ood" else None)
-                index.add(x, threads=threads)
-                build = time.perf_counter() - t
-                measure(f"LeanVec-{kind.upper()} d={d} ({primary}/{args.secondary})", build,
-                        lambda qq, ef: index.search(qq, 10, ef=ef, threads=threads).ids)
+                builds, base_builds = [], []
+                for _ in range(max(1, args.build_repeats)):
+                    index = None
+                    t = time.perf_counter()
+                    index = sx.LeanVecIndex(x.shape[1], d, kind=kind, metric="ip", M=16, ef_construction=200,
+                                            primary=primary, secondary=args.secondary)
+                    index.train(x, learn_ood if kind == "ood" else None)
+                    index.add(x, threads=threads)
+                    builds.append(time.perf_counter() - t)
+                    if args.build_repeats > 1:
+                        base_builds.append(build_base()[0])
+                label = f"LeanVec-{kind.upper()} d={d} ({primary}/{args.secondary})"
+                if base_builds:
+                    print(f"{label}: builds {', '.join(f'{b:.1f}' for b in builds)} s; adjacent HNSW "
+                          f"builds {', '.join(f'{b:.1f}' for b in base_builds)} s", flush=True)
+                measure(label, statistics.median(builds),
+                        lambda qq, ef: index.search(qq, 10, ef=ef, threads=threads).ids,
+                        statistics.median(base_builds) if base_builds else None)
                 del index
 
     if args.svs:
         run_svs(x, learn_ood, sets, args, threads, measure)
 
-    base_build = rows[0][1]
     print("\nQPS at recall@10 = 0.90 (interpolated), batch of 1,000 queries, "
           f"{threads} threads; ratios vs the HNSW float32 sweep run right after each row")
     print("\n| index | build s | build vs HNSW f32 | QPS@0.90 test | vs HNSW | QPS@0.90 test_ood | vs HNSW |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for label, build, res, adjacent in rows:
+    for label, build, res, adjacent, base_build in rows:
         cells = []
         for name in sets:
             qps = res[name][0]

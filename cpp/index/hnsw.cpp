@@ -106,6 +106,20 @@ inline void pop_candidate(std::vector<HnswCandidate>& h) {
 inline void prefetch(const void* p) { __builtin_prefetch(p, 0, 3); }
 inline void prefetch_l2(const void* p) { __builtin_prefetch(p, 0, 2); }
 
+// Every cache line a row touches after its first one: rows need not be 64-byte aligned (a
+// 192-byte int8 row in 336-byte blocks can span four lines; counting lines from the row
+// size alone missed the last one, the stall of most int8 distances).
+inline void prefetch_rest(const std::uint8_t* r, std::size_t bytes, bool to_l1) {
+    const auto first = reinterpret_cast<std::uintptr_t>(r) & ~std::uintptr_t{63};
+    const auto last = reinterpret_cast<std::uintptr_t>(r + bytes - 1) & ~std::uintptr_t{63};
+    for (std::uintptr_t line = first + 64; line <= last; line += 64) {
+        if (to_l1)
+            prefetch(reinterpret_cast<const void*>(line));
+        else
+            prefetch_l2(reinterpret_cast<const void*>(line));
+    }
+}
+
 std::uint64_t splitmix64(std::uint64_t x) {
     x += 0x9e3779b97f4a7c15ull;
     x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -371,11 +385,10 @@ void HnswGraph::greedy(const HnswQuery& q, std::uint32_t& cur, float& cur_distan
         changed = false;
         std::size_t n;
         const std::uint32_t* list = read_links<kLocked>(cur, level, w, n);
-        const std::size_t row_lines = (spec_.row_bytes + 63) / 64;
         for (std::size_t i = 0; i < n; ++i) {  // all rows' misses in flight at once
             const std::uint8_t* r = row(list[i]);
             prefetch(r);
-            for (std::size_t line = 1; line < row_lines; ++line) prefetch_l2(r + 64 * line);
+            prefetch_rest(r, spec_.row_bytes, false);
         }
         for (std::size_t i = 0; i < n; ++i) {
             float d = distance(q, row(list[i]));
@@ -403,23 +416,15 @@ std::size_t HnswGraph::gather_unvisited(std::uint32_t slot, int level, HnswWorke
         todo[m] = list[i];
         m += w.mark(list[i]);
     }
-    const std::size_t row_lines = (spec_.row_bytes + 63) / 64;
     for (std::size_t i = 0; i < m; ++i) prefetch(row(todo[i]));
-    for (std::size_t i = 0; i < m; ++i) {
-        const std::uint8_t* r = row(todo[i]);
-        for (std::size_t line = 1; line < row_lines; ++line) prefetch_l2(r + 64 * line);
-    }
+    for (std::size_t i = 0; i < m; ++i) prefetch_rest(row(todo[i]), spec_.row_bytes, false);
     return m;
 }
 
 // Distance to the i-th of m gathered rows, pulling the whole next row into L1 meanwhile.
 inline float HnswGraph::score_gathered(const HnswQuery& q, const std::uint32_t* todo,
                                        std::size_t i, std::size_t m) const {
-    if (i + 1 < m) {
-        const std::size_t row_lines = (spec_.row_bytes + 63) / 64;
-        const std::uint8_t* next = row(todo[i + 1]);
-        for (std::size_t line = 1; line < row_lines; ++line) prefetch(next + 64 * line);
-    }
+    if (i + 1 < m) prefetch_rest(row(todo[i + 1]), spec_.row_bytes, true);
     return distance(q, row(todo[i]));
 }
 
