@@ -469,6 +469,12 @@ void HnswGraph::search_layer(const HnswQuery& q, std::uint32_t entry, float entr
             const std::uint32_t current = pool[cursor].slot;
             expanded[cursor] = 1;
             std::size_t next = cursor + 1;  // lowest index that may be unexpanded
+            // The likely next node's links start loading now, while this node's neighbours
+            // are scored (re-aimed below if a closer node arrives).
+            std::size_t peek = next;
+            while (peek < size && expanded[peek]) ++peek;
+            const std::uint32_t peeked = peek < size ? pool[peek].slot : kNone;
+            if (peeked != kNone) prefetch_links(peeked, level);
             const std::size_t m = gather_unvisited<kLocked>(current, level, w);
             for (std::size_t i = 0; i < m; ++i) {
                 const float d = score_gathered(q, todo, i, m);
@@ -492,7 +498,7 @@ void HnswGraph::search_layer(const HnswQuery& q, std::uint32_t entry, float entr
             }
             cursor = next;
             while (cursor < size && expanded[cursor]) ++cursor;
-            if (cursor < size) prefetch_links(pool[cursor].slot, level);
+            if (cursor < size && pool[cursor].slot != peeked) prefetch_links(pool[cursor].slot, level);
         }
         w.results.assign(pool, pool + size);
         return;
