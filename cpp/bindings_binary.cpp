@@ -8,8 +8,6 @@
 namespace simdex {
 namespace {
 
-using FloatArray = py::array_t<float, py::array::c_style>;
-using IdArray = py::array_t<std::int64_t, py::array::c_style>;
 
 PlaneScoring parse_scoring(const std::string& s) {
     if (s == "symmetric") return PlaneScoring::symmetric;
@@ -84,16 +82,10 @@ py::tuple search(const py::array& rows, std::size_t n, std::size_t bits_x, std::
     const std::uint8_t* r = array_bytes(rows, n * bits_x * plane_bytes, 1, "rows");
     const std::uint8_t* mask_ptr = optional_mask(mask, n);
     std::size_t thread_n = thread_count(threads);
-    FloatArray distances({nq, k});
-    IdArray slots({nq, k});
-    float* d_ptr = distances.mutable_data();
-    std::int64_t* s_ptr = slots.mutable_data();
-    {
-        py::gil_scoped_release release;
+    return topk_result(nq, k, [&](float* d_ptr, std::int64_t* s_ptr) {
         planes_search(active_kernels(), r, n, bits_x, plane_bytes, pq, nq, k, mask_ptr, thread_n,
                       d_ptr, s_ptr);
-    }
-    return py::make_tuple(distances, slots);
+    });
 }
 
 FloatArray score_slots(const py::array& rows, std::size_t n, std::size_t bits_x, std::size_t plane_bytes,

@@ -16,6 +16,24 @@
 namespace simdex {
 namespace py = pybind11;
 
+using FloatArray = py::array_t<float, py::array::c_style>;
+using IdArray = py::array_t<std::int64_t, py::array::c_style>;
+
+// A (nq, k) top-k result: fill(distances, ids) runs with the GIL released and writes both
+// (nq, k) buffers; returns the tuple (distances float32, ids int64).
+template <class Fill>
+py::tuple topk_result(std::size_t nq, std::size_t k, Fill&& fill) {
+    FloatArray distances({nq, k});
+    IdArray ids({nq, k});
+    float* d_ptr = distances.mutable_data();
+    std::int64_t* i_ptr = ids.mutable_data();
+    {
+        py::gil_scoped_release release;
+        fill(d_ptr, i_ptr);
+    }
+    return py::make_tuple(distances, ids);
+}
+
 // Raw pointer to a C-contiguous array of exactly `bytes` bytes (any dtype of itemsize
 // `itemsize`). Throws std::invalid_argument (-> ValueError) on mismatch.
 inline const std::uint8_t* array_bytes(const py::array& a, std::size_t bytes, std::size_t itemsize,

@@ -12,8 +12,6 @@
 namespace simdex {
 namespace {
 
-using FloatArray = py::array_t<float, py::array::c_style>;
-using IdArray = py::array_t<std::int64_t, py::array::c_style>;
 
 class HnswHandle {
    public:
@@ -76,17 +74,11 @@ class HnswHandle {
             mask_len = static_cast<std::size_t>(m.size());
             mask_ptr = array_bytes(m, mask_len, 1, "mask");
         }
-        FloatArray distances({nq, k});
-        IdArray out_ids({nq, k});
-        float* d_ptr = distances.mutable_data();
-        std::int64_t* i_ptr = out_ids.mutable_data();
-        {
-            py::gil_scoped_release release;
+        return topk_result(nq, k, [&](float* d_ptr, std::int64_t* i_ptr) {
             std::shared_lock<std::shared_mutex> lock(mutex_);
             graph_->search(q, nq, k, ef, mask_ptr, mask_len, normalize, resolve_threads(threads), d_ptr, i_ptr,
                            buffered);
-        }
-        return py::make_tuple(distances, out_ids);
+        });
     }
 
     // Lean path for one 1-D query without filter (the per-call cost matters at high QPS):

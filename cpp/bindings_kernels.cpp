@@ -8,8 +8,6 @@
 namespace simdex {
 namespace {
 
-using FloatArray = py::array_t<float, py::array::c_style>;
-using IdArray = py::array_t<std::int64_t, py::array::c_style>;
 
 // Every row of `data` against every query with the single-pair kernels (tests use this to
 // check the pair kernels; search uses the rows/tile kernels).
@@ -58,15 +56,9 @@ py::tuple search(const py::array& data, std::size_t n, const py::array& queries,
     const std::uint8_t* q = array_bytes(queries, nq * query_bytes(spec), queries.itemsize(), "queries");
     const std::uint8_t* mask_ptr = optional_mask(mask, n);
     std::size_t thread_n = thread_count(threads);
-    FloatArray distances({nq, k});
-    IdArray slots({nq, k});
-    float* d_ptr = distances.mutable_data();
-    std::int64_t* s_ptr = slots.mutable_data();
-    {
-        py::gil_scoped_release release;
+    return topk_result(nq, k, [&](float* d_ptr, std::int64_t* s_ptr) {
         exact_search(active_kernels(), spec, rows, n, q, nq, k, mask_ptr, thread_n, d_ptr, s_ptr);
-    }
-    return py::make_tuple(distances, slots);
+    });
 }
 
 py::tuple rerank(const py::array& data, std::size_t n, const py::array& queries, std::size_t nq,
@@ -83,15 +75,9 @@ py::tuple rerank(const py::array& data, std::size_t n, const py::array& queries,
             throw std::invalid_argument("candidate slot " + std::to_string(cand[i]) +
                                         " is out of range for " + std::to_string(n) + " rows");
     std::size_t thread_n = thread_count(threads);
-    FloatArray distances({nq, k});
-    IdArray slots({nq, k});
-    float* d_ptr = distances.mutable_data();
-    std::int64_t* s_ptr = slots.mutable_data();
-    {
-        py::gil_scoped_release release;
+    return topk_result(nq, k, [&](float* d_ptr, std::int64_t* s_ptr) {
         rerank_candidates(active_kernels(), spec, rows, q, nq, cand, c, k, thread_n, d_ptr, s_ptr);
-    }
-    return py::make_tuple(distances, slots);
+    });
 }
 
 // (nq, n) float32 inner products of queries (nq, dim) with rows (n, dim), GIL released.

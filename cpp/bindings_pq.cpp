@@ -9,8 +9,6 @@
 namespace simdex {
 namespace {
 
-using FloatArray = py::array_t<float, py::array::c_style>;
-using IdArray = py::array_t<std::int64_t, py::array::c_style>;
 
 // out[i] = sum_j lut[j, codes[i, j]] with the active level's kernel (tests).
 FloatArray adc(const py::array& lut, const py::array& codes, std::size_t n, std::size_t m) {
@@ -32,14 +30,10 @@ py::tuple search_u8(const py::array& codes, std::size_t n, std::size_t m, const 
     const float* lut_ptr = typed<float>(luts, nq * m * 256, "luts");
     const std::uint8_t* mask_ptr = optional_mask(mask, n);
     std::size_t thread_n = thread_count(threads);
-    FloatArray distances({nq, k});
-    IdArray slots({nq, k});
-    PqSearchOutput out{distances.mutable_data(), slots.mutable_data()};
-    {
-        py::gil_scoped_release release;
-        pq_search_u8(active_kernels(), code_ptr, n, m, lut_ptr, nq, k, mask_ptr, thread_n, out);
-    }
-    return py::make_tuple(distances, slots);
+    return topk_result(nq, k, [&](float* d_ptr, std::int64_t* s_ptr) {
+        pq_search_u8(active_kernels(), code_ptr, n, m, lut_ptr, nq, k, mask_ptr, thread_n,
+                     PqSearchOutput{d_ptr, s_ptr});
+    });
 }
 
 py::tuple search_u4(const py::array& blocks, std::size_t n, std::size_t m, const py::array& luts,
@@ -50,14 +44,10 @@ py::tuple search_u4(const py::array& blocks, std::size_t n, std::size_t m, const
     const float* lut_ptr = typed<float>(luts, nq * m * 16, "luts");
     const std::uint8_t* mask_ptr = optional_mask(mask, n);
     std::size_t thread_n = thread_count(threads);
-    FloatArray distances({nq, k});
-    IdArray slots({nq, k});
-    PqSearchOutput out{distances.mutable_data(), slots.mutable_data()};
-    {
-        py::gil_scoped_release release;
-        pq_search_u4(active_kernels(), block_ptr, n, m, lut_ptr, nq, k, mask_ptr, thread_n, out);
-    }
-    return py::make_tuple(distances, slots);
+    return topk_result(nq, k, [&](float* d_ptr, std::int64_t* s_ptr) {
+        pq_search_u4(active_kernels(), block_ptr, n, m, lut_ptr, nq, k, mask_ptr, thread_n,
+                     PqSearchOutput{d_ptr, s_ptr});
+    });
 }
 
 py::tuple search_ivf(int nbits, std::size_t m, std::size_t nlist, const py::array& codes,
@@ -92,15 +82,10 @@ py::tuple search_ivf(int nbits, std::size_t m, std::size_t nlist, const py::arra
     const float* bias_ptr = typed<float>(probe_bias, nq * nprobe, "probe_bias");
     const std::uint8_t* mask_ptr = optional_mask(mask, slot_count);
     std::size_t thread_n = thread_count(threads);
-    FloatArray distances({nq, k});
-    IdArray slots({nq, k});
-    PqSearchOutput out{distances.mutable_data(), slots.mutable_data()};
-    {
-        py::gil_scoped_release release;
+    return topk_result(nq, k, [&](float* d_ptr, std::int64_t* s_ptr) {
         ivf_search(active_kernels(), lists, lut_ptr, probe_ptr, bias_ptr, nq, nprobe, k, mask_ptr,
-                   slot_count, thread_n, out);
-    }
-    return py::make_tuple(distances, slots);
+                   slot_count, thread_n, PqSearchOutput{d_ptr, s_ptr});
+    });
 }
 
 py::tuple sums_of_clusters(const py::array& x, std::size_t n, std::size_t d, const py::array& labels,

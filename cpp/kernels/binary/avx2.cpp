@@ -20,7 +20,7 @@ float reduce_f32x8(__m256 v) {
     return _mm_cvtss_f32(sum);
 }
 
-std::uint64_t xor_popcount(const std::uint8_t* a, const std::uint8_t* b, std::size_t nbytes) {
+std::uint64_t hamming(const std::uint8_t* a, const std::uint8_t* b, std::size_t nbytes) {
     std::uint64_t count0 = 0, count1 = 0;
     std::size_t j = 0;
     for (; j + 16 <= nbytes; j += 16) {

@@ -10,17 +10,7 @@
 namespace simdex {
 namespace {
 
-std::uint32_t xor_popcount(const std::uint8_t* a, const std::uint8_t* b, std::size_t nbytes) {
-    uint32x4_t count_u32x4 = vdupq_n_u32(0);
-    std::size_t j = 0;
-    for (; j + 16 <= nbytes; j += 16) {
-        uint8x16_t bits_u8x16 = vcntq_u8(veorq_u8(vld1q_u8(a + j), vld1q_u8(b + j)));
-        count_u32x4 = vpadalq_u16(count_u32x4, vpaddlq_u8(bits_u8x16));
-    }
-    std::uint32_t count = vaddvq_u32(count_u32x4);
-    for (; j < nbytes; ++j) count += static_cast<std::uint32_t>(__builtin_popcount(a[j] ^ b[j]));
-    return count;
-}
+#include "kernels/hamming/popcount_neon.inc"
 
 #include "kernels/binary/planes_xor_rows.inc"
 

@@ -8,18 +8,7 @@
 namespace simdex {
 namespace {
 
-std::uint32_t xor_popcount(const std::uint8_t* a, const std::uint8_t* b, std::size_t nbytes) {
-    std::uint32_t count = 0;
-    std::size_t j = 0;
-    for (; j + 8 <= nbytes; j += 8) {
-        std::uint64_t wa, wb;
-        std::memcpy(&wa, a + j, 8);
-        std::memcpy(&wb, b + j, 8);
-        count += static_cast<std::uint32_t>(__builtin_popcountll(wa ^ wb));
-    }
-    for (; j < nbytes; ++j) count += static_cast<std::uint32_t>(__builtin_popcount(a[j] ^ b[j]));
-    return count;
-}
+#include "kernels/hamming/popcount_scalar.inc"
 
 #include "kernels/binary/planes_xor_rows.inc"
 

@@ -149,11 +149,26 @@ void micro_kernel(const float* qp, const float* xp, std::size_t kc, float* out,
     }
 }
 
+// Which lanes of a panel hold rows: a full panel of 16, or masks for its two halves.
+struct RowMasks {
+    bool full;
+    __m256i mask0, mask1;
+};
+RowMasks row_masks(std::size_t rows) {
+    return {rows == kNr, lane_mask(min_size(rows, 8)), lane_mask(rows > 8 ? rows - 8 : 0)};
+}
+
+void pack_query_block(const float* q, std::size_t m, std::size_t d, std::size_t k0,
+                      std::size_t kc, float* qp) {
+    pack_transposed(q, m, d, k0, kc, qp, m, m);
+}
+
 // Runs the micro-kernel for m in [1, kMr] queries.
-void run_micro_kernel(std::size_t m, const float* qp, const float* xp, std::size_t kc,
-                      float* out, std::size_t out_stride, bool full, __m256i mask0,
-                      __m256i mask1, bool first, const char* prefetch,
-                      std::size_t prefetch_lines) {
+void run_micro_kernel(std::size_t m, const RowMasks& masks, const float* qp, const float* xp,
+                      std::size_t kc, float* out, std::size_t out_stride, bool first,
+                      const char* prefetch, std::size_t prefetch_lines) {
+    const bool full = masks.full;
+    const __m256i mask0 = masks.mask0, mask1 = masks.mask1;
 #define SIMDEX_GEMM_CASE(M)                                                           \
     case M:                                                                           \
         if constexpr (M <= kMr)                                                       \
@@ -168,58 +183,7 @@ void run_micro_kernel(std::size_t m, const float* qp, const float* xp, std::size
 #undef SIMDEX_GEMM_CASE
 }
 
-// One block of <= kTileQ queries x <= kTileN rows.
-//   row_panel:  (kc, 16), the current row panel
-//   query_pack: per block b of kMr queries (m = queries in the block) a (kc, m) panel at
-//               query_pack + b * kMr * kc, packed while the first row panel is swept
-void ip_block(const float* queries, std::size_t nq, const float* x, std::size_t n,
-              std::size_t d, float* out, std::size_t out_stride, float* row_panel,
-              float* query_pack) {
-    std::size_t k_blocks = (d + kKc - 1) / kKc;
-    std::size_t kc_max = (d + k_blocks - 1) / k_blocks;
-    std::size_t panels = (n + kNr - 1) / kNr, query_blocks = (nq + kMr - 1) / kMr;
-    for (std::size_t k0 = 0; k0 < d; k0 += kc_max) {
-        std::size_t kc = min_size(kc_max, d - k0);
-        bool first = k0 == 0;
-        prefetch_rows(x, 0, min_size(n, kNr), d, k0, kc);
-        prefetch_rows(queries, 0, min_size(nq, kMr), d, k0, kc);
-        for (std::size_t p = 0; p < panels; ++p) {
-            std::size_t j0 = p * kNr, rows = min_size(kNr, n - j0);
-            pack_row_panel(x, n, d, k0, kc, j0, row_panel);
-            // The next panel's rows, one contiguous span when d is one block.
-            std::uintptr_t next_line = 0;
-            std::size_t next_lines = 0, lines_per_tile = 0;
-            if (k_blocks == 1 && p + 1 < panels) {
-                auto begin = reinterpret_cast<std::uintptr_t>(x + (j0 + kNr) * d);
-                auto end = reinterpret_cast<std::uintptr_t>(x + min_size(n, j0 + 2 * kNr) * d);
-                next_line = begin & ~std::uintptr_t(63);
-                next_lines = (end - next_line + 63) / 64;
-                lines_per_tile = (next_lines + query_blocks - 1) / query_blocks;
-            }
-            __m256i mask0 = lane_mask(min_size(rows, 8));
-            __m256i mask1 = lane_mask(rows > 8 ? rows - 8 : 0);
-            for (std::size_t b = 0; b < query_blocks; ++b) {
-                std::size_t i0 = b * kMr, m = min_size(kMr, nq - i0);
-                float* qp = query_pack + i0 * kc;
-                if (p == 0) {  // first sweep: pack this query block, prefetch the next one
-                    std::size_t ahead = i0 + kMr;
-                    if (ahead < nq) prefetch_rows(queries, ahead, min_size(nq, ahead + kMr), d, k0, kc);
-                    pack_transposed(queries + i0 * d, m, d, k0, kc, qp, m, m);
-                }
-                std::size_t line0 = min_size(b * lines_per_tile, next_lines);
-                std::size_t lines = min_size(lines_per_tile, next_lines - line0);
-                run_micro_kernel(m, qp, row_panel, kc, out + i0 * out_stride + j0, out_stride,
-                                 rows == kNr, mask0, mask1, first,
-                                 reinterpret_cast<const char*>(next_line + 64 * line0), lines);
-            }
-        }
-    }
-}
-
-std::size_t scratch_floats(std::size_t nq, std::size_t n, std::size_t d) {
-    std::size_t kc = min_size(d, kKc);
-    return kNr * kc + min_size(nq, kTileQ) * kc + kAlign;
-}
+#include "kernels/gemm/ip_block.inc"
 
 constexpr std::uintptr_t kPanelAlignBytes = 32;
 #include "kernels/gemm/tile_entry.inc"
