@@ -24,6 +24,7 @@ PYBIND11_MODULE(_core, m) {
 #endif
     simdex::bind_kernels(m);
     simdex::bind_hnsw(m);
+    simdex::bind_flat(m);
     simdex::bind_pq(m);
     simdex::bind_binary(m);
 }

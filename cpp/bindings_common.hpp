@@ -10,6 +10,7 @@
 #include <string>
 
 #include "dispatch.hpp"
+#include "index/idmap.hpp"
 #include "index/scorer.hpp"
 #include "parallel.hpp"
 
@@ -116,8 +117,29 @@ inline std::size_t thread_count(const py::object& threads) {
     return static_cast<std::size_t>(t);
 }
 
+// A search filter as passed by Python (_checks.as_filter_lists): None, or allowed ids (m,)
+// int64 with offsets (lists + 1,) int64 (one list shared by every query, or one per query).
+inline IdFilter filter_arg(const py::object& ids, const py::object& offsets, std::size_t nq) {
+    IdFilter f;
+    if (ids.is_none()) return f;
+    py::array o = offsets.cast<py::array>();
+    f.lists = static_cast<std::size_t>(o.size()) - 1;
+    if (o.size() < 2 || (f.lists != 1 && f.lists != nq))
+        throw std::invalid_argument("filter: one list of allowed ids, or one per query row (" +
+                                    std::to_string(nq) + ")");
+    f.offsets = typed<std::int64_t>(o, f.lists + 1, "filter offsets");
+    py::array a = ids.cast<py::array>();
+    std::size_t m = static_cast<std::size_t>(a.size());
+    f.ids = m ? typed<std::int64_t>(a, m, "filter ids") : nullptr;
+    for (std::size_t i = 0; i < f.lists; ++i)
+        if (f.offsets[i] < 0 || f.offsets[i] > f.offsets[i + 1] || static_cast<std::size_t>(f.offsets[i + 1]) > m)
+            throw std::invalid_argument("filter offsets are not ascending within the ids");
+    return f;
+}
+
 void bind_kernels(py::module_& m);
 void bind_hnsw(py::module_& m);
+void bind_flat(py::module_& m);
 void bind_pq(py::module_& m);
 void bind_binary(py::module_& m);
 

@@ -40,43 +40,50 @@ class HnswHandle {
         graph_->set_int8_queries(on);
     }
 
-    void add(const py::array& rows, const py::array& slots, const py::array& ids, const py::object& order,
-             long threads) {
-        std::size_t n = static_cast<std::size_t>(slots.size());
-        const std::int64_t* slot_ptr = typed<std::int64_t>(slots, n, "slots");
-        const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
+    // rows: (n, row_bytes); ids: (n,) int64 or None (sequential). Returns the ids.
+    IdArray add(const py::array& rows, const py::object& ids, const py::object& order, long threads) {
+        std::size_t n = static_cast<std::size_t>(rows.shape(0));
         const std::uint8_t* row_ptr = array_bytes(rows, n * graph_->spec().row_bytes, rows.itemsize(), "rows");
+        IdArray out(n);
+        const std::int64_t* id_ptr = nullptr;
+        if (!ids.is_none()) {
+            out = ids.cast<IdArray>();
+            id_ptr = typed<std::int64_t>(out, n, "ids");
+        }
         const std::int64_t* order_ptr = nullptr;
         if (!order.is_none()) order_ptr = typed<std::int64_t>(order.cast<py::array>(), n, "order");
+        std::int64_t* assigned = id_ptr ? nullptr : out.mutable_data();
         py::gil_scoped_release release;
         std::unique_lock<std::shared_mutex> lock(mutex_);
-        graph_->add(row_ptr, slot_ptr, id_ptr, order_ptr, n, resolve_threads(threads));
+        graph_->add(row_ptr, id_ptr, assigned, order_ptr, n, resolve_threads(threads));
+        return out;
     }
 
-    std::size_t remove(const py::array& slots, long threads) {
-        std::size_t n = static_cast<std::size_t>(slots.size());
-        const std::int64_t* slot_ptr = typed<std::int64_t>(slots, n, "slots");
+    std::size_t remove(const py::array& ids, long threads) {
+        std::size_t n = static_cast<std::size_t>(ids.size());
+        const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
         py::gil_scoped_release release;
         std::unique_lock<std::shared_mutex> lock(mutex_);
-        return graph_->remove(slot_ptr, n, resolve_threads(threads));
+        return graph_->remove(id_ptr, n, resolve_threads(threads));
     }
 
-    // queries: (nq, dim) float32 or (nq, nbytes) codes; mask: None or (m,) uint8 by slot.
+    std::size_t compact(long threads) {
+        py::gil_scoped_release release;
+        std::unique_lock<std::shared_mutex> lock(mutex_);
+        return graph_->compact(resolve_threads(threads));
+    }
+
+    // queries: (nq, dim) float32 or (nq, nbytes) codes; filter: see filter_arg.
     py::tuple search(const py::array& queries, std::size_t nq, std::size_t k, std::size_t ef,
-                     const py::object& mask, bool normalize, long threads, bool buffered) {
+                     const py::object& filter_ids, const py::object& filter_offsets, bool normalize,
+                     long threads, bool buffered) {
         const StoreSpec& spec = graph_->spec();
         const std::uint8_t* q = array_bytes(queries, nq * query_bytes(spec), queries.itemsize(), "queries");
         check_k(k);
-        const std::uint8_t* mask_ptr = nullptr;
-        std::size_t mask_len = 0;
-        if (!mask.is_none()) {
-            py::array m = mask.cast<py::array>();
-            mask_len = static_cast<std::size_t>(m.size());
-            mask_ptr = array_bytes(m, mask_len, 1, "mask");
-        }
+        IdFilter filter = filter_arg(filter_ids, filter_offsets, nq);
         return topk_result(nq, k, [&](float* d_ptr, std::int64_t* i_ptr) {
             std::shared_lock<std::shared_mutex> lock(mutex_);
-            graph_->search(q, nq, k, ef, mask_ptr, mask_len, normalize, resolve_threads(threads), d_ptr, i_ptr,
+            graph_->search(q, nq, k, ef, filter, normalize, resolve_threads(threads), d_ptr, i_ptr,
                            buffered);
         });
     }
@@ -102,38 +109,54 @@ class HnswHandle {
         {
             py::gil_scoped_release release;
             std::shared_lock<std::shared_mutex> lock(mutex_);
-            graph_->search(q, 1, k, ef, nullptr, 0, spec.metric == Metric::cosine, 1, d_ptr, i_ptr);
+            graph_->search(q, 1, k, ef, IdFilter{}, spec.metric == Metric::cosine, 1, d_ptr, i_ptr);
         }
         return py::make_tuple(distances, out_ids);
     }
 
-    py::array_t<std::uint8_t> live_mask() {
+    bool contains(std::int64_t id) {
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        return graph_->idmap().contains(id);
+    }
+
+    IdArray ids() {
         py::gil_scoped_release release;
         std::shared_lock<std::shared_mutex> lock(mutex_);
         py::gil_scoped_acquire gil;
-        std::size_t n = graph_->slot_count();
-        py::array_t<std::uint8_t> out(n);
-        std::uint8_t* dst = out.mutable_data();
-        for (std::size_t s = 0; s < n; ++s) dst[s] = graph_->levels()[s] >= 0;
+        IdArray out(graph_->live_count());
+        graph_->idmap().live_ids(out.mutable_data());
         return out;
     }
 
-    // Stored rows of the given slots: (n, row_bytes) uint8.
-    py::array_t<std::uint8_t> rows(const py::array& slots) {
-        std::size_t n = static_cast<std::size_t>(slots.size());
-        const std::int64_t* slot_ptr = typed<std::int64_t>(slots, n, "slots");
-        py::gil_scoped_release release;
-        std::shared_lock<std::shared_mutex> lock(mutex_);
-        py::gil_scoped_acquire gil;
+    // Stored rows of the given ids: ((n, row_bytes) uint8, (n,) bool found); missing ids
+    // leave zero rows.
+    py::tuple rows(const py::array& ids) {
+        std::size_t n = static_cast<std::size_t>(ids.size());
+        const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
         std::size_t rb = graph_->spec().row_bytes;
         py::array_t<std::uint8_t> out({n, rb});
+        py::array_t<bool> found(n);
         std::uint8_t* dst = out.mutable_data();
-        for (std::size_t i = 0; i < n; ++i) {
-            if (slot_ptr[i] < 0 || static_cast<std::size_t>(slot_ptr[i]) >= graph_->slot_count())
-                throw std::invalid_argument("rows: slot out of range");
-            std::memcpy(dst + i * rb, graph_->row(static_cast<std::uint32_t>(slot_ptr[i])), rb);
+        bool* ok = found.mutable_data();
+        {
+            py::gil_scoped_release release;
+            std::shared_lock<std::shared_mutex> lock(mutex_);
+            for (std::size_t i = 0; i < n; ++i) {
+                std::int64_t s = graph_->idmap().find(id_ptr[i]);
+                ok[i] = s >= 0;
+                if (s >= 0)
+                    std::memcpy(dst + i * rb, graph_->row(static_cast<std::uint32_t>(s)), rb);
+                else
+                    std::memset(dst + i * rb, 0, rb);
+            }
         }
-        return out;
+        return py::make_tuple(out, found);
+    }
+
+    // Slot of a live id (tests, inspection), -1 if absent.
+    std::int64_t slot_of(std::int64_t id) {
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        return graph_->idmap().find(id);
     }
 
     // Links of a slot at a level (for tests and inspection).
@@ -159,6 +182,8 @@ class HnswHandle {
         if (n) std::memcpy(blocks.mutable_data(), g.blocks(), n * g.block_bytes());
         py::array_t<std::int32_t> levels(n);
         if (n) std::memcpy(levels.mutable_data(), g.levels(), n * 4);
+        IdArray ids(n);
+        if (n) std::memcpy(ids.mutable_data(), g.idmap().ids(), n * 8);
         std::size_t total = 0;
         for (std::size_t s = 0; s < n; ++s) total += g.upper_size(static_cast<std::uint32_t>(s));
         py::array_t<std::uint32_t> upper(total);
@@ -173,6 +198,8 @@ class HnswHandle {
         py::dict out;
         out["blocks"] = blocks;
         out["levels"] = levels;
+        out["ids"] = ids;
+        out["next_id"] = g.idmap().next_id();
         out["upper"] = upper;
         out["entry"] = static_cast<std::int64_t>(g.entry() == HnswGraph::kNone ? -1 : g.entry());
         out["max_level"] = g.max_level();
@@ -182,23 +209,38 @@ class HnswHandle {
 
     void restore(const py::array& blocks, const py::array& ids, const py::array& levels,
                  const py::array& upper, std::int64_t entry, int max_level, std::uint64_t insert_count,
-                 bool borrow) {
+                 std::int64_t next_id, bool borrow) {
         std::size_t n = static_cast<std::size_t>(levels.size());
         const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
         const std::uint8_t* b = array_bytes(blocks, n * graph_->block_bytes(), 1, "blocks");
         const std::int32_t* lv = typed<std::int32_t>(levels, n, "levels");
         const std::uint32_t* up = typed<std::uint32_t>(upper, static_cast<std::size_t>(upper.size()), "upper");
-        if (entry < -1 || entry >= static_cast<std::int64_t>(n) + (n == 0))
+        if (entry < -1 || entry >= static_cast<std::int64_t>(n))
             throw std::invalid_argument("hnsw file: entry point out of range");
         std::uint32_t e = entry < 0 ? HnswGraph::kNone : static_cast<std::uint32_t>(entry);
         std::unique_lock<std::shared_mutex> lock(mutex_);
         graph_->restore(b, borrow, n, id_ptr, lv, up, static_cast<std::size_t>(upper.size()), e, max_level, insert_count);
+        graph_->set_next_id(next_id);
         if (borrow) keepalive_ = blocks;
     }
 
     std::size_t slot_count() const { return graph_->slot_count(); }
-    std::size_t live_count() const { return graph_->live_count(); }
-    std::size_t nbytes() const { return graph_->nbytes(); }
+    std::size_t live_count() {
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        return graph_->live_count();
+    }
+    std::size_t tombstones() {
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        return graph_->tombstones();
+    }
+    std::uint64_t insert_count() {
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        return graph_->insert_count();
+    }
+    std::size_t nbytes() {
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        return graph_->nbytes();
+    }
     std::size_t block_bytes() const { return graph_->block_bytes(); }
     std::string simd() const { return level_name(level_); }
 
@@ -222,28 +264,39 @@ void bind_hnsw(py::module_& m) {
              py::arg("ef_construction"), py::arg("seed"))
         .def("set_ranges", &HnswHandle::set_ranges)
         .def_property("int8_queries", &HnswHandle::int8_queries, &HnswHandle::set_int8_queries)
-        .def("add", [](HnswHandle& h, const py::array& rows, const py::array& slots, const py::array& ids,
+        .def("add", [](HnswHandle& h, const py::array& rows, const py::object& ids,
                        const py::object& order, const py::object& threads) {
-                 h.add(rows, slots, ids, order, threads_arg(threads)); },
-             py::arg("rows"), py::arg("slots"), py::arg("ids"), py::arg("order") = py::none(),
+                 return h.add(rows, ids, order, threads_arg(threads)); },
+             py::arg("rows"), py::arg("ids") = py::none(), py::arg("order") = py::none(),
              py::arg("threads") = py::none())
-        .def("remove", [](HnswHandle& h, const py::array& slots, const py::object& threads) {
-                 return h.remove(slots, threads_arg(threads)); },
-             py::arg("slots"), py::arg("threads") = py::none())
+        .def("remove", [](HnswHandle& h, const py::array& ids, const py::object& threads) {
+                 return h.remove(ids, threads_arg(threads)); },
+             py::arg("ids"), py::arg("threads") = py::none())
+        .def("compact", [](HnswHandle& h, const py::object& threads) {
+                 return h.compact(threads_arg(threads)); },
+             py::arg("threads") = py::none())
         .def("search", [](HnswHandle& h, const py::array& queries, std::size_t nq, std::size_t k, std::size_t ef,
-                          const py::object& mask, bool normalize, const py::object& threads, bool buffered) {
-                 return h.search(queries, nq, k, ef, mask, normalize, threads_arg(threads), buffered); },
-             py::arg("queries"), py::arg("nq"), py::arg("k"), py::arg("ef"), py::arg("mask") = py::none(),
+                          const py::object& filter_ids, const py::object& filter_offsets, bool normalize,
+                          const py::object& threads, bool buffered) {
+                 return h.search(queries, nq, k, ef, filter_ids, filter_offsets, normalize,
+                                 threads_arg(threads), buffered); },
+             py::arg("queries"), py::arg("nq"), py::arg("k"), py::arg("ef"),
+             py::arg("filter_ids") = py::none(), py::arg("filter_offsets") = py::none(),
              py::arg("normalize") = false, py::arg("threads") = py::none(), py::arg("buffered") = false)
         .def("search1", &HnswHandle::search1, py::arg("query"), py::arg("k"), py::arg("ef"))
-        .def("live_mask", &HnswHandle::live_mask)
+        .def("__contains__", &HnswHandle::contains)
+        .def("ids", &HnswHandle::ids)
         .def("rows", &HnswHandle::rows)
+        .def("slot_of", &HnswHandle::slot_of)
         .def("neighbours", &HnswHandle::neighbours)
         .def("state", &HnswHandle::state)
         .def("restore", &HnswHandle::restore, py::arg("blocks"), py::arg("ids"), py::arg("levels"), py::arg("upper"),
-             py::arg("entry"), py::arg("max_level"), py::arg("insert_count"), py::arg("borrow"))
+             py::arg("entry"), py::arg("max_level"), py::arg("insert_count"), py::arg("next_id"),
+             py::arg("borrow"))
         .def_property_readonly("slot_count", &HnswHandle::slot_count)
         .def_property_readonly("live_count", &HnswHandle::live_count)
+        .def_property_readonly("tombstones", &HnswHandle::tombstones)
+        .def_property_readonly("insert_count", &HnswHandle::insert_count)
         .def_property_readonly("nbytes", &HnswHandle::nbytes)
         .def_property_readonly("block_bytes", &HnswHandle::block_bytes)
         .def_property_readonly("simd", &HnswHandle::simd);

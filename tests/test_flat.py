@@ -187,4 +187,4 @@ def test_threaded_encoding_matches_single_thread(storage):
     one.train(x), two.train(x)
     one.add(x, threads=1)
     two.add(x, threads=2)
-    np.testing.assert_array_equal(one._rows[: len(one)], two._rows[: len(two)])
+    np.testing.assert_array_equal(one._core.state()["rows"], two._core.state()["rows"])

@@ -105,7 +105,7 @@ def test_int8_queries(level, dim):
     index.add(x, threads=2)
     dist, ids = index.search(q, 10, ef=80)
     assert recall(ids, sx.knn(q, x, 10, "ip").ids) >= 0.9
-    codes = index._graph.rows(ids.reshape(-1)).reshape(ids.shape + (dim,)).astype(np.int64)
+    codes = index._graph.rows(ids.reshape(-1))[0].reshape(ids.shape + (dim,)).astype(np.int64)
     lo, scale = index._lo.astype(np.float64), index._scale.astype(np.float32)
     scaled = q * scale                                   # float32, as the kernel prepares it
     s_q = np.abs(scaled).max(axis=1) / np.float32(127)
@@ -274,15 +274,17 @@ def test_remove_keeps_recall_and_reuses_slots(level):
     fresh.add(X[keep], keep, threads=1)
     r_removed, r_fresh = recall(ids, truth), recall(fresh.search(Q, 10, ef=ef).ids, truth)
     assert r_removed >= r_fresh - 0.01, (r_removed, r_fresh)
-    # no live node links to a removed slot
-    live = np.nonzero(index._ids >= 0)[0]
+    # removal tombstones (O(1)); compaction unlinks: no live node links to a removed slot
+    index.compact()
+    assert index._graph.tombstones == 0
+    live = index.ids
     removed_slots = set(removed.tolist())  # ids == slots here
     for s in live[:500]:
         assert not removed_slots.intersection(index._graph.neighbours(int(s), 0).tolist())
     # slots are reused; removed ids never come back
-    slots_before = index._ids.shape[0]
+    slots_before = index._graph.slot_count
     new = index.add(X[removed] + 0.01, threads=2)
-    assert index._ids.shape[0] == slots_before
+    assert index._graph.slot_count == slots_before
     d, i = index.search(X[removed[:50]] + 0.01, 1, ef=32)
     assert (i[:, 0] == new[:50]).mean() >= 0.95
     assert not np.isin(index.search(Q, 10, ef=64).ids, removed).any()

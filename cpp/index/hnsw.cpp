@@ -36,6 +36,9 @@ struct HnswWorker {
     // the selection heuristic's kept nodes prepared as queries (decoded once each)
     std::vector<std::vector<float>> chosen_buffers;
     std::vector<HnswQuery> chosen_queries;
+    SlotMask filter;  // allowed slots of the filter list in use
+    std::vector<std::uint32_t> level_links;  // insert: chosen links of every level, concatenated
+    std::vector<std::size_t> level_offsets;  // insert: where each level's links start
 
     void new_epoch(std::size_t slots) {
         if (visited.size() < slots) {
@@ -191,7 +194,7 @@ HnswGraph::~HnswGraph() { std::free(owned_); }
 
 void HnswGraph::set_ranges(const float* lo, const float* scale) {
     if (spec_.storage != Storage::u8) throw std::invalid_argument("set_ranges: only for int8 storage");
-    if (live_count_ != 0) throw std::invalid_argument("set_ranges: the index already holds vectors");
+    if (slot_count_ != 0) throw std::invalid_argument("set_ranges: the index already holds vectors");
     std::copy(lo, lo + spec_.dim, lo_.begin());
     std::copy(scale, scale + spec_.dim, scale_.begin());
 }
@@ -199,7 +202,7 @@ void HnswGraph::set_ranges(const float* lo, const float* scale) {
 void HnswGraph::set_int8_queries(bool on) {
     if (on && (spec_.storage != Storage::u8 || dist_.l2))
         throw std::invalid_argument("int8 queries need int8 storage and metric 'ip' or 'cosine'");
-    if (live_count_ != 0) throw std::invalid_argument("set_int8_queries: the index already holds vectors");
+    if (slot_count_ != 0) throw std::invalid_argument("set_int8_queries: the index already holds vectors");
     int8_queries_ = on;
 }
 
@@ -207,7 +210,7 @@ std::size_t HnswGraph::nbytes() const {
     std::size_t total = capacity_ * (block_bytes_ + sizeof(std::int32_t) + 1 +
                                      sizeof(std::vector<std::uint32_t>));
     for (std::size_t s = 0; s < slot_count_; ++s) total += upper_[s].capacity() * 4;
-    return total + (lo_.size() + scale_.size()) * 4;
+    return total + (lo_.size() + scale_.size()) * 4 + idmap_.nbytes();
 }
 
 void HnswGraph::reserve(std::size_t slots) {
@@ -223,7 +226,7 @@ void HnswGraph::reserve(std::size_t slots) {
     owned_ = grown;
     blocks_ = grown;
     levels_.resize(capacity, -1);
-    ids_.resize(capacity, -1);
+    alive_.resize(capacity, 0);
     upper_.resize(capacity);
     std::unique_ptr<std::atomic<std::uint8_t>[]> locks(new std::atomic<std::uint8_t>[capacity]);
     for (std::size_t i = 0; i < capacity; ++i) locks[i].store(0, std::memory_order_relaxed);
@@ -568,58 +571,70 @@ void HnswGraph::select_neighbours(std::vector<HnswCandidate>& sorted, std::size_
 
 // ---- insertion ----------------------------------------------------------------------------
 
-void HnswGraph::add(const std::uint8_t* rows, const std::int64_t* slots, const std::int64_t* ids,
+void HnswGraph::add(const std::uint8_t* rows, const std::int64_t* ids, std::int64_t* assigned,
                     const std::int64_t* order, std::size_t n, std::size_t threads) {
     if (n == 0) return;
-    std::size_t needed = slot_count_;
-    for (std::size_t i = 0; i < n; ++i) {
-        if (slots[i] < 0 || slots[i] >= static_cast<std::int64_t>(kNone))
-            throw std::invalid_argument("add: slot out of range");
-        needed = std::max<std::size_t>(needed, static_cast<std::size_t>(slots[i]) + 1);
+    if (order) {
+        std::vector<std::uint8_t> seen(n, 0);
+        for (std::size_t i = 0; i < n; ++i) {
+            if (order[i] < 0 || static_cast<std::size_t>(order[i]) >= n || seen[order[i]]++)
+                throw std::invalid_argument("add: order is not a permutation of the rows");
+        }
     }
-    for (std::size_t i = 0; i < n; ++i) {
-        std::size_t s = static_cast<std::size_t>(slots[i]);
-        if (s < slot_count_ && levels_[s] >= 0) throw std::invalid_argument("add: slot is in use");
-        if (order && (order[i] < 0 || static_cast<std::size_t>(order[i]) >= n))
-            throw std::invalid_argument("add: order is not a permutation");
+    if (ids) {
+        idmap_.check_new(ids, n);
+    } else {
+        idmap_.next_ids(assigned, n);
+        ids = assigned;
     }
-    reserve(needed);
+    if (idmap_.slots() + n >= static_cast<std::size_t>(kNone))
+        throw std::invalid_argument("add: the graph would exceed 2**32 - 1 slots");
+    std::vector<std::uint32_t> slots(n);
+    for (std::size_t i = 0; i < n; ++i) slots[i] = idmap_.take_slot();
+    reserve(idmap_.slots());
     // Rows are written up front; a node becomes reachable only once it is linked.
     for (std::size_t i = 0; i < n; ++i) {
         std::uint8_t* block = blocks_ + static_cast<std::size_t>(slots[i]) * block_bytes_;
         std::memcpy(block, rows + i * spec_.row_bytes, spec_.row_bytes);
         std::memset(block + links_offset_, 0, 4 * (1 + M0_));
-        ids_[static_cast<std::size_t>(slots[i])] = ids[i];
     }
-    slot_count_ = needed;
+    slot_count_ = idmap_.slots();
     const std::uint64_t first = insert_count_;
     std::size_t workers = std::max<std::size_t>(1, std::min(threads, n));
     std::vector<std::unique_ptr<HnswWorker>> scratch;
     for (std::size_t t = 0; t < workers; ++t) scratch.push_back(acquire_worker());
-    std::atomic<std::size_t> inserted{0};
     auto task = [&](std::size_t i, std::size_t worker) {
         std::size_t r = order ? static_cast<std::size_t>(order[i]) : i;
-        insert(static_cast<std::uint32_t>(slots[r]), draw_level(first + i), *scratch[worker]);
-        inserted.fetch_add(1, std::memory_order_relaxed);
+        insert(slots[r], draw_level(first + i), *scratch[worker]);
+    };
+    auto finish = [&] {
+        // Nodes that were inserted become live under their ids; the others (interrupted)
+        // give their slots back.
+        for (std::size_t i = n; i-- > 0;) {
+            if (levels_[slots[i]] >= 0) {
+                idmap_.bind(slots[i], ids[i]);
+                alive_[slots[i]] = 1;
+            } else {
+                idmap_.give_back(slots[i]);
+            }
+        }
+        slot_count_ = idmap_.slots();
+        insert_count_ = first + n;
+        for (auto& w : scratch) release_worker(std::move(w));
     };
     try {
         parallel_for(n, workers, task);
     } catch (...) {
-        // Interrupted: the rows never inserted stay free slots.
-        for (std::size_t i = 0; i < n; ++i) {
-            std::size_t s = static_cast<std::size_t>(slots[i]);
-            if (levels_[s] < 0) ids_[s] = -1;
-        }
-        insert_count_ = first + n;
-        live_count_ += inserted.load();
-        for (auto& w : scratch) release_worker(std::move(w));
+        finish();
         throw;
     }
-    insert_count_ = first + n;
-    live_count_ += n;
-    for (auto& w : scratch) release_worker(std::move(w));
+    finish();
 }
 
+// The node is searched for on every level first (nothing links to it yet), then its lists
+// are written, all of them, under its lock, and only then is it linked from its
+// neighbours: a node is never reachable before its lists are complete, and its own lists
+// are never rewritten after other threads may have added reverse links to them.
 void HnswGraph::insert(std::uint32_t slot, int level, HnswWorker& w) {
     upper_[slot].assign(static_cast<std::size_t>(level) * (1 + M_), 0);
     HnswQuery q = prepare_row(row(slot), w.query, w.decoded);
@@ -627,8 +642,8 @@ void HnswGraph::insert(std::uint32_t slot, int level, HnswWorker& w) {
     std::unique_lock<std::mutex> entry_lock(entry_mutex_);
     std::uint32_t cur = entry_;
     int top = max_level_;
-    levels_[slot] = level;
     if (cur == kNone) {
+        levels_[slot] = level;
         entry_ = slot;
         max_level_ = level;
         return;
@@ -637,21 +652,38 @@ void HnswGraph::insert(std::uint32_t slot, int level, HnswWorker& w) {
 
     float cur_distance = distance(q, row(cur));
     for (int l = top; l > level; --l) greedy<true>(q, cur, cur_distance, l, w);
-    for (int l = std::min(level, top); l >= 0; --l) {
+    const int lowest_shared = std::min(level, top);
+    // Levels are searched top-down; level l's links are level_links[start(l), start(l - 1))
+    // with start(-1) = the total.
+    std::vector<std::size_t>& start = w.level_offsets;
+    start.assign(static_cast<std::size_t>(lowest_shared) + 2, 0);
+    w.level_links.clear();
+    for (int l = lowest_shared; l >= 0; --l) {
         search_layer<true, false>(q, cur, cur_distance, l, ef_construction_, nullptr, w);
         w.sorted.assign(w.results.begin(), w.results.end());
         std::sort(w.sorted.begin(), w.sorted.end(), closer);
         cur = w.sorted.front().slot;
         cur_distance = w.sorted.front().distance;
         select_neighbours(w.sorted, M_, w);
-        std::vector<std::uint32_t>& chosen = w.neighbours;  // add_reverse_link reuses w.chosen
-        chosen.assign(w.chosen.begin(), w.chosen.end());
-        lock(slot);
+        start[static_cast<std::size_t>(l) + 1] = w.level_links.size();
+        w.level_links.insert(w.level_links.end(), w.chosen.begin(), w.chosen.end());
+    }
+    start[0] = w.level_links.size();
+    // start[l + 1] is where level l begins, start[l] where it ends.
+    auto level_begin = [&](int l) { return w.level_links.begin() + static_cast<std::ptrdiff_t>(start[static_cast<std::size_t>(l) + 1]); };
+    auto level_end = [&](int l) { return w.level_links.begin() + static_cast<std::ptrdiff_t>(start[static_cast<std::size_t>(l)]); };
+    lock(slot);
+    for (int l = 0; l <= lowest_shared; ++l) {
         std::uint32_t* list = mutable_links(slot, l);
-        list[0] = static_cast<std::uint32_t>(chosen.size());
-        std::copy(chosen.begin(), chosen.end(), list + 1);
-        unlock(slot);
-        for (std::uint32_t neighbour : chosen) add_reverse_link(neighbour, slot, l, w);
+        list[0] = static_cast<std::uint32_t>(level_end(l) - level_begin(l));
+        std::copy(level_begin(l), level_end(l), list + 1);
+    }
+    levels_[slot] = level;
+    unlock(slot);
+    // Publish: reverse links make the node reachable (add_reverse_link reuses w.chosen).
+    for (int l = lowest_shared; l >= 0; --l) {
+        w.neighbours.assign(level_begin(l), level_end(l));
+        for (std::uint32_t neighbour : w.neighbours) add_reverse_link(neighbour, slot, l, w);
     }
     if (level > top) {
         entry_ = slot;
@@ -690,20 +722,36 @@ void HnswGraph::add_reverse_link(std::uint32_t node, std::uint32_t added, int le
 
 // ---- removal --------------------------------------------------------------------------------
 
-std::size_t HnswGraph::remove(const std::int64_t* slots, std::size_t n, std::size_t threads) {
-    std::vector<std::uint8_t> removed(slot_count_, 0);
+std::size_t HnswGraph::remove(const std::int64_t* ids, std::size_t n, std::size_t threads) {
     std::size_t count = 0;
     for (std::size_t i = 0; i < n; ++i) {
-        if (slots[i] < 0 || static_cast<std::size_t>(slots[i]) >= slot_count_) continue;
-        std::size_t s = static_cast<std::size_t>(slots[i]);
-        if (levels_[s] < 0 || removed[s]) continue;
-        removed[s] = 1;
+        std::int64_t s = idmap_.unbind(ids[i]);
+        if (s < 0) continue;
+        alive_[static_cast<std::size_t>(s)] = 0;
+        ++tombstones_;
         ++count;
     }
-    if (count == 0) return 0;
+    if (tombstones_ > kHnswCompactMin &&
+        static_cast<double>(tombstones_) > kHnswCompactFraction * static_cast<double>(idmap_.size()))
+        compact(threads);
+    return count;
+}
+
+std::size_t HnswGraph::compact(std::size_t threads) {
+    if (tombstones_ == 0) return 0;
+    std::vector<std::uint8_t> removed(slot_count_, 0);
+    for (std::size_t s = 0; s < slot_count_; ++s) removed[s] = levels_[s] >= 0 && !alive_[s];
+    unlink(removed, threads);
+    std::size_t count = tombstones_;
+    tombstones_ = 0;
+    return count;
+}
+
+// Repairs every live node that links to a removed one, then frees the removed slots.
+void HnswGraph::unlink(const std::vector<std::uint8_t>& removed, std::size_t threads) {
     own_blocks();
-    // Repair every live node that links to a removed one (each node writes only its own
-    // lists and reads only removed nodes' lists, so the result does not depend on threads).
+    // Each node writes only its own lists and reads only removed nodes' lists, so the result
+    // does not depend on threads.
     const std::size_t chunk = 256;
     std::size_t tasks = (slot_count_ + chunk - 1) / chunk;
     std::size_t workers = std::max<std::size_t>(1, std::min(threads, tasks));
@@ -716,18 +764,19 @@ std::size_t HnswGraph::remove(const std::int64_t* slots, std::size_t n, std::siz
                 if (levels_[s] >= 0 && !removed[s]) repair(static_cast<std::uint32_t>(s), removed, *scratch[worker]);
         });
     } catch (...) {
+        // Interrupted: repaired nodes no longer point at removed ones, the others still may,
+        // so the removed nodes stay in the graph as tombstones (searches skip them).
         for (auto& w : scratch) release_worker(std::move(w));
-        throw;  // links are consistent: repaired nodes no longer point at removed ones
+        throw;
     }
     for (auto& w : scratch) release_worker(std::move(w));
     for (std::size_t s = 0; s < slot_count_; ++s) {
         if (!removed[s]) continue;
         levels_[s] = -1;
-        ids_[s] = -1;
         std::vector<std::uint32_t>().swap(upper_[s]);
         mutable_links(static_cast<std::uint32_t>(s), 0)[0] = 0;
+        idmap_.release(static_cast<std::uint32_t>(s));
     }
-    live_count_ -= count;
     if (entry_ != kNone && removed[entry_]) {
         entry_ = kNone;
         max_level_ = -1;
@@ -738,7 +787,6 @@ std::size_t HnswGraph::remove(const std::int64_t* slots, std::size_t n, std::siz
             }
         }
     }
-    return count;
 }
 
 void HnswGraph::repair(std::uint32_t node, const std::vector<std::uint8_t>& removed, HnswWorker& w) {
@@ -795,9 +843,9 @@ void HnswGraph::repair(std::uint32_t node, const std::vector<std::uint8_t>& remo
 
 // ---- search -----------------------------------------------------------------------------------
 
-void HnswGraph::search_one(const void* query, std::size_t k, std::size_t ef, const std::uint8_t* mask, const std::vector<std::uint32_t>* exact_slots,
-                           bool normalize_query, HnswWorker& w, float* out_distances,
-                           std::int64_t* out_ids, bool buffered) const {
+void HnswGraph::search_one(const void* query, std::size_t k, std::size_t ef, const IdFilter& filter,
+                           std::size_t list, bool normalize_query, HnswWorker& w,
+                           float* out_distances, std::int64_t* out_ids, bool buffered) const {
     const void* raw = query;
     if (normalize_query) {
         const float* x = static_cast<const float*>(query);
@@ -810,25 +858,32 @@ void HnswGraph::search_one(const void* query, std::size_t k, std::size_t ef, con
     }
     HnswQuery q = spec_.storage == Storage::bits ? HnswQuery{raw, 0}
                                                  : prepare(static_cast<const float*>(raw), w.query);
-    std::size_t found = 0;
-    auto emit = [&](float d, std::uint32_t s) {
-        out_distances[found] = d;
-        out_ids[found] = ids_[s];
-        ++found;
-    };
-    if (exact_slots) {
-        // Small allowed set: exact scan of just those rows.
-        TopK top(k);
-        const std::vector<std::uint32_t>& allowed = *exact_slots;
-        for (std::size_t i = 0; i < allowed.size(); ++i) {
-            if (i + 1 < allowed.size()) prefetch(row(allowed[i + 1]));
-            top.push(distance(q, row(allowed[i])), allowed[i]);
+    // Which slots may be returned: a filter's live slots, else every live node (a mask only
+    // while tombstones exist; the walk still passes through excluded nodes).
+    const std::uint8_t* mask = nullptr;
+    if (filter.active()) {
+        w.filter.build(idmap_, filter, list);
+        mask = w.filter.allow.data();
+        const std::size_t count = w.filter.slots.size();
+        const bool exact = static_cast<double>(count) <
+                               kHnswExactFilterFraction * static_cast<double>(idmap_.size()) ||
+                           count <= std::max(ef, k);
+        if (exact) {
+            // Small allowed set: exact scan of just those rows.
+            TopK top(k);
+            const std::vector<std::uint32_t>& allowed = w.filter.slots;
+            for (std::size_t i = 0; i < allowed.size(); ++i) {
+                if (i + 1 < allowed.size()) prefetch(row(allowed[i + 1]));
+                top.push(distance(q, row(allowed[i])), allowed[i]);
+            }
+            top.write_sorted(out_distances, out_ids);
+            for (std::size_t i = 0; i < k && out_ids[i] >= 0; ++i) out_ids[i] = idmap_.id(static_cast<std::size_t>(out_ids[i]));
+            return;
         }
-        top.write_sorted(out_distances, out_ids);
-        for (std::size_t i = 0; i < k && out_ids[i] >= 0; ++i)
-            out_ids[i] = ids_[out_ids[i]];
-        return;
+    } else if (tombstones_ != 0) {
+        mask = alive_.data();
     }
+    std::size_t found = 0;
     if (entry_ != kNone) {
         std::uint32_t cur = entry_;
         float cur_distance = distance(q, row(cur));
@@ -842,7 +897,7 @@ void HnswGraph::search_one(const void* query, std::size_t k, std::size_t ef, con
             else
                 search_layer<false, false>(q, cur, cur_distance, 0, ef, nullptr, w, &buffer);
             buffer.write_sorted(out_distances, out_ids);
-            for (std::size_t i = 0; i < k && out_ids[i] >= 0; ++i) out_ids[i] = ids_[out_ids[i]];
+            for (std::size_t i = 0; i < k && out_ids[i] >= 0; ++i) out_ids[i] = idmap_.id(static_cast<std::size_t>(out_ids[i]));
             return;
         }
         std::size_t width = std::max(ef, k);
@@ -852,7 +907,10 @@ void HnswGraph::search_one(const void* query, std::size_t k, std::size_t ef, con
             search_layer<false, false>(q, cur, cur_distance, 0, width, nullptr, w);
         w.sorted.assign(w.results.begin(), w.results.end());
         std::sort(w.sorted.begin(), w.sorted.end(), closer);
-        for (std::size_t i = 0; i < w.sorted.size() && found < k; ++i) emit(w.sorted[i].distance, w.sorted[i].slot);
+        for (std::size_t i = 0; i < w.sorted.size() && found < k; ++i, ++found) {
+            out_distances[found] = w.sorted[i].distance;
+            out_ids[found] = idmap_.id(w.sorted[i].slot);
+        }
     }
     for (; found < k; ++found) {
         out_distances[found] = std::numeric_limits<float>::infinity();
@@ -861,70 +919,39 @@ void HnswGraph::search_one(const void* query, std::size_t k, std::size_t ef, con
 }
 
 void HnswGraph::search(const void* queries, std::size_t nq, std::size_t k, std::size_t ef,
-                       const std::uint8_t* mask, std::size_t mask_len, bool normalize_queries,
-                       std::size_t threads, float* out_distances, std::int64_t* out_ids,
-                       bool buffered) const {
+                       const IdFilter& filter, bool normalize_queries, std::size_t threads,
+                       float* out_distances, std::int64_t* out_ids, bool buffered) const {
     if (k < 1) throw std::invalid_argument("k must be >= 1");
+    if (filter.active() && filter.lists != 1 && filter.lists != nq)
+        throw std::invalid_argument("search: one filter, or one filter per query");
     const std::size_t query_bytes = spec_.storage == Storage::bits ? spec_.row_bytes : spec_.dim * 4;
     const auto* base = static_cast<const std::uint8_t*>(queries);
-
-    // Filter: pick graph walk or exact scan from the allowed fraction of live nodes.
-    std::vector<std::uint32_t> allowed;
-    std::vector<std::uint8_t> full_mask;
-    bool exact = false;
-    if (mask) {
-        if (mask_len < slot_count_) {  // slots added after the mask was built are not allowed
-            full_mask.assign(slot_count_, 0);
-            std::copy(mask, mask + mask_len, full_mask.begin());
-            mask = full_mask.data();
-        }
-        std::size_t count = 0;
-        for (std::size_t s = 0; s < slot_count_; ++s) count += (mask[s] && levels_[s] >= 0);
-        exact = static_cast<double>(count) < kHnswExactFilterFraction * static_cast<double>(live_count_) ||
-                count <= std::max(ef, k);
-        if (exact) {
-            allowed.reserve(count);
-            for (std::size_t s = 0; s < slot_count_; ++s)
-                if (mask[s] && levels_[s] >= 0) allowed.push_back(static_cast<std::uint32_t>(s));
-        }
-    }
-    const std::vector<std::uint32_t>* exact_slots = exact ? &allowed : nullptr;
-
     std::size_t workers = std::max<std::size_t>(1, std::min(threads, nq));
-    if (workers == 1) {
-        std::unique_ptr<HnswWorker> w = acquire_worker();
-        struct Release {
-            const HnswGraph* g;
-            std::unique_ptr<HnswWorker>& w;
-            ~Release() { g->release_worker(std::move(w)); }
-        } release{this, w};
-        if (nq == 1) {
-            search_one(base, k, ef, mask, exact_slots, normalize_queries, *w, out_distances, out_ids,
-                       buffered);
-            return;
-        }
-        parallel_for(nq, 1, [&](std::size_t i, std::size_t) {
-            search_one(base + i * query_bytes, k, ef, mask, exact_slots, normalize_queries, *w,
-                       out_distances + i * k, out_ids + i * k, buffered);
-        });
-        return;
-    }
     std::vector<std::unique_ptr<HnswWorker>> scratch;
     for (std::size_t t = 0; t < workers; ++t) scratch.push_back(acquire_worker());
-    const std::size_t chunk = 16;
-    std::size_t tasks = (nq + chunk - 1) / chunk;
-    try {
-        parallel_for(tasks, workers, [&](std::size_t task, std::size_t worker) {
-            std::size_t end = std::min(nq, (task + 1) * chunk);
-            for (std::size_t i = task * chunk; i < end; ++i)
-                search_one(base + i * query_bytes, k, ef, mask, exact_slots, normalize_queries,
-                           *scratch[worker], out_distances + i * k, out_ids + i * k, buffered);
-        });
-    } catch (...) {
-        for (auto& w : scratch) release_worker(std::move(w));
-        throw;
+    struct Release {  // filter masks are cleared (O(allowed)) before the workers go back
+        const HnswGraph* g;
+        std::vector<std::unique_ptr<HnswWorker>>& scratch;
+        ~Release() {
+            for (auto& w : scratch) {
+                w->filter.clear();
+                g->release_worker(std::move(w));
+            }
+        }
+    } release{this, scratch};
+    if (nq == 1) {
+        search_one(base, k, ef, filter, 0, normalize_queries, *scratch[0], out_distances, out_ids,
+                   buffered);
+        return;
     }
-    for (auto& w : scratch) release_worker(std::move(w));
+    const std::size_t chunk = workers == 1 ? 1 : 16;
+    std::size_t tasks = (nq + chunk - 1) / chunk;
+    parallel_for(tasks, workers, [&](std::size_t task, std::size_t worker) {
+        std::size_t end = std::min(nq, (task + 1) * chunk);
+        for (std::size_t i = task * chunk; i < end; ++i)
+            search_one(base + i * query_bytes, k, ef, filter, filter.list_of(i), normalize_queries,
+                       *scratch[worker], out_distances + i * k, out_ids + i * k, buffered);
+    });
 }
 
 // ---- persistence --------------------------------------------------------------------------------
@@ -940,6 +967,9 @@ void HnswGraph::restore(const std::uint8_t* blocks, bool borrow, std::size_t slo
     for (std::size_t s = 0; s < slot_count; ++s) {
         if (levels[s] < -1 || levels[s] > 30) throw std::invalid_argument("hnsw file: bad level");
         if (levels[s] >= 0) ++live;
+        if (ids[s] < -1 || (ids[s] >= 0 && levels[s] < 0))
+            throw std::invalid_argument("hnsw file: ids[" + std::to_string(s) + "] = " +
+                                        std::to_string(ids[s]) + " does not match its level");
         top = std::max(top, levels[s]);
         expected_upper += static_cast<std::size_t>(std::max(levels[s], 0)) * (1 + M_);
     }
@@ -962,11 +992,14 @@ void HnswGraph::restore(const std::uint8_t* blocks, bool borrow, std::size_t slo
         }
         offset += level * (1 + M_);
     }
+    std::vector<std::uint8_t> in_graph(slot_count);
+    for (std::size_t s = 0; s < slot_count; ++s) in_graph[s] = levels[s] >= 0;
+    idmap_.restore(ids, slot_count, in_graph.data());  // throws on duplicated ids
     if (borrow) {
         std::free(owned_);
         owned_ = nullptr;
         levels_.assign(slot_count, -1);
-        ids_.assign(slot_count, -1);
+        alive_.assign(slot_count, 0);
         upper_.assign(slot_count, {});
         std::unique_ptr<std::atomic<std::uint8_t>[]> locks(new std::atomic<std::uint8_t>[slot_count + 1]);
         for (std::size_t i = 0; i <= slot_count; ++i) locks[i].store(0);
@@ -978,10 +1011,12 @@ void HnswGraph::restore(const std::uint8_t* blocks, bool borrow, std::size_t slo
         std::memcpy(blocks_, blocks, slot_count * block_bytes_);
     }
     slot_count_ = slot_count;
+    tombstones_ = 0;
     offset = 0;
     for (std::size_t s = 0; s < slot_count; ++s) {
         levels_[s] = levels[s];
-        ids_[s] = levels[s] >= 0 ? ids[s] : -1;
+        alive_[s] = ids[s] >= 0;
+        tombstones_ += levels[s] >= 0 && ids[s] < 0;
         std::size_t len = static_cast<std::size_t>(std::max(levels[s], 0)) * (1 + M_);
         upper_[s].assign(upper + offset, upper + offset + len);
         offset += len;
@@ -989,7 +1024,6 @@ void HnswGraph::restore(const std::uint8_t* blocks, bool borrow, std::size_t slo
     entry_ = entry;
     max_level_ = max_level;
     insert_count_ = insert_count;
-    live_count_ = live;
 }
 
 }  // namespace simdex

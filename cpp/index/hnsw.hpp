@@ -21,22 +21,32 @@
 //   upper[slot]: (L, 1 + M) u32 for levels 1..L: count, then M neighbour slots.
 //   levels[slot]: int32 level, -1 = free slot (never used, or removed and unlinked).
 //
+// Ids: the graph owns the id <-> slot map (IdMap): add takes user ids (or assigns
+// sequential ones), results carry user ids, filters name ids.
+//
 // Concurrency
-//   * add(): nodes are inserted in parallel on our thread pool; each node's link lists are
-//     guarded by a one-byte spin lock; the entry point by a mutex. With threads = 1 the
-//     build is deterministic.
-//   * search() is const and may run from many threads at once; it must not overlap add()
-//     or remove() (the binding serialises them with a reader-writer lock).
-//   * Per-thread scratch (visited set with epoch counters, heaps, buffers) comes from a pool
-//     so a search allocates nothing in steady state.
+//   * add(): nodes are inserted in parallel on our thread pool. A node is searched for on
+//     every level first, then all its link lists are written under its lock, and only then
+//     do other nodes link to it (reverse links): no node is reachable before its lists are
+//     complete, and no list of a reachable node is overwritten by its own insert (which
+//     would erase reverse links that other threads added meanwhile). Each link list is
+//     guarded by a one-byte spin lock, the entry point by a mutex. threads = 1 is
+//     deterministic.
+//   * search() is const and may run from many threads at once; it must not overlap add(),
+//     remove() or compact() (the binding serialises them with a reader-writer lock).
+//   * Per-thread scratch (visited set with epoch counters, heaps, buffers, filter masks)
+//     comes from a pool so a search allocates nothing in steady state.
 //
 // Memory access: expanding a node first prefetches every unvisited neighbour's whole row
 // (line 0 with the L1 hint, the rest with the L2 hint) so all their misses overlap; the
 // search is bound by memory latency, not by the distance arithmetic.
 //
-// Removal unlinks nodes: every live node that pointed to a removed node re-selects its
-// links (heuristic) from its remaining links plus the removed node's links, then the
-// removed slots become free and are reused by later adds. Search never meets a removed node.
+// Removal is a tombstone: remove(id) forgets the id and clears the node's alive flag in
+// O(1); searches still walk through the node but never return it. compact() (run by
+// remove once tombstones exceed kHnswCompactFraction of the live nodes) unlinks them:
+// every live node that pointed to a removed node re-selects its links (heuristic) from its
+// remaining links plus the removed node's links, then the slots become free and are reused
+// by later adds.
 #pragma once
 #include <atomic>
 #include <cstddef>
@@ -45,6 +55,7 @@
 #include <mutex>
 #include <vector>
 
+#include "index/idmap.hpp"
 #include "index/scorer.hpp"
 #include "index/topk.hpp"
 
@@ -54,6 +65,10 @@ namespace simdex {
 // exactly instead of walking the graph (a walk would visit ~1/fraction excluded nodes per
 // useful one; an exact scan of 3% of the rows costs about as much as an ef=100 walk on 60k).
 constexpr double kHnswExactFilterFraction = 0.03;
+// remove() unlinks tombstoned nodes once they exceed this fraction of the live nodes (and
+// kHnswCompactMin): the O(n) repair pass is paid once per that many removals.
+constexpr double kHnswCompactFraction = 0.1;
+constexpr std::size_t kHnswCompactMin = 64;
 
 struct HnswWorker;
 
@@ -106,30 +121,36 @@ class HnswGraph {
     void set_int8_queries(bool on);
     bool int8_queries() const { return int8_queries_; }
 
-    // rows: (n, row_bytes) stored rows; slots: (n,) where each row goes (free or new slots);
-    // ids: (n,) user ids; order: (n,) permutation, rows are inserted as order[0], order[1],
-    // ... (nullptr = 0..n-1).
-    void add(const std::uint8_t* rows, const std::int64_t* slots, const std::int64_t* ids,
+    // rows: (n, row_bytes) stored rows; ids: (n,) new user ids, unique, not in the graph
+    // (checked here, before anything changes); nullptr = assign sequential ids into
+    // assigned (n,). order: (n,) permutation, rows are inserted as order[0], order[1], ...
+    // (nullptr = 0..n-1). Interrupted (Ctrl-C), the rows inserted so far stay.
+    void add(const std::uint8_t* rows, const std::int64_t* ids, std::int64_t* assigned,
              const std::int64_t* order, std::size_t n, std::size_t threads);
 
-    // Unlink and free the given live slots (ignores free ones); returns how many were removed.
-    std::size_t remove(const std::int64_t* slots, std::size_t n, std::size_t threads);
+    // Tombstones the given ids (unknown ids are ignored); returns how many were removed.
+    // Compacts when tombstones pile up (see kHnswCompactFraction).
+    std::size_t remove(const std::int64_t* ids, std::size_t n, std::size_t threads);
+    // Unlinks every tombstoned node and frees its slot; returns how many.
+    std::size_t compact(std::size_t threads);
 
     // queries: (nq, dim) float32, or (nq, row_bytes) codes for bits storage; normalised
     //          here first when normalize_queries (cosine).
-    // mask:    (mask_len,) uint8 by slot, nonzero = allowed (slots >= mask_len are not), or nullptr.
+    // filter:  allowed user ids (one list for every query or one per query), or inactive.
     // out:     distances (nq, k) float32 ascending, user ids (nq, k) int64, padded (+inf, -1).
     // buffered: when k > ef, keep the search window at ef and return the k best of every
     //           node whose distance was computed (a candidate buffer larger than the window,
     //           for re-ranking pipelines); otherwise the window is max(ef, k).
     void search(const void* queries, std::size_t nq, std::size_t k, std::size_t ef,
-                const std::uint8_t* mask, std::size_t mask_len, bool normalize_queries,
-                std::size_t threads, float* out_distances, std::int64_t* out_ids,
-                bool buffered = false) const;
+                const IdFilter& filter, bool normalize_queries, std::size_t threads,
+                float* out_distances, std::int64_t* out_ids, bool buffered = false) const;
 
     // ---- state ------------------------------------------------------------------------
     std::size_t slot_count() const { return slot_count_; }
-    std::size_t live_count() const { return live_count_; }
+    std::size_t live_count() const { return idmap_.size(); }
+    std::size_t tombstones() const { return tombstones_; }
+    const IdMap& idmap() const { return idmap_; }
+    void set_next_id(std::int64_t next) { idmap_.set_next_id(next); }
     std::size_t capacity() const { return capacity_; }
     std::size_t block_bytes() const { return block_bytes_; }
     std::size_t M() const { return M_; }
@@ -143,7 +164,7 @@ class HnswGraph {
 
     const std::uint8_t* blocks() const { return blocks_; }
     const std::int32_t* levels() const { return levels_.data(); }
-    const std::int64_t* ids() const { return ids_.data(); }
+    bool alive(std::uint32_t slot) const { return alive_[slot] != 0; }
     const std::uint8_t* row(std::uint32_t slot) const {
         return blocks_ + static_cast<std::size_t>(slot) * block_bytes_;
     }
@@ -152,7 +173,8 @@ class HnswGraph {
     std::size_t upper_size(std::uint32_t slot) const { return upper_[slot].size(); }
 
     // Restore: blocks (slot_count, block_bytes) either borrowed (kept alive by the caller,
-    // copied on the first mutation) or copied; levels (slot_count,); upper: the concatenated
+    // copied on the first mutation) or copied; ids (slot_count,): user id, -1 for a free slot
+    // (level -1) or a tombstone (level >= 0); levels (slot_count,); upper: the concatenated
     // upper lists of slots in order (levels[s] * (1 + M) u32 each).
     void restore(const std::uint8_t* blocks, bool borrow, std::size_t slot_count,
                  const std::int64_t* ids, const std::int32_t* levels, const std::uint32_t* upper, std::size_t upper_len,
@@ -180,15 +202,16 @@ class HnswGraph {
                       TopK* buffer = nullptr) const;
     void select_neighbours(std::vector<HnswCandidate>& sorted, std::size_t max_links,
                            HnswWorker& w) const;
-    void search_one(const void* query, std::size_t k, std::size_t ef, const std::uint8_t* mask, const std::vector<std::uint32_t>* exact_slots,
-                    bool normalize_query, HnswWorker& w, float* out_distances,
-                    std::int64_t* out_ids, bool buffered = false) const;
+    void search_one(const void* query, std::size_t k, std::size_t ef, const IdFilter& filter,
+                    std::size_t list, bool normalize_query, HnswWorker& w, float* out_distances,
+                    std::int64_t* out_ids, bool buffered) const;
 
     std::uint32_t* mutable_links(std::uint32_t slot, int level);
     void reserve(std::size_t slots);
     void own_blocks();
     int draw_level(std::uint64_t insertion) const;
     void insert(std::uint32_t slot, int level, HnswWorker& w);
+    void unlink(const std::vector<std::uint8_t>& removed, std::size_t threads);
     void add_reverse_link(std::uint32_t node, std::uint32_t added, int level, HnswWorker& w);
     void repair(std::uint32_t node, const std::vector<std::uint8_t>& removed, HnswWorker& w);
 
@@ -212,7 +235,9 @@ class HnswGraph {
     std::uint8_t* owned_ = nullptr;    // 64-byte aligned allocation of capacity_ blocks
     std::size_t capacity_ = 0, slot_count_ = 0;
     std::vector<std::int32_t> levels_;
-    std::vector<std::int64_t> ids_;  // user id per slot, -1 = free
+    IdMap idmap_;
+    std::vector<std::uint8_t> alive_;  // 1: live node (returned by searches); 0: free or tombstone
+    std::size_t tombstones_ = 0;
     std::vector<std::vector<std::uint32_t>> upper_;
     std::unique_ptr<std::atomic<std::uint8_t>[]> locks_;
 
@@ -220,7 +245,6 @@ class HnswGraph {
     std::uint32_t entry_ = kNone;
     int max_level_ = -1;
     std::uint64_t insert_count_ = 0;
-    std::size_t live_count_ = 0;
 
     mutable std::mutex pool_mutex_;
     mutable std::vector<std::unique_ptr<HnswWorker>> pool_;

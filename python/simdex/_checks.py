@@ -165,3 +165,45 @@ def as_filter(filter: Any) -> np.ndarray | None:
     raise TypeError(
         f"filter must be an int64 array of allowed ids or a boolean mask indexed by id; got dtype {a.dtype}"
     )
+
+
+def _filter_ids(a: np.ndarray) -> np.ndarray:
+    if a.ndim != 1:
+        raise ValueError(f"filter must be a 1-D array of allowed ids or a boolean mask; got shape {a.shape}")
+    if a.dtype == np.bool_:
+        return np.flatnonzero(a).astype(np.int64)
+    if a.dtype.kind in "iu":
+        return np.ascontiguousarray(a, dtype=np.int64)
+    raise TypeError(
+        f"filter must be an int64 array of allowed ids or a boolean mask indexed by id; got dtype {a.dtype}"
+    )
+
+
+def as_filter_lists(filter: Any, nq: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """filter -> (allowed ids (m,) int64, offsets (lists + 1,) int64) for the C++ cores.
+
+    filter: None; an int array of allowed ids or a boolean mask indexed by id (one filter for
+    every query); or a list / tuple with one such filter per query row. Costs O(len(filter)).
+    """
+    if filter is None:
+        return None, None
+    if isinstance(filter, (list, tuple)) and len(filter) > 0 and not np.isscalar(filter[0]):
+        if len(filter) != nq:
+            raise ValueError(f"a list of filters needs one filter per query row: expected {nq}, got {len(filter)}")
+        parts = [_filter_ids(_as_array(f, f"filter[{i}]")) for i, f in enumerate(filter)]
+        offsets = np.zeros(nq + 1, dtype=np.int64)
+        np.cumsum([p.shape[0] for p in parts], out=offsets[1:])
+        ids = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        return np.ascontiguousarray(ids, dtype=np.int64), offsets
+    ids = _filter_ids(_as_array(filter, "filter"))
+    return ids, np.array([0, ids.shape[0]], dtype=np.int64)
+
+
+def as_id_list(ids: Any, name: str = "ids") -> np.ndarray:
+    """Ids to look up or remove: an int or ints of any shape -> (n,) int64 C-contiguous."""
+    a = _as_array(ids, name)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be integers; got dtype {a.dtype}")
+    if a.dtype.kind == "u" and a.size and int(a.max()) > np.iinfo(np.int64).max:
+        raise ValueError(f"{name} must fit in int64; got a value of {a.max()}")
+    return np.ascontiguousarray(a.reshape(-1), dtype=np.int64)

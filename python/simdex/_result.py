@@ -16,3 +16,18 @@ class SearchResult(NamedTuple):
 
     distances: np.ndarray
     ids: np.ndarray
+
+
+def finish(distances: np.ndarray, ids: np.ndarray, was_1d: bool, max_distance: object = None) -> SearchResult:
+    """The one place results are finished: drop results farther than max_distance (float or
+    (q,) per-query thresholds) to -1 / +inf, squeeze a 1-D query."""
+    from . import _checks
+
+    thresholds = _checks.as_max_distance(max_distance, distances.shape[0])
+    if thresholds is not None:
+        far = distances > thresholds[:, None]
+        distances = np.where(far, np.float32(np.inf), distances).astype(np.float32, copy=False)
+        ids = np.where(far, -1, ids).astype(np.int64, copy=False)
+    if was_1d:
+        return SearchResult(distances[0], ids[0])
+    return SearchResult(distances, ids)

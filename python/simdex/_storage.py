@@ -8,6 +8,7 @@ Values outside the trained range are clipped to it.
 
 from __future__ import annotations
 
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -26,6 +27,18 @@ def to_bfloat16(x: np.ndarray) -> np.ndarray:
 
 def from_bfloat16(h: np.ndarray) -> np.ndarray:
     return (h.astype(np.uint32) << 16).view(np.float32)
+
+
+INT8_MIN_SAMPLE = 1000
+
+
+def warn_small_int8_sample(n: int, owner: str) -> None:
+    """int8 ranges learnt from the first add: warn when that batch is small (later rows
+    outside its ranges are clipped)."""
+    if n < INT8_MIN_SAMPLE:
+        warnings.warn(f"{owner}: int8 ranges learnt from a first add of only {n} rows (fewer than "
+                      f"{INT8_MIN_SAMPLE}); values of later rows outside them are clipped. Call "
+                      "train(sample) with a representative sample first.", UserWarning, stacklevel=3)
 
 
 def train_int8(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from . import _checks, _core
-from ._base import Index
+from ._base import Index, reads, writes
 from ._rerank import RerankStore
 from ._result import SearchResult
 from .kernels import normalize
@@ -296,6 +296,7 @@ class BinaryIndex(Index):
         return a, was_1d
 
     # ---- building -----------------------------------------------------------------------
+    @writes
     def train(self, x: Any) -> "BinaryIndex":
         """Learn the residual round weights (and the center if center=True) from x (n, dim).
         Without train(), the first add() trains on its vectors."""
@@ -303,6 +304,7 @@ class BinaryIndex(Index):
         self.binarizer.fit(a)
         return self
 
+    @writes
     def add(self, x: Any, ids: Any = None, *, threads: int | None = None) -> np.ndarray:
         """Binarize and add vectors x (n, dim); returns their ids (n,) int64.
         Slots of removed vectors are reused first."""
@@ -322,12 +324,18 @@ class BinaryIndex(Index):
         if self._rerank is not None:
             self._rerank.put(slots, a)
         if self._hnsw is not None:
-            self._hnsw.add(codes, slots, threads=threads)
+            try:
+                self._hnsw.add(codes, slots, threads=threads)
+            except BaseException:
+                # Interrupted (Ctrl-C) or failed: undo the whole add (the rows stay out).
+                self._hnsw.remove(slots)
+                raise
         self._codes = grown
         self._ids = np.concatenate([self._ids, np.full(n - free.size, -1, dtype=np.int64)])
         self._ids[slots] = new_ids
         return new_ids
 
+    @writes
     def remove(self, ids: Any) -> int:
         """Remove vectors by id (unknown ids are ignored); returns how many were removed.
         Removed ids are never returned; their slots are reused by later adds."""
@@ -340,6 +348,7 @@ class BinaryIndex(Index):
         return int(slots.size)
 
     # ---- search -------------------------------------------------------------------------
+    @reads
     def search(self, queries: Any, k: int = 10, *, rerank_k: int | None = None, ef: int | None = None,
                filter: Any = None, max_distance: Any = None, threads: int | None = None) -> SearchResult:
         """k nearest neighbours by the code score, re-ranked exactly when the index has rerank.

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, _core, _storage
+from . import _checks, _core, _result, _storage
 from ._base import Index
 from ._result import SearchResult
 from .kernels import normalize
@@ -33,11 +33,9 @@ class FlatIndex(Index):
                 raise ValueError("metric='hamming' stores packed bit codes; storage must be left at its default")
             if self.dim % 8:
                 raise ValueError(f"for metric='hamming' dim is the number of bits and must be a multiple of 8; got {dim}")
-        self._init_ids()
-        self._n = 0
-        self._rows = np.zeros((0, self._row_width()), dtype=self._row_dtype())
         self._lo: np.ndarray | None = None
         self._scale: np.ndarray | None = None
+        self._core = _core.FlatCore(self._core_storage(), self.metric, self.dim)
 
     # ---- layout -----------------------------------------------------------------------
     def _row_width(self) -> int:
@@ -56,7 +54,18 @@ class FlatIndex(Index):
     @property
     def nbytes(self) -> int:
         extra = 0 if self._lo is None else self._lo.nbytes + self._scale.nbytes
-        return int(self._rows[: self._n].nbytes + self._ids.nbytes + extra)
+        return int(self._core.nbytes + extra)
+
+    def __len__(self) -> int:
+        return len(self._core)
+
+    @property
+    def ids(self) -> np.ndarray:
+        """The live ids, int64 (n,), in slot order."""
+        return self._core.ids()
+
+    def __contains__(self, id: object) -> bool:
+        return isinstance(id, (int, np.integer)) and not isinstance(id, bool) and int(id) in self._core
 
     def _prepare(self, x: Any, name: str) -> tuple[np.ndarray, bool]:
         if self.metric == "hamming":
@@ -68,48 +77,38 @@ class FlatIndex(Index):
 
     # ---- building ---------------------------------------------------------------------
     def train(self, x: Any) -> "FlatIndex":
-        """Learn int8 ranges from sample vectors x (n, dim); other storages need no training."""
+        """Learn int8 ranges from sample vectors x (n, dim) before the first add; other
+        storages need no training (a no-op)."""
         a, _ = self._prepare(x, "x")
         if self.storage == "int8":
-            self._lo, self._scale = _storage.train_int8(a)
+            if len(self._core):
+                raise ValueError("train() must come before the first add(): the int8 ranges of stored rows are fixed")
+            self._set_ranges(*_storage.train_int8(a))
         return self
+
+    def _set_ranges(self, lo: np.ndarray, scale: np.ndarray) -> None:
+        self._core.set_ranges(lo, scale)
+        self._lo, self._scale = lo, scale
 
     def add(self, x: Any, ids: Any = None, *, threads: int | None = None) -> np.ndarray:
         """Add vectors x (n, dim) (or (n, dim/8) uint8 codes for hamming); returns their ids (n,) int64.
 
-        threads: encoding to float16/bfloat16/int8 runs in row chunks on this many threads.
+        ids     : (n,) unique non-negative ints not in the index, or None (sequential)
+        threads : encoding to float16/bfloat16/int8 runs in row chunks on this many threads.
         """
         threads = _checks.check_threads(threads)
         a, _ = self._prepare(x, "x")
-        new_ids = self._new_ids(ids, a.shape[0])
+        new_ids = None if ids is None else _checks.as_ids(ids, a.shape[0])
         if self.storage == "int8" and self._lo is None:
-            self._lo, self._scale = _storage.train_int8(a)
+            _storage.warn_small_int8_sample(a.shape[0], "FlatIndex")
+            self._set_ranges(*_storage.train_int8(a))
         rows = a if self.metric == "hamming" else _storage.encode(a, self.storage, self._lo, self._scale, threads=threads)
-        self._reserve(self._n + rows.shape[0])
-        self._rows[self._n: self._n + rows.shape[0]] = rows
-        self._ids = np.concatenate([self._ids, new_ids])
-        self._n += rows.shape[0]
-        return new_ids
-
-    def _reserve(self, n: int) -> None:
-        if n <= self._rows.shape[0] and self._rows.flags.writeable:
-            return
-        capacity = max(n, int(self._rows.shape[0] * 1.5), 64)
-        grown = np.empty((capacity, self._row_width()), dtype=self._row_dtype())
-        grown[: self._n] = self._rows[: self._n]
-        self._rows = grown
+        return self._core.add(np.ascontiguousarray(rows), new_ids)
 
     def remove(self, ids: Any) -> int:
-        """Remove vectors by id; returns how many were removed (unknown ids are ignored)."""
-        slots = self._slots_of(ids)
-        if slots.size == 0:
-            return 0
-        keep = np.ones(self._n, dtype=bool)
-        keep[slots] = False
-        self._rows = np.ascontiguousarray(self._rows[: self._n][keep])
-        self._ids = self._ids[keep]
-        self._n = int(keep.sum())
-        return int(slots.size)
+        """Remove vectors by id; returns how many were removed (unknown ids are ignored).
+        O(1) per id: the last row moves into the freed slot."""
+        return int(self._core.remove(_checks.as_id_list(ids)))
 
     # ---- search -----------------------------------------------------------------------
     def search(self, queries: Any, k: int = 10, *, filter: Any = None, max_distance: Any = None,
@@ -119,42 +118,41 @@ class FlatIndex(Index):
         queries      : (q, dim) or (dim,) float32 (other float dtypes are converted with one copy);
                        uint8 codes (q, dim/8) for metric='hamming'
         k            : int >= 1
-        filter       : int64 array of allowed ids, or boolean mask indexed by id
+        filter       : int64 array of allowed ids, or boolean mask indexed by id, or a list
+                       with one such filter per query row
         max_distance : float or (q,) floats; results farther than it are dropped (-1 / +inf)
         returns      : SearchResult(distances (q, k) float32 ascending, ids (q, k) int64, -1 padded)
         """
         k = _checks.check_k(k)
         threads = _checks.check_threads(threads)
         q, was_1d = self._prepare(queries, "queries")
-        mask = self._slot_mask(filter)
-        if self._n == 0:
-            return self._finish(*self._empty_result(q.shape[0], k, False), was_1d, max_distance)
-        dist, slots = _core.search(self._rows[: self._n], self._n, q, q.shape[0], k,
-                                   self._core_storage(), self.metric, self.dim, self._lo,
-                                   self._scale, mask, threads)
-        return self._finish(dist, slots, was_1d, max_distance)
+        allowed, offsets = _checks.as_filter_lists(filter, q.shape[0])
+        dist, ids = self._core.search(q, q.shape[0], k, allowed, offsets, threads)
+        return _result.finish(dist, ids, was_1d, max_distance)
 
     def reconstruct(self, ids: Any) -> np.ndarray:
-        """Stored vectors for the given ids, decoded to float32 (codes for hamming): (len(ids), dim)."""
-        a = np.asarray(ids, dtype=np.int64).reshape(-1)
-        order = np.argsort(self._ids)
-        pos = np.searchsorted(self._ids, a, sorter=order)
-        pos = np.minimum(pos, max(len(order) - 1, 0))
-        if self._n == 0 or not np.array_equal(self._ids[order[pos]], a):
-            missing = a if self._n == 0 else a[self._ids[order[pos]] != a]
-            raise KeyError(f"ids not in the index: {missing[:5].tolist()}")
-        rows = self._rows[order[pos]]
+        """Stored vectors for the given ids, decoded to float32 (codes for hamming): (len(ids), dim).
+
+        Raises KeyError naming ids that are not in the index."""
+        a = _checks.as_id_list(ids)
+        rows, found = self._core.rows(a)
+        if not found.all():
+            raise KeyError(f"ids not in the index: {a[~found][:5].tolist()}")
         if self.metric == "hamming":
             return rows
-        return _storage.decode(rows, self.storage, self._lo, self._scale)
+        return _storage.decode(rows.view(self._row_dtype()), self.storage, self._lo, self._scale)
 
     # ---- persistence --------------------------------------------------------------------
     def _params(self) -> dict:
+        self._state_cache = state = self._core.state()
         return {"dim": self.dim, "metric": self.metric, "storage": self.storage,
-                "next_id": self._next_id}
+                "next_id": int(state["next_id"])}
 
     def _arrays(self) -> dict[str, np.ndarray]:
-        arrays = {"rows": self._rows[: self._n], "ids": self._ids}
+        state = getattr(self, "_state_cache", None) or self._core.state()
+        self._state_cache = None
+        arrays = {"rows": state["rows"].view(self._row_dtype()).reshape(-1, self._row_width()),
+                  "ids": state["ids"]}
         if self._lo is not None:
             arrays["lo"], arrays["scale"] = self._lo, self._scale
         return arrays
@@ -163,12 +161,16 @@ class FlatIndex(Index):
     def _from_state(cls, params: dict, arrays: dict[str, np.ndarray]) -> "FlatIndex":
         index = cls(params["dim"], params["metric"], storage=params["storage"])
         rows, ids = arrays["rows"], arrays["ids"]
+        if ids.dtype != np.int64 or ids.ndim != 1:
+            raise ValueError(f"flat index file: ids must be a 1-D int64 array; got {ids.dtype} {ids.shape}")
         if rows.ndim != 2 or rows.shape != (ids.shape[0], index._row_width()) or rows.dtype != index._row_dtype():
             raise ValueError(f"flat index file: rows {rows.shape} {rows.dtype} do not match the header")
-        index._rows, index._ids, index._n = rows, ids, rows.shape[0]
-        index._next_id = int(params.get("next_id", 0))
         if "lo" in arrays:
-            index._lo, index._scale = arrays["lo"], arrays["scale"]
+            lo, scale = arrays["lo"], arrays["scale"]
+            if lo.shape != (index.dim,) or scale.shape != (index.dim,):
+                raise ValueError("flat index file: int8 ranges have the wrong shape")
+            index._set_ranges(np.array(lo, dtype=np.float32), np.array(scale, dtype=np.float32))
+        index._core.restore(np.ascontiguousarray(rows), np.ascontiguousarray(ids), int(params.get("next_id", 0)))
         return index
 
     def _repr_fields(self) -> str:

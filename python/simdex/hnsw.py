@@ -1,8 +1,9 @@
 """HNSWIndex: approximate k-NN on a hierarchical navigable small-world graph (C++ core).
 
-The graph, the stored rows and the slot -> id map live in simdex._core.HnswGraph (see
-cpp/index/hnsw.hpp for the algorithm and memory layout); this module validates input, encodes
-rows, chooses slots (free slots of removed vectors first), insertion order, persistence.
+The graph, the stored rows, the id <-> slot map, tombstones and the reader-writer lock live in
+one C++ object, simdex._core.HnswGraph (see cpp/index/hnsw.hpp for the algorithm, memory
+layout and locking); this module validates input, encodes rows, picks the insertion order and
+persists. Each operation is one call into C++.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, _core, _storage
+from . import _checks, _core, _progress, _result, _storage
 from ._base import Index
 from ._result import SearchResult
 from .kernels import normalize
@@ -66,7 +67,6 @@ class HNSWIndex(Index):
         hamming = self.metric == "hamming"
         self._query_dtype = np.dtype(np.uint8 if hamming else np.float32)
         self._query_width = self.dim // 8 if hamming else self.dim
-        self._init_ids()
         self._lo: np.ndarray | None = None
         self._scale: np.ndarray | None = None
         self._graph = _core.HnswGraph(self._core_storage(), self.metric, self.dim, self.M,
@@ -98,14 +98,38 @@ class HNSWIndex(Index):
     @property
     def nbytes(self) -> int:
         extra = 0 if self._lo is None else self._lo.nbytes + self._scale.nbytes
-        return int(self._graph.nbytes + self._ids.nbytes + extra)
+        return int(self._graph.nbytes + extra)
 
     def _prepare(self, x: Any, name: str) -> tuple[np.ndarray, bool]:
         if self.metric == "hamming":
             return _checks.as_codes(x, self.dim // 8, name)
         return _checks.as_float_rows(x, self.dim, name)
 
+    def __len__(self) -> int:
+        return int(self._graph.live_count)
+
+    @property
+    def ids(self) -> np.ndarray:
+        """The live ids, int64 (n,), in slot order."""
+        return self._graph.ids()
+
+    def __contains__(self, id: object) -> bool:
+        return isinstance(id, (int, np.integer)) and not isinstance(id, bool) and int(id) in self._graph
+
     # ---- building -----------------------------------------------------------------------
+    def train(self, x: Any) -> "HNSWIndex":
+        """Learn int8 ranges from sample vectors x (n, dim) before the first add; other
+        storages need no training (a no-op)."""
+        a, _ = self._prepare(x, "x")
+        if self.storage == "int8":
+            if len(self) or self._graph.slot_count:
+                raise ValueError("train() must come before the first add(): the int8 ranges of stored rows are fixed")
+            if self.metric == "cosine":
+                a = normalize(a)
+            self._lo, self._scale = _storage.train_int8(a)
+            self._graph.set_ranges(self._lo, self._scale)
+        return self
+
     def add(self, x: Any, ids: Any = None, *, threads: int | None = None,
             insertion_order: str = "given", progress: bool = False) -> np.ndarray:
         """Insert vectors; returns their ids (n,) int64.
@@ -115,7 +139,10 @@ class HNSWIndex(Index):
         threads         : build threads (None = all cores); threads=1 is deterministic
         insertion_order : 'given' (row order), 'random' (seeded), 'lid_desc' (descending
                           local intrinsic dimensionality, see simdex.lid)
-        progress        : show a tqdm progress bar (if tqdm is installed)
+        progress        : show a tqdm progress bar (needs tqdm: pip install simdex[progress])
+
+        Ctrl-C stops the insert: the rows inserted so far stay and are searchable, the others
+        are not added (check with `id in index`).
         """
         threads = _checks.check_threads(threads)
         insertion_order = _checks.check_choice(insertion_order, "insertion_order", INSERTION_ORDERS)
@@ -123,39 +150,26 @@ class HNSWIndex(Index):
             raise TypeError(f"progress must be True or False; got {type(progress).__name__}")
         a, _ = self._prepare(x, "x")
         n = a.shape[0]
-        new_ids = self._new_ids(ids, n)
+        new_ids = None if ids is None else _checks.as_ids(ids, n)
         if self.metric == "cosine":
             a = normalize(a)
         if self.storage == "int8" and self._lo is None:
+            _storage.warn_small_int8_sample(n, "HNSWIndex")
             self._lo, self._scale = _storage.train_int8(a)
             self._graph.set_ranges(self._lo, self._scale)
         rows = a if self.metric == "hamming" else _storage.encode(a, self.storage, self._lo, self._scale)
         rows = np.ascontiguousarray(rows)
         order = self._order(a, insertion_order, threads)
-
-        free = np.nonzero(self._ids < 0)[0][:n]
-        start = self._ids.shape[0]
-        slots = np.concatenate([free, np.arange(start, start + n - free.size)]).astype(np.int64)
-        self._ids = np.concatenate([self._ids, np.full(n - free.size, -1, dtype=np.int64)])
-        try:
-            if progress:
-                self._add_with_progress(rows, slots, new_ids, order, threads)
-            else:
-                self._graph.add(rows, slots, new_ids, order, threads)
-        except BaseException:
-            # Interrupted (Ctrl-C): the rows inserted so far stay, the others are not added.
-            live = self._graph.live_mask().astype(bool)
-            self._ids[slots] = np.where(live[slots], new_ids, -1)
-            raise
-        self._ids[slots] = new_ids
-        return new_ids
+        if progress:
+            return self._add_with_progress(rows, new_ids, order, threads)
+        return self._graph.add(rows, new_ids, order, threads)
 
     def _order(self, a: np.ndarray, insertion_order: str, threads: int | None) -> np.ndarray | None:
         n = a.shape[0]
         if insertion_order == "given" or n < 2:
             return None
         if insertion_order == "random":
-            rng = np.random.default_rng([self.seed, self._ids.shape[0]])
+            rng = np.random.default_rng([self.seed, int(self._graph.insert_count)])
             return rng.permutation(n).astype(np.int64)
         # lid_desc: Euclidean LID of what is stored (bits unpacked: squared L2 = Hamming)
         points = np.unpackbits(a, axis=1).astype(np.float32) if self.metric == "hamming" else a
@@ -163,36 +177,38 @@ class HNSWIndex(Index):
         values = lid(points, k, threads=threads)
         return np.argsort(-values, kind="stable").astype(np.int64)
 
-    def _add_with_progress(self, rows: np.ndarray, slots: np.ndarray, new_ids: np.ndarray,
-                           order: np.ndarray | None, threads: int | None) -> None:
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            self._graph.add(rows, slots, new_ids, order, threads)
-            return
+    def _add_with_progress(self, rows: np.ndarray, new_ids: np.ndarray | None,
+                           order: np.ndarray | None, threads: int | None) -> np.ndarray:
+        bar = _progress.bar(rows.shape[0], "HNSW add")
+        if bar is None:
+            return self._graph.add(rows, new_ids, order, threads)
         n = rows.shape[0]
         sequence = np.arange(n, dtype=np.int64) if order is None else order
+        out = np.empty(n, dtype=np.int64)
         step = max(1000, n // 100)
-        with tqdm(total=n, unit="vec", desc="HNSW add") as bar:
+        with bar:
             for begin in range(0, n, step):
                 part = sequence[begin: begin + step]
-                self._graph.add(np.ascontiguousarray(rows[part]), np.ascontiguousarray(slots[part]),
-                                np.ascontiguousarray(new_ids[part]), None, threads)
+                out[part] = self._graph.add(np.ascontiguousarray(rows[part]),
+                                            None if new_ids is None else np.ascontiguousarray(new_ids[part]),
+                                            None, threads)
                 bar.update(part.size)
+        return out
 
     def remove(self, ids: Any, *, threads: int | None = None) -> int:
         """Remove vectors by id (unknown ids are ignored); returns how many were removed.
 
-        Neighbours of removed nodes re-select their links, so search quality holds and the
-        freed slots are reused by later adds. Removed ids are never returned again.
+        O(1) per id: the node becomes a tombstone that searches walk through but never
+        return. Once tombstones exceed 10% of the live vectors, their neighbours re-select
+        links and the slots are reused by later adds (or call compact()).
         """
         threads = _checks.check_threads(threads)
-        slots = self._slots_of(ids).astype(np.int64)
-        if slots.size == 0:
-            return 0
-        count = int(self._graph.remove(slots, threads))
-        self._ids[slots] = -1
-        return count
+        return int(self._graph.remove(_checks.as_id_list(ids), threads))
+
+    def compact(self, *, threads: int | None = None) -> int:
+        """Unlink every removed (tombstoned) node now and free its slot; returns how many."""
+        threads = _checks.check_threads(threads)
+        return int(self._graph.compact(threads))
 
     # ---- search -------------------------------------------------------------------------
     def search(self, queries: Any, k: int = 10, *, ef: int | None = None, filter: Any = None,
@@ -204,7 +220,8 @@ class HNSWIndex(Index):
                        copy); uint8 codes (q, dim/8) for metric='hamming'
         k            : int >= 1
         ef           : search list size (default: the ef property); max(ef, k) is used
-        filter       : int64 array of allowed ids, or boolean mask indexed by id
+        filter       : int64 array of allowed ids, or boolean mask indexed by id, or a list
+                       with one such filter per query row
         max_distance : float or (q,) floats; results farther than it are dropped (-1 / +inf)
         threads      : None = all cores (a single query uses one)
         buffered     : with k > ef, keep the search window at ef and return the k best of
@@ -223,33 +240,21 @@ class HNSWIndex(Index):
         ef = self._ef if ef is None else _checks.check_positive_int(ef, "ef")
         threads = _checks.check_threads(threads)
         q, was_1d = self._prepare(queries, "queries")
-        mask = None if filter is None else self._slot_mask(filter)
+        allowed, offsets = _checks.as_filter_lists(filter, q.shape[0])
         if not isinstance(buffered, bool):
             raise TypeError(f"buffered must be True or False; got {type(buffered).__name__}")
-        dist, ids = self._graph.search(q, q.shape[0], k, ef, mask, self.metric == "cosine", threads,
-                                       buffered)
-        if max_distance is not None:
-            thresholds = _checks.as_max_distance(max_distance, q.shape[0])
-            far = dist > thresholds[:, None]
-            dist[far] = np.inf
-            ids[far] = -1
-        if was_1d:
-            return SearchResult(dist[0], ids[0])
-        return SearchResult(dist, ids)
+        dist, ids = self._graph.search(q, q.shape[0], k, ef, allowed, offsets, self.metric == "cosine",
+                                       threads, buffered)
+        return _result.finish(dist, ids, was_1d, max_distance)
 
     def reconstruct(self, ids: Any) -> np.ndarray:
-        """Stored vectors for the given ids, decoded to float32 (codes for hamming): (len(ids), dim)."""
-        a = np.asarray(ids)
-        if a.dtype.kind not in "iu":
-            raise TypeError(f"ids must be integers; got dtype {a.dtype}")
-        a = a.reshape(-1).astype(np.int64)
-        live = np.nonzero(self._ids >= 0)[0]
-        order = np.argsort(self._ids[live])
-        pos = np.minimum(np.searchsorted(self._ids[live], a, sorter=order), max(live.size - 1, 0))
-        if live.size == 0 or not np.array_equal(self._ids[live][order[pos]], a):
-            missing = a if live.size == 0 else a[self._ids[live][order[pos]] != a]
-            raise KeyError(f"ids not in the index: {missing[:5].tolist()}")
-        rows = self._graph.rows(live[order[pos]].astype(np.int64))
+        """Stored vectors for the given ids, decoded to float32 (codes for hamming): (len(ids), dim).
+
+        Raises KeyError naming ids that are not in the index."""
+        a = _checks.as_id_list(ids)
+        rows, found = self._graph.rows(a)
+        if not found.all():
+            raise KeyError(f"ids not in the index: {a[~found][:5].tolist()}")
         if self.metric == "hamming":
             return rows
         dtype = _storage.ROW_DTYPES[self.storage]
@@ -261,7 +266,7 @@ class HNSWIndex(Index):
         self._state_cache = state
         return {"dim": self.dim, "metric": self.metric, "storage": self.storage, "M": self.M,
                 "ef_construction": self.ef_construction, "seed": self.seed, "ef": self._ef,
-                "next_id": self._next_id, "entry": int(state["entry"]),
+                "next_id": int(state["next_id"]), "entry": int(state["entry"]),
                 "max_level": int(state["max_level"]), "insert_count": int(state["insert_count"]),
                 "block_bytes": int(self._graph.block_bytes), "int8_queries": self.int8_queries}
 
@@ -269,7 +274,7 @@ class HNSWIndex(Index):
         state = getattr(self, "_state_cache", None) or self._graph.state()
         self._state_cache = None
         arrays = {"blocks": state["blocks"], "levels": state["levels"], "upper": state["upper"],
-                  "ids": self._ids}
+                  "ids": state["ids"]}
         if self._lo is not None:
             arrays["lo"], arrays["scale"] = self._lo, self._scale
         return arrays
@@ -290,7 +295,7 @@ class HNSWIndex(Index):
             raise ValueError("hnsw index file: levels / ids arrays have the wrong dtype or shape")
         if upper.dtype != np.uint32 or upper.ndim != 1:
             raise ValueError("hnsw index file: upper links must be a 1-D uint32 array")
-        if not np.array_equal(ids >= 0, levels >= 0):
+        if np.any((ids >= 0) & (levels < 0)) or np.any(ids < -1):
             raise ValueError("hnsw index file: ids and levels disagree on which slots are used")
         if index.storage == "int8":
             lo, scale = arrays["lo"], arrays["scale"]
@@ -299,10 +304,9 @@ class HNSWIndex(Index):
             index._lo = np.array(lo, dtype=np.float32)
             index._scale = np.array(scale, dtype=np.float32)
             index._graph.set_ranges(index._lo, index._scale)
-        index._graph.restore(blocks, ids, levels, upper, int(params["entry"]), int(params["max_level"]),
-                             int(params["insert_count"]), True)
-        index._ids = np.array(ids, dtype=np.int64)  # small; writable for remove()
-        index._next_id = int(params.get("next_id", 0))
+        index._graph.restore(blocks, np.ascontiguousarray(ids), levels, upper, int(params["entry"]),
+                             int(params["max_level"]), int(params["insert_count"]),
+                             int(params.get("next_id", 0)), True)
         return index
 
     def _repr_fields(self) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import _checks, _core
-from ._base import Index
+from ._base import Index, reads, writes
 from ._rerank import RerankStore
 from ._result import SearchResult
 from .kernels import normalize
@@ -84,6 +84,7 @@ class IVFPQIndex(Index):
         return "l2" if self.metric == "l2" else "ip"
 
     # ---- training -----------------------------------------------------------------------
+    @writes
     def train(self, x: Any, *, seed: int = 0, n_iter: int = 10, threads: int | None = None) -> "IVFPQIndex":
         """Coarse k-means (nlist clusters, n_iter iterations, <= 256 points per cluster: the
         FAISS IVF defaults), then PQ on the residuals (25 iterations per sub-space)."""
@@ -146,6 +147,7 @@ class IVFPQIndex(Index):
         self._entry_slots = entry
         self._offsets = block_offsets
 
+    @writes
     def add(self, x: Any, ids: Any = None, *, threads: int | None = None) -> np.ndarray:
         """Assign x (n, dim) to lists, encode residuals, add; returns the ids (n,) int64."""
         threads = _checks.check_threads(threads)
@@ -165,6 +167,7 @@ class IVFPQIndex(Index):
         self._ids = np.concatenate([self._ids, new_ids])
         return new_ids
 
+    @writes
     def remove(self, ids: Any) -> int:
         """Mark vectors deleted by id; returns how many were removed (unknown ids are ignored)."""
         slots = self._slots_of(ids)
@@ -173,6 +176,7 @@ class IVFPQIndex(Index):
         return int(slots.size)
 
     # ---- search -------------------------------------------------------------------------
+    @reads
     def search(self, queries: Any, k: int = 10, *, nprobe: int = 8, filter: Any = None,
                max_distance: Any = None, threads: int | None = None,
                rerank_k: int | None = None) -> SearchResult:

@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from . import _checks, _core, _storage
-from ._base import Index
+from ._base import Index, reads, writes
 from ._rerank import RerankStore
 from .hnsw import HNSWIndex
 from ._result import SearchResult
@@ -517,6 +517,7 @@ class LeanVecIndex(Index):
         return _EncodedStore(self.dim, self._full_metric(), self.secondary, where, lo, scale)
 
     # ---- building -----------------------------------------------------------------------
+    @writes
     def train(self, x: Any, queries: Any = None) -> "LeanVecIndex":
         """Fit the projection (and int8 secondary ranges) on a data sample.
 
@@ -536,6 +537,7 @@ class LeanVecIndex(Index):
         self._store = self._new_store(lo, scale)
         return self
 
+    @writes
     def add(self, x: Any, ids: Any = None, *, threads: int | None = None) -> np.ndarray:
         """Add vectors x (n, dim); returns their ids (n,) int64."""
         threads = _checks.check_threads(threads)
@@ -544,15 +546,34 @@ class LeanVecIndex(Index):
             raise ValueError(f"LeanVecIndex is not trained; call {hint} before add")
         a, _ = self._prepare(x, "x")
         new_ids = self._new_ids(ids, a.shape[0])
-        start = self._ids.shape[0]
+        start = self._ids.shape[0]  # == len(self._store): slots are store rows
         slots = np.arange(start, start + a.shape[0], dtype=np.int64)
         reduced = self.projection._project(a, self.projection._data_rows, threads)
-        self._graph.add(reduced, slots, threads=threads)   # graph ids are our slots
         self._store.append(a)
+        try:
+            self._graph.add(reduced, slots, threads=threads)   # graph ids are our slots
+        except BaseException:
+            # Interrupted (Ctrl-C) or failed: undo the whole add; the stored rows stay as
+            # free slots so store rows and slots stay aligned.
+            self._graph.remove(slots)
+            self._ids = np.concatenate([self._ids, np.full(a.shape[0], -1, dtype=np.int64)])
+            raise
         self._ids = np.concatenate([self._ids, new_ids])
         return new_ids
 
+    @writes
+    def remove(self, ids: Any) -> int:
+        """Remove vectors by id (unknown ids are ignored); returns how many were removed.
+        O(1) in the graph (a tombstone); removed ids are never returned again."""
+        slots = self._slots_of(ids)
+        if slots.size == 0:
+            return 0
+        self._graph.remove(slots)
+        self._ids[slots] = -1
+        return int(slots.size)
+
     # ---- search -------------------------------------------------------------------------
+    @reads
     def search(self, queries: Any, k: int = 10, *, ef: int | None = None, rerank_k: int | None = None,
                filter: Any = None, max_distance: Any = None, threads: int | None = None) -> SearchResult:
         """Approximate k nearest neighbours (graph on reduced vectors, exact re-rank).
@@ -629,7 +650,10 @@ class LeanVecIndex(Index):
         graph_arrays = {name[len("graph_"):]: a for name, a in arrays.items() if name.startswith("graph_")}
         index._graph = HNSWIndex._from_state(params["graph"], graph_arrays)
         ids = arrays["ids"]
-        if ids.dtype != np.int64 or ids.ndim != 1 or index._graph._ids.shape[0] != ids.shape[0]:
+        if ids.dtype != np.int64 or ids.ndim != 1:
+            raise ValueError("leanvec index file: ids must be a 1-D int64 array")
+        graph_ids = index._graph.ids
+        if graph_ids.size and (graph_ids.max() >= ids.shape[0] or (ids[graph_ids] < 0).any()):
             raise ValueError("leanvec index file: ids do not match the graph")
         index._ids = np.array(ids, dtype=np.int64)
         index._next_id = int(params.get("next_id", 0))

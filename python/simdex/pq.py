@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from . import _checks, _core
-from ._base import Index
+from ._base import Index, reads, writes
 from ._rerank import RerankStore
 from ._result import SearchResult
 from .kernels import normalize
@@ -322,6 +322,7 @@ class PQIndex(Index):
         a, was_1d = _checks.as_float_rows(x, self.dim, name)
         return (normalize(a) if self.metric == "cosine" else a), was_1d
 
+    @writes
     def train(self, x: Any, *, seed: int = 0, threads: int | None = None) -> "PQIndex":
         """Train the quantizer (and the OPQ rotation if opq=True) on x (n, dim), n >= 2**nbits."""
         threads = _checks.check_threads(threads)
@@ -329,6 +330,7 @@ class PQIndex(Index):
         self.pq.fit(a, opq=self.opq, seed=seed, threads=threads)
         return self
 
+    @writes
     def add(self, x: Any, ids: Any = None, *, threads: int | None = None) -> np.ndarray:
         """Encode and add vectors x (n, dim); returns their ids (n,) int64."""
         threads = _checks.check_threads(threads)
@@ -354,6 +356,7 @@ class PQIndex(Index):
         self._n += a.shape[0]
         return new_ids
 
+    @writes
     def remove(self, ids: Any) -> int:
         """Mark vectors deleted by id; returns how many were removed (unknown ids are ignored)."""
         slots = self._slots_of(ids)
@@ -381,6 +384,7 @@ class PQIndex(Index):
             dist[start: start + part.shape[0]], slots[start: start + part.shape[0]] = d, s
         return dist, slots
 
+    @reads
     def search(self, queries: Any, k: int = 10, *, filter: Any = None, max_distance: Any = None,
                threads: int | None = None, rerank_k: int | None = None) -> SearchResult:
         """Approximate k nearest neighbours.

@@ -1,0 +1,173 @@
+// Bindings for the FlatIndex core: simdex._core.FlatCore, used by python/simdex/flat.py.
+// Python validates every argument; here only cheap re-checks. Searches share a reader lock,
+// add / remove / restore take the writer lock, always after the GIL is released.
+#include <cstring>
+#include <shared_mutex>
+#include <string>
+
+#include "bindings_common.hpp"
+#include "index/flat.hpp"
+
+namespace simdex {
+namespace {
+
+class FlatHandle {
+   public:
+    FlatHandle(const std::string& storage, const std::string& metric, std::size_t dim)
+        : level_(active_level()) {
+        StoreSpec spec;
+        spec.storage = parse_storage(storage);
+        spec.metric = parse_metric(metric);
+        spec.dim = dim;
+        spec.row_bytes = row_bytes_for(spec.storage, dim);
+        core_.reset(new FlatCore(kernels_for(level_), spec));
+    }
+
+    void set_ranges(const py::array& lo, const py::array& scale) {
+        std::size_t d = core_->spec().dim;
+        const float* lo_ptr = typed<float>(lo, d, "lo");
+        const float* scale_ptr = typed<float>(scale, d, "scale");
+        std::unique_lock<std::shared_mutex> lock(mutex_);
+        core_->set_ranges(lo_ptr, scale_ptr);
+    }
+
+    IdArray add(const py::array& rows, const py::object& ids) {
+        std::size_t n = static_cast<std::size_t>(rows.shape(0));
+        const std::uint8_t* row_ptr = array_bytes(rows, n * core_->spec().row_bytes, rows.itemsize(), "rows");
+        IdArray out(n);
+        const std::int64_t* id_ptr = nullptr;
+        if (!ids.is_none()) {
+            out = ids.cast<IdArray>();
+            id_ptr = typed<std::int64_t>(out, n, "ids");
+        }
+        std::int64_t* assigned = id_ptr ? nullptr : out.mutable_data();
+        py::gil_scoped_release release;
+        std::unique_lock<std::shared_mutex> lock(mutex_);
+        core_->add(row_ptr, id_ptr, assigned, n);
+        return out;
+    }
+
+    std::size_t remove(const py::array& ids) {
+        std::size_t n = static_cast<std::size_t>(ids.size());
+        const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
+        py::gil_scoped_release release;
+        std::unique_lock<std::shared_mutex> lock(mutex_);
+        return core_->remove(id_ptr, n);
+    }
+
+    py::tuple search(const py::array& queries, std::size_t nq, std::size_t k,
+                     const py::object& filter_ids, const py::object& filter_offsets,
+                     const py::object& threads) {
+        const std::uint8_t* q = array_bytes(queries, nq * query_bytes(core_->spec()), queries.itemsize(), "queries");
+        check_k(k);
+        IdFilter filter = filter_arg(filter_ids, filter_offsets, nq);
+        std::size_t thread_n = thread_count(threads);
+        return topk_result(nq, k, [&](float* d_ptr, std::int64_t* i_ptr) {
+            std::shared_lock<std::shared_mutex> lock(mutex_);
+            core_->search(q, nq, k, filter, thread_n, d_ptr, i_ptr);
+        });
+    }
+
+    bool contains(std::int64_t id) {
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        return core_->idmap().contains(id);
+    }
+
+    IdArray ids() {
+        py::gil_scoped_release release;
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        py::gil_scoped_acquire gil;
+        IdArray out(core_->size());
+        core_->idmap().live_ids(out.mutable_data());
+        return out;
+    }
+
+    // ((n, row_bytes) uint8 rows of the ids, (n,) bool found); missing ids give zero rows.
+    py::tuple rows(const py::array& ids) {
+        std::size_t n = static_cast<std::size_t>(ids.size());
+        const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
+        std::size_t rb = core_->spec().row_bytes;
+        py::array_t<std::uint8_t> out({n, rb});
+        py::array_t<bool> found(n);
+        std::uint8_t* dst = out.mutable_data();
+        bool* ok = found.mutable_data();
+        {
+            py::gil_scoped_release release;
+            std::shared_lock<std::shared_mutex> lock(mutex_);
+            for (std::size_t i = 0; i < n; ++i) {
+                std::int64_t s = core_->idmap().find(id_ptr[i]);
+                ok[i] = s >= 0;
+                if (s >= 0)
+                    std::memcpy(dst + i * rb, core_->row(static_cast<std::size_t>(s)), rb);
+                else
+                    std::memset(dst + i * rb, 0, rb);
+            }
+        }
+        return py::make_tuple(out, found);
+    }
+
+    // A consistent copy of the state: {"rows": (n, row_bytes) uint8, "ids": (n,), "next_id"}.
+    py::dict state() {
+        py::gil_scoped_release release;
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        py::gil_scoped_acquire gil;
+        std::size_t n = core_->idmap().slots(), rb = core_->spec().row_bytes;
+        py::array_t<std::uint8_t> rows({n, rb});
+        if (n) std::memcpy(rows.mutable_data(), core_->rows(), n * rb);
+        IdArray ids(n);
+        if (n) std::memcpy(ids.mutable_data(), core_->idmap().ids(), n * 8);
+        py::dict out;
+        out["rows"] = rows;
+        out["ids"] = ids;
+        out["next_id"] = core_->idmap().next_id();
+        return out;
+    }
+
+    void restore(const py::array& rows, const py::array& ids, std::int64_t next_id) {
+        std::size_t n = static_cast<std::size_t>(ids.size());
+        const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
+        const std::uint8_t* r = array_bytes(rows, n * core_->spec().row_bytes, rows.itemsize(), "rows");
+        py::gil_scoped_release release;
+        std::unique_lock<std::shared_mutex> lock(mutex_);
+        core_->restore(r, id_ptr, n, next_id);
+    }
+
+    std::size_t size() {
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        return core_->size();
+    }
+    std::size_t nbytes() {
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        return core_->nbytes();
+    }
+    std::string simd() const { return level_name(level_); }
+
+   private:
+    SimdLevel level_;
+    std::unique_ptr<FlatCore> core_;
+    std::shared_mutex mutex_;
+};
+
+}  // namespace
+
+void bind_flat(py::module_& m) {
+    py::class_<FlatHandle>(m, "FlatCore")
+        .def(py::init<const std::string&, const std::string&, std::size_t>(), py::arg("storage"),
+             py::arg("metric"), py::arg("dim"))
+        .def("set_ranges", &FlatHandle::set_ranges)
+        .def("add", &FlatHandle::add, py::arg("rows"), py::arg("ids") = py::none())
+        .def("remove", &FlatHandle::remove, py::arg("ids"))
+        .def("search", &FlatHandle::search, py::arg("queries"), py::arg("nq"), py::arg("k"),
+             py::arg("filter_ids") = py::none(), py::arg("filter_offsets") = py::none(),
+             py::arg("threads") = py::none())
+        .def("__contains__", &FlatHandle::contains)
+        .def("ids", &FlatHandle::ids)
+        .def("rows", &FlatHandle::rows)
+        .def("state", &FlatHandle::state)
+        .def("restore", &FlatHandle::restore, py::arg("rows"), py::arg("ids"), py::arg("next_id"))
+        .def("__len__", &FlatHandle::size)
+        .def_property_readonly("nbytes", &FlatHandle::nbytes)
+        .def_property_readonly("simd", &FlatHandle::simd);
+}
+
+}  // namespace simdex

@@ -1,0 +1,186 @@
+// The one place that maps storage slots to user ids and back, for every index.
+//
+//   ids_[slot]   user id stored in a slot, -1 when the slot is free or its row was removed
+//   slot_of_     hash map id -> slot of every live id (never a scan)
+//   free_        slots whose rows are gone and may be reused by the next add
+//
+// Every operation is O(1) (amortised) in the number of stored rows: the cost of one add or
+// remove does not grow with the index. Not thread-safe by itself: the owning index guards
+// it with its reader-writer lock (searches read, add / remove write).
+#pragma once
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace simdex {
+
+class IdMap {
+   public:
+    static constexpr std::int64_t kNoId = -1;
+
+    std::size_t size() const { return slot_of_.size(); }  // live ids
+    std::size_t slots() const { return ids_.size(); }     // slots ever used (live, removed, free)
+    std::int64_t next_id() const { return next_id_; }
+    void set_next_id(std::int64_t next) { next_id_ = std::max(next_id_, next); }
+    std::int64_t id(std::size_t slot) const { return ids_[slot]; }
+    const std::int64_t* ids() const { return ids_.data(); }
+
+    // Slot of a live id, or -1.
+    std::int64_t find(std::int64_t id) const {
+        auto it = slot_of_.find(id);
+        return it == slot_of_.end() ? -1 : static_cast<std::int64_t>(it->second);
+    }
+    bool contains(std::int64_t id) const { return slot_of_.count(id) != 0; }
+
+    // Throws std::invalid_argument (-> ValueError) naming up to five ids already present or
+    // negative; n lookups.
+    void check_new(const std::int64_t* ids, std::size_t n) const {
+        std::string clash;
+        std::size_t found = 0;
+        for (std::size_t i = 0; i < n && found < 5; ++i) {
+            if (ids[i] < 0) throw std::invalid_argument("ids must be >= 0; got " + std::to_string(ids[i]));
+            if (contains(ids[i])) clash += (found++ ? ", " : "") + std::to_string(ids[i]);
+        }
+        if (found)
+            throw std::invalid_argument("ids already in the index: [" + clash +
+                                        "]; remove them first or pass new ids");
+    }
+
+    // n sequential ids from the next unused one (skipping ids the user chose).
+    void next_ids(std::int64_t* out, std::size_t n) {
+        for (std::size_t i = 0; i < n; ++i) {
+            while (contains(next_id_)) ++next_id_;
+            out[i] = next_id_++;
+        }
+    }
+
+    // A slot for one new row: the most recently freed one, else a new slot at the end.
+    std::uint32_t take_slot() {
+        if (!free_.empty()) {
+            std::uint32_t s = free_.back();
+            free_.pop_back();
+            return s;
+        }
+        ids_.push_back(kNoId);
+        return static_cast<std::uint32_t>(ids_.size() - 1);
+    }
+    // Gives back slots taken but not filled (an interrupted add), newest last.
+    void give_back(std::uint32_t slot) {
+        ids_[slot] = kNoId;
+        if (slot + 1 == ids_.size()) {
+            ids_.pop_back();
+        } else {
+            free_.push_back(slot);
+        }
+    }
+
+    void bind(std::uint32_t slot, std::int64_t id) {
+        ids_[slot] = id;
+        slot_of_[id] = slot;
+        if (id >= next_id_) next_id_ = id + 1;
+    }
+
+    // Forgets a live id (its slot keeps its row until release); returns the slot or -1.
+    std::int64_t unbind(std::int64_t id) {
+        auto it = slot_of_.find(id);
+        if (it == slot_of_.end()) return -1;
+        std::uint32_t slot = it->second;
+        slot_of_.erase(it);
+        ids_[slot] = kNoId;
+        return slot;
+    }
+
+    // The slot may be reused by the next add.
+    void release(std::uint32_t slot) {
+        ids_[slot] = kNoId;
+        free_.push_back(slot);
+    }
+
+    // The row of slot `from` moved to slot `to` (compaction by moving the last row).
+    void move(std::uint32_t from, std::uint32_t to) {
+        std::int64_t id = ids_[from];
+        ids_[to] = id;
+        ids_[from] = kNoId;
+        if (id >= 0) slot_of_[id] = to;
+    }
+    void pop_last() { ids_.pop_back(); }
+
+    // Restore: one id per slot (-1 = free or removed); live ids must be unique.
+    void restore(const std::int64_t* ids, std::size_t n, const std::uint8_t* in_use) {
+        ids_.assign(ids, ids + n);
+        slot_of_.clear();
+        slot_of_.reserve(n);
+        free_.clear();
+        for (std::size_t s = n; s-- > 0;) {
+            if (ids[s] < 0) {
+                ids_[s] = kNoId;
+                if (in_use == nullptr || !in_use[s]) free_.push_back(static_cast<std::uint32_t>(s));
+                continue;
+            }
+            if (!slot_of_.emplace(ids[s], static_cast<std::uint32_t>(s)).second)
+                throw std::invalid_argument("index file: id " + std::to_string(ids[s]) + " appears twice");
+            next_id_ = std::max(next_id_, ids[s] + 1);
+        }
+    }
+
+    // Live ids in slot order.
+    void live_ids(std::int64_t* out) const {
+        std::size_t j = 0;
+        for (std::int64_t id : ids_)
+            if (id >= 0) out[j++] = id;
+    }
+
+    std::size_t nbytes() const {
+        return ids_.capacity() * 8 + free_.capacity() * 4 + slot_of_.size() * 32 +
+               slot_of_.bucket_count() * 8;
+    }
+
+   private:
+    std::vector<std::int64_t> ids_;
+    std::unordered_map<std::int64_t, std::uint32_t> slot_of_;
+    std::vector<std::uint32_t> free_;
+    std::int64_t next_id_ = 0;
+};
+
+// Allowed ids for a search: none, one list shared by every query, or one list per query
+// (CSR: the ids of list i are ids[offsets[i] .. offsets[i + 1])).
+struct IdFilter {
+    const std::int64_t* ids = nullptr;
+    const std::int64_t* offsets = nullptr;
+    std::size_t lists = 0;  // 0: no filter
+    bool active() const { return lists != 0; }
+    std::size_t list_of(std::size_t query) const { return lists == 1 ? 0 : query; }
+};
+
+// A per-thread mask over slots built from one filter list in O(len(list)) (and cleared the
+// same way): `allow[s]` is 1 for the live slots of allowed ids, `slots` lists them.
+struct SlotMask {
+    std::vector<std::uint8_t> allow;
+    std::vector<std::uint32_t> slots;
+    std::size_t built = static_cast<std::size_t>(-1);  // list index currently in allow
+
+    void clear() {
+        for (std::uint32_t s : slots) allow[s] = 0;
+        slots.clear();
+        built = static_cast<std::size_t>(-1);
+    }
+    void build(const IdMap& map, const IdFilter& f, std::size_t list) {
+        if (built == list) return;
+        clear();
+        if (allow.size() < map.slots()) allow.resize(map.slots() + map.slots() / 4 + 16, 0);
+        for (std::int64_t i = f.offsets[list]; i < f.offsets[list + 1]; ++i) {
+            std::int64_t s = map.find(f.ids[i]);
+            if (s >= 0 && !allow[s]) {
+                allow[s] = 1;
+                slots.push_back(static_cast<std::uint32_t>(s));
+            }
+        }
+        built = list;
+    }
+};
+
+}  // namespace simdex
