@@ -530,7 +530,7 @@ def main() -> int:
         rows.append((label, cells, "-"))
 
     no_filter = {nm: "no filter" for nm in names if not libs[nm].has_filter}
-    rows.append((f"build {n:,} rows, s ({cores} threads; not in the ratios below it)",
+    rows.append((f"build {n:,} rows, s ({cores} threads, timed apart)",
                  [cell(nm, f"{build[nm]:.1f}" if nm in build else "-") for nm in cols],
                  f"{build['hnswlib'] / build['simdex']:.2f}" if "hnswlib" in build else "-"))
     time_row("add one row, µs", "add")

@@ -117,10 +117,19 @@ inline std::size_t thread_count(const py::object& threads) {
     return static_cast<std::size_t>(t);
 }
 
-// A search filter as passed by Python (_checks.as_filter_lists): None, or allowed ids (m,)
-// int64 with offsets (lists + 1,) int64 (one list shared by every query, or one per query).
-inline IdFilter filter_arg(const py::object& ids, const py::object& offsets, std::size_t nq) {
+// A search filter as passed by Python (_checks.as_filter): None; a byte mask by id
+// (mask (m,) uint8); or allowed ids (m,) int64 with offsets (lists + 1,) int64 (one list
+// shared by every query, or one per query).
+inline IdFilter filter_arg(const py::object& ids, const py::object& offsets, const py::object& mask,
+                           std::size_t nq) {
     IdFilter f;
+    if (!mask.is_none()) {
+        py::array m = mask.cast<py::array>();
+        f.id_mask_len = static_cast<std::size_t>(m.size());
+        static const std::uint8_t nothing = 0;
+        f.id_mask = f.id_mask_len ? array_bytes(m, f.id_mask_len, 1, "filter mask") : &nothing;
+        return f;
+    }
     if (ids.is_none()) return f;
     py::array o = offsets.cast<py::array>();
     f.lists = static_cast<std::size_t>(o.size()) - 1;

@@ -56,11 +56,11 @@ class FlatHandle {
     }
 
     py::tuple search(const py::array& queries, std::size_t nq, std::size_t k,
-                     const py::object& filter_ids, const py::object& filter_offsets,
+                     const py::object& filter_ids, const py::object& filter_offsets, const py::object& filter_mask,
                      const py::object& threads) {
         const std::uint8_t* q = array_bytes(queries, nq * query_bytes(core_->spec()), queries.itemsize(), "queries");
         check_k(k);
-        IdFilter filter = filter_arg(filter_ids, filter_offsets, nq);
+        IdFilter filter = filter_arg(filter_ids, filter_offsets, filter_mask, nq);
         std::size_t thread_n = thread_count(threads);
         return topk_result(nq, k, [&](float* d_ptr, std::int64_t* i_ptr) {
             std::shared_lock<std::shared_mutex> lock(mutex_);
@@ -159,6 +159,7 @@ void bind_flat(py::module_& m) {
         .def("remove", &FlatHandle::remove, py::arg("ids"))
         .def("search", &FlatHandle::search, py::arg("queries"), py::arg("nq"), py::arg("k"),
              py::arg("filter_ids") = py::none(), py::arg("filter_offsets") = py::none(),
+             py::arg("filter_mask") = py::none(),
              py::arg("threads") = py::none())
         .def("__contains__", &FlatHandle::contains)
         .def("ids", &FlatHandle::ids)

@@ -75,12 +75,12 @@ class HnswHandle {
 
     // queries: (nq, dim) float32 or (nq, nbytes) codes; filter: see filter_arg.
     py::tuple search(const py::array& queries, std::size_t nq, std::size_t k, std::size_t ef,
-                     const py::object& filter_ids, const py::object& filter_offsets, bool normalize,
+                     const py::object& filter_ids, const py::object& filter_offsets, const py::object& filter_mask, bool normalize,
                      long threads, bool buffered) {
         const StoreSpec& spec = graph_->spec();
         const std::uint8_t* q = array_bytes(queries, nq * query_bytes(spec), queries.itemsize(), "queries");
         check_k(k);
-        IdFilter filter = filter_arg(filter_ids, filter_offsets, nq);
+        IdFilter filter = filter_arg(filter_ids, filter_offsets, filter_mask, nq);
         return topk_result(nq, k, [&](float* d_ptr, std::int64_t* i_ptr) {
             std::shared_lock<std::shared_mutex> lock(mutex_);
             graph_->search(q, nq, k, ef, filter, normalize, resolve_threads(threads), d_ptr, i_ptr,
@@ -201,7 +201,7 @@ class HnswHandle {
         out["ids"] = ids;
         out["next_id"] = g.idmap().next_id();
         out["upper"] = upper;
-        out["entry"] = static_cast<std::int64_t>(g.entry() == HnswGraph::kNone ? -1 : g.entry());
+        out["entry"] = g.entry() == HnswGraph::kNone ? std::int64_t{-1} : static_cast<std::int64_t>(g.entry());
         out["max_level"] = g.max_level();
         out["insert_count"] = g.insert_count();
         return out;
@@ -276,12 +276,13 @@ void bind_hnsw(py::module_& m) {
                  return h.compact(threads_arg(threads)); },
              py::arg("threads") = py::none())
         .def("search", [](HnswHandle& h, const py::array& queries, std::size_t nq, std::size_t k, std::size_t ef,
-                          const py::object& filter_ids, const py::object& filter_offsets, bool normalize,
+                          const py::object& filter_ids, const py::object& filter_offsets, const py::object& filter_mask, bool normalize,
                           const py::object& threads, bool buffered) {
-                 return h.search(queries, nq, k, ef, filter_ids, filter_offsets, normalize,
+                 return h.search(queries, nq, k, ef, filter_ids, filter_offsets, filter_mask, normalize,
                                  threads_arg(threads), buffered); },
              py::arg("queries"), py::arg("nq"), py::arg("k"), py::arg("ef"),
              py::arg("filter_ids") = py::none(), py::arg("filter_offsets") = py::none(),
+             py::arg("filter_mask") = py::none(),
              py::arg("normalize") = false, py::arg("threads") = py::none(), py::arg("buffered") = false)
         .def("search1", &HnswHandle::search1, py::arg("query"), py::arg("k"), py::arg("ef"))
         .def("__contains__", &HnswHandle::contains)

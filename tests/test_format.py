@@ -76,6 +76,6 @@ def test_files_from_earlier_versions_still_load():
 
 def test_roundtrip_bytes():
     index = make_index()
-    blob = _format.dumps(index.kind, index._params(), index._arrays())
+    blob = _format.dumps(index.kind, *index._state())
     again = _format.loads(blob)
     assert len(again) == 40

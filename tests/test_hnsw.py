@@ -341,7 +341,7 @@ def test_corrupted_file_raises(tmp_path):
     with pytest.raises(ValueError):
         sx.load(path)
     # a state whose links point at missing nodes is refused before use
-    params, arrays = index._params(), index._arrays()
+    params, arrays = index._state()
     arrays = dict(arrays, levels=np.full_like(arrays["levels"], -1))
     with pytest.raises(ValueError):
         sx.HNSWIndex._from_state(params, arrays)
@@ -471,3 +471,16 @@ def test_buffered_search_returns_best_scored_nodes(level):
     assert recall(buffered.ids, truth) >= recall(window.ids, truth[:, :10]) * 0.5
     with pytest.raises(TypeError):
         index.search(Q, 30, ef=10, buffered="yes")
+
+
+@pytest.mark.parametrize("threads", [1, 2, 4, 8])
+def test_threaded_build_reaches_every_node(threads):
+    """With ef = n every stored vector finds itself, whatever the build threads (a node's
+    link lists are complete before any other node links to it, and never rewritten)."""
+    x = np.random.default_rng(threads).random((3000, 16), dtype=np.float32)
+    for seed in range(3):
+        index = sx.HNSWIndex(16, "l2", M=8, ef_construction=40, seed=seed)
+        index.add(x, threads=threads)
+        _, ids = index.search(x, 1, ef=x.shape[0])
+        unreachable = np.nonzero(ids[:, 0] != np.arange(x.shape[0]))[0]
+        assert unreachable.size == 0, (seed, unreachable[:10])

@@ -94,7 +94,15 @@ void FlatCore::search(const void* queries, std::size_t nq, std::size_t k, const 
             std::unique_ptr<SlotMask>& mask;
             ~Release() { core->release_mask(std::move(mask)); }
         } release{this, mask};
-        if (filter.lists == 1) {
+        if (filter.id_mask) {
+            // The scan reads every row anyway: the slot mask costs one id test per row.
+            SlotFilter by_id{nullptr, map_.ids(), filter.id_mask, filter.id_mask_len};
+            mask->allow.resize(std::max(mask->allow.size(), n));
+            for (std::size_t s = 0; s < n; ++s) mask->allow[s] = by_id.allows(static_cast<std::uint32_t>(s));
+            exact_search(*table_, spec_, rows_.data(), n, q, nq, k, mask->allow.data(), threads,
+                         out_distances, out_ids);
+            std::fill(mask->allow.begin(), mask->allow.begin() + static_cast<std::ptrdiff_t>(n), 0);
+        } else if (filter.lists == 1) {
             mask->build(map_, filter, 0);
             exact_search(*table_, spec_, rows_.data(), n, q, nq, k, mask->allow.data(), threads,
                          out_distances, out_ids);

@@ -37,6 +37,7 @@ struct HnswWorker {
     std::vector<std::vector<float>> chosen_buffers;
     std::vector<HnswQuery> chosen_queries;
     SlotMask filter;  // allowed slots of the filter list in use
+    std::size_t filter_count = 0;  // allowed ids of a mask filter
     std::vector<std::uint32_t> level_links;  // insert: chosen links of every level, concatenated
     std::vector<std::size_t> level_offsets;  // insert: where each level's links start
 
@@ -449,7 +450,7 @@ inline void HnswGraph::prefetch_links(std::uint32_t slot, int level) const {
 // nodes, results over allowed ones).
 template <bool kLocked, bool kMasked>
 void HnswGraph::search_layer(const HnswQuery& q, std::uint32_t entry, float entry_distance,
-                             int level, std::size_t ef, const std::uint8_t* mask,
+                             int level, std::size_t ef, const SlotFilter* mask,
                              HnswWorker& w, TopK* buffer) const {
     w.new_epoch(slot_count_);
     w.results.clear();
@@ -457,7 +458,7 @@ void HnswGraph::search_layer(const HnswQuery& q, std::uint32_t entry, float entr
     const std::size_t max_links = level == 0 ? M0_ : M_;
     if (w.todo.size() < max_links) w.todo.resize(max_links);
     const std::uint32_t* todo = w.todo.data();
-    if (buffer != nullptr && (!kMasked || mask[entry])) buffer->push(entry_distance, entry);
+    if (buffer != nullptr && (!kMasked || mask->allows(entry))) buffer->push(entry_distance, entry);
 
     if constexpr (!kMasked) {
         ef = std::max<std::size_t>(ef, 1);
@@ -509,7 +510,7 @@ void HnswGraph::search_layer(const HnswQuery& q, std::uint32_t entry, float entr
 
     w.candidates.clear();
     push_candidate(w.candidates, {entry_distance, entry});
-    if (mask[entry]) push_result(w.results, {entry_distance, entry});
+    if (mask->allows(entry)) push_result(w.results, {entry_distance, entry});
     float bound = w.results.size() >= ef ? w.results.front().distance
                                          : std::numeric_limits<float>::infinity();
     while (!w.candidates.empty()) {
@@ -521,10 +522,11 @@ void HnswGraph::search_layer(const HnswQuery& q, std::uint32_t entry, float entr
         for (std::size_t i = 0; i < m; ++i) {
             const std::uint32_t s = todo[i];
             const float d = score_gathered(q, todo, i, m);
-            if (buffer != nullptr && mask[s]) buffer->push(d, s);
+            const bool allowed = mask->allows(s);
+            if (buffer != nullptr && allowed) buffer->push(d, s);
             if (d < bound) {
                 push_candidate(w.candidates, {d, s});
-                if (mask[s]) {
+                if (allowed) {
                     if (w.results.size() < ef) {
                         push_result(w.results, {d, s});
                     } else {
@@ -860,16 +862,27 @@ void HnswGraph::search_one(const void* query, std::size_t k, std::size_t ef, con
                                                  : prepare(static_cast<const float*>(raw), w.query);
     // Which slots may be returned: a filter's live slots, else every live node (a mask only
     // while tombstones exist; the walk still passes through excluded nodes).
-    const std::uint8_t* mask = nullptr;
+    SlotFilter slot_filter;
+    const SlotFilter* mask = nullptr;
     if (filter.active()) {
-        w.filter.build(idmap_, filter, list);
-        mask = w.filter.allow.data();
-        const std::size_t count = w.filter.slots.size();
+        std::size_t count = 0;
+        if (filter.id_mask) {
+            slot_filter.slot_ids = idmap_.ids();
+            slot_filter.id_mask = filter.id_mask;
+            slot_filter.id_mask_len = filter.id_mask_len;
+            count = w.filter_count;  // counted once per search (see search())
+        } else {
+            w.filter.build(idmap_, filter, list);
+            slot_filter.slot_mask = w.filter.allow.data();
+            count = w.filter.slots.size();
+        }
+        mask = &slot_filter;
         const bool exact = static_cast<double>(count) <
                                kHnswExactFilterFraction * static_cast<double>(idmap_.size()) ||
                            count <= std::max(ef, k);
         if (exact) {
             // Small allowed set: exact scan of just those rows.
+            if (filter.id_mask) w.filter.build_from_mask(idmap_, filter.id_mask, filter.id_mask_len);
             TopK top(k);
             const std::vector<std::uint32_t>& allowed = w.filter.slots;
             for (std::size_t i = 0; i < allowed.size(); ++i) {
@@ -881,7 +894,8 @@ void HnswGraph::search_one(const void* query, std::size_t k, std::size_t ef, con
             return;
         }
     } else if (tombstones_ != 0) {
-        mask = alive_.data();
+        slot_filter.slot_mask = alive_.data();
+        mask = &slot_filter;
     }
     std::size_t found = 0;
     if (entry_ != kNone) {
@@ -922,7 +936,7 @@ void HnswGraph::search(const void* queries, std::size_t nq, std::size_t k, std::
                        const IdFilter& filter, bool normalize_queries, std::size_t threads,
                        float* out_distances, std::int64_t* out_ids, bool buffered) const {
     if (k < 1) throw std::invalid_argument("k must be >= 1");
-    if (filter.active() && filter.lists != 1 && filter.lists != nq)
+    if (filter.lists != 0 && filter.lists != 1 && filter.lists != nq)
         throw std::invalid_argument("search: one filter, or one filter per query");
     const std::size_t query_bytes = spec_.storage == Storage::bits ? spec_.row_bytes : spec_.dim * 4;
     const auto* base = static_cast<const std::uint8_t*>(queries);
@@ -939,6 +953,10 @@ void HnswGraph::search(const void* queries, std::size_t nq, std::size_t k, std::
             }
         }
     } release{this, scratch};
+    if (filter.id_mask) {
+        const std::size_t count = count_allowed(filter.id_mask, filter.id_mask_len);
+        for (auto& w : scratch) w->filter_count = count;
+    }
     if (nq == 1) {
         search_one(base, k, ef, filter, 0, normalize_queries, *scratch[0], out_distances, out_ids,
                    buffered);

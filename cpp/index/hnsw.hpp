@@ -198,7 +198,7 @@ class HnswGraph {
     void prefetch_links(std::uint32_t slot, int level) const;
     template <bool kLocked, bool kMasked>
     void search_layer(const HnswQuery& q, std::uint32_t entry, float entry_distance, int level,
-                      std::size_t ef, const std::uint8_t* mask, HnswWorker& w,
+                      std::size_t ef, const SlotFilter* mask, HnswWorker& w,
                       TopK* buffer = nullptr) const;
     void select_neighbours(std::vector<HnswCandidate>& sorted, std::size_t max_links,
                            HnswWorker& w) const;

@@ -146,14 +146,32 @@ class IdMap {
     std::int64_t next_id_ = 0;
 };
 
-// Allowed ids for a search: none, one list shared by every query, or one list per query
-// (CSR: the ids of list i are ids[offsets[i] .. offsets[i + 1])).
+// Allowed ids for a search: none; a byte mask indexed by id shared by every query (tested
+// per visited slot through the slot's id: no preparation at all); or lists of ids, one
+// shared or one per query (CSR: the ids of list i are ids[offsets[i] .. offsets[i + 1])),
+// mapped to slots through the hash map in O(len(list)).
 struct IdFilter {
     const std::int64_t* ids = nullptr;
     const std::int64_t* offsets = nullptr;
-    std::size_t lists = 0;  // 0: no filter
-    bool active() const { return lists != 0; }
+    std::size_t lists = 0;  // 0: no id lists
+    const std::uint8_t* id_mask = nullptr;  // by id, nonzero = allowed
+    std::size_t id_mask_len = 0;
+    bool active() const { return lists != 0 || id_mask != nullptr; }
     std::size_t list_of(std::size_t query) const { return lists == 1 ? 0 : query; }
+};
+
+// Whether a slot may be returned: by a mask over slots, or by its id in a mask over ids
+// (free slots and tombstones carry id -1 and are never allowed).
+struct SlotFilter {
+    const std::uint8_t* slot_mask = nullptr;
+    const std::int64_t* slot_ids = nullptr;
+    const std::uint8_t* id_mask = nullptr;
+    std::uint64_t id_mask_len = 0;
+    bool allows(std::uint32_t slot) const {
+        if (slot_mask) return slot_mask[slot] != 0;
+        const std::uint64_t id = static_cast<std::uint64_t>(slot_ids[slot]);  // -1: huge
+        return id < id_mask_len && id_mask[id] != 0;
+    }
 };
 
 // A per-thread mask over slots built from one filter list in O(len(list)) (and cleared the
@@ -181,6 +199,27 @@ struct SlotMask {
         }
         built = list;
     }
+    // From a mask by id (the exact-scan path of a small allowed set): O(len(mask)).
+    void build_from_mask(const IdMap& map, const std::uint8_t* id_mask, std::size_t len) {
+        clear();
+        if (allow.size() < map.slots()) allow.resize(map.slots() + map.slots() / 4 + 16, 0);
+        for (std::size_t id = 0; id < len; ++id) {
+            if (!id_mask[id]) continue;
+            std::int64_t s = map.find(static_cast<std::int64_t>(id));
+            if (s >= 0) {
+                allow[s] = 1;
+                slots.push_back(static_cast<std::uint32_t>(s));
+            }
+        }
+        built = static_cast<std::size_t>(-2);
+    }
 };
+
+// Nonzero bytes of a mask.
+inline std::size_t count_allowed(const std::uint8_t* mask, std::size_t len) {
+    std::size_t count = 0;
+    for (std::size_t i = 0; i < len; ++i) count += mask[i] != 0;
+    return count;
+}
 
 }  // namespace simdex

@@ -153,15 +153,18 @@ class Index:
 
     # ---- search helpers ----------------------------------------------------------------
     def _slot_mask(self, filter: Any) -> np.ndarray | None:
-        """(slots,) uint8 mask of allowed slots from a filter (ids array or mask by id)."""
-        allowed = _checks.as_filter(filter)
-        if allowed is None:
+        """(slots,) uint8 mask of allowed slots from one filter (ids array or mask by id)."""
+        allowed, offsets, by_id = _checks.as_filter(filter, 1)
+        if allowed is None and by_id is None:
             return None
+        if offsets is not None and offsets.shape[0] > 2:
+            raise ValueError(f"{type(self).__name__} takes one filter for all queries; per-query "
+                             "filters (a list) are supported by FlatIndex and HNSWIndex")
         ids = self._ids
-        if allowed.dtype == np.bool_:
-            ok = (ids >= 0) & (ids < allowed.shape[0])
+        if by_id is not None:
+            ok = (ids >= 0) & (ids < by_id.shape[0])
             mask = np.zeros(ids.shape[0], dtype=np.uint8)
-            mask[ok] = allowed[ids[ok]]
+            mask[ok] = by_id[ids[ok]]
             return mask
         return (np.isin(ids, allowed) & (ids >= 0)).astype(np.uint8)
 
@@ -224,10 +227,15 @@ class Index:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the index to one file (see simdex._format); load it with simdex.load."""
-        _format.save(path, self.kind, self._params(), self._arrays())
+        _format.save(path, self.kind, *self._state())
 
     def __reduce__(self) -> tuple:
-        return (_format.loads, (_format.dumps(self.kind, self._params(), self._arrays()),))
+        return (_format.loads, (_format.dumps(self.kind, *self._state()),))
+
+    @reads
+    def _state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """(params, arrays) of one consistent moment (taken under the read lock)."""
+        return self._params(), self._arrays()
 
     def _repr_fields(self) -> str:
         return ""

@@ -151,22 +151,6 @@ def as_max_distance(max_distance: Any, nq: int) -> np.ndarray | None:
     return a.astype(np.float32)
 
 
-def as_filter(filter: Any) -> np.ndarray | None:
-    """filter: None, int array of allowed ids, or boolean mask indexed by id."""
-    if filter is None:
-        return None
-    a = _as_array(filter, "filter")
-    if a.ndim != 1:
-        raise ValueError(f"filter must be a 1-D array of allowed ids or a boolean mask; got shape {a.shape}")
-    if a.dtype == np.bool_:
-        return a
-    if a.dtype.kind in "iu":
-        return a.astype(np.int64, copy=False)
-    raise TypeError(
-        f"filter must be an int64 array of allowed ids or a boolean mask indexed by id; got dtype {a.dtype}"
-    )
-
-
 def _filter_ids(a: np.ndarray) -> np.ndarray:
     if a.ndim != 1:
         raise ValueError(f"filter must be a 1-D array of allowed ids or a boolean mask; got shape {a.shape}")
@@ -179,14 +163,17 @@ def _filter_ids(a: np.ndarray) -> np.ndarray:
     )
 
 
-def as_filter_lists(filter: Any, nq: int) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """filter -> (allowed ids (m,) int64, offsets (lists + 1,) int64) for the C++ cores.
+def as_filter(filter: Any, nq: int) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """filter -> (ids, offsets, mask) for the C++ cores, O(len(filter)):
 
-    filter: None; an int array of allowed ids or a boolean mask indexed by id (one filter for
-    every query); or a list / tuple with one such filter per query row. Costs O(len(filter)).
+    - None: (None, None, None)
+    - a boolean mask indexed by id: (None, None, mask as uint8), no copy when contiguous
+    - an int array of allowed ids: a uint8 mask by id when the ids are dense enough (max id
+      < 8 * len + 65536), else (ids (m,) int64, offsets [0, m], None)
+    - a list / tuple with one such filter per query row: (ids, offsets (nq + 1,), None)
     """
     if filter is None:
-        return None, None
+        return None, None, None
     if isinstance(filter, (list, tuple)) and len(filter) > 0 and not np.isscalar(filter[0]):
         if len(filter) != nq:
             raise ValueError(f"a list of filters needs one filter per query row: expected {nq}, got {len(filter)}")
@@ -194,9 +181,17 @@ def as_filter_lists(filter: Any, nq: int) -> tuple[np.ndarray | None, np.ndarray
         offsets = np.zeros(nq + 1, dtype=np.int64)
         np.cumsum([p.shape[0] for p in parts], out=offsets[1:])
         ids = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-        return np.ascontiguousarray(ids, dtype=np.int64), offsets
-    ids = _filter_ids(_as_array(filter, "filter"))
-    return ids, np.array([0, ids.shape[0]], dtype=np.int64)
+        return np.ascontiguousarray(ids, dtype=np.int64), offsets, None
+    a = _as_array(filter, "filter")
+    if a.ndim == 1 and a.dtype == np.bool_:
+        return None, None, np.ascontiguousarray(a).view(np.uint8)
+    ids = _filter_ids(a)
+    ids = ids[ids >= 0] if ids.size and ids.min() < 0 else ids
+    if ids.size and int(ids.max()) < 8 * ids.size + 65536:
+        mask = np.zeros(int(ids.max()) + 1, dtype=np.uint8)
+        mask[ids] = 1
+        return None, None, mask
+    return ids, np.array([0, ids.shape[0]], dtype=np.int64), None
 
 
 def as_id_list(ids: Any, name: str = "ids") -> np.ndarray:

@@ -444,17 +444,22 @@ class BinaryIndex(Index):
         return dist, slots
 
     # ---- persistence --------------------------------------------------------------------
-    def _params(self) -> dict:
+    @reads
+    def _state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        inner = None if self._hnsw is None else self._hnsw._state()
+        return self._params(inner), self._arrays(inner)
+
+    def _params(self, inner: tuple[dict, dict] | None) -> dict:
         params = {"dim": self.dim, "bits": self.bits, "metric": self.metric, "scoring": self.scoring,
                   "center": self.binarizer.center, "graph": self.graph, "M": self.M,
                   "ef_construction": self.ef_construction, "ef": self._ef, "next_id": self._next_id}
         if self._rerank is not None:
             params.update(self._rerank.params())
         if self._hnsw is not None:
-            params["hnsw"] = self._hnsw._params()
+            params["hnsw"] = inner[0]
         return params
 
-    def _arrays(self) -> dict[str, np.ndarray]:
+    def _arrays(self, inner: tuple[dict, dict] | None) -> dict[str, np.ndarray]:
         arrays = {"codes": self._codes, "ids": self._ids}
         if self.alphas is not None:
             arrays["alphas"] = self.alphas
@@ -463,7 +468,7 @@ class BinaryIndex(Index):
         if self._rerank is not None:
             arrays.update(self._rerank.arrays())
         if self._hnsw is not None:
-            arrays.update({"hnsw." + name: a for name, a in self._hnsw._arrays().items()})
+            arrays.update({"hnsw." + name: a for name, a in inner[1].items()})
         return arrays
 
     @classmethod

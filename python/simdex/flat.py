@@ -126,8 +126,8 @@ class FlatIndex(Index):
         k = _checks.check_k(k)
         threads = _checks.check_threads(threads)
         q, was_1d = self._prepare(queries, "queries")
-        allowed, offsets = _checks.as_filter_lists(filter, q.shape[0])
-        dist, ids = self._core.search(q, q.shape[0], k, allowed, offsets, threads)
+        allowed, offsets, allowed_mask = _checks.as_filter(filter, q.shape[0])
+        dist, ids = self._core.search(q, q.shape[0], k, allowed, offsets, allowed_mask, threads)
         return _result.finish(dist, ids, was_1d, max_distance)
 
     def reconstruct(self, ids: Any) -> np.ndarray:
@@ -143,19 +143,15 @@ class FlatIndex(Index):
         return _storage.decode(rows.view(self._row_dtype()), self.storage, self._lo, self._scale)
 
     # ---- persistence --------------------------------------------------------------------
-    def _params(self) -> dict:
-        self._state_cache = state = self._core.state()
-        return {"dim": self.dim, "metric": self.metric, "storage": self.storage,
-                "next_id": int(state["next_id"])}
-
-    def _arrays(self) -> dict[str, np.ndarray]:
-        state = getattr(self, "_state_cache", None) or self._core.state()
-        self._state_cache = None
+    def _state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        state = self._core.state()  # one consistent copy, taken under the core's read lock
+        params = {"dim": self.dim, "metric": self.metric, "storage": self.storage,
+                  "next_id": int(state["next_id"])}
         arrays = {"rows": state["rows"].view(self._row_dtype()).reshape(-1, self._row_width()),
                   "ids": state["ids"]}
         if self._lo is not None:
             arrays["lo"], arrays["scale"] = self._lo, self._scale
-        return arrays
+        return params, arrays
 
     @classmethod
     def _from_state(cls, params: dict, arrays: dict[str, np.ndarray]) -> "FlatIndex":

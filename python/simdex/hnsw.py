@@ -240,10 +240,10 @@ class HNSWIndex(Index):
         ef = self._ef if ef is None else _checks.check_positive_int(ef, "ef")
         threads = _checks.check_threads(threads)
         q, was_1d = self._prepare(queries, "queries")
-        allowed, offsets = _checks.as_filter_lists(filter, q.shape[0])
+        allowed, offsets, allowed_mask = _checks.as_filter(filter, q.shape[0])
         if not isinstance(buffered, bool):
             raise TypeError(f"buffered must be True or False; got {type(buffered).__name__}")
-        dist, ids = self._graph.search(q, q.shape[0], k, ef, allowed, offsets, self.metric == "cosine",
+        dist, ids = self._graph.search(q, q.shape[0], k, ef, allowed, offsets, allowed_mask, self.metric == "cosine",
                                        threads, buffered)
         return _result.finish(dist, ids, was_1d, max_distance)
 
@@ -261,23 +261,18 @@ class HNSWIndex(Index):
         return _storage.decode(rows.view(dtype), self.storage, self._lo, self._scale)
 
     # ---- persistence --------------------------------------------------------------------
-    def _params(self) -> dict:
-        state = self._graph.state()
-        self._state_cache = state
-        return {"dim": self.dim, "metric": self.metric, "storage": self.storage, "M": self.M,
-                "ef_construction": self.ef_construction, "seed": self.seed, "ef": self._ef,
-                "next_id": int(state["next_id"]), "entry": int(state["entry"]),
-                "max_level": int(state["max_level"]), "insert_count": int(state["insert_count"]),
-                "block_bytes": int(self._graph.block_bytes), "int8_queries": self.int8_queries}
-
-    def _arrays(self) -> dict[str, np.ndarray]:
-        state = getattr(self, "_state_cache", None) or self._graph.state()
-        self._state_cache = None
+    def _state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        state = self._graph.state()  # one consistent copy, taken under the graph's read lock
+        params = {"dim": self.dim, "metric": self.metric, "storage": self.storage, "M": self.M,
+                  "ef_construction": self.ef_construction, "seed": self.seed, "ef": self._ef,
+                  "next_id": int(state["next_id"]), "entry": int(state["entry"]),
+                  "max_level": int(state["max_level"]), "insert_count": int(state["insert_count"]),
+                  "block_bytes": int(self._graph.block_bytes), "int8_queries": self.int8_queries}
         arrays = {"blocks": state["blocks"], "levels": state["levels"], "upper": state["upper"],
                   "ids": state["ids"]}
         if self._lo is not None:
             arrays["lo"], arrays["scale"] = self._lo, self._scale
-        return arrays
+        return params, arrays
 
     @classmethod
     def _from_state(cls, params: dict, arrays: dict[str, np.ndarray]) -> "HNSWIndex":

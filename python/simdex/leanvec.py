@@ -611,18 +611,23 @@ class LeanVecIndex(Index):
         return self._finish(dist, slots, was_1d, max_distance)
 
     # ---- persistence --------------------------------------------------------------------
-    def _params(self) -> dict:
+    @reads
+    def _state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        inner = self._graph._state()
+        return self._params(inner), self._arrays(inner)
+
+    def _params(self, inner: tuple[dict, dict]) -> dict:
         params = {"dim": self.dim, "out_dim": self.out_dim, "metric": self.metric,
                   "primary": self.primary, "secondary": self.secondary, "next_id": self._next_id,
-                  "projection": self.projection._params(), "graph": self._graph._params(),
+                  "projection": self.projection._params(), "graph": inner[0],
                   "trained": self.is_trained}
         if self._store is not None:
             params["store"] = self._store.params()
         return params
 
-    def _arrays(self) -> dict[str, np.ndarray]:
+    def _arrays(self, inner: tuple[dict, dict] | None) -> dict[str, np.ndarray]:
         arrays = {"ids": self._ids}
-        arrays.update({f"graph_{name}": a for name, a in self._graph._arrays().items()})
+        arrays.update({f"graph_{name}": a for name, a in inner[1].items()})
         if self.is_trained:
             arrays["query_matrix"] = self.projection.query_matrix
             arrays["data_matrix"] = self.projection.data_matrix
