@@ -25,6 +25,7 @@ PYBIND11_MODULE(_core, m) {
     simdex::bind_kernels(m);
     simdex::bind_hnsw(m);
     simdex::bind_flat(m);
+    simdex::bind_ids(m);
     simdex::bind_pq(m);
     simdex::bind_binary(m);
 }

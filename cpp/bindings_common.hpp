@@ -149,6 +149,7 @@ inline IdFilter filter_arg(const py::object& ids, const py::object& offsets, con
 void bind_kernels(py::module_& m);
 void bind_hnsw(py::module_& m);
 void bind_flat(py::module_& m);
+void bind_ids(py::module_& m);
 void bind_pq(py::module_& m);
 void bind_binary(py::module_& m);
 

@@ -54,8 +54,25 @@ class HnswHandle {
         if (!order.is_none()) order_ptr = typed<std::int64_t>(order.cast<py::array>(), n, "order");
         std::int64_t* assigned = id_ptr ? nullptr : out.mutable_data();
         py::gil_scoped_release release;
-        std::unique_lock<std::shared_mutex> lock(mutex_);
-        graph_->add(row_ptr, id_ptr, assigned, order_ptr, n, resolve_threads(threads));
+        // Searches (and other adds) run while the nodes are linked; growth and ids change
+        // alone.
+        HnswGraph::PendingAdd pending;
+        {
+            std::unique_lock<std::shared_mutex> lock(mutex_);
+            pending = graph_->begin_add(row_ptr, id_ptr, assigned, order_ptr, n);
+        }
+        auto end = [&] {
+            std::unique_lock<std::shared_mutex> lock(mutex_);
+            graph_->end_add(pending);
+        };
+        try {
+            std::shared_lock<std::shared_mutex> lock(mutex_);
+            graph_->insert_nodes(pending, resolve_threads(threads));
+        } catch (...) {
+            end();
+            throw;
+        }
+        end();
         return out;
     }
 

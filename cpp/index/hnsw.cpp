@@ -452,7 +452,7 @@ template <bool kLocked, bool kMasked>
 void HnswGraph::search_layer(const HnswQuery& q, std::uint32_t entry, float entry_distance,
                              int level, std::size_t ef, const SlotFilter* mask,
                              HnswWorker& w, TopK* buffer) const {
-    w.new_epoch(slot_count_);
+    w.new_epoch(capacity_);  // capacity: nodes linked by concurrent inserts fit
     w.results.clear();
     w.visit(entry);
     const std::size_t max_links = level == 0 ? M0_ : M_;
@@ -573,15 +573,18 @@ void HnswGraph::select_neighbours(std::vector<HnswCandidate>& sorted, std::size_
 
 // ---- insertion ----------------------------------------------------------------------------
 
-void HnswGraph::add(const std::uint8_t* rows, const std::int64_t* ids, std::int64_t* assigned,
-                    const std::int64_t* order, std::size_t n, std::size_t threads) {
-    if (n == 0) return;
+HnswGraph::PendingAdd HnswGraph::begin_add(const std::uint8_t* rows, const std::int64_t* ids,
+                                           std::int64_t* assigned, const std::int64_t* order,
+                                           std::size_t n) {
+    PendingAdd p;
+    if (n == 0) return p;
     if (order) {
         std::vector<std::uint8_t> seen(n, 0);
         for (std::size_t i = 0; i < n; ++i) {
             if (order[i] < 0 || static_cast<std::size_t>(order[i]) >= n || seen[order[i]]++)
                 throw std::invalid_argument("add: order is not a permutation of the rows");
         }
+        p.order.assign(order, order + n);
     }
     if (ids) {
         idmap_.check_new(ids, n);
@@ -591,46 +594,65 @@ void HnswGraph::add(const std::uint8_t* rows, const std::int64_t* ids, std::int6
     }
     if (idmap_.slots() + n >= static_cast<std::size_t>(kNone))
         throw std::invalid_argument("add: the graph would exceed 2**32 - 1 slots");
-    std::vector<std::uint32_t> slots(n);
-    for (std::size_t i = 0; i < n; ++i) slots[i] = idmap_.take_slot();
+    p.ids.assign(ids, ids + n);
+    p.slots.resize(n);
+    for (std::size_t i = 0; i < n; ++i) p.slots[i] = idmap_.take_slot();
     reserve(idmap_.slots());
     // Rows are written up front; a node becomes reachable only once it is linked.
     for (std::size_t i = 0; i < n; ++i) {
-        std::uint8_t* block = blocks_ + static_cast<std::size_t>(slots[i]) * block_bytes_;
+        std::uint8_t* block = blocks_ + static_cast<std::size_t>(p.slots[i]) * block_bytes_;
         std::memcpy(block, rows + i * spec_.row_bytes, spec_.row_bytes);
         std::memset(block + links_offset_, 0, 4 * (1 + M0_));
+        idmap_.bind(p.slots[i], ids[i]);
+        alive_[p.slots[i]] = 1;
     }
     slot_count_ = idmap_.slots();
-    const std::uint64_t first = insert_count_;
+    p.first = insert_count_;
+    insert_count_ += n;
+    return p;
+}
+
+void HnswGraph::insert_nodes(const PendingAdd& p, std::size_t threads) {
+    const std::size_t n = p.slots.size();
+    if (n == 0) return;
     std::size_t workers = std::max<std::size_t>(1, std::min(threads, n));
     std::vector<std::unique_ptr<HnswWorker>> scratch;
     for (std::size_t t = 0; t < workers; ++t) scratch.push_back(acquire_worker());
-    auto task = [&](std::size_t i, std::size_t worker) {
-        std::size_t r = order ? static_cast<std::size_t>(order[i]) : i;
-        insert(slots[r], draw_level(first + i), *scratch[worker]);
-    };
-    auto finish = [&] {
-        // Nodes that were inserted become live under their ids; the others (interrupted)
-        // give their slots back.
-        for (std::size_t i = n; i-- > 0;) {
-            if (levels_[slots[i]] >= 0) {
-                idmap_.bind(slots[i], ids[i]);
-                alive_[slots[i]] = 1;
-            } else {
-                idmap_.give_back(slots[i]);
-            }
+    struct Release {
+        const HnswGraph* g;
+        std::vector<std::unique_ptr<HnswWorker>>& scratch;
+        ~Release() {
+            for (auto& w : scratch) g->release_worker(std::move(w));
         }
-        slot_count_ = idmap_.slots();
-        insert_count_ = first + n;
-        for (auto& w : scratch) release_worker(std::move(w));
-    };
+    } release{this, scratch};
+    parallel_for(n, workers, [&](std::size_t i, std::size_t worker) {
+        std::size_t r = p.order.empty() ? i : static_cast<std::size_t>(p.order[i]);
+        insert(p.slots[r], draw_level(p.first + i), *scratch[worker]);
+    });
+}
+
+void HnswGraph::end_add(const PendingAdd& p) {
+    // Nodes an interrupt left uninserted give their ids and slots back (newest first).
+    for (std::size_t i = p.slots.size(); i-- > 0;) {
+        const std::uint32_t s = p.slots[i];
+        if (levels_[s] >= 0) continue;
+        idmap_.unbind(p.ids[i]);
+        alive_[s] = 0;
+        idmap_.give_back(s);
+    }
+    slot_count_ = idmap_.slots();
+}
+
+void HnswGraph::add(const std::uint8_t* rows, const std::int64_t* ids, std::int64_t* assigned,
+                    const std::int64_t* order, std::size_t n, std::size_t threads) {
+    PendingAdd p = begin_add(rows, ids, assigned, order, n);
     try {
-        parallel_for(n, workers, task);
+        insert_nodes(p, threads);
     } catch (...) {
-        finish();
+        end_add(p);
         throw;
     }
-    finish();
+    end_add(p);
 }
 
 // The node is searched for on every level first (nothing links to it yet), then its lists
@@ -648,6 +670,7 @@ void HnswGraph::insert(std::uint32_t slot, int level, HnswWorker& w) {
         levels_[slot] = level;
         entry_ = slot;
         max_level_ = level;
+        publish_top();
         return;
     }
     if (level <= top) entry_lock.unlock();  // keep the lock only when this node becomes the entry
@@ -690,6 +713,7 @@ void HnswGraph::insert(std::uint32_t slot, int level, HnswWorker& w) {
     if (level > top) {
         entry_ = slot;
         max_level_ = level;
+        publish_top();
     }
 }
 
@@ -788,6 +812,7 @@ void HnswGraph::unlink(const std::vector<std::uint8_t>& removed, std::size_t thr
                 entry_ = static_cast<std::uint32_t>(s);
             }
         }
+        publish_top();
     }
 }
 
@@ -898,10 +923,11 @@ void HnswGraph::search_one(const void* query, std::size_t k, std::size_t ef, con
         mask = &slot_filter;
     }
     std::size_t found = 0;
-    if (entry_ != kNone) {
-        std::uint32_t cur = entry_;
+    const std::uint64_t top = top_.load(std::memory_order_acquire);
+    if (static_cast<std::uint32_t>(top) != kNone) {
+        std::uint32_t cur = static_cast<std::uint32_t>(top);
         float cur_distance = distance(q, row(cur));
-        for (int l = max_level_; l > 0; --l) greedy<false>(q, cur, cur_distance, l, w);
+        for (int l = static_cast<int>(top >> 32) - 1; l > 0; --l) greedy<false>(q, cur, cur_distance, l, w);
         if (buffered && k > ef) {
             // Window ef, results from every scored node (each result of the window was scored,
             // so the buffer's top k is at least as good as the window's).
@@ -1041,6 +1067,7 @@ void HnswGraph::restore(const std::uint8_t* blocks, bool borrow, std::size_t slo
     }
     entry_ = entry;
     max_level_ = max_level;
+    publish_top();
     insert_count_ = insert_count;
 }
 

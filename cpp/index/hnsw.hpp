@@ -32,8 +32,12 @@
 //     would erase reverse links that other threads added meanwhile). Each link list is
 //     guarded by a one-byte spin lock, the entry point by a mutex. threads = 1 is
 //     deterministic.
-//   * search() is const and may run from many threads at once; it must not overlap add(),
-//     remove() or compact() (the binding serialises them with a reader-writer lock).
+//   * search() is const and may run from many threads at once, also while nodes are being
+//     inserted (insert_nodes), as in hnswlib: it reads link lists without locks (every entry
+//     it can see is a valid slot whose row is written), sizes its visited set by capacity,
+//     and reads the entry point and top level as one atomic word. The binding holds its
+//     reader-writer lock exclusively for begin_add / end_add (growth, ids), remove,
+//     compact and restore, and shared for searches and insert_nodes.
 //   * Per-thread scratch (visited set with epoch counters, heaps, buffers, filter masks)
 //     comes from a pool so a search allocates nothing in steady state.
 //
@@ -127,6 +131,21 @@ class HnswGraph {
     // (nullptr = 0..n-1). Interrupted (Ctrl-C), the rows inserted so far stay.
     void add(const std::uint8_t* rows, const std::int64_t* ids, std::int64_t* assigned,
              const std::int64_t* order, std::size_t n, std::size_t threads);
+
+    // add() in three steps, so that searches run during the long middle one:
+    //   begin_add (exclusive): checks ids, takes slots, grows storage, writes rows, binds ids;
+    //   insert_nodes (shared with searches and other inserts): links the nodes;
+    //   end_add (exclusive): frees the slots of nodes an interrupt left uninserted.
+    struct PendingAdd {
+        std::vector<std::uint32_t> slots;
+        std::vector<std::int64_t> ids;
+        std::vector<std::int64_t> order;  // empty = row order
+        std::uint64_t first = 0;          // insertion number of the first row (levels)
+    };
+    PendingAdd begin_add(const std::uint8_t* rows, const std::int64_t* ids, std::int64_t* assigned,
+                         const std::int64_t* order, std::size_t n);
+    void insert_nodes(const PendingAdd& pending, std::size_t threads);
+    void end_add(const PendingAdd& pending);
 
     // Tombstones the given ids (unknown ids are ignored); returns how many were removed.
     // Compacts when tombstones pile up (see kHnswCompactFraction).
@@ -242,8 +261,13 @@ class HnswGraph {
     std::unique_ptr<std::atomic<std::uint8_t>[]> locks_;
 
     std::mutex entry_mutex_;
-    std::uint32_t entry_ = kNone;
+    std::uint32_t entry_ = kNone;  // guarded by entry_mutex_ while inserting
     int max_level_ = -1;
+    // (max_level + 1) << 32 | entry, published for searches after the entry changes
+    std::atomic<std::uint64_t> top_{kNone};
+    void publish_top() {
+        top_.store((static_cast<std::uint64_t>(max_level_ + 1) << 32) | entry_, std::memory_order_release);
+    }
     std::uint64_t insert_count_ = 0;
 
     mutable std::mutex pool_mutex_;

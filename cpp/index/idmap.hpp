@@ -68,6 +68,11 @@ class IdMap {
         ids_.push_back(kNoId);
         return static_cast<std::uint32_t>(ids_.size() - 1);
     }
+    // A new slot at the end, even when freed ones exist (indexes that append rows).
+    std::uint32_t append_slot() {
+        ids_.push_back(kNoId);
+        return static_cast<std::uint32_t>(ids_.size() - 1);
+    }
     // Gives back slots taken but not filled (an interrupted add), newest last.
     void give_back(std::uint32_t slot) {
         ids_[slot] = kNoId;
