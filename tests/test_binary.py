@@ -233,9 +233,9 @@ def test_filter_remove_max_distance_and_ids(data):
     d, after = index.search(q, 10)
     assert not np.isin(after, gone).any()
     # re-adding reuses the freed slots
-    slots_before = index._codes.shape[0]
+    slots_before = index._slot_count
     index.add(x[: gone.size], ids=np.arange(gone.size) + 10 ** 6)
-    assert index._codes.shape[0] == slots_before and len(index) == x.shape[0]
+    assert index._slot_count == slots_before and len(index) == x.shape[0]
     d, found = index.search(q, 10, max_distance=0.3)
     assert np.all((d <= 0.3) | (found == -1)) and np.all(np.isinf(d[found == -1]))
     d1, i1 = index.search(q[0], 5)
@@ -287,7 +287,7 @@ def test_repr_and_nbytes(data):
     index = sx.BinaryIndex(96, bits=2)
     index.add(x)
     assert repr(index).startswith("BinaryIndex(dim=96, metric='cosine', bits=2")
-    assert index.nbytes == x.shape[0] * (2 * 12 + 8)
+    assert x.shape[0] * (2 * 12 + 8) <= index.nbytes <= x.shape[0] * (2 * 12 + 100)  # codes + id map
 
 
 # ---- bad input --------------------------------------------------------------------------

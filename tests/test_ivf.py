@@ -26,7 +26,7 @@ def clustered(n, d, seed=0, centers=32):
 def reconstruction(index):
     """Every stored row as the index sees it: coarse centroid + decoded residual, by slot."""
     codes, slots, lists = index._rows()
-    out = np.zeros((index._ids.size, index.dim), np.float64)
+    out = np.zeros((index._slot_count, index.dim), np.float64)
     out[slots] = index.centroids[lists].astype(np.float64) + index.pq._decode_raw(codes)
     return out
 

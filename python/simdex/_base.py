@@ -16,7 +16,7 @@ from typing import Any, Callable, ClassVar, TypeVar
 
 import numpy as np
 
-from . import _checks, _format, _result, kernels
+from . import _checks, _core, _format, _result, kernels
 from ._result import SearchResult
 
 
@@ -105,75 +105,76 @@ class Index:
         if cls.kind:
             _format.register_kind(cls.kind, cls._from_state)
 
-    # ---- ids ---------------------------------------------------------------------------
-    def _init_ids(self) -> None:
-        self._ids = np.zeros(0, dtype=np.int64)  # (slots,) user id per slot, -1 = free
-        self._next_id = 0
+    # ---- ids (indexes laid out in Python: PQ, IVF-PQ, LeanVec, Binary) -------------------
+    # The id <-> slot map is a C++ IdTable (hash map): every helper costs O(its argument),
+    # never O(n). reuse_slots: removed slots are reused by later adds (else they stay dead
+    # and scans mask them).
+    def _init_ids(self, *, reuse_slots: bool) -> None:
+        self._idt = _core.IdTable()
+        self._reuse_slots = reuse_slots
 
     def __len__(self) -> int:
-        return int(np.count_nonzero(self._ids >= 0))
+        return len(self._idt)
 
     @property
     def ids(self) -> np.ndarray:
         """The live ids, int64 (n,), in slot order."""
-        ids = self._ids
-        return ids[ids >= 0].copy()
+        return self._idt.ids()
 
     def __contains__(self, id: object) -> bool:
-        if not isinstance(id, (int, np.integer)) or isinstance(id, bool):
-            return False
-        return bool(np.any(self._ids == int(id)))
+        return isinstance(id, (int, np.integer)) and not isinstance(id, bool) and int(id) in self._idt
 
-    def _new_ids(self, ids: Any, n: int) -> np.ndarray:
-        """Validate user ids for n new rows (or assign next sequential ids)."""
-        if ids is None:
-            new = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
-            clash = np.isin(new, self._ids)
-            if clash.any():
-                start = max(self._next_id, int(self._ids.max()) + 1)
-                new = np.arange(start, start + n, dtype=np.int64)
-        else:
-            new = _checks.as_ids(ids, n)
-            clash = np.isin(new, self._ids)
-            if clash.any():
-                raise ValueError(
-                    f"ids already in the index: {new[clash][:5].tolist()}; remove them first or pass new ids"
-                )
-        if n:
-            self._next_id = max(self._next_id, int(new.max()) + 1)
-        return new
+    @property
+    def _slot_count(self) -> int:
+        return int(self._idt.slot_count)
 
-    def _slots_of(self, ids: Any) -> np.ndarray:
-        """Slots holding the given ids (ids not present are ignored)."""
-        a = np.asarray(ids)
-        if a.dtype.kind not in "iu":
-            raise TypeError(f"ids must be integers; got dtype {a.dtype}")
-        a = a.reshape(-1).astype(np.int64, copy=False)
-        return np.nonzero(np.isin(self._ids, a) & (self._ids >= 0))[0]
+    def _bind_ids(self, ids: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Check user ids for n new rows (or assign sequential ones) and give them slots:
+        (ids (n,), slots (n,)). Call it last before storing the rows: nothing is bound when
+        the ids clash."""
+        new = None if ids is None else _checks.as_ids(ids, n)
+        return self._idt.add(new, n, self._reuse_slots)
 
-    # ---- search helpers ----------------------------------------------------------------
+    def _unbind_ids(self, ids: Any) -> np.ndarray:
+        """Forget ids (unknown ones are ignored); returns the slots they held."""
+        return self._idt.remove(_checks.as_id_list(ids), self._reuse_slots)
+
     def _slot_mask(self, filter: Any) -> np.ndarray | None:
-        """(slots,) uint8 mask of allowed slots from one filter (ids array or mask by id)."""
+        """(slots,) uint8 mask of live slots allowed by one filter (ids array or mask by id),
+        or of every live slot; None when every slot is live and there is no filter."""
+        allowed, offsets, by_id = _checks.as_filter(filter, 1)
+        if offsets is not None and offsets.shape[0] > 2:
+            raise ValueError(f"{type(self).__name__} takes one filter for all queries; per-query "
+                             "filters (a list) are supported by FlatIndex and HNSWIndex")
+        return self._idt.scan_mask(allowed, offsets, by_id)
+
+    def _allowed_slots(self, filter: Any) -> np.ndarray | None:
+        """Slots of the live ids one filter allows, int64 (for inner graphs keyed by slot)."""
         allowed, offsets, by_id = _checks.as_filter(filter, 1)
         if allowed is None and by_id is None:
             return None
         if offsets is not None and offsets.shape[0] > 2:
             raise ValueError(f"{type(self).__name__} takes one filter for all queries; per-query "
                              "filters (a list) are supported by FlatIndex and HNSWIndex")
-        ids = self._ids
         if by_id is not None:
-            ok = (ids >= 0) & (ids < by_id.shape[0])
-            mask = np.zeros(ids.shape[0], dtype=np.uint8)
-            mask[ok] = by_id[ids[ok]]
-            return mask
-        return (np.isin(ids, allowed) & (ids >= 0)).astype(np.uint8)
+            allowed = np.flatnonzero(by_id).astype(np.int64)
+        return self._idt.slots_of(allowed)
 
     def _finish(self, distances: np.ndarray, slots: np.ndarray, was_1d: bool,
                 max_distance: Any = None) -> SearchResult:
         """Map slots to user ids, then _result.finish (max_distance, 1-D squeeze)."""
-        ids = np.where(slots >= 0, self._ids[np.maximum(slots, 0)], -1) if self._ids.size else np.full_like(slots, -1)
-        return _result.finish(distances.astype(np.float32, copy=False), ids.astype(np.int64, copy=False),
-                              was_1d, max_distance)
+        ids = self._idt.ids_of(np.ascontiguousarray(slots, dtype=np.int64))
+        return _result.finish(distances.astype(np.float32, copy=False), ids, was_1d, max_distance)
+
+    def _ids_state(self) -> tuple[np.ndarray, int]:
+        """(user id per slot, -1 = free or removed; next sequential id) for saving."""
+        ids, next_id = self._idt.state()
+        return ids, int(next_id)
+
+    def _restore_ids(self, ids: np.ndarray, next_id: int, what: str) -> None:
+        if not isinstance(ids, np.ndarray) or ids.dtype != np.int64 or ids.ndim != 1:
+            raise ValueError(f"{what} index file: ids must be a 1-D int64 array")
+        self._idt.restore(np.ascontiguousarray(ids), int(next_id), self._reuse_slots)
 
     @staticmethod
     def _empty_result(nq: int, k: int, was_1d: bool) -> SearchResult:

@@ -40,6 +40,7 @@ import numpy as np
 
 from . import _checks, _core
 from ._base import Index, reads, writes
+from .pq import _grown
 from ._rerank import RerankStore
 from ._result import SearchResult
 from .kernels import normalize
@@ -247,8 +248,8 @@ class BinaryIndex(Index):
         self.code_size = self.bits * self.plane_bytes
         rerank = RerankStore.check_where(rerank)
         self._rerank: RerankStore | None = None if rerank is None else RerankStore(self.dim, self.metric, rerank)
-        self._init_ids()
-        self._codes = np.zeros((0, self.code_size), dtype=np.uint8)
+        self._init_ids(reuse_slots=True)
+        self._codes = np.zeros((0, self.code_size), dtype=np.uint8)  # capacity; live: _live_codes()
         self._hnsw = None
         self._ef = 64
         if graph:
@@ -282,7 +283,7 @@ class BinaryIndex(Index):
 
     @property
     def nbytes(self) -> int:
-        total = self._codes.nbytes + self._ids.nbytes
+        total = self._live_codes().nbytes + self._idt.nbytes
         if self._rerank is not None:
             total += self._rerank.nbytes
         if self._hnsw is not None:
@@ -311,40 +312,35 @@ class BinaryIndex(Index):
         threads = _checks.check_threads(threads)
         a, _ = self._prepare(x, "x")
         n = a.shape[0]
-        new_ids = self._new_ids(ids, n)
         if not self.is_trained:
             self.binarizer.fit(a)
         codes = self.binarizer._encode(a)
-        free = np.nonzero(self._ids < 0)[0][:n]
-        start = self._ids.shape[0]
-        slots = np.concatenate([free, np.arange(start, start + n - free.size)]).astype(np.int64)
-        grown = np.empty((start + n - free.size, self.code_size), dtype=np.uint8)
-        grown[:start] = self._codes
-        grown[slots] = codes
-        if self._rerank is not None:
-            self._rerank.put(slots, a)
-        if self._hnsw is not None:
-            try:
+        new_ids, slots = self._bind_ids(ids, n)  # freed slots first, then new ones at the end
+        try:
+            self._codes = _grown(self._codes, self._slot_count, self._codes.shape[0])
+            self._codes[slots] = codes
+            if self._rerank is not None:
+                self._rerank.put(slots, a)
+            if self._hnsw is not None:
                 self._hnsw.add(codes, slots, threads=threads)
-            except BaseException:
-                # Interrupted (Ctrl-C) or failed: undo the whole add (the rows stay out).
+        except BaseException:
+            # Interrupted (Ctrl-C) or failed: undo the whole add (the rows stay out).
+            if self._hnsw is not None:
                 self._hnsw.remove(slots)
-                raise
-        self._codes = grown
-        self._ids = np.concatenate([self._ids, np.full(n - free.size, -1, dtype=np.int64)])
-        self._ids[slots] = new_ids
+            self._unbind_ids(new_ids)
+            raise
         return new_ids
+
+    def _live_codes(self) -> np.ndarray:
+        return self._codes[: self._slot_count]
 
     @writes
     def remove(self, ids: Any) -> int:
         """Remove vectors by id (unknown ids are ignored); returns how many were removed.
         Removed ids are never returned; their slots are reused by later adds."""
-        slots = self._slots_of(ids)
-        if slots.size == 0:
-            return 0
-        if self._hnsw is not None:
+        slots = self._unbind_ids(ids)
+        if slots.size and self._hnsw is not None:
             self._hnsw.remove(slots)
-        self._ids[slots] = -1
         return int(slots.size)
 
     # ---- search -------------------------------------------------------------------------
@@ -377,16 +373,17 @@ class BinaryIndex(Index):
                 raise ValueError("ef applies to graph=True indexes only")
         q, was_1d = self._prepare(queries, "queries")
         nq = q.shape[0]
-        mask = self._slot_mask(filter)
-        if mask is None and len(self) < self._ids.shape[0]:
-            mask = (self._ids >= 0).astype(np.uint8)
+        if self._hnsw is not None:  # removed slots are out of the graph already
+            mask = allowed = self._allowed_slots(filter)
+        else:
+            mask = self._slot_mask(filter)
         if len(self) == 0 or (mask is not None and not mask.any()):
             return self._finish(*self._empty_result(nq, k, False), was_1d, max_distance)
         candidates = k
         if self._rerank is not None:
             candidates = rerank_k if rerank_k is not None else DEFAULT_RERANK_FACTOR * k
         if self._hnsw is not None:
-            dist, slots = self._graph_stage(q, candidates, ef, mask, threads)
+            dist, slots = self._graph_stage(q, candidates, ef, allowed, threads)
         else:
             dist, slots = self._scan_stage(q, candidates, mask, threads)
         if self._rerank is not None:
@@ -410,22 +407,22 @@ class BinaryIndex(Index):
 
     def _scan_stage(self, q: np.ndarray, candidates: int, mask: np.ndarray | None,
                     threads: int | None) -> tuple[np.ndarray, np.ndarray]:
-        n = self._codes.shape[0]
+        codes = self._live_codes()
+        n = codes.shape[0]
         if self.bits == 1 and self.scoring == "symmetric":
             codes_q = self.binarizer._encode(q)
-            hamming, slots = _core.search(self._codes, n, codes_q, q.shape[0], candidates, "bits",
+            hamming, slots = _core.search(codes, n, codes_q, q.shape[0], candidates, "bits",
                                           "hamming", self.plane_bytes * 8, mask=mask, threads=threads)
             return self._hamming_to_distance(hamming), slots
         block, bits_q, weights, offsets = self._query_block(q)
-        return _core.binary_search(self._codes, n, self.bits, self.plane_bytes, self.scoring, block,
+        return _core.binary_search(codes, n, self.bits, self.plane_bytes, self.scoring, block,
                                    q.shape[0], bits_q, weights, offsets, candidates, mask=mask,
                                    threads=threads)
 
-    def _graph_stage(self, q: np.ndarray, candidates: int, ef: int | None, mask: np.ndarray | None,
+    def _graph_stage(self, q: np.ndarray, candidates: int, ef: int | None, allowed: np.ndarray | None,
                      threads: int | None) -> tuple[np.ndarray, np.ndarray]:
         ef = max(self._ef if ef is None else ef, candidates)
         codes_q = self.binarizer._encode(q)
-        allowed = None if mask is None else np.nonzero(mask)[0].astype(np.int64)
         exact_hamming = self.bits == 1 and self.scoring == "symmetric"
         found = candidates if exact_hamming else ef
         hamming, slots = self._hnsw.search(codes_q, found, ef=ef, filter=allowed, threads=threads)
@@ -434,7 +431,8 @@ class BinaryIndex(Index):
         # Re-score the graph's candidates with the bit-plane score, keep the best `candidates`.
         block, bits_q, weights, offsets = self._query_block(q)
         slots = np.ascontiguousarray(slots, dtype=np.int64)
-        scores = _core.binary_score_slots(self._codes, self._codes.shape[0], self.bits, self.plane_bytes,
+        codes = self._live_codes()
+        scores = _core.binary_score_slots(codes, codes.shape[0], self.bits, self.plane_bytes,
                                           self.scoring, block, q.shape[0], bits_q, weights, offsets,
                                           slots, slots.shape[1], threads=threads)
         order = np.argsort(scores, axis=1, kind="stable")[:, :candidates]
@@ -452,7 +450,7 @@ class BinaryIndex(Index):
     def _params(self, inner: tuple[dict, dict] | None) -> dict:
         params = {"dim": self.dim, "bits": self.bits, "metric": self.metric, "scoring": self.scoring,
                   "center": self.binarizer.center, "graph": self.graph, "M": self.M,
-                  "ef_construction": self.ef_construction, "ef": self._ef, "next_id": self._next_id}
+                  "ef_construction": self.ef_construction, "ef": self._ef, "next_id": self._ids_state()[1]}
         if self._rerank is not None:
             params.update(self._rerank.params())
         if self._hnsw is not None:
@@ -460,7 +458,7 @@ class BinaryIndex(Index):
         return params
 
     def _arrays(self, inner: tuple[dict, dict] | None) -> dict[str, np.ndarray]:
-        arrays = {"codes": self._codes, "ids": self._ids}
+        arrays = {"codes": self._live_codes(), "ids": self._ids_state()[0]}
         if self.alphas is not None:
             arrays["alphas"] = self.alphas
         if self.binarizer.center_ is not None:
@@ -488,8 +486,7 @@ class BinaryIndex(Index):
         if ids.dtype != np.int64 or ids.shape != (codes.shape[0],):
             raise ValueError(f"binary index file: ids {ids.shape} {ids.dtype} do not match {codes.shape[0]} codes")
         index._codes = codes
-        index._ids = np.array(ids, dtype=np.int64)  # small; writable for remove()
-        index._next_id = int(params["next_id"])
+        index._restore_ids(ids, int(params["next_id"]), "binary")
         if "alphas" in arrays:
             alphas = arrays["alphas"]
             if alphas.shape != (index.bits,) or alphas.dtype != np.float32:

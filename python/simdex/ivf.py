@@ -37,7 +37,8 @@ class IVFPQIndex(Index):
     rerank        : None, 'memory' or a file path (exact re-scoring of rerank_k candidates)
     Layout: codes of all lists in one array sorted by list, offsets (nlist + 1,) in rows
     (8 bits) or in 32-row blocks (4 bits, each list padded to whole blocks).
-    remove(ids) marks rows deleted; storage is not compacted.
+    remove(ids) forgets the ids in O(1) (their rows are masked out of scans); storage is not
+    compacted.
     """
 
     kind = "ivfpq"
@@ -50,7 +51,7 @@ class IVFPQIndex(Index):
         self.dim, self.m, self.nbits = self.pq.dim, self.pq.m, self.pq.nbits
         rerank = RerankStore.check_where(rerank)
         self._store = None if rerank is None else RerankStore(self.dim, self.metric, rerank)
-        self._init_ids()
+        self._init_ids(reuse_slots=False)
         self.centroids: np.ndarray | None = None      # (nlist, dim) float32
         self._list_tables: np.ndarray | None = None   # (nlist, m, ksub) float32, l2 only
         self._offsets = np.zeros(self.nlist + 1, np.int64)
@@ -68,13 +69,13 @@ class IVFPQIndex(Index):
 
     @property
     def nbytes(self) -> int:
-        parts = [self._codes, self._entry_slots, self._offsets, self._ids]
+        parts = [self._codes, self._entry_slots, self._offsets]
         if self.centroids is not None:
             parts.append(self.centroids)
         if self._list_tables is not None:
             parts.append(self._list_tables)
         store = 0 if self._store is None else self._store.nbytes
-        return int(sum(p.nbytes for p in parts) + self.pq.nbytes + store)
+        return int(sum(p.nbytes for p in parts) + self._idt.nbytes + self.pq.nbytes + store)
 
     def _prepare(self, x: Any, name: str) -> tuple[np.ndarray, bool]:
         a, was_1d = _checks.as_float_rows(x, self.dim, name)
@@ -154,26 +155,21 @@ class IVFPQIndex(Index):
         if not self.is_trained:
             raise ValueError("IVFPQIndex is not trained; call train(x) before add()")
         a, _ = self._prepare(x, "x")
-        new_ids = self._new_ids(ids, a.shape[0])
         _, labels = self._assign(a, 1, threads)
         labels = labels[:, 0]
         codes = self.pq._encode_raw(np.ascontiguousarray(a - self.centroids[labels]), threads)
-        slots = np.arange(self._ids.size, self._ids.size + a.shape[0], dtype=np.int64)
         old_codes, old_slots, old_lists = self._rows()
+        new_ids, slots = self._bind_ids(ids, a.shape[0])  # appended slots
         self._set_rows(np.concatenate([old_codes, codes]), np.concatenate([old_slots, slots]),
                        np.concatenate([old_lists, labels]))
         if self._store is not None:
             self._store.append(a)
-        self._ids = np.concatenate([self._ids, new_ids])
         return new_ids
 
     @writes
     def remove(self, ids: Any) -> int:
         """Mark vectors deleted by id; returns how many were removed (unknown ids are ignored)."""
-        slots = self._slots_of(ids)
-        self._ids = self._ids.copy() if not self._ids.flags.writeable else self._ids
-        self._ids[slots] = -1
-        return int(slots.size)
+        return int(self._unbind_ids(ids).size)
 
     # ---- search -------------------------------------------------------------------------
     @reads
@@ -200,8 +196,6 @@ class IVFPQIndex(Index):
         if len(self) == 0 or not self.is_trained:
             return self._finish(*self._empty_result(q.shape[0], k, False), was_1d, max_distance)
         mask = self._slot_mask(filter)
-        if mask is None and (self._ids < 0).any():
-            mask = (self._ids >= 0).astype(np.uint8)
         dist = np.empty((q.shape[0], candidates), np.float32)
         slots = np.empty((q.shape[0], candidates), np.int64)
         for start in range(0, q.shape[0], _QUERY_BATCH):
@@ -214,7 +208,7 @@ class IVFPQIndex(Index):
             d, s = _core.ivf_search(self.nbits, self.m, self.nlist, self._codes, self._entry_slots,
                                     self._offsets, self._list_tables, luts, probes,
                                     np.ascontiguousarray(bias), part.shape[0], nprobe, candidates,
-                                    mask, self._ids.size, threads)
+                                    mask, self._slot_count, threads)
             dist[start: start + part.shape[0]], slots[start: start + part.shape[0]] = d, s
         if self._store is not None:
             dist, slots = self._store.rescore(q, slots, k, threads)
@@ -223,14 +217,14 @@ class IVFPQIndex(Index):
     # ---- persistence --------------------------------------------------------------------
     def _params(self) -> dict:
         params = {"dim": self.dim, "nlist": self.nlist, "m": self.m, "nbits": self.nbits,
-                  "metric": self.metric, "next_id": self._next_id, "trained": self.is_trained}
+                  "metric": self.metric, "next_id": self._ids_state()[1], "trained": self.is_trained}
         if self._store is not None:
             params.update(self._store.params())
         return params
 
     def _arrays(self) -> dict[str, np.ndarray]:
         arrays = {"codes": self._codes, "entry_slots": self._entry_slots, "offsets": self._offsets,
-                  "ids": self._ids, **self.pq._arrays()}
+                  "ids": self._ids_state()[0], **self.pq._arrays()}
         if self.centroids is not None:
             arrays["centroids"] = self.centroids
         if self._list_tables is not None:
@@ -253,8 +247,7 @@ class IVFPQIndex(Index):
                 or (entry.size and entry.max() >= arrays["ids"].size)):
             raise ValueError("IVF-PQ index file: list arrays do not match the header")
         index._offsets, index._codes, index._entry_slots = offsets, codes, entry
-        index._ids = arrays["ids"]
-        index._next_id = int(params["next_id"])
+        index._restore_ids(arrays["ids"], int(params["next_id"]), "IVF-PQ")
         if params["trained"]:
             index.centroids = arrays["centroids"]
             index._list_tables = arrays.get("list_tables")

@@ -468,7 +468,7 @@ class LeanVecIndex(Index):
         self._graph = HNSWIndex(self.out_dim, self._graph_metric(), M=M, ef_construction=ef_construction,
                                 storage=self.primary, seed=self.seed, int8_queries=int8_queries)
         self._store: RerankStore | _EncodedStore | None = None
-        self._init_ids()
+        self._init_ids(reuse_slots=False)
 
     # ---- properties ---------------------------------------------------------------------
     def _graph_metric(self) -> str:
@@ -502,7 +502,7 @@ class LeanVecIndex(Index):
     def nbytes(self) -> int:
         matrices = 0 if not self.is_trained else self.projection.data_matrix.nbytes * 2
         store = 0 if self._store is None else self._store.nbytes
-        return int(self._graph.nbytes + store + matrices + self._ids.nbytes)
+        return int(self._graph.nbytes + store + matrices + self._idt.nbytes)
 
     def _prepare(self, x: Any, name: str) -> tuple[np.ndarray, bool]:
         a, was_1d = _checks.as_float_rows(x, self.dim, name)
@@ -545,31 +545,26 @@ class LeanVecIndex(Index):
             hint = "train(x, queries)" if self.projection.kind == "ood" else "train(x)"
             raise ValueError(f"LeanVecIndex is not trained; call {hint} before add")
         a, _ = self._prepare(x, "x")
-        new_ids = self._new_ids(ids, a.shape[0])
-        start = self._ids.shape[0]  # == len(self._store): slots are store rows
-        slots = np.arange(start, start + a.shape[0], dtype=np.int64)
         reduced = self.projection._project(a, self.projection._data_rows, threads)
+        new_ids, slots = self._bind_ids(ids, a.shape[0])  # appended: slots are store rows
         self._store.append(a)
         try:
             self._graph.add(reduced, slots, threads=threads)   # graph ids are our slots
         except BaseException:
-            # Interrupted (Ctrl-C) or failed: undo the whole add; the stored rows stay as
-            # free slots so store rows and slots stay aligned.
+            # Interrupted (Ctrl-C) or failed: undo the whole add; the stored rows stay,
+            # behind dead slots, so store rows and slots stay aligned.
             self._graph.remove(slots)
-            self._ids = np.concatenate([self._ids, np.full(a.shape[0], -1, dtype=np.int64)])
+            self._unbind_ids(new_ids)
             raise
-        self._ids = np.concatenate([self._ids, new_ids])
         return new_ids
 
     @writes
     def remove(self, ids: Any) -> int:
         """Remove vectors by id (unknown ids are ignored); returns how many were removed.
-        O(1) in the graph (a tombstone); removed ids are never returned again."""
-        slots = self._slots_of(ids)
-        if slots.size == 0:
-            return 0
-        self._graph.remove(slots)
-        self._ids[slots] = -1
+        O(1) (a tombstone in the graph); removed ids are never returned again."""
+        slots = self._unbind_ids(ids)
+        if slots.size:
+            self._graph.remove(slots)
         return int(slots.size)
 
     # ---- search -------------------------------------------------------------------------
@@ -597,10 +592,8 @@ class LeanVecIndex(Index):
         q, was_1d = self._prepare(queries, "queries")
         if len(self) == 0:
             return self._finish(*self._empty_result(q.shape[0], k, False), was_1d, max_distance)
-        allowed = None
-        if filter is not None:
-            mask = self._slot_mask(filter)
-            allowed = np.nonzero(mask)[0].astype(np.int64)
+        allowed = self._allowed_slots(filter)
+        if allowed is not None:
             if allowed.size == 0:
                 return self._finish(*self._empty_result(q.shape[0], k, False), was_1d, max_distance)
         buffer = max(ef, k) if rerank_k is None else rerank_k
@@ -618,7 +611,7 @@ class LeanVecIndex(Index):
 
     def _params(self, inner: tuple[dict, dict]) -> dict:
         params = {"dim": self.dim, "out_dim": self.out_dim, "metric": self.metric,
-                  "primary": self.primary, "secondary": self.secondary, "next_id": self._next_id,
+                  "primary": self.primary, "secondary": self.secondary, "next_id": self._ids_state()[1],
                   "projection": self.projection._params(), "graph": inner[0],
                   "trained": self.is_trained}
         if self._store is not None:
@@ -626,7 +619,7 @@ class LeanVecIndex(Index):
         return params
 
     def _arrays(self, inner: tuple[dict, dict] | None) -> dict[str, np.ndarray]:
-        arrays = {"ids": self._ids}
+        arrays = {"ids": self._ids_state()[0]}
         arrays.update({f"graph_{name}": a for name, a in inner[1].items()})
         if self.is_trained:
             arrays["query_matrix"] = self.projection.query_matrix
@@ -655,13 +648,11 @@ class LeanVecIndex(Index):
         graph_arrays = {name[len("graph_"):]: a for name, a in arrays.items() if name.startswith("graph_")}
         index._graph = HNSWIndex._from_state(params["graph"], graph_arrays)
         ids = arrays["ids"]
-        if ids.dtype != np.int64 or ids.ndim != 1:
-            raise ValueError("leanvec index file: ids must be a 1-D int64 array")
+        index._init_ids(reuse_slots=False)
+        index._restore_ids(ids, int(params.get("next_id", 0)), "leanvec")
         graph_ids = index._graph.ids
         if graph_ids.size and (graph_ids.max() >= ids.shape[0] or (ids[graph_ids] < 0).any()):
             raise ValueError("leanvec index file: ids do not match the graph")
-        index._ids = np.array(ids, dtype=np.int64)
-        index._next_id = int(params.get("next_id", 0))
         index._store = None
         if store_params is not None:
             if index.secondary == "float32":

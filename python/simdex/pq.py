@@ -278,6 +278,16 @@ def _check_rerank_k(rerank_k: Any, k: int, store: RerankStore | None) -> int:
     return rerank_k
 
 
+def _grown(buffer: np.ndarray, rows: int, keep: int) -> np.ndarray:
+    """buffer with room for `rows` leading rows (amortised: capacity grows by 1.5x), the first
+    `keep` copied; the same array when it is writeable and large enough."""
+    if rows <= buffer.shape[0] and buffer.flags.writeable:
+        return buffer
+    grown = np.empty((max(rows, int(buffer.shape[0] * 1.5), 64),) + buffer.shape[1:], buffer.dtype)
+    grown[:keep] = buffer[:keep]
+    return grown
+
+
 class PQIndex(Index):
     """Flat product-quantization index: every code is scored per query.
 
@@ -287,7 +297,7 @@ class PQIndex(Index):
     opq           : learn an OPQ rotation in train()
     rerank        : None, 'memory' (float32 vectors in RAM) or a file path (memory-mapped
                     float32 file) for exact re-scoring of rerank_k candidates
-    remove(ids) marks rows deleted (they are never returned); storage is not compacted.
+    remove(ids) forgets the ids (their rows are never returned); storage is not compacted.
     """
 
     kind = "pq"
@@ -299,8 +309,7 @@ class PQIndex(Index):
         self.dim, self.m, self.nbits, self.opq = self.pq.dim, self.pq.m, self.pq.nbits, bool(opq)
         rerank = RerankStore.check_where(rerank)
         self._store = None if rerank is None else RerankStore(self.dim, self.metric, rerank)
-        self._init_ids()
-        self._n = 0
+        self._init_ids(reuse_slots=False)
         self._codes = self._empty_codes()
 
     def _empty_codes(self) -> np.ndarray:
@@ -314,9 +323,16 @@ class PQIndex(Index):
 
     @property
     def nbytes(self) -> int:
-        codes = self._codes[: self._n] if self.nbits == 8 else self._codes[: (self._n + 31) // 32]
         store = 0 if self._store is None else self._store.nbytes
-        return int(codes.nbytes + self._ids.nbytes + self.pq.nbytes + store)
+        return int(self._live_codes().nbytes + self._idt.nbytes + self.pq.nbytes + store)
+
+    @property
+    def _n(self) -> int:
+        return self._slot_count
+
+    def _live_codes(self) -> np.ndarray:
+        n = self._n
+        return self._codes[:n] if self.nbits == 8 else self._codes[: (n + 31) // 32]
 
     def _prepare(self, x: Any, name: str) -> tuple[np.ndarray, bool]:
         a, was_1d = _checks.as_float_rows(x, self.dim, name)
@@ -337,38 +353,31 @@ class PQIndex(Index):
         if not self.is_trained:
             raise ValueError("PQIndex is not trained; call train(x) before add()")
         a, _ = self._prepare(x, "x")
-        new_ids = self._new_ids(ids, a.shape[0])
         codes = self.pq._encode_raw(self.pq._rotate(a), threads)
+        n = self._n
+        new_ids, slots = self._bind_ids(ids, a.shape[0])  # appended: slots n .. n + len - 1
         if self.nbits == 8:
-            if self._n + codes.shape[0] > self._codes.shape[0] or not self._codes.flags.writeable:
-                grown = np.empty((max(self._n + codes.shape[0], int(self._codes.shape[0] * 1.5), 64), self.m), np.uint8)
-                grown[: self._n] = self._codes[: self._n]
-                self._codes = grown
-            self._codes[self._n: self._n + codes.shape[0]] = codes
+            self._codes = _grown(self._codes, n + codes.shape[0], n)
+            self._codes[n: n + codes.shape[0]] = codes
         else:
-            full = self._n // 32
-            tail = unpack_blocks(self._codes[full: full + 1], self._n - full * 32, self.m) if self._n % 32 else np.zeros((0, self.m), np.uint8)
+            # re-pack the last partial block with the new rows: O(rows added)
+            full = n // 32
+            tail = unpack_blocks(self._codes[full: full + 1], n - full * 32, self.m) if n % 32 else np.zeros((0, self.m), np.uint8)
             packed = pack_blocks(np.concatenate([tail, codes]))
-            self._codes = np.concatenate([self._codes[:full], packed])
+            self._codes = _grown(self._codes, full + packed.shape[0], full)
+            self._codes[full: full + packed.shape[0]] = packed
         if self._store is not None:
             self._store.append(a)
-        self._ids = np.concatenate([self._ids, new_ids])
-        self._n += a.shape[0]
         return new_ids
 
     @writes
     def remove(self, ids: Any) -> int:
-        """Mark vectors deleted by id; returns how many were removed (unknown ids are ignored)."""
-        slots = self._slots_of(ids)
-        self._ids = self._ids.copy() if not self._ids.flags.writeable else self._ids
-        self._ids[slots] = -1
-        return int(slots.size)
+        """Remove vectors by id; returns how many were removed (unknown ids are ignored).
+        O(1) per id: the rows stay, masked out of every scan."""
+        return int(self._unbind_ids(ids).size)
 
     def _search_mask(self, filter: Any) -> np.ndarray | None:
-        mask = self._slot_mask(filter)
-        if mask is None and (self._ids < 0).any():
-            mask = (self._ids >= 0).astype(np.uint8)
-        return mask
+        return self._slot_mask(filter)
 
     def _compressed_search(self, q: np.ndarray, k: int, mask: np.ndarray | None,
                            threads: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -379,8 +388,7 @@ class PQIndex(Index):
         for start in range(0, q.shape[0], _QUERY_BATCH):
             part = qr[start: start + _QUERY_BATCH]
             luts = self.pq._tables(part, self.metric)
-            codes = self._codes[: self._n] if self.nbits == 8 else self._codes
-            d, s = core(codes, self._n, self.m, luts, part.shape[0], k, mask, threads)
+            d, s = core(self._live_codes(), self._n, self.m, luts, part.shape[0], k, mask, threads)
             dist[start: start + part.shape[0]], slots[start: start + part.shape[0]] = d, s
         return dist, slots
 
@@ -412,14 +420,13 @@ class PQIndex(Index):
     # ---- persistence --------------------------------------------------------------------
     def _params(self) -> dict:
         params = {"dim": self.dim, "m": self.m, "nbits": self.nbits, "metric": self.metric,
-                  "opq": self.opq, "n": self._n, "next_id": self._next_id}
+                  "opq": self.opq, "n": self._n, "next_id": self._ids_state()[1]}
         if self._store is not None:
             params.update(self._store.params())
         return params
 
     def _arrays(self) -> dict[str, np.ndarray]:
-        codes = self._codes[: self._n] if self.nbits == 8 else self._codes[: (self._n + 31) // 32]
-        arrays = {"codes": codes, "ids": self._ids, **self.pq._arrays()}
+        arrays = {"codes": self._live_codes(), "ids": self._ids_state()[0], **self.pq._arrays()}
         if self._store is not None:
             arrays.update(self._store.arrays())
         return arrays
@@ -434,8 +441,8 @@ class PQIndex(Index):
         expected = (n, index.m) if index.nbits == 8 else ((n + 31) // 32, _m4(index.m) // 2, 32)
         if codes.shape != expected or codes.dtype != np.uint8 or ids.shape != (n,):
             raise ValueError(f"PQ index file: codes {codes.shape} / ids {ids.shape} do not match n={n}")
-        index._codes, index._ids, index._n = codes, ids, n
-        index._next_id = int(params["next_id"])
+        index._restore_ids(ids, int(params["next_id"]), "PQ")
+        index._codes = codes
         if "rerank" in params:
             index._store = RerankStore.restore(index.dim, index.metric, params, arrays)
         return index
