@@ -544,7 +544,7 @@ def main() -> int:
     batch_skip = {nm: "not run" for nm in names if nm not in ("simdex", "hnswlib")}
     qps = {nm: med(nm, "batch") for nm in names}
     rows.append((f"batch search {batch_q.shape[0]} queries, QPS ({cores} threads)",
-                 [cell(nm, batch_skip.get(nm) or ("error" if "batch" in failed[nm] else
+                 [cell(nm, batch_skip.get(nm) or ("error" if "batch" in failed.get(nm, ()) else
                                                   f"{qps[nm]:,.0f}" if qps.get(nm) else "-")) for nm in cols],
                  f"{qps['simdex'] / qps['hnswlib']:.2f}" if qps.get("simdex") and qps.get("hnswlib") else "-"))
     recall_row("  recall@10, batch", "batch", batch_skip)

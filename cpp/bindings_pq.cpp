@@ -50,43 +50,65 @@ py::tuple search_u4(const py::array& blocks, std::size_t n, std::size_t m, const
     });
 }
 
-py::tuple search_ivf(int nbits, std::size_t m, std::size_t nlist, const py::array& codes,
-                     const py::array& entry_slots, const py::array& offsets,
-                     const py::object& list_tables, const py::array& base_luts,
-                     const py::array& probes, const py::array& probe_bias, std::size_t nq,
-                     std::size_t nprobe, std::size_t k, const py::object& mask,
-                     std::size_t slot_count, const py::object& threads) {
-    check_k(k);
-    if (nbits != 8 && nbits != 4) throw std::invalid_argument("nbits must be 8 or 4");
-    const std::size_t ksub = nbits == 8 ? 256 : 16;
-    IvfLists lists;
-    lists.nbits = nbits;
-    lists.m = m;
-    lists.nlist = nlist;
-    lists.offsets = typed<std::int64_t>(offsets, nlist + 1, "offsets");
-    const std::size_t units = static_cast<std::size_t>(lists.offsets[nlist]);
-    for (std::size_t l = 0; l < nlist; ++l)
-        if (lists.offsets[l] < 0 || lists.offsets[l] > lists.offsets[l + 1])
-            throw std::invalid_argument("offsets must be non-decreasing from 0");
-    const std::size_t entries = nbits == 8 ? units : units * 32;
-    const std::size_t unit_bytes = nbits == 8 ? m : fastscan_m4(m) * 16;
-    lists.codes = array_bytes(codes, units * unit_bytes, 1, "codes");
-    lists.entry_slots = typed<std::int64_t>(entry_slots, entries, "entry_slots");
-    for (std::size_t i = 0; i < entries; ++i)
-        if (lists.entry_slots[i] >= static_cast<std::int64_t>(slot_count))
-            throw std::invalid_argument("entry slot out of range");
-    if (!list_tables.is_none())
-        lists.list_tables = typed<float>(list_tables.cast<py::array>(), nlist * m * ksub, "list_tables");
-    const float* lut_ptr = typed<float>(base_luts, nq * m * ksub, "base_luts");
-    const std::int64_t* probe_ptr = typed<std::int64_t>(probes, nq * nprobe, "probes");
-    const float* bias_ptr = typed<float>(probe_bias, nq * nprobe, "probe_bias");
-    const std::uint8_t* mask_ptr = optional_mask(mask, slot_count);
-    std::size_t thread_n = thread_count(threads);
-    return topk_result(nq, k, [&](float* d_ptr, std::int64_t* s_ptr) {
-        ivf_search(active_kernels(), lists, lut_ptr, probe_ptr, bias_ptr, nq, nprobe, k, mask_ptr,
-                   slot_count, thread_n, PqSearchOutput{d_ptr, s_ptr});
-    });
-}
+// simdex._core.IvfStore: the inverted lists of an IVF-PQ index (python/simdex/ivf.py keeps
+// the centroids and tables; its reader-writer lock orders appends and searches).
+class IvfHandle {
+   public:
+    IvfHandle(int nbits, std::size_t m, std::size_t nlist) : store_(nbits, m, nlist), m_(m), nlist_(nlist),
+        ksub_(nbits == 8 ? 256 : 16) {}
+
+    void append(const py::array& lists, const py::array& codes, const py::array& slots) {
+        std::size_t n = static_cast<std::size_t>(lists.size());
+        const std::int64_t* l = typed<std::int64_t>(lists, n, "lists");
+        const std::uint8_t* c = array_bytes(codes, n * m_, 1, "codes");
+        const std::int64_t* s = typed<std::int64_t>(slots, n, "slots");
+        py::gil_scoped_release release;
+        store_.append(l, c, s, n);
+    }
+
+    py::tuple search(const py::object& list_tables, const py::array& base_luts, const py::array& probes,
+                     const py::array& probe_bias, std::size_t nq, std::size_t nprobe, std::size_t k,
+                     const py::object& mask, std::size_t slot_count, const py::object& threads) {
+        check_k(k);
+        IvfLists lists = store_.view();
+        if (!list_tables.is_none())
+            lists.list_tables = typed<float>(list_tables.cast<py::array>(), nlist_ * m_ * ksub_, "list_tables");
+        const float* lut_ptr = typed<float>(base_luts, nq * m_ * ksub_, "base_luts");
+        const std::int64_t* probe_ptr = typed<std::int64_t>(probes, nq * nprobe, "probes");
+        const float* bias_ptr = typed<float>(probe_bias, nq * nprobe, "probe_bias");
+        const std::uint8_t* mask_ptr = optional_mask(mask, slot_count);
+        std::size_t thread_n = thread_count(threads);
+        return topk_result(nq, k, [&](float* d_ptr, std::int64_t* s_ptr) {
+            ivf_search(active_kernels(), lists, lut_ptr, probe_ptr, bias_ptr, nq, nprobe, k, mask_ptr,
+                       slot_count, thread_n, PqSearchOutput{d_ptr, s_ptr});
+        });
+    }
+
+    // (codes (units, ...) uint8 flat, entry_slots, offsets (nlist + 1,)) as saved.
+    py::tuple state() {
+        py::array_t<std::uint8_t> codes(store_.units() * store_.unit_bytes());
+        IdArray entry(store_.entries()), offsets(nlist_ + 1);
+        store_.flatten(codes.mutable_data(), entry.mutable_data(), offsets.mutable_data());
+        return py::make_tuple(codes, entry, offsets);
+    }
+
+    void restore(const py::array& codes, const py::array& entry_slots, const py::array& offsets,
+                 std::size_t slot_count) {
+        const std::int64_t* o = typed<std::int64_t>(offsets, nlist_ + 1, "offsets");
+        if (o[nlist_] < 0) throw std::invalid_argument("IVF-PQ index file: negative offsets");
+        const std::size_t units = static_cast<std::size_t>(o[nlist_]);
+        const std::uint8_t* c = array_bytes(codes, units * store_.unit_bytes(), 1, "codes");
+        const std::size_t entries = units * (ksub_ == 256 ? 1 : 32);
+        const std::int64_t* e = typed<std::int64_t>(entry_slots, entries, "entry_slots");
+        store_.restore(c, e, o, slot_count);
+    }
+
+    std::size_t nbytes() const { return store_.nbytes(); }
+
+   private:
+    IvfStore store_;
+    std::size_t m_, nlist_, ksub_;
+};
 
 py::tuple sums_of_clusters(const py::array& x, std::size_t n, std::size_t d, const py::array& labels,
                            std::size_t k) {
@@ -128,11 +150,16 @@ void bind_pq(py::module_& m) {
           py::arg("nq"), py::arg("k"), py::arg("mask") = py::none(), py::arg("threads") = py::none());
     m.def("pq_search_u4", &search_u4, py::arg("blocks"), py::arg("n"), py::arg("m"), py::arg("luts"),
           py::arg("nq"), py::arg("k"), py::arg("mask") = py::none(), py::arg("threads") = py::none());
-    m.def("ivf_search", &search_ivf, py::arg("nbits"), py::arg("m"), py::arg("nlist"),
-          py::arg("codes"), py::arg("entry_slots"), py::arg("offsets"), py::arg("list_tables"),
-          py::arg("base_luts"), py::arg("probes"), py::arg("probe_bias"), py::arg("nq"),
-          py::arg("nprobe"), py::arg("k"), py::arg("mask") = py::none(), py::arg("slot_count") = 0,
-          py::arg("threads") = py::none());
+    py::class_<IvfHandle>(m, "IvfStore")
+        .def(py::init<int, std::size_t, std::size_t>(), py::arg("nbits"), py::arg("m"), py::arg("nlist"))
+        .def("append", &IvfHandle::append, py::arg("lists"), py::arg("codes"), py::arg("slots"))
+        .def("search", &IvfHandle::search, py::arg("list_tables"), py::arg("base_luts"), py::arg("probes"),
+             py::arg("probe_bias"), py::arg("nq"), py::arg("nprobe"), py::arg("k"),
+             py::arg("mask") = py::none(), py::arg("slot_count") = 0, py::arg("threads") = py::none())
+        .def("state", &IvfHandle::state)
+        .def("restore", &IvfHandle::restore, py::arg("codes"), py::arg("entry_slots"), py::arg("offsets"),
+             py::arg("slot_count"))
+        .def_property_readonly("nbytes", &IvfHandle::nbytes);
     m.def("nearest_centroids", &nearest, py::arg("x"), py::arg("n"), py::arg("d"),
           py::arg("centroids"), py::arg("k"), py::arg("threads") = py::none());
     m.def("cluster_sums", &sums_of_clusters, py::arg("x"), py::arg("n"), py::arg("d"),

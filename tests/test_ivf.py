@@ -25,7 +25,19 @@ def clustered(n, d, seed=0, centers=32):
 
 def reconstruction(index):
     """Every stored row as the index sees it: coarse centroid + decoded residual, by slot."""
-    codes, slots, lists = index._rows()
+    from simdex.pq import unpack_blocks
+
+    codes, slots, offsets = index._lists.state()  # the saved (contiguous) form of the lists
+    units = np.diff(offsets)
+    if index.nbits == 8:
+        codes = codes.reshape(-1, index.m)
+        lists = np.repeat(np.arange(index.nlist), units)
+    else:
+        blocks = codes.reshape(-1, (index.m + 3) // 4 * 2, 32)
+        codes = unpack_blocks(blocks, blocks.shape[0] * 32, index.m)
+        lists = np.repeat(np.arange(index.nlist), units * 32)
+        keep = slots >= 0
+        codes, slots, lists = codes[keep], slots[keep], lists[keep]
     out = np.zeros((index._slot_count, index.dim), np.float64)
     out[slots] = index.centroids[lists].astype(np.float64) + index.pq._decode_raw(codes)
     return out

@@ -232,6 +232,11 @@ void HnswGraph::reserve(std::size_t slots) {
     std::unique_ptr<std::atomic<std::uint8_t>[]> locks(new std::atomic<std::uint8_t>[capacity]);
     for (std::size_t i = 0; i < capacity; ++i) locks[i].store(0, std::memory_order_relaxed);
     locks_ = std::move(locks);
+    std::unique_ptr<std::atomic<std::uint32_t>[]> indegree(new std::atomic<std::uint32_t>[capacity]);
+    for (std::size_t i = 0; i < capacity; ++i)
+        indegree[i].store(i < capacity_ && indegree_ ? indegree_[i].load(std::memory_order_relaxed) : 0,
+                          std::memory_order_relaxed);
+    indegree_ = std::move(indegree);
     capacity_ = capacity;
 }
 
@@ -705,6 +710,7 @@ void HnswGraph::insert(std::uint32_t slot, int level, HnswWorker& w) {
     }
     levels_[slot] = level;
     unlock(slot);
+    for (auto it = level_begin(0); it != level_end(0); ++it) indegree_[*it].fetch_add(1, std::memory_order_relaxed);
     // Publish: reverse links make the node reachable (add_reverse_link reuses w.chosen).
     for (int l = lowest_shared; l >= 0; --l) {
         w.neighbours.assign(level_begin(l), level_end(l));
@@ -733,6 +739,7 @@ void HnswGraph::add_reverse_link(std::uint32_t node, std::uint32_t added, int le
         list[n + 1] = added;
         list[0] = static_cast<std::uint32_t>(n + 1);
         unlock(node);
+        if (level == 0) indegree_[added].fetch_add(1, std::memory_order_relaxed);
         return;
     }
     HnswQuery base = prepare_row(row(node), w.row_query, w.normalized);
@@ -741,9 +748,42 @@ void HnswGraph::add_reverse_link(std::uint32_t node, std::uint32_t added, int le
     for (std::size_t i = 0; i < n; ++i) w.sorted.push_back({distance(base, row(list[i + 1])), list[i + 1]});
     std::sort(w.sorted.begin(), w.sorted.end(), closer);
     select_neighbours(w.sorted, max_links, w);
+    if (level == 0) keep_last_in_links(node, added, w);
     list[0] = static_cast<std::uint32_t>(w.chosen.size());
     std::copy(w.chosen.begin(), w.chosen.end(), list + 1);
     unlock(node);
+}
+
+// Level 0, list of `node` re-pruned to w.chosen from w.sorted (its old links plus `added`):
+// a dropped candidate whose only in-link is this list takes the place of the farthest kept
+// node that has other in-links; then the in-link counts follow the change.
+void HnswGraph::keep_last_in_links(std::uint32_t node, std::uint32_t added, HnswWorker& w) {
+    auto chosen_has = [&](std::uint32_t s) {
+        return std::find(w.chosen.begin(), w.chosen.end(), s) != w.chosen.end();
+    };
+    for (const HnswCandidate& c : w.sorted) {
+        if (chosen_has(c.slot)) continue;
+        const std::uint32_t others = indegree_[c.slot].load(std::memory_order_relaxed) - (c.slot == added ? 0 : 1);
+        if (others != 0) continue;
+        for (std::size_t i = w.chosen.size(); i-- > 0;) {
+            const std::uint32_t kept = w.chosen[i];
+            const bool kept_was_linked = kept != added;
+            if (indegree_[kept].load(std::memory_order_relaxed) > (kept_was_linked ? 1u : 0u)) {
+                w.chosen[i] = c.slot;
+                break;
+            }
+        }
+    }
+    (void)node;
+    // in-links: every old link not kept loses one, `added` gains one if kept
+    for (const HnswCandidate& c : w.sorted) {
+        const bool kept = chosen_has(c.slot);
+        if (c.slot == added) {
+            if (kept) indegree_[added].fetch_add(1, std::memory_order_relaxed);
+        } else if (!kept) {
+            indegree_[c.slot].fetch_sub(1, std::memory_order_relaxed);
+        }
+    }
 }
 
 // ---- removal --------------------------------------------------------------------------------
@@ -798,6 +838,10 @@ void HnswGraph::unlink(const std::vector<std::uint8_t>& removed, std::size_t thr
     for (auto& w : scratch) release_worker(std::move(w));
     for (std::size_t s = 0; s < slot_count_; ++s) {
         if (!removed[s]) continue;
+        const std::uint32_t* out = links(static_cast<std::uint32_t>(s), 0);
+        for (std::size_t i = 0; i < out[0]; ++i)
+            if (!removed[out[i + 1]]) indegree_[out[i + 1]].fetch_sub(1, std::memory_order_relaxed);
+        indegree_[s].store(0, std::memory_order_relaxed);
         levels_[s] = -1;
         std::vector<std::uint32_t>().swap(upper_[s]);
         mutable_links(static_cast<std::uint32_t>(s), 0)[0] = 0;
@@ -863,6 +907,9 @@ void HnswGraph::repair(std::uint32_t node, const std::vector<std::uint8_t>& remo
             if (std::find(w.chosen.begin() + survivors, w.chosen.end(), c.slot) == w.chosen.end())
                 w.chosen.push_back(c.slot);
         }
+        if (l == 0)  // survivors keep their in-link; the refills gain one
+            for (std::size_t i = survivors; i < w.chosen.size(); ++i)
+                indegree_[w.chosen[i]].fetch_add(1, std::memory_order_relaxed);
         list[0] = static_cast<std::uint32_t>(w.chosen.size());
         std::copy(w.chosen.begin(), w.chosen.end(), list + 1);
     }
@@ -1048,6 +1095,7 @@ void HnswGraph::restore(const std::uint8_t* blocks, bool borrow, std::size_t slo
         std::unique_ptr<std::atomic<std::uint8_t>[]> locks(new std::atomic<std::uint8_t>[slot_count + 1]);
         for (std::size_t i = 0; i <= slot_count; ++i) locks[i].store(0);
         locks_ = std::move(locks);
+        indegree_.reset(new std::atomic<std::uint32_t>[slot_count + 1]);
         capacity_ = slot_count;
         blocks_ = const_cast<std::uint8_t*>(blocks);  // never written: own_blocks() copies first
     } else {
@@ -1064,6 +1112,12 @@ void HnswGraph::restore(const std::uint8_t* blocks, bool borrow, std::size_t slo
         std::size_t len = static_cast<std::size_t>(std::max(levels[s], 0)) * (1 + M_);
         upper_[s].assign(upper + offset, upper + offset + len);
         offset += len;
+    }
+    for (std::size_t s = 0; s < slot_count; ++s) indegree_[s].store(0, std::memory_order_relaxed);
+    for (std::size_t s = 0; s < slot_count; ++s) {
+        if (levels_[s] < 0) continue;
+        const std::uint32_t* out = links(static_cast<std::uint32_t>(s), 0);
+        for (std::size_t i = 0; i < out[0]; ++i) indegree_[out[i + 1]].fetch_add(1, std::memory_order_relaxed);
     }
     entry_ = entry;
     max_level_ = max_level;

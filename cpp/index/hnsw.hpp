@@ -259,6 +259,11 @@ class HnswGraph {
     std::size_t tombstones_ = 0;
     std::vector<std::vector<std::uint32_t>> upper_;
     std::unique_ptr<std::atomic<std::uint8_t>[]> locks_;
+    // Level-0 in-links per slot: a full list re-pruned for a new link never drops the last
+    // in-link of a node (kept in place of a kept node that has others), so every node stays
+    // reachable from its neighbours -- the heuristic alone can orphan outliers.
+    std::unique_ptr<std::atomic<std::uint32_t>[]> indegree_;
+    void keep_last_in_links(std::uint32_t node, std::uint32_t added, HnswWorker& w);
 
     std::mutex entry_mutex_;
     std::uint32_t entry_ = kNone;  // guarded by entry_mutex_ while inserting

@@ -230,7 +230,6 @@ void ivf_search(const KernelTable& table, const IvfLists& lists, const float* ba
     const std::size_t ksub = lists.nbits == 8 ? 256 : 16;
     const std::size_t lut_floats = m * ksub;
     const std::size_t m4 = fastscan_m4(m);
-    const std::size_t block_bytes = m4 * 16;
     const auto adc = table.pq.adc_u8;
     const auto scan = table.pq.fastscan_u4;
     parallel_for(nq, threads, [&](std::size_t q, std::size_t) {
@@ -244,9 +243,10 @@ void ivf_search(const KernelTable& table, const IvfLists& lists, const float* ba
             if (list < 0) continue;
             if (static_cast<std::size_t>(list) >= lists.nlist)
                 throw std::invalid_argument("probe list " + std::to_string(list) + " out of range");
-            const std::size_t first = static_cast<std::size_t>(lists.offsets[list]);
-            const std::size_t last = static_cast<std::size_t>(lists.offsets[list + 1]);
-            if (first == last) continue;
+            const std::size_t units = lists.units[static_cast<std::size_t>(list)];
+            if (units == 0) continue;
+            const std::uint8_t* codes = lists.codes[static_cast<std::size_t>(list)];
+            const std::int64_t* slots = lists.slots[static_cast<std::size_t>(list)];
             const float* lut_ptr = base;
             if (lists.list_tables) {
                 const float* extra = lists.list_tables + static_cast<std::size_t>(list) * lut_floats;
@@ -255,10 +255,10 @@ void ivf_search(const KernelTable& table, const IvfLists& lists, const float* ba
             }
             const float bias = probe_bias[q * nprobe + p];
             if (lists.nbits == 8) {
-                for (std::size_t start = first; start < last; start += kAdcChunkRows) {
-                    const std::size_t count = std::min(kAdcChunkRows, last - start);
-                    adc(lut_ptr, lists.codes + start * m, count, m, scored.data());
-                    push_scored(heap, scored.data(), count, start, lists.entry_slots, bias, mask);
+                for (std::size_t start = 0; start < units; start += kAdcChunkRows) {
+                    const std::size_t count = std::min(kAdcChunkRows, units - start);
+                    adc(lut_ptr, codes + start * m, count, m, scored.data());
+                    push_scored(heap, scored.data(), count, start, slots, bias, mask);
                 }
             } else {
                 FastScanQuery query{&heap, 0, 0, 0};
@@ -266,9 +266,8 @@ void ivf_search(const KernelTable& table, const IvfLists& lists, const float* ba
                 query.inverse_scale = 1.0f / query.scale;
                 query.bias += bias;
                 std::uint16_t threshold = threshold_u16(heap.threshold(), query.bias, query.scale);
-                FastScanContext context{&query, &threshold, first, slot_count, lists.entry_slots, mask};
-                scan(lists.codes + first * block_bytes, last - first, m4, quantized.data(), 1,
-                     &threshold, fastscan_emit, &context);
+                FastScanContext context{&query, &threshold, 0, slot_count, slots, mask};
+                scan(codes, units, m4, quantized.data(), 1, &threshold, fastscan_emit, &context);
             }
         }
         heap.write_sorted(out.distances + q * k, out.slots + q * k);

@@ -34,26 +34,57 @@ void pq_search_u4(const KernelTable& table, const std::uint8_t* blocks, std::siz
                   std::size_t m, const float* luts, std::size_t nq, std::size_t k,
                   const std::uint8_t* mask, std::size_t threads, PqSearchOutput out);
 
-// IVF. Lists are contiguous: list l holds rows [offsets[l], offsets[l+1]) for nbits = 8
-// (codes (rows, m) uint8) or blocks [offsets[l], offsets[l+1]) for nbits = 4 (codes
-// (blocks, m4 / 2, 32) uint8, 32 entries per block). entry_slots: slot of every row
-// (nbits 8) or of every block entry (nbits 4, -1 for padding).
+// IVF. List l holds units[l] rows (nbits = 8: codes (rows, m) uint8) or blocks (nbits = 4:
+// codes (blocks, m4 / 2, 32) uint8, 32 entries per block) at codes[l], and the slot of every
+// row or block entry at slots[l] (-1 for block padding).
 // Tables per (query, probed list): base_luts[q] (m, ksub) + list_tables[l] (m, ksub) if
 // list_tables is not null, plus the scalar probe_bias[q, p].
 struct IvfLists {
     int nbits = 8;
     std::size_t m = 0;
     std::size_t nlist = 0;
-    const std::uint8_t* codes = nullptr;
-    const std::int64_t* entry_slots = nullptr;
-    const std::int64_t* offsets = nullptr;  // (nlist + 1,)
-    const float* list_tables = nullptr;      // (nlist, m, ksub) or nullptr
+    std::vector<const std::uint8_t*> codes;   // (nlist,)
+    std::vector<const std::int64_t*> slots;   // (nlist,)
+    std::vector<std::size_t> units;           // (nlist,)
+    const float* list_tables = nullptr;       // (nlist, m, ksub) or nullptr
 };
 
 void ivf_search(const KernelTable& table, const IvfLists& lists, const float* base_luts,
                 const std::int64_t* probes, const float* probe_bias, std::size_t nq,
                 std::size_t nprobe, std::size_t k, const std::uint8_t* mask,
                 std::size_t slot_count, std::size_t threads, PqSearchOutput out);
+
+// The inverted lists of an IVF-PQ index, each growing on its own: appending a row costs
+// O(m) whatever the index size (4-bit rows are written into the last block of their list).
+class IvfStore {
+   public:
+    IvfStore(int nbits, std::size_t m, std::size_t nlist);
+    // lists (n,) in [0, nlist); codes (n, m) uint8 (< 16 for nbits = 4); slots (n,).
+    void append(const std::int64_t* lists, const std::uint8_t* codes, const std::int64_t* slots,
+                std::size_t n);
+    // A view of the lists for ivf_search (list_tables left null).
+    IvfLists view() const;
+    // Contiguous form (the file format): offsets (nlist + 1,) in units, codes of all units,
+    // entry slots of all rows / block entries.
+    std::size_t units() const;
+    std::size_t entries() const;
+    std::size_t unit_bytes() const { return nbits_ == 8 ? m_ : fastscan_m4(m_) * 16; }
+    void flatten(std::uint8_t* codes, std::int64_t* entry_slots, std::int64_t* offsets) const;
+    // Validates every offset and slot (< slot_count; -1 only as 4-bit padding) before use.
+    void restore(const std::uint8_t* codes, const std::int64_t* entry_slots,
+                 const std::int64_t* offsets, std::size_t slot_count);
+    std::size_t nbytes() const;
+
+   private:
+    struct List {
+        std::vector<std::uint8_t> codes;
+        std::vector<std::int64_t> slots;  // per row / block entry
+        std::size_t rows = 0;
+    };
+    int nbits_;
+    std::size_t m_, nlist_;
+    std::vector<List> lists_;
+};
 
 // Nearest centroid of every row of x (n, d) among centroids (k, d), both float32:
 // labels (n,) int64 and squared distances (n,) float32 (expanded form, clamped at 0).

@@ -23,7 +23,7 @@ from ._rerank import RerankStore
 from ._result import SearchResult
 from .kernels import normalize
 from .kmeans import _assign, kmeans
-from .pq import PQ_METRICS, ProductQuantizer, _check_rerank_k, _m4, pack_blocks, unpack_blocks
+from .pq import PQ_METRICS, ProductQuantizer, _check_rerank_k, _m4
 
 _QUERY_BATCH = 256
 
@@ -54,14 +54,7 @@ class IVFPQIndex(Index):
         self._init_ids(reuse_slots=False)
         self.centroids: np.ndarray | None = None      # (nlist, dim) float32
         self._list_tables: np.ndarray | None = None   # (nlist, m, ksub) float32, l2 only
-        self._offsets = np.zeros(self.nlist + 1, np.int64)
-        self._entry_slots = np.zeros(0, np.int64)
-        self._codes = self._empty_codes()
-
-    def _empty_codes(self) -> np.ndarray:
-        if self.nbits == 8:
-            return np.zeros((0, self.m), np.uint8)
-        return np.zeros((0, _m4(self.m) // 2, 32), np.uint8)
+        self._lists = _core.IvfStore(self.nbits, self.m, self.nlist)  # inverted lists (C++)
 
     @property
     def is_trained(self) -> bool:
@@ -69,13 +62,14 @@ class IVFPQIndex(Index):
 
     @property
     def nbytes(self) -> int:
-        parts = [self._codes, self._entry_slots, self._offsets]
+        parts = []
         if self.centroids is not None:
             parts.append(self.centroids)
         if self._list_tables is not None:
             parts.append(self._list_tables)
         store = 0 if self._store is None else self._store.nbytes
-        return int(sum(p.nbytes for p in parts) + self._idt.nbytes + self.pq.nbytes + store)
+        return int(sum(p.nbytes for p in parts) + self._lists.nbytes + self._idt.nbytes
+                   + self.pq.nbytes + store)
 
     def _prepare(self, x: Any, name: str) -> tuple[np.ndarray, bool]:
         a, was_1d = _checks.as_float_rows(x, self.dim, name)
@@ -114,40 +108,6 @@ class IVFPQIndex(Index):
                             self._coarse_metric(), self.dim, threads=threads)
 
     # ---- adding -------------------------------------------------------------------------
-    def _rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Current content as (codes (n, m), slots (n,), lists (n,)), sorted by list."""
-        if self.nbits == 8:
-            counts = np.diff(self._offsets)
-            lists = np.repeat(np.arange(self.nlist), counts)
-            return self._codes, self._entry_slots, lists
-        counts = np.diff(self._offsets) * 32
-        lists = np.repeat(np.arange(self.nlist), counts)
-        codes = unpack_blocks(self._codes, self._codes.shape[0] * 32, self.m)
-        keep = self._entry_slots >= 0
-        return codes[keep], self._entry_slots[keep], lists[keep]
-
-    def _set_rows(self, codes: np.ndarray, slots: np.ndarray, lists: np.ndarray) -> None:
-        order = np.argsort(lists, kind="stable")
-        codes, slots, lists = codes[order], slots[order], lists[order]
-        counts = np.bincount(lists, minlength=self.nlist)
-        if self.nbits == 8:
-            self._codes = np.ascontiguousarray(codes)
-            self._entry_slots = np.ascontiguousarray(slots, dtype=np.int64)
-            self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-            return
-        blocks = (counts + 31) // 32
-        block_offsets = np.concatenate([[0], np.cumsum(blocks)]).astype(np.int64)
-        row_offsets = np.concatenate([[0], np.cumsum(counts)])
-        position = block_offsets[lists] * 32 + (np.arange(lists.size) - row_offsets[lists])
-        total = int(block_offsets[-1]) * 32
-        padded = np.zeros((total, self.m), np.uint8)
-        padded[position] = codes
-        entry = np.full(total, -1, np.int64)
-        entry[position] = slots
-        self._codes = pack_blocks(padded) if total else self._empty_codes()
-        self._entry_slots = entry
-        self._offsets = block_offsets
-
     @writes
     def add(self, x: Any, ids: Any = None, *, threads: int | None = None) -> np.ndarray:
         """Assign x (n, dim) to lists, encode residuals, add; returns the ids (n,) int64."""
@@ -158,10 +118,8 @@ class IVFPQIndex(Index):
         _, labels = self._assign(a, 1, threads)
         labels = labels[:, 0]
         codes = self.pq._encode_raw(np.ascontiguousarray(a - self.centroids[labels]), threads)
-        old_codes, old_slots, old_lists = self._rows()
         new_ids, slots = self._bind_ids(ids, a.shape[0])  # appended slots
-        self._set_rows(np.concatenate([old_codes, codes]), np.concatenate([old_slots, slots]),
-                       np.concatenate([old_lists, labels]))
+        self._lists.append(np.ascontiguousarray(labels, dtype=np.int64), np.ascontiguousarray(codes), slots)
         if self._store is not None:
             self._store.append(a)
         return new_ids
@@ -205,10 +163,8 @@ class IVFPQIndex(Index):
             luts[:, 0, :] -= 1.0
             if self.metric == "l2":
                 luts *= 2.0                        # -2 <q_j, C_jc>; list tables add the rest
-            d, s = _core.ivf_search(self.nbits, self.m, self.nlist, self._codes, self._entry_slots,
-                                    self._offsets, self._list_tables, luts, probes,
-                                    np.ascontiguousarray(bias), part.shape[0], nprobe, candidates,
-                                    mask, self._slot_count, threads)
+            d, s = self._lists.search(self._list_tables, luts, probes, np.ascontiguousarray(bias),
+                                      part.shape[0], nprobe, candidates, mask, self._slot_count, threads)
             dist[start: start + part.shape[0]], slots[start: start + part.shape[0]] = d, s
         if self._store is not None:
             dist, slots = self._store.rescore(q, slots, k, threads)
@@ -223,7 +179,9 @@ class IVFPQIndex(Index):
         return params
 
     def _arrays(self) -> dict[str, np.ndarray]:
-        arrays = {"codes": self._codes, "entry_slots": self._entry_slots, "offsets": self._offsets,
+        codes, entry_slots, offsets = self._lists.state()
+        shape = (-1, self.m) if self.nbits == 8 else (-1, _m4(self.m) // 2, 32)
+        arrays = {"codes": codes.reshape(shape), "entry_slots": entry_slots, "offsets": offsets,
                   "ids": self._ids_state()[0], **self.pq._arrays()}
         if self.centroids is not None:
             arrays["centroids"] = self.centroids
@@ -246,8 +204,10 @@ class IVFPQIndex(Index):
                 or entry.shape != (entries,) or np.any(np.diff(offsets) < 0)
                 or (entry.size and entry.max() >= arrays["ids"].size)):
             raise ValueError("IVF-PQ index file: list arrays do not match the header")
-        index._offsets, index._codes, index._entry_slots = offsets, codes, entry
         index._restore_ids(arrays["ids"], int(params["next_id"]), "IVF-PQ")
+        index._lists.restore(np.ascontiguousarray(codes, dtype=np.uint8).reshape(-1),
+                             np.ascontiguousarray(entry, dtype=np.int64),
+                             np.ascontiguousarray(offsets, dtype=np.int64), index._slot_count)
         if params["trained"]:
             index.centroids = arrays["centroids"]
             index._list_tables = arrays.get("list_tables")
