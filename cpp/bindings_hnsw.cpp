@@ -7,6 +7,8 @@
 #include <string>
 
 #include "bindings_common.hpp"
+#include "bindings_ids.hpp"
+#include "index/exact.hpp"
 #include "index/hnsw.hpp"
 
 namespace simdex {
@@ -102,6 +104,48 @@ class HnswHandle {
             std::shared_lock<std::shared_mutex> lock(mutex_);
             graph_->search(q, nq, k, ef, filter, normalize, resolve_threads(threads), d_ptr, i_ptr,
                            buffered);
+        });
+    }
+
+    // A two-stage search in one call (LeanVecIndex): project the queries (nq, dim_full) with
+    // projection (d, dim_full) (row j = output j), walk the graph for `candidates` per query,
+    // re-score them exactly against the full rows (n_rows, row_bytes) of the secondary store
+    // (storage / metric / lo / scale), keep k, map slots to ids through `table`. The graph's
+    // ids are the store's rows (slots of `table`).
+    py::tuple search_reranked(const py::array& queries, std::size_t nq, std::size_t k, std::size_t ef,
+                              std::size_t candidates, const py::array& projection,
+                              const py::array& rows, std::size_t n_rows, const std::string& storage,
+                              const std::string& metric, std::size_t dim_full, const py::object& lo,
+                              const py::object& scale, const py::object& filter_ids,
+                              const py::object& filter_offsets, const py::object& filter_mask,
+                              IdTable& table, long threads) {
+        check_k(k);
+        const StoreSpec& graph_spec = graph_->spec();
+        const std::size_t d = graph_spec.dim;
+        if (graph_spec.storage == Storage::bits) throw std::invalid_argument("search_reranked: dense graphs only");
+        StoreSpec full = make_spec(storage, metric, dim_full, lo, scale);
+        const float* q = typed<float>(queries, nq * dim_full, "queries");
+        const float* proj = typed<float>(projection, d * dim_full, "projection");
+        const std::uint8_t* data = array_bytes(rows, n_rows * full.row_bytes, rows.itemsize(), "rows");
+        IdFilter filter = filter_arg(filter_ids, filter_offsets, filter_mask, nq);
+        candidates = std::max(candidates, k);
+        const std::size_t thread_n = resolve_threads(threads);
+        return topk_result(nq, k, [&](float* d_ptr, std::int64_t* i_ptr) {
+            const KernelTable& kernels = kernels_for(level_);
+            std::vector<float> reduced(nq * d), cand_d(nq * candidates);
+            std::vector<std::int64_t> cand(nq * candidates);
+            inner_products(kernels, proj, d, q, nq, dim_full, thread_n, reduced.data());
+            {
+                std::shared_lock<std::shared_mutex> lock(mutex_);
+                graph_->search(reduced.data(), nq, candidates, std::max(ef, candidates), filter, false,
+                               thread_n, cand_d.data(), cand.data());
+            }
+            for (std::int64_t c : cand)
+                if (c >= static_cast<std::int64_t>(n_rows))
+                    throw std::invalid_argument("search_reranked: graph id " + std::to_string(c) +
+                                                " has no row in the store of " + std::to_string(n_rows));
+            rerank_candidates(kernels, full, data, q, nq, cand.data(), candidates, k, thread_n, d_ptr, i_ptr);
+            table.map_slots(i_ptr, nq * k);
         });
     }
 
@@ -301,6 +345,20 @@ void bind_hnsw(py::module_& m) {
              py::arg("filter_ids") = py::none(), py::arg("filter_offsets") = py::none(),
              py::arg("filter_mask") = py::none(),
              py::arg("normalize") = false, py::arg("threads") = py::none(), py::arg("buffered") = false)
+        .def("search_reranked", [](HnswHandle& h, const py::array& queries, std::size_t nq, std::size_t k,
+                                   std::size_t ef, std::size_t candidates, const py::array& projection,
+                                   const py::array& rows, std::size_t n_rows, const std::string& storage,
+                                   const std::string& metric, std::size_t dim_full, const py::object& lo,
+                                   const py::object& scale, const py::object& filter_ids,
+                                   const py::object& filter_offsets, const py::object& filter_mask,
+                                   IdTable& table, const py::object& threads) {
+                 return h.search_reranked(queries, nq, k, ef, candidates, projection, rows, n_rows, storage,
+                                          metric, dim_full, lo, scale, filter_ids, filter_offsets,
+                                          filter_mask, table, threads_arg(threads)); },
+             py::arg("queries"), py::arg("nq"), py::arg("k"), py::arg("ef"), py::arg("candidates"),
+             py::arg("projection"), py::arg("rows"), py::arg("n_rows"), py::arg("storage"), py::arg("metric"),
+             py::arg("dim_full"), py::arg("lo"), py::arg("scale"), py::arg("filter_ids"),
+             py::arg("filter_offsets"), py::arg("filter_mask"), py::arg("table"), py::arg("threads"))
         .def("search1", &HnswHandle::search1, py::arg("query"), py::arg("k"), py::arg("ef"))
         .def("__contains__", &HnswHandle::contains)
         .def("ids", &HnswHandle::ids)

@@ -1,9 +1,11 @@
-"""Full-precision vectors for exact re-ranking, kept in RAM or in a memory-mapped file.
+"""The re-rank store: full-dimensional vectors for exact re-scoring, in RAM or in a
+memory-mapped file, as float32, float16 or int8 (per-dimension ranges).
 
-Two-stage search (BiDR, SVS): a compressed stage proposes candidates, this store re-scores
-them exactly. Row i holds the float32 vector of slot i, as the index sees it (unit length
-for cosine). With a path, only the compressed codes live in memory and the vectors stay in
-a raw float32 file (n, dim) read through the page cache.
+Two-stage search (BiDR, SVS, LeanVec): a compressed stage proposes candidates, this store
+re-scores them exactly for the stored precision (simdex._core.rerank, or inside the C++
+pipeline of LeanVecIndex). Row i holds the vector of slot i as the index sees it (unit
+length for cosine). With a path, only the compressed codes live in memory and the rows stay
+in a raw (n, dim) file read through the page cache.
 """
 
 from __future__ import annotations
@@ -13,17 +15,26 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
+from . import _core, _storage
+
+DTYPES = {"float32": np.float32, "float16": np.float16, "int8": np.uint8}
 
 
 class RerankStore:
-    def __init__(self, dim: int, metric: str, where: str | os.PathLike) -> None:
+    def __init__(self, dim: int, metric: str, where: str | os.PathLike, *, storage: str = "float32",
+                 lo: np.ndarray | None = None, scale: np.ndarray | None = None) -> None:
         if metric not in ("l2", "ip", "cosine"):
             raise ValueError(f"re-ranking works on float metrics l2, ip, cosine; got {metric!r}")
-        self.dim, self.metric = dim, metric
+        if storage not in DTYPES:
+            raise ValueError(f"re-rank storage must be one of {sorted(DTYPES)}; got {storage!r}")
+        if (storage == "int8") != (lo is not None and scale is not None):
+            raise ValueError("int8 re-rank rows need trained ranges (lo, scale), and only they do")
+        self.dim, self.metric, self.storage = dim, metric, storage
+        self.dtype = np.dtype(DTYPES[storage])
+        self.lo, self.scale = lo, scale
         self.path: str | None = None if where == "memory" else os.fspath(where)
         self._n = 0
-        self._data = np.zeros((0, dim), dtype=np.float32)
+        self._data: np.ndarray = np.zeros((0, dim), dtype=self.dtype)
         if self.path is not None:
             if os.path.isdir(self.path):
                 raise ValueError(f"rerank path {self.path!r} is a directory; pass a file path")
@@ -40,18 +51,21 @@ class RerankStore:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held in RAM (0 for a memory-mapped file)."""
-        return 0 if self.path is not None else int(self._n * self.dim * 4)
+        """Bytes held in RAM (the ranges only for a memory-mapped file)."""
+        ranges = 0 if self.lo is None else self.lo.nbytes + self.scale.nbytes
+        return ranges + (0 if self.path is not None else self._n * self.dim * self.dtype.itemsize)
 
     def _map(self) -> None:
         if self._n == 0:
-            self._data = np.zeros((0, self.dim), dtype=np.float32)
+            self._data = np.zeros((0, self.dim), dtype=self.dtype)
         else:
-            self._data = np.memmap(self.path, dtype=np.float32, mode="r+", shape=(self._n, self.dim))
+            self._data = np.memmap(self.path, dtype=self.dtype, mode="r+", shape=(self._n, self.dim))
 
     def put(self, slots: np.ndarray, x: np.ndarray) -> None:
-        """Store float32 rows x (n, dim) at the given slots (new slots may extend the store)."""
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        """Store rows x (n, dim) float32 at the given slots (new slots may extend the store)."""
+        rows = np.ascontiguousarray(x, dtype=np.float32)
+        if self.storage != "float32":
+            rows = _storage.encode(rows, self.storage, self.lo, self.scale)
         slots = np.asarray(slots, dtype=np.int64)
         if self.path is None and not self._data.flags.writeable:  # loaded with mmap=True
             self._data = np.array(self._data[: self._n])
@@ -59,21 +73,28 @@ class RerankStore:
         if need > self._n:
             if self.path is None:
                 if need > self._data.shape[0]:
-                    grown = np.zeros((max(need, int(self._data.shape[0] * 1.5), 64), self.dim), np.float32)
+                    grown = np.zeros((max(need, int(self._data.shape[0] * 1.5), 64), self.dim), self.dtype)
                     grown[: self._n] = self._data[: self._n]
                     self._data = grown
             else:
                 if isinstance(self._data, np.memmap):
                     self._data.flush()
                 with open(self.path, "r+b") as fh:
-                    fh.truncate(need * self.dim * 4)
+                    fh.truncate(need * self.dim * self.dtype.itemsize)
             self._n = need
             if self.path is not None:
                 self._map()
-        self._data[slots] = x
+        self._data[slots] = rows
 
     def append(self, x: np.ndarray) -> None:
         self.put(np.arange(self._n, self._n + x.shape[0]), x)
+
+    def scoring(self) -> tuple[np.ndarray, int, str, np.ndarray | None, np.ndarray | None]:
+        """(rows (n, dim) C-contiguous, n, storage, lo, scale) for the C++ re-scoring."""
+        data = self._data[: self._n] if self._n else np.zeros((0, self.dim), self.dtype)
+        if self.path is None:
+            data = np.ascontiguousarray(data)
+        return data, self._n, self.storage, self.lo, self.scale
 
     def rescore(self, queries: np.ndarray, candidates: np.ndarray, k: int,
                 threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -84,44 +105,61 @@ class RerankStore:
         returns    : distances (q, k) float32 ascending, slots (q, k) int64 (-1 padded)
         """
         candidates = np.ascontiguousarray(candidates, dtype=np.int64)
-        data = self._data[: self._n]
-        if self._n == 0:
-            data = np.zeros((0, self.dim), np.float32)
-        return _core.rerank(np.ascontiguousarray(data) if self.path is None else data, self._n,
-                            queries, queries.shape[0], candidates, candidates.shape[1], k,
-                            "float32", self.metric, self.dim, threads=threads)
+        data, n, storage, lo, scale = self.scoring()
+        return _core.rerank(data, n, queries, queries.shape[0], candidates, candidates.shape[1], k,
+                            storage, self.metric, self.dim, lo, scale, threads=threads)
 
     def vectors(self, slots: np.ndarray) -> np.ndarray:
-        return np.asarray(self._data[slots])
+        """Rows of the given slots decoded to float32."""
+        rows = np.asarray(self._data[slots])
+        return rows if self.storage == "float32" else _storage.decode(rows, self.storage, self.lo, self.scale)
 
-    # ---- persistence: vectors inside the index file ("memory") or a reference to the file
+    # ---- persistence: rows inside the index file ("memory") or a reference to the file
+    def _key(self) -> str:
+        return "rerank_vectors" if self.storage == "float32" else "secondary_rows"
+
     def params(self) -> dict:
         return {"rerank": "memory" if self.path is None else self.path, "rerank_rows": self._n}
 
     def arrays(self) -> dict[str, np.ndarray]:
+        arrays: dict[str, np.ndarray] = {}
+        if self.lo is not None:
+            arrays["secondary_lo"], arrays["secondary_scale"] = self.lo, self.scale
         if self.path is not None:
             if isinstance(self._data, np.memmap):
                 self._data.flush()
-            return {}
-        return {"rerank_vectors": self._data[: self._n]}
+            return arrays
+        arrays[self._key()] = self._data[: self._n]
+        return arrays
 
     @classmethod
-    def restore(cls, dim: int, metric: str, params: dict, arrays: dict[str, np.ndarray]) -> "RerankStore":
+    def restore(cls, dim: int, metric: str, params: dict, arrays: dict[str, np.ndarray], *,
+                storage: str = "float32") -> "RerankStore":
         store = cls.__new__(cls)
-        store.dim, store.metric = dim, metric
+        store.dim, store.metric, store.storage = dim, metric, storage
+        store.dtype = np.dtype(DTYPES[storage])
+        store.lo = store.scale = None
+        if storage == "int8":
+            lo, scale = arrays.get("secondary_lo"), arrays.get("secondary_scale")
+            if lo is None or scale is None or lo.shape != (dim,) or scale.shape != (dim,):
+                raise ValueError(f"index file: int8 re-rank ranges missing or not ({dim},)")
+            store.lo = np.array(lo, dtype=np.float32)
+            store.scale = np.array(scale, dtype=np.float32)
         where, n = params["rerank"], int(params["rerank_rows"])
         store._n = n
         if where == "memory":
             store.path = None
-            data = arrays["rerank_vectors"]
-            if data.shape != (n, dim):
-                raise ValueError(f"rerank vectors have shape {data.shape}, expected {(n, dim)}")
+            data = arrays.get(store._key())
+            if data is None or data.shape != (n, dim) or data.dtype != store.dtype:
+                got = None if data is None else (data.shape, data.dtype)
+                raise ValueError(f"index file: re-rank rows must be ({n}, {dim}) {store.dtype}; got {got}")
             store._data = data
         else:
             store.path = where
-            expected = n * dim * 4
+            expected = n * dim * store.dtype.itemsize
             size = os.path.getsize(where) if os.path.exists(where) else -1
             if size != expected:
-                raise ValueError(f"rerank file {where!r} has {size} bytes, expected {expected} ({n} x {dim} float32)")
+                raise ValueError(f"rerank file {where!r} has {size} bytes, expected {expected} "
+                                 f"({n} x {dim} {store.dtype})")
             store._map()
         return store

@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, _core, _storage
+from . import _checks, _core, _result, _storage
 from ._base import Index, reads, writes
 from ._rerank import RerankStore
 from .hnsw import HNSWIndex
@@ -305,115 +305,6 @@ class LeanVec:
 # ---- two-stage index ----------------------------------------------------------------------
 PRIMARIES = ("float32", "float16", "int8")
 SECONDARIES = ("float32", "float16", "int8")
-_SECONDARY_DTYPES = {"float16": np.float16, "int8": np.uint8}
-
-
-class _EncodedStore:
-    """Full-dimensional rows kept as float16 or int8 (per-dimension ranges) for re-ranking.
-
-    Same interface as RerankStore; re-scoring runs in C++ (simdex._core.rerank) on the stored
-    encoding itself, so the distances are exact for the stored precision. With a path, the
-    encoded rows live in a raw memory-mapped file (n, dim) of float16 / uint8.
-    """
-
-    def __init__(self, dim: int, metric: str, storage: str, where: str | os.PathLike,
-                 lo: np.ndarray | None = None, scale: np.ndarray | None = None) -> None:
-        self.dim, self.metric, self.storage = dim, metric, storage
-        self.dtype = np.dtype(_SECONDARY_DTYPES[storage])
-        self.lo, self.scale = lo, scale
-        self.path: str | None = None if where == "memory" else os.fspath(where)
-        self._n = 0
-        self._data: np.ndarray = np.zeros((0, dim), dtype=self.dtype)
-        if self.path is not None:
-            if os.path.isdir(self.path):
-                raise ValueError(f"secondary path {self.path!r} is a directory; pass a file path")
-            open(self.path, "wb").close()
-
-    def __len__(self) -> int:
-        return self._n
-
-    @property
-    def nbytes(self) -> int:
-        ranges = 0 if self.lo is None else self.lo.nbytes + self.scale.nbytes
-        return ranges + (0 if self.path is not None else self._n * self.dim * self.dtype.itemsize)
-
-    def _map(self) -> None:
-        self._data = (np.zeros((0, self.dim), self.dtype) if self._n == 0 else
-                      np.memmap(self.path, dtype=self.dtype, mode="r+", shape=(self._n, self.dim)))
-
-    def append(self, x: np.ndarray) -> None:
-        rows = np.ascontiguousarray(_storage.encode(x, self.storage, self.lo, self.scale))
-        need = self._n + rows.shape[0]
-        if self.path is None:
-            if need > self._data.shape[0]:
-                grown = np.zeros((max(need, int(self._data.shape[0] * 1.5), 64), self.dim), self.dtype)
-                grown[: self._n] = self._data[: self._n]
-                self._data = grown
-            self._data[self._n: need] = rows
-            self._n = need
-        else:
-            if isinstance(self._data, np.memmap):
-                self._data.flush()
-            with open(self.path, "ab") as fh:
-                fh.write(rows.tobytes())
-            self._n = need
-            self._map()
-
-    def rescore(self, queries: np.ndarray, candidates: np.ndarray, k: int,
-                threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        data = self._data[: self._n]
-        if self.path is None:
-            data = np.ascontiguousarray(data)
-        return _core.rerank(data, self._n, queries, queries.shape[0],
-                            np.ascontiguousarray(candidates, dtype=np.int64), candidates.shape[1], k,
-                            self.storage, self.metric, self.dim, self.lo, self.scale, threads=threads)
-
-    def params(self) -> dict:
-        return {"rerank": "memory" if self.path is None else self.path, "rerank_rows": self._n}
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        arrays: dict[str, np.ndarray] = {}
-        if self.lo is not None:
-            arrays["secondary_lo"], arrays["secondary_scale"] = self.lo, self.scale
-        if self.path is None:
-            arrays["secondary_rows"] = self._data[: self._n]
-        elif isinstance(self._data, np.memmap):
-            self._data.flush()
-        return arrays
-
-    @classmethod
-    def restore(cls, dim: int, metric: str, storage: str, params: dict,
-                arrays: dict[str, np.ndarray]) -> "_EncodedStore":
-        store = cls.__new__(cls)
-        store.dim, store.metric, store.storage = dim, metric, storage
-        store.dtype = np.dtype(_SECONDARY_DTYPES[storage])
-        store.lo = store.scale = None
-        if storage == "int8":
-            lo, scale = arrays.get("secondary_lo"), arrays.get("secondary_scale")
-            if lo is None or scale is None or lo.shape != (dim,) or scale.shape != (dim,):
-                raise ValueError(f"leanvec index file: int8 secondary ranges missing or not ({dim},)")
-            store.lo = np.array(lo, dtype=np.float32)
-            store.scale = np.array(scale, dtype=np.float32)
-        where, n = params["rerank"], int(params["rerank_rows"])
-        store._n = n
-        if where == "memory":
-            store.path = None
-            rows = arrays.get("secondary_rows")
-            if rows is None or rows.shape != (n, dim) or rows.dtype != store.dtype:
-                got = None if rows is None else (rows.shape, rows.dtype)
-                raise ValueError(f"leanvec index file: secondary rows must be ({n}, {dim}) {store.dtype}; got {got}")
-            store._data = rows
-        else:
-            store.path = where
-            expected = n * dim * store.dtype.itemsize
-            size = os.path.getsize(where) if os.path.exists(where) else -1
-            if size != expected:
-                raise ValueError(f"secondary file {where!r} has {size} bytes, expected {expected} "
-                                 f"({n} x {dim} {store.dtype})")
-            store._map()
-        return store
-
-
 class LeanVecIndex(Index):
     """Two-stage search: an HNSW graph on LeanVec-reduced vectors, then exact re-ranking.
 
@@ -467,7 +358,7 @@ class LeanVecIndex(Index):
         int8_queries = self.primary == "int8" and self._graph_metric() == "ip"
         self._graph = HNSWIndex(self.out_dim, self._graph_metric(), M=M, ef_construction=ef_construction,
                                 storage=self.primary, seed=self.seed, int8_queries=int8_queries)
-        self._store: RerankStore | _EncodedStore | None = None
+        self._store: RerankStore | None = None
         self._init_ids(reuse_slots=False)
 
     # ---- properties ---------------------------------------------------------------------
@@ -512,9 +403,7 @@ class LeanVecIndex(Index):
 
     def _new_store(self, lo: np.ndarray | None = None, scale: np.ndarray | None = None) -> Any:
         where = "memory" if self.rerank_path is None else self.rerank_path
-        if self.secondary == "float32":
-            return RerankStore(self.dim, self._full_metric(), where)
-        return _EncodedStore(self.dim, self._full_metric(), self.secondary, where, lo, scale)
+        return RerankStore(self.dim, self._full_metric(), where, storage=self.secondary, lo=lo, scale=scale)
 
     # ---- building -----------------------------------------------------------------------
     @writes
@@ -597,11 +486,14 @@ class LeanVecIndex(Index):
             if allowed.size == 0:
                 return self._finish(*self._empty_result(q.shape[0], k, False), was_1d, max_distance)
         buffer = max(ef, k) if rerank_k is None else rerank_k
-        reduced = self.projection._project(q, self.projection._query_rows, threads)
-        _, candidates = self._graph.search(reduced, buffer, ef=max(ef, buffer), filter=allowed,
-                                           threads=threads)
-        dist, slots = self._store.rescore(q, candidates, k, threads=threads)
-        return self._finish(dist, slots, was_1d, max_distance)
+        # One C++ call: project, walk the graph, re-rank with the full rows, map slots to ids.
+        rows, n_rows, storage, lo, scale = self._store.scoring()
+        allowed_ids, offsets, allowed_mask = _checks.as_filter(allowed, q.shape[0])
+        dist, ids = self._graph._graph.search_reranked(
+            q, q.shape[0], k, ef, buffer, self.projection._query_rows, rows, n_rows, storage,
+            self._full_metric(), self.dim, lo, scale, allowed_ids, offsets, allowed_mask, self._idt,
+            threads)
+        return _result.finish(dist, ids, was_1d, max_distance)
 
     # ---- persistence --------------------------------------------------------------------
     @reads
@@ -655,11 +547,8 @@ class LeanVecIndex(Index):
             raise ValueError("leanvec index file: ids do not match the graph")
         index._store = None
         if store_params is not None:
-            if index.secondary == "float32":
-                index._store = RerankStore.restore(index.dim, index._full_metric(), store_params, arrays)
-            else:
-                index._store = _EncodedStore.restore(index.dim, index._full_metric(), index.secondary,
-                                                     store_params, arrays)
+            index._store = RerankStore.restore(index.dim, index._full_metric(), store_params, arrays,
+                                               storage=index.secondary)
             if len(index._store) != ids.shape[0]:
                 raise ValueError(f"leanvec index file: {len(index._store)} full vectors for {ids.shape[0]} ids")
         return index
