@@ -95,6 +95,32 @@ def writes(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def searches(method: F) -> F:
+    """A search under the read lock that also takes one filter per query row (a list):
+    the rows are searched one by one with their own filter (and max_distance), in one read."""
+    @functools.wraps(method)
+    def wrapper(self: Any, queries: Any, k: Any = 10, **kwargs: Any) -> Any:
+        lock = _index_lock(self)
+        lock.acquire_read()
+        try:
+            filters = kwargs.get("filter")
+            if not _checks.is_filter_list(filters):
+                return method(self, queries, k, **kwargs)
+            q = np.asarray(queries)
+            if q.ndim != 2 or q.shape[0] != len(filters):
+                raise ValueError(f"a list of filters needs one filter per query row: expected "
+                                 f"{q.shape[0] if q.ndim == 2 else 1} query rows, got {len(filters)} filters")
+            limits = _checks.as_max_distance(kwargs.get("max_distance"), q.shape[0])
+            parts = [method(self, q[i:i + 1], k, **{**kwargs, "filter": filters[i],
+                                                    "max_distance": None if limits is None else float(limits[i])})
+                     for i in range(q.shape[0])]
+            return SearchResult(np.concatenate([p.distances for p in parts]),
+                                np.concatenate([p.ids for p in parts]))
+        finally:
+            lock.release_read()
+    return wrapper  # type: ignore[return-value]
+
+
 class Index:
     kind: ClassVar[str] = ""
     dim: int
@@ -143,9 +169,6 @@ class Index:
         """(slots,) uint8 mask of live slots allowed by one filter (ids array or mask by id),
         or of every live slot; None when every slot is live and there is no filter."""
         allowed, offsets, by_id = _checks.as_filter(filter, 1)
-        if offsets is not None and offsets.shape[0] > 2:
-            raise ValueError(f"{type(self).__name__} takes one filter for all queries; per-query "
-                             "filters (a list) are supported by FlatIndex and HNSWIndex")
         return self._idt.scan_mask(allowed, offsets, by_id)
 
     def _allowed_slots(self, filter: Any) -> np.ndarray | None:
@@ -153,12 +176,22 @@ class Index:
         allowed, offsets, by_id = _checks.as_filter(filter, 1)
         if allowed is None and by_id is None:
             return None
-        if offsets is not None and offsets.shape[0] > 2:
-            raise ValueError(f"{type(self).__name__} takes one filter for all queries; per-query "
-                             "filters (a list) are supported by FlatIndex and HNSWIndex")
         if by_id is not None:
             allowed = np.flatnonzero(by_id).astype(np.int64)
         return self._idt.slots_of(allowed)
+
+    def _reconstruct_from(self, store: Any, ids: Any) -> np.ndarray:
+        """Vectors of the given ids from a re-rank store, float32 (len(ids), dim); KeyError
+        names ids that are not in the index."""
+        a = _checks.as_id_list(ids)
+        if store is None:
+            raise ValueError(f"{type(self).__name__} keeps only compressed codes; build it with "
+                             "rerank='memory' (or a file) to reconstruct vectors")
+        slots = self._idt.slots_of(a)
+        if slots.size != a.size:
+            missing = a[~np.isin(a, self._idt.ids_of(slots))]
+            raise KeyError(f"ids not in the index: {missing[:5].tolist()}")
+        return store.vectors(slots)
 
     def _finish(self, distances: np.ndarray, slots: np.ndarray, was_1d: bool,
                 max_distance: Any = None) -> SearchResult:

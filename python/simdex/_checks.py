@@ -163,6 +163,11 @@ def _filter_ids(a: np.ndarray) -> np.ndarray:
     )
 
 
+def is_filter_list(filter: Any) -> bool:
+    """A list / tuple of filters, one per query row (not a list of ids)."""
+    return isinstance(filter, (list, tuple)) and len(filter) > 0 and not np.isscalar(filter[0])
+
+
 def as_filter(filter: Any, nq: int) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """filter -> (ids, offsets, mask) for the C++ cores, O(len(filter)):
 
@@ -174,7 +179,7 @@ def as_filter(filter: Any, nq: int) -> tuple[np.ndarray | None, np.ndarray | Non
     """
     if filter is None:
         return None, None, None
-    if isinstance(filter, (list, tuple)) and len(filter) > 0 and not np.isscalar(filter[0]):
+    if is_filter_list(filter):
         if len(filter) != nq:
             raise ValueError(f"a list of filters needs one filter per query row: expected {nq}, got {len(filter)}")
         parts = [_filter_ids(_as_array(f, f"filter[{i}]")) for i, f in enumerate(filter)]

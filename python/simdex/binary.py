@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from . import _checks, _core
-from ._base import Index, reads, writes
+from ._base import Index, reads, searches, writes
 from .pq import _grown
 from ._rerank import RerankStore
 from ._result import SearchResult
@@ -344,7 +344,7 @@ class BinaryIndex(Index):
         return int(slots.size)
 
     # ---- search -------------------------------------------------------------------------
-    @reads
+    @searches
     def search(self, queries: Any, k: int = 10, *, rerank_k: int | None = None, ef: int | None = None,
                filter: Any = None, max_distance: Any = None, threads: int | None = None) -> SearchResult:
         """k nearest neighbours by the code score, re-ranked exactly when the index has rerank.
@@ -440,6 +440,12 @@ class BinaryIndex(Index):
         slots = np.take_along_axis(slots, order, axis=1)
         slots[np.isinf(dist)] = -1
         return dist, slots
+
+    @reads
+    def reconstruct(self, ids: Any) -> np.ndarray:
+        """Stored full vectors of the given ids from the re-rank store, float32 (len(ids), dim)
+        (unit length for cosine); needs rerank (KeyError names ids not in the index)."""
+        return self._reconstruct_from(self._rerank, ids)
 
     # ---- persistence --------------------------------------------------------------------
     @reads

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import _checks, _core
-from ._base import Index, reads, writes
+from ._base import Index, reads, searches, writes
 from ._rerank import RerankStore
 from ._result import SearchResult
 from .kernels import normalize
@@ -130,7 +130,7 @@ class IVFPQIndex(Index):
         return int(self._unbind_ids(ids).size)
 
     # ---- search -------------------------------------------------------------------------
-    @reads
+    @searches
     def search(self, queries: Any, k: int = 10, *, nprobe: int = 8, filter: Any = None,
                max_distance: Any = None, threads: int | None = None,
                rerank_k: int | None = None) -> SearchResult:
@@ -169,6 +169,12 @@ class IVFPQIndex(Index):
         if self._store is not None:
             dist, slots = self._store.rescore(q, slots, k, threads)
         return self._finish(dist, slots, was_1d, max_distance)
+
+    @reads
+    def reconstruct(self, ids: Any) -> np.ndarray:
+        """Stored full vectors of the given ids from the re-rank store, float32 (len(ids), dim)
+        (unit length for cosine); needs rerank (KeyError names ids not in the index)."""
+        return self._reconstruct_from(self._store, ids)
 
     # ---- persistence --------------------------------------------------------------------
     def _params(self) -> dict:

@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from . import _checks, _core, _result, _storage
-from ._base import Index, reads, writes
+from ._base import Index, reads, searches, writes
 from ._rerank import RerankStore
 from .hnsw import HNSWIndex
 from ._result import SearchResult
@@ -420,6 +420,8 @@ class LeanVecIndex(Index):
         if queries is not None:
             q, _ = self._prepare(queries, "queries")
         self.projection.fit(a, q)
+        if self.primary == "int8":  # the graph's int8 ranges from the projected sample
+            self._graph.train(self.projection._project(a, self.projection._data_rows, None))
         lo = scale = None
         if self.secondary == "int8":
             lo, scale = _storage.train_int8(a)
@@ -457,7 +459,7 @@ class LeanVecIndex(Index):
         return int(slots.size)
 
     # ---- search -------------------------------------------------------------------------
-    @reads
+    @searches
     def search(self, queries: Any, k: int = 10, *, ef: int | None = None, rerank_k: int | None = None,
                filter: Any = None, max_distance: Any = None, threads: int | None = None) -> SearchResult:
         """Approximate k nearest neighbours (graph on reduced vectors, exact re-rank).
@@ -494,6 +496,12 @@ class LeanVecIndex(Index):
             self._full_metric(), self.dim, lo, scale, allowed_ids, offsets, allowed_mask, self._idt,
             threads)
         return _result.finish(dist, ids, was_1d, max_distance)
+
+    @reads
+    def reconstruct(self, ids: Any) -> np.ndarray:
+        """Stored full vectors of the given ids from the re-rank store, float32 (len(ids), dim)
+        (unit length for cosine); needs rerank (KeyError names ids not in the index)."""
+        return self._reconstruct_from(self._store, ids)
 
     # ---- persistence --------------------------------------------------------------------
     @reads
