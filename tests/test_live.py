@@ -185,7 +185,7 @@ def test_range_search_matches_brute_force(kind, data):
     assert lims2.shape == (6,)
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "pq8", "ivfpq", "leanvec", "binary", "binary-graph"])
 def test_filter_per_query(kind, data):
     index = make(kind, data)
     index.add(data[:2000])
