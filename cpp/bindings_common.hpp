@@ -6,6 +6,8 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <cstring>
+#include <shared_mutex>
 #include <stdexcept>
 #include <string>
 
@@ -144,6 +146,47 @@ inline IdFilter filter_arg(const py::object& ids, const py::object& offsets, con
         if (f.offsets[i] < 0 || f.offsets[i] > f.offsets[i + 1] || static_cast<std::size_t>(f.offsets[i + 1]) > m)
             throw std::invalid_argument("filter offsets are not ascending within the ids");
     return f;
+}
+
+// Id queries shared by the index handles (FlatCore, HnswGraph), under the handle's read lock.
+inline bool contains_id(const IdMap& map, std::shared_mutex& mutex, std::int64_t id) {
+    std::shared_lock<std::shared_mutex> lock(mutex);
+    return map.contains(id);
+}
+
+inline IdArray live_ids(const IdMap& map, std::shared_mutex& mutex) {
+    py::gil_scoped_release release;
+    std::shared_lock<std::shared_mutex> lock(mutex);
+    py::gil_scoped_acquire gil;
+    IdArray out(map.size());
+    map.live_ids(out.mutable_data());
+    return out;
+}
+
+// Stored rows of the given ids: ((n, row_bytes) uint8, (n,) bool found); missing ids give
+// zero rows. row_at(slot) -> const uint8_t*.
+template <class RowAt>
+py::tuple rows_of_ids(const IdMap& map, std::size_t row_bytes, std::shared_mutex& mutex,
+                      const py::array& ids, RowAt row_at) {
+    std::size_t n = static_cast<std::size_t>(ids.size());
+    const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
+    py::array_t<std::uint8_t> out({n, row_bytes});
+    py::array_t<bool> found(n);
+    std::uint8_t* dst = out.mutable_data();
+    bool* ok = found.mutable_data();
+    {
+        py::gil_scoped_release release;
+        std::shared_lock<std::shared_mutex> lock(mutex);
+        for (std::size_t i = 0; i < n; ++i) {
+            std::int64_t s = map.find(id_ptr[i]);
+            ok[i] = s >= 0;
+            if (s >= 0)
+                std::memcpy(dst + i * row_bytes, row_at(static_cast<std::size_t>(s)), row_bytes);
+            else
+                std::memset(dst + i * row_bytes, 0, row_bytes);
+        }
+    }
+    return py::make_tuple(out, found);
 }
 
 void bind_kernels(py::module_& m);

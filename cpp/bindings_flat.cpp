@@ -68,42 +68,11 @@ class FlatHandle {
         });
     }
 
-    bool contains(std::int64_t id) {
-        std::shared_lock<std::shared_mutex> lock(mutex_);
-        return core_->idmap().contains(id);
-    }
-
-    IdArray ids() {
-        py::gil_scoped_release release;
-        std::shared_lock<std::shared_mutex> lock(mutex_);
-        py::gil_scoped_acquire gil;
-        IdArray out(core_->size());
-        core_->idmap().live_ids(out.mutable_data());
-        return out;
-    }
-
-    // ((n, row_bytes) uint8 rows of the ids, (n,) bool found); missing ids give zero rows.
+    bool contains(std::int64_t id) { return contains_id(core_->idmap(), mutex_, id); }
+    IdArray ids() { return live_ids(core_->idmap(), mutex_); }
     py::tuple rows(const py::array& ids) {
-        std::size_t n = static_cast<std::size_t>(ids.size());
-        const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
-        std::size_t rb = core_->spec().row_bytes;
-        py::array_t<std::uint8_t> out({n, rb});
-        py::array_t<bool> found(n);
-        std::uint8_t* dst = out.mutable_data();
-        bool* ok = found.mutable_data();
-        {
-            py::gil_scoped_release release;
-            std::shared_lock<std::shared_mutex> lock(mutex_);
-            for (std::size_t i = 0; i < n; ++i) {
-                std::int64_t s = core_->idmap().find(id_ptr[i]);
-                ok[i] = s >= 0;
-                if (s >= 0)
-                    std::memcpy(dst + i * rb, core_->row(static_cast<std::size_t>(s)), rb);
-                else
-                    std::memset(dst + i * rb, 0, rb);
-            }
-        }
-        return py::make_tuple(out, found);
+        return rows_of_ids(core_->idmap(), core_->spec().row_bytes, mutex_, ids,
+                           [&](std::size_t s) { return core_->row(s); });
     }
 
     // A consistent copy of the state: {"rows": (n, row_bytes) uint8, "ids": (n,), "next_id"}.

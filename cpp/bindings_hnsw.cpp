@@ -175,49 +175,11 @@ class HnswHandle {
         return py::make_tuple(distances, out_ids);
     }
 
-    bool contains(std::int64_t id) {
-        std::shared_lock<std::shared_mutex> lock(mutex_);
-        return graph_->idmap().contains(id);
-    }
-
-    IdArray ids() {
-        py::gil_scoped_release release;
-        std::shared_lock<std::shared_mutex> lock(mutex_);
-        py::gil_scoped_acquire gil;
-        IdArray out(graph_->live_count());
-        graph_->idmap().live_ids(out.mutable_data());
-        return out;
-    }
-
-    // Stored rows of the given ids: ((n, row_bytes) uint8, (n,) bool found); missing ids
-    // leave zero rows.
+    bool contains(std::int64_t id) { return contains_id(graph_->idmap(), mutex_, id); }
+    IdArray ids() { return live_ids(graph_->idmap(), mutex_); }
     py::tuple rows(const py::array& ids) {
-        std::size_t n = static_cast<std::size_t>(ids.size());
-        const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
-        std::size_t rb = graph_->spec().row_bytes;
-        py::array_t<std::uint8_t> out({n, rb});
-        py::array_t<bool> found(n);
-        std::uint8_t* dst = out.mutable_data();
-        bool* ok = found.mutable_data();
-        {
-            py::gil_scoped_release release;
-            std::shared_lock<std::shared_mutex> lock(mutex_);
-            for (std::size_t i = 0; i < n; ++i) {
-                std::int64_t s = graph_->idmap().find(id_ptr[i]);
-                ok[i] = s >= 0;
-                if (s >= 0)
-                    std::memcpy(dst + i * rb, graph_->row(static_cast<std::uint32_t>(s)), rb);
-                else
-                    std::memset(dst + i * rb, 0, rb);
-            }
-        }
-        return py::make_tuple(out, found);
-    }
-
-    // Slot of a live id (tests, inspection), -1 if absent.
-    std::int64_t slot_of(std::int64_t id) {
-        std::shared_lock<std::shared_mutex> lock(mutex_);
-        return graph_->idmap().find(id);
+        return rows_of_ids(graph_->idmap(), graph_->spec().row_bytes, mutex_, ids,
+                           [&](std::size_t s) { return graph_->row(static_cast<std::uint32_t>(s)); });
     }
 
     // Links of a slot at a level (for tests and inspection).
@@ -361,9 +323,9 @@ void bind_hnsw(py::module_& m) {
              py::arg("filter_offsets"), py::arg("filter_mask"), py::arg("table"), py::arg("threads"))
         .def("search1", &HnswHandle::search1, py::arg("query"), py::arg("k"), py::arg("ef"))
         .def("__contains__", &HnswHandle::contains)
+        .def("__len__", &HnswHandle::live_count)
         .def("ids", &HnswHandle::ids)
         .def("rows", &HnswHandle::rows)
-        .def("slot_of", &HnswHandle::slot_of)
         .def("neighbours", &HnswHandle::neighbours)
         .def("state", &HnswHandle::state)
         .def("restore", &HnswHandle::restore, py::arg("blocks"), py::arg("ids"), py::arg("levels"), py::arg("upper"),

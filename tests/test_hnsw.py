@@ -105,7 +105,7 @@ def test_int8_queries(level, dim):
     index.add(x, threads=2)
     dist, ids = index.search(q, 10, ef=80)
     assert recall(ids, sx.knn(q, x, 10, "ip").ids) >= 0.9
-    codes = index._graph.rows(ids.reshape(-1))[0].reshape(ids.shape + (dim,)).astype(np.int64)
+    codes = index._core.rows(ids.reshape(-1))[0].reshape(ids.shape + (dim,)).astype(np.int64)
     lo, scale = index._lo.astype(np.float64), index._scale.astype(np.float32)
     scaled = q * scale                                   # float32, as the kernel prepares it
     s_q = np.abs(scaled).max(axis=1) / np.float32(127)
@@ -164,7 +164,7 @@ def test_deterministic_with_one_thread():
     c = sx.HNSWIndex(D, "l2", M=8, ef_construction=60, seed=8)
     for index in (a, b, c):
         index.add(X[:1500], threads=1)
-    sa, sb, sc = a._graph.state(), b._graph.state(), c._graph.state()
+    sa, sb, sc = a._core.state(), b._core.state(), c._core.state()
     for key in ("blocks", "levels", "upper"):
         np.testing.assert_array_equal(sa[key], sb[key])
     assert not np.array_equal(sa["levels"], sc["levels"])
@@ -179,10 +179,10 @@ def test_insertion_orders(order):
     b = sx.HNSWIndex(D, "l2", M=12, ef_construction=80, seed=3)
     a.add(X, threads=1, insertion_order=order)
     b.add(X, threads=1, insertion_order=order)
-    np.testing.assert_array_equal(a._graph.state()["blocks"], b._graph.state()["blocks"])
+    np.testing.assert_array_equal(a._core.state()["blocks"], b._core.state()["blocks"])
     given = sx.HNSWIndex(D, "l2", M=12, ef_construction=80, seed=3)
     given.add(X, threads=1)
-    assert not np.array_equal(a._graph.state()["blocks"], given._graph.state()["blocks"])
+    assert not np.array_equal(a._core.state()["blocks"], given._core.state()["blocks"])
     assert recall(a.search(Q, 10, ef=64).ids, sx.knn(Q, X, 10).ids) >= 0.95
 
 
@@ -205,7 +205,7 @@ def test_progress_bar_path_gives_same_graph():
     b = sx.HNSWIndex(D, "l2", M=8, ef_construction=40)
     a.add(X[:2500], threads=1)
     b.add(X[:2500], threads=1, progress=True)
-    np.testing.assert_array_equal(a._graph.state()["blocks"], b._graph.state()["blocks"])
+    np.testing.assert_array_equal(a._core.state()["blocks"], b._core.state()["blocks"])
 
 
 # ---- search edge cases ------------------------------------------------------------------------
@@ -276,15 +276,15 @@ def test_remove_keeps_recall_and_reuses_slots(level):
     assert r_removed >= r_fresh - 0.01, (r_removed, r_fresh)
     # removal tombstones (O(1)); compaction unlinks: no live node links to a removed slot
     index.compact()
-    assert index._graph.tombstones == 0
+    assert index._core.tombstones == 0
     live = index.ids
     removed_slots = set(removed.tolist())  # ids == slots here
     for s in live[:500]:
-        assert not removed_slots.intersection(index._graph.neighbours(int(s), 0).tolist())
+        assert not removed_slots.intersection(index._core.neighbours(int(s), 0).tolist())
     # slots are reused; removed ids never come back
-    slots_before = index._graph.slot_count
+    slots_before = index._core.slot_count
     new = index.add(X[removed] + 0.01, threads=2)
-    assert index._graph.slot_count == slots_before
+    assert index._core.slot_count == slots_before
     d, i = index.search(X[removed[:50]] + 0.01, 1, ef=32)
     assert (i[:, 0] == new[:50]).mean() >= 0.95
     assert not np.isin(index.search(Q, 10, ef=64).ids, removed).any()

@@ -16,7 +16,7 @@ from typing import Any, Callable, ClassVar, TypeVar
 
 import numpy as np
 
-from . import _checks, _core, _format, _result, kernels
+from . import _checks, _core, _format, _result, _storage, kernels
 from ._result import SearchResult
 
 
@@ -69,30 +69,26 @@ def _index_lock(index: Any) -> _ReadWriteLock:
     return lock
 
 
-def reads(method: F) -> F:
-    """Run the method under the index's read lock (searches may run together)."""
+def _locked(method: F, write: bool) -> F:
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         lock = _index_lock(self)
-        lock.acquire_read()
+        (lock.acquire_write if write else lock.acquire_read)()
         try:
             return method(self, *args, **kwargs)
         finally:
-            lock.release_read()
+            (lock.release_write if write else lock.release_read)()
     return wrapper  # type: ignore[return-value]
+
+
+def reads(method: F) -> F:
+    """Run the method under the index's read lock (searches may run together)."""
+    return _locked(method, False)
 
 
 def writes(method: F) -> F:
     """Run the method under the index's write lock (alone)."""
-    @functools.wraps(method)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        lock = _index_lock(self)
-        lock.acquire_write()
-        try:
-            return method(self, *args, **kwargs)
-        finally:
-            lock.release_write()
-    return wrapper  # type: ignore[return-value]
+    return _locked(method, True)
 
 
 def searches(method: F) -> F:
@@ -139,16 +135,21 @@ class Index:
         self._idt = _core.IdTable()
         self._reuse_slots = reuse_slots
 
+    @property
+    def _id_owner(self) -> Any:
+        """The C++ object that maps ids (IdTable here, the index core for CoreIndex)."""
+        return self._idt
+
     def __len__(self) -> int:
-        return len(self._idt)
+        return len(self._id_owner)
 
     @property
     def ids(self) -> np.ndarray:
         """The live ids, int64 (n,), in slot order."""
-        return self._idt.ids()
+        return self._id_owner.ids()
 
     def __contains__(self, id: object) -> bool:
-        return isinstance(id, (int, np.integer)) and not isinstance(id, bool) and int(id) in self._idt
+        return isinstance(id, (int, np.integer)) and not isinstance(id, bool) and int(id) in self._id_owner
 
     @property
     def _slot_count(self) -> int:
@@ -180,9 +181,13 @@ class Index:
             allowed = np.flatnonzero(by_id).astype(np.int64)
         return self._idt.slots_of(allowed)
 
+    @reads
+    def reconstruct(self, ids: Any) -> np.ndarray:
+        """Stored full vectors of the given ids from the re-rank store, float32 (len(ids), dim)
+        (unit length for cosine); needs rerank (KeyError names ids not in the index)."""
+        return self._reconstruct_from(getattr(self, "_store", None), ids)
+
     def _reconstruct_from(self, store: Any, ids: Any) -> np.ndarray:
-        """Vectors of the given ids from a re-rank store, float32 (len(ids), dim); KeyError
-        names ids that are not in the index."""
         a = _checks.as_id_list(ids)
         if store is None:
             raise ValueError(f"{type(self).__name__} keeps only compressed codes; build it with "
@@ -278,3 +283,28 @@ class Index:
         extra = self._repr_fields()
         return (f"{type(self).__name__}(dim={self.dim}, metric={self.metric!r}"
                 f"{', ' + extra if extra else ''}, n={len(self)}, simd={kernels.simd_level()!r})")
+
+
+class CoreIndex(Index):
+    """An index whose ids, rows and lock live in one C++ core, ``self._core`` (FlatCore,
+    HnswGraph): every operation is one call into it."""
+
+    storage: str
+    _lo: np.ndarray | None
+    _scale: np.ndarray | None
+
+    @property
+    def _id_owner(self) -> Any:
+        return self._core
+
+    def reconstruct(self, ids: Any) -> np.ndarray:
+        """Stored vectors for the given ids, decoded to float32 (codes for hamming): (len(ids), dim).
+
+        Raises KeyError naming ids that are not in the index."""
+        a = _checks.as_id_list(ids)
+        rows, found = self._core.rows(a)
+        if not found.all():
+            raise KeyError(f"ids not in the index: {a[~found][:5].tolist()}")
+        if self.metric == "hamming":
+            return rows
+        return _storage.decode(rows.view(_storage.ROW_DTYPES[self.storage]), self.storage, self._lo, self._scale)

@@ -331,6 +331,10 @@ class BinaryIndex(Index):
             raise
         return new_ids
 
+    @property
+    def _store(self) -> RerankStore | None:  # the re-rank store, under the name Index uses
+        return self._rerank
+
     def _live_codes(self) -> np.ndarray:
         return self._codes[: self._slot_count]
 
@@ -440,12 +444,6 @@ class BinaryIndex(Index):
         slots = np.take_along_axis(slots, order, axis=1)
         slots[np.isinf(dist)] = -1
         return dist, slots
-
-    @reads
-    def reconstruct(self, ids: Any) -> np.ndarray:
-        """Stored full vectors of the given ids from the re-rank store, float32 (len(ids), dim)
-        (unit length for cosine); needs rerank (KeyError names ids not in the index)."""
-        return self._reconstruct_from(self._rerank, ids)
 
     # ---- persistence --------------------------------------------------------------------
     @reads

@@ -7,12 +7,12 @@ from typing import Any
 import numpy as np
 
 from . import _checks, _core, _result, _storage
-from ._base import Index
+from ._base import CoreIndex
 from ._result import SearchResult
 from .kernels import normalize
 
 
-class FlatIndex(Index):
+class FlatIndex(CoreIndex):
     """Exact k-NN index.
 
     dim     : vector dimension; for metric='hamming' the number of bits (a multiple of 8),
@@ -55,17 +55,6 @@ class FlatIndex(Index):
     def nbytes(self) -> int:
         extra = 0 if self._lo is None else self._lo.nbytes + self._scale.nbytes
         return int(self._core.nbytes + extra)
-
-    def __len__(self) -> int:
-        return len(self._core)
-
-    @property
-    def ids(self) -> np.ndarray:
-        """The live ids, int64 (n,), in slot order."""
-        return self._core.ids()
-
-    def __contains__(self, id: object) -> bool:
-        return isinstance(id, (int, np.integer)) and not isinstance(id, bool) and int(id) in self._core
 
     def _prepare(self, x: Any, name: str) -> tuple[np.ndarray, bool]:
         if self.metric == "hamming":
@@ -129,18 +118,6 @@ class FlatIndex(Index):
         allowed, offsets, allowed_mask = _checks.as_filter(filter, q.shape[0])
         dist, ids = self._core.search(q, q.shape[0], k, allowed, offsets, allowed_mask, threads)
         return _result.finish(dist, ids, was_1d, max_distance)
-
-    def reconstruct(self, ids: Any) -> np.ndarray:
-        """Stored vectors for the given ids, decoded to float32 (codes for hamming): (len(ids), dim).
-
-        Raises KeyError naming ids that are not in the index."""
-        a = _checks.as_id_list(ids)
-        rows, found = self._core.rows(a)
-        if not found.all():
-            raise KeyError(f"ids not in the index: {a[~found][:5].tolist()}")
-        if self.metric == "hamming":
-            return rows
-        return _storage.decode(rows.view(self._row_dtype()), self.storage, self._lo, self._scale)
 
     # ---- persistence --------------------------------------------------------------------
     def _state(self) -> tuple[dict, dict[str, np.ndarray]]:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import _checks, _core, _progress, _result, _storage
-from ._base import Index
+from ._base import CoreIndex
 from ._result import SearchResult
 from .kernels import normalize
 from .lid import lid
@@ -23,7 +23,7 @@ DEFAULT_EF = 64
 LID_K = 20
 
 
-class HNSWIndex(Index):
+class HNSWIndex(CoreIndex):
     """Approximate nearest-neighbour graph index (Malkov & Yashunin HNSW).
 
     dim             : vector dimension; for metric='hamming' the number of bits (a multiple of
@@ -69,14 +69,14 @@ class HNSWIndex(Index):
         self._query_width = self.dim // 8 if hamming else self.dim
         self._lo: np.ndarray | None = None
         self._scale: np.ndarray | None = None
-        self._graph = _core.HnswGraph(self._core_storage(), self.metric, self.dim, self.M,
+        self._core = _core.HnswGraph(self._core_storage(), self.metric, self.dim, self.M,
                                       self.ef_construction, self.seed)
         if not isinstance(int8_queries, bool):
             raise TypeError(f"int8_queries must be True or False; got {type(int8_queries).__name__}")
         if int8_queries and (self.storage != "int8" or self.metric not in ("ip", "cosine")):
             raise ValueError("int8_queries=True needs storage='int8' and metric 'ip' or 'cosine'; "
                              f"got storage={self.storage!r}, metric={self.metric!r}")
-        self._graph.int8_queries = int8_queries
+        self._core.int8_queries = int8_queries
 
     # ---- properties ---------------------------------------------------------------------
     def _core_storage(self) -> str:
@@ -84,7 +84,7 @@ class HNSWIndex(Index):
 
     @property
     def int8_queries(self) -> bool:
-        return bool(self._graph.int8_queries)
+        return bool(self._core.int8_queries)
 
     @property
     def ef(self) -> int:
@@ -98,23 +98,12 @@ class HNSWIndex(Index):
     @property
     def nbytes(self) -> int:
         extra = 0 if self._lo is None else self._lo.nbytes + self._scale.nbytes
-        return int(self._graph.nbytes + extra)
+        return int(self._core.nbytes + extra)
 
     def _prepare(self, x: Any, name: str) -> tuple[np.ndarray, bool]:
         if self.metric == "hamming":
             return _checks.as_codes(x, self.dim // 8, name)
         return _checks.as_float_rows(x, self.dim, name)
-
-    def __len__(self) -> int:
-        return int(self._graph.live_count)
-
-    @property
-    def ids(self) -> np.ndarray:
-        """The live ids, int64 (n,), in slot order."""
-        return self._graph.ids()
-
-    def __contains__(self, id: object) -> bool:
-        return isinstance(id, (int, np.integer)) and not isinstance(id, bool) and int(id) in self._graph
 
     # ---- building -----------------------------------------------------------------------
     def train(self, x: Any) -> "HNSWIndex":
@@ -122,12 +111,12 @@ class HNSWIndex(Index):
         storages need no training (a no-op)."""
         a, _ = self._prepare(x, "x")
         if self.storage == "int8":
-            if len(self) or self._graph.slot_count:
+            if len(self) or self._core.slot_count:
                 raise ValueError("train() must come before the first add(): the int8 ranges of stored rows are fixed")
             if self.metric == "cosine":
                 a = normalize(a)
             self._lo, self._scale = _storage.train_int8(a)
-            self._graph.set_ranges(self._lo, self._scale)
+            self._core.set_ranges(self._lo, self._scale)
         return self
 
     def add(self, x: Any, ids: Any = None, *, threads: int | None = None,
@@ -156,20 +145,20 @@ class HNSWIndex(Index):
         if self.storage == "int8" and self._lo is None:
             _storage.warn_small_int8_sample(n, "HNSWIndex")
             self._lo, self._scale = _storage.train_int8(a)
-            self._graph.set_ranges(self._lo, self._scale)
+            self._core.set_ranges(self._lo, self._scale)
         rows = a if self.metric == "hamming" else _storage.encode(a, self.storage, self._lo, self._scale)
         rows = np.ascontiguousarray(rows)
         order = self._order(a, insertion_order, threads)
         if progress:
             return self._add_with_progress(rows, new_ids, order, threads)
-        return self._graph.add(rows, new_ids, order, threads)
+        return self._core.add(rows, new_ids, order, threads)
 
     def _order(self, a: np.ndarray, insertion_order: str, threads: int | None) -> np.ndarray | None:
         n = a.shape[0]
         if insertion_order == "given" or n < 2:
             return None
         if insertion_order == "random":
-            rng = np.random.default_rng([self.seed, int(self._graph.insert_count)])
+            rng = np.random.default_rng([self.seed, int(self._core.insert_count)])
             return rng.permutation(n).astype(np.int64)
         # lid_desc: Euclidean LID of what is stored (bits unpacked: squared L2 = Hamming)
         points = np.unpackbits(a, axis=1).astype(np.float32) if self.metric == "hamming" else a
@@ -181,7 +170,7 @@ class HNSWIndex(Index):
                            order: np.ndarray | None, threads: int | None) -> np.ndarray:
         bar = _progress.bar(rows.shape[0], "HNSW add")
         if bar is None:
-            return self._graph.add(rows, new_ids, order, threads)
+            return self._core.add(rows, new_ids, order, threads)
         n = rows.shape[0]
         sequence = np.arange(n, dtype=np.int64) if order is None else order
         out = np.empty(n, dtype=np.int64)
@@ -189,7 +178,7 @@ class HNSWIndex(Index):
         with bar:
             for begin in range(0, n, step):
                 part = sequence[begin: begin + step]
-                out[part] = self._graph.add(np.ascontiguousarray(rows[part]),
+                out[part] = self._core.add(np.ascontiguousarray(rows[part]),
                                             None if new_ids is None else np.ascontiguousarray(new_ids[part]),
                                             None, threads)
                 bar.update(part.size)
@@ -203,12 +192,12 @@ class HNSWIndex(Index):
         links and the slots are reused by later adds (or call compact()).
         """
         threads = _checks.check_threads(threads)
-        return int(self._graph.remove(_checks.as_id_list(ids), threads))
+        return int(self._core.remove(_checks.as_id_list(ids), threads))
 
     def compact(self, *, threads: int | None = None) -> int:
         """Unlink every removed (tombstoned) node now and free its slot; returns how many."""
         threads = _checks.check_threads(threads)
-        return int(self._graph.compact(threads))
+        return int(self._core.compact(threads))
 
     # ---- search -------------------------------------------------------------------------
     def search(self, queries: Any, k: int = 10, *, ef: int | None = None, filter: Any = None,
@@ -235,7 +224,7 @@ class HNSWIndex(Index):
                 and queries.ndim == 1 and queries.dtype == self._query_dtype
                 and queries.shape[0] == self._query_width and queries.flags.c_contiguous):
             # lean path for one query (C++ re-checks size and finiteness)
-            return SearchResult(*self._graph.search1(queries, k, self._ef if ef is None else ef))
+            return SearchResult(*self._core.search1(queries, k, self._ef if ef is None else ef))
         k = _checks.check_k(k)
         ef = self._ef if ef is None else _checks.check_positive_int(ef, "ef")
         threads = _checks.check_threads(threads)
@@ -243,31 +232,18 @@ class HNSWIndex(Index):
         allowed, offsets, allowed_mask = _checks.as_filter(filter, q.shape[0])
         if not isinstance(buffered, bool):
             raise TypeError(f"buffered must be True or False; got {type(buffered).__name__}")
-        dist, ids = self._graph.search(q, q.shape[0], k, ef, allowed, offsets, allowed_mask, self.metric == "cosine",
+        dist, ids = self._core.search(q, q.shape[0], k, ef, allowed, offsets, allowed_mask, self.metric == "cosine",
                                        threads, buffered)
         return _result.finish(dist, ids, was_1d, max_distance)
 
-    def reconstruct(self, ids: Any) -> np.ndarray:
-        """Stored vectors for the given ids, decoded to float32 (codes for hamming): (len(ids), dim).
-
-        Raises KeyError naming ids that are not in the index."""
-        a = _checks.as_id_list(ids)
-        rows, found = self._graph.rows(a)
-        if not found.all():
-            raise KeyError(f"ids not in the index: {a[~found][:5].tolist()}")
-        if self.metric == "hamming":
-            return rows
-        dtype = _storage.ROW_DTYPES[self.storage]
-        return _storage.decode(rows.view(dtype), self.storage, self._lo, self._scale)
-
     # ---- persistence --------------------------------------------------------------------
     def _state(self) -> tuple[dict, dict[str, np.ndarray]]:
-        state = self._graph.state()  # one consistent copy, taken under the graph's read lock
+        state = self._core.state()  # one consistent copy, taken under the graph's read lock
         params = {"dim": self.dim, "metric": self.metric, "storage": self.storage, "M": self.M,
                   "ef_construction": self.ef_construction, "seed": self.seed, "ef": self._ef,
                   "next_id": int(state["next_id"]), "entry": int(state["entry"]),
                   "max_level": int(state["max_level"]), "insert_count": int(state["insert_count"]),
-                  "block_bytes": int(self._graph.block_bytes), "int8_queries": self.int8_queries}
+                  "block_bytes": int(self._core.block_bytes), "int8_queries": self.int8_queries}
         arrays = {"blocks": state["blocks"], "levels": state["levels"], "upper": state["upper"],
                   "ids": state["ids"]}
         if self._lo is not None:
@@ -282,7 +258,7 @@ class HNSWIndex(Index):
         index.ef = params["ef"]
         blocks, levels, upper, ids = arrays["blocks"], arrays["levels"], arrays["upper"], arrays["ids"]
         n = ids.shape[0]
-        bb = index._graph.block_bytes
+        bb = index._core.block_bytes
         if int(params["block_bytes"]) != bb or blocks.dtype != np.uint8 or blocks.shape != (n, bb):
             raise ValueError(f"hnsw index file: blocks {blocks.shape} {blocks.dtype} do not match "
                              f"{n} slots of {bb} bytes")
@@ -298,8 +274,8 @@ class HNSWIndex(Index):
                 raise ValueError("hnsw index file: int8 ranges have the wrong shape")
             index._lo = np.array(lo, dtype=np.float32)
             index._scale = np.array(scale, dtype=np.float32)
-            index._graph.set_ranges(index._lo, index._scale)
-        index._graph.restore(blocks, np.ascontiguousarray(ids), levels, upper, int(params["entry"]),
+            index._core.set_ranges(index._lo, index._scale)
+        index._core.restore(blocks, np.ascontiguousarray(ids), levels, upper, int(params["entry"]),
                              int(params["max_level"]), int(params["insert_count"]),
                              int(params.get("next_id", 0)), True)
         return index
@@ -314,4 +290,4 @@ class HNSWIndex(Index):
 
     def __repr__(self) -> str:
         return (f"HNSWIndex(dim={self.dim}, metric={self.metric!r}, {self._repr_fields()}, "
-                f"n={len(self)}, simd={self._graph.simd!r})")
+                f"n={len(self)}, simd={self._core.simd!r})")

@@ -170,12 +170,6 @@ class IVFPQIndex(Index):
             dist, slots = self._store.rescore(q, slots, k, threads)
         return self._finish(dist, slots, was_1d, max_distance)
 
-    @reads
-    def reconstruct(self, ids: Any) -> np.ndarray:
-        """Stored full vectors of the given ids from the re-rank store, float32 (len(ids), dim)
-        (unit length for cosine); needs rerank (KeyError names ids not in the index)."""
-        return self._reconstruct_from(self._store, ids)
-
     # ---- persistence --------------------------------------------------------------------
     def _params(self) -> dict:
         params = {"dim": self.dim, "nlist": self.nlist, "m": self.m, "nbits": self.nbits,

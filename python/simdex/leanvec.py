@@ -491,17 +491,11 @@ class LeanVecIndex(Index):
         # One C++ call: project, walk the graph, re-rank with the full rows, map slots to ids.
         rows, n_rows, storage, lo, scale = self._store.scoring()
         allowed_ids, offsets, allowed_mask = _checks.as_filter(allowed, q.shape[0])
-        dist, ids = self._graph._graph.search_reranked(
+        dist, ids = self._graph._core.search_reranked(
             q, q.shape[0], k, ef, buffer, self.projection._query_rows, rows, n_rows, storage,
             self._full_metric(), self.dim, lo, scale, allowed_ids, offsets, allowed_mask, self._idt,
             threads)
         return _result.finish(dist, ids, was_1d, max_distance)
-
-    @reads
-    def reconstruct(self, ids: Any) -> np.ndarray:
-        """Stored full vectors of the given ids from the re-rank store, float32 (len(ids), dim)
-        (unit length for cosine); needs rerank (KeyError names ids not in the index)."""
-        return self._reconstruct_from(self._store, ids)
 
     # ---- persistence --------------------------------------------------------------------
     @reads
