@@ -10,6 +10,7 @@
 #include <shared_mutex>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "dispatch.hpp"
 #include "index/idmap.hpp"
@@ -82,13 +83,25 @@ inline Metric parse_metric(const std::string& s) {
 }
 
 // Builds a StoreSpec; lo/scale (int8 storage) are (dim,) float32 arrays or None.
-inline StoreSpec make_spec(const std::string& storage, const std::string& metric, std::size_t dim,
-                           const py::object& lo, const py::object& scale) {
+// A StoreSpec without int8 ranges (index cores copy theirs in with set_ranges).
+inline StoreSpec unranged_spec(const std::string& storage, const std::string& metric, std::size_t dim) {
     StoreSpec spec;
     spec.storage = parse_storage(storage);
     spec.metric = parse_metric(metric);
     spec.dim = dim;
     spec.row_bytes = row_bytes_for(spec.storage, dim);
+    return spec;
+}
+
+// (lo, scale) (dim,) float32 arrays of int8 ranges.
+inline std::pair<const float*, const float*> range_args(const py::array& lo, const py::array& scale,
+                                                        std::size_t dim) {
+    return {typed<float>(lo, dim, "lo"), typed<float>(scale, dim, "scale")};
+}
+
+inline StoreSpec make_spec(const std::string& storage, const std::string& metric, std::size_t dim,
+                           const py::object& lo, const py::object& scale) {
+    StoreSpec spec = unranged_spec(storage, metric, dim);
     if ((spec.storage == Storage::bits) != (spec.metric == Metric::hamming))
         throw std::invalid_argument("metric 'hamming' goes with bit codes and only with them");
     if (spec.storage == Storage::u8) {
@@ -146,6 +159,37 @@ inline IdFilter filter_arg(const py::object& ids, const py::object& offsets, con
         if (f.offsets[i] < 0 || f.offsets[i] > f.offsets[i + 1] || static_cast<std::size_t>(f.offsets[i + 1]) > m)
             throw std::invalid_argument("filter offsets are not ascending within the ids");
     return f;
+}
+
+// Arguments of an index add: rows (n, row_bytes) and ids (n,) int64 or None; `out` is the
+// ids array returned to Python (the given one, or filled through `assigned`).
+struct AddArgs {
+    std::size_t n = 0;
+    const std::uint8_t* rows = nullptr;
+    const std::int64_t* ids = nullptr;   // nullptr: assign sequential ids
+    std::int64_t* assigned = nullptr;    // where sequential ids go
+    IdArray out;
+};
+
+inline AddArgs add_args(const py::array& rows, const py::object& ids, std::size_t row_bytes) {
+    AddArgs a;
+    a.n = static_cast<std::size_t>(rows.shape(0));
+    a.rows = array_bytes(rows, a.n * row_bytes, rows.itemsize(), "rows");
+    if (ids.is_none()) {
+        a.out = IdArray(a.n);
+        a.assigned = a.out.mutable_data();
+    } else {
+        a.out = ids.cast<IdArray>();
+        a.ids = typed<std::int64_t>(a.out, a.n, "ids");
+    }
+    return a;
+}
+
+// f() under a handle's read lock (the small getters of the index handles).
+template <class F>
+auto read_locked(std::shared_mutex& mutex, F f) {
+    std::shared_lock<std::shared_mutex> lock(mutex);
+    return f();
 }
 
 // Id queries shared by the index handles (FlatCore, HnswGraph), under the handle's read lock.

@@ -15,36 +15,22 @@ class FlatHandle {
    public:
     FlatHandle(const std::string& storage, const std::string& metric, std::size_t dim)
         : level_(active_level()) {
-        StoreSpec spec;
-        spec.storage = parse_storage(storage);
-        spec.metric = parse_metric(metric);
-        spec.dim = dim;
-        spec.row_bytes = row_bytes_for(spec.storage, dim);
+        StoreSpec spec = unranged_spec(storage, metric, dim);
         core_.reset(new FlatCore(kernels_for(level_), spec));
     }
 
     void set_ranges(const py::array& lo, const py::array& scale) {
-        std::size_t d = core_->spec().dim;
-        const float* lo_ptr = typed<float>(lo, d, "lo");
-        const float* scale_ptr = typed<float>(scale, d, "scale");
+        auto ranges = range_args(lo, scale, core_->spec().dim);
         std::unique_lock<std::shared_mutex> lock(mutex_);
-        core_->set_ranges(lo_ptr, scale_ptr);
+        core_->set_ranges(ranges.first, ranges.second);
     }
 
     IdArray add(const py::array& rows, const py::object& ids) {
-        std::size_t n = static_cast<std::size_t>(rows.shape(0));
-        const std::uint8_t* row_ptr = array_bytes(rows, n * core_->spec().row_bytes, rows.itemsize(), "rows");
-        IdArray out(n);
-        const std::int64_t* id_ptr = nullptr;
-        if (!ids.is_none()) {
-            out = ids.cast<IdArray>();
-            id_ptr = typed<std::int64_t>(out, n, "ids");
-        }
-        std::int64_t* assigned = id_ptr ? nullptr : out.mutable_data();
+        AddArgs a = add_args(rows, ids, core_->spec().row_bytes);
         py::gil_scoped_release release;
         std::unique_lock<std::shared_mutex> lock(mutex_);
-        core_->add(row_ptr, id_ptr, assigned, n);
-        return out;
+        core_->add(a.rows, a.ids, a.assigned, a.n);
+        return a.out;
     }
 
     std::size_t remove(const py::array& ids) {
@@ -101,14 +87,8 @@ class FlatHandle {
         core_->restore(r, id_ptr, n, next_id);
     }
 
-    std::size_t size() {
-        std::shared_lock<std::shared_mutex> lock(mutex_);
-        return core_->size();
-    }
-    std::size_t nbytes() {
-        std::shared_lock<std::shared_mutex> lock(mutex_);
-        return core_->nbytes();
-    }
+    std::size_t size() { return read_locked(mutex_, [&] { return core_->size(); }); }
+    std::size_t nbytes() { return read_locked(mutex_, [&] { return core_->nbytes(); }); }
     std::string simd() const { return level_name(level_); }
 
    private:

@@ -20,20 +20,14 @@ class HnswHandle {
     HnswHandle(const std::string& storage, const std::string& metric, std::size_t dim, std::size_t M,
                std::size_t ef_construction, std::uint64_t seed)
         : level_(active_level()) {
-        StoreSpec spec;
-        spec.storage = parse_storage(storage);
-        spec.metric = parse_metric(metric);
-        spec.dim = dim;
-        spec.row_bytes = row_bytes_for(spec.storage, dim);
+        StoreSpec spec = unranged_spec(storage, metric, dim);
         graph_.reset(new HnswGraph(kernels_for(level_), spec, M, ef_construction, seed));
     }
 
     void set_ranges(const py::array& lo, const py::array& scale) {
-        std::size_t d = graph_->spec().dim;
-        const float* lo_ptr = typed<float>(lo, d, "lo");
-        const float* scale_ptr = typed<float>(scale, d, "scale");
+        auto ranges = range_args(lo, scale, graph_->spec().dim);
         std::unique_lock<std::shared_mutex> lock(mutex_);
-        graph_->set_ranges(lo_ptr, scale_ptr);
+        graph_->set_ranges(ranges.first, ranges.second);
     }
 
     bool int8_queries() const { return graph_->int8_queries(); }
@@ -44,24 +38,16 @@ class HnswHandle {
 
     // rows: (n, row_bytes); ids: (n,) int64 or None (sequential). Returns the ids.
     IdArray add(const py::array& rows, const py::object& ids, const py::object& order, long threads) {
-        std::size_t n = static_cast<std::size_t>(rows.shape(0));
-        const std::uint8_t* row_ptr = array_bytes(rows, n * graph_->spec().row_bytes, rows.itemsize(), "rows");
-        IdArray out(n);
-        const std::int64_t* id_ptr = nullptr;
-        if (!ids.is_none()) {
-            out = ids.cast<IdArray>();
-            id_ptr = typed<std::int64_t>(out, n, "ids");
-        }
+        AddArgs a = add_args(rows, ids, graph_->spec().row_bytes);
         const std::int64_t* order_ptr = nullptr;
-        if (!order.is_none()) order_ptr = typed<std::int64_t>(order.cast<py::array>(), n, "order");
-        std::int64_t* assigned = id_ptr ? nullptr : out.mutable_data();
+        if (!order.is_none()) order_ptr = typed<std::int64_t>(order.cast<py::array>(), a.n, "order");
         py::gil_scoped_release release;
         // Searches (and other adds) run while the nodes are linked; growth and ids change
         // alone.
         HnswGraph::PendingAdd pending;
         {
             std::unique_lock<std::shared_mutex> lock(mutex_);
-            pending = graph_->begin_add(row_ptr, id_ptr, assigned, order_ptr, n);
+            pending = graph_->begin_add(a.rows, a.ids, a.assigned, order_ptr, a.n);
         }
         auto end = [&] {
             std::unique_lock<std::shared_mutex> lock(mutex_);
@@ -75,7 +61,7 @@ class HnswHandle {
             throw;
         }
         end();
-        return out;
+        return a.out;
     }
 
     std::size_t remove(const py::array& ids, long threads) {
@@ -248,22 +234,10 @@ class HnswHandle {
     }
 
     std::size_t slot_count() const { return graph_->slot_count(); }
-    std::size_t live_count() {
-        std::shared_lock<std::shared_mutex> lock(mutex_);
-        return graph_->live_count();
-    }
-    std::size_t tombstones() {
-        std::shared_lock<std::shared_mutex> lock(mutex_);
-        return graph_->tombstones();
-    }
-    std::uint64_t insert_count() {
-        std::shared_lock<std::shared_mutex> lock(mutex_);
-        return graph_->insert_count();
-    }
-    std::size_t nbytes() {
-        std::shared_lock<std::shared_mutex> lock(mutex_);
-        return graph_->nbytes();
-    }
+    std::size_t live_count() { return read_locked(mutex_, [&] { return graph_->live_count(); }); }
+    std::size_t tombstones() { return read_locked(mutex_, [&] { return graph_->tombstones(); }); }
+    std::uint64_t insert_count() { return read_locked(mutex_, [&] { return graph_->insert_count(); }); }
+    std::size_t nbytes() { return read_locked(mutex_, [&] { return graph_->nbytes(); }); }
     std::size_t block_bytes() const { return graph_->block_bytes(); }
     std::string simd() const { return level_name(level_); }
 
