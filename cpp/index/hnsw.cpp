@@ -527,11 +527,12 @@ void HnswGraph::search_layer(const HnswQuery& q, std::uint32_t entry, float entr
         for (std::size_t i = 0; i < m; ++i) {
             const std::uint32_t s = todo[i];
             const float d = score_gathered(q, todo, i, m);
-            const bool allowed = mask->allows(s);
-            if (buffer != nullptr && allowed) buffer->push(d, s);
+            // the filter is asked only for nodes close enough to matter (a by-id filter
+            // costs one more memory access per node)
+            if (buffer != nullptr && mask->allows(s)) buffer->push(d, s);
             if (d < bound) {
                 push_candidate(w.candidates, {d, s});
-                if (allowed) {
+                if (mask->allows(s)) {
                     if (w.results.size() < ef) {
                         push_result(w.results, {d, s});
                     } else {
