@@ -260,3 +260,18 @@ def test_one_row_add_and_remove_do_not_grow_with_n(kind):
     (add_small, rm_small), (add_big, rm_big) = costs[2_000], costs[60_000]
     assert add_big < 4 * add_small + 30, costs
     assert rm_big < 4 * rm_small + 30, costs
+
+
+@pytest.mark.parametrize("cls", [sx.FlatIndex, sx.HNSWIndex])
+def test_int8_train_and_small_first_add_warning(cls, data):
+    with pytest.warns(UserWarning, match="int8 ranges learnt from a first add of only 50 rows"):
+        cls(D, storage="int8").add(data[:50])
+    index = cls(D, storage="int8").train(data)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        index.add(data[:50])  # trained: no warning
+    with pytest.raises(ValueError, match="before the first add"):
+        index.train(data)
+    got = index.reconstruct(np.arange(50))
+    np.testing.assert_allclose(got, data[:50], atol=float(np.ptp(data)) / 255)

@@ -164,7 +164,7 @@ void rows_search(const KernelTable& t, const StoreSpec& spec, const std::uint8_t
                  std::size_t n, const std::uint8_t* queries, std::size_t nq, std::size_t k,
                  const std::uint8_t* mask, std::size_t threads, float* out_distances,
                  std::int64_t* out_slots) {
-    struct Scorer {
+    struct RowsScorer {
         QueryScorer scorer;
         const StoreSpec* spec;
         const std::uint8_t* data;
@@ -175,7 +175,7 @@ void rows_search(const KernelTable& t, const StoreSpec& spec, const std::uint8_t
     };
     std::size_t qbytes = query_bytes(spec);
     auto make_scorer = [&](std::size_t qi) {
-        Scorer s{QueryScorer(t, spec), &spec, data};
+        RowsScorer s{QueryScorer(t, spec), &spec, data};
         s.scorer.set_query(queries + qi * qbytes);
         return s;
     };

@@ -35,7 +35,7 @@ struct HnswWorker {
     std::vector<float> query, row_query, select_query, decoded, normalized;
     // the selection heuristic's kept nodes prepared as queries (decoded once each)
     std::vector<std::vector<float>> chosen_buffers;
-    std::vector<HnswQuery> chosen_queries;
+    std::vector<PreparedQuery> chosen_queries;
     SlotMask filter;  // allowed slots of the filter list in use
     std::size_t filter_count = 0;  // allowed ids of a mask filter
     std::vector<std::uint32_t> level_links;  // insert: chosen links of every level, concatenated
@@ -154,7 +154,7 @@ std::uint8_t* allocate_blocks(std::size_t bytes) {
 
 HnswGraph::HnswGraph(const KernelTable& table, const StoreSpec& spec, std::size_t M,
                      std::size_t ef_construction, std::uint64_t seed)
-    : table_(&table), spec_(spec), M_(M), M0_(2 * M), ef_construction_(ef_construction),
+    : spec_(spec), M_(M), M0_(2 * M), ef_construction_(ef_construction),
       seed_(seed) {
     if (M < 2 || M > 1024) throw std::invalid_argument("M must be in [2, 1024]; got " + std::to_string(M));
     if (ef_construction < 1)
@@ -173,22 +173,7 @@ HnswGraph::HnswGraph(const KernelTable& table, const StoreSpec& spec, std::size_
         spec_.lo = lo_.data();
         spec_.scale = scale_.data();
     }
-    dist_.storage = spec.storage;
-    dist_.l2 = spec.metric == Metric::l2;
-    dist_.dim = spec.dim;
-    dist_.row_bytes = spec.row_bytes;
-    dist_.scale = spec_.scale;
-    switch (spec.storage) {
-        case Storage::f32: dist_.f32 = dist_.l2 ? table.l2_f32 : table.dot_f32; break;
-        case Storage::f16: dist_.h16 = dist_.l2 ? table.l2_f16 : table.dot_f16; break;
-        case Storage::bf16: dist_.h16 = dist_.l2 ? table.l2_bf16 : table.dot_bf16; break;
-        case Storage::u8:
-            dist_.u8_dot = table.dot_u8;
-            dist_.u8_l2 = table.l2_u8;
-            dist_.s8u8 = table.dot_s8u8;
-            break;
-        case Storage::bits: dist_.hamming = table.hamming; break;
-    }
+    scorer_ = Scorer(table, spec_);
 }
 
 HnswGraph::~HnswGraph() { std::free(owned_); }
@@ -201,10 +186,8 @@ void HnswGraph::set_ranges(const float* lo, const float* scale) {
 }
 
 void HnswGraph::set_int8_queries(bool on) {
-    if (on && (spec_.storage != Storage::u8 || dist_.l2))
-        throw std::invalid_argument("int8 queries need int8 storage and metric 'ip' or 'cosine'");
     if (slot_count_ != 0) throw std::invalid_argument("set_int8_queries: the index already holds vectors");
-    int8_queries_ = on;
+    scorer_.set_int8_queries(on);
 }
 
 std::size_t HnswGraph::nbytes() const {
@@ -295,78 +278,6 @@ void HnswGraph::release_worker(std::unique_ptr<HnswWorker> w) const {
 
 // ---- distances --------------------------------------------------------------------------
 
-inline float HnswGraph::distance(const HnswQuery& q, const std::uint8_t* row) const {
-    const HnswDistance& f = dist_;
-    switch (f.storage) {
-        case Storage::f32: {
-            float v = f.f32(static_cast<const float*>(q.data), reinterpret_cast<const float*>(row), f.dim);
-            return f.l2 ? v : 1.0f - v;
-        }
-        case Storage::f16:
-        case Storage::bf16: {
-            float v = f.h16(static_cast<const float*>(q.data),
-                            reinterpret_cast<const std::uint16_t*>(row), f.dim);
-            return f.l2 ? v : 1.0f - v;
-        }
-        case Storage::u8:
-            if (f.l2) return f.u8_l2(static_cast<const float*>(q.data), f.scale, row, f.dim);
-            if (q.scale != 0)
-                return 1.0f - (q.offset + q.scale * static_cast<float>(f.s8u8(
-                                              static_cast<const std::int8_t*>(q.data), row, f.dim)));
-            return 1.0f - (q.offset + f.u8_dot(static_cast<const float*>(q.data), row, f.dim));
-        case Storage::bits:
-            return static_cast<float>(f.hamming(static_cast<const std::uint8_t*>(q.data), row, f.row_bytes));
-    }
-    return 0;
-}
-
-HnswQuery HnswGraph::prepare(const float* query, std::vector<float>& buffer) const {
-    HnswQuery q;
-    if (spec_.storage != Storage::u8) {
-        q.data = query;
-        return q;
-    }
-    buffer.resize(spec_.dim);
-    if (dist_.l2) {
-        for (std::size_t j = 0; j < spec_.dim; ++j) buffer[j] = query[j] - lo_[j];
-    } else {
-        for (std::size_t j = 0; j < spec_.dim; ++j) buffer[j] = query[j] * scale_[j];
-        q.offset = table_->dot_f32(query, lo_.data(), spec_.dim);
-        if (int8_queries_) {
-            // symmetric rounding of the scaled query to [-127, 127], in place (int8 view)
-            float top = 0;
-            for (std::size_t j = 0; j < spec_.dim; ++j) top = std::max(top, std::fabs(buffer[j]));
-            auto* codes = reinterpret_cast<std::int8_t*>(buffer.data());
-            const float inv = top > 0 ? 127.0f / top : 0.0f;
-            for (std::size_t j = 0; j < spec_.dim; ++j)
-                codes[j] = static_cast<std::int8_t>(std::lrint(buffer[j] * inv));
-            q.scale = top > 0 ? top / 127.0f : 1.0f;  // all-zero query: any nonzero scale
-        }
-    }
-    q.data = buffer.data();
-    return q;
-}
-
-HnswQuery HnswGraph::prepare_row(const std::uint8_t* row, std::vector<float>& buffer,
-                                 std::vector<float>& decoded) const {
-    HnswQuery q;
-    switch (spec_.storage) {
-        case Storage::f32:
-        case Storage::bits: q.data = row; return q;
-        case Storage::f16:
-        case Storage::bf16:
-            buffer.resize(spec_.dim);
-            decode_row(spec_, row, buffer.data());
-            q.data = buffer.data();
-            return q;
-        case Storage::u8:
-            decoded.resize(spec_.dim);
-            decode_row(spec_, row, decoded.data());
-            return prepare(decoded.data(), buffer);
-    }
-    return q;
-}
-
 // ---- search primitives --------------------------------------------------------------------
 
 // Greedy descent on one upper level (ef = 1).
@@ -388,7 +299,7 @@ const std::uint32_t* HnswGraph::read_links(std::uint32_t slot, int level, HnswWo
 }
 
 template <bool kLocked>
-void HnswGraph::greedy(const HnswQuery& q, std::uint32_t& cur, float& cur_distance, int level,
+void HnswGraph::greedy(const PreparedQuery& q, std::uint32_t& cur, float& cur_distance, int level,
                        HnswWorker& w) const {
     for (bool changed = true; changed;) {
         changed = false;
@@ -431,7 +342,7 @@ std::size_t HnswGraph::gather_unvisited(std::uint32_t slot, int level, HnswWorke
 }
 
 // Distance to the i-th of m gathered rows, pulling the whole next row into L1 meanwhile.
-inline float HnswGraph::score_gathered(const HnswQuery& q, const std::uint32_t* todo,
+inline float HnswGraph::score_gathered(const PreparedQuery& q, const std::uint32_t* todo,
                                        std::size_t i, std::size_t m) const {
     if (i + 1 < m) prefetch_rest(row(todo[i + 1]), spec_.row_bytes, true);
     return distance(q, row(todo[i]));
@@ -454,7 +365,7 @@ inline void HnswGraph::prefetch_links(std::uint32_t slot, int level) const {
 // nodes that can never be expanded are not kept. Filtered: two heaps (candidates over all
 // nodes, results over allowed ones).
 template <bool kLocked, bool kMasked>
-void HnswGraph::search_layer(const HnswQuery& q, std::uint32_t entry, float entry_distance,
+void HnswGraph::search_layer(const PreparedQuery& q, std::uint32_t entry, float entry_distance,
                              int level, std::size_t ef, const SlotFilter* mask,
                              HnswWorker& w, TopK* buffer) const {
     w.new_epoch(capacity_);  // capacity: nodes linked by concurrent inserts fit
@@ -563,7 +474,7 @@ void HnswGraph::select_neighbours(std::vector<HnswCandidate>& sorted, std::size_
         if (w.chosen.size() >= max_links) break;
         const std::uint8_t* candidate = row(c.slot);
         bool keep = true;
-        for (const HnswQuery& kept : w.chosen_queries) {
+        for (const PreparedQuery& kept : w.chosen_queries) {
             if (distance(kept, candidate) < c.distance) {
                 keep = false;
                 break;
@@ -571,7 +482,7 @@ void HnswGraph::select_neighbours(std::vector<HnswCandidate>& sorted, std::size_
         }
         if (keep) {
             w.chosen_queries.push_back(
-                prepare_row(candidate, w.chosen_buffers[w.chosen.size()], w.decoded));
+                scorer_.prepare_row(candidate, w.chosen_buffers[w.chosen.size()], w.decoded));
             w.chosen.push_back(c.slot);
         }
     }
@@ -667,7 +578,7 @@ void HnswGraph::add(const std::uint8_t* rows, const std::int64_t* ids, std::int6
 // are never rewritten after other threads may have added reverse links to them.
 void HnswGraph::insert(std::uint32_t slot, int level, HnswWorker& w) {
     upper_[slot].assign(static_cast<std::size_t>(level) * (1 + M_), 0);
-    HnswQuery q = prepare_row(row(slot), w.query, w.decoded);
+    PreparedQuery q = scorer_.prepare_row(row(slot), w.query, w.decoded);
 
     std::unique_lock<std::mutex> entry_lock(entry_mutex_);
     std::uint32_t cur = entry_;
@@ -743,7 +654,7 @@ void HnswGraph::add_reverse_link(std::uint32_t node, std::uint32_t added, int le
         if (level == 0) indegree_[added].fetch_add(1, std::memory_order_relaxed);
         return;
     }
-    HnswQuery base = prepare_row(row(node), w.row_query, w.normalized);
+    PreparedQuery base = scorer_.prepare_row(row(node), w.row_query, w.normalized);
     w.sorted.clear();
     w.sorted.push_back({distance(base, row(added)), added});
     for (std::size_t i = 0; i < n; ++i) w.sorted.push_back({distance(base, row(list[i + 1])), list[i + 1]});
@@ -888,7 +799,7 @@ void HnswGraph::repair(std::uint32_t node, const std::vector<std::uint8_t>& remo
         }
         std::sort(w.links.begin(), w.links.end());
         w.links.erase(std::unique(w.links.begin(), w.links.end()), w.links.end());
-        HnswQuery base = prepare_row(row(node), w.row_query, w.normalized);
+        PreparedQuery base = scorer_.prepare_row(row(node), w.row_query, w.normalized);
         w.sorted.clear();
         for (std::uint32_t s : w.links)
             if (std::find(w.chosen.begin(), w.chosen.end(), s) == w.chosen.end())
@@ -897,7 +808,7 @@ void HnswGraph::repair(std::uint32_t node, const std::vector<std::uint8_t>& remo
         const std::size_t survivors = w.chosen.size();
         for (const HnswCandidate& c : w.sorted) {  // heuristic pass against all kept links
             if (w.chosen.size() >= max_links) break;
-            HnswQuery cq = prepare_row(row(c.slot), w.select_query, w.decoded);
+            PreparedQuery cq = scorer_.prepare_row(row(c.slot), w.select_query, w.decoded);
             bool keep = true;
             for (std::uint32_t s : w.chosen)
                 if (distance(cq, row(s)) < c.distance) { keep = false; break; }
@@ -931,8 +842,7 @@ void HnswGraph::search_one(const void* query, std::size_t k, std::size_t ef, con
         for (std::size_t j = 0; j < spec_.dim; ++j) w.normalized[j] = x[j] * inv;
         raw = w.normalized.data();
     }
-    HnswQuery q = spec_.storage == Storage::bits ? HnswQuery{raw, 0}
-                                                 : prepare(static_cast<const float*>(raw), w.query);
+    PreparedQuery q = scorer_.prepare(raw, w.query);
     // Which slots may be returned: a filter's live slots, else every live node (a mask only
     // while tombstones exist; the walk still passes through excluded nodes).
     SlotFilter slot_filter;

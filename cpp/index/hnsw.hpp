@@ -82,30 +82,6 @@ struct HnswCandidate {
     std::uint32_t slot;
 };
 
-// The distance kernels of one index, taken from the kernel table at construction so the
-// hot loop makes no CPU or storage decision beyond one predictable switch.
-struct HnswDistance {
-    Storage storage = Storage::f32;
-    bool l2 = true;  // l2: squared distance; otherwise 1 - dot (ip, cosine)
-    std::size_t dim = 0, row_bytes = 0;
-    const float* scale = nullptr;
-    float (*f32)(const float*, const float*, std::size_t) = nullptr;
-    float (*h16)(const float*, const std::uint16_t*, std::size_t) = nullptr;  // f16 or bf16
-    float (*u8_dot)(const float*, const std::uint8_t*, std::size_t) = nullptr;
-    float (*u8_l2)(const float*, const float*, const std::uint8_t*, std::size_t) = nullptr;
-    std::uint32_t (*hamming)(const std::uint8_t*, const std::uint8_t*, std::size_t) = nullptr;
-    std::int32_t (*s8u8)(const std::int8_t*, const std::uint8_t*, std::size_t) = nullptr;
-};
-
-// A query ready for the kernels: float32 (u8: scaled / shifted, plus a dot offset) or a code.
-// With int8 queries (set_int8_queries), data holds int8 values and the dot product is
-// offset + scale * sum_j data[j] * code[j]; scale = 0 otherwise.
-struct HnswQuery {
-    const void* data = nullptr;
-    float offset = 0;
-    float scale = 0;
-};
-
 class HnswGraph {
    public:
     static constexpr std::uint32_t kNone = 0xffffffffu;
@@ -123,7 +99,7 @@ class HnswGraph {
     // Distances become approximate (about 1/254 of the largest scaled query component per
     // term): meant for graphs whose results are re-ranked. Only while empty.
     void set_int8_queries(bool on);
-    bool int8_queries() const { return int8_queries_; }
+    bool int8_queries() const { return scorer_.int8_queries(); }
 
     // rows: (n, row_bytes) stored rows; ids: (n,) new user ids, unique, not in the graph
     // (checked here, before anything changes); nullptr = assign sequential ids into
@@ -200,23 +176,20 @@ class HnswGraph {
                  std::uint32_t entry, int max_level, std::uint64_t insert_count);
 
    private:
-    float distance(const HnswQuery& q, const std::uint8_t* row) const;
-    HnswQuery prepare(const float* query, std::vector<float>& buffer) const;
-    HnswQuery prepare_row(const std::uint8_t* row, std::vector<float>& buffer,
-                          std::vector<float>& decoded) const;
+    float distance(const PreparedQuery& q, const std::uint8_t* row) const { return scorer_.distance(q, row); }
     template <bool kLocked>
-    void greedy(const HnswQuery& q, std::uint32_t& cur, float& cur_distance, int level,
+    void greedy(const PreparedQuery& q, std::uint32_t& cur, float& cur_distance, int level,
                 HnswWorker& w) const;
     template <bool kLocked>
     const std::uint32_t* read_links(std::uint32_t slot, int level, HnswWorker& w,
                                     std::size_t& n) const;
     template <bool kLocked>
     std::size_t gather_unvisited(std::uint32_t slot, int level, HnswWorker& w) const;
-    float score_gathered(const HnswQuery& q, const std::uint32_t* todo, std::size_t i,
+    float score_gathered(const PreparedQuery& q, const std::uint32_t* todo, std::size_t i,
                          std::size_t m) const;
     void prefetch_links(std::uint32_t slot, int level) const;
     template <bool kLocked, bool kMasked>
-    void search_layer(const HnswQuery& q, std::uint32_t entry, float entry_distance, int level,
+    void search_layer(const PreparedQuery& q, std::uint32_t entry, float entry_distance, int level,
                       std::size_t ef, const SlotFilter* mask, HnswWorker& w,
                       TopK* buffer = nullptr) const;
     void select_neighbours(std::vector<HnswCandidate>& sorted, std::size_t max_links,
@@ -240,11 +213,9 @@ class HnswGraph {
     void lock(std::uint32_t slot) const;
     void unlock(std::uint32_t slot) const;
 
-    const KernelTable* table_;
     StoreSpec spec_;
-    HnswDistance dist_;
+    Scorer scorer_;  // kernels captured at construction (spec_.lo / scale point into lo_ / scale_)
     std::vector<float> lo_, scale_;  // int8 ranges (spec_.lo / spec_.scale point here)
-    bool int8_queries_ = false;
     std::size_t M_, M0_, ef_construction_;
     std::uint64_t seed_;
     double level_mult_;

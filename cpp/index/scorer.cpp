@@ -1,5 +1,7 @@
 #include "index/scorer.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
 
@@ -25,7 +27,6 @@ float half_to_float(std::uint16_t h) {
     return out;
 }
 
-bool is_dot(Metric metric) { return metric == Metric::ip || metric == Metric::cosine; }
 
 }  // namespace
 
@@ -72,113 +73,116 @@ void decode_row(const StoreSpec& spec, const std::uint8_t* row, float* out) {
     }
 }
 
-QueryScorer::QueryScorer(const KernelTable& table, const StoreSpec& spec)
-    : spec_(spec), table_(&table) {
+Scorer::Scorer(const KernelTable& table, const StoreSpec& spec) : spec_(spec), table_(&table) {
     if ((spec.storage == Storage::bits) != (spec.metric == Metric::hamming))
         throw std::invalid_argument("metric 'hamming' goes with bit codes and only with them");
-    if (spec.storage == Storage::u8) buffer_.resize(spec.dim);
-    if (spec.storage == Storage::bits) code_.resize(spec.row_bytes);
-}
-
-void QueryScorer::set_query(const void* query) {
-    if (spec_.storage != Storage::u8) {
-        query_ = query;
-        return;
-    }
-    const float* q = static_cast<const float*>(query);
-    float* prepared = buffer_.data();
-    if (is_dot(spec_.metric)) {
-        double offset = 0;
-        for (std::size_t j = 0; j < spec_.dim; ++j) {
-            prepared[j] = q[j] * spec_.scale[j];
-            offset += static_cast<double>(q[j]) * spec_.lo[j];
-        }
-        offset_ = static_cast<float>(offset);
-    } else {
-        for (std::size_t j = 0; j < spec_.dim; ++j) prepared[j] = q[j] - spec_.lo[j];
-    }
-    query_ = prepared;
-}
-
-void QueryScorer::set_query_from_row(const std::uint8_t* row) {
-    if (spec_.storage == Storage::bits) {
-        std::memcpy(code_.data(), row, spec_.row_bytes);
-        query_ = code_.data();
-        return;
-    }
-    std::vector<float> decoded(spec_.dim);
-    decode_row(spec_, row, decoded.data());
-    if (spec_.storage == Storage::u8) {
-        set_query(decoded.data());  // prepared into buffer_, decoded not referenced after
-        return;
-    }
-    buffer_ = std::move(decoded);  // f16/bf16/f32 kernels take a float32 query
-    query_ = buffer_.data();
-}
-
-float QueryScorer::distance(const std::uint8_t* row) const {
-    const float* q = static_cast<const float*>(query_);
-    std::size_t d = spec_.dim;
-    const KernelTable& t = *table_;
-    switch (spec_.storage) {
-        case Storage::f32: {
-            const float* x = reinterpret_cast<const float*>(row);
-            return spec_.metric == Metric::l2 ? t.l2_f32(q, x, d) : 1.0f - t.dot_f32(q, x, d);
-        }
-        case Storage::f16: {
-            const std::uint16_t* x = reinterpret_cast<const std::uint16_t*>(row);
-            return spec_.metric == Metric::l2 ? t.l2_f16(q, x, d) : 1.0f - t.dot_f16(q, x, d);
-        }
-        case Storage::bf16: {
-            const std::uint16_t* x = reinterpret_cast<const std::uint16_t*>(row);
-            return spec_.metric == Metric::l2 ? t.l2_bf16(q, x, d) : 1.0f - t.dot_bf16(q, x, d);
-        }
+    l2_ = spec.metric == Metric::l2;
+    switch (spec.storage) {
+        case Storage::f32: f32_ = l2_ ? table.l2_f32 : table.dot_f32; break;
+        case Storage::f16: h16_ = l2_ ? table.l2_f16 : table.dot_f16; break;
+        case Storage::bf16: h16_ = l2_ ? table.l2_bf16 : table.dot_bf16; break;
         case Storage::u8:
-            return spec_.metric == Metric::l2 ? t.l2_u8(q, spec_.scale, row, d)
-                                              : 1.0f - (offset_ + t.dot_u8(q, row, d));
-        case Storage::bits:
-            return static_cast<float>(
-                t.hamming(static_cast<const std::uint8_t*>(query_), row, spec_.row_bytes));
+            u8_dot_ = table.dot_u8;
+            u8_l2_ = table.l2_u8;
+            s8u8_ = table.dot_s8u8;
+            break;
+        case Storage::bits: hamming_ = table.hamming; break;
     }
-    return 0;
 }
 
-void QueryScorer::distances(const std::uint8_t* rows, std::size_t n, float* out) const {
-    const float* q = static_cast<const float*>(query_);
-    std::size_t d = spec_.dim;
+void Scorer::set_int8_queries(bool on) {
+    if (on && (spec_.storage != Storage::u8 || l2_))
+        throw std::invalid_argument("int8 queries need int8 storage and metric 'ip' or 'cosine'");
+    int8_queries_ = on;
+}
+
+PreparedQuery Scorer::prepare(const void* query, std::vector<float>& buffer) const {
+    PreparedQuery q;
+    if (spec_.storage != Storage::u8) {
+        q.data = query;
+        return q;
+    }
+    const float* x = static_cast<const float*>(query);
+    const std::size_t d = spec_.dim;
+    buffer.resize(d);
+    if (l2_) {
+        for (std::size_t j = 0; j < d; ++j) buffer[j] = x[j] - spec_.lo[j];
+    } else {
+        double offset = 0;
+        for (std::size_t j = 0; j < d; ++j) {
+            buffer[j] = x[j] * spec_.scale[j];
+            offset += static_cast<double>(x[j]) * spec_.lo[j];
+        }
+        q.offset = static_cast<float>(offset);
+        if (int8_queries_) {
+            // symmetric rounding of the scaled query to [-127, 127], in place (int8 view)
+            float top = 0;
+            for (std::size_t j = 0; j < d; ++j) top = std::max(top, std::fabs(buffer[j]));
+            auto* codes = reinterpret_cast<std::int8_t*>(buffer.data());
+            const float inv = top > 0 ? 127.0f / top : 0.0f;
+            for (std::size_t j = 0; j < d; ++j) codes[j] = static_cast<std::int8_t>(std::lrint(buffer[j] * inv));
+            q.scale = top > 0 ? top / 127.0f : 1.0f;  // all-zero query: any nonzero scale
+        }
+    }
+    q.data = buffer.data();
+    return q;
+}
+
+PreparedQuery Scorer::prepare_row(const std::uint8_t* row, std::vector<float>& buffer,
+                                  std::vector<float>& decoded) const {
+    switch (spec_.storage) {
+        case Storage::f32:
+        case Storage::bits: return PreparedQuery{row, 0, 0};
+        case Storage::f16:
+        case Storage::bf16:
+            buffer.resize(spec_.dim);
+            decode_row(spec_, row, buffer.data());
+            return PreparedQuery{buffer.data(), 0, 0};
+        case Storage::u8:
+            decoded.resize(spec_.dim);
+            decode_row(spec_, row, decoded.data());
+            return prepare(decoded.data(), buffer);
+    }
+    return PreparedQuery{};
+}
+
+void Scorer::distances(const PreparedQuery& pq, const std::uint8_t* rows, std::size_t n, float* out) const {
+    const float* q = static_cast<const float*>(pq.data);
+    const std::size_t d = spec_.dim;
     const KernelTable& t = *table_;
-    bool l2 = spec_.metric == Metric::l2;
     switch (spec_.storage) {
         case Storage::f32: {
             const float* x = reinterpret_cast<const float*>(rows);
-            l2 ? t.l2_f32_rows(q, x, n, d, out) : t.dot_f32_rows(q, x, n, d, out);
+            l2_ ? t.l2_f32_rows(q, x, n, d, out) : t.dot_f32_rows(q, x, n, d, out);
             break;
         }
         case Storage::f16: {
             const std::uint16_t* x = reinterpret_cast<const std::uint16_t*>(rows);
-            l2 ? t.l2_f16_rows(q, x, n, d, out) : t.dot_f16_rows(q, x, n, d, out);
+            l2_ ? t.l2_f16_rows(q, x, n, d, out) : t.dot_f16_rows(q, x, n, d, out);
             break;
         }
         case Storage::bf16: {
             const std::uint16_t* x = reinterpret_cast<const std::uint16_t*>(rows);
-            l2 ? t.l2_bf16_rows(q, x, n, d, out) : t.dot_bf16_rows(q, x, n, d, out);
+            l2_ ? t.l2_bf16_rows(q, x, n, d, out) : t.dot_bf16_rows(q, x, n, d, out);
             break;
         }
         case Storage::u8:
-            if (l2) {
+            if (l2_) {
                 t.l2_u8_rows(q, spec_.scale, rows, n, d, out);
                 return;
             }
+            if (pq.scale != 0) {  // int8 queries
+                for (std::size_t i = 0; i < n; ++i) out[i] = distance(pq, rows + i * spec_.row_bytes);
+                return;
+            }
             t.dot_u8_rows(q, rows, n, d, out);
-            for (std::size_t i = 0; i < n; ++i) out[i] = 1.0f - (offset_ + out[i]);
+            for (std::size_t i = 0; i < n; ++i) out[i] = 1.0f - (pq.offset + out[i]);
             return;
         case Storage::bits:
-            for (std::size_t i = 0; i < n; ++i)
-                out[i] = static_cast<float>(t.hamming(static_cast<const std::uint8_t*>(query_),
-                                                      rows + i * spec_.row_bytes, spec_.row_bytes));
+            for (std::size_t i = 0; i < n; ++i) out[i] = distance(pq, rows + i * spec_.row_bytes);
             return;
     }
-    if (!l2)
+    if (!l2_)
         for (std::size_t i = 0; i < n; ++i) out[i] = 1.0f - out[i];
 }
 
