@@ -322,7 +322,7 @@ class BinaryIndex(Index):
             if self._rerank is not None:
                 self._rerank.put(slots, a)
             if self._hnsw is not None:
-                self._hnsw.add(codes, slots, threads=threads)
+                self._hnsw._core.add(codes, slots, None, threads)  # graph ids are our slots
         except BaseException:
             # Interrupted (Ctrl-C) or failed: undo the whole add (the rows stay out).
             if self._hnsw is not None:
@@ -344,7 +344,7 @@ class BinaryIndex(Index):
         Removed ids are never returned; their slots are reused by later adds."""
         slots = self._unbind_ids(ids)
         if slots.size and self._hnsw is not None:
-            self._hnsw.remove(slots)
+            self._hnsw._core.remove(slots)
         return int(slots.size)
 
     # ---- search -------------------------------------------------------------------------
@@ -429,7 +429,9 @@ class BinaryIndex(Index):
         codes_q = self.binarizer._encode(q)
         exact_hamming = self.bits == 1 and self.scoring == "symmetric"
         found = candidates if exact_hamming else ef
-        hamming, slots = self._hnsw.search(codes_q, found, ef=ef, filter=allowed, threads=threads)
+        allowed_ids, offsets, allowed_mask = _checks.as_filter(allowed, codes_q.shape[0])
+        hamming, slots = self._hnsw._core.search(codes_q, codes_q.shape[0], found, ef, allowed_ids, offsets,
+                                                 allowed_mask, False, threads, False)
         if exact_hamming:
             return self._hamming_to_distance(hamming), slots
         # Re-score the graph's candidates with the bit-plane score, keep the best `candidates`.

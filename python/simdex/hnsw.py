@@ -138,20 +138,24 @@ class HNSWIndex(CoreIndex):
         if not isinstance(progress, bool):
             raise TypeError(f"progress must be True or False; got {type(progress).__name__}")
         a, _ = self._prepare(x, "x")
-        n = a.shape[0]
-        new_ids = None if ids is None else _checks.as_ids(ids, n)
-        if self.metric == "cosine":
-            a = normalize(a)
-        if self.storage == "int8" and self._lo is None:
-            _storage.warn_small_int8_sample(n, "HNSWIndex")
-            self._lo, self._scale = _storage.train_int8(a)
-            self._core.set_ranges(self._lo, self._scale)
-        rows = a if self.metric == "hamming" else _storage.encode(a, self.storage, self._lo, self._scale)
-        rows = np.ascontiguousarray(rows)
+        new_ids = None if ids is None else _checks.as_ids(ids, a.shape[0])
+        a, rows = self._encode_rows(a)
         order = self._order(a, insertion_order, threads)
         if progress:
             return self._add_with_progress(rows, new_ids, order, threads)
         return self._core.add(rows, new_ids, order, threads)
+
+    def _encode_rows(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Checked rows (n, dim) -> (rows as indexed (unit length for cosine), rows encoded to
+        the storage, C-contiguous); the first add of int8 storage learns the ranges."""
+        if self.metric == "cosine":
+            a = normalize(a)
+        if self.storage == "int8" and self._lo is None:
+            _storage.warn_small_int8_sample(a.shape[0], type(self).__name__)
+            self._lo, self._scale = _storage.train_int8(a)
+            self._core.set_ranges(self._lo, self._scale)
+        rows = a if self.metric == "hamming" else _storage.encode(a, self.storage, self._lo, self._scale)
+        return a, np.ascontiguousarray(rows)
 
     def _order(self, a: np.ndarray, insertion_order: str, threads: int | None) -> np.ndarray | None:
         n = a.shape[0]

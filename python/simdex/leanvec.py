@@ -440,11 +440,12 @@ class LeanVecIndex(Index):
         new_ids, slots = self._bind_ids(ids, a.shape[0])  # appended: slots are store rows
         self._store.append(a)
         try:
-            self._graph.add(reduced, slots, threads=threads)   # graph ids are our slots
+            # graph ids are our slots (the graph's core directly: rows checked here already)
+            self._graph._core.add(self._graph._encode_rows(reduced)[1], slots, None, threads)
         except BaseException:
             # Interrupted (Ctrl-C) or failed: undo the whole add; the stored rows stay,
             # behind dead slots, so store rows and slots stay aligned.
-            self._graph.remove(slots)
+            self._graph._core.remove(slots)
             self._unbind_ids(new_ids)
             raise
         return new_ids
@@ -455,7 +456,7 @@ class LeanVecIndex(Index):
         O(1) (a tombstone in the graph); removed ids are never returned again."""
         slots = self._unbind_ids(ids)
         if slots.size:
-            self._graph.remove(slots)
+            self._graph._core.remove(slots)
         return int(slots.size)
 
     # ---- search -------------------------------------------------------------------------
