@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, _core
+from . import _checks, _core, _result
 from ._base import Index, reads, searches, writes
 from ._rerank import RerankStore
 from ._result import SearchResult
@@ -25,7 +25,6 @@ from .kernels import normalize
 from .kmeans import _assign, kmeans
 from .pq import PQ_METRICS, ProductQuantizer, _check_rerank_k, _m4
 
-_QUERY_BATCH = 256
 
 
 class IVFPQIndex(Index):
@@ -153,22 +152,15 @@ class IVFPQIndex(Index):
         q, was_1d = self._prepare(queries, "queries")
         if len(self) == 0 or not self.is_trained:
             return self._finish(*self._empty_result(q.shape[0], k, False), was_1d, max_distance)
-        mask = self._slot_mask(filter)
-        dist = np.empty((q.shape[0], candidates), np.float32)
-        slots = np.empty((q.shape[0], candidates), np.int64)
-        for start in range(0, q.shape[0], _QUERY_BATCH):
-            part = q[start: start + _QUERY_BATCH]
-            bias, probes = self._assign(part, nprobe, threads)
-            luts = self.pq._tables(part, "ip")     # (q, m, ksub): -<q_j, C_jc> (+1 on j = 0)
-            luts[:, 0, :] -= 1.0
-            if self.metric == "l2":
-                luts *= 2.0                        # -2 <q_j, C_jc>; list tables add the rest
-            d, s = self._lists.search(self._list_tables, luts, probes, np.ascontiguousarray(bias),
-                                      part.shape[0], nprobe, candidates, mask, self._slot_count, threads)
-            dist[start: start + part.shape[0]], slots[start: start + part.shape[0]] = d, s
-        if self._store is not None:
-            dist, slots = self._store.rescore(q, slots, k, threads)
-        return self._finish(dist, slots, was_1d, max_distance)
+        # One C++ call: coarse probes, residual tables, list scans, exact re-rank, slots to ids.
+        rows, n_rows, storage, lo, scale = (None, 0, "float32", None, None) if self._store is None \
+            else self._store.scoring()
+        books, books_t, norms, _ = self.pq._layouts()
+        dist, ids = self._lists.search_pipeline(
+            q, q.shape[0], k, candidates, nprobe, self.centroids, self._coarse_metric(), books, books_t, norms,
+            self.metric == "l2", self._list_tables, self._slot_mask(filter), self._slot_count, rows, n_rows,
+            storage, self.metric, lo, scale, self._idt, threads)
+        return _result.finish(dist, ids, was_1d, max_distance)
 
     # ---- persistence --------------------------------------------------------------------
     def _params(self) -> dict:

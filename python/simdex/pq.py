@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, _core
+from . import _checks, _core, _result
 from ._base import Index, reads, searches, writes
 from ._rerank import RerankStore
 from ._result import SearchResult
@@ -20,7 +20,6 @@ from .kmeans import _assign, kmeans
 
 NBITS = (8, 4)
 PQ_METRICS = ("l2", "ip", "cosine")
-_QUERY_BATCH = 256  # queries per C++ call: bounds the (q, m, ksub) float tables in memory
 
 
 # ---- 4-bit code layouts ----------------------------------------------------------------
@@ -93,7 +92,7 @@ class ProductQuantizer:
         self.dsub = self.dim // self.m
         self.codebooks: np.ndarray | None = None
         self.rotation: np.ndarray | None = None
-        self._books_t: tuple[np.ndarray, np.ndarray] | None = None  # (codebooks, (m, dsub, ksub) copy)
+        self._cache: tuple | None = None  # (key, _layouts())
 
     @property
     def code_size(self) -> int:
@@ -221,22 +220,24 @@ class ProductQuantizer:
             q = normalize(q)
         return self._tables(self._rotate(q), metric)
 
-    def _tables(self, qr: np.ndarray, metric: str) -> np.ndarray:
+    def _layouts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """(codebooks (m, ksub, dsub), their (m, dsub, ksub) transpose, norms (m, ksub), the
+        rotation transposed or None), all float32 C-contiguous, rebuilt when training changed them."""
         books = self._require_trained()
-        # contiguous operands: numpy's batched matmul on transposed views is ~100x slower
-        sub = np.ascontiguousarray(qr.reshape(qr.shape[0], self.m, self.dsub).transpose(1, 0, 2))
-        if self._books_t is None or self._books_t[0] is not books:
-            self._books_t = (books, np.ascontiguousarray(books.transpose(0, 2, 1)))
-        dots = np.matmul(sub, self._books_t[1])                               # (m, q, ksub)
-        if metric == "l2":
-            dots *= -2.0
-            dots += np.einsum("mkd,mkd->mk", books, books)[:, None, :]
-            dots += np.einsum("mqd,mqd->mq", sub, sub)[:, :, None]
-            np.maximum(dots, 0.0, out=dots)
-        else:
-            np.negative(dots, out=dots)
-            dots[0] += 1.0
-        return np.ascontiguousarray(dots.transpose(1, 0, 2), dtype=np.float32)
+        key = (id(books), id(self.rotation))
+        if self._cache is None or self._cache[0] != key:
+            rotation_t = None if self.rotation is None else np.ascontiguousarray(self.rotation.T, dtype=np.float32)
+            self._cache = (key, (np.ascontiguousarray(books, dtype=np.float32),
+                                 np.ascontiguousarray(books.transpose(0, 2, 1), dtype=np.float32),
+                                 np.ascontiguousarray(np.einsum("mkd,mkd->mk", books, books), dtype=np.float32),
+                                 rotation_t))
+        return self._cache[1]
+
+    def _tables(self, qr: np.ndarray, metric: str) -> np.ndarray:
+        """Rotated queries (q, dim) -> (q, m, ksub) tables (C++)."""
+        books, books_t, norms, _ = self._layouts()
+        return _core.pq_tables(books, books_t, norms, self.m, self.ksub,
+                               np.ascontiguousarray(qr, dtype=np.float32), qr.shape[0], metric == "l2")
 
     # ---- persistence helpers --------------------------------------------------------------
     def _arrays(self, prefix: str = "pq_") -> dict[str, np.ndarray]:
@@ -376,22 +377,6 @@ class PQIndex(Index):
         O(1) per id: the rows stay, masked out of every scan."""
         return int(self._unbind_ids(ids).size)
 
-    def _search_mask(self, filter: Any) -> np.ndarray | None:
-        return self._slot_mask(filter)
-
-    def _compressed_search(self, q: np.ndarray, k: int, mask: np.ndarray | None,
-                           threads: int | None) -> tuple[np.ndarray, np.ndarray]:
-        qr = self.pq._rotate(q)
-        dist = np.empty((q.shape[0], k), np.float32)
-        slots = np.empty((q.shape[0], k), np.int64)
-        core = _core.pq_search_u8 if self.nbits == 8 else _core.pq_search_u4
-        for start in range(0, q.shape[0], _QUERY_BATCH):
-            part = qr[start: start + _QUERY_BATCH]
-            luts = self.pq._tables(part, self.metric)
-            d, s = core(self._live_codes(), self._n, self.m, luts, part.shape[0], k, mask, threads)
-            dist[start: start + part.shape[0]], slots[start: start + part.shape[0]] = d, s
-        return dist, slots
-
     @searches
     def search(self, queries: Any, k: int = 10, *, filter: Any = None, max_distance: Any = None,
                threads: int | None = None, rerank_k: int | None = None) -> SearchResult:
@@ -411,11 +396,15 @@ class PQIndex(Index):
         q, was_1d = self._prepare(queries, "queries")
         if self._n == 0 or not self.is_trained:
             return self._finish(*self._empty_result(q.shape[0], k, False), was_1d, max_distance)
-        mask = self._search_mask(filter)
-        dist, slots = self._compressed_search(q, candidates, mask, threads)
-        if self._store is not None:
-            dist, slots = self._store.rescore(q, slots, k, threads)
-        return self._finish(dist, slots, was_1d, max_distance)
+        # One C++ call: rotate, tables, scan, exact re-rank, slots to ids.
+        rows, n_rows, storage, lo, scale = (None, 0, "float32", None, None) if self._store is None \
+            else self._store.scoring()
+        books, books_t, norms, rotation_t = self.pq._layouts()
+        dist, ids = _core.pq_pipeline(
+            q, q.shape[0], k, candidates, rotation_t, books, books_t, norms, self.m, self.nbits,
+            self.metric == "l2", self._live_codes(), self._n, self._slot_mask(filter), rows, n_rows, storage,
+            self.metric, lo, scale, self._idt, threads)
+        return _result.finish(dist, ids, was_1d, max_distance)
 
     # ---- persistence --------------------------------------------------------------------
     def _params(self) -> dict:
