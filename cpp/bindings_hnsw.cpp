@@ -7,7 +7,7 @@
 #include <string>
 
 #include "bindings_common.hpp"
-#include "bindings_ids.hpp"
+#include "bindings_pipeline.hpp"
 #include "index/exact.hpp"
 #include "index/hnsw.hpp"
 
@@ -100,7 +100,7 @@ class HnswHandle {
     // ids are the store's rows (slots of `table`).
     py::tuple search_reranked(const py::array& queries, std::size_t nq, std::size_t k, std::size_t ef,
                               std::size_t candidates, const py::array& projection,
-                              const py::array& rows, std::size_t n_rows, const std::string& storage,
+                              const py::object& rows, std::size_t n_rows, const std::string& storage,
                               const std::string& metric, std::size_t dim_full, const py::object& lo,
                               const py::object& scale, const py::object& filter_ids,
                               const py::object& filter_offsets, const py::object& filter_mask,
@@ -109,10 +109,10 @@ class HnswHandle {
         const StoreSpec& graph_spec = graph_->spec();
         const std::size_t d = graph_spec.dim;
         if (graph_spec.storage == Storage::bits) throw std::invalid_argument("search_reranked: dense graphs only");
-        StoreSpec full = make_spec(storage, metric, dim_full, lo, scale);
+        StoreRows full = store_rows(rows, n_rows, storage, metric, dim_full, lo, scale);
+        if (!full.active) throw std::invalid_argument("search_reranked needs the re-rank rows");
         const float* q = typed<float>(queries, nq * dim_full, "queries");
         const float* proj = typed<float>(projection, d * dim_full, "projection");
-        const std::uint8_t* data = array_bytes(rows, n_rows * full.row_bytes, rows.itemsize(), "rows");
         IdFilter filter = filter_arg(filter_ids, filter_offsets, filter_mask, nq);
         candidates = std::max(candidates, k);
         const std::size_t thread_n = resolve_threads(threads);
@@ -126,12 +126,8 @@ class HnswHandle {
                 graph_->search(reduced.data(), nq, candidates, std::max(ef, candidates), filter, false,
                                thread_n, cand_d.data(), cand.data());
             }
-            for (std::int64_t c : cand)
-                if (c >= static_cast<std::int64_t>(n_rows))
-                    throw std::invalid_argument("search_reranked: graph id " + std::to_string(c) +
-                                                " has no row in the store of " + std::to_string(n_rows));
-            rerank_candidates(kernels, full, data, q, nq, cand.data(), candidates, k, thread_n, d_ptr, i_ptr);
-            table.map_slots(i_ptr, nq * k);
+            finish_candidates(kernels, full, q, nq, cand_d.data(), cand.data(), candidates, k, thread_n, table,
+                              d_ptr, i_ptr);
         });
     }
 
@@ -283,7 +279,7 @@ void bind_hnsw(py::module_& m) {
              py::arg("normalize") = false, py::arg("threads") = py::none(), py::arg("buffered") = false)
         .def("search_reranked", [](HnswHandle& h, const py::array& queries, std::size_t nq, std::size_t k,
                                    std::size_t ef, std::size_t candidates, const py::array& projection,
-                                   const py::array& rows, std::size_t n_rows, const std::string& storage,
+                                   const py::object& rows, std::size_t n_rows, const std::string& storage,
                                    const std::string& metric, std::size_t dim_full, const py::object& lo,
                                    const py::object& scale, const py::object& filter_ids,
                                    const py::object& filter_offsets, const py::object& filter_mask,
