@@ -2,45 +2,13 @@
 // bit-plane top-k scan used by BinaryIndex. Python validates; these re-check sizes.
 #include <string>
 
-#include "bindings_common.hpp"
-#include "index/binary.hpp"
+#include "bindings_binary.hpp"
+#include "bindings_pipeline.hpp"
+#include "index/exact.hpp"
 
 namespace simdex {
 namespace {
 
-
-PlaneScoring parse_scoring(const std::string& s) {
-    if (s == "symmetric") return PlaneScoring::symmetric;
-    if (s == "asymmetric") return PlaneScoring::asymmetric;
-    throw std::invalid_argument("scoring must be 'symmetric' or 'asymmetric'; got '" + s + "'");
-}
-
-void check_planes(std::size_t bits_q, std::size_t bits_x, std::size_t plane_bytes) {
-    if (bits_q < 1 || bits_x < 1 || plane_bytes < 1)
-        throw std::invalid_argument("bit planes need bits >= 1 and plane_bytes >= 1; got bits_q=" +
-                                    std::to_string(bits_q) + ", bits_x=" + std::to_string(bits_x) +
-                                    ", plane_bytes=" + std::to_string(plane_bytes));
-}
-
-// Query block and weights as the scan reads them; checks every size.
-PlaneQueries make_queries(const std::string& scoring, const py::array& queries, std::size_t nq,
-                          std::size_t bits_q, std::size_t bits_x, std::size_t plane_bytes,
-                          const py::array& weights, const py::array& offsets) {
-    PlaneQueries pq;
-    pq.scoring = parse_scoring(scoring);
-    check_planes(pq.scoring == PlaneScoring::symmetric ? bits_q : 1, bits_x, plane_bytes);
-    if (pq.scoring == PlaneScoring::symmetric) {
-        pq.data = array_bytes(queries, nq * bits_q * plane_bytes, 1, "queries");
-        pq.bits_q = bits_q;
-        pq.weights = typed<float>(weights, bits_q * bits_x, "weights");
-    } else {
-        pq.data = typed<float>(queries, nq * 8 * plane_bytes, "queries");
-        pq.bits_q = 0;
-        pq.weights = typed<float>(weights, bits_x, "weights");
-    }
-    pq.offsets = typed<float>(offsets, nq, "offsets");
-    return pq;
-}
 
 FloatArray planes_xor(const py::array& query, std::size_t bits_q, const py::array& rows, std::size_t n,
                       std::size_t bits_x, std::size_t plane_bytes, const py::array& weights,
@@ -73,36 +41,42 @@ FloatArray planes_float(const py::array& q_bits, const py::array& rows, std::siz
     return out;
 }
 
-py::tuple search(const py::array& rows, std::size_t n, std::size_t bits_x, std::size_t plane_bytes,
-                 const std::string& scoring, const py::array& queries, std::size_t nq,
-                 std::size_t bits_q, const py::array& weights, const py::array& offsets,
-                 std::size_t k, const py::object& mask, const py::object& threads) {
+// BinaryIndex.search over a flat scan in one call: score every code (Hamming, or bit planes),
+// keep `candidates`, re-rank them against the store rows if given, map slots to ids.
+// hamming_alpha > 0: single-plane symmetric codes, scanned by Hamming distance and scored
+// 1 - alpha^2 (dim - 2 h); queries_full: (nq, dim) float32 for the re-rank.
+py::tuple scan_pipeline(const py::array& rows, std::size_t n, std::size_t bits_x, std::size_t plane_bytes,
+                        const std::string& scoring, const py::array& queries, std::size_t nq,
+                        std::size_t bits_q, const py::array& weights, const py::array& offsets,
+                        float hamming_alpha, std::size_t dim, std::size_t k, std::size_t candidates,
+                        const py::object& mask, const py::array& queries_full, const py::object& store,
+                        std::size_t n_rows, const std::string& storage, const std::string& metric,
+                        const py::object& lo, const py::object& scale, IdTable& table,
+                        const py::object& threads) {
     check_k(k);
     PlaneQueries pq = make_queries(scoring, queries, nq, bits_q, bits_x, plane_bytes, weights, offsets);
     const std::uint8_t* r = array_bytes(rows, n * bits_x * plane_bytes, 1, "rows");
     const std::uint8_t* mask_ptr = optional_mask(mask, n);
+    const float* qf = typed<float>(queries_full, nq * dim, "queries_full");
+    StoreRows rerank = store_rows(store, n_rows, storage, metric, dim, lo, scale);
+    candidates = rerank.active ? std::max(candidates, k) : k;
     std::size_t thread_n = thread_count(threads);
-    return topk_result(nq, k, [&](float* d_ptr, std::int64_t* s_ptr) {
-        planes_search(active_kernels(), r, n, bits_x, plane_bytes, pq, nq, k, mask_ptr, thread_n,
-                      d_ptr, s_ptr);
+    return topk_result(nq, k, [&](float* d_ptr, std::int64_t* i_ptr) {
+        const KernelTable& kernels = active_kernels();
+        std::vector<float> cand_d(nq * candidates);
+        std::vector<std::int64_t> cand(nq * candidates);
+        if (hamming_alpha > 0) {
+            StoreSpec codes = make_spec("bits", "hamming", plane_bytes * 8, py::none(), py::none());
+            exact_search(kernels, codes, r, n, pq.data, nq, candidates, mask_ptr, thread_n, cand_d.data(),
+                         cand.data());
+            hamming_to_scores(cand_d.data(), cand_d.size(), hamming_alpha, dim);
+        } else {
+            planes_search(kernels, r, n, bits_x, plane_bytes, pq, nq, candidates, mask_ptr, thread_n,
+                          cand_d.data(), cand.data());
+        }
+        finish_candidates(kernels, rerank, qf, nq, cand_d.data(), cand.data(), candidates, k, thread_n, table,
+                          d_ptr, i_ptr);
     });
-}
-
-FloatArray score_slots(const py::array& rows, std::size_t n, std::size_t bits_x, std::size_t plane_bytes,
-                       const std::string& scoring, const py::array& queries, std::size_t nq,
-                       std::size_t bits_q, const py::array& weights, const py::array& offsets,
-                       const py::array& candidates, std::size_t c, const py::object& threads) {
-    PlaneQueries pq = make_queries(scoring, queries, nq, bits_q, bits_x, plane_bytes, weights, offsets);
-    const std::uint8_t* r = array_bytes(rows, n * bits_x * plane_bytes, 1, "rows");
-    const std::int64_t* cand = typed<std::int64_t>(candidates, nq * c, "candidates");
-    std::size_t thread_n = thread_count(threads);
-    FloatArray out({nq, c});
-    float* dst = out.mutable_data();
-    {
-        py::gil_scoped_release release;
-        planes_score_slots(active_kernels(), r, n, bits_x, plane_bytes, pq, nq, cand, c, thread_n, dst);
-    }
-    return out;
 }
 
 }  // namespace
@@ -112,14 +86,12 @@ void bind_binary(py::module_& m) {
           py::arg("n"), py::arg("bits_x"), py::arg("plane_bytes"), py::arg("weights"), py::arg("offset"));
     m.def("binary_planes_float", &planes_float, py::arg("q_bits"), py::arg("rows"), py::arg("n"),
           py::arg("bits"), py::arg("plane_bytes"), py::arg("weights"), py::arg("offset"));
-    m.def("binary_search", &search, py::arg("rows"), py::arg("n"), py::arg("bits_x"),
-          py::arg("plane_bytes"), py::arg("scoring"), py::arg("queries"), py::arg("nq"),
-          py::arg("bits_q"), py::arg("weights"), py::arg("offsets"), py::arg("k"),
-          py::arg("mask") = py::none(), py::arg("threads") = py::none());
-    m.def("binary_score_slots", &score_slots, py::arg("rows"), py::arg("n"), py::arg("bits_x"),
-          py::arg("plane_bytes"), py::arg("scoring"), py::arg("queries"), py::arg("nq"),
-          py::arg("bits_q"), py::arg("weights"), py::arg("offsets"), py::arg("candidates"),
-          py::arg("c"), py::arg("threads") = py::none());
+    m.def("binary_scan_pipeline", &scan_pipeline, py::arg("rows"), py::arg("n"), py::arg("bits_x"),
+          py::arg("plane_bytes"), py::arg("scoring"), py::arg("queries"), py::arg("nq"), py::arg("bits_q"),
+          py::arg("weights"), py::arg("offsets"), py::arg("hamming_alpha"), py::arg("dim"), py::arg("k"),
+          py::arg("candidates"), py::arg("mask"), py::arg("queries_full"), py::arg("store"), py::arg("n_rows"),
+          py::arg("storage"), py::arg("metric"), py::arg("lo"), py::arg("scale"), py::arg("table"),
+          py::arg("threads"));
 }
 
 }  // namespace simdex

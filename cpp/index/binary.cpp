@@ -75,4 +75,29 @@ void planes_score_slots(const KernelTable& table, const std::uint8_t* rows, std:
     });
 }
 
+void hamming_to_scores(float* values, std::size_t count, float alpha, std::size_t dim) {
+    const float a2 = alpha * alpha, d = static_cast<float>(dim);
+    for (std::size_t i = 0; i < count; ++i)
+        if (values[i] != std::numeric_limits<float>::infinity()) values[i] = 1.0f - a2 * (d - 2.0f * values[i]);
+}
+
+void planes_rescore(const KernelTable& table, const std::uint8_t* rows, std::size_t n, std::size_t bits_x,
+                    std::size_t plane_bytes, const PlaneQueries& queries, std::size_t nq,
+                    const std::int64_t* candidates, std::size_t c, std::size_t keep, std::size_t threads,
+                    float* out_scores, std::int64_t* out_slots) {
+    std::vector<float> scores(nq * c);
+    planes_score_slots(table, rows, n, bits_x, plane_bytes, queries, nq, candidates, c, threads, scores.data());
+    parallel_for(nq, threads, [&](std::size_t qi, std::size_t) {
+        std::vector<std::size_t> order(c);
+        for (std::size_t j = 0; j < c; ++j) order[j] = j;
+        const float* s = scores.data() + qi * c;
+        std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return s[a] < s[b]; });
+        for (std::size_t j = 0; j < keep; ++j) {
+            const bool some = j < c && s[order[j]] != std::numeric_limits<float>::infinity();
+            out_scores[qi * keep + j] = some ? s[order[j]] : std::numeric_limits<float>::infinity();
+            out_slots[qi * keep + j] = some ? candidates[qi * c + order[j]] : -1;
+        }
+    });
+}
+
 }  // namespace simdex

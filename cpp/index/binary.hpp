@@ -35,4 +35,15 @@ void planes_score_slots(const KernelTable& table, const std::uint8_t* rows, std:
                         std::size_t nq, const std::int64_t* candidates, std::size_t c,
                         std::size_t threads, float* out);
 
+// Single-plane symmetric codes scored by Hamming distance h (a scan or a graph over codes):
+// the score is 1 - alpha^2 (dim - 2 h), in place; +inf stays +inf.
+void hamming_to_scores(float* values, std::size_t count, float alpha, std::size_t dim);
+
+// Re-score candidate slots (nq, c) (-1 = none) with the bit-plane score and keep the `keep`
+// best per query, ties by candidate order: out (nq, keep) scores and slots (+inf, -1 padded).
+void planes_rescore(const KernelTable& table, const std::uint8_t* rows, std::size_t n, std::size_t bits_x,
+                    std::size_t plane_bytes, const PlaneQueries& queries, std::size_t nq,
+                    const std::int64_t* candidates, std::size_t c, std::size_t keep, std::size_t threads,
+                    float* out_scores, std::int64_t* out_slots);
+
 }  // namespace simdex

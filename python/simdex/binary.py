@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, _core
+from . import _checks, _core, _result
 from ._base import Index, reads, searches, writes
 from .pq import _grown
 from ._rerank import RerankStore
@@ -386,13 +386,26 @@ class BinaryIndex(Index):
         candidates = k
         if self._rerank is not None:
             candidates = rerank_k if rerank_k is not None else DEFAULT_RERANK_FACTOR * k
-        if self._hnsw is not None:
-            dist, slots = self._graph_stage(q, candidates, ef, allowed, threads)
+        # One C++ call: scan the codes or walk the graph, score, re-rank, slots to ids.
+        block, bits_q, weights, offsets = self._query_block(q)
+        alpha = float(self.alphas[0]) if self.bits == 1 and self.scoring == "symmetric" else 0.0
+        store, n_rows, storage, lo, scale = (None, 0, "float32", None, None) if self._rerank is None \
+            else self._rerank.scoring()
+        codes = self._live_codes()
+        common = dict(rows=codes, n=codes.shape[0], bits_x=self.bits, plane_bytes=self.plane_bytes,
+                      scoring=self.scoring, queries=block, bits_q=bits_q, weights=weights, offsets=offsets,
+                      hamming_alpha=alpha, dim=self.dim, queries_full=q, store=store, n_rows=n_rows,
+                      storage=storage, metric=self.metric, lo=lo, scale=scale, table=self._idt, threads=threads)
+        if self._hnsw is None:
+            dist, ids = _core.binary_scan_pipeline(nq=nq, k=k, candidates=candidates, mask=mask, **common)
         else:
-            dist, slots = self._scan_stage(q, candidates, mask, threads)
-        if self._rerank is not None:
-            dist, slots = self._rerank.rescore(q, slots, k, threads=threads)
-        return self._finish(dist, slots, was_1d, max_distance)
+            allowed_ids, filter_offsets, allowed_mask = _checks.as_filter(allowed, nq)
+            ef = max(self._ef if ef is None else ef, candidates)
+            dist, ids = self._hnsw._core.search_binary(
+                codes_q=self.binarizer._encode(q) if alpha == 0.0 else block, nq=nq, k=k, ef=ef,
+                candidates=candidates, found=ef, filter_ids=allowed_ids, filter_offsets=filter_offsets,
+                filter_mask=allowed_mask, **common)
+        return _result.finish(dist, ids, was_1d, max_distance)
 
     def _query_block(self, q: np.ndarray) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
         """(queries, bits_q, weights, offsets) for the bit-plane kernels."""
@@ -402,50 +415,6 @@ class BinaryIndex(Index):
             return self.binarizer._encode(q), self.bits, weights, np.full(nq, offset, dtype=np.float32)
         weights, offsets = self.binarizer._asymmetric_weights(q)
         return _bit_order_queries(q, self.plane_bytes), 0, weights, offsets
-
-    def _hamming_to_distance(self, hamming: np.ndarray) -> np.ndarray:
-        """bits=1 symmetric: 1 - alpha^2 (d - 2 h)."""
-        alpha = float(self.alphas[0])
-        dist = (1.0 - alpha * alpha * (self.dim - 2.0 * hamming)).astype(np.float32)
-        return np.where(np.isinf(hamming), np.float32(np.inf), dist)
-
-    def _scan_stage(self, q: np.ndarray, candidates: int, mask: np.ndarray | None,
-                    threads: int | None) -> tuple[np.ndarray, np.ndarray]:
-        codes = self._live_codes()
-        n = codes.shape[0]
-        if self.bits == 1 and self.scoring == "symmetric":
-            codes_q = self.binarizer._encode(q)
-            hamming, slots = _core.search(codes, n, codes_q, q.shape[0], candidates, "bits",
-                                          "hamming", self.plane_bytes * 8, mask=mask, threads=threads)
-            return self._hamming_to_distance(hamming), slots
-        block, bits_q, weights, offsets = self._query_block(q)
-        return _core.binary_search(codes, n, self.bits, self.plane_bytes, self.scoring, block,
-                                   q.shape[0], bits_q, weights, offsets, candidates, mask=mask,
-                                   threads=threads)
-
-    def _graph_stage(self, q: np.ndarray, candidates: int, ef: int | None, allowed: np.ndarray | None,
-                     threads: int | None) -> tuple[np.ndarray, np.ndarray]:
-        ef = max(self._ef if ef is None else ef, candidates)
-        codes_q = self.binarizer._encode(q)
-        exact_hamming = self.bits == 1 and self.scoring == "symmetric"
-        found = candidates if exact_hamming else ef
-        allowed_ids, offsets, allowed_mask = _checks.as_filter(allowed, codes_q.shape[0])
-        hamming, slots = self._hnsw._core.search(codes_q, codes_q.shape[0], found, ef, allowed_ids, offsets,
-                                                 allowed_mask, False, threads, False)
-        if exact_hamming:
-            return self._hamming_to_distance(hamming), slots
-        # Re-score the graph's candidates with the bit-plane score, keep the best `candidates`.
-        block, bits_q, weights, offsets = self._query_block(q)
-        slots = np.ascontiguousarray(slots, dtype=np.int64)
-        codes = self._live_codes()
-        scores = _core.binary_score_slots(codes, codes.shape[0], self.bits, self.plane_bytes,
-                                          self.scoring, block, q.shape[0], bits_q, weights, offsets,
-                                          slots, slots.shape[1], threads=threads)
-        order = np.argsort(scores, axis=1, kind="stable")[:, :candidates]
-        dist = np.take_along_axis(scores, order, axis=1)
-        slots = np.take_along_axis(slots, order, axis=1)
-        slots[np.isinf(dist)] = -1
-        return dist, slots
 
     # ---- persistence --------------------------------------------------------------------
     @reads
