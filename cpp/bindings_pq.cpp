@@ -80,7 +80,7 @@ FloatArray tables(const py::array& books, const py::array& books_t, const py::ar
     float* o = out.mutable_data();
     {
         py::gil_scoped_release release;
-        pq_tables(active_kernels(), pb, q, nq, l2, thread_n, o);
+        pq_tables(pb, q, nq, l2, thread_n, o);
     }
     return out;
 }
@@ -117,7 +117,7 @@ py::tuple pq_pipeline(const py::array& queries, std::size_t nq, std::size_t k, s
         std::vector<float> luts(std::min(nq, kQueryBatch) * m * ksub);
         for (std::size_t start = 0; start < nq; start += kQueryBatch) {
             const std::size_t count = std::min(kQueryBatch, nq - start);
-            pq_tables(kernels, pb, qr + start * dim, count, l2, thread_n, luts.data());
+            pq_tables(pb, qr + start * dim, count, l2, thread_n, luts.data());
             PqSearchOutput out{cand_d.data() + start * candidates, cand.data() + start * candidates};
             if (nbits == 8)
                 pq_search_u8(kernels, c, n, m, luts.data(), count, candidates, mask_ptr, thread_n, out);
@@ -198,7 +198,7 @@ class IvfHandle {
                 const std::size_t count = std::min(kQueryBatch, nq - start);
                 // -<q_j, C_jc> (the +1 of sub-space 0 taken back); l2: -2 <q_j, C_jc>, the list
                 // tables add the rest
-                pq_tables(kernels, pb, q + start * dim, count, false, thread_n, luts.data());
+                pq_tables(pb, q + start * dim, count, false, thread_n, luts.data());
                 for (std::size_t i = 0; i < count; ++i) {
                     float* first = luts.data() + i * m_ * ksub_;
                     for (std::size_t cc = 0; cc < ksub_; ++cc) first[cc] -= 1.0f;

@@ -104,47 +104,31 @@ void push_scored(TopK& heap, const float* distances, std::size_t count, std::siz
 
 }  // namespace
 
-void pq_tables(const KernelTable& table, const PqBooks& pb, const float* queries, std::size_t nq,
-               bool l2, std::size_t threads, float* out) {
+void pq_tables(const PqBooks& pb, const float* queries, std::size_t nq, bool l2, std::size_t threads,
+               float* out) {
     const std::size_t m = pb.m, ksub = pb.ksub, dsub = pb.dsub, dim = m * dsub;
-    const bool gemm = ksub >= 64 && nq >= 8;
-    // dots -> table entries of query i, sub-space j
-    auto finish = [&](std::size_t i, std::size_t j, const float* dot) {
-        float* row = out + (i * m + j) * ksub;
-        const float* q = queries + i * dim + j * dsub;
-        if (l2) {
-            float qn = 0;
-            for (std::size_t t = 0; t < dsub; ++t) qn += q[t] * q[t];
-            const float* norms = pb.norms + j * ksub;
-            for (std::size_t c = 0; c < ksub; ++c) row[c] = std::max(0.0f, qn - 2.0f * dot[c] + norms[c]);
-        } else {
-            const float one = j == 0 ? 1.0f : 0.0f;
-            for (std::size_t c = 0; c < ksub; ++c) row[c] = one - dot[c];
-        }
-    };
-    if (!gemm) {
-        parallel_for(nq, nq >= 8 ? threads : 1, [&](std::size_t i, std::size_t) {
-            std::vector<float> dot(ksub);
-            for (std::size_t j = 0; j < m; ++j) {
-                const float* q = queries + i * dim + j * dsub;
-                const float* bt = pb.books_t + j * dsub * ksub;
-                std::fill(dot.begin(), dot.end(), 0.0f);
-                for (std::size_t t = 0; t < dsub; ++t) {
-                    const float v = q[t];
-                    const float* col = bt + t * ksub;
-                    for (std::size_t c = 0; c < ksub; ++c) dot[c] += v * col[c];
-                }
-                finish(i, j, dot.data());
+    parallel_for(nq, nq >= 8 ? threads : 1, [&](std::size_t i, std::size_t) {
+        std::vector<float> dot(ksub);
+        for (std::size_t j = 0; j < m; ++j) {
+            const float* q = queries + i * dim + j * dsub;
+            const float* bt = pb.books_t + j * dsub * ksub;  // (dsub, ksub): centroids contiguous
+            std::fill(dot.begin(), dot.end(), 0.0f);
+            for (std::size_t t = 0; t < dsub; ++t) {
+                const float v = q[t];
+                const float* col = bt + t * ksub;
+                for (std::size_t c = 0; c < ksub; ++c) dot[c] += v * col[c];
             }
-        });
-        return;
-    }
-    parallel_for(m, threads, [&](std::size_t j, std::size_t) {
-        std::vector<float> sub(nq * dsub), dots(nq * ksub);
-        for (std::size_t i = 0; i < nq; ++i)
-            std::copy(queries + i * dim + j * dsub, queries + i * dim + (j + 1) * dsub, sub.data() + i * dsub);
-        inner_products(table, pb.books + j * ksub * dsub, ksub, sub.data(), nq, dsub, 1, dots.data());
-        for (std::size_t i = 0; i < nq; ++i) finish(i, j, dots.data() + i * ksub);
+            float* row = out + (i * m + j) * ksub;
+            if (l2) {
+                float qn = 0;
+                for (std::size_t t = 0; t < dsub; ++t) qn += q[t] * q[t];
+                const float* norms = pb.norms + j * ksub;
+                for (std::size_t c = 0; c < ksub; ++c) row[c] = std::max(0.0f, qn - 2.0f * dot[c] + norms[c]);
+            } else {
+                const float one = j == 0 ? 1.0f : 0.0f;
+                for (std::size_t c = 0; c < ksub; ++c) row[c] = one - dot[c];
+            }
+        }
     });
 }
 

@@ -19,8 +19,8 @@ inline std::size_t fastscan_m4(std::size_t m) { return (m + 3) / 4 * 4; }
 void quantize_fastscan_lut(const float* lut, std::size_t m, std::uint8_t* out, float* scale,
                            float* bias);
 
-// The codebooks in the layouts the table builders read: books (m, ksub, dsub) for GEMM
-// tiles, books_t (m, dsub, ksub) for the direct loop, norms (m, ksub) = ||C_jc||^2.
+// The codebooks in the layouts the table builder reads: books (m, ksub, dsub),
+// books_t (m, dsub, ksub) (centroids contiguous per coordinate), norms (m, ksub) = ||C_jc||^2.
 struct PqBooks {
     const float* books = nullptr;
     const float* books_t = nullptr;
@@ -30,11 +30,10 @@ struct PqBooks {
 
 // Float lookup tables of nq queries (already rotated): out (nq, m, ksub). l2:
 // ||q_j - C_jc||^2 (clamped at 0); otherwise -<q_j, C_jc>, with +1 added on sub-space 0 so
-// that a row's table sum is 1 - <q, x>. Batches of 8+ queries with 256 centroids go through
-// the GEMM tiles per sub-space; fewer queries (one query per call) or 16 centroids through a
-// loop over centroids that the compiler vectorises.
-void pq_tables(const KernelTable& table, const PqBooks& books, const float* queries, std::size_t nq,
-               bool l2, std::size_t threads, float* out);
+// that a row's table sum is 1 - <q, x>. A loop over the centroids that the compiler
+// vectorises (per-sub-space GEMM tiles cost more at dsub = 4..16: measured with callgrind).
+void pq_tables(const PqBooks& books, const float* queries, std::size_t nq, bool l2, std::size_t threads,
+               float* out);
 
 struct PqSearchOutput {
     float* distances;     // (nq, k) ascending, +inf padded
