@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <cstring>
 #include <shared_mutex>
+
+#include "rwlock.hpp"
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -187,20 +189,20 @@ inline AddArgs add_args(const py::array& rows, const py::object& ids, std::size_
 
 // f() under a handle's read lock (the small getters of the index handles).
 template <class F>
-auto read_locked(std::shared_mutex& mutex, F f) {
-    std::shared_lock<std::shared_mutex> lock(mutex);
+auto read_locked(RwLock& mutex, F f) {
+    std::shared_lock<RwLock> lock(mutex);
     return f();
 }
 
 // Id queries shared by the index handles (FlatCore, HnswGraph), under the handle's read lock.
-inline bool contains_id(const IdMap& map, std::shared_mutex& mutex, std::int64_t id) {
-    std::shared_lock<std::shared_mutex> lock(mutex);
+inline bool contains_id(const IdMap& map, RwLock& mutex, std::int64_t id) {
+    std::shared_lock<RwLock> lock(mutex);
     return map.contains(id);
 }
 
-inline IdArray live_ids(const IdMap& map, std::shared_mutex& mutex) {
+inline IdArray live_ids(const IdMap& map, RwLock& mutex) {
     py::gil_scoped_release release;
-    std::shared_lock<std::shared_mutex> lock(mutex);
+    std::shared_lock<RwLock> lock(mutex);
     py::gil_scoped_acquire gil;
     IdArray out(map.size());
     map.live_ids(out.mutable_data());
@@ -210,7 +212,7 @@ inline IdArray live_ids(const IdMap& map, std::shared_mutex& mutex) {
 // Stored rows of the given ids: ((n, row_bytes) uint8, (n,) bool found); missing ids give
 // zero rows. row_at(slot) -> const uint8_t*.
 template <class RowAt>
-py::tuple rows_of_ids(const IdMap& map, std::size_t row_bytes, std::shared_mutex& mutex,
+py::tuple rows_of_ids(const IdMap& map, std::size_t row_bytes, RwLock& mutex,
                       const py::array& ids, RowAt row_at) {
     std::size_t n = static_cast<std::size_t>(ids.size());
     const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
@@ -220,7 +222,7 @@ py::tuple rows_of_ids(const IdMap& map, std::size_t row_bytes, std::shared_mutex
     bool* ok = found.mutable_data();
     {
         py::gil_scoped_release release;
-        std::shared_lock<std::shared_mutex> lock(mutex);
+        std::shared_lock<RwLock> lock(mutex);
         for (std::size_t i = 0; i < n; ++i) {
             std::int64_t s = map.find(id_ptr[i]);
             ok[i] = s >= 0;

@@ -21,14 +21,14 @@ class FlatHandle {
 
     void set_ranges(const py::array& lo, const py::array& scale) {
         auto ranges = range_args(lo, scale, core_->spec().dim);
-        std::unique_lock<std::shared_mutex> lock(mutex_);
+        std::unique_lock<RwLock> lock(mutex_);
         core_->set_ranges(ranges.first, ranges.second);
     }
 
     IdArray add(const py::array& rows, const py::object& ids) {
         AddArgs a = add_args(rows, ids, core_->spec().row_bytes);
         py::gil_scoped_release release;
-        std::unique_lock<std::shared_mutex> lock(mutex_);
+        std::unique_lock<RwLock> lock(mutex_);
         core_->add(a.rows, a.ids, a.assigned, a.n);
         return a.out;
     }
@@ -37,7 +37,7 @@ class FlatHandle {
         std::size_t n = static_cast<std::size_t>(ids.size());
         const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
         py::gil_scoped_release release;
-        std::unique_lock<std::shared_mutex> lock(mutex_);
+        std::unique_lock<RwLock> lock(mutex_);
         return core_->remove(id_ptr, n);
     }
 
@@ -49,7 +49,7 @@ class FlatHandle {
         IdFilter filter = filter_arg(filter_ids, filter_offsets, filter_mask, nq);
         std::size_t thread_n = thread_count(threads);
         return topk_result(nq, k, [&](float* d_ptr, std::int64_t* i_ptr) {
-            std::shared_lock<std::shared_mutex> lock(mutex_);
+            std::shared_lock<RwLock> lock(mutex_);
             core_->search(q, nq, k, filter, thread_n, d_ptr, i_ptr);
         });
     }
@@ -64,7 +64,7 @@ class FlatHandle {
     // A consistent copy of the state: {"rows": (n, row_bytes) uint8, "ids": (n,), "next_id"}.
     py::dict state() {
         py::gil_scoped_release release;
-        std::shared_lock<std::shared_mutex> lock(mutex_);
+        std::shared_lock<RwLock> lock(mutex_);
         py::gil_scoped_acquire gil;
         std::size_t n = core_->idmap().slots(), rb = core_->spec().row_bytes;
         py::array_t<std::uint8_t> rows({n, rb});
@@ -83,7 +83,7 @@ class FlatHandle {
         const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
         const std::uint8_t* r = array_bytes(rows, n * core_->spec().row_bytes, rows.itemsize(), "rows");
         py::gil_scoped_release release;
-        std::unique_lock<std::shared_mutex> lock(mutex_);
+        std::unique_lock<RwLock> lock(mutex_);
         core_->restore(r, id_ptr, n, next_id);
     }
 
@@ -94,7 +94,7 @@ class FlatHandle {
    private:
     SimdLevel level_;
     std::unique_ptr<FlatCore> core_;
-    std::shared_mutex mutex_;
+    RwLock mutex_;
 };
 
 }  // namespace

@@ -27,13 +27,13 @@ class HnswHandle {
 
     void set_ranges(const py::array& lo, const py::array& scale) {
         auto ranges = range_args(lo, scale, graph_->spec().dim);
-        std::unique_lock<std::shared_mutex> lock(mutex_);
+        std::unique_lock<RwLock> lock(mutex_);
         graph_->set_ranges(ranges.first, ranges.second);
     }
 
     bool int8_queries() const { return graph_->int8_queries(); }
     void set_int8_queries(bool on) {
-        std::unique_lock<std::shared_mutex> lock(mutex_);
+        std::unique_lock<RwLock> lock(mutex_);
         graph_->set_int8_queries(on);
     }
 
@@ -44,24 +44,21 @@ class HnswHandle {
         if (!order.is_none()) order_ptr = typed<std::int64_t>(order.cast<py::array>(), a.n, "order");
         py::gil_scoped_release release;
         // Searches (and other adds) run while the nodes are linked; growth and ids change
-        // alone.
+        // alone. end_add (exclusive) only after an interrupt: otherwise every node is in.
         HnswGraph::PendingAdd pending;
         {
-            std::unique_lock<std::shared_mutex> lock(mutex_);
+            std::unique_lock<RwLock> lock(mutex_);
             pending = graph_->begin_add(a.rows, a.ids, a.assigned, order_ptr, a.n);
         }
-        auto end = [&] {
-            std::unique_lock<std::shared_mutex> lock(mutex_);
-            graph_->end_add(pending);
-        };
         try {
-            std::shared_lock<std::shared_mutex> lock(mutex_);
+            std::shared_lock<RwLock> lock(mutex_);
             graph_->insert_nodes(pending, resolve_threads(threads));
         } catch (...) {
-            end();
+            // interrupted: the nodes not inserted give their ids and slots back (alone)
+            std::unique_lock<RwLock> lock(mutex_);
+            graph_->end_add(pending);
             throw;
         }
-        end();
         return a.out;
     }
 
@@ -69,13 +66,13 @@ class HnswHandle {
         std::size_t n = static_cast<std::size_t>(ids.size());
         const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
         py::gil_scoped_release release;
-        std::unique_lock<std::shared_mutex> lock(mutex_);
+        std::unique_lock<RwLock> lock(mutex_);
         return graph_->remove(id_ptr, n, resolve_threads(threads));
     }
 
     std::size_t compact(long threads) {
         py::gil_scoped_release release;
-        std::unique_lock<std::shared_mutex> lock(mutex_);
+        std::unique_lock<RwLock> lock(mutex_);
         return graph_->compact(resolve_threads(threads));
     }
 
@@ -88,7 +85,7 @@ class HnswHandle {
         check_k(k);
         IdFilter filter = filter_arg(filter_ids, filter_offsets, filter_mask, nq);
         return topk_result(nq, k, [&](float* d_ptr, std::int64_t* i_ptr) {
-            std::shared_lock<std::shared_mutex> lock(mutex_);
+            std::shared_lock<RwLock> lock(mutex_);
             graph_->search(q, nq, k, ef, filter, normalize, resolve_threads(threads), d_ptr, i_ptr,
                            buffered);
         });
@@ -123,7 +120,7 @@ class HnswHandle {
             std::vector<std::int64_t> cand(nq * candidates);
             inner_products(kernels, proj, d, q, nq, dim_full, thread_n, reduced.data());
             {
-                std::shared_lock<std::shared_mutex> lock(mutex_);
+                std::shared_lock<RwLock> lock(mutex_);
                 graph_->search(reduced.data(), nq, candidates, std::max(ef, candidates), filter, false,
                                thread_n, cand_d.data(), cand.data());
             }
@@ -163,7 +160,7 @@ class HnswHandle {
             std::vector<float> walk_d(nq * found), cand_d(nq * candidates);
             std::vector<std::int64_t> walk(nq * found), cand(nq * candidates);
             {
-                std::shared_lock<std::shared_mutex> lock(mutex_);
+                std::shared_lock<RwLock> lock(mutex_);
                 graph_->search(cq, nq, found, std::max(ef, found), filter, false, thread_n, walk_d.data(),
                                walk.data());
             }
@@ -200,7 +197,7 @@ class HnswHandle {
         std::int64_t* i_ptr = out_ids.mutable_data();
         {
             py::gil_scoped_release release;
-            std::shared_lock<std::shared_mutex> lock(mutex_);
+            std::shared_lock<RwLock> lock(mutex_);
             graph_->search(q, 1, k, ef, IdFilter{}, spec.metric == Metric::cosine, 1, d_ptr, i_ptr);
         }
         return py::make_tuple(distances, out_ids);
@@ -216,7 +213,7 @@ class HnswHandle {
     // Links of a slot at a level (for tests and inspection).
     py::array_t<std::uint32_t> neighbours(std::size_t slot, int level) {
         py::gil_scoped_release release;
-        std::shared_lock<std::shared_mutex> lock(mutex_);
+        std::shared_lock<RwLock> lock(mutex_);
         py::gil_scoped_acquire gil;
         if (slot >= graph_->slot_count() || level < 0 || graph_->levels()[slot] < level)
             throw std::invalid_argument("neighbours: no such slot / level");
@@ -228,7 +225,7 @@ class HnswHandle {
 
     py::dict state() {
         py::gil_scoped_release release;
-        std::shared_lock<std::shared_mutex> lock(mutex_);
+        std::shared_lock<RwLock> lock(mutex_);
         py::gil_scoped_acquire gil;
         const HnswGraph& g = *graph_;
         std::size_t n = g.slot_count();
@@ -272,7 +269,7 @@ class HnswHandle {
         if (entry < -1 || entry >= static_cast<std::int64_t>(n))
             throw std::invalid_argument("hnsw file: entry point out of range");
         std::uint32_t e = entry < 0 ? HnswGraph::kNone : static_cast<std::uint32_t>(entry);
-        std::unique_lock<std::shared_mutex> lock(mutex_);
+        std::unique_lock<RwLock> lock(mutex_);
         graph_->restore(b, borrow, n, id_ptr, lv, up, static_cast<std::size_t>(upper.size()), e, max_level, insert_count);
         graph_->set_next_id(next_id);
         if (borrow) keepalive_ = blocks;
@@ -289,7 +286,7 @@ class HnswHandle {
    private:
     SimdLevel level_;
     std::unique_ptr<HnswGraph> graph_;
-    std::shared_mutex mutex_;
+    RwLock mutex_;
     py::object keepalive_;  // memory-mapped blocks borrowed by the graph
 };
 

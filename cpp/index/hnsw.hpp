@@ -111,7 +111,8 @@ class HnswGraph {
     // add() in three steps, so that searches run during the long middle one:
     //   begin_add (exclusive): checks ids, takes slots, grows storage, writes rows, binds ids;
     //   insert_nodes (shared with searches and other inserts): links the nodes;
-    //   end_add (exclusive): frees the slots of nodes an interrupt left uninserted.
+    //   end_add (exclusive): frees the slots of nodes an interrupt left uninserted (only
+    //   needed when insert_nodes threw).
     struct PendingAdd {
         std::vector<std::uint32_t> slots;
         std::vector<std::int64_t> ids;
