@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import _checks, _core, _result
-from ._base import Index, reads, searches, writes
+from ._base import Index, searches, writes
 from ._rerank import RerankStore
 from ._result import SearchResult
 from .kernels import normalize
