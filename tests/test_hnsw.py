@@ -484,3 +484,40 @@ def test_threaded_build_reaches_every_node(threads):
         _, ids = index.search(x, 1, ef=x.shape[0])
         unreachable = np.nonzero(ids[:, 0] != np.arange(x.shape[0]))[0]
         assert unreachable.size == 0, (seed, unreachable[:10])
+
+
+def test_searches_run_while_a_large_batch_is_inserted():
+    """Searches during a long multi-threaded insert (they share the graph with the inserting
+    threads): never raise, return only ids that were added, sorted, padding only at the end."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((12_000, 16)).astype(np.float32)
+    index = sx.HNSWIndex(16, "l2", M=8, ef_construction=64)
+    index.add(x[:1000], np.arange(1000))
+    done = threading.Event()
+    errors, results = [], []
+
+    def searcher(seed):
+        r = np.random.default_rng(seed)
+        try:
+            while not done.is_set():
+                d, i = index.search(x[r.integers(0, x.shape[0], 4)], 10, ef=32, threads=1)
+                results.append((d, i))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=searcher, args=(s,)) for s in (1, 2)]
+    for t in threads:
+        t.start()
+    index.add(x[1000:], np.arange(1000, x.shape[0]), threads=2)
+    done.set()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:2]
+    assert len(results) > 0 and len(index) == x.shape[0]
+    for d, i in results:
+        assert ((i >= 0) & (i < x.shape[0]) | (i == -1)).all()
+        valid = i >= 0
+        assert (np.diff(np.where(valid, d, np.float32(3e38)), axis=1) >= 0).all()
+        assert (valid[:, :-1] | ~valid[:, 1:]).all()  # -1 only after the last result
+    _, found = index.search(x, 1, ef=64)
+    assert (found[:, 0] == np.arange(x.shape[0])).mean() > 0.99
