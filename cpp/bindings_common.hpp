@@ -187,15 +187,21 @@ inline AddArgs add_args(const py::array& rows, const py::object& ids, std::size_
     return a;
 }
 
+// The lock rule of every index handle: never wait for the index lock while holding the GIL
+// (a lock holder may need the GIL: the Ctrl-C check of parallel_for, allocating results), so
+// every acquisition below releases the GIL first.
+
 // f() under a handle's read lock (the small getters of the index handles).
 template <class F>
 auto read_locked(RwLock& mutex, F f) {
+    py::gil_scoped_release release;
     std::shared_lock<RwLock> lock(mutex);
     return f();
 }
 
 // Id queries shared by the index handles (FlatCore, HnswGraph), under the handle's read lock.
 inline bool contains_id(const IdMap& map, RwLock& mutex, std::int64_t id) {
+    py::gil_scoped_release release;
     std::shared_lock<RwLock> lock(mutex);
     return map.contains(id);
 }

@@ -21,6 +21,7 @@ class FlatHandle {
 
     void set_ranges(const py::array& lo, const py::array& scale) {
         auto ranges = range_args(lo, scale, core_->spec().dim);
+        py::gil_scoped_release release;  // never wait for the index lock holding the GIL
         std::unique_lock<RwLock> lock(mutex_);
         core_->set_ranges(ranges.first, ranges.second);
     }

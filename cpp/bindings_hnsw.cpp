@@ -27,12 +27,14 @@ class HnswHandle {
 
     void set_ranges(const py::array& lo, const py::array& scale) {
         auto ranges = range_args(lo, scale, graph_->spec().dim);
+        py::gil_scoped_release release;  // never wait for the index lock holding the GIL
         std::unique_lock<RwLock> lock(mutex_);
         graph_->set_ranges(ranges.first, ranges.second);
     }
 
     bool int8_queries() const { return graph_->int8_queries(); }
     void set_int8_queries(bool on) {
+        py::gil_scoped_release release;
         std::unique_lock<RwLock> lock(mutex_);
         graph_->set_int8_queries(on);
     }
@@ -269,10 +271,11 @@ class HnswHandle {
         if (entry < -1 || entry >= static_cast<std::int64_t>(n))
             throw std::invalid_argument("hnsw file: entry point out of range");
         std::uint32_t e = entry < 0 ? HnswGraph::kNone : static_cast<std::uint32_t>(entry);
+        if (borrow) keepalive_ = blocks;  // the graph reads these blocks until it owns a copy
+        py::gil_scoped_release release;
         std::unique_lock<RwLock> lock(mutex_);
         graph_->restore(b, borrow, n, id_ptr, lv, up, static_cast<std::size_t>(upper.size()), e, max_level, insert_count);
         graph_->set_next_id(next_id);
-        if (borrow) keepalive_ = blocks;
     }
 
     std::size_t slot_count() const { return graph_->slot_count(); }

@@ -275,3 +275,34 @@ def test_int8_train_and_small_first_add_warning(cls, data):
         index.train(data)
     got = index.reconstruct(np.arange(50))
     np.testing.assert_allclose(got, data[:50], atol=float(np.ptp(data)) / 255)
+
+
+def test_no_deadlock_between_the_gil_and_the_index_lock():
+    """Threads calling cheap getters (len, in, ids) while others add in parallel and remove
+    enough to compact: a lock holder that needs the GIL (the Ctrl-C check of the thread pool)
+    must never wait for a thread that holds the GIL and waits for the lock."""
+    x = clustered(20_000, D, seed=11)
+    index = sx.HNSWIndex(D, "l2", M=8, ef_construction=64)
+    index.add(x[:2000], np.arange(2000))
+    stop = threading.Event()
+
+    def getters():
+        while not stop.is_set():
+            len(index), 5 in index, index.ids.shape
+
+    def writers(first):  # two writers: one's add waits while the other links its nodes
+        for start in range(2000 + first, 20_000, 6000):
+            index.add(x[start:start + 3000], np.arange(start, start + 3000), threads=2)
+            index.remove(np.arange(start - 2000, start - 1500))  # crosses the compaction threshold
+
+    threads = [threading.Thread(target=getters, daemon=True) for _ in range(2)]
+    writer_threads = [threading.Thread(target=writers, args=(f,), daemon=True) for f in (0, 3000)]
+    for t in threads + writer_threads:
+        t.start()
+    for w in writer_threads:
+        w.join(timeout=60)
+    stop.set()
+    for t in threads:
+        t.join(timeout=10)
+    assert not any(w.is_alive() for w in writer_threads), "add / remove did not finish: lock and GIL deadlock"
+    assert len(index) == 20_000 - 6 * 500
