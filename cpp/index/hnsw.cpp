@@ -560,18 +560,6 @@ void HnswGraph::end_add(const PendingAdd& p) {
     slot_count_ = idmap_.slots();
 }
 
-void HnswGraph::add(const std::uint8_t* rows, const std::int64_t* ids, std::int64_t* assigned,
-                    const std::int64_t* order, std::size_t n, std::size_t threads) {
-    PendingAdd p = begin_add(rows, ids, assigned, order, n);
-    try {
-        insert_nodes(p, threads);
-    } catch (...) {
-        end_add(p);
-        throw;
-    }
-    end_add(p);
-}
-
 // The node is searched for on every level first (nothing links to it yet), then its lists
 // are written, all of them, under its lock, and only then is it linked from its
 // neighbours: a node is never reachable before its lists are complete, and its own lists

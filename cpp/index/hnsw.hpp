@@ -101,14 +101,10 @@ class HnswGraph {
     void set_int8_queries(bool on);
     bool int8_queries() const { return scorer_.int8_queries(); }
 
+    // Adding, in three steps so that searches run during the long middle one.
     // rows: (n, row_bytes) stored rows; ids: (n,) new user ids, unique, not in the graph
-    // (checked here, before anything changes); nullptr = assign sequential ids into
-    // assigned (n,). order: (n,) permutation, rows are inserted as order[0], order[1], ...
-    // (nullptr = 0..n-1). Interrupted (Ctrl-C), the rows inserted so far stay.
-    void add(const std::uint8_t* rows, const std::int64_t* ids, std::int64_t* assigned,
-             const std::int64_t* order, std::size_t n, std::size_t threads);
-
-    // add() in three steps, so that searches run during the long middle one:
+    // (checked before anything changes), nullptr = assign sequential ids into assigned (n,);
+    // order: (n,) permutation, rows are inserted as order[0], order[1], ... (nullptr = 0..n-1).
     //   begin_add (exclusive): checks ids, takes slots, grows storage, writes rows, binds ids;
     //   insert_nodes (shared with searches and other inserts): links the nodes;
     //   end_add (exclusive): frees the slots of nodes an interrupt left uninserted (only

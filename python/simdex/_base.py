@@ -2,9 +2,10 @@
 pickling, and the reader-writer lock of indexes whose state is still kept in Python.
 
 A subclass sets ``kind``, implements ``_params()`` / ``_arrays()`` / ``_from_state()`` for
-persistence. FlatIndex and HNSWIndex keep their ids, rows and lock in one C++ object; the
-others (PQ, IVF-PQ, LeanVec, Binary) keep ``_ids[slot]`` (the user id, -1 = free slot) here
-and wrap add / remove / train in ``@writes`` and search in ``@reads`` (see docs/architecture.md).
+persistence. FlatIndex and HNSWIndex (CoreIndex) keep their ids, rows and lock in one C++
+object; the others (PQ, IVF-PQ, LeanVec, Binary) keep their ids in a C++ IdTable
+(``self._idt``) and wrap add / remove / train in ``@writes`` and search in ``@searches``
+(see docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -95,26 +96,21 @@ def searches(method: F) -> F:
     """A search under the read lock that also takes one filter per query row (a list):
     the rows are searched one by one with their own filter (and max_distance), in one read."""
     @functools.wraps(method)
-    def wrapper(self: Any, queries: Any, k: Any = 10, **kwargs: Any) -> Any:
-        lock = _index_lock(self)
-        lock.acquire_read()
-        try:
-            filters = kwargs.get("filter")
-            if not _checks.is_filter_list(filters):
-                return method(self, queries, k, **kwargs)
-            q = np.asarray(queries)
-            if q.ndim != 2 or q.shape[0] != len(filters):
-                raise ValueError(f"a list of filters needs one filter per query row: expected "
-                                 f"{q.shape[0] if q.ndim == 2 else 1} query rows, got {len(filters)} filters")
-            limits = _checks.as_max_distance(kwargs.get("max_distance"), q.shape[0])
-            parts = [method(self, q[i:i + 1], k, **{**kwargs, "filter": filters[i],
-                                                    "max_distance": None if limits is None else float(limits[i])})
-                     for i in range(q.shape[0])]
-            return SearchResult(np.concatenate([p.distances for p in parts]),
-                                np.concatenate([p.ids for p in parts]))
-        finally:
-            lock.release_read()
-    return wrapper  # type: ignore[return-value]
+    def per_row(self: Any, queries: Any, k: Any = 10, **kwargs: Any) -> Any:
+        filters = kwargs.get("filter")
+        if not _checks.is_filter_list(filters):
+            return method(self, queries, k, **kwargs)
+        q = np.asarray(queries)
+        if q.ndim != 2 or q.shape[0] != len(filters):
+            raise ValueError(f"a list of filters needs one filter per query row: expected "
+                             f"{q.shape[0] if q.ndim == 2 else 1} query rows, got {len(filters)} filters")
+        limits = _checks.as_max_distance(kwargs.get("max_distance"), q.shape[0])
+        parts = [method(self, q[i:i + 1], k, **{**kwargs, "filter": filters[i],
+                                                "max_distance": None if limits is None else float(limits[i])})
+                 for i in range(q.shape[0])]
+        return SearchResult(np.concatenate([p.distances for p in parts]),
+                            np.concatenate([p.ids for p in parts]))
+    return reads(per_row)  # type: ignore[arg-type]
 
 
 class Index:
@@ -185,10 +181,8 @@ class Index:
     def reconstruct(self, ids: Any) -> np.ndarray:
         """Stored full vectors of the given ids from the re-rank store, float32 (len(ids), dim)
         (unit length for cosine); needs rerank (KeyError names ids not in the index)."""
-        return self._reconstruct_from(getattr(self, "_store", None), ids)
-
-    def _reconstruct_from(self, store: Any, ids: Any) -> np.ndarray:
         a = _checks.as_id_list(ids)
+        store = getattr(self, "_store", None)
         if store is None:
             raise ValueError(f"{type(self).__name__} keeps only compressed codes; build it with "
                              "rerank='memory' (or a file) to reconstruct vectors")
@@ -197,12 +191,6 @@ class Index:
             missing = a[~np.isin(a, self._idt.ids_of(slots))]
             raise KeyError(f"ids not in the index: {missing[:5].tolist()}")
         return store.vectors(slots)
-
-    def _finish(self, distances: np.ndarray, slots: np.ndarray, was_1d: bool,
-                max_distance: Any = None) -> SearchResult:
-        """Map slots to user ids, then _result.finish (max_distance, 1-D squeeze)."""
-        ids = self._idt.ids_of(np.ascontiguousarray(slots, dtype=np.int64))
-        return _result.finish(distances.astype(np.float32, copy=False), ids, was_1d, max_distance)
 
     def _ids_state(self) -> tuple[np.ndarray, int]:
         """(user id per slot, -1 = free or removed; next sequential id) for saving."""
@@ -215,10 +203,10 @@ class Index:
         self._idt.restore(np.ascontiguousarray(ids), int(next_id), self._reuse_slots)
 
     @staticmethod
-    def _empty_result(nq: int, k: int, was_1d: bool) -> SearchResult:
-        d = np.full((nq, k), np.inf, dtype=np.float32)
-        i = np.full((nq, k), -1, dtype=np.int64)
-        return SearchResult(d[0], i[0]) if was_1d else SearchResult(d, i)
+    def _empty_result(nq: int, k: int, was_1d: bool, max_distance: Any = None) -> SearchResult:
+        """No result for any query (+inf / -1), finished like any result (max_distance checked)."""
+        return _result.finish(np.full((nq, k), np.inf, dtype=np.float32), np.full((nq, k), -1, dtype=np.int64),
+                              was_1d, max_distance)
 
     def range_search(self, queries: Any, radius: Any, *, filter: Any = None,
                      threads: int | None = None, **params: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

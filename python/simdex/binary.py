@@ -382,7 +382,7 @@ class BinaryIndex(Index):
         else:
             mask = self._slot_mask(filter)
         if len(self) == 0 or (mask is not None and not mask.any()):
-            return self._finish(*self._empty_result(nq, k, False), was_1d, max_distance)
+            return self._empty_result(nq, k, was_1d, max_distance)
         candidates = k
         if self._rerank is not None:
             candidates = rerank_k if rerank_k is not None else DEFAULT_RERANK_FACTOR * k

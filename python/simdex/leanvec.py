@@ -483,11 +483,11 @@ class LeanVecIndex(Index):
                 raise ValueError(f"rerank_k must be >= k={k}; got rerank_k={rerank_k}")
         q, was_1d = self._prepare(queries, "queries")
         if len(self) == 0:
-            return self._finish(*self._empty_result(q.shape[0], k, False), was_1d, max_distance)
+            return self._empty_result(q.shape[0], k, was_1d, max_distance)
         allowed = self._allowed_slots(filter)
         if allowed is not None:
             if allowed.size == 0:
-                return self._finish(*self._empty_result(q.shape[0], k, False), was_1d, max_distance)
+                return self._empty_result(q.shape[0], k, was_1d, max_distance)
         buffer = max(ef, k) if rerank_k is None else rerank_k
         # One C++ call: project, walk the graph, re-rank with the full rows, map slots to ids.
         rows, n_rows, storage, lo, scale = self._store.scoring()

@@ -395,7 +395,7 @@ class PQIndex(Index):
         candidates = _check_rerank_k(rerank_k, k, self._store)
         q, was_1d = self._prepare(queries, "queries")
         if self._n == 0 or not self.is_trained:
-            return self._finish(*self._empty_result(q.shape[0], k, False), was_1d, max_distance)
+            return self._empty_result(q.shape[0], k, was_1d, max_distance)
         # One C++ call: rotate, tables, scan, exact re-rank, slots to ids.
         rows, n_rows, storage, lo, scale = (None, 0, "float32", None, None) if self._store is None \
             else self._store.scoring()
