@@ -1,5 +1,7 @@
 // Bindings: SIMD level control, kernels for tests, exact search and pairwise distances.
 #include <algorithm>
+#include <cstring>
+#include <limits>
 #include <vector>
 
 #include "bindings_common.hpp"
@@ -95,11 +97,16 @@ FloatArray inner_products_py(const py::array& rows, std::size_t n, const py::arr
     return out;
 }
 
-// True when every float32 value is finite: one pass, exponent-bit test (vectorises at the
-// baseline ISA; bandwidth-bound), GIL released.
-bool all_finite(const py::array& values) {
+// True when every float32 value is finite and below `limit` in magnitude: one pass over the
+// bits (the bit patterns of non-negative floats order like their values, and NaN / inf sort
+// above every finite one), vectorises at the baseline ISA, bandwidth-bound, GIL released.
+bool all_finite(const py::array& values, float limit) {
     const auto* bits = typed<std::uint32_t>(values, static_cast<std::size_t>(values.size()), "values");
     std::size_t n = static_cast<std::size_t>(values.size());
+    if (!(limit >= 0.0f)) throw std::invalid_argument("all_finite: limit must be >= 0");
+    std::uint32_t limit_bits;
+    std::memcpy(&limit_bits, &limit, sizeof(limit_bits));
+    if (limit_bits > 0x7f800000u) limit_bits = 0x7f800000u;
     std::uint32_t bad = 0;
     {
         py::gil_scoped_release release;
@@ -107,7 +114,7 @@ bool all_finite(const py::array& values) {
         for (std::size_t start = 0; start < n && !bad; start += chunk) {
             std::size_t end = std::min(n, start + chunk);
             for (std::size_t i = start; i < end; ++i)
-                bad |= static_cast<std::uint32_t>((bits[i] & 0x7f800000u) == 0x7f800000u);
+                bad |= static_cast<std::uint32_t>((bits[i] & 0x7fffffffu) >= limit_bits);
         }
     }
     return bad == 0;
@@ -132,7 +139,8 @@ void bind_kernels(py::module_& m) {
           py::arg("k"), py::arg("storage"), py::arg("metric"), py::arg("dim"),
           py::arg("lo") = py::none(), py::arg("scale") = py::none(), py::arg("mask") = py::none(),
           py::arg("threads") = py::none());
-    m.def("all_finite", &all_finite, py::arg("values"));
+    m.def("all_finite", &all_finite, py::arg("values"),
+          py::arg("limit") = std::numeric_limits<float>::infinity());
     m.def("inner_products", &inner_products_py, py::arg("rows"), py::arg("n"), py::arg("queries"),
           py::arg("nq"), py::arg("dim"), py::arg("threads") = py::none());
     m.def("rerank", &rerank, py::arg("data"), py::arg("n"), py::arg("queries"), py::arg("nq"),

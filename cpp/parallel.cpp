@@ -4,7 +4,11 @@
 #include <chrono>
 #include <condition_variable>
 #include <exception>
+#include <algorithm>
 #include <memory>
+#include <stdexcept>
+#include <string>
+#include <system_error>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -56,16 +60,24 @@ class Pool {
         return *pool;
     }
 
-    // Hand `job` to up to `helpers` idle workers (spawning them if needed).
+    // Hand `job` to `helpers` idle workers. Missing workers are started first, so a thread
+    // that cannot start throws before any work is queued (nothing waits for a worker that
+    // does not exist).
     void submit(const std::shared_ptr<Job>& job, std::size_t helpers, std::size_t first_worker) {
         std::lock_guard<std::mutex> lock(mutex_);
+        while (idle_ < queue_.size() + helpers) {
+            try {
+                threads_.emplace_back([this] { loop(); });
+            } catch (const std::system_error& e) {
+                throw std::runtime_error("simdex: could not start a worker thread (" +
+                                         std::to_string(threads_.size()) + " running): " + e.what() +
+                                         "; pass a smaller threads=");
+            }
+            ++idle_;
+        }
         for (std::size_t h = 0; h < helpers; ++h) {
             queue_.push_back({job, first_worker + h});
             job->active.fetch_add(1);
-        }
-        while (idle_ < queue_.size()) {
-            threads_.emplace_back([this] { loop(); });
-            ++idle_;
         }
         cv_.notify_all();
     }
@@ -118,8 +130,8 @@ std::size_t available_cores() {
 }
 
 std::size_t resolve_threads(long threads) {
-    if (threads <= 0) return available_cores();
-    return static_cast<std::size_t>(threads);
+    if (threads <= 0) return std::min(available_cores(), kMaxThreads);
+    return std::min(static_cast<std::size_t>(threads), kMaxThreads);
 }
 
 void set_interrupt_check(std::function<bool()> check) { interrupt_check() = std::move(check); }
@@ -127,8 +139,7 @@ void set_interrupt_check(std::function<bool()> check) { interrupt_check() = std:
 void parallel_for(std::size_t tasks, std::size_t threads,
                   const std::function<void(std::size_t, std::size_t)>& fn) {
     if (tasks == 0) return;
-    if (threads < 1) threads = 1;
-    if (threads > tasks) threads = tasks;
+    threads = std::min({std::max<std::size_t>(threads, 1), tasks, kMaxThreads});
     auto job = std::make_shared<Job>();
     job->fn = &fn;
     job->tasks = tasks;

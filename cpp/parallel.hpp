@@ -7,9 +7,12 @@
 
 namespace simdex {
 
+// The most threads one call may use (threads= above it is refused in Python, clamped here).
+inline constexpr std::size_t kMaxThreads = 256;
+
 // Number of cores this process may use (sched_getaffinity), at least 1.
 std::size_t available_cores();
-// threads <= 0 means all available cores.
+// threads <= 0 means all available cores; at most kMaxThreads.
 std::size_t resolve_threads(long threads);
 
 // Set by the binding: returns true when the user pressed Ctrl-C (called from the thread

@@ -261,7 +261,16 @@ def test_save_load_mmap_pickle(tmp_path, data, rerank, graph):
     d0, i0 = index.search(q, 10, rerank_k=40)
     path = tmp_path / "binary.sdx"
     index.save(path)
-    for loaded in (sx.load(path), sx.load(path, mmap=True), pickle.loads(pickle.dumps(index))):
+    side = where if rerank == "path" else None
+    saved_side = open(where, "rb").read() if side else None
+
+    def fresh(make):  # each loaded index below writes to the side file: start from the saved one
+        if side:
+            open(side, "wb").write(saved_side)
+        return make()
+
+    for loaded in (fresh(lambda: sx.load(path, rerank=side)), fresh(lambda: sx.load(path, mmap=True, rerank=side)),
+                   fresh(lambda: pickle.loads(pickle.dumps(index)))):
         assert repr(loaded) == repr(index)
         d1, i1 = loaded.search(q, 10, rerank_k=40)
         np.testing.assert_allclose(d1, d0)

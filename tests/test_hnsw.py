@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import simdex as sx
-from simdex import kernels
+from simdex import _format, kernels
 
 D = 24
 
@@ -344,7 +344,7 @@ def test_corrupted_file_raises(tmp_path):
     params, arrays = index._state()
     arrays = dict(arrays, levels=np.full_like(arrays["levels"], -1))
     with pytest.raises(ValueError):
-        sx.HNSWIndex._from_state(params, arrays)
+        sx.HNSWIndex._from_state(_format.Fields("hnsw", params, arrays, "test"))
 
 
 def test_concurrent_searches_from_python_threads():

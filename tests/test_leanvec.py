@@ -251,14 +251,16 @@ def test_save_load_pickle(data, tmp_path, secondary, on_disk):
     expected = index.search(queries, 10, ef=48)
     path = tmp_path / "index.simdex"
     index.save(path)
-    for loaded in (sx.load(path), sx.load(path, mmap=True), pickle.loads(pickle.dumps(index))):
+    side = tmp_path / "full.bin" if on_disk else None
+    for loaded in (sx.load(path, rerank=side), sx.load(path, mmap=True, rerank=side),
+                   pickle.loads(pickle.dumps(index))):
         assert type(loaded) is sx.LeanVecIndex and len(loaded) == N
         np.testing.assert_array_equal(loaded.projection.query_matrix, index.projection.query_matrix)
         got = loaded.search(queries, 10, ef=48)
         np.testing.assert_array_equal(got.ids, expected.ids)
         np.testing.assert_allclose(got.distances, expected.distances, rtol=1e-6)
         assert repr(loaded) == repr(index)
-    loaded = sx.load(path)
+    loaded = sx.load(path, rerank=side)
     new = loaded.add(x[:5] * 0.5)
     np.testing.assert_array_equal(new, np.arange(5500, 5505))
     raw = path.read_bytes()

@@ -204,6 +204,7 @@ void HnswGraph::reserve(std::size_t slots) {
     }
     std::size_t capacity = std::max<std::size_t>({slots, capacity_ + capacity_ / 2, 64});
     std::uint8_t* grown = allocate_blocks(capacity * block_bytes_);
+    const bool borrowed = blocks_ != owned_;
     if (slot_count_) std::memcpy(grown, blocks_, slot_count_ * block_bytes_);
     std::memset(grown + slot_count_ * block_bytes_, 0, (capacity - slot_count_) * block_bytes_);
     std::free(owned_);
@@ -221,6 +222,7 @@ void HnswGraph::reserve(std::size_t slots) {
                           std::memory_order_relaxed);
     indegree_ = std::move(indegree);
     capacity_ = capacity;
+    if (borrowed) drop_bad_links();
 }
 
 // Blocks borrowed from a memory-mapped file are read-only: copy them before a mutation.
@@ -233,6 +235,26 @@ void HnswGraph::own_blocks() {
     std::memcpy(owned_, blocks_, slot_count_ * block_bytes_);
     std::memset(owned_ + slot_count_ * block_bytes_, 0, (capacity - slot_count_) * block_bytes_);
     blocks_ = owned_;
+    drop_bad_links();
+}
+
+// Blocks copied from a memory-mapped file were validated at load, but the file may have
+// changed since: keep only level-0 links that are in range, so writes never follow a bad one
+// (in-degrees are recounted from what is kept).
+void HnswGraph::drop_bad_links() {
+    for (std::size_t s = 0; s < slot_count_; ++s) {
+        std::uint32_t* list = mutable_links(static_cast<std::uint32_t>(s), 0);
+        std::size_t kept = 0, n = levels_[s] < 0 ? 0 : std::min<std::size_t>(list[0], M0_);
+        for (std::size_t i = 0; i < n; ++i)
+            if (list[i + 1] < slot_count_ && list[i + 1] != s && levels_[list[i + 1]] >= 0)
+                list[1 + kept++] = list[i + 1];
+        list[0] = static_cast<std::uint32_t>(kept);
+    }
+    for (std::size_t s = 0; s < slot_count_; ++s) indegree_[s].store(0, std::memory_order_relaxed);
+    for (std::size_t s = 0; s < slot_count_; ++s) {
+        const std::uint32_t* out = links(static_cast<std::uint32_t>(s), 0);
+        for (std::size_t i = 0; i < out[0]; ++i) indegree_[out[i + 1]].fetch_add(1, std::memory_order_relaxed);
+    }
 }
 
 const std::uint32_t* HnswGraph::links(std::uint32_t slot, int level) const {
@@ -287,12 +309,15 @@ template <bool kLocked>
 const std::uint32_t* HnswGraph::read_links(std::uint32_t slot, int level, HnswWorker& w,
                                            std::size_t& n) const {
     const std::uint32_t* list = links(slot, level);
+    // The count is clamped: level-0 lists of a graph loaded with mmap=True live in the file,
+    // which may change under us (wrong answers then, never a read past the list).
+    const std::size_t cap = level == 0 ? M0_ : M_;
     if (!kLocked) {
-        n = list[0];
+        n = std::min<std::size_t>(list[0], cap);
         return list + 1;
     }
     lock(slot);
-    n = list[0];
+    n = std::min<std::size_t>(list[0], cap);
     w.links.assign(list + 1, list + 1 + n);
     unlock(slot);
     return w.links.data();
@@ -306,11 +331,13 @@ void HnswGraph::greedy(const PreparedQuery& q, std::uint32_t& cur, float& cur_di
         std::size_t n;
         const std::uint32_t* list = read_links<kLocked>(cur, level, w, n);
         for (std::size_t i = 0; i < n; ++i) {  // all rows' misses in flight at once
+            if (list[i] >= capacity_) continue;  // see read_links
             const std::uint8_t* r = row(list[i]);
             prefetch(r);
             prefetch_rest(r, spec_.row_bytes, false);
         }
         for (std::size_t i = 0; i < n; ++i) {
+            if (list[i] >= capacity_) continue;
             float d = distance(q, row(list[i]));
             if (d < cur_distance) {
                 cur_distance = d;
@@ -333,8 +360,9 @@ std::size_t HnswGraph::gather_unvisited(std::uint32_t slot, int level, HnswWorke
     // The visited test is branch-free (about half the neighbours are new: unpredictable).
     std::size_t m = 0;
     for (std::size_t i = 0; i < n; ++i) {
-        todo[m] = list[i];
-        m += w.mark(list[i]);
+        const std::uint32_t s = list[i];
+        todo[m] = s;
+        m += s < capacity_ && w.mark(s);  // an out-of-range link (see read_links) is skipped
     }
     for (std::size_t i = 0; i < m; ++i) prefetch(row(todo[i]));
     for (std::size_t i = 0; i < m; ++i) prefetch_rest(row(todo[i]), spec_.row_bytes, false);

@@ -198,6 +198,7 @@ class HnswGraph {
     std::uint32_t* mutable_links(std::uint32_t slot, int level);
     void reserve(std::size_t slots);
     void own_blocks();
+    void drop_bad_links();
     int draw_level(std::uint64_t insertion) const;
     void insert(std::uint32_t slot, int level, HnswWorker& w);
     void unlink(const std::vector<std::uint8_t>& removed, std::size_t threads);

@@ -7,6 +7,7 @@ NumPy in, NumPy out. Every search returns SearchResult(distances, ids): distance
 from __future__ import annotations
 
 from . import _core, io, kernels
+from ._checks import MAX_THREADS
 from ._format import load
 from ._result import SearchResult
 from .binary import BinaryIndex, ResidualBinarizer, binarize
@@ -23,7 +24,7 @@ from .pq import PQIndex, ProductQuantizer
 __version__ = "0.1.0"
 
 __all__ = [
-    "BinaryIndex", "FlatIndex", "HNSWIndex", "IVFPQIndex", "LeanVec", "LeanVecIndex", "PQIndex",
+    "MAX_THREADS", "BinaryIndex", "FlatIndex", "HNSWIndex", "IVFPQIndex", "LeanVec", "LeanVecIndex", "PQIndex",
     "ProductQuantizer", "ResidualBinarizer", "SearchResult", "binarize", "cpu_features", "distances",
     "io", "kernels", "kmeans", "knn", "lid", "load", "recall_at_k", "simd_level",
 ]

@@ -11,7 +11,6 @@ object; the others (PQ, IVF-PQ, LeanVec, Binary) keep their ids in a C++ IdTable
 from __future__ import annotations
 
 import functools
-import os
 import threading
 from typing import Any, Callable, ClassVar, TypeVar
 
@@ -249,15 +248,21 @@ class Index:
         raise NotImplementedError
 
     @classmethod
-    def _from_state(cls, params: dict, arrays: dict[str, np.ndarray]) -> "Index":
+    def _from_state(cls, f: _format.Fields) -> "Index":
         raise NotImplementedError
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the index to one file (see simdex._format); load it with simdex.load."""
+    def save(self, path: Any) -> None:
+        """Write the index to one file (a path, replaced atomically, or a binary file object);
+        load it with simdex.load. Re-rank vectors kept in a side file stay there: the index
+        file records their size and checksum, and simdex.load(path, rerank=side_file) reopens
+        them."""
         _format.save(path, self.kind, *self._state())
 
     def __reduce__(self) -> tuple:
-        return (_format.loads, (_format.dumps(self.kind, *self._state()),))
+        # A pickle is trusted as code anyway: it carries the side file's path (an index file never does).
+        store = getattr(self, "_store", None)
+        side_file = None if store is None else store.path
+        return (_format.loads, (_format.dumps(self.kind, *self._state()), side_file))
 
     @reads
     def _state(self) -> tuple[dict, dict[str, np.ndarray]]:

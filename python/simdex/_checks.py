@@ -36,14 +36,41 @@ def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
     return value
 
 
+MAX_LIST = 1 << 20
+
+
 def check_k(k: Any) -> int:
     return check_positive_int(k, "k")
 
 
+def check_list_size(value: Any, name: str) -> int:
+    """ef, ef_construction, rerank_k: candidate list sizes, 1..MAX_LIST."""
+    value = check_positive_int(value, name)
+    if value > MAX_LIST:
+        raise ValueError(f"{name} must be <= {MAX_LIST}; got {value}")
+    return value
+
+
+MAX_THREADS = 256
+
+
 def check_threads(threads: Any) -> int | None:
+    """None (all cores the process may use) or 1..MAX_THREADS."""
     if threads is None:
         return None
-    return check_positive_int(threads, "threads")
+    threads = check_positive_int(threads, "threads")
+    if threads > MAX_THREADS:
+        raise ValueError(f"threads must be <= {MAX_THREADS} (simdex.MAX_THREADS); got {threads}. "
+                         "Hint: threads=None uses every core the process may use")
+    return threads
+
+
+def check_untrained(index: Any, n: int) -> None:
+    """Training replaces what stored codes were made with: refused once vectors are stored."""
+    if n:
+        raise ValueError(f"{type(index).__name__} already holds {n} vectors encoded with its current "
+                         "training; train before the first add, or build a new index and add the "
+                         "vectors again")
 
 
 def _as_array(x: Any, name: str) -> np.ndarray:
@@ -81,13 +108,27 @@ def as_float_rows(x: Any, dim: int | None, name: str = "x", *, allow_1d: bool = 
             f"{name} must have shape (n, {dim}) to match the index dimension; got {a.shape}"
         )
     a = np.ascontiguousarray(a, dtype=np.float32)
-    if not _core.all_finite(a):
-        bad = int(np.count_nonzero(~np.isfinite(a).all(axis=1)))
+    limit = max_magnitude(a.shape[1])
+    if not _core.all_finite(a, limit):
+        finite = np.isfinite(a).all(axis=1)
+        if not finite.all():
+            raise ValueError(
+                f"{name} contains NaN or infinite values in {int(np.count_nonzero(~finite))} row(s) "
+                "(after conversion to float32); clean or drop those rows first"
+            )
+        biggest = float(np.abs(a).max())
         raise ValueError(
-            f"{name} contains NaN or infinite values in {bad} row(s) (after conversion to float32); "
-            "clean or drop those rows first"
+            f"{name} holds a value of magnitude {biggest:.3g}: squared distances and norms of "
+            f"{a.shape[1]}-d float32 vectors overflow for components above {limit:.3g}. "
+            "Scale the vectors down (nearest neighbours do not change with the scale)"
         )
     return a, was_1d
+
+
+def max_magnitude(dim: int) -> float:
+    """The largest |component| for which every squared norm, inner product and squared L2
+    distance of dim-dimensional float32 vectors stays finite (4 * dim * m^2 <= FLT_MAX)."""
+    return float(np.sqrt(np.finfo(np.float32).max / (4.0 * max(dim, 1))))
 
 
 def as_codes(x: Any, nbytes: int | None, name: str = "codes", *, allow_1d: bool = True) -> tuple[np.ndarray, bool]:

@@ -8,14 +8,20 @@ Layout (little-endian):
     20  header   UTF-8 JSON: {"kind", "params", "arrays": [{name, dtype, shape, offset, nbytes, crc32}]}
     ... arrays, each at a 64-byte aligned offset (relative to the start of the file)
 
-Loading validates everything before use (magic, version, header checksum, array bounds,
-dtypes, shapes, array checksums): a truncated or corrupted file raises ValueError.
+Loading validates everything before use: the container here (magic, version, header
+checksum, strict JSON, array bounds, dtypes, shapes, array checksums), then each kind's
+fields through `Fields` (types, shapes, ranges, finite values, ids unique and non-negative,
+every slot, link and list entry in range). A truncated, corrupted or crafted file raises
+ValueError naming the field. No path is ever read from a file: a re-rank side file is named
+by the caller at load time (`load(path, rerank=...)`) and checked against the size and
+checksum recorded here.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import struct
 import zlib
@@ -29,10 +35,14 @@ _PREFIX = struct.Struct("<8sIII")
 _ALIGN = 64
 _DTYPES = {"float32", "float16", "uint8", "uint16", "int32", "uint32", "int64", "float64"}
 
-_KINDS: dict[str, Callable[[dict, dict[str, np.ndarray]], Any]] = {}
+_MAX_ARRAYS = 4096
+MAX_DIM = 1 << 20  # bound on dimensions read from a file header
+_MAX_NDIM = 8
+
+_KINDS: dict[str, Callable[["Fields"], Any]] = {}
 
 
-def register_kind(kind: str, restore: Callable[[dict, dict[str, np.ndarray]], Any]) -> None:
+def register_kind(kind: str, restore: Callable[["Fields"], Any]) -> None:
     _KINDS[kind] = restore
 
 
@@ -79,12 +89,23 @@ def _write(fh: io.IOBase, kind: str, params: dict, arrays: dict[str, np.ndarray]
         pos = entry["offset"] + arr.nbytes
 
 
-def save(path: str | os.PathLike, kind: str, params: dict, arrays: dict[str, np.ndarray]) -> None:
-    path = os.fspath(path)
+def save(target: Any, kind: str, params: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Write to a path (atomically: a temporary file renamed over it) or a binary file object."""
+    if hasattr(target, "write") and not isinstance(target, (str, bytes, os.PathLike)):
+        _write(target, kind, params, arrays)
+        return
+    if not isinstance(target, (str, os.PathLike)):
+        raise TypeError(f"save() takes a path or a binary file object; got {type(target).__name__}")
+    path = os.fspath(target)
     tmp = path + ".tmp"
-    with open(tmp, "wb") as fh:
-        _write(fh, kind, params, arrays)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            _write(fh, kind, params, arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def dumps(kind: str, params: dict, arrays: dict[str, np.ndarray]) -> bytes:
@@ -110,20 +131,27 @@ def _parse(buffer: Any, size: int, source: str, *, copy: bool) -> tuple[str, dic
     if zlib.crc32(header) != header_crc:
         raise corrupt("header checksum mismatch")
     try:
-        meta = json.loads(header)
+        meta = json.loads(header, parse_constant=_no_constant)
         kind, params, entries = meta["kind"], meta["params"], meta["arrays"]
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise corrupt(f"unreadable header ({exc})") from None
+    if not isinstance(kind, str) or not isinstance(params, dict) or not isinstance(entries, list):
+        raise corrupt("header must hold a kind (string), params (object) and arrays (list)")
+    if len(entries) > _MAX_ARRAYS:
+        raise corrupt(f"{len(entries)} arrays (at most {_MAX_ARRAYS})")
     arrays = {}
     for e in entries:
         try:
-            name, dtype, shape = e["name"], np.dtype(e["dtype"]), tuple(int(s) for s in e["shape"])
-            offset, nbytes, crc = int(e["offset"]), int(e["nbytes"]), int(e["crc32"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise corrupt(f"bad array entry {e!r} ({exc})") from None
-        if dtype.name not in _DTYPES or any(s < 0 for s in shape):
-            raise corrupt(f"array {name!r} has dtype {dtype} / shape {shape}")
-        if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize != nbytes:
+            name, dtype_name, shape = e["name"], e["dtype"], e["shape"]
+            offset, nbytes, crc = e["offset"], e["nbytes"], e["crc32"]
+        except (KeyError, TypeError) as exc:
+            raise corrupt(f"bad array entry {str(e)[:200]} ({exc!r})") from None
+        if (not isinstance(name, str) or name in arrays or not isinstance(dtype_name, str)
+                or dtype_name not in _DTYPES or not isinstance(shape, list) or len(shape) > _MAX_NDIM
+                or not all(_is_int(v) and v >= 0 for v in [*shape, offset, nbytes, crc])):
+            raise corrupt(f"bad array entry {str(e)[:200]} (name, dtype, shape, offset, nbytes, crc32)")
+        dtype, shape = np.dtype(dtype_name), tuple(shape)
+        if math.prod(shape) * dtype.itemsize != nbytes:
             raise corrupt(f"array {name!r}: shape {shape} does not match {nbytes} bytes")
         if offset < _PREFIX.size + header_len or offset + nbytes > size:
             raise corrupt(f"array {name!r} lies outside the file (truncated?)")
@@ -136,13 +164,47 @@ def _parse(buffer: Any, size: int, source: str, *, copy: bool) -> tuple[str, dic
     return kind, params, arrays
 
 
-def loads(data: bytes) -> Any:
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in a simdex header")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def loads(data: bytes, rerank: str | os.PathLike | None = None) -> Any:
+    """An index from bytes written by dumps (pickling). `rerank`: the side file of an index
+    whose re-rank vectors live in a file."""
     kind, params, arrays = _parse(data, len(data), "pickled data", copy=True)
-    return _restore(kind, params, arrays)
+    return _restore(kind, params, arrays, "pickled data", rerank)
 
 
-def load(path: str | os.PathLike, mmap: bool = False) -> Any:
-    path = os.fspath(path)
+def load(source: Any, mmap: bool = False, rerank: str | os.PathLike | None = None) -> Any:
+    """An index from a file written by save() (see the module docstring).
+
+    source : a path, or a binary file object (read whole; mmap needs a path)
+    mmap   : map the file and use its large arrays in place (read-only until the index is
+             changed, then copied). The file must not be truncated while mapped (SIGBUS: the
+             user's error); if it is overwritten, searches may give wrong answers but graph
+             walks bounds-check their links and never crash.
+    rerank : the side file holding the re-rank vectors of an index built with rerank=<path>
+             (required for such an index; checked against the size and checksum it recorded)
+    """
+    if not isinstance(mmap, bool):
+        raise TypeError(f"mmap must be True or False; got {type(mmap).__name__}")
+    if rerank is not None and not isinstance(rerank, (str, os.PathLike)):
+        raise TypeError(f"rerank must be None or the path of the side file; got {type(rerank).__name__}")
+    if hasattr(source, "read") and not isinstance(source, (str, bytes, os.PathLike)):
+        if mmap:
+            raise ValueError("mmap=True needs a path, not a file object")
+        data = source.read()
+        if not isinstance(data, bytes):
+            raise TypeError(f"load() needs a binary file object (opened with 'rb'); read gave {type(data).__name__}")
+        kind, params, arrays = _parse(data, len(data), "file object", copy=True)
+        return _restore(kind, params, arrays, "file object", rerank)
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"load() takes a path or a binary file object; got {type(source).__name__}")
+    path = os.fspath(source)
     size = os.path.getsize(path)
     if mmap:
         buffer = np.memmap(path, dtype=np.uint8, mode="r") if size else b""
@@ -151,16 +213,159 @@ def load(path: str | os.PathLike, mmap: bool = False) -> Any:
         with open(path, "rb") as fh:
             data = fh.read()
         kind, params, arrays = _parse(data, len(data), repr(path), copy=True)
-    return _restore(kind, params, arrays)
+    return _restore(kind, params, arrays, repr(path), rerank)
 
 
-def _restore(kind: str, params: dict, arrays: dict[str, np.ndarray]) -> Any:
+def _restore(kind: str, params: dict, arrays: dict[str, np.ndarray], source: str,
+             rerank: str | os.PathLike | None) -> Any:
     # importing the package registers every index kind
     import simdex  # noqa: F401
 
     if kind not in _KINDS:
-        raise ValueError(f"unknown index kind {kind!r} in file; known: {sorted(_KINDS)}")
-    try:
-        return _KINDS[kind](params, arrays)
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"index file of kind {kind!r} is missing or has bad fields: {exc}") from None
+        raise ValueError(f"{source}: unknown index kind {kind[:100]!r}; known: {sorted(_KINDS)}")
+    fields = Fields(kind, params, arrays, source, rerank=None if rerank is None else os.fspath(rerank))
+    index = _KINDS[kind](fields)
+    if fields.rerank is not None and not fields.rerank_used:
+        raise ValueError(f"{source}: rerank={fields.rerank!r} was given, but this {kind} index keeps no "
+                         "re-rank side file")
+    return index
+
+
+_MISSING: Any = object()
+
+
+class Fields:
+    """The params and arrays of one loaded index, read through typed, bounded accessors:
+    a missing, mistyped or out-of-range field raises ValueError naming it. Every kind's
+    _from_state reads its file through one of these and checks what ties fields together."""
+
+    def __init__(self, kind: str, params: dict, arrays: dict[str, np.ndarray], source: str, *,
+                 rerank: str | None = None, prefix: str = "") -> None:
+        self.kind, self.params, self.arrays, self.source = kind, params, arrays, source
+        self.rerank, self.rerank_used, self.prefix = rerank, False, prefix
+        self._root = self
+
+    def error(self, name: str, why: str) -> ValueError:
+        return ValueError(f"{self.source} is not a valid {self.kind} index file: field "
+                          f"{self.prefix + name!r}: {why}")
+
+    def has(self, name: str) -> bool:
+        return name in self.params
+
+    def _get(self, name: str, default: Any) -> Any:
+        if name in self.params:
+            return self.params[name]
+        if default is _MISSING:
+            raise self.error(name, "missing")
+        return default
+
+    def int(self, name: str, lo: int, hi: int, default: Any = _MISSING) -> int:
+        v = self._get(name, default)
+        if not _is_int(v) or not lo <= v <= hi:
+            raise self.error(name, f"expected an integer in [{lo}, {hi}], got {str(v)[:60]}")
+        return int(v)
+
+    def float(self, name: str, lo: float = -np.inf, hi: float = np.inf, default: Any = _MISSING, *,
+              allow_none: bool = False) -> float | None:
+        v = self._get(name, default)
+        if v is None and allow_none:
+            return None
+        if not (_is_int(v) or isinstance(v, float)) or not lo <= v <= hi:
+            raise self.error(name, f"expected a finite number in [{lo}, {hi}], got {str(v)[:60]}")
+        return float(v)
+
+    def bool(self, name: str, default: Any = _MISSING) -> bool:
+        v = self._get(name, default)
+        if not isinstance(v, bool):
+            raise self.error(name, f"expected true or false, got {str(v)[:60]}")
+        return v
+
+    def choice(self, name: str, choices: tuple[str, ...], default: Any = _MISSING) -> str:
+        v = self._get(name, default)
+        if not isinstance(v, str) or v not in choices:
+            raise self.error(name, f"expected one of {choices}, got {str(v)[:60]}")
+        return v
+
+    def floats(self, name: str, max_len: int, default: Any = _MISSING) -> list[float]:
+        v = self._get(name, default)
+        if (not isinstance(v, list) or len(v) > max_len
+                or not all((_is_int(x) or isinstance(x, float)) for x in v)):
+            raise self.error(name, f"expected a list of at most {max_len} numbers")
+        return [float(x) for x in v]
+
+    def sub(self, name: str, prefix: str) -> "Fields":
+        """The nested state of an inner index: params[name] and the arrays named prefix + ..."""
+        v = self._get(name, _MISSING)
+        if not isinstance(v, dict):
+            raise self.error(name, "expected an object")
+        arrays = {k[len(prefix):]: a for k, a in self.arrays.items() if k.startswith(prefix)}
+        inner = Fields(self.kind, v, arrays, self.source, rerank=self.rerank, prefix=self.prefix + prefix)
+        inner._root = self._root
+        return inner
+
+    def build(self, make: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """make(*args, **kwargs) from header values; its argument errors name the header."""
+        try:
+            return make(*args, **kwargs)
+        except (TypeError, ValueError) as exc:
+            raise self.error("params", str(exc)) from None
+
+    def ranges(self, lo_name: str, scale_name: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """int8 per-dimension ranges: lo (dim,) and scale (dim,) >= 0, finite float32 (copies)."""
+        lo = np.array(self.array(lo_name, np.float32, (dim,), finite=True))
+        scale = np.array(self.array(scale_name, np.float32, (dim,), finite=True))
+        if (scale < 0).any():
+            raise self.error(scale_name, "int8 scales must be >= 0")
+        return lo, scale
+
+    def finite_rows(self, name: str, rows: np.ndarray, storage: str) -> None:
+        """Stored float rows (float32 / float16, or bfloat16 bits as uint16) hold no NaN / inf."""
+        if storage in ("float32", "float16"):
+            bad = rows.size and not np.isfinite(rows).all()
+        elif storage == "bfloat16":
+            bad = rows.size and ((rows & 0x7F80) == 0x7F80).any()
+        else:
+            bad = False
+        if bad:
+            raise self.error(name, "rows hold NaN or infinite values")
+
+    def rows_for(self, store: Any, n: int) -> Any:
+        """A re-rank store restored for n slots (one row per slot)."""
+        if len(store) != n:
+            raise self.error("rerank_rows", f"{len(store)} re-rank rows for {n} slots")
+        return store
+
+    def use_rerank(self, why_needed: str) -> str:
+        """The side file the caller named at load time (ValueError `why_needed` without one)."""
+        if self.rerank is None:
+            raise ValueError(f"{self.source}: {why_needed}")
+        self._root.rerank_used = True
+        return self.rerank
+
+    def array(self, name: str, dtype: Any, shape: tuple[int | None, ...], *, finite: bool = False,
+              optional: bool = False) -> np.ndarray | None:
+        """The array `name` with this dtype and shape (None: any length on that axis);
+        finite=True refuses NaN and infinities."""
+        a = self.arrays.get(name)
+        if a is None:
+            if optional:
+                return None
+            raise self.error(name, "array missing")
+        want = np.dtype(dtype)
+        if a.dtype != want or a.ndim != len(shape) or any(s is not None and s != t for s, t in zip(shape, a.shape)):
+            expected = tuple("n" if s is None else s for s in shape)
+            raise self.error(name, f"expected a {want} array of shape {expected}, got {a.dtype} {a.shape}")
+        if finite and a.size and not np.isfinite(a).all():
+            raise self.error(name, "holds NaN or infinite values")
+        return a
+
+    def ids(self, name: str, n: int | None = None) -> np.ndarray:
+        """User id per slot, int64 (n,): -1 (free or removed) or >= 0, live ids unique."""
+        a = self.array(name, np.int64, (n,))
+        assert a is not None
+        if a.size and a.min() < -1:
+            raise self.error(name, f"ids must be >= 0 (or -1 for a free slot), got {int(a.min())}")
+        live = np.sort(a[a >= 0])
+        if live.size > 1 and (live[1:] == live[:-1]).any():
+            raise self.error(name, f"id {int(live[1:][live[1:] == live[:-1]][0])} appears twice")
+        return a

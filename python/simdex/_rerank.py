@@ -11,17 +11,22 @@ in a raw (n, dim) file read through the page cache.
 from __future__ import annotations
 
 import os
+import zlib
 from typing import Any
 
 import numpy as np
 
 from . import _core, _storage
+from ._format import Fields
 
 DTYPES = {"float32": np.float32, "float16": np.float16, "int8": np.uint8}
 
 
 class RerankStore:
-    def __init__(self, dim: int, metric: str, where: str | os.PathLike, *, storage: str = "float32",
+    """Rows of full vectors by slot. `where` is 'memory' or the absolute path of a file that
+    check_where has cleared (the file is emptied here: the index owns it)."""
+
+    def __init__(self, dim: int, metric: str, where: str, *, storage: str = "float32",
                  lo: np.ndarray | None = None, scale: np.ndarray | None = None) -> None:
         if metric not in ("l2", "ip", "cosine"):
             raise ValueError(f"re-ranking works on float metrics l2, ip, cosine; got {metric!r}")
@@ -32,19 +37,31 @@ class RerankStore:
         self.dim, self.metric, self.storage = dim, metric, storage
         self.dtype = np.dtype(DTYPES[storage])
         self.lo, self.scale = lo, scale
-        self.path: str | None = None if where == "memory" else os.fspath(where)
+        self.path: str | None = None if where == "memory" else where
         self._n = 0
         self._data: np.ndarray = np.zeros((0, dim), dtype=self.dtype)
         if self.path is not None:
-            if os.path.isdir(self.path):
-                raise ValueError(f"rerank path {self.path!r} is a directory; pass a file path")
             open(self.path, "wb").close()  # start empty: the index owns this file
 
     @staticmethod
-    def check_where(where: Any) -> Any:
-        if where is None or where == "memory" or isinstance(where, (str, os.PathLike)):
+    def check_where(where: Any, overwrite: bool = False, name: str = "rerank") -> Any:
+        """None, 'memory' or a path -> None, 'memory' or the absolute path. An existing
+        non-empty file is refused unless overwrite=True (it may hold another index's rows)."""
+        if not isinstance(overwrite, bool):
+            raise TypeError(f"overwrite must be True or False; got {type(overwrite).__name__}")
+        if where is None or where == "memory":
             return where
-        raise TypeError(f"rerank must be None, 'memory' or a file path; got {type(where).__name__}")
+        if not isinstance(where, (str, os.PathLike)):
+            raise TypeError(f"{name} must be None, 'memory' or a file path; got {type(where).__name__}")
+        path = os.path.abspath(os.fspath(where))
+        if os.path.isdir(path):
+            raise ValueError(f"{name} path {path!r} is a directory; pass a file path")
+        if not overwrite and os.path.exists(path) and os.path.getsize(path) > 0:
+            raise FileExistsError(
+                f"{name} file {path!r} exists and is not empty (it may hold another index's vectors); "
+                "pass overwrite=True to replace it, or load the index that owns it with "
+                "simdex.load(index_path, rerank=...)")
+        return path
 
     def __len__(self) -> int:
         return self._n
@@ -114,52 +131,63 @@ class RerankStore:
         rows = np.asarray(self._data[slots])
         return rows if self.storage == "float32" else _storage.decode(rows, self.storage, self.lo, self.scale)
 
-    # ---- persistence: rows inside the index file ("memory") or a reference to the file
+    # ---- persistence: rows inside the index file ("memory"), or a side file that the index
+    # file describes (rows, bytes, CRC-32) but never names: the caller names it at load time.
     def _key(self) -> str:
         return "rerank_vectors" if self.storage == "float32" else "secondary_rows"
 
     def params(self) -> dict:
-        return {"rerank": "memory" if self.path is None else self.path, "rerank_rows": self._n}
+        if self.path is None:
+            return {"rerank": "memory", "rerank_rows": self._n}
+        if isinstance(self._data, np.memmap):
+            self._data.flush()
+        rows = self._data[: self._n]
+        return {"rerank": "file", "rerank_rows": self._n, "rerank_bytes": int(rows.nbytes),
+                "rerank_crc32": zlib.crc32(memoryview(np.ascontiguousarray(rows)).cast("B")) if self._n else 0,
+                "rerank_name": os.path.basename(self.path)}
 
     def arrays(self) -> dict[str, np.ndarray]:
         arrays: dict[str, np.ndarray] = {}
         if self.lo is not None:
             arrays["secondary_lo"], arrays["secondary_scale"] = self.lo, self.scale
-        if self.path is not None:
-            if isinstance(self._data, np.memmap):
-                self._data.flush()
-            return arrays
-        arrays[self._key()] = self._data[: self._n]
+        if self.path is None:
+            arrays[self._key()] = self._data[: self._n]
         return arrays
 
     @classmethod
-    def restore(cls, dim: int, metric: str, params: dict, arrays: dict[str, np.ndarray], *,
-                storage: str = "float32") -> "RerankStore":
+    def restore(cls, f: Fields, dim: int, metric: str, *, storage: str = "float32") -> "RerankStore":
+        """The store described by a loaded file (see _format.Fields)."""
         store = cls.__new__(cls)
         store.dim, store.metric, store.storage = dim, metric, storage
         store.dtype = np.dtype(DTYPES[storage])
         store.lo = store.scale = None
         if storage == "int8":
-            lo, scale = arrays.get("secondary_lo"), arrays.get("secondary_scale")
-            if lo is None or scale is None or lo.shape != (dim,) or scale.shape != (dim,):
-                raise ValueError(f"index file: int8 re-rank ranges missing or not ({dim},)")
-            store.lo = np.array(lo, dtype=np.float32)
-            store.scale = np.array(scale, dtype=np.float32)
-        where, n = params["rerank"], int(params["rerank_rows"])
-        store._n = n
+            store.lo, store.scale = f.ranges("secondary_lo", "secondary_scale", dim)
+        where = f.params.get("rerank")
+        if not isinstance(where, str):
+            raise f.error("rerank", f"expected 'memory' or 'file', got {str(where)[:60]}")
+        n = store._n = f.int("rerank_rows", 0, 2**40)
         if where == "memory":
             store.path = None
-            data = arrays.get(store._key())
-            if data is None or data.shape != (n, dim) or data.dtype != store.dtype:
-                got = None if data is None else (data.shape, data.dtype)
-                raise ValueError(f"index file: re-rank rows must be ({n}, {dim}) {store.dtype}; got {got}")
-            store._data = data
-        else:
-            store.path = where
-            expected = n * dim * store.dtype.itemsize
-            size = os.path.getsize(where) if os.path.exists(where) else -1
-            if size != expected:
-                raise ValueError(f"rerank file {where!r} has {size} bytes, expected {expected} "
-                                 f"({n} x {dim} {store.dtype})")
-            store._map()
+            store._data = f.array(store._key(), store.dtype, (n, dim), finite=storage != "int8")
+            return store
+        # 'file' (or, in files written by simdex 0.1.0, the path it had: never opened)
+        name = f.params.get("rerank_name", where if where != "file" else "")
+        path = f.use_rerank(f"this index keeps its re-rank vectors in a side file "
+                            f"({str(name)[-80:]!r} when saved): name it with "
+                            "simdex.load(path, rerank='...')")
+        store.path = os.path.abspath(path)
+        expected = n * dim * store.dtype.itemsize
+        size = os.path.getsize(store.path) if os.path.isfile(store.path) else -1
+        if size != expected:
+            raise ValueError(f"rerank file {store.path!r} has {size} bytes; the index expects {expected} "
+                             f"({n} x {dim} {store.dtype})")
+        store._map()
+        if "rerank_crc32" in f.params:  # files written by simdex 0.1.0 recorded no checksum
+            crc = f.int("rerank_crc32", 0, 2**32 - 1)
+            if n and zlib.crc32(memoryview(store._data).cast("B")) != crc:
+                raise ValueError(f"rerank file {store.path!r} does not match the index (checksum "
+                                 "mismatch): it was changed, or belongs to another index")
+        if n and storage != "int8" and not np.isfinite(store._data).all():
+            raise ValueError(f"rerank file {store.path!r} holds NaN or infinite values")
         return store

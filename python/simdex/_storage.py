@@ -30,6 +30,9 @@ def from_bfloat16(h: np.ndarray) -> np.ndarray:
 
 
 INT8_MIN_SAMPLE = 1000
+FLOAT16_MAX = 65504.0
+# below this, float32 -> float16 rounds to a finite value (65504 or less)
+FLOAT16_LIMIT = 65520.0
 
 
 def warn_small_int8_sample(n: int, owner: str) -> None:
@@ -58,6 +61,10 @@ def encode(x: np.ndarray, storage: str, lo: np.ndarray | None = None,
     """
     if storage == "float32":
         return x
+    if storage == "float16" and x.size and not _core.all_finite(x, FLOAT16_LIMIT):
+        raise ValueError(
+            f"float16 storage holds values up to {FLOAT16_MAX:g} in magnitude; got "
+            f"{float(np.abs(x).max()):.6g}. Use storage='float32' or 'bfloat16', or scale the vectors")
     workers = threads or _core.available_cores()
     if workers > 1 and x.shape[0] >= 8192:
         out = np.empty(x.shape, dtype=ROW_DTYPES[storage])

@@ -41,6 +41,7 @@ import numpy as np
 from . import _checks, _core, _result
 from ._base import Index, reads, searches, writes
 from .pq import _grown
+from ._format import MAX_DIM, Fields
 from ._rerank import RerankStore
 from ._result import SearchResult
 from .kernels import normalize
@@ -224,6 +225,7 @@ class BinaryIndex(Index):
     rerank          : None, 'memory' (float32 vectors in RAM) or a file path (vectors in a
                       memory-mapped file): the code stage proposes rerank_k candidates that are
                       re-scored exactly
+    overwrite       : allow rerank to name an existing non-empty file (it is emptied)
 
     Bytes per vector: bits * ceil(dim / 8) for the codes + 8 for the id (+ 4 * dim re-rank
     vectors in RAM with rerank='memory'; + the graph links with graph=True).
@@ -233,7 +235,7 @@ class BinaryIndex(Index):
 
     def __init__(self, dim: int, *, bits: int = 1, metric: str = "cosine", scoring: str = "symmetric",
                  center: bool = False, graph: bool = False, M: int = 16, ef_construction: int = 200,
-                 rerank: str | os.PathLike | None = None) -> None:
+                 rerank: str | os.PathLike | None = None, overwrite: bool = False) -> None:
         self.dim = _checks.check_positive_int(dim, "dim")
         self.metric = _checks.check_metric(metric, BINARY_METRICS)
         self.scoring = _checks.check_choice(scoring, "scoring", SCORINGS)
@@ -241,13 +243,13 @@ class BinaryIndex(Index):
             raise TypeError(f"graph must be True or False; got {type(graph).__name__}")
         self.graph = graph
         self.M = _checks.check_positive_int(M, "M", 2)
-        self.ef_construction = _checks.check_positive_int(ef_construction, "ef_construction")
+        self.ef_construction = _checks.check_list_size(ef_construction, "ef_construction")
         self.binarizer = ResidualBinarizer(bits, center=center)
         self.bits = self.binarizer.bits
         self.plane_bytes = (self.dim + 7) // 8
         self.code_size = self.bits * self.plane_bytes
-        rerank = RerankStore.check_where(rerank)
-        self._rerank: RerankStore | None = None if rerank is None else RerankStore(self.dim, self.metric, rerank)
+        rerank = RerankStore.check_where(rerank, overwrite)
+        self._store: RerankStore | None = None if rerank is None else RerankStore(self.dim, self.metric, rerank)
         self._init_ids(reuse_slots=True)
         self._codes = np.zeros((0, self.code_size), dtype=np.uint8)  # capacity; live: _live_codes()
         self._hnsw = None
@@ -273,19 +275,19 @@ class BinaryIndex(Index):
 
     @ef.setter
     def ef(self, value: int) -> None:
-        self._ef = _checks.check_positive_int(value, "ef")
+        self._ef = _checks.check_list_size(value, "ef")
 
     @property
     def rerank(self) -> str | None:
-        if self._rerank is None:
+        if self._store is None:
             return None
-        return "memory" if self._rerank.path is None else self._rerank.path
+        return "memory" if self._store.path is None else self._store.path
 
     @property
     def nbytes(self) -> int:
         total = self._live_codes().nbytes + self._idt.nbytes
-        if self._rerank is not None:
-            total += self._rerank.nbytes
+        if self._store is not None:
+            total += self._store.nbytes
         if self._hnsw is not None:
             total += self._hnsw.nbytes
         return int(total)
@@ -301,6 +303,7 @@ class BinaryIndex(Index):
     def train(self, x: Any) -> "BinaryIndex":
         """Learn the residual round weights (and the center if center=True) from x (n, dim).
         Without train(), the first add() trains on its vectors."""
+        _checks.check_untrained(self, len(self))
         a, _ = self._prepare(x, "x")
         self.binarizer.fit(a)
         return self
@@ -319,8 +322,8 @@ class BinaryIndex(Index):
         try:
             self._codes = _grown(self._codes, self._slot_count, self._codes.shape[0])
             self._codes[slots] = codes
-            if self._rerank is not None:
-                self._rerank.put(slots, a)
+            if self._store is not None:
+                self._store.put(slots, a)
             if self._hnsw is not None:
                 self._hnsw._core.add(codes, slots, None, threads)  # graph ids are our slots
         except BaseException:
@@ -330,10 +333,6 @@ class BinaryIndex(Index):
             self._unbind_ids(new_ids)
             raise
         return new_ids
-
-    @property
-    def _store(self) -> RerankStore | None:  # the re-rank store, under the name Index uses
-        return self._rerank
 
     def _live_codes(self) -> np.ndarray:
         return self._codes[: self._slot_count]
@@ -366,13 +365,13 @@ class BinaryIndex(Index):
         k = _checks.check_k(k)
         threads = _checks.check_threads(threads)
         if rerank_k is not None:
-            rerank_k = _checks.check_positive_int(rerank_k, "rerank_k")
-            if self._rerank is None:
+            rerank_k = _checks.check_list_size(rerank_k, "rerank_k")
+            if self._store is None:
                 raise ValueError("rerank_k needs an index built with rerank='memory' or a file path")
             if rerank_k < k:
                 raise ValueError(f"rerank_k must be >= k={k}; got {rerank_k}")
         if ef is not None:
-            ef = _checks.check_positive_int(ef, "ef")
+            ef = _checks.check_list_size(ef, "ef")
             if self._hnsw is None:
                 raise ValueError("ef applies to graph=True indexes only")
         q, was_1d = self._prepare(queries, "queries")
@@ -384,13 +383,13 @@ class BinaryIndex(Index):
         if len(self) == 0 or (mask is not None and not mask.any()):
             return self._empty_result(nq, k, was_1d, max_distance)
         candidates = k
-        if self._rerank is not None:
+        if self._store is not None:
             candidates = rerank_k if rerank_k is not None else DEFAULT_RERANK_FACTOR * k
         # One C++ call: scan the codes or walk the graph, score, re-rank, slots to ids.
         block, bits_q, weights, offsets = self._query_block(q)
         alpha = float(self.alphas[0]) if self.bits == 1 and self.scoring == "symmetric" else 0.0
-        store, n_rows, storage, lo, scale = (None, 0, "float32", None, None) if self._rerank is None \
-            else self._rerank.scoring()
+        store, n_rows, storage, lo, scale = (None, 0, "float32", None, None) if self._store is None \
+            else self._store.scoring()
         codes = self._live_codes()
         common = dict(rows=codes, n=codes.shape[0], bits_x=self.bits, plane_bytes=self.plane_bytes,
                       scoring=self.scoring, queries=block, bits_q=bits_q, weights=weights, offsets=offsets,
@@ -426,8 +425,8 @@ class BinaryIndex(Index):
         params = {"dim": self.dim, "bits": self.bits, "metric": self.metric, "scoring": self.scoring,
                   "center": self.binarizer.center, "graph": self.graph, "M": self.M,
                   "ef_construction": self.ef_construction, "ef": self._ef, "next_id": self._ids_state()[1]}
-        if self._rerank is not None:
-            params.update(self._rerank.params())
+        if self._store is not None:
+            params.update(self._store.params())
         if self._hnsw is not None:
             params["hnsw"] = inner[0]
         return params
@@ -438,47 +437,43 @@ class BinaryIndex(Index):
             arrays["alphas"] = self.alphas
         if self.binarizer.center_ is not None:
             arrays["center"] = self.binarizer.center_
-        if self._rerank is not None:
-            arrays.update(self._rerank.arrays())
+        if self._store is not None:
+            arrays.update(self._store.arrays())
         if self._hnsw is not None:
             arrays.update({"hnsw." + name: a for name, a in inner[1].items()})
         return arrays
 
     @classmethod
-    def _from_state(cls, params: dict, arrays: dict[str, np.ndarray]) -> "BinaryIndex":
-        rerank = params.get("rerank")
-        index = cls.__new__(cls)
-        # Build without creating a fresh rerank file (a path store is re-opened, not truncated).
-        cls.__init__(index, params["dim"], bits=params["bits"], metric=params["metric"],
-                     scoring=params["scoring"], center=params["center"], graph=False, M=params["M"],
-                     ef_construction=params["ef_construction"], rerank=None)
-        index.graph = bool(params["graph"])
-        index._ef = int(params["ef"])
-        codes, ids = arrays["codes"], arrays["ids"]
-        if codes.dtype != np.uint8 or codes.ndim != 2 or codes.shape[1] != index.code_size:
-            raise ValueError(f"binary index file: codes {codes.shape} {codes.dtype} do not match "
-                             f"{index.code_size} bytes per vector")
-        if ids.dtype != np.int64 or ids.shape != (codes.shape[0],):
-            raise ValueError(f"binary index file: ids {ids.shape} {ids.dtype} do not match {codes.shape[0]} codes")
-        index._codes = codes
-        index._restore_ids(ids, int(params["next_id"]), "binary")
-        if "alphas" in arrays:
-            alphas = arrays["alphas"]
-            if alphas.shape != (index.bits,) or alphas.dtype != np.float32:
-                raise ValueError(f"binary index file: alphas {alphas.shape} {alphas.dtype}, expected ({index.bits},) float32")
+    def _from_state(cls, f: Fields) -> "BinaryIndex":
+        # built without a store: a file store is re-opened below, never emptied
+        index = f.build(cls, f.int("dim", 1, MAX_DIM), bits=f.int("bits", 1, 64),
+                        metric=f.choice("metric", BINARY_METRICS), scoring=f.choice("scoring", SCORINGS),
+                        center=f.bool("center"), graph=False, M=f.int("M", 2, 1024),
+                        ef_construction=f.int("ef_construction", 1, _checks.MAX_LIST))
+        index.graph = f.bool("graph")
+        index.ef = f.int("ef", 1, _checks.MAX_LIST)
+        ids = f.ids("ids")
+        index._codes = f.array("codes", np.uint8, (ids.shape[0], index.code_size))
+        alphas = f.array("alphas", np.float32, (index.bits,), finite=True, optional=True)
+        if alphas is not None:
             index.binarizer.alphas = np.array(alphas)
             index.binarizer.dim = index.dim
-            if "center" in arrays:
-                center = arrays["center"]
-                if center.shape != (index.dim,) or center.dtype != np.float32:
-                    raise ValueError("binary index file: center has the wrong shape or dtype")
-                index.binarizer.center_ = np.array(center)
-        if rerank is not None:
-            index._rerank = RerankStore.restore(index.dim, index.metric, params, arrays)
+            if index.binarizer.center:
+                index.binarizer.center_ = np.array(f.array("center", np.float32, (index.dim,), finite=True))
+        elif (ids >= 0).any():
+            raise f.error("alphas", "missing, but the index holds vectors")
+        index._restore_ids(ids, f.int("next_id", 0, 2**62), "binary")
+        if f.has("rerank"):
+            index._store = f.rows_for(RerankStore.restore(f, index.dim, index.metric), ids.shape[0])
         if index.graph:
             from .hnsw import HNSWIndex
-            sub = {name[len("hnsw."):]: a for name, a in arrays.items() if name.startswith("hnsw.")}
-            index._hnsw = HNSWIndex._from_state(params["hnsw"], sub)
+            index._hnsw = g = HNSWIndex._from_state(f.sub("hnsw", "hnsw."))
+            if (g.dim, g.metric) != (index.code_size * 8, "hamming"):
+                raise f.error("hnsw", f"a {g.dim}-d {g.metric} graph does not fit {index.code_size}-byte codes")
+            nodes = g.ids
+            if nodes.size != int((ids >= 0).sum()) or (nodes.size and (nodes.max() >= ids.shape[0]
+                                                                       or (ids[nodes] < 0).any())):
+                raise f.error("ids", "the live slots are not the graph's nodes")
         return index
 
     def _repr_fields(self) -> str:
@@ -487,6 +482,6 @@ class BinaryIndex(Index):
             fields += ", center=True"
         if self.graph:
             fields += f", graph=True, M={self.M}"
-        if self._rerank is not None:
+        if self._store is not None:
             fields += f", rerank={self.rerank!r}"
         return fields

@@ -8,6 +8,7 @@ import numpy as np
 
 from . import _checks, _core, _result, _storage
 from ._base import CoreIndex
+from ._format import MAX_DIM, Fields
 from ._result import SearchResult
 from .kernels import normalize
 
@@ -131,19 +132,18 @@ class FlatIndex(CoreIndex):
         return params, arrays
 
     @classmethod
-    def _from_state(cls, params: dict, arrays: dict[str, np.ndarray]) -> "FlatIndex":
-        index = cls(params["dim"], params["metric"], storage=params["storage"])
-        rows, ids = arrays["rows"], arrays["ids"]
-        if ids.dtype != np.int64 or ids.ndim != 1:
-            raise ValueError(f"flat index file: ids must be a 1-D int64 array; got {ids.dtype} {ids.shape}")
-        if rows.ndim != 2 or rows.shape != (ids.shape[0], index._row_width()) or rows.dtype != index._row_dtype():
-            raise ValueError(f"flat index file: rows {rows.shape} {rows.dtype} do not match the header")
-        if "lo" in arrays:
-            lo, scale = arrays["lo"], arrays["scale"]
-            if lo.shape != (index.dim,) or scale.shape != (index.dim,):
-                raise ValueError("flat index file: int8 ranges have the wrong shape")
-            index._set_ranges(np.array(lo, dtype=np.float32), np.array(scale, dtype=np.float32))
-        index._core.restore(np.ascontiguousarray(rows), np.ascontiguousarray(ids), int(params.get("next_id", 0)))
+    def _from_state(cls, f: Fields) -> "FlatIndex":
+        index = f.build(cls, f.int("dim", 1, MAX_DIM), f.choice("metric", _checks.METRICS),
+                        storage=f.choice("storage", _checks.STORAGES))
+        ids = f.ids("ids")
+        if (ids < 0).any():
+            raise f.error("ids", "a flat index stores no free slots (every id must be >= 0)")
+        rows = f.array("rows", index._row_dtype(), (ids.shape[0], index._row_width()))
+        if index.metric != "hamming":
+            f.finite_rows("rows", rows, index.storage)
+        if index.storage == "int8" and index.metric != "hamming":
+            index._set_ranges(*f.ranges("lo", "scale", index.dim))
+        index._core.restore(np.ascontiguousarray(rows), np.ascontiguousarray(ids), f.int("next_id", 0, 2**62, 0))
         return index
 
     def _repr_fields(self) -> str:

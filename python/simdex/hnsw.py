@@ -14,6 +14,7 @@ import numpy as np
 
 from . import _checks, _core, _progress, _result, _storage
 from ._base import CoreIndex
+from ._format import MAX_DIM, Fields
 from ._result import SearchResult
 from .kernels import normalize
 from .lid import lid
@@ -56,7 +57,7 @@ class HNSWIndex(CoreIndex):
         self.M = _checks.check_positive_int(M, "M", 2)
         if self.M > 1024:
             raise ValueError(f"M must be <= 1024; got {M}")
-        self.ef_construction = _checks.check_positive_int(ef_construction, "ef_construction")
+        self.ef_construction = _checks.check_list_size(ef_construction, "ef_construction")
         self.seed = _checks.check_positive_int(seed, "seed", 0)
         if self.metric == "hamming":
             if storage != "float32":
@@ -93,7 +94,7 @@ class HNSWIndex(CoreIndex):
 
     @ef.setter
     def ef(self, value: int) -> None:
-        self._ef = _checks.check_positive_int(value, "ef")
+        self._ef = _checks.check_list_size(value, "ef")
 
     @property
     def nbytes(self) -> int:
@@ -230,7 +231,7 @@ class HNSWIndex(CoreIndex):
             # lean path for one query (C++ re-checks size and finiteness)
             return SearchResult(*self._core.search1(queries, k, self._ef if ef is None else ef))
         k = _checks.check_k(k)
-        ef = self._ef if ef is None else _checks.check_positive_int(ef, "ef")
+        ef = self._ef if ef is None else _checks.check_list_size(ef, "ef")
         threads = _checks.check_threads(threads)
         q, was_1d = self._prepare(queries, "queries")
         allowed, offsets, allowed_mask = _checks.as_filter(filter, q.shape[0])
@@ -255,33 +256,33 @@ class HNSWIndex(CoreIndex):
         return params, arrays
 
     @classmethod
-    def _from_state(cls, params: dict, arrays: dict[str, np.ndarray]) -> "HNSWIndex":
-        index = cls(params["dim"], params["metric"], M=params["M"],
-                    ef_construction=params["ef_construction"], storage=params["storage"],
-                    seed=params["seed"], int8_queries=bool(params.get("int8_queries", False)))
-        index.ef = params["ef"]
-        blocks, levels, upper, ids = arrays["blocks"], arrays["levels"], arrays["upper"], arrays["ids"]
+    def _from_state(cls, f: Fields) -> "HNSWIndex":
+        index = f.build(cls, f.int("dim", 1, MAX_DIM), f.choice("metric", _checks.METRICS),
+                        M=f.int("M", 2, 1024), ef_construction=f.int("ef_construction", 1, _checks.MAX_LIST),
+                        storage=f.choice("storage", _checks.STORAGES), seed=f.int("seed", 0, 2**63 - 1),
+                        int8_queries=f.bool("int8_queries", False))
+        index.ef = f.int("ef", 1, _checks.MAX_LIST)
+        ids = f.ids("ids")
         n = ids.shape[0]
         bb = index._core.block_bytes
-        if int(params["block_bytes"]) != bb or blocks.dtype != np.uint8 or blocks.shape != (n, bb):
-            raise ValueError(f"hnsw index file: blocks {blocks.shape} {blocks.dtype} do not match "
-                             f"{n} slots of {bb} bytes")
-        if levels.dtype != np.int32 or levels.shape != (n,) or ids.dtype != np.int64 or ids.ndim != 1:
-            raise ValueError("hnsw index file: levels / ids arrays have the wrong dtype or shape")
-        if upper.dtype != np.uint32 or upper.ndim != 1:
-            raise ValueError("hnsw index file: upper links must be a 1-D uint32 array")
-        if np.any((ids >= 0) & (levels < 0)) or np.any(ids < -1):
-            raise ValueError("hnsw index file: ids and levels disagree on which slots are used")
+        if f.int("block_bytes", 1, 1 << 30) != bb:
+            raise f.error("block_bytes", f"{f.params['block_bytes']} does not match {bb} for these parameters")
+        blocks = f.array("blocks", np.uint8, (n, bb))
+        levels = f.array("levels", np.int32, (n,))
+        upper = f.array("upper", np.uint32, (None,))
+        if ((ids >= 0) & (levels < 0)).any():
+            raise f.error("levels", "a slot with an id has no level")
+        if index.metric != "hamming":
+            dtype = _storage.ROW_DTYPES[index.storage]
+            row_bytes = index.dim * np.dtype(dtype).itemsize
+            f.finite_rows("blocks", np.ascontiguousarray(blocks[:, :row_bytes]).view(dtype), index.storage)
         if index.storage == "int8":
-            lo, scale = arrays["lo"], arrays["scale"]
-            if lo.shape != (index.dim,) or scale.shape != (index.dim,):
-                raise ValueError("hnsw index file: int8 ranges have the wrong shape")
-            index._lo = np.array(lo, dtype=np.float32)
-            index._scale = np.array(scale, dtype=np.float32)
+            index._lo, index._scale = f.ranges("lo", "scale", index.dim)
             index._core.set_ranges(index._lo, index._scale)
-        index._core.restore(blocks, np.ascontiguousarray(ids), levels, upper, int(params["entry"]),
-                             int(params["max_level"]), int(params["insert_count"]),
-                             int(params.get("next_id", 0)), True)
+        # links, levels and the entry point are checked by the core before use
+        index._core.restore(blocks, np.ascontiguousarray(ids), levels, upper, f.int("entry", -1, 2**32 - 2),
+                            f.int("max_level", -1, 30), f.int("insert_count", 0, 2**63 - 1),
+                            f.int("next_id", 0, 2**62, 0), True)
         return index
 
     def _repr_fields(self) -> str:

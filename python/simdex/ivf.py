@@ -19,6 +19,7 @@ import numpy as np
 
 from . import _checks, _core, _result
 from ._base import Index, searches, writes
+from ._format import MAX_DIM, Fields
 from ._rerank import RerankStore
 from ._result import SearchResult
 from .kernels import normalize
@@ -34,6 +35,7 @@ class IVFPQIndex(Index):
     nlist         : coarse clusters (inverted lists)
     metric        : 'l2', 'ip', 'cosine'
     rerank        : None, 'memory' or a file path (exact re-scoring of rerank_k candidates)
+    overwrite     : allow rerank to name an existing non-empty file (it is emptied)
     Layout: codes of all lists in one array sorted by list, offsets (nlist + 1,) in rows
     (8 bits) or in 32-row blocks (4 bits, each list padded to whole blocks).
     remove(ids) forgets the ids in O(1) (their rows are masked out of scans); storage is not
@@ -43,12 +45,12 @@ class IVFPQIndex(Index):
     kind = "ivfpq"
 
     def __init__(self, dim: int, nlist: int, m: int, *, nbits: int = 8, metric: str = "l2",
-                 rerank: Any = None) -> None:
+                 rerank: Any = None, overwrite: bool = False) -> None:
         self.metric = _checks.check_metric(metric, PQ_METRICS)
         self.nlist = _checks.check_positive_int(nlist, "nlist")
         self.pq = ProductQuantizer(dim, m, nbits=nbits)
         self.dim, self.m, self.nbits = self.pq.dim, self.pq.m, self.pq.nbits
-        rerank = RerankStore.check_where(rerank)
+        rerank = RerankStore.check_where(rerank, overwrite)
         self._store = None if rerank is None else RerankStore(self.dim, self.metric, rerank)
         self._init_ids(reuse_slots=False)
         self.centroids: np.ndarray | None = None      # (nlist, dim) float32
@@ -83,6 +85,7 @@ class IVFPQIndex(Index):
         """Coarse k-means (nlist clusters, n_iter iterations, <= 256 points per cluster: the
         FAISS IVF defaults), then PQ on the residuals (25 iterations per sub-space)."""
         threads = _checks.check_threads(threads)
+        _checks.check_untrained(self, len(self))
         a, _ = self._prepare(x, "x")
         if a.shape[0] < self.nlist:
             raise ValueError(f"training needs at least nlist = {self.nlist} vectors; got {a.shape[0]}")
@@ -184,27 +187,39 @@ class IVFPQIndex(Index):
         return arrays
 
     @classmethod
-    def _from_state(cls, params: dict, arrays: dict[str, np.ndarray]) -> "IVFPQIndex":
-        index = cls(params["dim"], params["nlist"], params["m"], nbits=params["nbits"],
-                    metric=params["metric"])
-        index.pq._restore(arrays)
-        offsets, codes, entry = arrays["offsets"], arrays["codes"], arrays["entry_slots"]
-        units = int(offsets[-1]) if offsets.size else -1
+    def _from_state(cls, f: Fields) -> "IVFPQIndex":
+        index = f.build(cls, f.int("dim", 1, MAX_DIM), f.int("nlist", 1, 1 << 24), f.int("m", 1, MAX_DIM),
+                        nbits=f.int("nbits", 4, 8), metric=f.choice("metric", PQ_METRICS))
+        index.pq._restore(f)
+        ids = f.ids("ids")
+        slots = ids.shape[0]
+        offsets = f.array("offsets", np.int64, (index.nlist + 1,))
+        if offsets[0] != 0 or (np.diff(offsets) < 0).any():
+            raise f.error("offsets", "must start at 0 and never decrease")
+        units = int(offsets[-1])
         code_shape = (units, index.m) if index.nbits == 8 else (units, _m4(index.m) // 2, 32)
-        entries = units if index.nbits == 8 else units * 32
-        if (offsets.shape != (index.nlist + 1,) or codes.shape != code_shape
-                or entry.shape != (entries,) or np.any(np.diff(offsets) < 0)
-                or (entry.size and entry.max() >= arrays["ids"].size)):
-            raise ValueError("IVF-PQ index file: list arrays do not match the header")
-        index._restore_ids(arrays["ids"], int(params["next_id"]), "IVF-PQ")
-        index._lists.restore(np.ascontiguousarray(codes, dtype=np.uint8).reshape(-1),
-                             np.ascontiguousarray(entry, dtype=np.int64),
-                             np.ascontiguousarray(offsets, dtype=np.int64), index._slot_count)
-        if params["trained"]:
-            index.centroids = arrays["centroids"]
-            index._list_tables = arrays.get("list_tables")
-        if "rerank" in params:
-            index._store = RerankStore.restore(index.dim, index.metric, params, arrays)
+        codes = f.array("codes", np.uint8, code_shape)
+        entry = f.array("entry_slots", np.int64, (units if index.nbits == 8 else units * 32,))
+        if entry.size and (entry.min() < -1 or entry.max() >= slots):
+            raise f.error("entry_slots", f"entries must be slots in [0, {slots}) (or -1 padding); "
+                                         f"got {int(entry.min())}..{int(entry.max())}")
+        listed = np.bincount(entry[entry >= 0], minlength=slots)
+        if (listed > 1).any() or (listed[ids >= 0] != 1).any():
+            raise f.error("entry_slots", "every stored row must be in exactly one list")
+        if f.bool("trained"):
+            if index.pq.codebooks is None:
+                raise f.error("pq_codebooks", "missing in a trained index")
+            index.centroids = np.array(f.array("centroids", np.float32, (index.nlist, index.dim), finite=True))
+            tables = f.array("list_tables", np.float32, (index.nlist, index.m, index.pq.ksub), finite=True,
+                             optional=index.metric != "l2")
+            index._list_tables = None if tables is None else np.ascontiguousarray(tables)
+        elif slots:
+            raise f.error("trained", f"false, but the index holds {slots} rows")
+        index._restore_ids(ids, f.int("next_id", 0, 2**62), "IVF-PQ")
+        index._lists.restore(np.ascontiguousarray(codes).reshape(-1), np.ascontiguousarray(entry),
+                             np.ascontiguousarray(offsets), index._slot_count)
+        if f.has("rerank"):
+            index._store = f.rows_for(RerankStore.restore(f, index.dim, index.metric), slots)
         return index
 
     def _repr_fields(self) -> str:

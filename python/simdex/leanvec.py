@@ -56,6 +56,7 @@ import numpy as np
 
 from . import _checks, _core, _result, _storage
 from ._base import Index, reads, searches, writes
+from ._format import MAX_DIM, Fields
 from ._rerank import RerankStore
 from .hnsw import HNSWIndex
 from ._result import SearchResult
@@ -287,18 +288,15 @@ class LeanVec:
                 "loss_history": self.loss_history}
 
     @classmethod
-    def _restore(cls, params: dict, query_matrix: np.ndarray | None,
-                 data_matrix: np.ndarray | None) -> "LeanVec":
-        lv = cls(params["out_dim"], kind=params["kind"], seed=params["seed"], solver=params["solver"],
-                 query_blend=params["query_blend"], max_samples=params["max_samples"],
-                 max_iter=params["max_iter"], tol=params["tol"])
-        if data_matrix is not None:
-            dim, d = params["dim"], params["out_dim"]
-            for name, m in (("query_matrix", query_matrix), ("data_matrix", data_matrix)):
-                if m is None or m.shape != (dim, d) or m.dtype != np.float32:
-                    got = None if m is None else (m.shape, m.dtype)
-                    raise ValueError(f"LeanVec {name} must be ({dim}, {d}) float32; got {got}")
-            lv._set(dim, query_matrix, data_matrix, params.get("loss_history", []))
+    def _restore(cls, f: Fields, matrices: tuple[np.ndarray, np.ndarray] | None) -> "LeanVec":
+        """From its params (f) and, when trained, its (query, data) matrices."""
+        lv = f.build(cls, f.int("out_dim", 1, MAX_DIM), kind=f.choice("kind", KINDS),
+                     seed=f.int("seed", 0, 2**63 - 1), solver=f.choice("solver", SOLVERS),
+                     query_blend=f.float("query_blend", 0.0, 1.0, allow_none=True),
+                     max_samples=f.int("max_samples", 2, 2**40), max_iter=f.int("max_iter", 1, 2**31),
+                     tol=f.float("tol", 0.0, 1e300))
+        if matrices is not None:
+            lv._set(matrices[1].shape[0], *matrices, f.floats("loss_history", 1 << 20, []))
         return lv
 
 
@@ -323,7 +321,9 @@ class LeanVecIndex(Index):
                       'int8' (per-dimension ranges from train); re-ranking is exact for the
                       stored precision
     rerank_path     : None keeps the full vectors in RAM (and in the saved file); a file path
-                      keeps them in a raw memory-mapped file there (the saved index refers to it)
+                      keeps them in a raw memory-mapped file there (the saved index records its
+                      size and checksum, never its path: load with simdex.load(path, rerank=...))
+    overwrite       : allow rerank_path to name an existing non-empty file (it is emptied)
     solver, query_blend : passed to LeanVec (see there)
     seed            : seeds the projection's sample and the graph
 
@@ -337,7 +337,7 @@ class LeanVecIndex(Index):
     def __init__(self, dim: int, out_dim: int, *, kind: str = "ood", metric: str = "ip", M: int = 16,
                  ef_construction: int = 200, primary: str = "float16", secondary: str = "float32",
                  rerank_path: str | os.PathLike | None = None, solver: str = "closed_form",
-                 query_blend: float | None = None, seed: int = 0) -> None:
+                 query_blend: float | None = None, seed: int = 0, overwrite: bool = False) -> None:
         self.dim = _checks.check_positive_int(dim, "dim")
         self.out_dim = _checks.check_positive_int(out_dim, "out_dim")
         if self.out_dim > self.dim:
@@ -345,9 +345,9 @@ class LeanVecIndex(Index):
         self.metric = _checks.check_metric(metric, ("ip", "cosine", "l2"))
         self.primary = _checks.check_choice(primary, "primary", PRIMARIES)
         self.secondary = _checks.check_choice(secondary, "secondary", SECONDARIES)
-        if rerank_path is not None and not isinstance(rerank_path, (str, os.PathLike)):
-            raise TypeError(f"rerank_path must be None or a file path; got {type(rerank_path).__name__}")
-        self.rerank_path = None if rerank_path is None else os.fspath(rerank_path)
+        if rerank_path == "memory":
+            raise TypeError("rerank_path must be None (vectors in RAM) or a file path; got 'memory'")
+        self.rerank_path: str | None = RerankStore.check_where(rerank_path, overwrite, "rerank_path")
         self.projection = LeanVec(self.out_dim, kind=kind, seed=seed, solver=solver, query_blend=query_blend)
         if self.metric == "l2" and self.projection.kind == "ood":
             raise ValueError("metric='l2' needs kind='id': the OOD projection approximates inner "
@@ -413,8 +413,7 @@ class LeanVecIndex(Index):
         x       : (n, dim) float sample of the data
         queries : (m, dim) float sample of queries; required for kind='ood', refused for 'id'
         """
-        if len(self):
-            raise ValueError(f"the index already holds {len(self)} vectors; train before the first add")
+        _checks.check_untrained(self, len(self))
         a, _ = self._prepare(x, "x")
         q = None
         if queries is not None:
@@ -475,10 +474,10 @@ class LeanVecIndex(Index):
         returns      : SearchResult(distances (q, k) float32 ascending, ids (q, k) int64, -1 padded)
         """
         k = _checks.check_k(k)
-        ef = self._graph.ef if ef is None else _checks.check_positive_int(ef, "ef")
+        ef = self._graph.ef if ef is None else _checks.check_list_size(ef, "ef")
         threads = _checks.check_threads(threads)
         if rerank_k is not None:
-            rerank_k = _checks.check_positive_int(rerank_k, "rerank_k")
+            rerank_k = _checks.check_list_size(rerank_k, "rerank_k")
             if rerank_k < k:
                 raise ValueError(f"rerank_k must be >= k={k}; got rerank_k={rerank_k}")
         q, was_1d = self._prepare(queries, "queries")
@@ -524,36 +523,43 @@ class LeanVecIndex(Index):
         return arrays
 
     @classmethod
-    def _from_state(cls, params: dict, arrays: dict[str, np.ndarray]) -> "LeanVecIndex":
-        p = params["projection"]
-        store_params = params.get("store")
-        rerank_path = None if store_params is None or store_params["rerank"] == "memory" else store_params["rerank"]
+    def _from_state(cls, f: Fields) -> "LeanVecIndex":
         index = cls.__new__(cls)
-        index.dim, index.out_dim = int(params["dim"]), int(params["out_dim"])
-        index.metric = _checks.check_metric(params["metric"], ("ip", "cosine", "l2"))
-        index.primary = _checks.check_choice(params["primary"], "primary", PRIMARIES)
-        index.secondary = _checks.check_choice(params["secondary"], "secondary", SECONDARIES)
-        index.rerank_path = rerank_path
-        index.seed = int(p["seed"])
-        trained = bool(params["trained"])
-        index.projection = LeanVec._restore(p, arrays.get("query_matrix") if trained else None,
-                                            arrays.get("data_matrix") if trained else None)
-        if index.projection.out_dim != index.out_dim or (trained and index.projection.dim != index.dim):
-            raise ValueError("leanvec index file: projection dimensions do not match the header")
-        graph_arrays = {name[len("graph_"):]: a for name, a in arrays.items() if name.startswith("graph_")}
-        index._graph = HNSWIndex._from_state(params["graph"], graph_arrays)
-        ids = arrays["ids"]
+        index.dim = f.int("dim", 1, MAX_DIM)
+        index.out_dim = f.int("out_dim", 1, index.dim)
+        index.metric = f.choice("metric", ("ip", "cosine", "l2"))
+        index.primary = f.choice("primary", PRIMARIES)
+        index.secondary = f.choice("secondary", SECONDARIES)
+        matrices = None
+        if f.bool("trained"):
+            shape = (index.dim, index.out_dim)
+            matrices = (f.array("query_matrix", np.float32, shape, finite=True),
+                        f.array("data_matrix", np.float32, shape, finite=True))
+        p = f.sub("projection", "")
+        index.projection = LeanVec._restore(p, matrices)
+        index.seed = index.projection.seed
+        if index.projection.out_dim != index.out_dim or (matrices is not None and p.int("dim", 1, MAX_DIM) != index.dim):
+            raise f.error("projection", "dimensions do not match the index")
+        index._graph = HNSWIndex._from_state(f.sub("graph", "graph_"))
+        g = index._graph
+        if (g.dim, g.metric, g.storage) != (index.out_dim, index._graph_metric(), index.primary):
+            raise f.error("graph", f"a {g.dim}-d {g.metric} {g.storage} graph does not fit this index")
+        ids = f.ids("ids")
+        live = int((ids >= 0).sum())
+        graph_slots = g.ids
+        if graph_slots.size != live or (graph_slots.size and (graph_slots.max() >= ids.shape[0]
+                                                              or (ids[graph_slots] < 0).any())):
+            raise f.error("ids", "the live slots are not the graph's nodes")
         index._init_ids(reuse_slots=False)
-        index._restore_ids(ids, int(params.get("next_id", 0)), "leanvec")
-        graph_ids = index._graph.ids
-        if graph_ids.size and (graph_ids.max() >= ids.shape[0] or (ids[graph_ids] < 0).any()):
-            raise ValueError("leanvec index file: ids do not match the graph")
+        index._restore_ids(ids, f.int("next_id", 0, 2**62, 0), "leanvec")
         index._store = None
-        if store_params is not None:
-            index._store = RerankStore.restore(index.dim, index._full_metric(), store_params, arrays,
-                                               storage=index.secondary)
-            if len(index._store) != ids.shape[0]:
-                raise ValueError(f"leanvec index file: {len(index._store)} full vectors for {ids.shape[0]} ids")
+        index.rerank_path = None
+        if f.has("store"):
+            index._store = f.rows_for(RerankStore.restore(f.sub("store", ""), index.dim, index._full_metric(),
+                                                          storage=index.secondary), ids.shape[0])
+            index.rerank_path = index._store.path
+        elif live:
+            raise f.error("store", f"missing, but the index holds {live} vectors")
         return index
 
     def _repr_fields(self) -> str:

@@ -13,6 +13,7 @@ import numpy as np
 
 from . import _checks, _core, _result
 from ._base import Index, searches, writes
+from ._format import MAX_DIM, Fields
 from ._rerank import RerankStore
 from ._result import SearchResult
 from .kernels import normalize
@@ -248,18 +249,16 @@ class ProductQuantizer:
             arrays[prefix + "rotation"] = self.rotation
         return arrays
 
-    def _restore(self, arrays: dict[str, np.ndarray], prefix: str = "pq_") -> None:
-        books = arrays.get(prefix + "codebooks")
+    def _restore(self, f: Fields, prefix: str = "pq_") -> None:
+        books = f.array(prefix + "codebooks", np.float32, (self.m, self.ksub, self.dsub), finite=True,
+                        optional=True)
         if books is not None:
-            if books.shape != (self.m, self.ksub, self.dsub) or books.dtype != np.float32:
-                raise ValueError(f"PQ codebooks have shape {books.shape} {books.dtype}, expected "
-                                 f"{(self.m, self.ksub, self.dsub)} float32")
             self.codebooks = np.ascontiguousarray(books)
-        rotation = arrays.get(prefix + "rotation")
+        rotation = f.array(prefix + "rotation", np.float32, (self.dim, self.dim), finite=True, optional=True)
         if rotation is not None:
-            if rotation.shape != (self.dim, self.dim):
-                raise ValueError(f"OPQ rotation has shape {rotation.shape}, expected {(self.dim, self.dim)}")
-            self.rotation = np.ascontiguousarray(rotation, dtype=np.float32)
+            if books is None:
+                raise f.error(prefix + "codebooks", "missing, but the file has an OPQ rotation")
+            self.rotation = np.ascontiguousarray(rotation)
 
     @property
     def nbytes(self) -> int:
@@ -273,7 +272,7 @@ def _check_rerank_k(rerank_k: Any, k: int, store: RerankStore | None) -> int:
         return k
     if rerank_k is None:
         return max(100, 4 * k)
-    rerank_k = _checks.check_positive_int(rerank_k, "rerank_k")
+    rerank_k = _checks.check_list_size(rerank_k, "rerank_k")
     if rerank_k < k:
         raise ValueError(f"rerank_k must be >= k; got rerank_k={rerank_k}, k={k}")
     return rerank_k
@@ -298,17 +297,18 @@ class PQIndex(Index):
     opq           : learn an OPQ rotation in train()
     rerank        : None, 'memory' (float32 vectors in RAM) or a file path (memory-mapped
                     float32 file) for exact re-scoring of rerank_k candidates
+    overwrite     : allow rerank to name an existing non-empty file (it is emptied)
     remove(ids) forgets the ids (their rows are never returned); storage is not compacted.
     """
 
     kind = "pq"
 
     def __init__(self, dim: int, m: int, *, nbits: int = 8, metric: str = "l2", opq: bool = False,
-                 rerank: Any = None) -> None:
+                 rerank: Any = None, overwrite: bool = False) -> None:
         self.metric = _checks.check_metric(metric, PQ_METRICS)
         self.pq = ProductQuantizer(dim, m, nbits=nbits)
         self.dim, self.m, self.nbits, self.opq = self.pq.dim, self.pq.m, self.pq.nbits, bool(opq)
-        rerank = RerankStore.check_where(rerank)
+        rerank = RerankStore.check_where(rerank, overwrite)
         self._store = None if rerank is None else RerankStore(self.dim, self.metric, rerank)
         self._init_ids(reuse_slots=False)
         self._codes = self._empty_codes()
@@ -343,6 +343,7 @@ class PQIndex(Index):
     def train(self, x: Any, *, seed: int = 0, threads: int | None = None) -> "PQIndex":
         """Train the quantizer (and the OPQ rotation if opq=True) on x (n, dim), n >= 2**nbits."""
         threads = _checks.check_threads(threads)
+        _checks.check_untrained(self, len(self))
         a, _ = self._prepare(x, "x")
         self.pq.fit(a, opq=self.opq, seed=seed, threads=threads)
         return self
@@ -421,19 +422,22 @@ class PQIndex(Index):
         return arrays
 
     @classmethod
-    def _from_state(cls, params: dict, arrays: dict[str, np.ndarray]) -> "PQIndex":
-        index = cls(params["dim"], params["m"], nbits=params["nbits"], metric=params["metric"],
-                    opq=params["opq"])
-        index.pq._restore(arrays)
-        n = int(params["n"])
-        codes, ids = arrays["codes"], arrays["ids"]
+    def _from_state(cls, f: Fields) -> "PQIndex":
+        index = f.build(cls, f.int("dim", 1, MAX_DIM), f.int("m", 1, MAX_DIM), nbits=f.int("nbits", 4, 8),
+                        metric=f.choice("metric", PQ_METRICS), opq=f.bool("opq"))
+        index.pq._restore(f)
+        n = f.int("n", 0, 2**40)
         expected = (n, index.m) if index.nbits == 8 else ((n + 31) // 32, _m4(index.m) // 2, 32)
-        if codes.shape != expected or codes.dtype != np.uint8 or ids.shape != (n,):
-            raise ValueError(f"PQ index file: codes {codes.shape} / ids {ids.shape} do not match n={n}")
-        index._restore_ids(ids, int(params["next_id"]), "PQ")
+        codes = f.array("codes", np.uint8, expected)
+        ids = f.ids("ids", n)
+        if n and index.pq.codebooks is None:
+            raise f.error("pq_codebooks", f"missing, but the index holds {n} codes")
+        if index.opq and index.pq.codebooks is not None and index.pq.rotation is None:
+            raise f.error("pq_rotation", "missing, but the index was trained with opq=True")
+        index._restore_ids(ids, f.int("next_id", 0, 2**62), "PQ")
         index._codes = codes
-        if "rerank" in params:
-            index._store = RerankStore.restore(index.dim, index.metric, params, arrays)
+        if f.has("rerank"):
+            index._store = f.rows_for(RerankStore.restore(f, index.dim, index.metric), n)
         return index
 
     def _repr_fields(self) -> str:
