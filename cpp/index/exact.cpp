@@ -1,6 +1,8 @@
 #include "index/exact.hpp"
 
 #include <algorithm>
+#include <limits>
+#include <utility>
 #include <vector>
 
 #include "index/scan.hpp"
@@ -182,6 +184,37 @@ void rows_search(const KernelTable& t, const StoreSpec& spec, const std::uint8_t
     scan_topk(n, nq, k, mask, threads, kRowBlock, make_scorer, out_distances, out_slots);
 }
 
+// The final top-k of every query re-scored by the one Scorer (direct differences for l2, the
+// pair kernels otherwise) and re-sorted: from `wide` candidates per query (the GEMM path's
+// ||q||^2 - 2<q,x> + ||x||^2 form cancels badly when norms dwarf distances, so it proposes
+// more than k) down to k. Every path then returns the same distance for the same pair.
+void rescore_topk(const KernelTable& t, const StoreSpec& spec, const std::uint8_t* data,
+                  const std::uint8_t* queries, std::size_t nq, std::size_t wide,
+                  const std::int64_t* wide_slots, std::size_t k,
+                  std::size_t threads, float* out_distances, std::int64_t* out_slots) {
+    const std::size_t qbytes = query_bytes(spec);
+    constexpr std::size_t kChunk = 16;
+    parallel_for((nq + kChunk - 1) / kChunk, threads, [&](std::size_t task, std::size_t) {
+        QueryScorer scorer(t, spec);
+        std::vector<std::pair<float, std::int64_t>> found;
+        for (std::size_t i = task * kChunk; i < std::min(nq, (task + 1) * kChunk); ++i) {
+            scorer.set_query(queries + i * qbytes);
+            found.clear();
+            for (std::size_t j = 0; j < wide; ++j) {
+                const std::int64_t slot = wide_slots[i * wide + j];
+                if (slot < 0) continue;
+                found.emplace_back(scorer.distance(data + static_cast<std::size_t>(slot) * spec.row_bytes), slot);
+            }
+            const std::size_t keep = std::min(k, found.size());
+            std::partial_sort(found.begin(), found.begin() + keep, found.end());
+            for (std::size_t j = 0; j < k; ++j) {
+                out_distances[i * k + j] = j < keep ? found[j].first : std::numeric_limits<float>::infinity();
+                out_slots[i * k + j] = j < keep ? found[j].second : -1;
+            }
+        }
+    });
+}
+
 }  // namespace
 
 void exact_search(const KernelTable& table, const StoreSpec& spec, const std::uint8_t* data,
@@ -194,12 +227,20 @@ void exact_search(const KernelTable& table, const StoreSpec& spec, const std::ui
         hamming_search(table, spec, data, n, query_bytes_ptr, nq, k, mask, threads, out_distances,
                        out_slots);
     } else if (use_gemm(spec, nq)) {
+        const std::size_t wide = k + std::min<std::size_t>(k, 8);
+        std::vector<float> distances(nq * wide);
+        std::vector<std::int64_t> slots(nq * wide);
         gemm_search(table, spec, reinterpret_cast<const float*>(data), n,
-                    static_cast<const float*>(queries), nq, k, mask, threads, out_distances,
-                    out_slots, nullptr);
+                    static_cast<const float*>(queries), nq, wide, mask, threads, distances.data(),
+                    slots.data(), nullptr);
+        rescore_topk(table, spec, data, query_bytes_ptr, nq, wide, slots.data(), k, threads,
+                     out_distances, out_slots);
     } else {
         rows_search(table, spec, data, n, query_bytes_ptr, nq, k, mask, threads, out_distances,
                     out_slots);
+        if (spec.storage != Storage::bits)
+            rescore_topk(table, spec, data, query_bytes_ptr, nq, k, out_slots, k, threads,
+                         out_distances, out_slots);
     }
 }
 

@@ -983,18 +983,18 @@ void HnswGraph::restore(const std::uint8_t* blocks, bool borrow, std::size_t slo
     std::size_t expected_upper = 0, live = 0;
     int top = -1;
     for (std::size_t s = 0; s < slot_count; ++s) {
-        if (levels[s] < -1 || levels[s] > 30) throw std::invalid_argument("hnsw file: bad level");
+        if (levels[s] < -1 || levels[s] > 30) throw std::invalid_argument("hnsw file: field 'levels': level out of range");
         if (levels[s] >= 0) ++live;
         if (ids[s] < -1 || (ids[s] >= 0 && levels[s] < 0))
-            throw std::invalid_argument("hnsw file: ids[" + std::to_string(s) + "] = " +
+            throw std::invalid_argument("hnsw file: field 'ids': ids[" + std::to_string(s) + "] = " +
                                         std::to_string(ids[s]) + " does not match its level");
         top = std::max(top, levels[s]);
         expected_upper += static_cast<std::size_t>(std::max(levels[s], 0)) * (1 + M_);
     }
-    if (expected_upper != upper_len) throw std::invalid_argument("hnsw file: upper links do not match the levels");
+    if (expected_upper != upper_len) throw std::invalid_argument("hnsw file: field 'upper': size does not match the levels");
     if (live ? (entry >= slot_count || levels[entry] != max_level || max_level != top)
              : (entry != kNone || max_level != -1))
-        throw std::invalid_argument("hnsw file: bad entry point");
+        throw std::invalid_argument("hnsw file: field 'entry' / 'max_level': not the top node");
     std::size_t offset = 0;
     for (std::size_t s = 0; s < slot_count; ++s) {
         std::size_t level = static_cast<std::size_t>(std::max(levels[s], 0));
@@ -1003,10 +1003,11 @@ void HnswGraph::restore(const std::uint8_t* blocks, bool borrow, std::size_t slo
                 ? reinterpret_cast<const std::uint32_t*>(blocks + s * block_bytes_ + links_offset_)
                 : upper + offset + (l - 1) * (1 + M_);
             std::size_t limit = levels[s] < 0 ? 0 : (l == 0 ? M0_ : M_);
-            if (list[0] > limit) throw std::invalid_argument("hnsw file: link list too long");
+            const char* field = l == 0 ? "hnsw file: field 'blocks': " : "hnsw file: field 'upper': ";
+            if (list[0] > limit) throw std::invalid_argument(std::string(field) + "link list too long");
             for (std::size_t i = 0; i < list[0]; ++i)
                 if (list[i + 1] >= slot_count || levels[list[i + 1]] < static_cast<int>(l))
-                    throw std::invalid_argument("hnsw file: link to a missing node");
+                    throw std::invalid_argument(std::string(field) + "link to a missing node");
         }
         offset += level * (1 + M_);
     }
