@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, _core, _result
+from . import _checks, _core, _progress, _result
 from ._base import Index, reads, searches, writes
 from .pq import _grown
 from ._format import MAX_DIM, Fields
@@ -300,32 +300,39 @@ class BinaryIndex(Index):
 
     # ---- building -----------------------------------------------------------------------
     @writes
-    def train(self, x: Any) -> "BinaryIndex":
+    def train(self, x: Any, *, progress: bool = False) -> "BinaryIndex":
         """Learn the residual round weights (and the center if center=True) from x (n, dim).
-        Without train(), the first add() trains on its vectors."""
+        Without train(), the first add() trains on its vectors (progress: a one-step bar)."""
         _checks.check_untrained(self, len(self))
         a, _ = self._prepare(x, "x")
-        self.binarizer.fit(a)
+        with _progress.Progress(progress, 1, "Binary train", "stage") as bar:
+            self.binarizer.fit(a)
+            bar.update()
         return self
 
     @writes
-    def add(self, x: Any, ids: Any = None, *, threads: int | None = None) -> np.ndarray:
+    def add(self, x: Any, ids: Any = None, *, threads: int | None = None,
+            progress: bool = False) -> np.ndarray:
         """Binarize and add vectors x (n, dim); returns their ids (n,) int64.
-        Slots of removed vectors are reused first."""
+        Slots of removed vectors are reused first (progress: a bar over the rows encoded, or
+        inserted into the graph with graph=True)."""
         threads = _checks.check_threads(threads)
+        _progress.check(progress)
         a, _ = self._prepare(x, "x")
         n = a.shape[0]
         if not self.is_trained:
             self.binarizer.fit(a)
-        codes = self.binarizer._encode(a)
+        with _progress.Progress(progress and self._hnsw is None, n, "Binary add") as bar:
+            codes = np.concatenate([self.binarizer._encode(a[part]) for part in _progress.chunks(n, bar)])
         new_ids, slots = self._bind_ids(ids, n)  # freed slots first, then new ones at the end
         try:
             self._codes = _grown(self._codes, self._slot_count, self._codes.shape[0])
             self._codes[slots] = codes
             if self._store is not None:
                 self._store.put(slots, a)
-            if self._hnsw is not None:
-                self._hnsw._core.add(codes, slots, None, threads)  # graph ids are our slots
+            if self._hnsw is not None:  # graph ids are our slots
+                with _progress.Progress(progress, n, "Binary graph add") as bar:
+                    self._hnsw._add_rows(codes, slots, None, threads, bar)
         except BaseException:
             # Interrupted (Ctrl-C) or failed: undo the whole add (the rows stay out).
             if self._hnsw is not None:

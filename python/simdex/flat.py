@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, _core, _result, _storage
+from . import _checks, _core, _progress, _result, _storage
 from ._base import CoreIndex
 from ._format import MAX_DIM, Fields
 from ._result import SearchResult
@@ -80,20 +80,28 @@ class FlatIndex(CoreIndex):
         self._core.set_ranges(lo, scale)
         self._lo, self._scale = lo, scale
 
-    def add(self, x: Any, ids: Any = None, *, threads: int | None = None) -> np.ndarray:
+    def add(self, x: Any, ids: Any = None, *, threads: int | None = None,
+            progress: bool = False) -> np.ndarray:
         """Add vectors x (n, dim) (or (n, dim/8) uint8 codes for hamming); returns their ids (n,) int64.
 
-        ids     : (n,) unique non-negative ints not in the index, or None (sequential)
-        threads : encoding to float16/bfloat16/int8 runs in row chunks on this many threads.
+        ids      : (n,) unique non-negative ints not in the index, or None (sequential)
+        threads  : encoding to float16/bfloat16/int8 runs in row chunks on this many threads.
+        progress : a bar over the rows encoded (adding them is one copy)
         """
         threads = _checks.check_threads(threads)
+        _progress.check(progress)
         a, _ = self._prepare(x, "x")
         new_ids = None if ids is None else _checks.as_ids(ids, a.shape[0])
         if self.storage == "int8" and self._lo is None:
             _storage.warn_small_int8_sample(a.shape[0], "FlatIndex")
             self._set_ranges(*_storage.train_int8(a))
-        rows = a if self.metric == "hamming" else _storage.encode(a, self.storage, self._lo, self._scale, threads=threads)
-        return self._core.add(np.ascontiguousarray(rows), new_ids)
+        if self.metric == "hamming" or self.storage == "float32":
+            return self._core.add(np.ascontiguousarray(a), new_ids)
+        rows = np.empty(a.shape, dtype=self._row_dtype())
+        with _progress.Progress(progress, a.shape[0], "Flat add") as bar:
+            for part in _progress.chunks(a.shape[0], bar):
+                rows[part] = _storage.encode(a[part], self.storage, self._lo, self._scale, threads=threads)
+        return self._core.add(rows, new_ids)
 
     def remove(self, ids: Any) -> int:
         """Remove vectors by id; returns how many were removed (unknown ids are ignored).

@@ -136,15 +136,13 @@ class HNSWIndex(CoreIndex):
         """
         threads = _checks.check_threads(threads)
         insertion_order = _checks.check_choice(insertion_order, "insertion_order", INSERTION_ORDERS)
-        if not isinstance(progress, bool):
-            raise TypeError(f"progress must be True or False; got {type(progress).__name__}")
+        _progress.check(progress)
         a, _ = self._prepare(x, "x")
         new_ids = None if ids is None else _checks.as_ids(ids, a.shape[0])
         a, rows = self._encode_rows(a)
         order = self._order(a, insertion_order, threads)
-        if progress:
-            return self._add_with_progress(rows, new_ids, order, threads)
-        return self._core.add(rows, new_ids, order, threads)
+        with _progress.Progress(progress, a.shape[0], "HNSW add") as bar:
+            return self._add_rows(rows, new_ids, order, threads, bar)
 
     def _encode_rows(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Checked rows (n, dim) -> (rows as indexed (unit length for cosine), rows encoded to
@@ -171,22 +169,20 @@ class HNSWIndex(CoreIndex):
         values = lid(points, k, threads=threads)
         return np.argsort(-values, kind="stable").astype(np.int64)
 
-    def _add_with_progress(self, rows: np.ndarray, new_ids: np.ndarray | None,
-                           order: np.ndarray | None, threads: int | None) -> np.ndarray:
-        bar = _progress.bar(rows.shape[0], "HNSW add")
-        if bar is None:
-            return self._core.add(rows, new_ids, order, threads)
+    def _add_rows(self, rows: np.ndarray, ids: np.ndarray | None, order: np.ndarray | None,
+                  threads: int | None, bar: _progress.Progress) -> np.ndarray:
+        """Insert encoded rows: one call into the core, or (a bar shown) chunks of about 1%
+        of the rows, each ticking the bar. LeanVec and Binary graphs insert through here."""
+        if not bar.shown:
+            return self._core.add(rows, ids, order, threads)
         n = rows.shape[0]
         sequence = np.arange(n, dtype=np.int64) if order is None else order
         out = np.empty(n, dtype=np.int64)
-        step = max(1000, n // 100)
-        with bar:
-            for begin in range(0, n, step):
-                part = sequence[begin: begin + step]
-                out[part] = self._core.add(np.ascontiguousarray(rows[part]),
-                                            None if new_ids is None else np.ascontiguousarray(new_ids[part]),
-                                            None, threads)
-                bar.update(part.size)
+        for part in _progress.chunks(n, bar, chunk=max(1000, n // 100)):
+            chosen = sequence[part]
+            out[chosen] = self._core.add(np.ascontiguousarray(rows[chosen]),
+                                         None if ids is None else np.ascontiguousarray(ids[chosen]),
+                                         None, threads)
         return out
 
     def remove(self, ids: Any, *, threads: int | None = None) -> int:

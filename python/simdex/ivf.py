@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, _core, _result
+from . import _checks, _core, _progress, _result
 from ._base import Index, searches, writes
 from ._format import MAX_DIM, Fields
 from ._rerank import RerankStore
@@ -81,17 +81,19 @@ class IVFPQIndex(Index):
 
     # ---- training -----------------------------------------------------------------------
     @writes
-    def train(self, x: Any, *, seed: int = 0, n_iter: int = 10, threads: int | None = None) -> "IVFPQIndex":
+    def train(self, x: Any, *, seed: int = 0, n_iter: int = 10, threads: int | None = None,
+              progress: bool = False) -> "IVFPQIndex":
         """Coarse k-means (nlist clusters, n_iter iterations, <= 256 points per cluster: the
-        FAISS IVF defaults), then PQ on the residuals (25 iterations per sub-space)."""
+        FAISS IVF defaults), then PQ on the residuals (25 iterations per sub-space);
+        progress: a bar for each of the two stages."""
         threads = _checks.check_threads(threads)
         _checks.check_untrained(self, len(self))
         a, _ = self._prepare(x, "x")
         if a.shape[0] < self.nlist:
             raise ValueError(f"training needs at least nlist = {self.nlist} vectors; got {a.shape[0]}")
         centroids, labels = kmeans(a, self.nlist, n_iter=n_iter, seed=seed,
-                                   max_samples=256 * self.nlist, threads=threads)
-        self.pq.fit(a - centroids[labels], seed=seed + 1, threads=threads)
+                                   max_samples=256 * self.nlist, threads=threads, progress=progress)
+        self.pq.fit(a - centroids[labels], seed=seed + 1, threads=threads, progress=progress)
         books = self.pq.codebooks
         if self.metric == "l2":
             c = centroids.reshape(self.nlist, self.m, self.pq.dsub)
@@ -111,15 +113,20 @@ class IVFPQIndex(Index):
 
     # ---- adding -------------------------------------------------------------------------
     @writes
-    def add(self, x: Any, ids: Any = None, *, threads: int | None = None) -> np.ndarray:
-        """Assign x (n, dim) to lists, encode residuals, add; returns the ids (n,) int64."""
+    def add(self, x: Any, ids: Any = None, *, threads: int | None = None,
+            progress: bool = False) -> np.ndarray:
+        """Assign x (n, dim) to lists, encode residuals, add; returns the ids (n,) int64
+        (progress: a bar over the rows assigned and encoded)."""
         threads = _checks.check_threads(threads)
         if not self.is_trained:
             raise ValueError("IVFPQIndex is not trained; call train(x) before add()")
         a, _ = self._prepare(x, "x")
-        _, labels = self._assign(a, 1, threads)
-        labels = labels[:, 0]
-        codes = self.pq._encode_raw(np.ascontiguousarray(a - self.centroids[labels]), threads)
+        labels = np.empty(a.shape[0], dtype=np.int64)
+        codes = np.empty((a.shape[0], self.m), dtype=np.uint8)
+        with _progress.Progress(progress, a.shape[0], "IVF-PQ add") as bar:
+            for part in _progress.chunks(a.shape[0], bar):
+                labels[part] = self._assign(a[part], 1, threads)[1][:, 0]
+                codes[part] = self.pq._encode_raw(np.ascontiguousarray(a[part] - self.centroids[labels[part]]), threads)
         new_ids, slots = self._bind_ids(ids, a.shape[0])  # appended slots
         self._lists.append(np.ascontiguousarray(labels, dtype=np.int64), np.ascontiguousarray(codes), slots)
         if self._store is not None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, _core
+from . import _checks, _core, _progress
 
 INITS = ("k-means++", "random")
 # k-means++ seeding is sequential (k passes over the points): it runs on a random pool of
@@ -82,7 +82,8 @@ def _update(x: np.ndarray, labels: np.ndarray, distances: np.ndarray, centroids:
 
 
 def kmeans(x: Any, k: int, *, n_iter: int = 25, init: Any = "k-means++", seed: int = 0,
-           max_samples: int | None = None, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+           max_samples: int | None = None, threads: int | None = None,
+           progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Cluster x into k groups with Lloyd's algorithm.
 
     x           : (n, d) floats (float32 taken without copy), n >= k
@@ -93,6 +94,7 @@ def kmeans(x: Any, k: int, *, n_iter: int = 25, init: Any = "k-means++", seed: i
     seed        : seed of every random draw (numpy.random.default_rng)
     max_samples : train on a random subset of this many points (None = all)
     threads     : threads for the assignment step (None = all cores)
+    progress    : show a progress bar over the iterations (needs tqdm)
     returns     : (centroids (k, d) float32, labels (n,) int64 of every point of x, not only
                   of the training subset)
     """
@@ -123,10 +125,13 @@ def kmeans(x: Any, k: int, *, n_iter: int = 25, init: Any = "k-means++", seed: i
         if centroids.shape[0] != k:
             raise ValueError(f"init must have shape ({k}, {d}), one row per cluster; got {centroids.shape}")
         centroids = centroids.copy()
-    for _ in range(n_iter):
-        distances, labels = _assign(train, centroids, threads)
-        centroids = _update(train, labels, distances, centroids)
-    _, labels = _assign(a, centroids, threads)
+    with _progress.Progress(progress, n_iter + 1, "k-means", "iter") as bar:
+        for _ in range(n_iter):
+            distances, labels = _assign(train, centroids, threads)
+            centroids = _update(train, labels, distances, centroids)
+            bar.update()
+        _, labels = _assign(a, centroids, threads)
+        bar.update()
     return centroids, labels.astype(np.int64, copy=False)
 
 

@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, _core, _result, _storage
+from . import _checks, _core, _progress, _result, _storage
 from ._base import Index, reads, searches, writes
 from ._format import MAX_DIM, Fields
 from ._rerank import RerankStore
@@ -407,30 +407,38 @@ class LeanVecIndex(Index):
 
     # ---- building -----------------------------------------------------------------------
     @writes
-    def train(self, x: Any, queries: Any = None) -> "LeanVecIndex":
+    def train(self, x: Any, queries: Any = None, *, progress: bool = False) -> "LeanVecIndex":
         """Fit the projection (and int8 secondary ranges) on a data sample.
 
-        x       : (n, dim) float sample of the data
-        queries : (m, dim) float sample of queries; required for kind='ood', refused for 'id'
+        x        : (n, dim) float sample of the data
+        queries  : (m, dim) float sample of queries; required for kind='ood', refused for 'id'
+        progress : a bar over the stages (projection, graph ranges, re-rank store)
         """
         _checks.check_untrained(self, len(self))
         a, _ = self._prepare(x, "x")
         q = None
         if queries is not None:
             q, _ = self._prepare(queries, "queries")
-        self.projection.fit(a, q)
-        if self.primary == "int8":  # the graph's int8 ranges from the projected sample
-            self._graph.train(self.projection._project(a, self.projection._data_rows, None))
-        lo = scale = None
-        if self.secondary == "int8":
-            lo, scale = _storage.train_int8(a)
-        self._store = self._new_store(lo, scale)
+        with _progress.Progress(progress, 3, "LeanVec train", "stage") as bar:
+            self.projection.fit(a, q)
+            bar.update()
+            if self.primary == "int8":  # the graph's int8 ranges from the projected sample
+                self._graph.train(self.projection._project(a, self.projection._data_rows, None))
+            bar.update()
+            lo = scale = None
+            if self.secondary == "int8":
+                lo, scale = _storage.train_int8(a)
+            self._store = self._new_store(lo, scale)
+            bar.update()
         return self
 
     @writes
-    def add(self, x: Any, ids: Any = None, *, threads: int | None = None) -> np.ndarray:
-        """Add vectors x (n, dim); returns their ids (n,) int64."""
+    def add(self, x: Any, ids: Any = None, *, threads: int | None = None,
+            progress: bool = False) -> np.ndarray:
+        """Add vectors x (n, dim); returns their ids (n,) int64 (progress: a bar over the
+        rows inserted into the graph)."""
         threads = _checks.check_threads(threads)
+        _progress.check(progress)
         if not self.is_trained:
             hint = "train(x, queries)" if self.projection.kind == "ood" else "train(x)"
             raise ValueError(f"LeanVecIndex is not trained; call {hint} before add")
@@ -440,7 +448,8 @@ class LeanVecIndex(Index):
         self._store.append(a)
         try:
             # graph ids are our slots (the graph's core directly: rows checked here already)
-            self._graph._core.add(self._graph._encode_rows(reduced)[1], slots, None, threads)
+            with _progress.Progress(progress, a.shape[0], "LeanVec add") as bar:
+                self._graph._add_rows(self._graph._encode_rows(reduced)[1], slots, None, threads, bar)
         except BaseException:
             # Interrupted (Ctrl-C) or failed: undo the whole add; the stored rows stay,
             # behind dead slots, so store rows and slots stay aligned.

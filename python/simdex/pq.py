@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, _core, _result
+from . import _checks, _core, _progress, _result
 from ._base import Index, searches, writes
 from ._format import MAX_DIM, Fields
 from ._rerank import RerankStore
@@ -115,17 +115,19 @@ class ProductQuantizer:
 
     # ---- training -------------------------------------------------------------------------
     def _fit_codebooks(self, xr: np.ndarray, n_iter: int, seed: int, threads: int | None,
-                       init: np.ndarray | None = None) -> np.ndarray:
+                       bar: _progress.Progress, init: np.ndarray | None = None) -> np.ndarray:
         books = np.empty((self.m, self.ksub, self.dsub), np.float32)
         for j in range(self.m):
             sub = np.ascontiguousarray(xr[:, j * self.dsub:(j + 1) * self.dsub])
             start = "k-means++" if init is None else init[j]
             books[j], _ = kmeans(sub, self.ksub, n_iter=n_iter, init=start, seed=seed + j,
                                  threads=threads)
+            bar.update()
         return books
 
     def fit(self, x: Any, *, opq: bool = False, n_iter: int = 25, opq_iter: int = 10,
-            seed: int = 0, max_samples: int | None = None, threads: int | None = None) -> "ProductQuantizer":
+            seed: int = 0, max_samples: int | None = None, threads: int | None = None,
+            progress: bool = False) -> "ProductQuantizer":
         """Train codebooks (one k-means per sub-space) and, with opq=True, a rotation.
 
         x           : (n, dim) floats, n >= 2**nbits
@@ -133,6 +135,7 @@ class ProductQuantizer:
                       training on x @ R (4 k-means iterations, warm-started) and the Procrustes
                       solution R = U V^T of svd(x^T decode(encode(x @ R))), opq_iter times
         max_samples : training subset size (default 256 * 2**nbits, as FAISS)
+        progress    : show a progress bar over the sub-space k-means runs (needs tqdm)
         """
         a, _ = _checks.as_float_rows(x, self.dim, "x", allow_1d=False)
         n_iter = _checks.check_positive_int(n_iter, "n_iter", minimum=0)
@@ -143,23 +146,26 @@ class ProductQuantizer:
             a = a[np.sort(rng.choice(a.shape[0], limit, replace=False))]
         if a.shape[0] < self.ksub:
             raise ValueError(f"training needs at least 2**nbits = {self.ksub} vectors; got {a.shape[0]}")
-        if not opq:
-            self.rotation = None
-            self.codebooks = self._fit_codebooks(a, n_iter, seed, threads)
-            return self
-        a64 = a.astype(np.float64)
-        rotation = np.eye(self.dim)
-        books = None
-        for it in range(opq_iter):
+        rounds = 1 + (opq_iter if opq else 0)
+        with _progress.Progress(progress, rounds * self.m, "PQ fit" + (" (OPQ)" if opq else ""),
+                                "sub-space") as bar:
+            if not opq:
+                self.rotation = None
+                self.codebooks = self._fit_codebooks(a, n_iter, seed, threads, bar)
+                return self
+            a64 = a.astype(np.float64)
+            rotation = np.eye(self.dim)
+            books = None
+            for it in range(opq_iter):
+                xr = np.ascontiguousarray(a64 @ rotation, dtype=np.float32)
+                books = self._fit_codebooks(xr, 4, seed + 1000 * it, threads, bar, books)
+                self.codebooks, self.rotation = books, None
+                recon = self._decode_raw(self._encode_raw(xr, threads)).astype(np.float64)
+                u, _, vt = np.linalg.svd(a64.T @ recon)
+                rotation = u @ vt
             xr = np.ascontiguousarray(a64 @ rotation, dtype=np.float32)
-            books = self._fit_codebooks(xr, 4, seed + 1000 * it, threads, books)
-            self.codebooks, self.rotation = books, None
-            recon = self._decode_raw(self._encode_raw(xr, threads)).astype(np.float64)
-            u, _, vt = np.linalg.svd(a64.T @ recon)
-            rotation = u @ vt
-        xr = np.ascontiguousarray(a64 @ rotation, dtype=np.float32)
-        self.codebooks = self._fit_codebooks(xr, n_iter, seed, threads, books)
-        self.rotation = np.ascontiguousarray(rotation, dtype=np.float32)
+            self.codebooks = self._fit_codebooks(xr, n_iter, seed, threads, bar, books)
+            self.rotation = np.ascontiguousarray(rotation, dtype=np.float32)
         return self
 
     # ---- coding ---------------------------------------------------------------------------
@@ -340,22 +346,28 @@ class PQIndex(Index):
         return (normalize(a) if self.metric == "cosine" else a), was_1d
 
     @writes
-    def train(self, x: Any, *, seed: int = 0, threads: int | None = None) -> "PQIndex":
-        """Train the quantizer (and the OPQ rotation if opq=True) on x (n, dim), n >= 2**nbits."""
+    def train(self, x: Any, *, seed: int = 0, threads: int | None = None,
+              progress: bool = False) -> "PQIndex":
+        """Train the quantizer (and the OPQ rotation if opq=True) on x (n, dim), n >= 2**nbits
+        (progress: a bar over the sub-space k-means runs)."""
         threads = _checks.check_threads(threads)
         _checks.check_untrained(self, len(self))
         a, _ = self._prepare(x, "x")
-        self.pq.fit(a, opq=self.opq, seed=seed, threads=threads)
+        self.pq.fit(a, opq=self.opq, seed=seed, threads=threads, progress=progress)
         return self
 
     @writes
-    def add(self, x: Any, ids: Any = None, *, threads: int | None = None) -> np.ndarray:
-        """Encode and add vectors x (n, dim); returns their ids (n,) int64."""
+    def add(self, x: Any, ids: Any = None, *, threads: int | None = None,
+            progress: bool = False) -> np.ndarray:
+        """Encode and add vectors x (n, dim); returns their ids (n,) int64 (progress: a bar
+        over the rows encoded)."""
         threads = _checks.check_threads(threads)
         if not self.is_trained:
             raise ValueError("PQIndex is not trained; call train(x) before add()")
         a, _ = self._prepare(x, "x")
-        codes = self.pq._encode_raw(self.pq._rotate(a), threads)
+        with _progress.Progress(progress, a.shape[0], "PQ add") as bar:
+            codes = np.concatenate([self.pq._encode_raw(self.pq._rotate(a[part]), threads)
+                                    for part in _progress.chunks(a.shape[0], bar)])
         n = self._n
         new_ids, slots = self._bind_ids(ids, a.shape[0])  # appended: slots n .. n + len - 1
         if self.nbits == 8:
