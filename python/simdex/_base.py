@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from typing import Any, Callable, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, TypeVar, cast
 
 import numpy as np
 
@@ -62,10 +62,11 @@ class _ReadWriteLock:
 
 
 def _index_lock(index: Any) -> _ReadWriteLock:
-    lock = index.__dict__.get("_rwlock")
+    lock: _ReadWriteLock | None = index.__dict__.get("_rwlock")
     if lock is None:
         with _LOCK_GUARD:
             lock = index.__dict__.setdefault("_rwlock", _ReadWriteLock())
+    assert lock is not None
     return lock
 
 
@@ -99,6 +100,7 @@ def searches(method: F) -> F:
         filters = kwargs.get("filter")
         if not _checks.is_filter_list(filters):
             return method(self, queries, k, **kwargs)
+        assert filters is not None
         q = np.asarray(queries)
         if q.ndim != 2 or q.shape[0] != len(filters):
             raise ValueError(f"a list of filters needs one filter per query row: expected "
@@ -109,13 +111,21 @@ def searches(method: F) -> F:
                  for i in range(q.shape[0])]
         return SearchResult(np.concatenate([p.distances for p in parts]),
                             np.concatenate([p.ids for p in parts]))
-    return reads(per_row)  # type: ignore[arg-type]
+    return reads(cast(F, per_row))
 
 
 class Index:
     kind: ClassVar[str] = ""
     dim: int
     metric: str
+
+    if TYPE_CHECKING:  # what every index implements (declared for type checkers only)
+        def add(self, x: Any, ids: Any = None, *, threads: int | None = None) -> np.ndarray: ...
+
+        def remove(self, ids: Any) -> int: ...
+
+        def search(self, queries: Any, k: int = 10, *, filter: Any = None, max_distance: Any = None,
+                   threads: int | None = None) -> SearchResult: ...
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -141,7 +151,8 @@ class Index:
     @property
     def ids(self) -> np.ndarray:
         """The live ids, int64 (n,), in slot order."""
-        return self._id_owner.ids()
+        ids: np.ndarray = self._id_owner.ids()
+        return ids
 
     def __contains__(self, id: object) -> bool:
         return isinstance(id, (int, np.integer)) and not isinstance(id, bool) and int(id) in self._id_owner
@@ -165,7 +176,8 @@ class Index:
         """(slots,) uint8 mask of live slots allowed by one filter (ids array or mask by id),
         or of every live slot; None when every slot is live and there is no filter."""
         allowed, offsets, by_id = _checks.as_filter(filter, 1)
-        return self._idt.scan_mask(allowed, offsets, by_id)
+        mask: np.ndarray | None = self._idt.scan_mask(allowed, offsets, by_id)
+        return mask
 
     def _allowed_slots(self, filter: Any) -> np.ndarray | None:
         """Slots of the live ids one filter allows, int64 (for inner graphs keyed by slot)."""
@@ -174,7 +186,9 @@ class Index:
             return None
         if by_id is not None:
             allowed = np.flatnonzero(by_id).astype(np.int64)
-        return self._idt.slots_of(allowed)
+        assert allowed is not None
+        slots: np.ndarray = self._idt.slots_of(allowed)
+        return slots
 
     @reads
     def reconstruct(self, ids: Any) -> np.ndarray:
@@ -189,7 +203,8 @@ class Index:
         if slots.size != a.size:
             missing = a[~np.isin(a, self._idt.ids_of(slots))]
             raise KeyError(f"ids not in the index: {missing[:5].tolist()}")
-        return store.vectors(slots)
+        rows: np.ndarray = store.vectors(slots)
+        return rows
 
     def _ids_state(self) -> tuple[np.ndarray, int]:
         """(user id per slot, -1 = free or removed; next sequential id) for saving."""
@@ -241,7 +256,7 @@ class Index:
         return lims, dist[keep].astype(np.float32), ids[keep].astype(np.int64)
 
     # ---- persistence -------------------------------------------------------------------
-    def _params(self) -> dict:
+    def _params(self) -> dict[str, Any]:
         raise NotImplementedError
 
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -258,14 +273,14 @@ class Index:
         them."""
         _format.save(path, self.kind, *self._state())
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         # A pickle is trusted as code anyway: it carries the side file's path (an index file never does).
         store = getattr(self, "_store", None)
         side_file = None if store is None else store.path
         return (_format.loads, (_format.dumps(self.kind, *self._state()), side_file))
 
     @reads
-    def _state(self) -> tuple[dict, dict[str, np.ndarray]]:
+    def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """(params, arrays) of one consistent moment (taken under the read lock)."""
         return self._params(), self._arrays()
 
@@ -283,6 +298,7 @@ class CoreIndex(Index):
     HnswGraph): every operation is one call into it."""
 
     storage: str
+    _core: Any
     _lo: np.ndarray | None
     _scale: np.ndarray | None
 
@@ -295,6 +311,8 @@ class CoreIndex(Index):
 
         Raises KeyError naming ids that are not in the index."""
         a = _checks.as_id_list(ids)
+        rows: np.ndarray
+        found: np.ndarray
         rows, found = self._core.rows(a)
         if not found.all():
             raise KeyError(f"ids not in the index: {a[~found][:5].tolist()}")

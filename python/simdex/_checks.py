@@ -7,7 +7,7 @@ expected, what was received, and a hint.
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -15,6 +15,12 @@ from . import _core
 
 METRICS = ("l2", "ip", "cosine", "hamming")
 STORAGES = ("float32", "float16", "bfloat16", "int8")
+# The names as types (mypy then catches metric="cosin"): Metric for every index,
+# FloatMetric where vectors are floats (PQ, IVF-PQ, LeanVec, re-ranking).
+Metric = Literal["l2", "ip", "cosine", "hamming"]
+FloatMetric = Literal["l2", "ip", "cosine"]
+Storage = Literal["float32", "float16", "bfloat16", "int8"]
+RerankStorage = Literal["float32", "float16", "int8"]
 
 
 def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
@@ -30,10 +36,10 @@ def check_metric(metric: Any, allowed: tuple[str, ...] = METRICS) -> str:
 def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int >= {minimum}; got {type(value).__name__} {value!r}")
-    value = int(value)
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}; got {value}")
-    return value
+    number = int(value)
+    if number < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {number}")
+    return number
 
 
 MAX_LIST = 1 << 20
@@ -45,10 +51,10 @@ def check_k(k: Any) -> int:
 
 def check_list_size(value: Any, name: str) -> int:
     """ef, ef_construction, rerank_k: candidate list sizes, 1..MAX_LIST."""
-    value = check_positive_int(value, name)
-    if value > MAX_LIST:
-        raise ValueError(f"{name} must be <= {MAX_LIST}; got {value}")
-    return value
+    size = check_positive_int(value, name)
+    if size > MAX_LIST:
+        raise ValueError(f"{name} must be <= {MAX_LIST}; got {size}")
+    return size
 
 
 MAX_THREADS = 256
@@ -58,11 +64,11 @@ def check_threads(threads: Any) -> int | None:
     """None (all cores the process may use) or 1..MAX_THREADS."""
     if threads is None:
         return None
-    threads = check_positive_int(threads, "threads")
-    if threads > MAX_THREADS:
-        raise ValueError(f"threads must be <= {MAX_THREADS} (simdex.MAX_THREADS); got {threads}. "
+    count = check_positive_int(threads, "threads")
+    if count > MAX_THREADS:
+        raise ValueError(f"threads must be <= {MAX_THREADS} (simdex.MAX_THREADS); got {count}. "
                          "Hint: threads=None uses every core the process may use")
-    return threads
+    return count
 
 
 def check_untrained(index: Any, n: int) -> None:

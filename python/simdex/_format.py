@@ -19,13 +19,17 @@ checksum recorded here.
 
 from __future__ import annotations
 
+import builtins
 import io
 import json
 import math
 import os
 import struct
 import zlib
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, overload
+
+if TYPE_CHECKING:
+    from ._base import Index
 
 import numpy as np
 
@@ -35,14 +39,16 @@ _PREFIX = struct.Struct("<8sIII")
 _ALIGN = 64
 _DTYPES = {"float32", "float16", "uint8", "uint16", "int32", "uint32", "int64", "float64"}
 
+T = TypeVar("T")
+IndexT = TypeVar("IndexT", bound="Index")
 _MAX_ARRAYS = 4096
 MAX_DIM = 1 << 20  # bound on dimensions read from a file header
 _MAX_NDIM = 8
 
-_KINDS: dict[str, Callable[["Fields"], Any]] = {}
+_KINDS: dict[str, Callable[["Fields"], "Index"]] = {}
 
 
-def register_kind(kind: str, restore: Callable[["Fields"], Any]) -> None:
+def register_kind(kind: str, restore: Callable[["Fields"], "Index"]) -> None:
     _KINDS[kind] = restore
 
 
@@ -50,13 +56,13 @@ def _align(n: int) -> int:
     return (n + _ALIGN - 1) // _ALIGN * _ALIGN
 
 
-def _layout(kind: str, params: dict, arrays: dict[str, np.ndarray]) -> tuple[bytes, list[np.ndarray]]:
-    entries, blobs = [], []
+def _layout(kind: str, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> tuple[bytes, list[np.ndarray]]:
     # the header length depends on the offsets; iterate until stable
     offset_guess = 0
     for _ in range(4):
         offset = _align(_PREFIX.size + offset_guess)
-        entries, blobs = [], []
+        entries: list[dict[str, Any]] = []
+        blobs: list[np.ndarray] = []
         for name, arr in arrays.items():
             arr = np.ascontiguousarray(arr)
             if arr.dtype.name not in _DTYPES:
@@ -65,7 +71,7 @@ def _layout(kind: str, params: dict, arrays: dict[str, np.ndarray]) -> tuple[byt
             entries.append({
                 "name": name, "dtype": arr.dtype.name, "shape": list(arr.shape),
                 "offset": offset, "nbytes": int(arr.nbytes),
-                "crc32": zlib.crc32(memoryview(arr).cast("B")) if arr.nbytes else 0,
+                "crc32": zlib.crc32(arr.data.cast("B")) if arr.nbytes else 0,
             })
             blobs.append(arr)
             offset = _align(offset + arr.nbytes)
@@ -77,7 +83,7 @@ def _layout(kind: str, params: dict, arrays: dict[str, np.ndarray]) -> tuple[byt
     return header, blobs
 
 
-def _write(fh: io.IOBase, kind: str, params: dict, arrays: dict[str, np.ndarray]) -> None:
+def _write(fh: io.IOBase, kind: str, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
     header, blobs = _layout(kind, params, arrays)
     fh.write(_PREFIX.pack(MAGIC, FORMAT_VERSION, len(header), zlib.crc32(header)))
     fh.write(header)
@@ -85,11 +91,11 @@ def _write(fh: io.IOBase, kind: str, params: dict, arrays: dict[str, np.ndarray]
     entries = json.loads(header)["arrays"]
     for entry, arr in zip(entries, blobs):
         fh.write(b"\0" * (entry["offset"] - pos))
-        fh.write(memoryview(arr).cast("B") if arr.nbytes else b"")
+        fh.write(arr.data.cast("B") if arr.nbytes else b"")
         pos = entry["offset"] + arr.nbytes
 
 
-def save(target: Any, kind: str, params: dict, arrays: dict[str, np.ndarray]) -> None:
+def save(target: Any, kind: str, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
     """Write to a path (atomically: a temporary file renamed over it) or a binary file object."""
     if hasattr(target, "write") and not isinstance(target, (str, bytes, os.PathLike)):
         _write(target, kind, params, arrays)
@@ -108,13 +114,13 @@ def save(target: Any, kind: str, params: dict, arrays: dict[str, np.ndarray]) ->
         raise
 
 
-def dumps(kind: str, params: dict, arrays: dict[str, np.ndarray]) -> bytes:
+def dumps(kind: str, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes:
     buf = io.BytesIO()
     _write(buf, kind, params, arrays)
     return buf.getvalue()
 
 
-def _parse(buffer: Any, size: int, source: str, *, copy: bool) -> tuple[str, dict, dict[str, np.ndarray]]:
+def _parse(buffer: Any, size: int, source: str, *, copy: bool) -> tuple[str, dict[str, Any], dict[str, np.ndarray]]:
     def corrupt(why: str) -> ValueError:
         return ValueError(f"{source} is not a valid simdex index file: {why}")
 
@@ -157,7 +163,7 @@ def _parse(buffer: Any, size: int, source: str, *, copy: bool) -> tuple[str, dic
             raise corrupt(f"array {name!r} lies outside the file (truncated?)")
         view = np.frombuffer(buffer, dtype=dtype.newbyteorder("<"), count=nbytes // dtype.itemsize,
                              offset=offset) if nbytes else np.zeros(0, dtype)
-        if nbytes and zlib.crc32(memoryview(view).cast("B")) != crc:
+        if nbytes and zlib.crc32(view.data.cast("B")) != crc:
             raise corrupt(f"checksum mismatch in array {name!r} (corrupted data)")
         view = view.reshape(shape)
         arrays[name] = view.copy() if copy else view
@@ -172,14 +178,25 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def loads(data: bytes, rerank: str | os.PathLike | None = None) -> Any:
+def loads(data: bytes, rerank: str | os.PathLike[str] | None = None) -> "Index":
     """An index from bytes written by dumps (pickling). `rerank`: the side file of an index
     whose re-rank vectors live in a file."""
     kind, params, arrays = _parse(data, len(data), "pickled data", copy=True)
     return _restore(kind, params, arrays, "pickled data", rerank)
 
 
-def load(source: Any, mmap: bool = False, rerank: str | os.PathLike | None = None) -> Any:
+@overload
+def load(source: Any, mmap: bool = False, rerank: str | os.PathLike[str] | None = None, *,
+         kind: None = None) -> "Index": ...
+
+
+@overload
+def load(source: Any, mmap: bool = False, rerank: str | os.PathLike[str] | None = None, *,
+         kind: type[IndexT]) -> IndexT: ...
+
+
+def load(source: Any, mmap: bool = False, rerank: str | os.PathLike[str] | None = None, *,
+         kind: type[IndexT] | None = None) -> "Index":
     """An index from a file written by save() (see the module docstring).
 
     source : a path, or a binary file object (read whole; mmap needs a path)
@@ -189,7 +206,16 @@ def load(source: Any, mmap: bool = False, rerank: str | os.PathLike | None = Non
              walks bounds-check their links and never crash.
     rerank : the side file holding the re-rank vectors of an index built with rerank=<path>
              (required for such an index; checked against the size and checksum it recorded)
+    kind   : the index class expected (e.g. simdex.HNSWIndex): a file of another kind raises
+             TypeError, and type checkers know what is returned
     """
+    index = _load(source, mmap, rerank)
+    if kind is not None and not isinstance(index, kind):
+        raise TypeError(f"expected a {kind.__name__} file; this one holds a {type(index).__name__}")
+    return index
+
+
+def _load(source: Any, mmap: bool, rerank: str | os.PathLike[str] | None) -> "Index":
     if not isinstance(mmap, bool):
         raise TypeError(f"mmap must be True or False; got {type(mmap).__name__}")
     if rerank is not None and not isinstance(rerank, (str, os.PathLike)):
@@ -216,8 +242,8 @@ def load(source: Any, mmap: bool = False, rerank: str | os.PathLike | None = Non
     return _restore(kind, params, arrays, repr(path), rerank)
 
 
-def _restore(kind: str, params: dict, arrays: dict[str, np.ndarray], source: str,
-             rerank: str | os.PathLike | None) -> Any:
+def _restore(kind: str, params: dict[str, Any], arrays: dict[str, np.ndarray], source: str,
+             rerank: str | os.PathLike[str] | None) -> "Index":
     # importing the package registers every index kind
     import simdex  # noqa: F401
 
@@ -239,7 +265,7 @@ class Fields:
     a missing, mistyped or out-of-range field raises ValueError naming it. Every kind's
     _from_state reads its file through one of these and checks what ties fields together."""
 
-    def __init__(self, kind: str, params: dict, arrays: dict[str, np.ndarray], source: str, *,
+    def __init__(self, kind: str, params: dict[str, Any], arrays: dict[str, np.ndarray], source: str, *,
                  rerank: str | None = None, prefix: str = "") -> None:
         self.kind, self.params, self.arrays, self.source = kind, params, arrays, source
         self.rerank, self.rerank_used, self.prefix = rerank, False, prefix
@@ -249,7 +275,7 @@ class Fields:
         return ValueError(f"{self.source} is not a valid {self.kind} index file: field "
                           f"{self.prefix + name!r}: {why}")
 
-    def has(self, name: str) -> bool:
+    def has(self, name: str) -> builtins.bool:
         return name in self.params
 
     def _get(self, name: str, default: Any) -> Any:
@@ -259,14 +285,14 @@ class Fields:
             raise self.error(name, "missing")
         return default
 
-    def int(self, name: str, lo: int, hi: int, default: Any = _MISSING) -> int:
+    def int(self, name: str, lo: builtins.int, hi: builtins.int, default: Any = _MISSING) -> builtins.int:
         v = self._get(name, default)
         if not _is_int(v) or not lo <= v <= hi:
             raise self.error(name, f"expected an integer in [{lo}, {hi}], got {str(v)[:60]}")
         return int(v)
 
-    def float(self, name: str, lo: float = -np.inf, hi: float = np.inf, default: Any = _MISSING, *,
-              allow_none: bool = False) -> float | None:
+    def float(self, name: str, lo: builtins.float = -np.inf, hi: builtins.float = np.inf, default: Any = _MISSING, *,
+              allow_none: bool = False) -> builtins.float | None:
         v = self._get(name, default)
         if v is None and allow_none:
             return None
@@ -274,7 +300,7 @@ class Fields:
             raise self.error(name, f"expected a finite number in [{lo}, {hi}], got {str(v)[:60]}")
         return float(v)
 
-    def bool(self, name: str, default: Any = _MISSING) -> bool:
+    def bool(self, name: str, default: Any = _MISSING) -> builtins.bool:
         v = self._get(name, default)
         if not isinstance(v, bool):
             raise self.error(name, f"expected true or false, got {str(v)[:60]}")
@@ -286,7 +312,7 @@ class Fields:
             raise self.error(name, f"expected one of {choices}, got {str(v)[:60]}")
         return v
 
-    def floats(self, name: str, max_len: int, default: Any = _MISSING) -> list[float]:
+    def floats(self, name: str, max_len: builtins.int, default: Any = _MISSING) -> list[builtins.float]:
         v = self._get(name, default)
         if (not isinstance(v, list) or len(v) > max_len
                 or not all((_is_int(x) or isinstance(x, float)) for x in v)):
@@ -303,14 +329,14 @@ class Fields:
         inner._root = self._root
         return inner
 
-    def build(self, make: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def build(self, make: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """make(*args, **kwargs) from header values; its argument errors name the header."""
         try:
             return make(*args, **kwargs)
         except (TypeError, ValueError) as exc:
             raise self.error("params", str(exc)) from None
 
-    def ranges(self, lo_name: str, scale_name: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    def ranges(self, lo_name: str, scale_name: str, dim: builtins.int) -> tuple[np.ndarray, np.ndarray]:
         """int8 per-dimension ranges: lo (dim,) and scale (dim,) >= 0, finite float32 (copies)."""
         lo = np.array(self.array(lo_name, np.float32, (dim,), finite=True))
         scale = np.array(self.array(scale_name, np.float32, (dim,), finite=True))
@@ -329,7 +355,7 @@ class Fields:
         if bad:
             raise self.error(name, "rows hold NaN or infinite values")
 
-    def rows_for(self, store: Any, n: int) -> Any:
+    def rows_for(self, store: Any, n: builtins.int) -> Any:
         """A re-rank store restored for n slots (one row per slot)."""
         if len(store) != n:
             raise self.error("rerank_rows", f"{len(store)} re-rank rows for {n} slots")
@@ -342,15 +368,21 @@ class Fields:
         self._root.rerank_used = True
         return self.rerank
 
-    def array(self, name: str, dtype: Any, shape: tuple[int | None, ...], *, finite: bool = False,
-              optional: bool = False) -> np.ndarray | None:
+    def array(self, name: str, dtype: Any, shape: tuple[builtins.int | None, ...], *,
+              finite: builtins.bool = False) -> np.ndarray:
         """The array `name` with this dtype and shape (None: any length on that axis);
         finite=True refuses NaN and infinities."""
+        a = self.optional_array(name, dtype, shape, finite=finite)
+        if a is None:
+            raise self.error(name, "array missing")
+        return a
+
+    def optional_array(self, name: str, dtype: Any, shape: tuple[builtins.int | None, ...], *,
+                       finite: builtins.bool = False) -> np.ndarray | None:
+        """As array(), or None when the file has no array of that name."""
         a = self.arrays.get(name)
         if a is None:
-            if optional:
-                return None
-            raise self.error(name, "array missing")
+            return None
         want = np.dtype(dtype)
         if a.dtype != want or a.ndim != len(shape) or any(s is not None and s != t for s, t in zip(shape, a.shape)):
             expected = tuple("n" if s is None else s for s in shape)
@@ -359,10 +391,9 @@ class Fields:
             raise self.error(name, "holds NaN or infinite values")
         return a
 
-    def ids(self, name: str, n: int | None = None) -> np.ndarray:
+    def ids(self, name: str, n: builtins.int | None = None) -> np.ndarray:
         """User id per slot, int64 (n,): -1 (free or removed) or >= 0, live ids unique."""
         a = self.array(name, np.int64, (n,))
-        assert a is not None
         if a.size and a.min() < -1:
             raise self.error(name, f"ids must be >= 0 (or -1 for a free slot), got {int(a.min())}")
         live = np.sort(a[a >= 0])

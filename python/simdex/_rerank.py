@@ -44,13 +44,13 @@ class RerankStore:
             open(self.path, "wb").close()  # start empty: the index owns this file
 
     @staticmethod
-    def check_where(where: Any, overwrite: bool = False, name: str = "rerank") -> Any:
+    def check_where(where: Any, overwrite: bool = False, name: str = "rerank") -> str | None:
         """None, 'memory' or a path -> None, 'memory' or the absolute path. An existing
         non-empty file is refused unless overwrite=True (it may hold another index's rows)."""
         if not isinstance(overwrite, bool):
             raise TypeError(f"overwrite must be True or False; got {type(overwrite).__name__}")
         if where is None or where == "memory":
-            return where
+            return None if where is None else "memory"
         if not isinstance(where, (str, os.PathLike)):
             raise TypeError(f"{name} must be None, 'memory' or a file path; got {type(where).__name__}")
         path = os.path.abspath(os.fspath(where))
@@ -69,14 +69,15 @@ class RerankStore:
     @property
     def nbytes(self) -> int:
         """Bytes held in RAM (the ranges only for a memory-mapped file)."""
-        ranges = 0 if self.lo is None else self.lo.nbytes + self.scale.nbytes
+        ranges = 0 if self.lo is None or self.scale is None else self.lo.nbytes + self.scale.nbytes
         return ranges + (0 if self.path is not None else self._n * self.dim * self.dtype.itemsize)
 
     def _map(self) -> None:
         if self._n == 0:
             self._data = np.zeros((0, self.dim), dtype=self.dtype)
         else:
-            self._data = np.memmap(self.path, dtype=self.dtype, mode="r+", shape=(self._n, self.dim))
+            assert self.path is not None
+            self._data = np.memmap(self.path, dtype=self.dtype.type, mode="r+", shape=(self._n, self.dim))
 
     def put(self, slots: np.ndarray, x: np.ndarray) -> None:
         """Store rows x (n, dim) float32 at the given slots (new slots may extend the store)."""
@@ -136,19 +137,19 @@ class RerankStore:
     def _key(self) -> str:
         return "rerank_vectors" if self.storage == "float32" else "secondary_rows"
 
-    def params(self) -> dict:
+    def params(self) -> dict[str, Any]:
         if self.path is None:
             return {"rerank": "memory", "rerank_rows": self._n}
         if isinstance(self._data, np.memmap):
             self._data.flush()
         rows = self._data[: self._n]
         return {"rerank": "file", "rerank_rows": self._n, "rerank_bytes": int(rows.nbytes),
-                "rerank_crc32": zlib.crc32(memoryview(np.ascontiguousarray(rows)).cast("B")) if self._n else 0,
+                "rerank_crc32": zlib.crc32(np.ascontiguousarray(rows).data.cast("B")) if self._n else 0,
                 "rerank_name": os.path.basename(self.path)}
 
     def arrays(self) -> dict[str, np.ndarray]:
         arrays: dict[str, np.ndarray] = {}
-        if self.lo is not None:
+        if self.lo is not None and self.scale is not None:
             arrays["secondary_lo"], arrays["secondary_scale"] = self.lo, self.scale
         if self.path is None:
             arrays[self._key()] = self._data[: self._n]
@@ -185,7 +186,7 @@ class RerankStore:
         store._map()
         if "rerank_crc32" in f.params:  # files written by simdex 0.1.0 recorded no checksum
             crc = f.int("rerank_crc32", 0, 2**32 - 1)
-            if n and zlib.crc32(memoryview(store._data).cast("B")) != crc:
+            if n and zlib.crc32(np.ascontiguousarray(store._data).data.cast("B")) != crc:
                 raise ValueError(f"rerank file {store.path!r} does not match the index (checksum "
                                  "mismatch): it was changed, or belongs to another index")
         if n and storage != "int8" and not np.isfinite(store._data).all():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 
 class SearchResult(NamedTuple):
@@ -14,8 +15,8 @@ class SearchResult(NamedTuple):
     both arrays are 1-D of length k. Unpacks like FAISS: ``D, I = index.search(q, 10)``.
     """
 
-    distances: np.ndarray
-    ids: np.ndarray
+    distances: npt.NDArray[np.float32]
+    ids: npt.NDArray[np.int64]
 
 
 def finish(distances: np.ndarray, ids: np.ndarray, was_1d: bool, max_distance: object = None) -> SearchResult:

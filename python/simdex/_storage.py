@@ -105,5 +105,7 @@ def decode(rows: np.ndarray, storage: str, lo: np.ndarray | None = None,
     if storage == "bfloat16":
         return from_bfloat16(rows)
     if storage == "int8":
-        return (lo + scale * rows.astype(np.float32)).astype(np.float32)
+        assert lo is not None and scale is not None
+        out: np.ndarray = (lo + scale * rows.astype(np.float32)).astype(np.float32)
+        return out
     raise ValueError(f"unknown storage {storage!r}")

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import numbers
 import os
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -122,16 +122,17 @@ class ResidualBinarizer:
 
     @property
     def plane_bytes(self) -> int:
-        self._check_fitted()
-        return (self.dim + 7) // 8
+        return (self._fitted()[1] + 7) // 8
 
     @property
     def code_size(self) -> int:
         return self.bits * self.plane_bytes
 
-    def _check_fitted(self) -> None:
-        if self.alphas is None:
+    def _fitted(self) -> tuple[np.ndarray, int]:
+        """(alphas, dim) of a fitted binarizer."""
+        if self.alphas is None or self.dim is None:
             raise ValueError("the binarizer is not fitted; call fit(x) first")
+        return self.alphas, self.dim
 
     def fit(self, x: Any) -> "ResidualBinarizer":
         """Learn the round weights (and the center) from sample vectors x (n, d)."""
@@ -152,7 +153,7 @@ class ResidualBinarizer:
     def encode(self, x: Any) -> np.ndarray:
         """x (n, dim) floats -> codes (n, bits * plane_bytes) uint8 (planes one after the other);
         a 1-D x gives a 1-D code."""
-        self._check_fitted()
+        self._fitted()
         a, was_1d = _checks.as_float_rows(x, self.dim, "x")
         codes = self._encode(a)
         return codes[0] if was_1d else codes
@@ -162,7 +163,7 @@ class ResidualBinarizer:
         if self.center_ is not None:
             r -= self.center_
         planes = []
-        for alpha in self.alphas:
+        for alpha in self._fitted()[0]:
             positive = r > 0
             planes.append(np.packbits(positive, axis=1))
             r -= np.where(positive, alpha, -alpha).astype(np.float32)
@@ -171,16 +172,16 @@ class ResidualBinarizer:
     def decode(self, codes: Any, *, rounds: int | None = None) -> np.ndarray:
         """codes (n, bits * plane_bytes) uint8 -> (n, dim) float32 = center + sum_t alpha_t s_t
         over the first `rounds` planes (default all)."""
-        self._check_fitted()
+        alphas, dim = self._fitted()
         c, was_1d = _checks.as_codes(codes, self.code_size, "codes")
         rounds = self.bits if rounds is None else _checks.check_positive_int(rounds, "rounds")
         if rounds > self.bits:
             raise ValueError(f"rounds must be <= bits={self.bits}; got {rounds}")
         pb = self.plane_bytes
-        out = np.zeros((c.shape[0], self.dim), dtype=np.float32)
+        out = np.zeros((c.shape[0], dim), dtype=np.float32)
         for t in range(rounds):
-            bits = np.unpackbits(c[:, t * pb: (t + 1) * pb], axis=1, count=self.dim)
-            out += self.alphas[t] * (2.0 * bits.astype(np.float32) - 1.0)
+            bits = np.unpackbits(c[:, t * pb: (t + 1) * pb], axis=1, count=dim)
+            out += alphas[t] * (2.0 * bits.astype(np.float32) - 1.0)
         if self.center_ is not None:
             out += self.center_
         return out[0] if was_1d else out
@@ -188,14 +189,15 @@ class ResidualBinarizer:
     # ---- scoring parameters (see cpp/kernels/binary/binary.hpp) --------------------------
     def _symmetric_weights(self) -> tuple[np.ndarray, float]:
         """(W (bits, bits) float32, offset) with 1 - <s-part(q), s-part(x)> = offset + sum W * popcount."""
-        a = self.alphas.astype(np.float64)
+        alphas, dim = self._fitted()
+        a = alphas.astype(np.float64)
         weights = (2.0 * np.outer(a, a)).astype(np.float32)
-        offset = 1.0 - self.dim * float(a.sum()) ** 2
+        offset = 1.0 - dim * float(a.sum()) ** 2
         return weights, offset
 
     def _asymmetric_weights(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(weights (bits,), offsets (q,)) with 1 - <q, x^> = offset + sum_t w_t * masked_sum_t."""
-        a = self.alphas.astype(np.float64)
+        a = self._fitted()[0].astype(np.float64)
         offsets = 1.0 + q.sum(axis=1, dtype=np.float64) * a.sum()
         if self.center_ is not None:
             offsets -= q.astype(np.float64) @ self.center_.astype(np.float64)
@@ -233,9 +235,9 @@ class BinaryIndex(Index):
 
     kind = "binary"
 
-    def __init__(self, dim: int, *, bits: int = 1, metric: str = "cosine", scoring: str = "symmetric",
+    def __init__(self, dim: int, *, bits: int = 1, metric: Literal["cosine", "ip"] = "cosine", scoring: Literal["symmetric", "asymmetric"] = "symmetric",
                  center: bool = False, graph: bool = False, M: int = 16, ef_construction: int = 200,
-                 rerank: str | os.PathLike | None = None, overwrite: bool = False) -> None:
+                 rerank: str | os.PathLike[str] | None = None, overwrite: bool = False) -> None:
         self.dim = _checks.check_positive_int(dim, "dim")
         self.metric = _checks.check_metric(metric, BINARY_METRICS)
         self.scoring = _checks.check_choice(scoring, "scoring", SCORINGS)
@@ -394,7 +396,7 @@ class BinaryIndex(Index):
             candidates = rerank_k if rerank_k is not None else DEFAULT_RERANK_FACTOR * k
         # One C++ call: scan the codes or walk the graph, score, re-rank, slots to ids.
         block, bits_q, weights, offsets = self._query_block(q)
-        alpha = float(self.alphas[0]) if self.bits == 1 and self.scoring == "symmetric" else 0.0
+        alpha = float(self.binarizer._fitted()[0][0]) if self.bits == 1 and self.scoring == "symmetric" else 0.0
         store, n_rows, storage, lo, scale = (None, 0, "float32", None, None) if self._store is None \
             else self._store.scoring()
         codes = self._live_codes()
@@ -424,21 +426,21 @@ class BinaryIndex(Index):
 
     # ---- persistence --------------------------------------------------------------------
     @reads
-    def _state(self) -> tuple[dict, dict[str, np.ndarray]]:
+    def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         inner = None if self._hnsw is None else self._hnsw._state()
-        return self._params(inner), self._arrays(inner)
+        return self._state_params(inner), self._state_arrays(inner)
 
-    def _params(self, inner: tuple[dict, dict] | None) -> dict:
+    def _state_params(self, inner: tuple[dict[str, Any], dict[str, Any]] | None) -> dict[str, Any]:
         params = {"dim": self.dim, "bits": self.bits, "metric": self.metric, "scoring": self.scoring,
                   "center": self.binarizer.center, "graph": self.graph, "M": self.M,
                   "ef_construction": self.ef_construction, "ef": self._ef, "next_id": self._ids_state()[1]}
         if self._store is not None:
             params.update(self._store.params())
-        if self._hnsw is not None:
+        if inner is not None:
             params["hnsw"] = inner[0]
         return params
 
-    def _arrays(self, inner: tuple[dict, dict] | None) -> dict[str, np.ndarray]:
+    def _state_arrays(self, inner: tuple[dict[str, Any], dict[str, Any]] | None) -> dict[str, np.ndarray]:
         arrays = {"codes": self._live_codes(), "ids": self._ids_state()[0]}
         if self.alphas is not None:
             arrays["alphas"] = self.alphas
@@ -446,7 +448,7 @@ class BinaryIndex(Index):
             arrays["center"] = self.binarizer.center_
         if self._store is not None:
             arrays.update(self._store.arrays())
-        if self._hnsw is not None:
+        if inner is not None:
             arrays.update({"hnsw." + name: a for name, a in inner[1].items()})
         return arrays
 
@@ -461,7 +463,7 @@ class BinaryIndex(Index):
         index.ef = f.int("ef", 1, _checks.MAX_LIST)
         ids = f.ids("ids")
         index._codes = f.array("codes", np.uint8, (ids.shape[0], index.code_size))
-        alphas = f.array("alphas", np.float32, (index.bits,), finite=True, optional=True)
+        alphas = f.optional_array("alphas", np.float32, (index.bits,), finite=True)
         if alphas is not None:
             index.binarizer.alphas = np.array(alphas)
             index.binarizer.dim = index.dim

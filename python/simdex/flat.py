@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from . import _checks, _core, _progress, _result, _storage
+from ._checks import Metric, Storage
 from ._base import CoreIndex
 from ._format import MAX_DIM, Fields
 from ._result import SearchResult
@@ -25,7 +26,7 @@ class FlatIndex(CoreIndex):
 
     kind = "flat"
 
-    def __init__(self, dim: int, metric: str = "l2", *, storage: str = "float32") -> None:
+    def __init__(self, dim: int, metric: Metric = "l2", *, storage: Storage = "float32") -> None:
         self.dim = _checks.check_positive_int(dim, "dim")
         self.metric = _checks.check_metric(metric)
         self.storage = _checks.check_choice(storage, "storage", _checks.STORAGES)
@@ -54,7 +55,7 @@ class FlatIndex(CoreIndex):
 
     @property
     def nbytes(self) -> int:
-        extra = 0 if self._lo is None else self._lo.nbytes + self._scale.nbytes
+        extra = 0 if self._lo is None or self._scale is None else self._lo.nbytes + self._scale.nbytes
         return int(self._core.nbytes + extra)
 
     def _prepare(self, x: Any, name: str) -> tuple[np.ndarray, bool]:
@@ -96,12 +97,14 @@ class FlatIndex(CoreIndex):
             _storage.warn_small_int8_sample(a.shape[0], "FlatIndex")
             self._set_ranges(*_storage.train_int8(a))
         if self.metric == "hamming" or self.storage == "float32":
-            return self._core.add(np.ascontiguousarray(a), new_ids)
-        rows = np.empty(a.shape, dtype=self._row_dtype())
+            added: np.ndarray = self._core.add(np.ascontiguousarray(a), new_ids)
+            return added
+        rows: np.ndarray = np.empty(a.shape, dtype=self._row_dtype())
         with _progress.Progress(progress, a.shape[0], "Flat add") as bar:
             for part in _progress.chunks(a.shape[0], bar):
                 rows[part] = _storage.encode(a[part], self.storage, self._lo, self._scale, threads=threads)
-        return self._core.add(rows, new_ids)
+        added = self._core.add(rows, new_ids)
+        return added
 
     def remove(self, ids: Any) -> int:
         """Remove vectors by id; returns how many were removed (unknown ids are ignored).
@@ -129,7 +132,7 @@ class FlatIndex(CoreIndex):
         return _result.finish(dist, ids, was_1d, max_distance)
 
     # ---- persistence --------------------------------------------------------------------
-    def _state(self) -> tuple[dict, dict[str, np.ndarray]]:
+    def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         state = self._core.state()  # one consistent copy, taken under the core's read lock
         params = {"dim": self.dim, "metric": self.metric, "storage": self.storage,
                   "next_id": int(state["next_id"])}

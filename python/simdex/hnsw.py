@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import _checks, _core, _progress, _result, _storage
+from ._checks import Metric, Storage
 from ._base import CoreIndex
 from ._format import MAX_DIM, Fields
 from ._result import SearchResult
@@ -49,8 +50,8 @@ class HNSWIndex(CoreIndex):
 
     kind = "hnsw"
 
-    def __init__(self, dim: int, metric: str = "l2", *, M: int = 16, ef_construction: int = 200,
-                 storage: str = "float32", seed: int = 0, int8_queries: bool = False) -> None:
+    def __init__(self, dim: int, metric: Metric = "l2", *, M: int = 16, ef_construction: int = 200,
+                 storage: Storage = "float32", seed: int = 0, int8_queries: bool = False) -> None:
         self.dim = _checks.check_positive_int(dim, "dim")
         self.metric = _checks.check_metric(metric)
         self.storage = _checks.check_choice(storage, "storage", _checks.STORAGES)
@@ -98,7 +99,7 @@ class HNSWIndex(CoreIndex):
 
     @property
     def nbytes(self) -> int:
-        extra = 0 if self._lo is None else self._lo.nbytes + self._scale.nbytes
+        extra = 0 if self._lo is None or self._scale is None else self._lo.nbytes + self._scale.nbytes
         return int(self._core.nbytes + extra)
 
     def _prepare(self, x: Any, name: str) -> tuple[np.ndarray, bool]:
@@ -174,7 +175,8 @@ class HNSWIndex(CoreIndex):
         """Insert encoded rows: one call into the core, or (a bar shown) chunks of about 1%
         of the rows, each ticking the bar. LeanVec and Binary graphs insert through here."""
         if not bar.shown:
-            return self._core.add(rows, ids, order, threads)
+            added: np.ndarray = self._core.add(rows, ids, order, threads)
+            return added
         n = rows.shape[0]
         sequence = np.arange(n, dtype=np.int64) if order is None else order
         out = np.empty(n, dtype=np.int64)
@@ -238,7 +240,7 @@ class HNSWIndex(CoreIndex):
         return _result.finish(dist, ids, was_1d, max_distance)
 
     # ---- persistence --------------------------------------------------------------------
-    def _state(self) -> tuple[dict, dict[str, np.ndarray]]:
+    def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         state = self._core.state()  # one consistent copy, taken under the graph's read lock
         params = {"dim": self.dim, "metric": self.metric, "storage": self.storage, "M": self.M,
                   "ef_construction": self.ef_construction, "seed": self.seed, "ef": self._ef,

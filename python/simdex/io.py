@@ -17,20 +17,20 @@ class Dataset(NamedTuple):
     neighbors: np.ndarray
     distances: np.ndarray
     metric: str
-    extra: dict
+    extra: dict[str, Any]
 
 
 _ANN_METRICS = {"euclidean": "l2", "angular": "cosine", "hamming": "hamming", "jaccard": "jaccard",
                 "dot": "ip", "ip": "ip"}
 
 
-def load_ann_benchmarks(path: str | os.PathLike) -> Dataset:
+def load_ann_benchmarks(path: str | os.PathLike[str]) -> Dataset:
     """Read an ann-benchmarks HDF5 file (needs h5py: pip install simdex[hdf5]).
 
     Datasets beyond train/test/neighbors/distances (e.g. test_ood, learn_ood) are in .extra.
     """
     try:
-        import h5py
+        import h5py  # type: ignore[import-untyped]
     except ImportError:
         raise ImportError("reading HDF5 needs h5py: pip install 'simdex[hdf5]'") from None
     with h5py.File(os.fspath(path), "r") as f:
@@ -49,7 +49,7 @@ def load_ann_benchmarks(path: str | os.PathLike) -> Dataset:
     return Dataset(train, test, neighbors, dist, metric, extra)
 
 
-def _read_vecs(path: str | os.PathLike, dtype: Any, count: int | None) -> np.ndarray:
+def _read_vecs(path: str | os.PathLike[str], dtype: Any, count: int | None) -> np.ndarray:
     raw = np.fromfile(os.fspath(path), dtype=np.uint8)
     if raw.size == 0:
         return np.zeros((0, 0), dtype=dtype)
@@ -66,25 +66,26 @@ def _read_vecs(path: str | os.PathLike, dtype: Any, count: int | None) -> np.nda
     dims = rows[:, :4].copy().view(np.int32).reshape(-1)
     if (dims != d).any():
         raise ValueError(f"{path}: rows have different dimensions (first {d})")
-    return np.ascontiguousarray(rows[:, 4:]).view(dtype).reshape(-1, d)
+    out: np.ndarray = np.ascontiguousarray(rows[:, 4:]).view(dtype).reshape(-1, d)
+    return out
 
 
-def read_fvecs(path: str | os.PathLike, count: int | None = None) -> np.ndarray:
+def read_fvecs(path: str | os.PathLike[str], count: int | None = None) -> np.ndarray:
     """(n, d) float32 from a .fvecs file (each row: int32 d, then d float32)."""
     return _read_vecs(path, np.float32, count)
 
 
-def read_ivecs(path: str | os.PathLike, count: int | None = None) -> np.ndarray:
+def read_ivecs(path: str | os.PathLike[str], count: int | None = None) -> np.ndarray:
     """(n, d) int32 from a .ivecs file."""
     return _read_vecs(path, np.int32, count)
 
 
-def read_bvecs(path: str | os.PathLike, count: int | None = None) -> np.ndarray:
+def read_bvecs(path: str | os.PathLike[str], count: int | None = None) -> np.ndarray:
     """(n, d) uint8 from a .bvecs file."""
     return _read_vecs(path, np.uint8, count)
 
 
-def _write_vecs(path: str | os.PathLike, x: np.ndarray, dtype: Any) -> None:
+def _write_vecs(path: str | os.PathLike[str], x: np.ndarray, dtype: Any) -> None:
     a = np.asarray(x)
     if a.ndim != 2:
         raise ValueError(f"expected a 2-D array; got shape {a.shape}")
@@ -95,11 +96,11 @@ def _write_vecs(path: str | os.PathLike, x: np.ndarray, dtype: Any) -> None:
     out.tofile(os.fspath(path))
 
 
-def write_fvecs(path: str | os.PathLike, x: np.ndarray) -> None:
+def write_fvecs(path: str | os.PathLike[str], x: np.ndarray) -> None:
     _write_vecs(path, x, np.float32)
 
 
-def write_ivecs(path: str | os.PathLike, x: np.ndarray) -> None:
+def write_ivecs(path: str | os.PathLike[str], x: np.ndarray) -> None:
     _write_vecs(path, x, np.int32)
 
 

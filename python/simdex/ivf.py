@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import _checks, _core, _progress, _result
+from ._checks import FloatMetric
 from ._base import Index, searches, writes
 from ._format import MAX_DIM, Fields
 from ._rerank import RerankStore
@@ -44,7 +45,7 @@ class IVFPQIndex(Index):
 
     kind = "ivfpq"
 
-    def __init__(self, dim: int, nlist: int, m: int, *, nbits: int = 8, metric: str = "l2",
+    def __init__(self, dim: int, nlist: int, m: int, *, nbits: int = 8, metric: FloatMetric = "l2",
                  rerank: Any = None, overwrite: bool = False) -> None:
         self.metric = _checks.check_metric(metric, PQ_METRICS)
         self.nlist = _checks.check_positive_int(nlist, "nlist")
@@ -94,7 +95,7 @@ class IVFPQIndex(Index):
         centroids, labels = kmeans(a, self.nlist, n_iter=n_iter, seed=seed,
                                    max_samples=256 * self.nlist, threads=threads, progress=progress)
         self.pq.fit(a - centroids[labels], seed=seed + 1, threads=threads, progress=progress)
-        books = self.pq.codebooks
+        books = self.pq._require_trained()
         if self.metric == "l2":
             c = centroids.reshape(self.nlist, self.m, self.pq.dsub)
             table = 2.0 * np.einsum("lmd,mkd->lmk", c, books)
@@ -103,12 +104,18 @@ class IVFPQIndex(Index):
         self.centroids = centroids
         return self
 
+    def _trained_centroids(self) -> np.ndarray:
+        if self.centroids is None:
+            raise ValueError("IVFPQIndex is not trained; call train(x) first")
+        return self.centroids
+
     def _assign(self, a: np.ndarray, nprobe: int, threads: int | None) -> tuple[np.ndarray, np.ndarray]:
         """nprobe closest lists: (distances (n, nprobe) float32, lists (n, nprobe) int64)."""
+        centroids = self._trained_centroids()
         if nprobe == 1 and self.metric == "l2":  # add(): the fused nearest-centroid kernel
-            dist, labels = _assign(a, self.centroids, threads)
+            dist, labels = _assign(a, centroids, threads)
             return dist[:, None], labels[:, None]
-        return _core.search(self.centroids, self.nlist, a, a.shape[0], nprobe, "float32",
+        return _core.search(centroids, self.nlist, a, a.shape[0], nprobe, "float32",
                             self._coarse_metric(), self.dim, threads=threads)
 
     # ---- adding -------------------------------------------------------------------------
@@ -126,7 +133,8 @@ class IVFPQIndex(Index):
         with _progress.Progress(progress, a.shape[0], "IVF-PQ add") as bar:
             for part in _progress.chunks(a.shape[0], bar):
                 labels[part] = self._assign(a[part], 1, threads)[1][:, 0]
-                codes[part] = self.pq._encode_raw(np.ascontiguousarray(a[part] - self.centroids[labels[part]]), threads)
+                residuals = a[part] - self._trained_centroids()[labels[part]]
+                codes[part] = self.pq._encode_raw(np.ascontiguousarray(residuals), threads)
         new_ids, slots = self._bind_ids(ids, a.shape[0])  # appended slots
         self._lists.append(np.ascontiguousarray(labels, dtype=np.int64), np.ascontiguousarray(codes), slots)
         if self._store is not None:
@@ -167,13 +175,13 @@ class IVFPQIndex(Index):
             else self._store.scoring()
         books, books_t, norms, _ = self.pq._layouts()
         dist, ids = self._lists.search_pipeline(
-            q, q.shape[0], k, candidates, nprobe, self.centroids, self._coarse_metric(), books, books_t, norms,
+            q, q.shape[0], k, candidates, nprobe, self._trained_centroids(), self._coarse_metric(), books, books_t, norms,
             self.metric == "l2", self._list_tables, self._slot_mask(filter), self._slot_count, rows, n_rows,
             storage, self.metric, lo, scale, self._idt, threads)
         return _result.finish(dist, ids, was_1d, max_distance)
 
     # ---- persistence --------------------------------------------------------------------
-    def _params(self) -> dict:
+    def _params(self) -> dict[str, Any]:
         params = {"dim": self.dim, "nlist": self.nlist, "m": self.m, "nbits": self.nbits,
                   "metric": self.metric, "next_id": self._ids_state()[1], "trained": self.is_trained}
         if self._store is not None:
@@ -217,8 +225,9 @@ class IVFPQIndex(Index):
             if index.pq.codebooks is None:
                 raise f.error("pq_codebooks", "missing in a trained index")
             index.centroids = np.array(f.array("centroids", np.float32, (index.nlist, index.dim), finite=True))
-            tables = f.array("list_tables", np.float32, (index.nlist, index.m, index.pq.ksub), finite=True,
-                             optional=index.metric != "l2")
+            shape = (index.nlist, index.m, index.pq.ksub)
+            tables = (f.array("list_tables", np.float32, shape, finite=True) if index.metric == "l2"
+                      else f.optional_array("list_tables", np.float32, shape, finite=True))
             index._list_tables = None if tables is None else np.ascontiguousarray(tables)
         elif slots:
             raise f.error("trained", f"false, but the index holds {slots} rows")

@@ -50,11 +50,12 @@ w = 0.09 costs almost nothing (0.979 vs 0.980 unblended).
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 
 from . import _checks, _core, _progress, _result, _storage
+from ._checks import FloatMetric, RerankStorage
 from ._base import Index, reads, searches, writes
 from ._format import MAX_DIM, Fields
 from ._rerank import RerankStore
@@ -76,7 +77,8 @@ def _second_moment(x: np.ndarray, max_samples: int, rng: np.random.Generator) ->
     for begin in range(0, x.shape[0], 8192):  # float64 accumulation without a float64 copy of x
         chunk = x[begin: begin + 8192].astype(np.float64)
         k += chunk.T @ chunk
-    return k / x.shape[0]
+    moment: np.ndarray = k / x.shape[0]
+    return moment
 
 
 def _sym_power(k: np.ndarray, power: float, floor: float = 1e-10) -> np.ndarray:
@@ -84,7 +86,8 @@ def _sym_power(k: np.ndarray, power: float, floor: float = 1e-10) -> np.ndarray:
     values, vectors = np.linalg.eigh(k)
     top = max(float(values[-1]), 1e-300)
     values = np.maximum(values, floor * top)
-    return (vectors * values ** power) @ vectors.T
+    out: np.ndarray = (vectors * values ** power) @ vectors.T
+    return out
 
 
 def _top_eigenvectors(k: np.ndarray, d: int) -> np.ndarray:
@@ -117,7 +120,8 @@ def _frank_wolfe(kq: np.ndarray, kx: np.ndarray, a: np.ndarray, b: np.ndarray, m
                  tol: float) -> tuple[np.ndarray, np.ndarray, list[float]]:
     def oracle(gradient: np.ndarray) -> np.ndarray:
         u, _, vt = np.linalg.svd(gradient, full_matrices=False)
-        return -(u @ vt)                          # argmin <G, S> over ||S||_2 <= 1
+        best: np.ndarray = -(u @ vt)              # argmin <G, S> over ||S||_2 <= 1
+        return best
 
     def capped_step(gradient: np.ndarray, direction: np.ndarray, curvature: float, step: float) -> float:
         # the loss along the direction is L0 + s g + s^2 h (h >= 0): never step past its minimum
@@ -160,7 +164,8 @@ class LeanVec:
     loss_history (Frank-Wolfe: loss after each step, first entry = start; otherwise one entry).
     """
 
-    def __init__(self, out_dim: int, *, kind: str = "id", seed: int = 0, solver: str = "closed_form",
+    def __init__(self, out_dim: int, *, kind: Literal["id", "ood"] = "id", seed: int = 0,
+                 solver: Literal["closed_form", "frank_wolfe"] = "closed_form",
                  query_blend: float | None = None, max_samples: int = 100_000, max_iter: int = 500,
                  tol: float = 1e-6) -> None:
         self.out_dim = _checks.check_positive_int(out_dim, "out_dim")
@@ -233,7 +238,8 @@ class LeanVec:
         q64 = q.astype(np.float64)
         kq = q64.T @ q64
         w = self.query_blend if self.query_blend is not None else q.shape[1] / (q.shape[1] + q.shape[0])
-        return (1.0 - w) * kq / max(np.trace(kq), 1e-300) + w * kx / np.trace(kx)
+        kernel: np.ndarray = (1.0 - w) * kq / max(np.trace(kq), 1e-300) + w * kx / np.trace(kx)
+        return kernel
 
     def _set(self, dim: int, a: np.ndarray, b: np.ndarray, history: list[float]) -> None:
         self.dim = dim
@@ -244,10 +250,17 @@ class LeanVec:
         self._query_rows = np.ascontiguousarray(self.query_matrix.T)
         self._data_rows = np.ascontiguousarray(self.data_matrix.T)
 
+    def _matrices(self) -> tuple[np.ndarray, np.ndarray]:
+        """(query_matrix, data_matrix) of a fitted projection."""
+        if self.query_matrix is None or self.data_matrix is None:
+            raise ValueError("the projection is not fitted; call fit(x) first")
+        return self.query_matrix, self.data_matrix
+
     def _project(self, a: np.ndarray, rows: np.ndarray, threads: int | None) -> np.ndarray:
         """a (n, D) float32 -> (n, d) float32 = a @ matrix, through our GEMM kernels and thread
         pool (not NumPy's BLAS, whose idle threads spin and slow the search that follows)."""
-        return _core.inner_products(rows, rows.shape[0], a, a.shape[0], self.dim, threads=threads)
+        out: np.ndarray = _core.inner_products(rows, rows.shape[0], a, a.shape[0], a.shape[1], threads=threads)
+        return out
 
     # ---- projecting --------------------------------------------------------------------
     def _fitted(self) -> None:
@@ -277,11 +290,11 @@ class LeanVec:
         q64 = q.astype(np.float64)
         kq = q64.T @ q64
         total = float(np.sum(kq * kx))
-        return ood_loss(kq, kx, self.query_matrix.astype(np.float64),
-                        self.data_matrix.astype(np.float64)) / max(total, 1e-300)
+        qa, qb = self._matrices()
+        return ood_loss(kq, kx, qa.astype(np.float64), qb.astype(np.float64)) / max(total, 1e-300)
 
     # ---- state (used by LeanVecIndex persistence) ----------------------------------------
-    def _params(self) -> dict:
+    def _params(self) -> dict[str, Any]:
         return {"out_dim": self.out_dim, "kind": self.kind, "seed": self.seed, "solver": self.solver,
                 "query_blend": self.query_blend, "max_samples": self.max_samples,
                 "max_iter": self.max_iter, "tol": self.tol, "dim": self.dim,
@@ -334,9 +347,10 @@ class LeanVecIndex(Index):
 
     kind = "leanvec"
 
-    def __init__(self, dim: int, out_dim: int, *, kind: str = "ood", metric: str = "ip", M: int = 16,
-                 ef_construction: int = 200, primary: str = "float16", secondary: str = "float32",
-                 rerank_path: str | os.PathLike | None = None, solver: str = "closed_form",
+    def __init__(self, dim: int, out_dim: int, *, kind: Literal["ood", "id"] = "ood", metric: FloatMetric = "ip", M: int = 16,
+                 ef_construction: int = 200, primary: RerankStorage = "float16",
+                 secondary: RerankStorage = "float32", rerank_path: str | os.PathLike[str] | None = None,
+                 solver: Literal["closed_form", "frank_wolfe"] = "closed_form",
                  query_blend: float | None = None, seed: int = 0, overwrite: bool = False) -> None:
         self.dim = _checks.check_positive_int(dim, "dim")
         self.out_dim = _checks.check_positive_int(out_dim, "out_dim")
@@ -357,12 +371,13 @@ class LeanVecIndex(Index):
         # products; the candidates are re-ranked anyway)
         int8_queries = self.primary == "int8" and self._graph_metric() == "ip"
         self._graph = HNSWIndex(self.out_dim, self._graph_metric(), M=M, ef_construction=ef_construction,
-                                storage=self.primary, seed=self.seed, int8_queries=int8_queries)
+                                storage=cast(RerankStorage, self.primary), seed=self.seed,
+                                int8_queries=int8_queries)
         self._store: RerankStore | None = None
         self._init_ids(reuse_slots=False)
 
     # ---- properties ---------------------------------------------------------------------
-    def _graph_metric(self) -> str:
+    def _graph_metric(self) -> Literal["l2", "ip"]:
         return "l2" if self.metric == "l2" else "ip"
 
     def _full_metric(self) -> str:
@@ -391,7 +406,7 @@ class LeanVecIndex(Index):
 
     @property
     def nbytes(self) -> int:
-        matrices = 0 if not self.is_trained else self.projection.data_matrix.nbytes * 2
+        matrices = 0 if not self.is_trained else self.projection._matrices()[1].nbytes * 2
         store = 0 if self._store is None else self._store.nbytes
         return int(self._graph.nbytes + store + matrices + self._idt.nbytes)
 
@@ -445,6 +460,7 @@ class LeanVecIndex(Index):
         a, _ = self._prepare(x, "x")
         reduced = self.projection._project(a, self.projection._data_rows, threads)
         new_ids, slots = self._bind_ids(ids, a.shape[0])  # appended: slots are store rows
+        assert self._store is not None  # made by train()
         self._store.append(a)
         try:
             # graph ids are our slots (the graph's core directly: rows checked here already)
@@ -498,6 +514,7 @@ class LeanVecIndex(Index):
                 return self._empty_result(q.shape[0], k, was_1d, max_distance)
         buffer = max(ef, k) if rerank_k is None else rerank_k
         # One C++ call: project, walk the graph, re-rank with the full rows, map slots to ids.
+        assert self._store is not None  # made by train()
         rows, n_rows, storage, lo, scale = self._store.scoring()
         allowed_ids, offsets, allowed_mask = _checks.as_filter(allowed, q.shape[0])
         dist, ids = self._graph._core.search_reranked(
@@ -508,11 +525,11 @@ class LeanVecIndex(Index):
 
     # ---- persistence --------------------------------------------------------------------
     @reads
-    def _state(self) -> tuple[dict, dict[str, np.ndarray]]:
+    def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         inner = self._graph._state()
-        return self._params(inner), self._arrays(inner)
+        return self._state_params(inner), self._state_arrays(inner)
 
-    def _params(self, inner: tuple[dict, dict]) -> dict:
+    def _state_params(self, inner: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
         params = {"dim": self.dim, "out_dim": self.out_dim, "metric": self.metric,
                   "primary": self.primary, "secondary": self.secondary, "next_id": self._ids_state()[1],
                   "projection": self.projection._params(), "graph": inner[0],
@@ -521,12 +538,11 @@ class LeanVecIndex(Index):
             params["store"] = self._store.params()
         return params
 
-    def _arrays(self, inner: tuple[dict, dict] | None) -> dict[str, np.ndarray]:
+    def _state_arrays(self, inner: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, np.ndarray]:
         arrays = {"ids": self._ids_state()[0]}
         arrays.update({f"graph_{name}": a for name, a in inner[1].items()})
         if self.is_trained:
-            arrays["query_matrix"] = self.projection.query_matrix
-            arrays["data_matrix"] = self.projection.data_matrix
+            arrays["query_matrix"], arrays["data_matrix"] = self.projection._matrices()
         if self._store is not None:
             arrays.update(self._store.arrays())
         return arrays

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from . import _checks, _core, _progress, _result
+from ._checks import FloatMetric
 from ._base import Index, searches, writes
 from ._format import MAX_DIM, Fields
 from ._rerank import RerankStore
@@ -61,9 +62,9 @@ def pack_blocks(codes: np.ndarray) -> np.ndarray:
 def unpack_blocks(blocks: np.ndarray, n: int, m: int) -> np.ndarray:
     """Inverse of pack_blocks: (n, m) uint8 codes."""
     nblocks, half, _ = blocks.shape
-    rows = np.empty((nblocks, 32, half), np.uint8)
-    rows[:, _BLOCK_ROW, :] = blocks.transpose(0, 2, 1)
-    rows = rows.reshape(nblocks * 32, half)
+    grid = np.empty((nblocks, 32, half), np.uint8)
+    grid[:, _BLOCK_ROW, :] = blocks.transpose(0, 2, 1)
+    rows = grid.reshape(nblocks * 32, half)
     out = np.empty((nblocks * 32, half * 2), np.uint8)
     out[:, 0::2] = rows & 15
     out[:, 1::2] = rows >> 4
@@ -93,7 +94,7 @@ class ProductQuantizer:
         self.dsub = self.dim // self.m
         self.codebooks: np.ndarray | None = None
         self.rotation: np.ndarray | None = None
-        self._cache: tuple | None = None  # (key, _layouts())
+        self._cache: tuple[tuple[int, int], Layouts] | None = None  # (key, _layouts())
 
     @property
     def code_size(self) -> int:
@@ -212,7 +213,7 @@ class ProductQuantizer:
         out = self._decode_raw(self._unpack(codes))
         return out if self.rotation is None else np.ascontiguousarray(out @ self.rotation.T)
 
-    def lookup_table(self, queries: Any, metric: str = "l2") -> np.ndarray:
+    def lookup_table(self, queries: Any, metric: FloatMetric = "l2") -> np.ndarray:
         """Per-query distance tables: (q, m, 2**nbits) float32 such that the ADC distance of a
         code c is sum_j table[q, j, c_j].
 
@@ -221,13 +222,13 @@ class ProductQuantizer:
                       sum is 1 - <q, x_hat> (cosine normalises the queries first)
         """
         self._require_trained()
-        metric = _checks.check_metric(metric, PQ_METRICS)
+        checked = _checks.check_metric(metric, PQ_METRICS)
         q, _ = _checks.as_float_rows(queries, self.dim, "queries")
-        if metric == "cosine":
+        if checked == "cosine":
             q = normalize(q)
-        return self._tables(self._rotate(q), metric)
+        return self._tables(self._rotate(q), checked)
 
-    def _layouts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    def _layouts(self) -> Layouts:
         """(codebooks (m, ksub, dsub), their (m, dsub, ksub) transpose, norms (m, ksub), the
         rotation transposed or None), all float32 C-contiguous, rebuilt when training changed them."""
         books = self._require_trained()
@@ -256,11 +257,10 @@ class ProductQuantizer:
         return arrays
 
     def _restore(self, f: Fields, prefix: str = "pq_") -> None:
-        books = f.array(prefix + "codebooks", np.float32, (self.m, self.ksub, self.dsub), finite=True,
-                        optional=True)
+        books = f.optional_array(prefix + "codebooks", np.float32, (self.m, self.ksub, self.dsub), finite=True)
         if books is not None:
             self.codebooks = np.ascontiguousarray(books)
-        rotation = f.array(prefix + "rotation", np.float32, (self.dim, self.dim), finite=True, optional=True)
+        rotation = f.optional_array(prefix + "rotation", np.float32, (self.dim, self.dim), finite=True)
         if rotation is not None:
             if books is None:
                 raise f.error(prefix + "codebooks", "missing, but the file has an OPQ rotation")
@@ -271,6 +271,9 @@ class ProductQuantizer:
         return int(sum(a.nbytes for a in self._arrays().values()))
 
 
+Layouts = tuple[np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None"]
+
+
 def _check_rerank_k(rerank_k: Any, k: int, store: RerankStore | None) -> int:
     if store is None:
         if rerank_k is not None:
@@ -278,10 +281,10 @@ def _check_rerank_k(rerank_k: Any, k: int, store: RerankStore | None) -> int:
         return k
     if rerank_k is None:
         return max(100, 4 * k)
-    rerank_k = _checks.check_list_size(rerank_k, "rerank_k")
-    if rerank_k < k:
-        raise ValueError(f"rerank_k must be >= k; got rerank_k={rerank_k}, k={k}")
-    return rerank_k
+    size = _checks.check_list_size(rerank_k, "rerank_k")
+    if size < k:
+        raise ValueError(f"rerank_k must be >= k; got rerank_k={size}, k={k}")
+    return size
 
 
 def _grown(buffer: np.ndarray, rows: int, keep: int) -> np.ndarray:
@@ -309,7 +312,7 @@ class PQIndex(Index):
 
     kind = "pq"
 
-    def __init__(self, dim: int, m: int, *, nbits: int = 8, metric: str = "l2", opq: bool = False,
+    def __init__(self, dim: int, m: int, *, nbits: int = 8, metric: FloatMetric = "l2", opq: bool = False,
                  rerank: Any = None, overwrite: bool = False) -> None:
         self.metric = _checks.check_metric(metric, PQ_METRICS)
         self.pq = ProductQuantizer(dim, m, nbits=nbits)
@@ -420,7 +423,7 @@ class PQIndex(Index):
         return _result.finish(dist, ids, was_1d, max_distance)
 
     # ---- persistence --------------------------------------------------------------------
-    def _params(self) -> dict:
+    def _params(self) -> dict[str, Any]:
         params = {"dim": self.dim, "m": self.m, "nbits": self.nbits, "metric": self.metric,
                   "opq": self.opq, "n": self._n, "next_id": self._ids_state()[1]}
         if self._store is not None:
