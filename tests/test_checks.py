@@ -85,3 +85,34 @@ def test_retraining_a_non_empty_index_is_refused():
             index.train(x)
         index.remove(np.arange(50))  # emptied: training again is allowed
         index.train(x)
+
+
+def test_a_thread_that_cannot_start_raises():
+    """Worker threads are started before work is queued: when the OS refuses one (here the
+    address space is capped below 64 thread stacks), the call raises RuntimeError, no crash."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import resource
+        import numpy as np
+        import simdex as sx
+        x = np.random.default_rng(0).standard_normal((20_000, 16)).astype(np.float32)
+        sx.knn(x[:10], x, 5, threads=1)
+        with open("/proc/self/statm") as fh:
+            used = int(fh.read().split()[0]) * resource.getpagesize()
+        resource.setrlimit(resource.RLIMIT_AS, (used + (96 << 20), resource.RLIM_INFINITY))
+        try:
+            sx.knn(x, x, 5, threads=200)
+        except RuntimeError as exc:
+            assert "worker thread" in str(exc), exc
+            print("raised")
+        else:
+            print("ran")  # the OS granted every thread: nothing to check here
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() in ("raised", "ran")
+    if done.stdout.strip() == "ran":
+        pytest.skip("the OS started 200 threads within the capped address space")
