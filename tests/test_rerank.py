@@ -126,3 +126,42 @@ def test_directory_and_type_errors(tmp_path):
         sx.PQIndex(DIM, 4, rerank="memory", overwrite="yes")
     with pytest.raises(TypeError, match="rerank"):
         sx.load(os.devnull, rerank=5)
+
+
+def test_read_only_side_file_searches_but_refuses_adds(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root writes to read-only files")
+    side = tmp_path / "v.f32"
+    index = build("pq", side)
+    index.save(tmp_path / "ix.sdx")
+    side.chmod(0o444)
+    loaded = sx.load(tmp_path / "ix.sdx", rerank=side)
+    assert loaded.search(vectors(2, seed=3), 3).ids.shape == (2, 3)
+    with pytest.raises(PermissionError, match="read-only"):
+        loaded.add(vectors(2, seed=4))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_failed_side_file_write_leaves_the_index_as_before(tmp_path, kind, monkeypatch):
+    """A write to the side file that fails (full disk, read-only file) undoes the add."""
+    from simdex._rerank import RerankStore
+
+    index = build(kind, tmp_path / "v.f32")
+    q = vectors(4, seed=5)
+    before = index.search(q, 5)
+    real_put = RerankStore.put
+
+    def full_disk(self, slots, x):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(RerankStore, "put", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        index.add(vectors(10, seed=6), ids=np.arange(10_000, 10_010))
+    assert len(index) == 600 and 10_000 not in index
+    np.testing.assert_array_equal(index.search(q, 5).ids, before.ids)
+    monkeypatch.setattr(RerankStore, "put", real_put)
+    new = vectors(10, seed=6)
+    index.add(new, ids=np.arange(10_000, 10_010))  # the same ids go in afterwards
+    assert len(index) == 610
+    want = new[3:4] / np.linalg.norm(new[3:4]) if index.metric == "cosine" else new[3:4]
+    np.testing.assert_allclose(index.reconstruct([10_003]), want, rtol=1e-5)

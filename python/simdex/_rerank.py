@@ -77,10 +77,14 @@ class RerankStore:
             self._data = np.zeros((0, self.dim), dtype=self.dtype)
         else:
             assert self.path is not None
-            self._data = np.memmap(self.path, dtype=self.dtype.type, mode="r+", shape=(self._n, self.dim))
+            mode = "r+" if os.access(self.path, os.W_OK) else "r"  # read-only: searches only
+            self._data = np.memmap(self.path, dtype=self.dtype.type, mode=mode, shape=(self._n, self.dim))
 
     def put(self, slots: np.ndarray, x: np.ndarray) -> None:
         """Store rows x (n, dim) float32 at the given slots (new slots may extend the store)."""
+        if self.path is not None and not os.access(self.path, os.W_OK):
+            raise PermissionError(f"rerank file {self.path!r} is read-only: the index can search "
+                                  "but not add; load it with a writable copy to add vectors")
         rows = np.ascontiguousarray(x, dtype=np.float32)
         if self.storage != "float32":
             rows = _storage.encode(rows, self.storage, self.lo, self.scale)
@@ -103,9 +107,6 @@ class RerankStore:
             if self.path is not None:
                 self._map()
         self._data[slots] = rows
-
-    def append(self, x: np.ndarray) -> None:
-        self.put(np.arange(self._n, self._n + x.shape[0]), x)
 
     def scoring(self) -> tuple[np.ndarray, int, str, np.ndarray | None, np.ndarray | None]:
         """(rows (n, dim) C-contiguous, n, storage, lo, scale) for the C++ re-scoring."""

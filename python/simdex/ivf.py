@@ -136,9 +136,13 @@ class IVFPQIndex(Index):
                 residuals = a[part] - self._trained_centroids()[labels[part]]
                 codes[part] = self.pq._encode_raw(np.ascontiguousarray(residuals), threads)
         new_ids, slots = self._bind_ids(ids, a.shape[0])  # appended slots
+        try:
+            if self._store is not None:  # first: it is what can fail (a full disk, a read-only file)
+                self._store.put(slots, a)
+        except BaseException:
+            self._unbind_ids(new_ids)  # the slots stay dead, rows and slots stay aligned
+            raise
         self._lists.append(np.ascontiguousarray(labels, dtype=np.int64), np.ascontiguousarray(codes), slots)
-        if self._store is not None:
-            self._store.append(a)
         return new_ids
 
     @writes

@@ -461,8 +461,8 @@ class LeanVecIndex(Index):
         reduced = self.projection._project(a, self.projection._data_rows, threads)
         new_ids, slots = self._bind_ids(ids, a.shape[0])  # appended: slots are store rows
         assert self._store is not None  # made by train()
-        self._store.append(a)
         try:
+            self._store.put(slots, a)
             # graph ids are our slots (the graph's core directly: rows checked here already)
             with _progress.Progress(progress, a.shape[0], "LeanVec add") as bar:
                 self._graph._add_rows(self._graph._encode_rows(reduced)[1], slots, None, threads, bar)

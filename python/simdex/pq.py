@@ -383,8 +383,12 @@ class PQIndex(Index):
             packed = pack_blocks(np.concatenate([tail, codes]))
             self._codes = _grown(self._codes, full + packed.shape[0], full)
             self._codes[full: full + packed.shape[0]] = packed
-        if self._store is not None:
-            self._store.append(a)
+        try:
+            if self._store is not None:  # can fail (a full disk, a read-only file)
+                self._store.put(slots, a)
+        except BaseException:
+            self._unbind_ids(new_ids)  # the slots stay dead: codes, rows and slots stay aligned
+            raise
         return new_ids
 
     @writes
