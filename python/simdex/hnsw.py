@@ -83,6 +83,11 @@ class HNSWIndex(CoreIndex):
         return "bits" if self.metric == "hamming" else self.storage
 
     @property
+    def is_trained(self) -> bool:
+        """False only for storage='int8' before its ranges are learnt (train() or first add)."""
+        return self.storage != "int8" or self._lo is not None
+
+    @property
     def int8_queries(self) -> bool:
         return bool(self._core.int8_queries)
 
