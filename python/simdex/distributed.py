@@ -41,13 +41,13 @@ How it works
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
 import re
 import secrets
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -55,6 +55,7 @@ import numpy as np
 
 try:
     import distributed
+    from distributed.utils import sync
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("simdex.distributed needs Dask: pip install 'simdex[distributed]' "
                       "(dask and distributed)") from exc
@@ -272,25 +273,24 @@ def _add_block(block: Any, ids: np.ndarray, actors: list, workers: list[str], pa
     rows = _check_rows(block, dim, codes, "x")[0]
     if rows.shape[0] != ids.shape[0]:
         raise ValueError(f"a block of {rows.shape[0]} rows was given {ids.shape[0]} ids (chunk sizes changed?)")
-    error = _add_parts(actors, rows, ids, params, timeout, failure)
+    error = _add_parts(actors, rows, ids, params, timeout, failure, distributed.get_worker().loop)
     if error is not None:
         raise error
     return int(ids.shape[0])
 
 
-def _add_parts(actors: list, rows: np.ndarray, ids: np.ndarray, params: dict,
-               timeout: float | None, failure: Callable[[int, BaseException], BaseException]
-               ) -> BaseException | None:
+def _add_parts(actors: list, rows: np.ndarray, ids: np.ndarray, params: dict, timeout: float | None,
+               failure: Callable[[int, BaseException], BaseException], loop: Any) -> BaseException | None:
     """Add rows (n, d) with global ids (n,) to their owning shards; on any failure remove
     them again from the shards that took them and return the first error (else None)."""
     parts = _split(ids, len(actors))
     calls = {s: _invoke(actors[s], "add", np.ascontiguousarray(rows[pos]), np.ascontiguousarray(ids[pos]), params)
              for s, pos in parts.items()}
-    results, errors = _wait(calls, timeout)
+    results, errors = _wait(calls, timeout, loop)
     if not errors:
         return None
     undo = {s: _invoke(actors[s], "remove", np.ascontiguousarray(ids[parts[s]])) for s in results}
-    _wait(undo, timeout)
+    _wait(undo, timeout, loop)
     shard, exc = min(errors.items())
     return failure(shard, exc)
 
@@ -313,23 +313,43 @@ def _invoke(actor: Any, method: str, *args: Any) -> Any:
         return _Refused(exc)
 
 
-def _wait(calls: dict[int, Any], timeout: float | None) -> tuple[dict[int, Any], dict[int, BaseException]]:
-    """Wait for every actor call: ({shard: result}, {shard: exception}); exceptions from the
-    transport and from the index (reported as values) alike."""
-    deadline = None if timeout is None else time.monotonic() + timeout
+def _wait(calls: dict[int, Any], timeout: float | None, loop: Any
+          ) -> tuple[dict[int, Any], dict[int, BaseException]]:
+    """Wait for every actor call at once (one hop onto the Dask event loop `loop`, one
+    deadline): ({shard: result}, {shard: exception}), exceptions from the transport
+    (wrapped in _Transport) and from the index (reported as values) alike."""
     results: dict[int, Any] = {}
     errors: dict[int, BaseException] = {}
+    pending = {}
     for shard, future in calls.items():
-        try:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            raised, value = future.result(timeout=left)
-        except Exception as exc:  # noqa: BLE001 - transport failure, classified by the caller
-            errors[shard] = _Transport(exc)
-            continue
-        if raised is not None:
-            errors[shard] = raised
+        if isinstance(future, _Refused):
+            errors[shard] = _Transport(future.exc)
         else:
-            results[shard] = value
+            pending[shard] = future
+
+    async def answer(future: Any) -> Any:
+        return await future
+
+    async def all_answers() -> dict[int, asyncio.Task]:
+        tasks = {shard: asyncio.ensure_future(answer(f)) for shard, f in pending.items()}
+        _, late = await asyncio.wait(tasks.values(), timeout=timeout)
+        for task in late:  # stops the waiting only; the shard finishes the call on its own
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
+        return tasks
+
+    for shard, task in (sync(loop, all_answers).items() if pending else ()):
+        if task.cancelled():
+            errors[shard] = _Transport(TimeoutError(f"no answer within {timeout} s"))
+        elif task.exception() is not None:
+            errors[shard] = _Transport(task.exception())
+        else:
+            raised, value = task.result()
+            if raised is not None:
+                errors[shard] = raised
+            else:
+                results[shard] = value
     return results, errors
 
 
@@ -435,7 +455,7 @@ class ShardedIndex:
         return err
 
     def _call(self, calls: dict[int, Any], timeout: float | None) -> dict[int, Any]:
-        results, errors = _wait(calls, timeout)
+        results, errors = _wait(calls, timeout, self._client.loop)
         if errors:
             shard = min(errors, key=lambda s: (not isinstance(errors[s], _Transport), s))
             raise self._failure(shard, errors[shard])
@@ -550,7 +570,7 @@ class ShardedIndex:
         self._ensure_trained(lambda: rows)
         new = self._reserve(rows.shape[0], new)
         with _reading(self._rw):
-            error = _add_parts(self._actors, rows, new, params, timeout, self._failure)
+            error = _add_parts(self._actors, rows, new, params, timeout, self._failure, self._client.loop)
         if error is not None:
             raise error
         return new
