@@ -92,7 +92,7 @@ def test_merge_topk_matches_reference(shards, k_shard, k, seed):
     next_id = 0
     for _ in range(shards):
         found = rng.integers(0, k_shard + 1, q)  # some rows shorter than k_shard: padded
-        d = np.sort(rng.choice([0.0, 0.5, 1.0, 2.0], (q, k_shard)).astype(np.float32), axis=1)  # many ties
+        d = np.sort(rng.choice([-1.5, -0.0, 0.0, 0.5, 1.0, 2.0], (q, k_shard)).astype(np.float32), axis=1)  # ties, signs
         i = np.arange(next_id, next_id + q * k_shard).reshape(q, k_shard)[:, rng.permutation(k_shard)]
         next_id += q * k_shard
         cols = np.arange(k_shard)[None, :]

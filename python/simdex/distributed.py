@@ -117,6 +117,14 @@ def _split(ids: np.ndarray, n_shards: int) -> dict[int, np.ndarray]:
 
 
 # ---- merging -------------------------------------------------------------------------------
+def _order_keys(distances: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """uint32 keys ordered as the float32 distances (-0.0 == 0.0), padding (-1) above all."""
+    bits = (distances + np.float32(0.0)).view(np.uint32)
+    keys = np.where(bits >> np.uint32(31), ~bits, bits | np.uint32(0x80000000))
+    keys[ids < 0] = np.uint32(0xFFFFFFFF)
+    return keys
+
+
 def merge_topk(distances: list[np.ndarray], ids: list[np.ndarray], k: int) -> SearchResult:
     """Global top-k of per-shard results.
 
@@ -124,16 +132,24 @@ def merge_topk(distances: list[np.ndarray], ids: list[np.ndarray], k: int) -> Se
     ids       : one (q, k_s) int64 array per shard, -1 padded
     returns   : SearchResult((q, k) float32 ascending, (q, k) int64): equal distances in id
                 order, padding (-1 / +inf) last
+
+    Cost O(q * sum(k_s)) + O(q * k log k): a partition finds each row's k-th key, only the
+    entries up to it (k, or more on ties) are sorted by (distance, id).
     """
-    d = np.concatenate(distances, axis=1)
-    i = np.concatenate(ids, axis=1)
+    d = np.concatenate(distances, axis=1).astype(np.float32, copy=False)
+    i = np.concatenate(ids, axis=1).astype(np.int64, copy=False)
     if d.shape[1] < k:
         pad = k - d.shape[1]
         d = np.concatenate([d, np.full((d.shape[0], pad), np.inf, np.float32)], axis=1)
         i = np.concatenate([i, np.full((i.shape[0], pad), -1, np.int64)], axis=1)
-    order = np.lexsort((i, i < 0, d), axis=1)[:, :k]
-    return SearchResult(np.take_along_axis(d, order, axis=1).astype(np.float32, copy=False),
-                        np.take_along_axis(i, order, axis=1).astype(np.int64, copy=False))
+    keys = _order_keys(d, i)
+    if d.shape[1] > 2 * k:  # keep the entries up to each row's k-th key (ties included)
+        keep = keys <= np.partition(keys, k - 1, axis=1)[:, k - 1: k]
+        width = int(keep.sum(axis=1).max())
+        cols = np.argsort(~keep, axis=1, kind="stable")[:, :width]  # kept columns first
+        keys, d, i = (np.take_along_axis(a, cols, axis=1) for a in (keys, d, i))
+    order = np.lexsort((i, keys), axis=1)[:, :k]
+    return SearchResult(np.take_along_axis(d, order, axis=1), np.take_along_axis(i, order, axis=1))
 
 
 def merge_range(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], nq: int
