@@ -66,36 +66,8 @@ def shard_self_time(index: ShardedIndex, queries: np.ndarray, n: int, **params) 
     return max(index.map_shards(timed))
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=DATA)
-    p.add_argument("--n", type=int, default=60000)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--efc", type=int, default=100)
-    p.add_argument("--ef", type=int, default=64)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--single", type=int, default=200)
-    p.add_argument("--quick", action="store_true", help="n=10000, 1 repeat, 50 single queries")
-    args = p.parse_args()
-    if args.quick:
-        args.n, args.repeats, args.single = 10000, 1, 50
-
-    import distributed
-
-    with h5py.File(args.data) as f:
-        x = f["train"][: args.n]
-        queries = f["test"][:]
-    truth = sx.knn(queries, x, K, "cosine").ids  # exact on the rows used
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, simd={sx.simd_level()}, "
-          f"load average {os.getloadavg()[0]:.1f} at start")
-    print(f"# command: {' '.join([os.path.basename(sys.executable)] + sys.argv)}")
-    print(f"# data: {args.n} x {x.shape[1]} train, {len(queries)} test queries, k={K}")
-
-    cluster = distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                                       protocol="tcp://", host="127.0.0.1", dashboard_address=":0",
-                                       silence_logs=logging.ERROR)
-    client = distributed.Client(cluster)
+def compare(client, x, queries, truth, args) -> None:
+    """One index in this process vs a ShardedIndex over the workers, setups interleaved."""
     kinds = {
         "flat": (lambda: sx.FlatIndex(x.shape[1], "cosine"), {}),
         "hnsw": (lambda: sx.HNSWIndex(x.shape[1], "cosine", M=16, ef_construction=args.efc), {"ef": args.ef}),
@@ -111,12 +83,13 @@ def main() -> None:
             t = time.perf_counter()
             sharded.add(x, threads=1)
             build_sharded = time.perf_counter() - t
-            for name, index, build, add_params in (("one process", one, build_one, {"threads": args.threads}),
-                                                   (f"sharded x{args.workers}", sharded, build_sharded, {})):
+            for name, index, build, extra in (("one process", one, build_one, {"threads": args.threads}),
+                                              (f"sharded x{args.workers}", sharded, build_sharded, {})):
                 t = time.perf_counter()
-                found = index.search(queries, K, **params, **add_params).ids
+                found = index.search(queries, K, **params, **extra).ids
                 batch = time.perf_counter() - t
-                single = latency(lambda q, index=index: index.search(q, K, **params), queries, args.single)
+                single = latency(lambda q, index=index, params=params: index.search(q, K, **params), queries,
+                                 args.single)
                 entry = rows.setdefault((kind, name), {"build": [], "qps": [], "single": [], "recall": [],
                                                        "shard": []})
                 entry["build"].append(build)
@@ -128,7 +101,8 @@ def main() -> None:
             del one, sharded
         print(f"# round {r + 1}/{args.repeats} done, load average {os.getloadavg()[0]:.1f}", flush=True)
 
-    print("\n| index | setup | build s | batch QPS (1,000 q) | recall@10 | one query ms | slowest shard's own ms | scatter/merge overhead ms |")
+    print("\n| index | setup | build s | batch QPS (1,000 q) | recall@10 | one query ms "
+          "| slowest shard's own ms | scatter/merge overhead ms |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for (kind, name), e in rows.items():
         own = f"{median(e['shard']) * 1e3:.2f}" if e["shard"] else ""
@@ -141,37 +115,90 @@ def main() -> None:
               f"batch QPS {median(sh['qps']) / median(one['qps']):.2f}x, one-query latency "
               f"{median(sh['single']) / median(one['single']):.2f}x")
 
-    print("\n| shards S (on the same workers) | one-query latency ms, FlatIndex of 256 rows |")
-    print("|---:|---:|")
-    small = x[:256]
-    for s in (1, 2, 4, 8, 16):
-        times = []
-        for _ in range(args.repeats):
-            index = ShardedIndex(lambda: sx.FlatIndex(x.shape[1], "cosine"), client=client, n_shards=s)
-            index.add(small)
-            times.append(latency(lambda q, index=index: index.search(q, K), queries, args.single))
-            del index
-        print(f"| {s} | {median(times) * 1e3:.2f} |")
 
+def scaling(client, x, queries, args) -> None:
+    """One-query latency against the number of shards, on shards too small to cost anything
+    (256 rows in all): what the scatter / gather / merge costs per shard. The shard counts
+    take turns query by query, so they share the machine's noise."""
+    counts = (1, 2, 4, 8, 16)
+    indexes = {}
+    for s in counts:
+        indexes[s] = ShardedIndex(lambda: sx.FlatIndex(x.shape[1], "cosine"), client=client, n_shards=s)
+        indexes[s].add(x[:256])
+    times = {s: [] for s in counts}
+    for _ in range(args.repeats):
+        for q in queries[: args.single]:
+            for s in counts:
+                t = time.perf_counter()
+                indexes[s].search(q, K)
+                times[s].append(time.perf_counter() - t)
+    base = median(times[1])
+    print(f"\n| shards S ({args.workers} workers) | one-query latency ms, FlatIndex of 256 rows "
+          "| minus S=1, ms | per extra shard, ms |")
+    print("|---:|---:|---:|---:|")
+    for s in counts:
+        extra = median(times[s]) - base
+        per = f"{extra / (s - 1) * 1e3:.2f}" if s > 1 else ""
+        print(f"| {s} | {median(times[s]) * 1e3:.2f} | {extra * 1e3:.2f} | {per} |")
+    print(f"# {len(times[1])} queries per shard count; load average {os.getloadavg()[0]:.1f}")
+
+
+def merging() -> None:
+    """Client-side merge_topk cost for S * k candidates per query."""
     print("\n| S * k candidates merged | merge_topk, 1 query, us | merge_topk, 1,000 queries, ms |")
     print("|---:|---:|---:|")
     rng = np.random.default_rng(0)
     for s in (2, 10, 100):
-        for nq, unit in ((1, 1e6), (1000, 1e3)):
+        cost = {}
+        for nq in (1, 1000):
             d = [np.sort(rng.random((nq, K), dtype=np.float32), axis=1) for _ in range(s)]
             i = [rng.integers(0, 1 << 40, (nq, K)) for _ in range(s)]
             reps = 2000 if nq == 1 else 20
             t = time.perf_counter()
             for _ in range(reps):
                 merge_topk(d, i, K)
-            per = (time.perf_counter() - t) / reps * unit
-            if nq == 1:
-                one_q = per
-            else:
-                print(f"| {s * K} | {one_q:.1f} | {per:.2f} |")
+            cost[nq] = (time.perf_counter() - t) / reps
+        print(f"| {s * K} | {cost[1] * 1e6:.1f} | {cost[1000] * 1e3:.2f} |")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=DATA)
+    p.add_argument("--n", type=int, default=60000)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--efc", type=int, default=100)
+    p.add_argument("--ef", type=int, default=64)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--single", type=int, default=200)
+    p.add_argument("--parts", default="compare,scaling,merge",
+                   help="comma-separated: compare (one process vs sharded), scaling (latency vs shards), merge")
+    p.add_argument("--quick", action="store_true", help="n=10000, 1 repeat, 50 single queries")
+    args = p.parse_args()
+    if args.quick:
+        args.n, args.repeats, args.single = 10000, 1, 50
+    parts = set(args.parts.split(","))
+
+    import distributed
+
+    with h5py.File(args.data) as f:
+        x = f["train"][: args.n]
+        queries = f["test"][:]
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, simd={sx.simd_level()}, "
+          f"load average {os.getloadavg()[0]:.1f} at start")
+    print(f"# command: {' '.join([os.path.basename(sys.executable)] + sys.argv)}")
+    print(f"# data: {args.n} x {x.shape[1]} train, {len(queries)} test queries, k={K}")
+    with distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                                  protocol="tcp://", host="127.0.0.1", dashboard_address=":0",
+                                  silence_logs=logging.ERROR) as cluster, distributed.Client(cluster) as client:
+        if "compare" in parts:
+            truth = sx.knn(queries, x, K, "cosine").ids  # exact on the rows used
+            compare(client, x, queries, truth, args)
+        if "scaling" in parts:
+            scaling(client, x, queries, args)
+    if "merge" in parts:
+        merging()
     print(f"# load average {os.getloadavg()[0]:.1f} at the end")
-    client.close()
-    cluster.close()
 
 
 if __name__ == "__main__":
