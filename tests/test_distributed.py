@@ -29,6 +29,7 @@ from conftest import brute_force, clustered
 from simdex.distributed import (
     ShardedIndex,
     ShardUnavailableError,
+    _filters_per_shard,
     _Shard,
     merge_range,
     merge_topk,
@@ -70,6 +71,20 @@ def test_shard_of_is_fixed_and_balanced():
     for ids in (np.arange(100_000), np.arange(100_000) * 8, np.arange(100_000) * 1024 + 3):
         counts = np.bincount(shard_of(ids, 8), minlength=8)
         assert counts.min() > 0.95 * ids.size / 8, counts
+
+
+def test_id_filters_are_split_by_owning_shard():
+    allowed = np.arange(0, 5000, 3)
+    parts = _filters_per_shard(allowed, 3)
+    assert sorted(np.concatenate(parts).tolist()) == allowed.tolist()
+    for s, part in enumerate(parts):
+        assert (shard_of(part, 3) == s).all()
+    rows = _filters_per_shard([allowed[:10], allowed[10:20]], 3)
+    assert [sorted(np.concatenate([rows[s][r] for s in range(3)]).tolist()) for r in range(2)] == \
+        [allowed[:10].tolist(), allowed[10:20].tolist()]
+    mask = np.ones(10, bool)
+    assert _filters_per_shard(mask, 3) is None and _filters_per_shard([mask, allowed], 3) is None
+    assert _filters_per_shard(None, 3) is None and _filters_per_shard(allowed, 1) is None
 
 
 def _reference_merge(dists, ids, k):
@@ -169,7 +184,8 @@ def test_filter_max_distance_and_range_search_pass_through(client, data):
     mask[::3] = True
     per_row = [np.arange(r, 3000, 11) for r in range(len(q))]
     limits = np.quantile(one.search(q, 10).distances, 0.5, axis=1)
-    for kwargs in ({"filter": allowed}, {"filter": mask}, {"filter": per_row},
+    for kwargs in ({"filter": allowed}, {"filter": allowed.tolist()}, {"filter": mask}, {"filter": per_row},
+                   {"filter": [mask] * len(q)}, {"filter": np.zeros(0, np.int64)},
                    {"max_distance": float(np.median(limits))}, {"max_distance": limits},
                    {"filter": allowed, "max_distance": limits}):
         got, want = sharded.search(q, 10, **kwargs), one.search(q, 10, **kwargs)

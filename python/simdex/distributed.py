@@ -18,7 +18,7 @@ How it works
   client and ships that trained, empty index to every shard (pickling goes through the
   simdex file format), so codebooks, projections and int8 ranges are the same everywhere.
   Indexes that train themselves on their first add (int8 Flat / HNSW, BinaryIndex) are
-  trained on the first added batch by the client in the same way.
+  trained on the first added batch (a dask.array's first block) by the client in the same way.
 - Placement: a row lives on shard `shard_of(id, n_shards)` (a fixed 64-bit mix of its id,
   modulo the number of shards). Routing `remove`, `reconstruct` and `id in index` costs
   O(len(ids)) with no table on the client; the owning shard alone checks that a new id is
@@ -114,6 +114,26 @@ def _split(ids: np.ndarray, n_shards: int) -> dict[int, np.ndarray]:
     order = np.argsort(owner, kind="stable")
     bounds = np.searchsorted(owner[order], np.arange(n_shards + 1))
     return {s: order[bounds[s]: bounds[s + 1]] for s in range(n_shards) if bounds[s + 1] > bounds[s]}
+
+
+def _filters_per_shard(filter: Any, n_shards: int) -> list[Any] | None:
+    """A filter of allowed ids split by owning shard (each shard is sent only its own ids:
+    the payload stays len(filter) in all, not n_shards times it); None when the filter goes
+    whole to every shard (None, a boolean mask by id, a list holding a mask, or input the
+    shards will reject with their own message)."""
+    if filter is None or n_shards == 1:
+        return None
+    if _checks.is_filter_list(filter):
+        rows = [_filters_per_shard(f, n_shards) for f in filter]
+        if any(r is None for r in rows):
+            return None
+        return [[r[s] for r in rows] for s in range(n_shards)]
+    a = np.asarray(filter)
+    if a.ndim != 1 or a.dtype.kind not in "iu" or (a.dtype.kind == "u" and a.size and a.max() > np.iinfo(np.int64).max):
+        return None
+    ids = a.astype(np.int64, copy=False)
+    owner = shard_of(ids, n_shards)
+    return [ids[owner == s] for s in range(n_shards)]
 
 
 # ---- merging -------------------------------------------------------------------------------
@@ -481,6 +501,14 @@ class ShardedIndex:
         results = self._call({s: _invoke(a, method, *args) for s, a in enumerate(self._actors)}, timeout)
         return [results[s] for s in range(len(self._actors))]
 
+    def _scatter(self, method: str, queries: np.ndarray, arg: Any, params: dict, timeout: float | None) -> list:
+        """method(queries, arg, params) on every shard, an id filter split by owning shard."""
+        filters = _filters_per_shard(params.get("filter"), self.n_shards)
+        calls = {s: _invoke(a, method, queries, arg, params if filters is None else {**params, "filter": filters[s]})
+                 for s, a in enumerate(self._actors)}
+        results = self._call(calls, timeout)
+        return [results[s] for s in range(self.n_shards)]
+
     # ---- properties ----------------------------------------------------------------------
     @property
     def n_shards(self) -> int:
@@ -663,8 +691,9 @@ class ShardedIndex:
                   more; approximate shards may gain recall from over-fetching.
         timeout : seconds to wait for the slowest shard (None = no limit); a shard that does
                   not answer raises ShardUnavailableError (never a partial result)
-        params  : passed to every shard's search: filter (global ids), max_distance, ef,
-                  nprobe, rerank_k, threads, ...
+        params  : passed to every shard's search: filter (global ids, a mask by id, or one
+                  filter per query; an id array reaches each shard as the ids it owns),
+                  max_distance, ef, nprobe, rerank_k, threads, ...
         returns : SearchResult(distances (q, k) float32 ascending, ids (q, k) int64 global,
                   -1 / +inf padded); equal distances are ordered by id
         """
@@ -674,7 +703,7 @@ class ShardedIndex:
             raise ValueError(f"shard_k must be >= k={k}; got {shard_k}")
         q, was_1d = _check_rows(queries, self.dim, self._codes, "queries")
         _checks.as_max_distance(params.get("max_distance"), q.shape[0])  # fail before sending
-        parts = self._all("search", q, shard_k, params, timeout=timeout)
+        parts = self._scatter("search", q, shard_k, params, timeout)
         d, i = merge_topk([p[0] for p in parts], [p[1] for p in parts], k)
         return SearchResult(d[0], i[0]) if was_1d else SearchResult(d, i)
 
@@ -686,7 +715,7 @@ class ShardedIndex:
         q, _ = _check_rows(queries, self.dim, self._codes, "queries")
         if _checks.as_max_distance(radius, q.shape[0]) is None:
             raise ValueError("radius must be a float or one float per query; got None")
-        parts = self._all("range_search", q, radius, params, timeout=timeout)
+        parts = self._scatter("range_search", q, radius, params, timeout)
         return merge_range(parts, q.shape[0])
 
     # ---- persistence -----------------------------------------------------------------------
