@@ -232,6 +232,17 @@ def test_int8_ranges_learnt_once_and_shared(client, data):
     np.testing.assert_array_equal(got.distances, want.distances)
 
 
+def test_binary_index_trained_on_the_first_batch_like_one_index(client, data):
+    x, q = data
+    one = sx.BinaryIndex(D, bits=2)
+    one.add(x)  # fits its binarizer on this first batch
+    sharded = ShardedIndex(lambda: sx.BinaryIndex(D, bits=2))  # the current client
+    sharded.add(x)
+    for alphas in sharded.map_shards(lambda index: index.alphas):
+        np.testing.assert_array_equal(alphas, one.alphas)
+    np.testing.assert_array_equal(sharded.search(q, 10).distances, one.search(q, 10).distances)
+
+
 def test_pq_trained_once_gives_one_code_space(client, data):
     x, q = data
     make = functools.partial(sx.PQIndex, D, 4, nbits=8)
