@@ -274,6 +274,8 @@ def test_ids_routing_remove_and_reconstruct(client, data):
     np.testing.assert_array_equal(sharded.reconstruct([15, 5, 9999]), x[[1, 0, 1003]])
     with pytest.raises(KeyError):
         sharded.reconstruct([6])
+    none = np.zeros(0, np.int64)
+    assert sharded.reconstruct(none).shape == (0, D) and sharded.remove(none) == 0
     gone = user[::2]
     assert sharded.remove(np.concatenate([gone, [7, 8]])) == gone.size
     assert len(sharded) == 1010 - gone.size and 5 not in sharded and 15 in sharded and "15" not in sharded

@@ -665,6 +665,8 @@ class ShardedIndex:
         """Stored vectors of the given ids, asked from their owning shards: (len(ids), d).
         KeyError names ids not in the index (as the shard index raises it)."""
         a = _checks.as_id_list(ids)
+        if a.size == 0:
+            return np.zeros((0, self.dim // 8), np.uint8) if self._codes else np.zeros((0, self.dim), np.float32)
         parts = _split(a, self.n_shards)
         results = self._call({s: _invoke(self._actors[s], "reconstruct", np.ascontiguousarray(a[pos]))
                               for s, pos in parts.items()}, timeout)
