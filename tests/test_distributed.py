@@ -230,6 +230,13 @@ def test_int8_ranges_learnt_once_and_shared(client, data):
     got, want = sharded.search(q, 10), one.search(q, 10)
     np.testing.assert_array_equal(got.ids, want.ids)
     np.testing.assert_array_equal(got.distances, want.distances)
+    # HNSW int8: the untrained template travels to the shards (pickled before its ranges exist)
+    graph = _sharded(client, lambda: sx.HNSWIndex(D, "cosine", storage="int8", M=8, ef_construction=32), x)
+    one = sx.HNSWIndex(D, "cosine", storage="int8", M=8, ef_construction=32)
+    one.add(x)
+    for lo, scale in graph.map_shards(lambda index: (index._lo, index._scale)):
+        np.testing.assert_array_equal(lo, one._lo)
+        np.testing.assert_array_equal(scale, one._scale)
 
 
 def test_binary_index_trained_on_the_first_batch_like_one_index(client, data):

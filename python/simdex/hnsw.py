@@ -277,7 +277,9 @@ class HNSWIndex(CoreIndex):
             raise ValueError("hnsw index file: upper links must be a 1-D uint32 array")
         if np.any((ids >= 0) & (levels < 0)) or np.any(ids < -1):
             raise ValueError("hnsw index file: ids and levels disagree on which slots are used")
-        if index.storage == "int8":
+        if index.storage == "int8" and "lo" not in arrays and n:
+            raise ValueError("hnsw index file: int8 rows without their ranges (lo, scale)")
+        if index.storage == "int8" and "lo" in arrays:  # an index saved before its first add has none
             lo, scale = arrays["lo"], arrays["scale"]
             if lo.shape != (index.dim,) or scale.shape != (index.dim,):
                 raise ValueError("hnsw index file: int8 ranges have the wrong shape")
