@@ -344,6 +344,16 @@ class Fields:
             raise self.error(scale_name, "int8 scales must be >= 0")
         return lo, scale
 
+    def optional_ranges(self, lo_name: str, scale_name: str, dim: builtins.int, *,
+                        needed: builtins.bool) -> tuple[np.ndarray, np.ndarray] | None:
+        """ranges() when the file has them (an int8 index saved before its first add has none);
+        ValueError when they are missing but `needed` (stored int8 rows)."""
+        if lo_name not in self.arrays and scale_name not in self.arrays:
+            if needed:
+                raise self.error(lo_name, "int8 rows are stored without their ranges")
+            return None
+        return self.ranges(lo_name, scale_name, dim)
+
     def finite_rows(self, name: str, rows: np.ndarray, storage: str) -> None:
         """Stored float rows (float32 / float16, or bfloat16 bits as uint16) hold no NaN / inf."""
         if storage in ("float32", "float16"):

@@ -153,7 +153,9 @@ class FlatIndex(CoreIndex):
         if index.metric != "hamming":
             f.finite_rows("rows", rows, index.storage)
         if index.storage == "int8" and index.metric != "hamming":
-            index._set_ranges(*f.ranges("lo", "scale", index.dim))
+            ranges = f.optional_ranges("lo", "scale", index.dim, needed=ids.shape[0] > 0)
+            if ranges is not None:  # an int8 index saved before its first add has none
+                index._set_ranges(*ranges)
         index._core.restore(np.ascontiguousarray(rows), np.ascontiguousarray(ids), f.int("next_id", 0, 2**62, 0))
         return index
 

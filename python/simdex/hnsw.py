@@ -85,6 +85,11 @@ class HNSWIndex(CoreIndex):
         return "bits" if self.metric == "hamming" else self.storage
 
     @property
+    def is_trained(self) -> bool:
+        """False only for storage='int8' before its ranges are learnt (train() or first add)."""
+        return self.storage != "int8" or self._lo is not None
+
+    @property
     def int8_queries(self) -> bool:
         return bool(self._core.int8_queries)
 
@@ -274,8 +279,9 @@ class HNSWIndex(CoreIndex):
             dtype = _storage.ROW_DTYPES[index.storage]
             row_bytes = index.dim * np.dtype(dtype).itemsize
             f.finite_rows("blocks", np.ascontiguousarray(blocks[:, :row_bytes]).view(dtype), index.storage)
-        if index.storage == "int8":
-            index._lo, index._scale = f.ranges("lo", "scale", index.dim)
+        ranges = f.optional_ranges("lo", "scale", index.dim, needed=n > 0) if index.storage == "int8" else None
+        if ranges is not None:  # an int8 index saved before its first add has none
+            index._lo, index._scale = ranges
             index._core.set_ranges(index._lo, index._scale)
         # links, levels and the entry point are checked by the core before use
         index._core.restore(blocks, np.ascontiguousarray(ids), levels, upper, f.int("entry", -1, 2**32 - 2),
