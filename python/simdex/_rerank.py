@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import zlib
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -77,7 +77,7 @@ class RerankStore:
             self._data = np.zeros((0, self.dim), dtype=self.dtype)
         else:
             assert self.path is not None
-            mode = "r+" if os.access(self.path, os.W_OK) else "r"  # read-only: searches only
+            mode: Literal["r+", "r"] = "r+" if os.access(self.path, os.W_OK) else "r"  # read-only: search only
             self._data = np.memmap(self.path, dtype=self.dtype.type, mode=mode, shape=(self._n, self.dim))
 
     def put(self, slots: np.ndarray, x: np.ndarray) -> None:

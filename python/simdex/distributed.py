@@ -84,7 +84,7 @@ class ShardUnavailableError(RuntimeError):
         super().__init__(message)
         self.shard, self.worker = shard, worker
 
-    def __reduce__(self) -> tuple:  # raised in worker tasks too: travels back pickled
+    def __reduce__(self) -> tuple[Any, ...]:  # raised in worker tasks too: travels back pickled
         return (type(self), (str(self), self.shard, self.worker))
 
 
@@ -125,9 +125,10 @@ def _filters_per_shard(filter: Any, n_shards: int) -> list[Any] | None:
         return None
     if _checks.is_filter_list(filter):
         rows = [_filters_per_shard(f, n_shards) for f in filter]
-        if any(r is None for r in rows):
+        split = [r for r in rows if r is not None]
+        if len(split) != len(rows):
             return None
-        return [[r[s] for r in rows] for s in range(n_shards)]
+        return [[r[s] for r in split] for s in range(n_shards)]
     a = np.asarray(filter)
     if a.ndim != 1 or a.dtype.kind not in "iu" or (a.dtype.kind == "u" and a.size and a.max() > np.iinfo(np.int64).max):
         return None
@@ -205,15 +206,26 @@ class _Shard:
     a time in the worker's actor thread, each index call using the index's own threads)."""
 
     def __init__(self, number: int, n_shards: int, index: Index | None = None,
-                 path: str | None = None, mmap: bool = False, expect: dict | None = None) -> None:
+                 path: str | None = None, mmap: bool = False, expect: dict[str, Any] | None = None) -> None:
         self.number, self.n_shards = number, n_shards
         self.error: Exception | None = None
+        self._index: Index | None = None
         try:
-            self.index = index if path is None else self._load(path, mmap, expect or {})
+            self._index = index if path is None else self._load(path, mmap, expect or {})
         except Exception as exc:  # noqa: BLE001 - reported by check()
-            self.index, self.error = None, exc
+            self.error = exc
 
-    def _load(self, path: str, mmap: bool, expect: dict) -> Index:
+    @property
+    def index(self) -> Index:
+        if self._index is None:
+            raise self.error or ValueError(f"shard {self.number} holds no index")
+        return self._index
+
+    @index.setter
+    def index(self, value: Index) -> None:
+        self._index = value
+
+    def _load(self, path: str, mmap: bool, expect: dict[str, Any]) -> Index:
         where = f"shard {self.number} ({path!r})"
         if not os.path.isfile(path):
             raise ValueError(f"{where}: file missing")
@@ -239,8 +251,6 @@ class _Shard:
     @_reported
     def check(self) -> str:
         """Raise the construction error, if any; else the index's repr."""
-        if self.error is not None:
-            raise self.error
         return repr(self.index)
 
     @_reported
@@ -252,7 +262,7 @@ class _Shard:
         self.index = index
 
     @_reported
-    def add(self, x: np.ndarray, ids: np.ndarray, params: dict) -> np.ndarray:
+    def add(self, x: np.ndarray, ids: np.ndarray, params: dict[str, Any]) -> np.ndarray:
         return self.index.add(x, ids, **params)
 
     @_reported
@@ -260,12 +270,12 @@ class _Shard:
         return int(self.index.remove(ids))
 
     @_reported
-    def search(self, queries: np.ndarray, k: int, params: dict) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         d, i = self.index.search(queries, k, **params)
         return d, i
 
     @_reported
-    def range_search(self, queries: np.ndarray, radius: Any, params: dict) -> tuple:
+    def range_search(self, queries: np.ndarray, radius: Any, params: dict[str, Any]) -> tuple[Any, ...]:
         return self.index.range_search(queries, radius, **params)
 
     @_reported
@@ -285,7 +295,7 @@ class _Shard:
         return len(self.index), int(self.index.nbytes)
 
     @_reported
-    def save(self, path: str) -> dict:
+    def save(self, path: str) -> dict[str, Any]:
         self.index.save(path)
         return {"rows": len(self.index), "bytes": os.path.getsize(path)}
 
@@ -295,7 +305,7 @@ class _Shard:
         return fn(self.index)
 
 
-def _add_block(block: Any, ids: np.ndarray, actors: list, workers: list[str], params: dict,
+def _add_block(block: Any, ids: np.ndarray, actors: list[Any], workers: list[str], params: dict[str, Any],
                codes: bool, dim: int, timeout: float | None) -> int:
     """A task on the worker holding one dask.array block: check it, split it by owning shard
     and add each part to its shard (worker to worker; the client never sees the rows).
@@ -315,7 +325,7 @@ def _add_block(block: Any, ids: np.ndarray, actors: list, workers: list[str], pa
     return int(ids.shape[0])
 
 
-def _add_parts(actors: list, rows: np.ndarray, ids: np.ndarray, params: dict, timeout: float | None,
+def _add_parts(actors: list[Any], rows: np.ndarray, ids: np.ndarray, params: dict[str, Any], timeout: float | None,
                failure: Callable[[int, BaseException], BaseException], loop: Any) -> BaseException | None:
     """Add rows (n, d) with global ids (n,) to their owning shards; on any failure remove
     them again from the shards that took them and return the first error (else None)."""
@@ -366,7 +376,7 @@ def _wait(calls: dict[int, Any], timeout: float | None, loop: Any
     async def answer(future: Any) -> Any:
         return await future
 
-    async def all_answers() -> dict[int, asyncio.Task]:
+    async def all_answers() -> dict[int, asyncio.Task[Any]]:
         tasks = {shard: asyncio.ensure_future(answer(f)) for shard, f in pending.items()}
         _, late = await asyncio.wait(tasks.values(), timeout=timeout)
         for task in late:  # stops the waiting only; the shard finishes the call on its own
@@ -378,8 +388,8 @@ def _wait(calls: dict[int, Any], timeout: float | None, loop: Any
     for shard, task in (sync(loop, all_answers).items() if pending else ()):
         if task.cancelled():
             errors[shard] = _Transport(TimeoutError(f"no answer within {timeout} s"))
-        elif task.exception() is not None:
-            errors[shard] = _Transport(task.exception())
+        elif (failure := task.exception()) is not None:
+            errors[shard] = _Transport(failure)
         else:
             raised, value = task.result()
             if raised is not None:
@@ -463,7 +473,7 @@ class ShardedIndex:
         self._actors: list[Any] = []
         self._workers: list[str] = []
 
-    def _start(self, workers: list[str], kwargs: list[dict]) -> None:
+    def _start(self, workers: list[str], kwargs: list[dict[str, Any]]) -> None:
         n = len(kwargs)
         token = secrets.token_hex(8)
         self._workers = [workers[s % len(workers)] for s in range(n)]
@@ -501,7 +511,7 @@ class ShardedIndex:
         results = self._call({s: _invoke(a, method, *args) for s, a in enumerate(self._actors)}, timeout)
         return [results[s] for s in range(len(self._actors))]
 
-    def _scatter(self, method: str, queries: np.ndarray, arg: Any, params: dict, timeout: float | None) -> list:
+    def _scatter(self, method: str, queries: np.ndarray, arg: Any, params: dict[str, Any], timeout: float | None) -> list[Any]:
         """method(queries, arg, params) on every shard, an id filter split by owning shard."""
         filters = _filters_per_shard(params.get("filter"), self.n_shards)
         calls = {s: _invoke(a, method, queries, arg, params if filters is None else {**params, "filter": filters[s]})
@@ -548,7 +558,7 @@ class ShardedIndex:
         return (f"ShardedIndex({self._class_name}, kind={self.kind!r}, dim={self.dim}, metric={self.metric!r}, "
                 f"n_shards={self.n_shards}, workers={len(set(self._workers))})")
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         raise TypeError("a ShardedIndex cannot be pickled (its shards live on Dask workers); "
                         "use save(directory) and ShardedIndex.load(directory, client=...)")
 
@@ -619,7 +629,7 @@ class ShardedIndex:
             raise error
         return new
 
-    def _add_dask(self, x: Any, ids: Any, timeout: float | None, params: dict) -> np.ndarray:
+    def _add_dask(self, x: Any, ids: Any, timeout: float | None, params: dict[str, Any]) -> np.ndarray:
         width = self.dim // 8 if self._codes else self.dim
         if x.ndim != 2 or (not np.isnan(x.shape[1]) and x.shape[1] != width):
             raise ValueError(f"x must have shape (n, {width}); got a dask array of shape {x.shape}")
@@ -639,7 +649,7 @@ class ShardedIndex:
             tasks = [self._client.submit(_add_block, block, new[starts[b]: starts[b + 1]], self._actors,
                                          self._workers, params, self._codes, self.dim, timeout, pure=False)
                      for b, block in enumerate(blocks)]
-            distributed.wait(tasks)
+            distributed.wait(tasks)  # type: ignore[no-untyped-call]
             failed = [t for t in tasks if t.status != "finished"]
             if failed:  # all or nothing: take back the blocks that went in
                 for b, t in enumerate(tasks):
@@ -721,7 +731,7 @@ class ShardedIndex:
         return merge_range(parts, q.shape[0])
 
     # ---- persistence -----------------------------------------------------------------------
-    def save(self, directory: str | os.PathLike, *, timeout: float | None = None) -> None:
+    def save(self, directory: str | os.PathLike[str], *, timeout: float | None = None) -> None:
         """Write one file per shard (written by its worker) and manifest.json (by the client)
         into directory, which the workers must see under the same path. Adds and removes of
         this object wait meanwhile, so the files form one snapshot. The manifest is replaced
@@ -750,7 +760,7 @@ class ShardedIndex:
                 os.remove(os.path.join(directory, name))
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, *, client: Any = None, mmap: bool = False) -> ShardedIndex:
+    def load(cls, directory: str | os.PathLike[str], *, client: Any = None, mmap: bool = False) -> ShardedIndex:
         """Load a saved ShardedIndex: each shard file is read by the worker that will hold it
         (memory-mapped there with mmap=True), placed round-robin on the current workers.
         The manifest and every shard file are validated (ValueError names the problem)."""
@@ -774,7 +784,7 @@ def _shard_file(shard: int, token: str) -> str:
     return f"shard-{shard:05d}-{token}.sdx"
 
 
-def _read_manifest(path: str) -> dict:
+def _read_manifest(path: str) -> dict[str, Any]:
     """The manifest, validated field by field (it is untrusted input)."""
     def bad(why: str) -> ValueError:
         return ValueError(f"{path!r} is not a valid ShardedIndex manifest: {why}")
@@ -845,7 +855,7 @@ def _writing(lock: _ReadWriteLock) -> Iterator[None]:
 def _client(client: Any) -> Any:
     if client is None:
         try:
-            return distributed.default_client()
+            return distributed.default_client()  # type: ignore[no-untyped-call]
         except ValueError:
             raise ValueError("no Dask client: pass client=Client(...) or create one first") from None
     if not isinstance(client, distributed.Client):
