@@ -21,13 +21,13 @@ import numbers
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp  # type: ignore[import-untyped]
-from sklearn.base import (  # type: ignore[import-untyped]
+import scipy.sparse as sp  # type: ignore[import-not-found, import-untyped, unused-ignore]
+from sklearn.base import (  # type: ignore[import-not-found, import-untyped, unused-ignore]
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
 )
-from sklearn.utils.validation import (  # type: ignore[import-untyped]
+from sklearn.utils.validation import (  # type: ignore[import-not-found, import-untyped, unused-ignore]
     check_array,
     check_is_fitted,
     validate_data,
