@@ -67,6 +67,14 @@ def test_flat_kneighbors_match_sklearn(blobs, metric, sk_metric):
     np.testing.assert_allclose(graph, ref.kneighbors_graph(q, 3, mode="distance").toarray(), atol=1e-9)
 
 
+def test_cosine_distances_of_a_row_to_itself_are_not_negative():
+    x = np.random.default_rng(4).standard_normal((300, 384)) * 1e3  # rounding puts cos past 1
+    d, _ = ssk.NearestNeighbors(n_neighbors=3, metric="cosine").fit(x).kneighbors(x)
+    assert (d >= 0).all() and (d[:, 0] <= 1e-12).all()
+    skn.KNeighborsClassifier(2, metric="precomputed").fit(
+        ssk.KNeighborsTransformer(n_neighbors=2, metric="cosine").fit_transform(x), np.arange(300) % 2)
+
+
 def test_itself_dropped_even_among_duplicates():
     x = np.repeat(np.arange(10, dtype=np.float64)[:, None], 2, axis=0)  # every row twice
     d, i = ssk.NearestNeighbors(n_neighbors=1).fit(x).kneighbors()

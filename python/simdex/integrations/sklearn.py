@@ -153,7 +153,8 @@ class NearestNeighbors(BaseEstimator):  # type: ignore[misc]
             dots = np.einsum("bkd,bd->bk", rows, q)
             if metric == "cosine":
                 norms = np.linalg.norm(rows, axis=2) * np.linalg.norm(q, axis=1)[:, None]
-                dots = np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
+                # rounding may push |cos| past 1: clip, so that distances stay within [0, 2]
+                dots = np.clip(np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0), -1.0, 1.0)
             out[start:start + step] = 1.0 - dots
         if root:
             np.sqrt(out, out=out)
