@@ -155,3 +155,21 @@ def test_constructors_and_bad_input():
         s.add_texts(["a", "b"], [{}])
     with pytest.raises(TypeError, match="unexpected keyword"):
         s.similarity_search("x", k=1, nprobe=3)  # an HNSW search has no nprobe: not ignored
+
+
+def test_threads_add_search_and_delete_at_once():
+    from concurrent.futures import ThreadPoolExecutor
+
+    s = SimdexVectorStore(DeterministicFakeEmbedding(size=16), index="hnsw")
+    s.add_texts(["seed"], ids=["seed"])
+
+    def work(t: int) -> int:
+        ids = s.add_texts([f"t{t} doc {i}" for i in range(40)], ids=[f"{t}-{i}" for i in range(40)])
+        found = sum(len(s.similarity_search(f"t{t} doc {i}", k=3)) for i in range(20))
+        s.delete(ids[:10])
+        return found
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(f == 60 for f in pool.map(work, range(4)))
+    assert len(s) == 1 + 4 * 30 and len(s.index) == len(s)
+    assert s.get_by_ids(["0-5", "0-15"])[0].id == "0-15"

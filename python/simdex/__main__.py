@@ -306,7 +306,7 @@ def _installed_peers() -> tuple[list[str], list[str]]:
 
 
 def _plot(rows: list[BenchRow], path: str, title: str, k: int, plt: Any) -> None:
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(8.5, 4.8))
     for label in dict.fromkeys(r[0] for r in rows):
         points = [r for r in rows if r[0] == label]
         line = ax.plot([r[2] for r in points], [r[3] for r in points], marker="o", label=label)[0]
@@ -318,7 +318,7 @@ def _plot(rows: list[BenchRow], path: str, title: str, k: int, plt: Any) -> None
     ax.set_ylabel("queries per second")
     ax.set_yscale("log")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: no label hidden
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -374,7 +374,15 @@ def _run_bench(args: argparse.Namespace) -> int:
           f"k={args.k}, simd={sx.simd_level()}, threads={args.threads or 'all'}")
     for message in missing:
         print(message, file=sys.stderr)
+    print(f"| index | param | recall@{args.k} | QPS | build s |")
+    print("|---|---|---|---|---|", flush=True)
     rows: list[BenchRow] = []
+
+    def report(new: list[BenchRow]) -> None:  # rows appear as each index finishes
+        rows.extend(new)
+        for label, param, recall, qps, build in new:
+            print(f"| {label} | {param} | {recall:.4f} | {qps:.0f} | {build:.2f} |", flush=True)
+
     failed = []
     graph_defaults = {"M": args.M, "ef_construction": args.ef_construction}
     for kind in kinds:
@@ -384,16 +392,12 @@ def _run_bench(args: argparse.Namespace) -> int:
             continue
         given = {**(graph_defaults if kind in ("hnsw", "leanvec") else {}), **params.get(kind, {})}
         try:
-            rows += _bench_simdex(kind, given, data, queries, truth, metric, args, sweeps)
+            report(_bench_simdex(kind, given, data, queries, truth, metric, args, sweeps))
         except (ValueError, TypeError) as e:
             print(f"{kind}: failed: {e}", file=sys.stderr)
             failed.append(kind)
     for peer in peers:
-        rows += _bench_peer(peer, data, queries, truth, metric, args)
-    print(f"| index | param | recall@{args.k} | QPS | build s |")
-    print("|---|---|---|---|---|")
-    for label, param, recall, qps, build in rows:
-        print(f"| {label} | {param} | {recall:.4f} | {qps:.0f} | {build:.2f} |")
+        report(_bench_peer(peer, data, queries, truth, metric, args))
     if args.plot and rows:
         title = (f"{source}: n={len(data)}, d={data.shape[1]}, {metric}, k={args.k}, "
                  f"simd={sx.simd_level()}, threads={args.threads or 'all'}")

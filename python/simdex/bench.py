@@ -4,8 +4,8 @@
     python -m simdex.bench hnsw --data minilm.hdf5   # run bench_hnsw.py with these arguments
     simdex scripts hnsw --data minilm.hdf5           # the same through the command line
 
-The wheel and the sdist ship the repository's ``bench/`` folder as ``simdex/_bench`` (see
-pyproject.toml); in a source checkout the scripts are read from ``bench/`` itself. They compare
+The sdist ships the repository's ``bench/`` folder and the wheel installs it as
+``simdex/_bench`` (CMakeLists.txt); in a source checkout the scripts are read from ``bench/``. They compare
 against FAISS, hnswlib, USearch and simsimd: ``pip install 'simdex[bench]'``. Their results and
 commands are in RESULTS.md beside them.
 """

@@ -221,13 +221,15 @@ class SimdexVectorStore(VectorStore):
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be an int >= 1; got {k!r}")
         with self._lock:
-            if self._index is None or not self._docs:
+            index = self._index
+            if index is None or not self._docs:
                 return []
             allowed = self._allowed(filter)
-            if allowed is not None and allowed.size == 0:
-                return []
-            dist, ids = self._index.search(np.asarray(embedding, dtype=np.float32), k, filter=allowed,
-                                           **search_params)
+        if allowed is not None and allowed.size == 0:
+            return []
+        # outside the lock: simdex indexes take concurrent searches and writes themselves
+        dist, ids = index.search(np.asarray(embedding, dtype=np.float32), k, filter=allowed, **search_params)
+        with self._lock:  # a document deleted meanwhile is left out
             return [(self._document(int(n)), float(d)) for d, n in zip(dist, ids, strict=True)
                     if n >= 0 and int(n) in self._docs]
 
