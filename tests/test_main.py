@@ -178,3 +178,16 @@ def test_generated_data_is_unit_norm_and_seeded():
     b, _ = generated_dataset(500, 10, 16, seed=1)
     assert np.array_equal(a, b) and a.shape == (500, 16) and qa.shape == (10, 16)
     np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, rtol=1e-5)
+
+
+def test_bench_scripts_are_packaged():
+    """The sdist keeps bench/ (no plots) and the wheel installs its scripts as simdex/_bench
+    (checked by building a wheel into a fresh venv: see bench/RESULTS.md section 7)."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    settings = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["scikit-build"]
+    assert not any(p.rstrip("/") == "bench" for p in settings["sdist"]["exclude"])
+    cmake = (root / "CMakeLists.txt").read_text()
+    assert re.search(r'install\(DIRECTORY bench/ DESTINATION simdex/_bench FILES_MATCHING PATTERN "\*\.py"', cmake)
