@@ -72,7 +72,6 @@ class SimdexVectorStore(VectorStore):
             self._kind: str | None = kind
             self._index: Any = None
             self._metric = "cosine" if metric is None else metric
-            _kinds.make_index(kind, 1, self._metric, 0)  # checks the metric now, not at the first add
         else:
             if not hasattr(index, "search") or not hasattr(index, "add") or not hasattr(index, "dim"):
                 raise TypeError(f"index must be None, a kind name or a simdex index; got {type(index).__name__}")
