@@ -67,6 +67,31 @@ def test_flat_kneighbors_match_sklearn(blobs, metric, sk_metric):
     np.testing.assert_allclose(graph, ref.kneighbors_graph(q, 3, mode="distance").toarray(), atol=1e-9)
 
 
+@pytest.mark.parametrize("metric, radius", [("euclidean", 7.0), ("sqeuclidean", 49.0), ("cosine", 0.06)])
+def test_radius_neighbors_match_sklearn(blobs, metric, radius):
+    x, _ = blobs
+    ours = ssk.NearestNeighbors(radius=radius, metric=metric).fit(x)
+    ref = skn.NearestNeighbors(radius=radius, metric=metric, algorithm="brute").fit(x)
+    for queries in (x[:40] + 0.05, None):
+        d, i = ours.radius_neighbors(queries, sort_results=True)
+        rd, ri = ref.radius_neighbors(queries, sort_results=True)
+        assert sum(map(len, i)) > 40  # not a trivial radius
+        for a, b, da, db in zip(i, ri, d, rd):
+            assert set(a.tolist()) == set(b.tolist())
+            np.testing.assert_allclose(da, db, rtol=1e-9, atol=1e-9)
+            assert (np.diff(da) >= 0).all()
+    graph = ours.radius_neighbors_graph(x[:10], mode="distance", sort_results=True)
+    # atol: scikit-learn's euclidean self-distance is 3e-7 (dot-product form), ours exactly 0
+    np.testing.assert_allclose(graph.toarray(), ref.radius_neighbors_graph(x[:10], mode="distance").toarray(),
+                               atol=1e-6)
+    hnsw = ssk.NearestNeighbors(radius=radius, metric=metric, index="hnsw").fit(x)
+    found = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(hnsw.radius_neighbors(x[:40])[1],
+                                                                       ref.radius_neighbors(x[:40])[1]))
+    assert found >= 0.95 * sum(map(len, ref.radius_neighbors(x[:40])[1]))
+    with pytest.raises(ValueError, match="radius must be"):
+        ours.radius_neighbors(x[:2], radius=-1.0)
+
+
 def test_cosine_distances_of_a_row_to_itself_are_not_negative():
     x = np.random.default_rng(4).standard_normal((300, 384)) * 1e3  # rounding puts cos past 1
     d, _ = ssk.NearestNeighbors(n_neighbors=3, metric="cosine").fit(x).kneighbors(x)

@@ -61,29 +61,16 @@ def _threads(n_jobs: Any) -> int | None:
     return _positive_int(n_jobs, "n_jobs (None, -1 or a positive int)")
 
 
-class NearestNeighbors(BaseEstimator):  # type: ignore[misc]
-    """Unsupervised nearest neighbours over a simdex index, as sklearn.neighbors.NearestNeighbors.
+class _Neighbors(BaseEstimator):  # type: ignore[misc]
+    """What NearestNeighbors and KNeighborsTransformer share: fit, kneighbors, kneighbors_graph
+    (the subclasses hold the parameters)."""
 
-    n_neighbors   : default k of kneighbors / kneighbors_graph
-    metric        : 'euclidean' (= 'l2'), 'sqeuclidean', 'cosine' or 'ip' (see the module doc)
-    index         : simdex index kind: 'flat' (exact), 'hnsw', 'pq', 'ivfpq', 'binary', 'leanvec'
-    index_params  : constructor arguments of that index (e.g. {'M': 32} for hnsw, {'m': 16,
-                    'nbits': 4} for pq); compressed kinds re-rank from vectors in RAM by default
-    search_params : search arguments (e.g. {'ef': 128} for hnsw, {'nprobe': 16} for ivfpq)
-    n_jobs        : threads: None or -1 = every core the process may use
-
-    After fit: index_ (the simdex index, ids = row numbers of X), n_samples_fit_, n_features_in_.
-    """
-
-    def __init__(self, n_neighbors: int = 5, *, metric: str = "euclidean", index: str = "flat",
-                 index_params: dict[str, Any] | None = None,
-                 search_params: dict[str, Any] | None = None, n_jobs: int | None = None) -> None:
-        self.n_neighbors = n_neighbors
-        self.metric = metric
-        self.index = index
-        self.index_params = index_params
-        self.search_params = search_params
-        self.n_jobs = n_jobs
+    n_neighbors: int
+    metric: str
+    index: str
+    index_params: dict[str, Any] | None
+    search_params: dict[str, Any] | None
+    n_jobs: int | None
 
     def _simdex_metric(self) -> tuple[str, bool]:
         found = METRICS.get(self.metric) if isinstance(self.metric, str) else None
@@ -91,7 +78,7 @@ class NearestNeighbors(BaseEstimator):  # type: ignore[misc]
             raise ValueError(f"metric must be one of {', '.join(map(repr, METRICS))}; got {self.metric!r}")
         return found
 
-    def fit(self, X: Any, y: Any = None) -> NearestNeighbors:
+    def fit(self, X: Any, y: Any = None) -> Any:
         """Index the rows of X (n_samples, n_features); y is ignored."""
         _positive_int(self.n_neighbors, "n_neighbors")
         metric, _ = self._simdex_metric()
@@ -137,27 +124,33 @@ class NearestNeighbors(BaseEstimator):  # type: ignore[misc]
             return ind
         return self._exact_distances(queries, ind)
 
-    def _exact_distances(self, queries: np.ndarray, ind: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """float64 distances of each query to its found neighbours, recomputed from the fitted
-        rows (so they do not depend on the index's storage or on how queries were batched),
-        and the rows re-sorted by them: (distances, indices), both (n_queries, k)."""
+    def _pair_distances(self, queries: np.ndarray, rows: np.ndarray, ind: np.ndarray) -> np.ndarray:
+        """float64 distance of queries[rows[i]] to the fitted row ind[i], recomputed from the
+        fitted rows (independent of the index's storage and of how queries were batched): (p,)."""
         metric, root = self._simdex_metric()
-        out = np.empty(ind.shape, dtype=np.float64)
-        step = max(1, (1 << 22) // max(1, ind.shape[1] * queries.shape[1]))  # ~32 MB of rows
+        out = np.empty(len(ind), dtype=np.float64)
+        step = max(1, (1 << 22) // max(1, queries.shape[1]))  # ~32 MB of float64 rows per chunk
         for start in range(0, len(ind), step):
-            q = queries[start:start + step].astype(np.float64)
-            rows = self._fit_X[ind[start:start + step]].astype(np.float64)  # (b, k, d)
+            q = queries[rows[start:start + step]].astype(np.float64)
+            x = self._fit_X[ind[start:start + step]].astype(np.float64)
             if metric == "l2":
-                out[start:start + step] = ((rows - q[:, None, :]) ** 2).sum(axis=2)
+                out[start:start + step] = ((x - q) ** 2).sum(axis=1)
                 continue
-            dots = np.einsum("bkd,bd->bk", rows, q)
+            dots = np.einsum("pd,pd->p", x, q)
             if metric == "cosine":
-                norms = np.linalg.norm(rows, axis=2) * np.linalg.norm(q, axis=1)[:, None]
+                norms = np.linalg.norm(x, axis=1) * np.linalg.norm(q, axis=1)
                 # rounding may push |cos| past 1: clip, so that distances stay within [0, 2]
                 dots = np.clip(np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0), -1.0, 1.0)
             out[start:start + step] = 1.0 - dots
         if root:
             np.sqrt(out, out=out)
+        return out
+
+    def _exact_distances(self, queries: np.ndarray, ind: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(distances, indices) (n_queries, k): float64 distances to the found neighbours
+        (_pair_distances), each row re-sorted by them."""
+        rows = np.repeat(np.arange(len(ind)), ind.shape[1])
+        out = self._pair_distances(queries, rows, ind.ravel()).reshape(ind.shape)
         order = np.argsort(out, axis=1, kind="stable")
         return np.take_along_axis(out, order, 1), np.take_along_axis(ind, order, 1)
 
@@ -178,7 +171,83 @@ class NearestNeighbors(BaseEstimator):  # type: ignore[misc]
         return sp.csr_matrix((data, ind.ravel(), indptr), shape=(n_queries, self.n_samples_fit_))
 
 
-class KNeighborsTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, NearestNeighbors):  # type: ignore[misc]
+class NearestNeighbors(_Neighbors):
+    """Unsupervised nearest neighbours over a simdex index, as sklearn.neighbors.NearestNeighbors.
+
+    n_neighbors   : default k of kneighbors / kneighbors_graph
+    radius        : default radius of radius_neighbors / radius_neighbors_graph (in the metric's
+                    units: Euclidean for 'euclidean', squared for 'sqeuclidean')
+    metric        : 'euclidean' (= 'l2'), 'sqeuclidean', 'cosine' or 'ip' (see the module doc)
+    index         : simdex index kind: 'flat' (exact), 'hnsw', 'pq', 'ivfpq', 'binary', 'leanvec'
+    index_params  : constructor arguments of that index (e.g. {'M': 32} for hnsw, {'m': 16,
+                    'nbits': 4} for pq); compressed kinds re-rank from vectors in RAM by default
+    search_params : search arguments (e.g. {'ef': 128} for hnsw, {'nprobe': 16} for ivfpq)
+    n_jobs        : threads: None or -1 = every core the process may use
+
+    After fit: index_ (the simdex index, ids = row numbers of X), n_samples_fit_, n_features_in_.
+    """
+
+    def __init__(self, n_neighbors: int = 5, *, radius: float = 1.0, metric: str = "euclidean",
+                 index: str = "flat", index_params: dict[str, Any] | None = None,
+                 search_params: dict[str, Any] | None = None, n_jobs: int | None = None) -> None:
+        self.n_neighbors = n_neighbors
+        self.radius = radius
+        self.metric = metric
+        self.index = index
+        self.index_params = index_params
+        self.search_params = search_params
+        self.n_jobs = n_jobs
+
+    def radius_neighbors(self, X: Any = None, radius: float | None = None, return_distance: bool = True,
+                         sort_results: bool = False) -> Any:
+        """Every fitted row within `radius` of each row of X (index.range_search, then exact
+        float64 distances: a pair is kept when that distance is <= radius).
+
+        X       : (n_queries, n_features), or None for the fitted rows (each without itself)
+        returns : (distances, indices): object arrays of n_queries float64 / int64 arrays (sorted
+                  by distance with sort_results=True), or only the indices
+        """
+        check_is_fitted(self, "index_")
+        r = self.radius if radius is None else radius
+        if isinstance(r, bool) or not isinstance(r, numbers.Real) or not np.isfinite(r) or r < 0:
+            raise ValueError(f"radius must be a finite number >= 0; got {r!r}")
+        if sort_results and not return_distance:
+            raise ValueError("return_distance must be True if sort_results is True")
+        itself = X is None
+        queries = self._fit_X if itself else validate_data(self, X, dtype=_FLOATS, reset=False)
+        metric, root = self._simdex_metric()
+        # simdex compares squared distances for 'euclidean'; a hair of slack, then the exact check
+        limit = (r * r if root else r) * (1 + 1e-5) + 1e-6
+        lims, _, ind = self.index_.range_search(queries, limit, threads=_threads(self.n_jobs),
+                                                **(self.search_params or {}))
+        rows = np.repeat(np.arange(len(queries)), np.diff(lims))
+        dist = self._pair_distances(queries, rows, ind)
+        keep = (dist <= r) & ((ind != rows) if itself else True)
+        rows, dist, ind = rows[keep], dist[keep], ind[keep]
+        if sort_results:
+            order = np.lexsort((dist, rows))
+            rows, dist, ind = rows[order], dist[order], ind[order]
+        bounds = np.searchsorted(rows, np.arange(len(queries) + 1))
+        indices = np.empty(len(queries), dtype=object)
+        distances = np.empty(len(queries), dtype=object)
+        for i in range(len(queries)):
+            indices[i] = ind[bounds[i]:bounds[i + 1]].astype(np.int64)
+            distances[i] = dist[bounds[i]:bounds[i + 1]]
+        return (distances, indices) if return_distance else indices
+
+    def radius_neighbors_graph(self, X: Any = None, radius: float | None = None, mode: str = "connectivity",
+                               sort_results: bool = False) -> sp.csr_matrix:
+        """Sparse (n_queries, n_samples_fit) CSR graph of radius_neighbors: 1.0 or the distance."""
+        if mode not in ("connectivity", "distance"):
+            raise ValueError(f"mode must be 'connectivity' or 'distance'; got {mode!r}")
+        dist, ind = self.radius_neighbors(X, radius, sort_results=sort_results)
+        indptr = np.concatenate([[0], np.cumsum([len(i) for i in ind])])
+        flat_ind = np.concatenate([*ind, np.empty(0, np.int64)])
+        data = np.concatenate([*dist, np.empty(0)]) if mode == "distance" else np.ones(len(flat_ind))
+        return sp.csr_matrix((data, flat_ind, indptr), shape=(len(ind), self.n_samples_fit_))
+
+
+class KNeighborsTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Neighbors):  # type: ignore[misc]
     """X -> sparse k-NN graph, as sklearn.neighbors.KNeighborsTransformer (same parameters as
     NearestNeighbors, plus mode).
 
@@ -191,9 +260,13 @@ class KNeighborsTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, N
     def __init__(self, *, mode: str = "distance", n_neighbors: int = 5, metric: str = "euclidean",
                  index: str = "flat", index_params: dict[str, Any] | None = None,
                  search_params: dict[str, Any] | None = None, n_jobs: int | None = None) -> None:
-        super().__init__(n_neighbors, metric=metric, index=index, index_params=index_params,
-                         search_params=search_params, n_jobs=n_jobs)
         self.mode = mode
+        self.n_neighbors = n_neighbors
+        self.metric = metric
+        self.index = index
+        self.index_params = index_params
+        self.search_params = search_params
+        self.n_jobs = n_jobs
 
     @property
     def _n_features_out(self) -> int:
