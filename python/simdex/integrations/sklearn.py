@@ -215,7 +215,7 @@ class NearestNeighbors(_Neighbors):
             raise ValueError("return_distance must be True if sort_results is True")
         itself = X is None
         queries = self._fit_X if itself else validate_data(self, X, dtype=_FLOATS, reset=False)
-        metric, root = self._simdex_metric()
+        root = self._simdex_metric()[1]
         # simdex compares squared distances for 'euclidean'; a hair of slack, then the exact check
         limit = (r * r if root else r) * (1 + 1e-5) + 1e-6
         lims, _, ind = self.index_.range_search(queries, limit, threads=_threads(self.n_jobs),
