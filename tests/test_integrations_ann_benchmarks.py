@@ -76,7 +76,7 @@ def recall(found, truth):
 
 @pytest.fixture(scope="module")
 def angular_data():
-    data, queries = generated_dataset(2500, 40, 32, seed=3)
+    data, queries = generated_dataset(2000, 40, 16, seed=3)
     return data, queries, sx.knn(queries, data, 10, "cosine").ids
 
 
