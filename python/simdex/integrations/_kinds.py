@@ -34,21 +34,21 @@ def default_m(dim: int, nbits: int) -> int:
     return math.gcd(dim, 32 if nbits == 8 else 64)
 
 
-def _flat(dim: int, metric: str, n: int, params: dict[str, Any]) -> Any:
+def _flat(dim: int, metric: Any, n: int, params: dict[str, Any]) -> Any:
     return sx.FlatIndex(dim, metric, **params)
 
 
-def _hnsw(dim: int, metric: str, n: int, params: dict[str, Any]) -> Any:
+def _hnsw(dim: int, metric: Any, n: int, params: dict[str, Any]) -> Any:
     return sx.HNSWIndex(dim, metric, **params)
 
 
-def _pq(dim: int, metric: str, n: int, params: dict[str, Any]) -> Any:
+def _pq(dim: int, metric: Any, n: int, params: dict[str, Any]) -> Any:
     p = {"nbits": 8, "rerank": "memory", **params}
     m = p.pop("m", None) or default_m(dim, p["nbits"])
     return sx.PQIndex(dim, m, metric=metric, **p)
 
 
-def _ivfpq(dim: int, metric: str, n: int, params: dict[str, Any]) -> Any:
+def _ivfpq(dim: int, metric: Any, n: int, params: dict[str, Any]) -> Any:
     p = {"nbits": 8, "rerank": "memory", **params}
     m = p.pop("m", None) or default_m(dim, p["nbits"])
     # FAISS's rule of thumb: about 4 sqrt(n) lists, never more lists than rows
@@ -56,11 +56,11 @@ def _ivfpq(dim: int, metric: str, n: int, params: dict[str, Any]) -> Any:
     return sx.IVFPQIndex(dim, nlist, m, metric=metric, **p)
 
 
-def _binary(dim: int, metric: str, n: int, params: dict[str, Any]) -> Any:
+def _binary(dim: int, metric: Any, n: int, params: dict[str, Any]) -> Any:
     return sx.BinaryIndex(dim, metric=metric, **{"rerank": "memory", **params})
 
 
-def _leanvec(dim: int, metric: str, n: int, params: dict[str, Any]) -> Any:
+def _leanvec(dim: int, metric: Any, n: int, params: dict[str, Any]) -> Any:
     p = {"kind": "id", **params}
     out_dim = p.pop("out_dim", None) or max(1, dim // 2)
     return sx.LeanVecIndex(dim, out_dim, metric=metric, **p)

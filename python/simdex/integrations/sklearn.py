@@ -320,7 +320,9 @@ class LeanVecTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         if queries is not None:
             queries = check_array(queries, dtype=_FLOATS, input_name="queries")
         out_dim = X.shape[1] if self.out_dim is None else self.out_dim
-        self.leanvec_ = sx.LeanVec(out_dim, kind=self.kind, seed=self.seed, solver=self.solver,
+        kind: Any = self.kind  # validated by LeanVec
+        solver: Any = self.solver
+        self.leanvec_ = sx.LeanVec(out_dim, kind=kind, seed=self.seed, solver=solver,
                                    query_blend=self.query_blend, max_samples=self.max_samples,
                                    max_iter=self.max_iter, tol=self.tol).fit(X, queries)
         self.data_matrix_ = self.leanvec_.data_matrix
