@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import functools
 import threading
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, TypeVar, cast
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 import numpy as np
 
 from . import _checks, _core, _format, _result, _storage, kernels
 from ._result import SearchResult
-
 
 F = TypeVar("F", bound=Callable[..., Any])
 _LOCK_GUARD = threading.Lock()
@@ -79,6 +79,7 @@ def _locked(method: F, write: bool) -> F:
             return method(self, *args, **kwargs)
         finally:
             (lock.release_write if write else lock.release_read)()
+
     return wrapper  # type: ignore[return-value]
 
 
@@ -95,6 +96,7 @@ def writes(method: F) -> F:
 def searches(method: F) -> F:
     """A search under the read lock that also takes one filter per query row (a list):
     the rows are searched one by one with their own filter (and max_distance), in one read."""
+
     @functools.wraps(method)
     def per_row(self: Any, queries: Any, k: Any = 10, **kwargs: Any) -> Any:
         filters = kwargs.get("filter")
@@ -103,14 +105,28 @@ def searches(method: F) -> F:
         assert filters is not None
         q = np.asarray(queries)
         if q.ndim != 2 or q.shape[0] != len(filters):
-            raise ValueError(f"a list of filters needs one filter per query row: expected "
-                             f"{q.shape[0] if q.ndim == 2 else 1} query rows, got {len(filters)} filters")
+            raise ValueError(
+                f"a list of filters needs one filter per query row: expected "
+                f"{q.shape[0] if q.ndim == 2 else 1} query rows, got {len(filters)} filters"
+            )
         limits = _checks.as_max_distance(kwargs.get("max_distance"), q.shape[0])
-        parts = [method(self, q[i:i + 1], k, **{**kwargs, "filter": filters[i],
-                                                "max_distance": None if limits is None else float(limits[i])})
-                 for i in range(q.shape[0])]
-        return SearchResult(np.concatenate([p.distances for p in parts]),
-                            np.concatenate([p.ids for p in parts]))
+        parts = [
+            method(
+                self,
+                q[i : i + 1],
+                k,
+                **{
+                    **kwargs,
+                    "filter": filters[i],
+                    "max_distance": None if limits is None else float(limits[i]),
+                },
+            )
+            for i in range(q.shape[0])
+        ]
+        return SearchResult(
+            np.concatenate([p.distances for p in parts]), np.concatenate([p.ids for p in parts])
+        )
+
     return reads(cast(F, per_row))
 
 
@@ -120,6 +136,7 @@ class Index:
     metric: str
 
     if TYPE_CHECKING:  # what every index implements (declared for type checkers only)
+
         def add(self, x: Any, ids: Any = None, *, threads: int | None = None) -> np.ndarray: ...
 
         def remove(self, ids: Any) -> int: ...
@@ -132,8 +149,15 @@ class Index:
         @property
         def nbytes(self) -> int: ...
 
-        def search(self, queries: Any, k: int = 10, *, filter: Any = None, max_distance: Any = None,
-                   threads: int | None = None) -> SearchResult: ...
+        def search(
+            self,
+            queries: Any,
+            k: int = 10,
+            *,
+            filter: Any = None,
+            max_distance: Any = None,
+            threads: int | None = None,
+        ) -> SearchResult: ...
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -163,7 +187,11 @@ class Index:
         return ids
 
     def __contains__(self, id: object) -> bool:
-        return isinstance(id, (int, np.integer)) and not isinstance(id, bool) and int(id) in self._id_owner
+        return (
+            isinstance(id, (int, np.integer))
+            and not isinstance(id, bool)
+            and int(id) in self._id_owner
+        )
 
     @property
     def _slot_count(self) -> int:
@@ -205,8 +233,10 @@ class Index:
         a = _checks.as_id_list(ids)
         store = getattr(self, "_store", None)
         if store is None:
-            raise ValueError(f"{type(self).__name__} keeps only compressed codes; build it with "
-                             "rerank='memory' (or a file) to reconstruct vectors")
+            raise ValueError(
+                f"{type(self).__name__} keeps only compressed codes; build it with "
+                "rerank='memory' (or a file) to reconstruct vectors"
+            )
         slots = self._idt.slots_of(a)
         if slots.size != a.size:
             missing = a[~np.isin(a, self._idt.ids_of(slots))]
@@ -227,11 +257,22 @@ class Index:
     @staticmethod
     def _empty_result(nq: int, k: int, was_1d: bool, max_distance: Any = None) -> SearchResult:
         """No result for any query (+inf / -1), finished like any result (max_distance checked)."""
-        return _result.finish(np.full((nq, k), np.inf, dtype=np.float32), np.full((nq, k), -1, dtype=np.int64),
-                              was_1d, max_distance)
+        return _result.finish(
+            np.full((nq, k), np.inf, dtype=np.float32),
+            np.full((nq, k), -1, dtype=np.int64),
+            was_1d,
+            max_distance,
+        )
 
-    def range_search(self, queries: Any, radius: Any, *, filter: Any = None,
-                     threads: int | None = None, **params: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def range_search(
+        self,
+        queries: Any,
+        radius: Any,
+        *,
+        filter: Any = None,
+        threads: int | None = None,
+        **params: Any,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every stored vector within `radius` of each query (distance <= radius), as FAISS's
         range_search: (lims (q + 1,) int64, distances (total,) float32, ids (total,) int64);
         query i's results are distances[lims[i]:lims[i + 1]], ascending.
@@ -253,7 +294,9 @@ class Index:
         n = len(self)
         k = min(max(n, 1), 32)
         while True:
-            dist, ids = self.search(queries, k, filter=filter, max_distance=radii, threads=threads, **params)
+            dist, ids = self.search(
+                queries, k, filter=filter, max_distance=radii, threads=threads, **params
+            )
             dist, ids = np.atleast_2d(dist), np.atleast_2d(ids)
             if k >= n or not (ids[:, -1] >= 0).any():
                 break
@@ -271,7 +314,7 @@ class Index:
         raise NotImplementedError
 
     @classmethod
-    def _from_state(cls, f: _format.Fields) -> "Index":
+    def _from_state(cls, f: _format.Fields) -> Index:
         raise NotImplementedError
 
     def save(self, path: Any) -> None:
@@ -282,7 +325,8 @@ class Index:
         _format.save(path, self.kind, *self._state())
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # A pickle is trusted as code anyway: it carries the side file's path (an index file never does).
+        # A pickle is trusted as code anyway: it carries the side file's path (an index file never
+        # does).
         store = getattr(self, "_store", None)
         side_file = None if store is None else store.path
         return (_format.loads, (_format.dumps(self.kind, *self._state()), side_file))
@@ -297,8 +341,10 @@ class Index:
 
     def __repr__(self) -> str:
         extra = self._repr_fields()
-        return (f"{type(self).__name__}(dim={self.dim}, metric={self.metric!r}"
-                f"{', ' + extra if extra else ''}, n={len(self)}, simd={kernels.simd_level()!r})")
+        return (
+            f"{type(self).__name__}(dim={self.dim}, metric={self.metric!r}"
+            f"{', ' + extra if extra else ''}, n={len(self)}, simd={kernels.simd_level()!r})"
+        )
 
 
 class CoreIndex(Index):
@@ -315,7 +361,8 @@ class CoreIndex(Index):
         return self._core
 
     def reconstruct(self, ids: Any) -> np.ndarray:
-        """Stored vectors for the given ids, decoded to float32 (codes for hamming): (len(ids), dim).
+        """Stored vectors for the given ids, decoded to float32 (codes for hamming):
+        (len(ids), dim).
 
         Raises KeyError naming ids that are not in the index."""
         a = _checks.as_id_list(ids)
@@ -326,4 +373,6 @@ class CoreIndex(Index):
             raise KeyError(f"ids not in the index: {a[~found][:5].tolist()}")
         if self.metric == "hamming":
             return rows
-        return _storage.decode(rows.view(_storage.ROW_DTYPES[self.storage]), self.storage, self._lo, self._scale)
+        return _storage.decode(
+            rows.view(_storage.ROW_DTYPES[self.storage]), self.storage, self._lo, self._scale
+        )

@@ -5,7 +5,8 @@ Layout (little-endian):
     8   u32      format version (FORMAT_VERSION)
     12  u32      header length in bytes
     16  u32      CRC-32 of the header bytes
-    20  header   UTF-8 JSON: {"kind", "params", "arrays": [{name, dtype, shape, offset, nbytes, crc32}]}
+    20  header   UTF-8 JSON: {"kind", "params",
+                             "arrays": [{name, dtype, shape, offset, nbytes, crc32}]}
     ... arrays, each at a 64-byte aligned offset (relative to the start of the file)
 
 Loading validates everything before use: the container here (magic, version, header
@@ -26,7 +27,8 @@ import math
 import os
 import struct
 import zlib
-from typing import TYPE_CHECKING, Any, Callable, TypeVar, overload
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 if TYPE_CHECKING:
     from ._base import Index
@@ -45,10 +47,10 @@ _MAX_ARRAYS = 4096
 MAX_DIM = 1 << 20  # bound on dimensions read from a file header
 _MAX_NDIM = 8
 
-_KINDS: dict[str, Callable[["Fields"], "Index"]] = {}
+_KINDS: dict[str, Callable[[Fields], Index]] = {}
 
 
-def register_kind(kind: str, restore: Callable[["Fields"], "Index"]) -> None:
+def register_kind(kind: str, restore: Callable[[Fields], Index]) -> None:
     _KINDS[kind] = restore
 
 
@@ -56,7 +58,9 @@ def _align(n: int) -> int:
     return (n + _ALIGN - 1) // _ALIGN * _ALIGN
 
 
-def _layout(kind: str, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> tuple[bytes, list[np.ndarray]]:
+def _layout(
+    kind: str, params: dict[str, Any], arrays: dict[str, np.ndarray]
+) -> tuple[bytes, list[np.ndarray]]:
     # the header length depends on the offsets; iterate until stable
     offset_guess = 0
     for _ in range(4):
@@ -68,15 +72,21 @@ def _layout(kind: str, params: dict[str, Any], arrays: dict[str, np.ndarray]) ->
             if arr.dtype.name not in _DTYPES:
                 raise TypeError(f"cannot store array {name!r} of dtype {arr.dtype}")
             arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
-            entries.append({
-                "name": name, "dtype": arr.dtype.name, "shape": list(arr.shape),
-                "offset": offset, "nbytes": int(arr.nbytes),
-                "crc32": zlib.crc32(arr.data.cast("B")) if arr.nbytes else 0,
-            })
+            entries.append(
+                {
+                    "name": name,
+                    "dtype": arr.dtype.name,
+                    "shape": list(arr.shape),
+                    "offset": offset,
+                    "nbytes": int(arr.nbytes),
+                    "crc32": zlib.crc32(arr.data.cast("B")) if arr.nbytes else 0,
+                }
+            )
             blobs.append(arr)
             offset = _align(offset + arr.nbytes)
-        header = json.dumps({"kind": kind, "params": params, "arrays": entries},
-                            sort_keys=True).encode()
+        header = json.dumps(
+            {"kind": kind, "params": params, "arrays": entries}, sort_keys=True
+        ).encode()
         if len(header) == offset_guess:
             break
         offset_guess = len(header)
@@ -89,7 +99,7 @@ def _write(fh: io.IOBase, kind: str, params: dict[str, Any], arrays: dict[str, n
     fh.write(header)
     pos = _PREFIX.size + len(header)
     entries = json.loads(header)["arrays"]
-    for entry, arr in zip(entries, blobs):
+    for entry, arr in zip(entries, blobs, strict=True):
         fh.write(b"\0" * (entry["offset"] - pos))
         fh.write(arr.data.cast("B") if arr.nbytes else b"")
         pos = entry["offset"] + arr.nbytes
@@ -120,7 +130,9 @@ def dumps(kind: str, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> b
     return buf.getvalue()
 
 
-def _parse(buffer: Any, size: int, source: str, *, copy: bool) -> tuple[str, dict[str, Any], dict[str, np.ndarray]]:
+def _parse(
+    buffer: Any, size: int, source: str, *, copy: bool
+) -> tuple[str, dict[str, Any], dict[str, np.ndarray]]:
     def corrupt(why: str) -> ValueError:
         return ValueError(f"{source} is not a valid simdex index file: {why}")
 
@@ -130,10 +142,13 @@ def _parse(buffer: Any, size: int, source: str, *, copy: bool) -> tuple[str, dic
     if magic != MAGIC:
         raise corrupt(f"bad magic bytes {magic!r}")
     if version < 1 or version > FORMAT_VERSION:
-        raise corrupt(f"format version {version}; this simdex reads versions 1..{FORMAT_VERSION} (upgrade simdex)")
+        raise corrupt(
+            f"format version {version}; this simdex reads versions 1..{FORMAT_VERSION} (upgrade "
+            "simdex)"
+        )
     if _PREFIX.size + header_len > size:
         raise corrupt(f"truncated header ({header_len} bytes declared, file has {size})")
-    header = bytes(buffer[_PREFIX.size: _PREFIX.size + header_len])
+    header = bytes(buffer[_PREFIX.size : _PREFIX.size + header_len])
     if zlib.crc32(header) != header_crc:
         raise corrupt("header checksum mismatch")
     try:
@@ -152,17 +167,30 @@ def _parse(buffer: Any, size: int, source: str, *, copy: bool) -> tuple[str, dic
             offset, nbytes, crc = e["offset"], e["nbytes"], e["crc32"]
         except (KeyError, TypeError) as exc:
             raise corrupt(f"bad array entry {str(e)[:200]} ({exc!r})") from None
-        if (not isinstance(name, str) or name in arrays or not isinstance(dtype_name, str)
-                or dtype_name not in _DTYPES or not isinstance(shape, list) or len(shape) > _MAX_NDIM
-                or not all(_is_int(v) and v >= 0 for v in [*shape, offset, nbytes, crc])):
-            raise corrupt(f"bad array entry {str(e)[:200]} (name, dtype, shape, offset, nbytes, crc32)")
+        if (
+            not isinstance(name, str)
+            or name in arrays
+            or not isinstance(dtype_name, str)
+            or dtype_name not in _DTYPES
+            or not isinstance(shape, list)
+            or len(shape) > _MAX_NDIM
+            or not all(_is_int(v) and v >= 0 for v in [*shape, offset, nbytes, crc])
+        ):
+            raise corrupt(
+                f"bad array entry {str(e)[:200]} (name, dtype, shape, offset, nbytes, crc32)"
+            )
         dtype, shape = np.dtype(dtype_name), tuple(shape)
         if math.prod(shape) * dtype.itemsize != nbytes:
             raise corrupt(f"array {name!r}: shape {shape} does not match {nbytes} bytes")
         if offset < _PREFIX.size + header_len or offset + nbytes > size:
             raise corrupt(f"array {name!r} lies outside the file (truncated?)")
-        view = np.frombuffer(buffer, dtype=dtype.newbyteorder("<"), count=nbytes // dtype.itemsize,
-                             offset=offset) if nbytes else np.zeros(0, dtype)
+        view = (
+            np.frombuffer(
+                buffer, dtype=dtype.newbyteorder("<"), count=nbytes // dtype.itemsize, offset=offset
+            )
+            if nbytes
+            else np.zeros(0, dtype)
+        )
         if nbytes and zlib.crc32(view.data.cast("B")) != crc:
             raise corrupt(f"checksum mismatch in array {name!r} (corrupted data)")
         view = view.reshape(shape)
@@ -178,7 +206,7 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def loads(data: bytes, rerank: str | os.PathLike[str] | None = None) -> "Index":
+def loads(data: bytes, rerank: str | os.PathLike[str] | None = None) -> Index:
     """An index from bytes written by dumps (pickling). `rerank`: the side file of an index
     whose re-rank vectors live in a file."""
     kind, params, arrays = _parse(data, len(data), "pickled data", copy=True)
@@ -186,17 +214,32 @@ def loads(data: bytes, rerank: str | os.PathLike[str] | None = None) -> "Index":
 
 
 @overload
-def load(source: Any, mmap: bool = False, rerank: str | os.PathLike[str] | None = None, *,
-         kind: None = None) -> "Index": ...
+def load(
+    source: Any,
+    mmap: bool = False,
+    rerank: str | os.PathLike[str] | None = None,
+    *,
+    kind: None = None,
+) -> Index: ...
 
 
 @overload
-def load(source: Any, mmap: bool = False, rerank: str | os.PathLike[str] | None = None, *,
-         kind: type[IndexT]) -> IndexT: ...
+def load(
+    source: Any,
+    mmap: bool = False,
+    rerank: str | os.PathLike[str] | None = None,
+    *,
+    kind: type[IndexT],
+) -> IndexT: ...
 
 
-def load(source: Any, mmap: bool = False, rerank: str | os.PathLike[str] | None = None, *,
-         kind: type[IndexT] | None = None) -> "Index":
+def load(
+    source: Any,
+    mmap: bool = False,
+    rerank: str | os.PathLike[str] | None = None,
+    *,
+    kind: type[IndexT] | None = None,
+) -> Index:
     """An index from a file written by save() (see the module docstring).
 
     source : a path, or a binary file object (read whole; mmap needs a path)
@@ -215,17 +258,22 @@ def load(source: Any, mmap: bool = False, rerank: str | os.PathLike[str] | None 
     return index
 
 
-def _load(source: Any, mmap: bool, rerank: str | os.PathLike[str] | None) -> "Index":
+def _load(source: Any, mmap: bool, rerank: str | os.PathLike[str] | None) -> Index:
     if not isinstance(mmap, bool):
         raise TypeError(f"mmap must be True or False; got {type(mmap).__name__}")
     if rerank is not None and not isinstance(rerank, (str, os.PathLike)):
-        raise TypeError(f"rerank must be None or the path of the side file; got {type(rerank).__name__}")
+        raise TypeError(
+            f"rerank must be None or the path of the side file; got {type(rerank).__name__}"
+        )
     if hasattr(source, "read") and not isinstance(source, (str, bytes, os.PathLike)):
         if mmap:
             raise ValueError("mmap=True needs a path, not a file object")
         data = source.read()
         if not isinstance(data, bytes):
-            raise TypeError(f"load() needs a binary file object (opened with 'rb'); read gave {type(data).__name__}")
+            raise TypeError(
+                "load() needs a binary file object (opened with 'rb'); read gave "
+                f"{type(data).__name__}"
+            )
         kind, params, arrays = _parse(data, len(data), "file object", copy=True)
         return _restore(kind, params, arrays, "file object", rerank)
     if not isinstance(source, (str, os.PathLike)):
@@ -242,18 +290,27 @@ def _load(source: Any, mmap: bool, rerank: str | os.PathLike[str] | None) -> "In
     return _restore(kind, params, arrays, repr(path), rerank)
 
 
-def _restore(kind: str, params: dict[str, Any], arrays: dict[str, np.ndarray], source: str,
-             rerank: str | os.PathLike[str] | None) -> "Index":
+def _restore(
+    kind: str,
+    params: dict[str, Any],
+    arrays: dict[str, np.ndarray],
+    source: str,
+    rerank: str | os.PathLike[str] | None,
+) -> Index:
     # importing the package registers every index kind
     import simdex  # noqa: F401
 
     if kind not in _KINDS:
         raise ValueError(f"{source}: unknown index kind {kind[:100]!r}; known: {sorted(_KINDS)}")
-    fields = Fields(kind, params, arrays, source, rerank=None if rerank is None else os.fspath(rerank))
+    fields = Fields(
+        kind, params, arrays, source, rerank=None if rerank is None else os.fspath(rerank)
+    )
     index = _KINDS[kind](fields)
     if fields.rerank is not None and not fields.rerank_used:
-        raise ValueError(f"{source}: rerank={fields.rerank!r} was given, but this {kind} index keeps no "
-                         "re-rank side file")
+        raise ValueError(
+            f"{source}: rerank={fields.rerank!r} was given, but this {kind} index keeps no "
+            "re-rank side file"
+        )
     return index
 
 
@@ -265,15 +322,25 @@ class Fields:
     a missing, mistyped or out-of-range field raises ValueError naming it. Every kind's
     _from_state reads its file through one of these and checks what ties fields together."""
 
-    def __init__(self, kind: str, params: dict[str, Any], arrays: dict[str, np.ndarray], source: str, *,
-                 rerank: str | None = None, prefix: str = "") -> None:
+    def __init__(
+        self,
+        kind: str,
+        params: dict[str, Any],
+        arrays: dict[str, np.ndarray],
+        source: str,
+        *,
+        rerank: str | None = None,
+        prefix: str = "",
+    ) -> None:
         self.kind, self.params, self.arrays, self.source = kind, params, arrays, source
         self.rerank, self.rerank_used, self.prefix = rerank, False, prefix
         self._root = self
 
     def error(self, name: str, why: str) -> ValueError:
-        return ValueError(f"{self.source} is not a valid {self.kind} index file: field "
-                          f"{self.prefix + name!r}: {why}")
+        return ValueError(
+            f"{self.source} is not a valid {self.kind} index file: field "
+            f"{self.prefix + name!r}: {why}"
+        )
 
     def has(self, name: str) -> builtins.bool:
         return name in self.params
@@ -285,14 +352,23 @@ class Fields:
             raise self.error(name, "missing")
         return default
 
-    def int(self, name: str, lo: builtins.int, hi: builtins.int, default: Any = _MISSING) -> builtins.int:
+    def int(
+        self, name: str, lo: builtins.int, hi: builtins.int, default: Any = _MISSING
+    ) -> builtins.int:
         v = self._get(name, default)
         if not _is_int(v) or not lo <= v <= hi:
             raise self.error(name, f"expected an integer in [{lo}, {hi}], got {str(v)[:60]}")
         return int(v)
 
-    def float(self, name: str, lo: builtins.float = -np.inf, hi: builtins.float = np.inf, default: Any = _MISSING, *,
-              allow_none: bool = False) -> builtins.float | None:
+    def float(
+        self,
+        name: str,
+        lo: builtins.float = -np.inf,
+        hi: builtins.float = np.inf,
+        default: Any = _MISSING,
+        *,
+        allow_none: bool = False,
+    ) -> builtins.float | None:
         v = self._get(name, default)
         if v is None and allow_none:
             return None
@@ -312,20 +388,27 @@ class Fields:
             raise self.error(name, f"expected one of {choices}, got {str(v)[:60]}")
         return v
 
-    def floats(self, name: str, max_len: builtins.int, default: Any = _MISSING) -> list[builtins.float]:
+    def floats(
+        self, name: str, max_len: builtins.int, default: Any = _MISSING
+    ) -> list[builtins.float]:
         v = self._get(name, default)
-        if (not isinstance(v, list) or len(v) > max_len
-                or not all((_is_int(x) or isinstance(x, float)) for x in v)):
+        if (
+            not isinstance(v, list)
+            or len(v) > max_len
+            or not all((_is_int(x) or isinstance(x, float)) for x in v)
+        ):
             raise self.error(name, f"expected a list of at most {max_len} numbers")
         return [float(x) for x in v]
 
-    def sub(self, name: str, prefix: str) -> "Fields":
+    def sub(self, name: str, prefix: str) -> Fields:
         """The nested state of an inner index: params[name] and the arrays named prefix + ..."""
         v = self._get(name, _MISSING)
         if not isinstance(v, dict):
             raise self.error(name, "expected an object")
-        arrays = {k[len(prefix):]: a for k, a in self.arrays.items() if k.startswith(prefix)}
-        inner = Fields(self.kind, v, arrays, self.source, rerank=self.rerank, prefix=self.prefix + prefix)
+        arrays = {k[len(prefix) :]: a for k, a in self.arrays.items() if k.startswith(prefix)}
+        inner = Fields(
+            self.kind, v, arrays, self.source, rerank=self.rerank, prefix=self.prefix + prefix
+        )
         inner._root = self._root
         return inner
 
@@ -336,7 +419,9 @@ class Fields:
         except (TypeError, ValueError) as exc:
             raise self.error("params", str(exc)) from None
 
-    def ranges(self, lo_name: str, scale_name: str, dim: builtins.int) -> tuple[np.ndarray, np.ndarray]:
+    def ranges(
+        self, lo_name: str, scale_name: str, dim: builtins.int
+    ) -> tuple[np.ndarray, np.ndarray]:
         """int8 per-dimension ranges: lo (dim,) and scale (dim,) >= 0, finite float32 (copies)."""
         lo = np.array(self.array(lo_name, np.float32, (dim,), finite=True))
         scale = np.array(self.array(scale_name, np.float32, (dim,), finite=True))
@@ -344,8 +429,9 @@ class Fields:
             raise self.error(scale_name, "int8 scales must be >= 0")
         return lo, scale
 
-    def optional_ranges(self, lo_name: str, scale_name: str, dim: builtins.int, *,
-                        needed: builtins.bool) -> tuple[np.ndarray, np.ndarray] | None:
+    def optional_ranges(
+        self, lo_name: str, scale_name: str, dim: builtins.int, *, needed: builtins.bool
+    ) -> tuple[np.ndarray, np.ndarray] | None:
         """ranges() when the file has them (an int8 index saved before its first add has none);
         ValueError when they are missing but `needed` (stored int8 rows)."""
         if lo_name not in self.arrays and scale_name not in self.arrays:
@@ -378,8 +464,14 @@ class Fields:
         self._root.rerank_used = True
         return self.rerank
 
-    def array(self, name: str, dtype: Any, shape: tuple[builtins.int | None, ...], *,
-              finite: builtins.bool = False) -> np.ndarray:
+    def array(
+        self,
+        name: str,
+        dtype: Any,
+        shape: tuple[builtins.int | None, ...],
+        *,
+        finite: builtins.bool = False,
+    ) -> np.ndarray:
         """The array `name` with this dtype and shape (None: any length on that axis);
         finite=True refuses NaN and infinities."""
         a = self.optional_array(name, dtype, shape, finite=finite)
@@ -387,16 +479,28 @@ class Fields:
             raise self.error(name, "array missing")
         return a
 
-    def optional_array(self, name: str, dtype: Any, shape: tuple[builtins.int | None, ...], *,
-                       finite: builtins.bool = False) -> np.ndarray | None:
+    def optional_array(
+        self,
+        name: str,
+        dtype: Any,
+        shape: tuple[builtins.int | None, ...],
+        *,
+        finite: builtins.bool = False,
+    ) -> np.ndarray | None:
         """As array(), or None when the file has no array of that name."""
         a = self.arrays.get(name)
         if a is None:
             return None
         want = np.dtype(dtype)
-        if a.dtype != want or a.ndim != len(shape) or any(s is not None and s != t for s, t in zip(shape, a.shape)):
+        if (
+            a.dtype != want
+            or a.ndim != len(shape)
+            or any(s is not None and s != t for s, t in zip(shape, a.shape, strict=True))
+        ):
             expected = tuple("n" if s is None else s for s in shape)
-            raise self.error(name, f"expected a {want} array of shape {expected}, got {a.dtype} {a.shape}")
+            raise self.error(
+                name, f"expected a {want} array of shape {expected}, got {a.dtype} {a.shape}"
+            )
         if finite and a.size and not np.isfinite(a).all():
             raise self.error(name, "holds NaN or infinite values")
         return a

@@ -8,7 +8,8 @@ split in row chunks ticks per chunk.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 CHUNK = 32_768  # rows per step of a chunked add
 
@@ -29,8 +30,12 @@ class Progress:
         try:
             from tqdm.auto import tqdm
         except ImportError:
-            warnings.warn("progress=True needs tqdm (pip install 'simdex[progress]'); continuing "
-                          "without a bar", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                "progress=True needs tqdm (pip install 'simdex[progress]'); continuing "
+                "without a bar",
+                RuntimeWarning,
+                stacklevel=3,
+            )
             return
         self._bar = tqdm(total=total, unit=unit, desc=desc)
 
@@ -47,7 +52,7 @@ class Progress:
             self._bar.close()
             self._bar = None
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc: Any) -> None:

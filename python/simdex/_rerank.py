@@ -26,8 +26,16 @@ class RerankStore:
     """Rows of full vectors by slot. `where` is 'memory' or the absolute path of a file that
     check_where has cleared (the file is emptied here: the index owns it)."""
 
-    def __init__(self, dim: int, metric: str, where: str, *, storage: str = "float32",
-                 lo: np.ndarray | None = None, scale: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        dim: int,
+        metric: str,
+        where: str,
+        *,
+        storage: str = "float32",
+        lo: np.ndarray | None = None,
+        scale: np.ndarray | None = None,
+    ) -> None:
         if metric not in ("l2", "ip", "cosine"):
             raise ValueError(f"re-ranking works on float metrics l2, ip, cosine; got {metric!r}")
         if storage not in DTYPES:
@@ -52,15 +60,19 @@ class RerankStore:
         if where is None or where == "memory":
             return None if where is None else "memory"
         if not isinstance(where, (str, os.PathLike)):
-            raise TypeError(f"{name} must be None, 'memory' or a file path; got {type(where).__name__}")
+            raise TypeError(
+                f"{name} must be None, 'memory' or a file path; got {type(where).__name__}"
+            )
         path = os.path.abspath(os.fspath(where))
         if os.path.isdir(path):
             raise ValueError(f"{name} path {path!r} is a directory; pass a file path")
         if not overwrite and os.path.exists(path) and os.path.getsize(path) > 0:
             raise FileExistsError(
-                f"{name} file {path!r} exists and is not empty (it may hold another index's vectors); "
+                f"{name} file {path!r} exists and is not empty (it may hold another index's "
+                "vectors); "
                 "pass overwrite=True to replace it, or load the index that owns it with "
-                "simdex.load(index_path, rerank=...)")
+                "simdex.load(index_path, rerank=...)"
+            )
         return path
 
     def __len__(self) -> int:
@@ -77,14 +89,20 @@ class RerankStore:
             self._data = np.zeros((0, self.dim), dtype=self.dtype)
         else:
             assert self.path is not None
-            mode: Literal["r+", "r"] = "r+" if os.access(self.path, os.W_OK) else "r"  # read-only: search only
-            self._data = np.memmap(self.path, dtype=self.dtype.type, mode=mode, shape=(self._n, self.dim))
+            mode: Literal["r+", "r"] = (
+                "r+" if os.access(self.path, os.W_OK) else "r"
+            )  # read-only: search only
+            self._data = np.memmap(
+                self.path, dtype=self.dtype.type, mode=mode, shape=(self._n, self.dim)
+            )
 
     def put(self, slots: np.ndarray, x: np.ndarray) -> None:
         """Store rows x (n, dim) float32 at the given slots (new slots may extend the store)."""
         if self.path is not None and not os.access(self.path, os.W_OK):
-            raise PermissionError(f"rerank file {self.path!r} is read-only: the index can search "
-                                  "but not add; load it with a writable copy to add vectors")
+            raise PermissionError(
+                f"rerank file {self.path!r} is read-only: the index can search "
+                "but not add; load it with a writable copy to add vectors"
+            )
         rows = np.ascontiguousarray(x, dtype=np.float32)
         if self.storage != "float32":
             rows = _storage.encode(rows, self.storage, self.lo, self.scale)
@@ -95,7 +113,9 @@ class RerankStore:
         if need > self._n:
             if self.path is None:
                 if need > self._data.shape[0]:
-                    grown = np.zeros((max(need, int(self._data.shape[0] * 1.5), 64), self.dim), self.dtype)
+                    grown = np.zeros(
+                        (max(need, int(self._data.shape[0] * 1.5), 64), self.dim), self.dtype
+                    )
                     grown[: self._n] = self._data[: self._n]
                     self._data = grown
             else:
@@ -115,8 +135,9 @@ class RerankStore:
             data = np.ascontiguousarray(data)
         return data, self._n, self.storage, self.lo, self.scale
 
-    def rescore(self, queries: np.ndarray, candidates: np.ndarray, k: int,
-                threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def rescore(
+        self, queries: np.ndarray, candidates: np.ndarray, k: int, threads: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Exact distances of the candidate slots.
 
         queries    : (q, dim) float32 (unit length for cosine)
@@ -125,13 +146,30 @@ class RerankStore:
         """
         candidates = np.ascontiguousarray(candidates, dtype=np.int64)
         data, n, storage, lo, scale = self.scoring()
-        return _core.rerank(data, n, queries, queries.shape[0], candidates, candidates.shape[1], k,
-                            storage, self.metric, self.dim, lo, scale, threads=threads)
+        return _core.rerank(
+            data,
+            n,
+            queries,
+            queries.shape[0],
+            candidates,
+            candidates.shape[1],
+            k,
+            storage,
+            self.metric,
+            self.dim,
+            lo,
+            scale,
+            threads=threads,
+        )
 
     def vectors(self, slots: np.ndarray) -> np.ndarray:
         """Rows of the given slots decoded to float32."""
         rows = np.asarray(self._data[slots])
-        return rows if self.storage == "float32" else _storage.decode(rows, self.storage, self.lo, self.scale)
+        return (
+            rows
+            if self.storage == "float32"
+            else _storage.decode(rows, self.storage, self.lo, self.scale)
+        )
 
     # ---- persistence: rows inside the index file ("memory"), or a side file that the index
     # file describes (rows, bytes, CRC-32) but never names: the caller names it at load time.
@@ -144,9 +182,13 @@ class RerankStore:
         if isinstance(self._data, np.memmap):
             self._data.flush()
         rows = self._data[: self._n]
-        return {"rerank": "file", "rerank_rows": self._n, "rerank_bytes": int(rows.nbytes),
-                "rerank_crc32": zlib.crc32(np.ascontiguousarray(rows).data.cast("B")) if self._n else 0,
-                "rerank_name": os.path.basename(self.path)}
+        return {
+            "rerank": "file",
+            "rerank_rows": self._n,
+            "rerank_bytes": int(rows.nbytes),
+            "rerank_crc32": zlib.crc32(np.ascontiguousarray(rows).data.cast("B")) if self._n else 0,
+            "rerank_name": os.path.basename(self.path),
+        }
 
     def arrays(self) -> dict[str, np.ndarray]:
         arrays: dict[str, np.ndarray] = {}
@@ -157,7 +199,7 @@ class RerankStore:
         return arrays
 
     @classmethod
-    def restore(cls, f: Fields, dim: int, metric: str, *, storage: str = "float32") -> "RerankStore":
+    def restore(cls, f: Fields, dim: int, metric: str, *, storage: str = "float32") -> RerankStore:
         """The store described by a loaded file (see _format.Fields)."""
         store = cls.__new__(cls)
         store.dim, store.metric, store.storage = dim, metric, storage
@@ -175,21 +217,27 @@ class RerankStore:
             return store
         # 'file' (or, in files written by simdex 0.1.0, the path it had: never opened)
         name = f.params.get("rerank_name", where if where != "file" else "")
-        path = f.use_rerank(f"this index keeps its re-rank vectors in a side file "
-                            f"({str(name)[-80:]!r} when saved): name it with "
-                            "simdex.load(path, rerank='...')")
+        path = f.use_rerank(
+            f"this index keeps its re-rank vectors in a side file "
+            f"({str(name)[-80:]!r} when saved): name it with "
+            "simdex.load(path, rerank='...')"
+        )
         store.path = os.path.abspath(path)
         expected = n * dim * store.dtype.itemsize
         size = os.path.getsize(store.path) if os.path.isfile(store.path) else -1
         if size != expected:
-            raise ValueError(f"rerank file {store.path!r} has {size} bytes; the index expects {expected} "
-                             f"({n} x {dim} {store.dtype})")
+            raise ValueError(
+                f"rerank file {store.path!r} has {size} bytes; the index expects {expected} "
+                f"({n} x {dim} {store.dtype})"
+            )
         store._map()
         if "rerank_crc32" in f.params:  # files written by simdex 0.1.0 recorded no checksum
             crc = f.int("rerank_crc32", 0, 2**32 - 1)
             if n and zlib.crc32(np.ascontiguousarray(store._data).data.cast("B")) != crc:
-                raise ValueError(f"rerank file {store.path!r} does not match the index (checksum "
-                                 "mismatch): it was changed, or belongs to another index")
+                raise ValueError(
+                    f"rerank file {store.path!r} does not match the index (checksum "
+                    "mismatch): it was changed, or belongs to another index"
+                )
         if n and storage != "int8" and not np.isfinite(store._data).all():
             raise ValueError(f"rerank file {store.path!r} holds NaN or infinite values")
         return store

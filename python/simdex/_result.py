@@ -19,7 +19,9 @@ class SearchResult(NamedTuple):
     ids: npt.NDArray[np.int64]
 
 
-def finish(distances: np.ndarray, ids: np.ndarray, was_1d: bool, max_distance: object = None) -> SearchResult:
+def finish(
+    distances: np.ndarray, ids: np.ndarray, was_1d: bool, max_distance: object = None
+) -> SearchResult:
     """The one place results are finished: drop results farther than max_distance (float or
     (q,) per-query thresholds) to -1 / +inf, squeeze a 1-D query."""
     from . import _checks

@@ -39,9 +39,13 @@ def warn_small_int8_sample(n: int, owner: str) -> None:
     """int8 ranges learnt from the first add: warn when that batch is small (later rows
     outside its ranges are clipped)."""
     if n < INT8_MIN_SAMPLE:
-        warnings.warn(f"{owner}: int8 ranges learnt from a first add of only {n} rows (fewer than "
-                      f"{INT8_MIN_SAMPLE}); values of later rows outside them are clipped. Call "
-                      "train(sample) with a representative sample first.", UserWarning, stacklevel=3)
+        warnings.warn(
+            f"{owner}: int8 ranges learnt from a first add of only {n} rows (fewer than "
+            f"{INT8_MIN_SAMPLE}); values of later rows outside them are clipped. Call "
+            "train(sample) with a representative sample first.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def train_int8(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -52,8 +56,14 @@ def train_int8(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(lo), np.ascontiguousarray(scale)
 
 
-def encode(x: np.ndarray, storage: str, lo: np.ndarray | None = None,
-           scale: np.ndarray | None = None, *, threads: int | None = None) -> np.ndarray:
+def encode(
+    x: np.ndarray,
+    storage: str,
+    lo: np.ndarray | None = None,
+    scale: np.ndarray | None = None,
+    *,
+    threads: int | None = None,
+) -> np.ndarray:
     """float32 rows (n, d) -> stored rows (n, d) of ROW_DTYPES[storage].
 
     Large inputs are encoded in row chunks on `threads` threads (NumPy releases the GIL);
@@ -64,14 +74,18 @@ def encode(x: np.ndarray, storage: str, lo: np.ndarray | None = None,
     if storage == "float16" and x.size and not _core.all_finite(x, FLOAT16_LIMIT):
         raise ValueError(
             f"float16 storage holds values up to {FLOAT16_MAX:g} in magnitude; got "
-            f"{float(np.abs(x).max()):.6g}. Use storage='float32' or 'bfloat16', or scale the vectors")
+            f"{float(np.abs(x).max()):.6g}. Use storage='float32' or 'bfloat16', or scale the "
+            "vectors"
+        )
     workers = threads or _core.available_cores()
     if workers > 1 and x.shape[0] >= 8192:
         out = np.empty(x.shape, dtype=ROW_DTYPES[storage])
         bounds = np.linspace(0, x.shape[0], workers + 1).astype(int)
 
         def work(i: int) -> None:
-            out[bounds[i]: bounds[i + 1]] = _encode(x[bounds[i]: bounds[i + 1]], storage, lo, scale)
+            out[bounds[i] : bounds[i + 1]] = _encode(
+                x[bounds[i] : bounds[i + 1]], storage, lo, scale
+            )
 
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(work, range(workers)))
@@ -79,7 +93,9 @@ def encode(x: np.ndarray, storage: str, lo: np.ndarray | None = None,
     return _encode(x, storage, lo, scale)
 
 
-def _encode(x: np.ndarray, storage: str, lo: np.ndarray | None, scale: np.ndarray | None) -> np.ndarray:
+def _encode(
+    x: np.ndarray, storage: str, lo: np.ndarray | None, scale: np.ndarray | None
+) -> np.ndarray:
     if storage == "float32":
         return x
     if storage == "float16":
@@ -95,8 +111,9 @@ def _encode(x: np.ndarray, storage: str, lo: np.ndarray | None, scale: np.ndarra
     raise ValueError(f"unknown storage {storage!r}")
 
 
-def decode(rows: np.ndarray, storage: str, lo: np.ndarray | None = None,
-           scale: np.ndarray | None = None) -> np.ndarray:
+def decode(
+    rows: np.ndarray, storage: str, lo: np.ndarray | None = None, scale: np.ndarray | None = None
+) -> np.ndarray:
     """Stored rows -> float32 (n, d)."""
     if storage == "float32":
         return rows

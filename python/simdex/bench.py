@@ -5,9 +5,9 @@
     simdex scripts hnsw --data minilm.hdf5           # the same through the command line
 
 The sdist ships the repository's ``bench/`` folder and the wheel installs it as
-``simdex/_bench`` (CMakeLists.txt); in a source checkout the scripts are read from ``bench/``. They compare
-against FAISS, hnswlib, USearch and simsimd: ``pip install 'simdex[bench]'``. Their results and
-commands are in RESULTS.md beside them.
+``simdex/_bench`` (CMakeLists.txt); in a source checkout the scripts are read from
+``bench/``. They compare against FAISS, hnswlib, USearch and simsimd:
+``pip install 'simdex[bench]'``. Their results and commands are in RESULTS.md beside them.
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ def scripts_dir() -> Path | None:
     installed = Path(__file__).with_name("_bench")  # wheel / sdist install
     if installed.is_dir():
         return installed
-    checkout = Path(__file__).resolve().parents[2] / "bench"  # source tree (dev builds symlink here)
+    checkout = (
+        Path(__file__).resolve().parents[2] / "bench"
+    )  # source tree (dev builds symlink here)
     return checkout if any(checkout.glob(f"{PREFIX}*.py")) else None
 
 
@@ -34,7 +36,7 @@ def available() -> dict[str, Path]:
     folder = scripts_dir()
     if folder is None:
         return {}
-    return {p.stem[len(PREFIX):]: p for p in sorted(folder.glob(f"{PREFIX}*.py"))}
+    return {p.stem[len(PREFIX) :]: p for p in sorted(folder.glob(f"{PREFIX}*.py"))}
 
 
 def summary(path: Path) -> str:
@@ -47,8 +49,11 @@ def run(name: str, argv: list[str]) -> int:
     """Run bench_<name>.py as __main__ with argv; returns its exit status."""
     scripts = available()
     if name not in scripts:
-        print(f"simdex.bench: no script {name!r}; available: {', '.join(scripts) or 'none in this install'}",
-              file=sys.stderr)
+        print(
+            f"simdex.bench: no script {name!r}; available: "
+            f"{', '.join(scripts) or 'none in this install'}",
+            file=sys.stderr,
+        )
         return 2
     saved = sys.argv
     sys.argv = [str(scripts[name]), *argv]
@@ -57,7 +62,10 @@ def run(name: str, argv: list[str]) -> int:
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except ModuleNotFoundError as e:
-        print(f"simdex.bench {name}: needs {e.name!r} (the peers: pip install 'simdex[bench]')", file=sys.stderr)
+        print(
+            f"simdex.bench {name}: needs {e.name!r} (the peers: pip install 'simdex[bench]')",
+            file=sys.stderr,
+        )
         return 1
     finally:
         sys.argv = saved
@@ -69,8 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help"):
         scripts = available()
         if not scripts:
-            print("no benchmark scripts in this install (they ship in the wheel and the sdist as simdex/_bench)",
-                  file=sys.stderr)
+            print(
+                "no benchmark scripts in this install (they ship in the wheel and the sdist as "
+                "simdex/_bench)",
+                file=sys.stderr,
+            )
             return 1
         print(f"benchmark scripts in {scripts_dir()} (results: RESULTS.md there):")
         for name, path in scripts.items():

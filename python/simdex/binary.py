@@ -40,11 +40,11 @@ import numpy as np
 
 from . import _checks, _core, _progress, _result
 from ._base import Index, reads, searches, writes
-from .pq import _grown
 from ._format import MAX_DIM, Fields
 from ._rerank import RerankStore
 from ._result import SearchResult
 from .kernels import normalize
+from .pq import _grown
 
 MAX_BITS = 4
 SCORINGS = ("symmetric", "asymmetric")
@@ -65,7 +65,9 @@ def _as_center(center: Any, dim: int) -> np.ndarray | float:
     if c.dtype.kind not in "fiu":
         raise TypeError(f"center must be a float or an array of floats; got dtype {c.dtype}")
     if c.shape != (dim,):
-        raise ValueError(f"center must be a float or have shape ({dim},), one per dimension; got {c.shape}")
+        raise ValueError(
+            f"center must be a float or have shape ({dim},), one per dimension; got {c.shape}"
+        )
     c = c.astype(np.float32)
     if not np.isfinite(c).all():
         raise ValueError("center contains NaN or infinite values")
@@ -90,7 +92,9 @@ def _bit_order_queries(q: np.ndarray, plane_bytes: int) -> np.ndarray:
     (zero-padded): the order in which the kernels read the bits of a packed byte."""
     padded = np.zeros((q.shape[0], plane_bytes * 8), dtype=np.float32)
     padded[:, : q.shape[1]] = q
-    return np.ascontiguousarray(padded.reshape(q.shape[0], plane_bytes, 8)[:, :, ::-1].reshape(q.shape[0], -1))
+    return np.ascontiguousarray(
+        padded.reshape(q.shape[0], plane_bytes, 8)[:, :, ::-1].reshape(q.shape[0], -1)
+    )
 
 
 class ResidualBinarizer:
@@ -134,7 +138,7 @@ class ResidualBinarizer:
             raise ValueError("the binarizer is not fitted; call fit(x) first")
         return self.alphas, self.dim
 
-    def fit(self, x: Any) -> "ResidualBinarizer":
+    def fit(self, x: Any) -> ResidualBinarizer:
         """Learn the round weights (and the center) from sample vectors x (n, d)."""
         a, _ = _checks.as_float_rows(x, None, "x", allow_1d=False)
         self.dim = a.shape[1]
@@ -180,7 +184,7 @@ class ResidualBinarizer:
         pb = self.plane_bytes
         out = np.zeros((c.shape[0], dim), dtype=np.float32)
         for t in range(rounds):
-            bits = np.unpackbits(c[:, t * pb: (t + 1) * pb], axis=1, count=dim)
+            bits = np.unpackbits(c[:, t * pb : (t + 1) * pb], axis=1, count=dim)
             out += alphas[t] * (2.0 * bits.astype(np.float32) - 1.0)
         if self.center_ is not None:
             out += self.center_
@@ -188,7 +192,8 @@ class ResidualBinarizer:
 
     # ---- scoring parameters (see cpp/kernels/binary/binary.hpp) --------------------------
     def _symmetric_weights(self) -> tuple[np.ndarray, float]:
-        """(W (bits, bits) float32, offset) with 1 - <s-part(q), s-part(x)> = offset + sum W * popcount."""
+        """(W (bits, bits) float32, offset) with
+        1 - <s-part(q), s-part(x)> = offset + sum W * popcount."""
         alphas, dim = self._fitted()
         a = alphas.astype(np.float64)
         weights = (2.0 * np.outer(a, a)).astype(np.float32)
@@ -235,9 +240,20 @@ class BinaryIndex(Index):
 
     kind = "binary"
 
-    def __init__(self, dim: int, *, bits: int = 1, metric: Literal["cosine", "ip"] = "cosine", scoring: Literal["symmetric", "asymmetric"] = "symmetric",
-                 center: bool = False, graph: bool = False, M: int = 16, ef_construction: int = 200,
-                 rerank: str | os.PathLike[str] | None = None, overwrite: bool = False) -> None:
+    def __init__(
+        self,
+        dim: int,
+        *,
+        bits: int = 1,
+        metric: Literal["cosine", "ip"] = "cosine",
+        scoring: Literal["symmetric", "asymmetric"] = "symmetric",
+        center: bool = False,
+        graph: bool = False,
+        M: int = 16,
+        ef_construction: int = 200,
+        rerank: str | os.PathLike[str] | None = None,
+        overwrite: bool = False,
+    ) -> None:
         self.dim = _checks.check_positive_int(dim, "dim")
         self.metric = _checks.check_metric(metric, BINARY_METRICS)
         self.scoring = _checks.check_choice(scoring, "scoring", SCORINGS)
@@ -251,15 +267,19 @@ class BinaryIndex(Index):
         self.plane_bytes = (self.dim + 7) // 8
         self.code_size = self.bits * self.plane_bytes
         rerank = RerankStore.check_where(rerank, overwrite)
-        self._store: RerankStore | None = None if rerank is None else RerankStore(self.dim, self.metric, rerank)
+        self._store: RerankStore | None = (
+            None if rerank is None else RerankStore(self.dim, self.metric, rerank)
+        )
         self._init_ids(reuse_slots=True)
         self._codes = np.zeros((0, self.code_size), dtype=np.uint8)  # capacity; live: _live_codes()
         self._hnsw = None
         self._ef = 64
         if graph:
             from .hnsw import HNSWIndex
-            self._hnsw = HNSWIndex(self.code_size * 8, "hamming", M=self.M,
-                                   ef_construction=self.ef_construction)
+
+            self._hnsw = HNSWIndex(
+                self.code_size * 8, "hamming", M=self.M, ef_construction=self.ef_construction
+            )
 
     # ---- properties ---------------------------------------------------------------------
     @property
@@ -302,7 +322,7 @@ class BinaryIndex(Index):
 
     # ---- building -----------------------------------------------------------------------
     @writes
-    def train(self, x: Any, *, progress: bool = False) -> "BinaryIndex":
+    def train(self, x: Any, *, progress: bool = False) -> BinaryIndex:
         """Learn the residual round weights (and the center if center=True) from x (n, dim).
         Without train(), the first add() trains on its vectors (progress: a one-step bar)."""
         _checks.check_untrained(self, len(self))
@@ -313,8 +333,9 @@ class BinaryIndex(Index):
         return self
 
     @writes
-    def add(self, x: Any, ids: Any = None, *, threads: int | None = None,
-            progress: bool = False) -> np.ndarray:
+    def add(
+        self, x: Any, ids: Any = None, *, threads: int | None = None, progress: bool = False
+    ) -> np.ndarray:
         """Binarize and add vectors x (n, dim); returns their ids (n,) int64.
         Slots of removed vectors are reused first (progress: a bar over the rows encoded, or
         inserted into the graph with graph=True)."""
@@ -325,7 +346,9 @@ class BinaryIndex(Index):
         if not self.is_trained:
             self.binarizer.fit(a)
         with _progress.Progress(progress and self._hnsw is None, n, "Binary add") as bar:
-            codes = np.concatenate([self.binarizer._encode(a[part]) for part in _progress.chunks(n, bar)])
+            codes = np.concatenate(
+                [self.binarizer._encode(a[part]) for part in _progress.chunks(n, bar)]
+            )
         new_ids, slots = self._bind_ids(ids, n)  # freed slots first, then new ones at the end
         try:
             self._codes = _grown(self._codes, self._slot_count, self._codes.shape[0])
@@ -357,8 +380,17 @@ class BinaryIndex(Index):
 
     # ---- search -------------------------------------------------------------------------
     @searches
-    def search(self, queries: Any, k: int = 10, *, rerank_k: int | None = None, ef: int | None = None,
-               filter: Any = None, max_distance: Any = None, threads: int | None = None) -> SearchResult:
+    def search(
+        self,
+        queries: Any,
+        k: int = 10,
+        *,
+        rerank_k: int | None = None,
+        ef: int | None = None,
+        filter: Any = None,
+        max_distance: Any = None,
+        threads: int | None = None,
+    ) -> SearchResult:
         """k nearest neighbours by the code score, re-ranked exactly when the index has rerank.
 
         queries      : (q, dim) or (dim,) floats (float32 taken without copy)
@@ -376,7 +408,9 @@ class BinaryIndex(Index):
         if rerank_k is not None:
             rerank_k = _checks.check_list_size(rerank_k, "rerank_k")
             if self._store is None:
-                raise ValueError("rerank_k needs an index built with rerank='memory' or a file path")
+                raise ValueError(
+                    "rerank_k needs an index built with rerank='memory' or a file path"
+                )
             if rerank_k < k:
                 raise ValueError(f"rerank_k must be >= k={k}; got {rerank_k}")
         if ef is not None:
@@ -396,23 +430,56 @@ class BinaryIndex(Index):
             candidates = rerank_k if rerank_k is not None else DEFAULT_RERANK_FACTOR * k
         # One C++ call: scan the codes or walk the graph, score, re-rank, slots to ids.
         block, bits_q, weights, offsets = self._query_block(q)
-        alpha = float(self.binarizer._fitted()[0][0]) if self.bits == 1 and self.scoring == "symmetric" else 0.0
-        store, n_rows, storage, lo, scale = (None, 0, "float32", None, None) if self._store is None \
-            else self._store.scoring()
+        alpha = (
+            float(self.binarizer._fitted()[0][0])
+            if self.bits == 1 and self.scoring == "symmetric"
+            else 0.0
+        )
+        store, n_rows, storage, lo, scale = (
+            (None, 0, "float32", None, None) if self._store is None else self._store.scoring()
+        )
         codes = self._live_codes()
-        common = dict(rows=codes, n=codes.shape[0], bits_x=self.bits, plane_bytes=self.plane_bytes,
-                      scoring=self.scoring, queries=block, bits_q=bits_q, weights=weights, offsets=offsets,
-                      hamming_alpha=alpha, dim=self.dim, queries_full=q, store=store, n_rows=n_rows,
-                      storage=storage, metric=self.metric, lo=lo, scale=scale, table=self._idt, threads=threads)
+        common = dict(
+            rows=codes,
+            n=codes.shape[0],
+            bits_x=self.bits,
+            plane_bytes=self.plane_bytes,
+            scoring=self.scoring,
+            queries=block,
+            bits_q=bits_q,
+            weights=weights,
+            offsets=offsets,
+            hamming_alpha=alpha,
+            dim=self.dim,
+            queries_full=q,
+            store=store,
+            n_rows=n_rows,
+            storage=storage,
+            metric=self.metric,
+            lo=lo,
+            scale=scale,
+            table=self._idt,
+            threads=threads,
+        )
         if self._hnsw is None:
-            dist, ids = _core.binary_scan_pipeline(nq=nq, k=k, candidates=candidates, mask=mask, **common)
+            dist, ids = _core.binary_scan_pipeline(
+                nq=nq, k=k, candidates=candidates, mask=mask, **common
+            )
         else:
             allowed_ids, filter_offsets, allowed_mask = _checks.as_filter(allowed, nq)
             ef = max(self._ef if ef is None else ef, candidates)
             dist, ids = self._hnsw._core.search_binary(
-                codes_q=self.binarizer._encode(q) if alpha == 0.0 else block, nq=nq, k=k, ef=ef,
-                candidates=candidates, found=ef, filter_ids=allowed_ids, filter_offsets=filter_offsets,
-                filter_mask=allowed_mask, **common)
+                codes_q=self.binarizer._encode(q) if alpha == 0.0 else block,
+                nq=nq,
+                k=k,
+                ef=ef,
+                candidates=candidates,
+                found=ef,
+                filter_ids=allowed_ids,
+                filter_offsets=filter_offsets,
+                filter_mask=allowed_mask,
+                **common,
+            )
         return _result.finish(dist, ids, was_1d, max_distance)
 
     def _query_block(self, q: np.ndarray) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
@@ -420,7 +487,12 @@ class BinaryIndex(Index):
         nq = q.shape[0]
         if self.scoring == "symmetric":
             weights, offset = self.binarizer._symmetric_weights()
-            return self.binarizer._encode(q), self.bits, weights, np.full(nq, offset, dtype=np.float32)
+            return (
+                self.binarizer._encode(q),
+                self.bits,
+                weights,
+                np.full(nq, offset, dtype=np.float32),
+            )
         weights, offsets = self.binarizer._asymmetric_weights(q)
         return _bit_order_queries(q, self.plane_bytes), 0, weights, offsets
 
@@ -431,16 +503,27 @@ class BinaryIndex(Index):
         return self._state_params(inner), self._state_arrays(inner)
 
     def _state_params(self, inner: tuple[dict[str, Any], dict[str, Any]] | None) -> dict[str, Any]:
-        params = {"dim": self.dim, "bits": self.bits, "metric": self.metric, "scoring": self.scoring,
-                  "center": self.binarizer.center, "graph": self.graph, "M": self.M,
-                  "ef_construction": self.ef_construction, "ef": self._ef, "next_id": self._ids_state()[1]}
+        params = {
+            "dim": self.dim,
+            "bits": self.bits,
+            "metric": self.metric,
+            "scoring": self.scoring,
+            "center": self.binarizer.center,
+            "graph": self.graph,
+            "M": self.M,
+            "ef_construction": self.ef_construction,
+            "ef": self._ef,
+            "next_id": self._ids_state()[1],
+        }
         if self._store is not None:
             params.update(self._store.params())
         if inner is not None:
             params["hnsw"] = inner[0]
         return params
 
-    def _state_arrays(self, inner: tuple[dict[str, Any], dict[str, Any]] | None) -> dict[str, np.ndarray]:
+    def _state_arrays(
+        self, inner: tuple[dict[str, Any], dict[str, Any]] | None
+    ) -> dict[str, np.ndarray]:
         arrays = {"codes": self._live_codes(), "ids": self._ids_state()[0]}
         if self.alphas is not None:
             arrays["alphas"] = self.alphas
@@ -453,12 +536,19 @@ class BinaryIndex(Index):
         return arrays
 
     @classmethod
-    def _from_state(cls, f: Fields) -> "BinaryIndex":
+    def _from_state(cls, f: Fields) -> BinaryIndex:
         # built without a store: a file store is re-opened below, never emptied
-        index = f.build(cls, f.int("dim", 1, MAX_DIM), bits=f.int("bits", 1, 64),
-                        metric=f.choice("metric", BINARY_METRICS), scoring=f.choice("scoring", SCORINGS),
-                        center=f.bool("center"), graph=False, M=f.int("M", 2, 1024),
-                        ef_construction=f.int("ef_construction", 1, _checks.MAX_LIST))
+        index = f.build(
+            cls,
+            f.int("dim", 1, MAX_DIM),
+            bits=f.int("bits", 1, 64),
+            metric=f.choice("metric", BINARY_METRICS),
+            scoring=f.choice("scoring", SCORINGS),
+            center=f.bool("center"),
+            graph=False,
+            M=f.int("M", 2, 1024),
+            ef_construction=f.int("ef_construction", 1, _checks.MAX_LIST),
+        )
         index.graph = f.bool("graph")
         index.ef = f.int("ef", 1, _checks.MAX_LIST)
         ids = f.ids("ids")
@@ -468,7 +558,9 @@ class BinaryIndex(Index):
             index.binarizer.alphas = np.array(alphas)
             index.binarizer.dim = index.dim
             if index.binarizer.center:
-                index.binarizer.center_ = np.array(f.array("center", np.float32, (index.dim,), finite=True))
+                index.binarizer.center_ = np.array(
+                    f.array("center", np.float32, (index.dim,), finite=True)
+                )
         elif (ids >= 0).any():
             raise f.error("alphas", "missing, but the index holds vectors")
         index._restore_ids(ids, f.int("next_id", 0, 2**62), "binary")
@@ -476,12 +568,17 @@ class BinaryIndex(Index):
             index._store = f.rows_for(RerankStore.restore(f, index.dim, index.metric), ids.shape[0])
         if index.graph:
             from .hnsw import HNSWIndex
+
             index._hnsw = g = HNSWIndex._from_state(f.sub("hnsw", "hnsw."))
             if (g.dim, g.metric) != (index.code_size * 8, "hamming"):
-                raise f.error("hnsw", f"a {g.dim}-d {g.metric} graph does not fit {index.code_size}-byte codes")
+                raise f.error(
+                    "hnsw",
+                    f"a {g.dim}-d {g.metric} graph does not fit {index.code_size}-byte codes",
+                )
             nodes = g.ids
-            if nodes.size != int((ids >= 0).sum()) or (nodes.size and (nodes.max() >= ids.shape[0]
-                                                                       or (ids[nodes] < 0).any())):
+            if nodes.size != int((ids >= 0).sum()) or (
+                nodes.size and (nodes.max() >= ids.shape[0] or (ids[nodes] < 0).any())
+            ):
                 raise f.error("ids", "the live slots are not the graph's nodes")
         return index
 

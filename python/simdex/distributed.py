@@ -57,8 +57,9 @@ try:
     import distributed
     from distributed.utils import sync
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError("simdex.distributed needs Dask: pip install 'simdex[distributed]' "
-                      "(dask and distributed)") from exc
+    raise ImportError(
+        "simdex.distributed needs Dask: pip install 'simdex[distributed]' (dask and distributed)"
+    ) from exc
 
 from . import _checks, _format
 from ._base import Index, _ReadWriteLock
@@ -113,7 +114,9 @@ def _split(ids: np.ndarray, n_shards: int) -> dict[int, np.ndarray]:
     owner = shard_of(ids, n_shards)
     order = np.argsort(owner, kind="stable")
     bounds = np.searchsorted(owner[order], np.arange(n_shards + 1))
-    return {s: order[bounds[s]: bounds[s + 1]] for s in range(n_shards) if bounds[s + 1] > bounds[s]}
+    return {
+        s: order[bounds[s] : bounds[s + 1]] for s in range(n_shards) if bounds[s + 1] > bounds[s]
+    }
 
 
 def _filters_per_shard(filter: Any, n_shards: int) -> list[Any] | None:
@@ -130,7 +133,11 @@ def _filters_per_shard(filter: Any, n_shards: int) -> list[Any] | None:
             return None
         return [[r[s] for r in split] for s in range(n_shards)]
     a = np.asarray(filter)
-    if a.ndim != 1 or a.dtype.kind not in "iu" or (a.dtype.kind == "u" and a.size and a.max() > np.iinfo(np.int64).max):
+    if (
+        a.ndim != 1
+        or a.dtype.kind not in "iu"
+        or (a.dtype.kind == "u" and a.size and a.max() > np.iinfo(np.int64).max)
+    ):
         return None
     ids = a.astype(np.int64, copy=False)
     owner = shard_of(ids, n_shards)
@@ -165,7 +172,7 @@ def merge_topk(distances: list[np.ndarray], ids: list[np.ndarray], k: int) -> Se
         i = np.concatenate([i, np.full((i.shape[0], pad), -1, np.int64)], axis=1)
     keys = _order_keys(d, i)
     if d.shape[1] > 2 * k:  # keep the entries up to each row's k-th key (ties included)
-        keep = keys <= np.partition(keys, k - 1, axis=1)[:, k - 1: k]
+        keep = keys <= np.partition(keys, k - 1, axis=1)[:, k - 1 : k]
         width = int(keep.sum(axis=1).max())
         cols = np.argsort(~keep, axis=1, kind="stable")[:, :width]  # kept columns first
         keys, d, i = (np.take_along_axis(a, cols, axis=1) for a in (keys, d, i))
@@ -173,11 +180,14 @@ def merge_topk(distances: list[np.ndarray], ids: list[np.ndarray], k: int) -> Se
     return SearchResult(np.take_along_axis(d, order, axis=1), np.take_along_axis(i, order, axis=1))
 
 
-def merge_range(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], nq: int
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def merge_range(
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], nq: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Merge per-shard range results (lims (nq + 1,), distances, ids) into one, each query's
     results ascending (equal distances in id order)."""
-    query = np.concatenate([np.repeat(np.arange(nq, dtype=np.int64), np.diff(lims)) for lims, _, _ in parts])
+    query = np.concatenate(
+        [np.repeat(np.arange(nq, dtype=np.int64), np.diff(lims)) for lims, _, _ in parts]
+    )
     d = np.concatenate([p[1] for p in parts]).astype(np.float32, copy=False)
     i = np.concatenate([p[2] for p in parts]).astype(np.int64, copy=False)
     order = np.lexsort((i, d, query))
@@ -191,11 +201,13 @@ def _reported(method: Callable[..., Any]) -> Callable[..., Any]:
     """Return (None, result) or (exception, None): an error raised by the index travels back
     as a value, so any exception the client sees from the actor future is a transport
     failure (worker lost, timeout), never the index's own error."""
+
     def wrapper(self: _Shard, *args: Any) -> tuple[BaseException | None, Any]:
         try:
             return None, method(self, *args)
         except Exception as exc:  # noqa: BLE001 - re-raised on the client
             return exc, None
+
     wrapper.__name__ = method.__name__
     wrapper.__doc__ = method.__doc__
     return wrapper
@@ -205,8 +217,15 @@ class _Shard:
     """One shard: a simdex index resident on one worker (Dask actor; its methods run one at
     a time in the worker's actor thread, each index call using the index's own threads)."""
 
-    def __init__(self, number: int, n_shards: int, index: Index | None = None,
-                 path: str | None = None, mmap: bool = False, expect: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        number: int,
+        n_shards: int,
+        index: Index | None = None,
+        path: str | None = None,
+        mmap: bool = False,
+        expect: dict[str, Any] | None = None,
+    ) -> None:
         self.number, self.n_shards = number, n_shards
         self.error: Exception | None = None
         self._index: Index | None = None
@@ -234,18 +253,26 @@ class _Shard:
             raise ValueError(f"{where}: {size} bytes, the manifest says {expect['bytes']}")
         index = _format.load(path, mmap=mmap)
         if not isinstance(index, Index) or index.kind != expect["kind"]:
-            raise ValueError(f"{where}: holds {type(index).__name__}, the manifest says kind {expect['kind']!r}")
+            raise ValueError(
+                f"{where}: holds {type(index).__name__}, the manifest says kind {expect['kind']!r}"
+            )
         if index.dim != expect["dim"] or index.metric != expect["metric"]:
-            raise ValueError(f"{where}: dim={index.dim}, metric={index.metric!r}; the manifest says "
-                             f"dim={expect['dim']}, metric={expect['metric']!r}")
+            raise ValueError(
+                f"{where}: dim={index.dim}, metric={index.metric!r}; the manifest says "
+                f"dim={expect['dim']}, metric={expect['metric']!r}"
+            )
         if len(index) != expect["rows"]:
             raise ValueError(f"{where}: {len(index)} rows, the manifest says {expect['rows']}")
         ids = index.ids
         misplaced = int(np.count_nonzero(shard_of(ids, self.n_shards) != self.number))
         if misplaced:
-            raise ValueError(f"{where}: {misplaced} ids belong to other shards (files swapped or renamed?)")
+            raise ValueError(
+                f"{where}: {misplaced} ids belong to other shards (files swapped or renamed?)"
+            )
         if ids.size and int(ids.max()) >= expect["next_id"]:
-            raise ValueError(f"{where}: id {int(ids.max())} >= next_id {expect['next_id']} of the manifest")
+            raise ValueError(
+                f"{where}: id {int(ids.max())} >= next_id {expect['next_id']} of the manifest"
+            )
         return index
 
     @_reported
@@ -257,8 +284,10 @@ class _Shard:
     def reset(self, index: Index) -> None:
         """Replace the (empty) index by a trained one."""
         if len(self.index):
-            raise ValueError(f"train() must come before the first add(): shard {self.number} "
-                             f"already holds {len(self.index)} rows")
+            raise ValueError(
+                f"train() must come before the first add(): shard {self.number} "
+                f"already holds {len(self.index)} rows"
+            )
         self.index = index
 
     @_reported
@@ -270,12 +299,16 @@ class _Shard:
         return int(self.index.remove(ids))
 
     @_reported
-    def search(self, queries: np.ndarray, k: int, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, params: dict[str, Any]
+    ) -> tuple[np.ndarray, np.ndarray]:
         d, i = self.index.search(queries, k, **params)
         return d, i
 
     @_reported
-    def range_search(self, queries: np.ndarray, radius: Any, params: dict[str, Any]) -> tuple[Any, ...]:
+    def range_search(
+        self, queries: np.ndarray, radius: Any, params: dict[str, Any]
+    ) -> tuple[Any, ...]:
         return self.index.range_search(queries, radius, **params)
 
     @_reported
@@ -305,33 +338,63 @@ class _Shard:
         return fn(self.index)
 
 
-def _add_block(block: Any, ids: np.ndarray, actors: list[Any], workers: list[str], params: dict[str, Any],
-               codes: bool, dim: int, timeout: float | None) -> int:
+def _add_block(
+    block: Any,
+    ids: np.ndarray,
+    actors: list[Any],
+    workers: list[str],
+    params: dict[str, Any],
+    codes: bool,
+    dim: int,
+    timeout: float | None,
+) -> int:
     """A task on the worker holding one dask.array block: check it, split it by owning shard
     and add each part to its shard (worker to worker; the client never sees the rows).
     All or nothing, as ShardedIndex.add; returns the number of rows added."""
+
     def failure(shard: int, exc: BaseException) -> BaseException:
         if not isinstance(exc, _Transport):
             return exc
-        return ShardUnavailableError(f"shard {shard} on worker {workers[shard]} did not answer while "
-                                     f"rows were added ({exc}); the add was undone", shard, workers[shard])
+        return ShardUnavailableError(
+            f"shard {shard} on worker {workers[shard]} did not answer while "
+            f"rows were added ({exc}); the add was undone",
+            shard,
+            workers[shard],
+        )
 
     rows = _check_rows(block, dim, codes, "x")[0]
     if rows.shape[0] != ids.shape[0]:
-        raise ValueError(f"a block of {rows.shape[0]} rows was given {ids.shape[0]} ids (chunk sizes changed?)")
+        raise ValueError(
+            f"a block of {rows.shape[0]} rows was given {ids.shape[0]} ids (chunk sizes changed?)"
+        )
     error = _add_parts(actors, rows, ids, params, timeout, failure, distributed.get_worker().loop)
     if error is not None:
         raise error
     return int(ids.shape[0])
 
 
-def _add_parts(actors: list[Any], rows: np.ndarray, ids: np.ndarray, params: dict[str, Any], timeout: float | None,
-               failure: Callable[[int, BaseException], BaseException], loop: Any) -> BaseException | None:
+def _add_parts(
+    actors: list[Any],
+    rows: np.ndarray,
+    ids: np.ndarray,
+    params: dict[str, Any],
+    timeout: float | None,
+    failure: Callable[[int, BaseException], BaseException],
+    loop: Any,
+) -> BaseException | None:
     """Add rows (n, d) with global ids (n,) to their owning shards; on any failure remove
     them again from the shards that took them and return the first error (else None)."""
     parts = _split(ids, len(actors))
-    calls = {s: _invoke(actors[s], "add", np.ascontiguousarray(rows[pos]), np.ascontiguousarray(ids[pos]), params)
-             for s, pos in parts.items()}
+    calls = {
+        s: _invoke(
+            actors[s],
+            "add",
+            np.ascontiguousarray(rows[pos]),
+            np.ascontiguousarray(ids[pos]),
+            params,
+        )
+        for s, pos in parts.items()
+    }
     results, errors = _wait(calls, timeout, loop)
     if not errors:
         return None
@@ -359,8 +422,9 @@ def _invoke(actor: Any, method: str, *args: Any) -> Any:
         return _Refused(exc)
 
 
-def _wait(calls: dict[int, Any], timeout: float | None, loop: Any
-          ) -> tuple[dict[int, Any], dict[int, BaseException]]:
+def _wait(
+    calls: dict[int, Any], timeout: float | None, loop: Any
+) -> tuple[dict[int, Any], dict[int, BaseException]]:
     """Wait for every actor call at once (one hop onto the Dask event loop `loop`, one
     deadline): ({shard: result}, {shard: exception}), exceptions from the transport
     (wrapped in _Transport) and from the index (reported as values) alike."""
@@ -385,7 +449,7 @@ def _wait(calls: dict[int, Any], timeout: float | None, loop: Any
             await asyncio.wait(late)
         return tasks
 
-    for shard, task in (sync(loop, all_answers).items() if pending else ()):
+    for shard, task in sync(loop, all_answers).items() if pending else ():
         if task.cancelled():
             errors[shard] = _Transport(TimeoutError(f"no answer within {timeout} s"))
         elif (failure := task.exception()) is not None:
@@ -423,6 +487,7 @@ def _auto_trains(index: Index) -> bool:
     from .binary import BinaryIndex
     from .flat import FlatIndex
     from .hnsw import HNSWIndex
+
     return isinstance(index, (FlatIndex, HNSWIndex, BinaryIndex))
 
 
@@ -437,31 +502,44 @@ class ShardedIndex:
                  the workers sorted by address
     """
 
-    def __init__(self, make_index: Callable[[], Index], *, client: Any = None,
-                 n_shards: int | None = None) -> None:
+    def __init__(
+        self, make_index: Callable[[], Index], *, client: Any = None, n_shards: int | None = None
+    ) -> None:
         if not callable(make_index):
-            raise TypeError(f"make_index must be a callable returning an empty simdex index; "
-                            f"got {type(make_index).__name__}")
+            raise TypeError(
+                f"make_index must be a callable returning an empty simdex index; "
+                f"got {type(make_index).__name__}"
+            )
         proto = make_index()
         if not isinstance(proto, Index):
-            raise TypeError(f"make_index() must return a simdex index (FlatIndex, HNSWIndex, ...); "
-                            f"got {type(proto).__name__}")
+            raise TypeError(
+                f"make_index() must return a simdex index (FlatIndex, HNSWIndex, ...); "
+                f"got {type(proto).__name__}"
+            )
         if len(proto):
-            raise ValueError(f"make_index() must return an empty index; got one with {len(proto)} rows")
+            raise ValueError(
+                f"make_index() must return an empty index; got one with {len(proto)} rows"
+            )
         store = getattr(proto, "_store", None)
         if getattr(store, "path", None) is not None:
-            raise ValueError("an index whose re-rank vectors live in a file (rerank=<path>) cannot be "
-                             "sharded: every shard would write the same file; use rerank='memory'")
+            raise ValueError(
+                "an index whose re-rank vectors live in a file (rerank=<path>) cannot be "
+                "sharded: every shard would write the same file; use rerank='memory'"
+            )
         client = _client(client)
         workers = _workers(client)
-        n_shards = len(workers) if n_shards is None else _checks.check_positive_int(n_shards, "n_shards")
+        n_shards = (
+            len(workers) if n_shards is None else _checks.check_positive_int(n_shards, "n_shards")
+        )
         if n_shards > MAX_SHARDS:
             raise ValueError(f"n_shards must be <= {MAX_SHARDS}; got {n_shards}")
         self._proto: Index | None = proto
         self._init(client, proto.kind, proto.dim, proto.metric, type(proto).__name__, next_id=0)
         self._start(workers, [{"index": proto} for _ in range(n_shards)])
 
-    def _init(self, client: Any, kind: str, dim: int, metric: str, class_name: str, next_id: int) -> None:
+    def _init(
+        self, client: Any, kind: str, dim: int, metric: str, class_name: str, next_id: int
+    ) -> None:
         self._client = client
         self.kind, self.dim, self.metric = kind, dim, metric
         self._class_name = class_name
@@ -477,10 +555,20 @@ class ShardedIndex:
         n = len(kwargs)
         token = secrets.token_hex(8)
         self._workers = [workers[s % len(workers)] for s in range(n)]
-        self._futures = [self._client.submit(_Shard, s, n, **kwargs[s], workers=[self._workers[s]],
-                                             allow_other_workers=False, actor=True, pure=False,
-                                             key=f"simdex-shard-{token}-{s}")
-                         for s in range(n)]
+        self._futures = [
+            self._client.submit(
+                _Shard,
+                s,
+                n,
+                **kwargs[s],
+                workers=[self._workers[s]],
+                allow_other_workers=False,
+                actor=True,
+                pure=False,
+                key=f"simdex-shard-{token}-{s}",
+            )
+            for s in range(n)
+        ]
         self._actors = [f.result() for f in self._futures]
         self._all("check")
 
@@ -490,13 +578,19 @@ class ShardedIndex:
             return exc
         cause = exc.cause
         lost = self._futures[shard].status != "finished"
-        why = ("its worker was lost" if lost or not isinstance(cause, TimeoutError)
-               else "it did not answer within the timeout")
+        why = (
+            "its worker was lost"
+            if lost or not isinstance(cause, TimeoutError)
+            else "it did not answer within the timeout"
+        )
         err = ShardUnavailableError(
-            f"shard {shard} of {len(self._actors)} on worker {self._workers[shard]} is unavailable: "
+            f"shard {shard} of {len(self._actors)} on worker {self._workers[shard]} is "
+            "unavailable: "
             f"{why} ({type(cause).__name__}: {cause}). No partial result was returned. A lost "
             "shard's rows are gone with its worker: load the index again from its last save().",
-            shard, self._workers[shard])
+            shard,
+            self._workers[shard],
+        )
         err.__cause__ = cause
         return err
 
@@ -508,14 +602,31 @@ class ShardedIndex:
         return results
 
     def _all(self, method: str, *args: Any, timeout: float | None = None) -> list[Any]:
-        results = self._call({s: _invoke(a, method, *args) for s, a in enumerate(self._actors)}, timeout)
+        results = self._call(
+            {s: _invoke(a, method, *args) for s, a in enumerate(self._actors)}, timeout
+        )
         return [results[s] for s in range(len(self._actors))]
 
-    def _scatter(self, method: str, queries: np.ndarray, arg: Any, params: dict[str, Any], timeout: float | None) -> list[Any]:
+    def _scatter(
+        self,
+        method: str,
+        queries: np.ndarray,
+        arg: Any,
+        params: dict[str, Any],
+        timeout: float | None,
+    ) -> list[Any]:
         """method(queries, arg, params) on every shard, an id filter split by owning shard."""
         filters = _filters_per_shard(params.get("filter"), self.n_shards)
-        calls = {s: _invoke(a, method, queries, arg, params if filters is None else {**params, "filter": filters[s]})
-                 for s, a in enumerate(self._actors)}
+        calls = {
+            s: _invoke(
+                a,
+                method,
+                queries,
+                arg,
+                params if filters is None else {**params, "filter": filters[s]},
+            )
+            for s, a in enumerate(self._actors)
+        }
         results = self._call(calls, timeout)
         return [results[s] for s in range(self.n_shards)]
 
@@ -552,15 +663,22 @@ class ShardedIndex:
             return False
         ids = np.array([int(id)], dtype=np.int64)
         shard = int(shard_of(ids, self.n_shards)[0])
-        return bool(self._call({shard: _invoke(self._actors[shard], "contains", ids)}, None)[shard][0])
+        return bool(
+            self._call({shard: _invoke(self._actors[shard], "contains", ids)}, None)[shard][0]
+        )
 
     def __repr__(self) -> str:
-        return (f"ShardedIndex({self._class_name}, kind={self.kind!r}, dim={self.dim}, metric={self.metric!r}, "
-                f"n_shards={self.n_shards}, workers={len(set(self._workers))})")
+        return (
+            f"ShardedIndex({self._class_name}, kind={self.kind!r}, dim={self.dim}, "
+            f"metric={self.metric!r}, "
+            f"n_shards={self.n_shards}, workers={len(set(self._workers))})"
+        )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        raise TypeError("a ShardedIndex cannot be pickled (its shards live on Dask workers); "
-                        "use save(directory) and ShardedIndex.load(directory, client=...)")
+        raise TypeError(
+            "a ShardedIndex cannot be pickled (its shards live on Dask workers); "
+            "use save(directory) and ShardedIndex.load(directory, client=...)"
+        )
 
     # ---- building ------------------------------------------------------------------------
     def train(self, x: Any, **params: Any) -> ShardedIndex:
@@ -569,13 +687,18 @@ class ShardedIndex:
         (empty) index. params go to the index's train (seed, queries, threads, ...).
         Must come before the first add."""
         if self._proto is None:
-            raise ValueError("a loaded ShardedIndex is already trained (its shards came from files)")
+            raise ValueError(
+                "a loaded ShardedIndex is already trained (its shards came from files)"
+            )
         if _is_dask_array(x):
             x = x.compute()
         with _writing(self._rw):
             sizes = self.shard_sizes()
             if sizes.any():
-                raise ValueError(f"train() must come before the first add(): the shards hold {int(sizes.sum())} rows")
+                raise ValueError(
+                    "train() must come before the first add(): the shards hold "
+                    f"{int(sizes.sum())} rows"
+                )
             self._proto.train(x, **params)
             self._ship_proto()
         return self
@@ -589,7 +712,9 @@ class ShardedIndex:
         if self._proto is None or getattr(self._proto, "is_trained", True):
             return
         if not _auto_trains(self._proto):
-            raise ValueError(f"{self._class_name} is not trained; call train(x) on a sample before add()")
+            raise ValueError(
+                f"{self._class_name} is not trained; call train(x) on a sample before add()"
+            )
         with _writing(self._rw):
             if not self._proto.is_trained and not self.shard_sizes().any():
                 self._proto.train(first())
@@ -603,7 +728,9 @@ class ShardedIndex:
                 self._next_id = max(self._next_id, int(ids.max()) + 1)
         return ids
 
-    def add(self, x: Any, ids: Any = None, *, timeout: float | None = None, **params: Any) -> np.ndarray:
+    def add(
+        self, x: Any, ids: Any = None, *, timeout: float | None = None, **params: Any
+    ) -> np.ndarray:
         """Add vectors; returns their global ids (n,) int64.
 
         x       : (n, d) floats (or uint8 codes for metric='hamming'), NumPy or dask.array;
@@ -624,12 +751,16 @@ class ShardedIndex:
         self._ensure_trained(lambda: rows)
         new = self._reserve(rows.shape[0], new)
         with _reading(self._rw):
-            error = _add_parts(self._actors, rows, new, params, timeout, self._failure, self._client.loop)
+            error = _add_parts(
+                self._actors, rows, new, params, timeout, self._failure, self._client.loop
+            )
         if error is not None:
             raise error
         return new
 
-    def _add_dask(self, x: Any, ids: Any, timeout: float | None, params: dict[str, Any]) -> np.ndarray:
+    def _add_dask(
+        self, x: Any, ids: Any, timeout: float | None, params: dict[str, Any]
+    ) -> np.ndarray:
         width = self.dim // 8 if self._codes else self.dim
         if x.ndim != 2 or (not np.isnan(x.shape[1]) and x.shape[1] != width):
             raise ValueError(f"x must have shape (n, {width}); got a dask array of shape {x.shape}")
@@ -641,20 +772,34 @@ class ShardedIndex:
             raise ValueError("x is empty (0 rows)")
         if ids is not None:
             ids = _checks.as_ids(ids.compute() if _is_dask_array(ids) else ids, n)
-        self._ensure_trained(lambda: _check_rows(x.blocks[0].compute(), self.dim, self._codes, "x")[0])
+        self._ensure_trained(
+            lambda: _check_rows(x.blocks[0].compute(), self.dim, self._codes, "x")[0]
+        )
         new = self._reserve(n, ids)
         starts = np.concatenate([[0], np.cumsum(x.chunks[0])]).astype(np.int64)
         blocks = self._client.compute(list(x.to_delayed().ravel()))
         with _reading(self._rw):
-            tasks = [self._client.submit(_add_block, block, new[starts[b]: starts[b + 1]], self._actors,
-                                         self._workers, params, self._codes, self.dim, timeout, pure=False)
-                     for b, block in enumerate(blocks)]
+            tasks = [
+                self._client.submit(
+                    _add_block,
+                    block,
+                    new[starts[b] : starts[b + 1]],
+                    self._actors,
+                    self._workers,
+                    params,
+                    self._codes,
+                    self.dim,
+                    timeout,
+                    pure=False,
+                )
+                for b, block in enumerate(blocks)
+            ]
             distributed.wait(tasks)  # type: ignore[no-untyped-call]
             failed = [t for t in tasks if t.status != "finished"]
             if failed:  # all or nothing: take back the blocks that went in
                 for b, t in enumerate(tasks):
                     if t.status == "finished":
-                        self._remove_locked(new[starts[b]: starts[b + 1]], timeout)
+                        self._remove_locked(new[starts[b] : starts[b + 1]], timeout)
                 raise failed[0].exception()
         return new
 
@@ -667,8 +812,13 @@ class ShardedIndex:
 
     def _remove_locked(self, ids: np.ndarray, timeout: float | None) -> int:
         parts = _split(ids, self.n_shards)
-        results = self._call({s: _invoke(self._actors[s], "remove", np.ascontiguousarray(ids[pos]))
-                              for s, pos in parts.items()}, timeout)
+        results = self._call(
+            {
+                s: _invoke(self._actors[s], "remove", np.ascontiguousarray(ids[pos]))
+                for s, pos in parts.items()
+            },
+            timeout,
+        )
         return int(sum(results.values()))
 
     def reconstruct(self, ids: Any, *, timeout: float | None = None) -> np.ndarray:
@@ -676,10 +826,19 @@ class ShardedIndex:
         KeyError names ids not in the index (as the shard index raises it)."""
         a = _checks.as_id_list(ids)
         if a.size == 0:
-            return np.zeros((0, self.dim // 8), np.uint8) if self._codes else np.zeros((0, self.dim), np.float32)
+            return (
+                np.zeros((0, self.dim // 8), np.uint8)
+                if self._codes
+                else np.zeros((0, self.dim), np.float32)
+            )
         parts = _split(a, self.n_shards)
-        results = self._call({s: _invoke(self._actors[s], "reconstruct", np.ascontiguousarray(a[pos]))
-                              for s, pos in parts.items()}, timeout)
+        results = self._call(
+            {
+                s: _invoke(self._actors[s], "reconstruct", np.ascontiguousarray(a[pos]))
+                for s, pos in parts.items()
+            },
+            timeout,
+        )
         first = next(iter(results.values()))
         out = np.empty((a.size,) + first.shape[1:], dtype=first.dtype)
         for s, pos in parts.items():
@@ -693,8 +852,15 @@ class ShardedIndex:
             return self._all("apply", fn, timeout=timeout)
 
     # ---- search --------------------------------------------------------------------------
-    def search(self, queries: Any, k: int = 10, *, shard_k: int | None = None,
-               timeout: float | None = None, **params: Any) -> SearchResult:
+    def search(
+        self,
+        queries: Any,
+        k: int = 10,
+        *,
+        shard_k: int | None = None,
+        timeout: float | None = None,
+        **params: Any,
+    ) -> SearchResult:
         """Global k nearest neighbours: every shard is searched, the results are merged.
 
         queries : (q, d) or (d,) floats (uint8 codes for metric='hamming')
@@ -719,8 +885,9 @@ class ShardedIndex:
         d, i = merge_topk([p[0] for p in parts], [p[1] for p in parts], k)
         return SearchResult(d[0], i[0]) if was_1d else SearchResult(d, i)
 
-    def range_search(self, queries: Any, radius: Any, *, timeout: float | None = None,
-                     **params: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def range_search(
+        self, queries: Any, radius: Any, *, timeout: float | None = None, **params: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every stored vector within radius of each query, from every shard, as FAISS's
         range_search: (lims (q + 1,) int64, distances (total,) float32 ascending per query,
         ids (total,) int64). radius: a float or (q,) floats; params as in search."""
@@ -742,14 +909,28 @@ class ShardedIndex:
             raise ValueError(f"{directory!r} is not a directory")
         token = secrets.token_hex(8)
         with _writing(self._rw):
-            done = self._call({s: _invoke(a, "save", os.path.join(directory, _shard_file(s, token)))
-                               for s, a in enumerate(self._actors)}, timeout)
+            done = self._call(
+                {
+                    s: _invoke(a, "save", os.path.join(directory, _shard_file(s, token)))
+                    for s, a in enumerate(self._actors)
+                },
+                timeout,
+            )
             written = [done[s] for s in range(self.n_shards)]
             with self._id_lock:
                 next_id = self._next_id
-        manifest = {"format": FORMAT, "version": FORMAT_VERSION, "placement": PLACEMENT,
-                    "kind": self.kind, "class": self._class_name, "dim": self.dim, "metric": self.metric,
-                    "next_id": next_id, "token": token, "shards": written}
+        manifest = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "placement": PLACEMENT,
+            "kind": self.kind,
+            "class": self._class_name,
+            "dim": self.dim,
+            "metric": self.metric,
+            "next_id": next_id,
+            "token": token,
+            "shards": written,
+        }
         tmp = os.path.join(directory, MANIFEST + ".tmp")
         with open(tmp, "w") as fh:
             json.dump(manifest, fh, indent=1)
@@ -760,7 +941,9 @@ class ShardedIndex:
                 os.remove(os.path.join(directory, name))
 
     @classmethod
-    def load(cls, directory: str | os.PathLike[str], *, client: Any = None, mmap: bool = False) -> ShardedIndex:
+    def load(
+        cls, directory: str | os.PathLike[str], *, client: Any = None, mmap: bool = False
+    ) -> ShardedIndex:
         """Load a saved ShardedIndex: each shard file is read by the worker that will hold it
         (memory-mapped there with mmap=True), placed round-robin on the current workers.
         The manifest and every shard file are validated (ValueError names the problem)."""
@@ -771,11 +954,23 @@ class ShardedIndex:
         client = _client(client)
         self = cls.__new__(cls)
         self._proto = None
-        self._init(client, manifest["kind"], manifest["dim"], manifest["metric"], manifest["class"],
-                   manifest["next_id"])
+        self._init(
+            client,
+            manifest["kind"],
+            manifest["dim"],
+            manifest["metric"],
+            manifest["class"],
+            manifest["next_id"],
+        )
         common = {k: manifest[k] for k in ("kind", "dim", "metric", "next_id")}
-        kwargs = [{"path": os.path.join(directory, _shard_file(s, manifest["token"])), "mmap": mmap,
-                   "expect": {**common, **shard}} for s, shard in enumerate(manifest["shards"])]
+        kwargs = [
+            {
+                "path": os.path.join(directory, _shard_file(s, manifest["token"])),
+                "mmap": mmap,
+                "expect": {**common, **shard},
+            }
+            for s, shard in enumerate(manifest["shards"])
+        ]
         self._start(_workers(client), kwargs)
         return self
 
@@ -786,11 +981,14 @@ def _shard_file(shard: int, token: str) -> str:
 
 def _read_manifest(path: str) -> dict[str, Any]:
     """The manifest, validated field by field (it is untrusted input)."""
+
     def bad(why: str) -> ValueError:
         return ValueError(f"{path!r} is not a valid ShardedIndex manifest: {why}")
 
     if not os.path.isfile(path):
-        raise ValueError(f"no ShardedIndex manifest at {path!r} (was the directory written by save()?)")
+        raise ValueError(
+            f"no ShardedIndex manifest at {path!r} (was the directory written by save()?)"
+        )
     size = os.path.getsize(path)
     if size > _MAX_MANIFEST_BYTES:
         raise bad(f"{size} bytes, more than {_MAX_MANIFEST_BYTES}")
@@ -801,7 +999,18 @@ def _read_manifest(path: str) -> dict[str, Any]:
             raise bad(f"not JSON ({exc})") from None
     if not isinstance(m, dict):
         raise bad(f"expected a JSON object, got {type(m).__name__}")
-    expected = {"format", "version", "placement", "kind", "class", "dim", "metric", "next_id", "token", "shards"}
+    expected = {
+        "format",
+        "version",
+        "placement",
+        "kind",
+        "class",
+        "dim",
+        "metric",
+        "next_id",
+        "token",
+        "shards",
+    }
     if set(m) != expected:
         raise bad(f"fields {sorted(m)}, expected {sorted(expected)}")
     if m["format"] != FORMAT:
@@ -828,8 +1037,11 @@ def _read_manifest(path: str) -> dict[str, Any]:
     if not isinstance(shards, list) or not 1 <= len(shards) <= MAX_SHARDS:
         raise bad(f"shards must be a list of 1..{MAX_SHARDS} entries")
     for s, entry in enumerate(shards):
-        if not isinstance(entry, dict) or set(entry) != {"rows", "bytes"} or any(
-                type(entry[f]) is not int or entry[f] < 0 for f in ("rows", "bytes")):
+        if (
+            not isinstance(entry, dict)
+            or set(entry) != {"rows", "bytes"}
+            or any(type(entry[f]) is not int or entry[f] < 0 for f in ("rows", "bytes"))
+        ):
             raise bad(f"shard {s}: expected {{'rows': int >= 0, 'bytes': int >= 0}}; got {entry!r}")
     return m
 
@@ -857,7 +1069,9 @@ def _client(client: Any) -> Any:
         try:
             return distributed.default_client()  # type: ignore[no-untyped-call]
         except ValueError:
-            raise ValueError("no Dask client: pass client=Client(...) or create one first") from None
+            raise ValueError(
+                "no Dask client: pass client=Client(...) or create one first"
+            ) from None
     if not isinstance(client, distributed.Client):
         raise TypeError(f"client must be a dask.distributed.Client; got {type(client).__name__}")
     return client
@@ -866,5 +1080,7 @@ def _client(client: Any) -> Any:
 def _workers(client: Any) -> list[str]:
     workers = sorted(client.nthreads())  # every worker's address
     if not workers:
-        raise ValueError("the Dask cluster has no workers; start some before building a ShardedIndex")
+        raise ValueError(
+            "the Dask cluster has no workers; start some before building a ShardedIndex"
+        )
     return workers

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 
 from . import _checks, _core, _progress, _result, _storage
-from ._checks import Metric, Storage
 from ._base import CoreIndex
+from ._checks import Metric, Storage
 from ._format import MAX_DIM, Fields
 from ._result import SearchResult
 from .kernels import normalize
@@ -32,9 +32,14 @@ class FlatIndex(CoreIndex):
         self.storage = _checks.check_choice(storage, "storage", _checks.STORAGES)
         if self.metric == "hamming":
             if storage != "float32":
-                raise ValueError("metric='hamming' stores packed bit codes; storage must be left at its default")
+                raise ValueError(
+                    "metric='hamming' stores packed bit codes; storage must be left at its default"
+                )
             if self.dim % 8:
-                raise ValueError(f"for metric='hamming' dim is the number of bits and must be a multiple of 8; got {dim}")
+                raise ValueError(
+                    "for metric='hamming' dim is the number of bits and must be a multiple of 8; "
+                    f"got {dim}"
+                )
         self._lo: np.ndarray | None = None
         self._scale: np.ndarray | None = None
         self._core = _core.FlatCore(self._core_storage(), self.metric, self.dim)
@@ -55,7 +60,9 @@ class FlatIndex(CoreIndex):
 
     @property
     def nbytes(self) -> int:
-        extra = 0 if self._lo is None or self._scale is None else self._lo.nbytes + self._scale.nbytes
+        extra = (
+            0 if self._lo is None or self._scale is None else self._lo.nbytes + self._scale.nbytes
+        )
         return int(self._core.nbytes + extra)
 
     def _prepare(self, x: Any, name: str) -> tuple[np.ndarray, bool]:
@@ -67,13 +74,16 @@ class FlatIndex(CoreIndex):
         return a, was_1d
 
     # ---- building ---------------------------------------------------------------------
-    def train(self, x: Any) -> "FlatIndex":
+    def train(self, x: Any) -> FlatIndex:
         """Learn int8 ranges from sample vectors x (n, dim) before the first add; other
         storages need no training (a no-op)."""
         a, _ = self._prepare(x, "x")
         if self.storage == "int8":
             if len(self._core):
-                raise ValueError("train() must come before the first add(): the int8 ranges of stored rows are fixed")
+                raise ValueError(
+                    "train() must come before the first add(): the int8 ranges of stored rows are "
+                    "fixed"
+                )
             self._set_ranges(*_storage.train_int8(a))
         return self
 
@@ -81,9 +91,11 @@ class FlatIndex(CoreIndex):
         self._core.set_ranges(lo, scale)
         self._lo, self._scale = lo, scale
 
-    def add(self, x: Any, ids: Any = None, *, threads: int | None = None,
-            progress: bool = False) -> np.ndarray:
-        """Add vectors x (n, dim) (or (n, dim/8) uint8 codes for hamming); returns their ids (n,) int64.
+    def add(
+        self, x: Any, ids: Any = None, *, threads: int | None = None, progress: bool = False
+    ) -> np.ndarray:
+        """Add vectors x (n, dim) (or (n, dim/8) uint8 codes for hamming); returns their ids
+        (n,) int64.
 
         ids      : (n,) unique non-negative ints not in the index, or None (sequential)
         threads  : encoding to float16/bfloat16/int8 runs in row chunks on this many threads.
@@ -102,7 +114,9 @@ class FlatIndex(CoreIndex):
         rows: np.ndarray = np.empty(a.shape, dtype=self._row_dtype())
         with _progress.Progress(progress, a.shape[0], "Flat add") as bar:
             for part in _progress.chunks(a.shape[0], bar):
-                rows[part] = _storage.encode(a[part], self.storage, self._lo, self._scale, threads=threads)
+                rows[part] = _storage.encode(
+                    a[part], self.storage, self._lo, self._scale, threads=threads
+                )
         added = self._core.add(rows, new_ids)
         return added
 
@@ -112,8 +126,15 @@ class FlatIndex(CoreIndex):
         return int(self._core.remove(_checks.as_id_list(ids)))
 
     # ---- search -----------------------------------------------------------------------
-    def search(self, queries: Any, k: int = 10, *, filter: Any = None, max_distance: Any = None,
-               threads: int | None = None) -> SearchResult:
+    def search(
+        self,
+        queries: Any,
+        k: int = 10,
+        *,
+        filter: Any = None,
+        max_distance: Any = None,
+        threads: int | None = None,
+    ) -> SearchResult:
         """Exact k nearest neighbours.
 
         queries      : (q, dim) or (dim,) float32 (other float dtypes are converted with one copy);
@@ -134,18 +155,28 @@ class FlatIndex(CoreIndex):
     # ---- persistence --------------------------------------------------------------------
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         state = self._core.state()  # one consistent copy, taken under the core's read lock
-        params = {"dim": self.dim, "metric": self.metric, "storage": self.storage,
-                  "next_id": int(state["next_id"])}
-        arrays = {"rows": state["rows"].view(self._row_dtype()).reshape(-1, self._row_width()),
-                  "ids": state["ids"]}
+        params = {
+            "dim": self.dim,
+            "metric": self.metric,
+            "storage": self.storage,
+            "next_id": int(state["next_id"]),
+        }
+        arrays = {
+            "rows": state["rows"].view(self._row_dtype()).reshape(-1, self._row_width()),
+            "ids": state["ids"],
+        }
         if self._lo is not None:
             arrays["lo"], arrays["scale"] = self._lo, self._scale
         return params, arrays
 
     @classmethod
-    def _from_state(cls, f: Fields) -> "FlatIndex":
-        index = f.build(cls, f.int("dim", 1, MAX_DIM), f.choice("metric", _checks.METRICS),
-                        storage=f.choice("storage", _checks.STORAGES))
+    def _from_state(cls, f: Fields) -> FlatIndex:
+        index = f.build(
+            cls,
+            f.int("dim", 1, MAX_DIM),
+            f.choice("metric", _checks.METRICS),
+            storage=f.choice("storage", _checks.STORAGES),
+        )
         ids = f.ids("ids")
         if (ids < 0).any():
             raise f.error("ids", "a flat index stores no free slots (every id must be >= 0)")
@@ -156,7 +187,9 @@ class FlatIndex(CoreIndex):
             ranges = f.optional_ranges("lo", "scale", index.dim, needed=ids.shape[0] > 0)
             if ranges is not None:  # an int8 index saved before its first add has none
                 index._set_ranges(*ranges)
-        index._core.restore(np.ascontiguousarray(rows), np.ascontiguousarray(ids), f.int("next_id", 0, 2**62, 0))
+        index._core.restore(
+            np.ascontiguousarray(rows), np.ascontiguousarray(ids), f.int("next_id", 0, 2**62, 0)
+        )
         return index
 
     def _repr_fields(self) -> str:

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from . import _checks, _core, _progress, _result, _storage
-from ._checks import Metric, Storage
 from ._base import CoreIndex
+from ._checks import Metric, Storage
 from ._format import MAX_DIM, Fields
 from ._result import SearchResult
 from .kernels import normalize
@@ -50,8 +50,17 @@ class HNSWIndex(CoreIndex):
 
     kind = "hnsw"
 
-    def __init__(self, dim: int, metric: Metric = "l2", *, M: int = 16, ef_construction: int = 200,
-                 storage: Storage = "float32", seed: int = 0, int8_queries: bool = False) -> None:
+    def __init__(
+        self,
+        dim: int,
+        metric: Metric = "l2",
+        *,
+        M: int = 16,
+        ef_construction: int = 200,
+        storage: Storage = "float32",
+        seed: int = 0,
+        int8_queries: bool = False,
+    ) -> None:
         self.dim = _checks.check_positive_int(dim, "dim")
         self.metric = _checks.check_metric(metric)
         self.storage = _checks.check_choice(storage, "storage", _checks.STORAGES)
@@ -62,22 +71,32 @@ class HNSWIndex(CoreIndex):
         self.seed = _checks.check_positive_int(seed, "seed", 0)
         if self.metric == "hamming":
             if storage != "float32":
-                raise ValueError("metric='hamming' stores packed bit codes; storage must be left at its default")
+                raise ValueError(
+                    "metric='hamming' stores packed bit codes; storage must be left at its default"
+                )
             if self.dim % 8:
-                raise ValueError(f"for metric='hamming' dim is the number of bits and must be a multiple of 8; got {dim}")
+                raise ValueError(
+                    "for metric='hamming' dim is the number of bits and must be a multiple of 8; "
+                    f"got {dim}"
+                )
         self._ef = DEFAULT_EF
         hamming = self.metric == "hamming"
         self._query_dtype = np.dtype(np.uint8 if hamming else np.float32)
         self._query_width = self.dim // 8 if hamming else self.dim
         self._lo: np.ndarray | None = None
         self._scale: np.ndarray | None = None
-        self._core = _core.HnswGraph(self._core_storage(), self.metric, self.dim, self.M,
-                                      self.ef_construction, self.seed)
+        self._core = _core.HnswGraph(
+            self._core_storage(), self.metric, self.dim, self.M, self.ef_construction, self.seed
+        )
         if not isinstance(int8_queries, bool):
-            raise TypeError(f"int8_queries must be True or False; got {type(int8_queries).__name__}")
+            raise TypeError(
+                f"int8_queries must be True or False; got {type(int8_queries).__name__}"
+            )
         if int8_queries and (self.storage != "int8" or self.metric not in ("ip", "cosine")):
-            raise ValueError("int8_queries=True needs storage='int8' and metric 'ip' or 'cosine'; "
-                             f"got storage={self.storage!r}, metric={self.metric!r}")
+            raise ValueError(
+                "int8_queries=True needs storage='int8' and metric 'ip' or 'cosine'; "
+                f"got storage={self.storage!r}, metric={self.metric!r}"
+            )
         self._core.int8_queries = int8_queries
 
     # ---- properties ---------------------------------------------------------------------
@@ -104,7 +123,9 @@ class HNSWIndex(CoreIndex):
 
     @property
     def nbytes(self) -> int:
-        extra = 0 if self._lo is None or self._scale is None else self._lo.nbytes + self._scale.nbytes
+        extra = (
+            0 if self._lo is None or self._scale is None else self._lo.nbytes + self._scale.nbytes
+        )
         return int(self._core.nbytes + extra)
 
     def _prepare(self, x: Any, name: str) -> tuple[np.ndarray, bool]:
@@ -113,21 +134,31 @@ class HNSWIndex(CoreIndex):
         return _checks.as_float_rows(x, self.dim, name)
 
     # ---- building -----------------------------------------------------------------------
-    def train(self, x: Any) -> "HNSWIndex":
+    def train(self, x: Any) -> HNSWIndex:
         """Learn int8 ranges from sample vectors x (n, dim) before the first add; other
         storages need no training (a no-op)."""
         a, _ = self._prepare(x, "x")
         if self.storage == "int8":
             if len(self) or self._core.slot_count:
-                raise ValueError("train() must come before the first add(): the int8 ranges of stored rows are fixed")
+                raise ValueError(
+                    "train() must come before the first add(): the int8 ranges of stored rows are "
+                    "fixed"
+                )
             if self.metric == "cosine":
                 a = normalize(a)
             self._lo, self._scale = _storage.train_int8(a)
             self._core.set_ranges(self._lo, self._scale)
         return self
 
-    def add(self, x: Any, ids: Any = None, *, threads: int | None = None,
-            insertion_order: str = "given", progress: bool = False) -> np.ndarray:
+    def add(
+        self,
+        x: Any,
+        ids: Any = None,
+        *,
+        threads: int | None = None,
+        insertion_order: str = "given",
+        progress: bool = False,
+    ) -> np.ndarray:
         """Insert vectors; returns their ids (n,) int64.
 
         x               : (n, dim) floats, or (n, dim/8) uint8 codes for metric='hamming'
@@ -159,7 +190,11 @@ class HNSWIndex(CoreIndex):
             _storage.warn_small_int8_sample(a.shape[0], type(self).__name__)
             self._lo, self._scale = _storage.train_int8(a)
             self._core.set_ranges(self._lo, self._scale)
-        rows = a if self.metric == "hamming" else _storage.encode(a, self.storage, self._lo, self._scale)
+        rows = (
+            a
+            if self.metric == "hamming"
+            else _storage.encode(a, self.storage, self._lo, self._scale)
+        )
         return a, np.ascontiguousarray(rows)
 
     def _order(self, a: np.ndarray, insertion_order: str, threads: int | None) -> np.ndarray | None:
@@ -175,8 +210,14 @@ class HNSWIndex(CoreIndex):
         values = lid(points, k, threads=threads)
         return np.argsort(-values, kind="stable").astype(np.int64)
 
-    def _add_rows(self, rows: np.ndarray, ids: np.ndarray | None, order: np.ndarray | None,
-                  threads: int | None, bar: _progress.Progress) -> np.ndarray:
+    def _add_rows(
+        self,
+        rows: np.ndarray,
+        ids: np.ndarray | None,
+        order: np.ndarray | None,
+        threads: int | None,
+        bar: _progress.Progress,
+    ) -> np.ndarray:
         """Insert encoded rows: one call into the core, or (a bar shown) chunks of about 1%
         of the rows, each ticking the bar. LeanVec and Binary graphs insert through here."""
         if not bar.shown:
@@ -187,9 +228,12 @@ class HNSWIndex(CoreIndex):
         out = np.empty(n, dtype=np.int64)
         for part in _progress.chunks(n, bar, chunk=max(1000, n // 100)):
             chosen = sequence[part]
-            out[chosen] = self._core.add(np.ascontiguousarray(rows[chosen]),
-                                         None if ids is None else np.ascontiguousarray(ids[chosen]),
-                                         None, threads)
+            out[chosen] = self._core.add(
+                np.ascontiguousarray(rows[chosen]),
+                None if ids is None else np.ascontiguousarray(ids[chosen]),
+                None,
+                threads,
+            )
         return out
 
     def remove(self, ids: Any, *, threads: int | None = None) -> int:
@@ -208,9 +252,17 @@ class HNSWIndex(CoreIndex):
         return int(self._core.compact(threads))
 
     # ---- search -------------------------------------------------------------------------
-    def search(self, queries: Any, k: int = 10, *, ef: int | None = None, filter: Any = None,
-               max_distance: Any = None, threads: int | None = None,
-               buffered: bool = False) -> SearchResult:
+    def search(
+        self,
+        queries: Any,
+        k: int = 10,
+        *,
+        ef: int | None = None,
+        filter: Any = None,
+        max_distance: Any = None,
+        threads: int | None = None,
+        buffered: bool = False,
+    ) -> SearchResult:
         """Approximate k nearest neighbours.
 
         queries      : (q, dim) or (dim,) float32 (other float dtypes are converted with one
@@ -226,11 +278,20 @@ class HNSWIndex(CoreIndex):
                        window, for re-ranking pipelines; SVS-style); default: window max(ef, k)
         returns      : SearchResult(distances (q, k) float32 ascending, ids (q, k) int64, -1 padded)
         """
-        if (filter is None and max_distance is None and threads is None and not buffered
-                and type(k) is int and k > 0
-                and (ef is None or (type(ef) is int and ef > 0)) and type(queries) is np.ndarray
-                and queries.ndim == 1 and queries.dtype == self._query_dtype
-                and queries.shape[0] == self._query_width and queries.flags.c_contiguous):
+        if (
+            filter is None
+            and max_distance is None
+            and threads is None
+            and not buffered
+            and type(k) is int
+            and k > 0
+            and (ef is None or (type(ef) is int and ef > 0))
+            and type(queries) is np.ndarray
+            and queries.ndim == 1
+            and queries.dtype == self._query_dtype
+            and queries.shape[0] == self._query_width
+            and queries.flags.c_contiguous
+        ):
             # lean path for one query (C++ re-checks size and finiteness)
             return SearchResult(*self._core.search1(queries, k, self._ef if ef is None else ef))
         k = _checks.check_k(k)
@@ -240,36 +301,68 @@ class HNSWIndex(CoreIndex):
         allowed, offsets, allowed_mask = _checks.as_filter(filter, q.shape[0])
         if not isinstance(buffered, bool):
             raise TypeError(f"buffered must be True or False; got {type(buffered).__name__}")
-        dist, ids = self._core.search(q, q.shape[0], k, ef, allowed, offsets, allowed_mask, self.metric == "cosine",
-                                       threads, buffered)
+        dist, ids = self._core.search(
+            q,
+            q.shape[0],
+            k,
+            ef,
+            allowed,
+            offsets,
+            allowed_mask,
+            self.metric == "cosine",
+            threads,
+            buffered,
+        )
         return _result.finish(dist, ids, was_1d, max_distance)
 
     # ---- persistence --------------------------------------------------------------------
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         state = self._core.state()  # one consistent copy, taken under the graph's read lock
-        params = {"dim": self.dim, "metric": self.metric, "storage": self.storage, "M": self.M,
-                  "ef_construction": self.ef_construction, "seed": self.seed, "ef": self._ef,
-                  "next_id": int(state["next_id"]), "entry": int(state["entry"]),
-                  "max_level": int(state["max_level"]), "insert_count": int(state["insert_count"]),
-                  "block_bytes": int(self._core.block_bytes), "int8_queries": self.int8_queries}
-        arrays = {"blocks": state["blocks"], "levels": state["levels"], "upper": state["upper"],
-                  "ids": state["ids"]}
+        params = {
+            "dim": self.dim,
+            "metric": self.metric,
+            "storage": self.storage,
+            "M": self.M,
+            "ef_construction": self.ef_construction,
+            "seed": self.seed,
+            "ef": self._ef,
+            "next_id": int(state["next_id"]),
+            "entry": int(state["entry"]),
+            "max_level": int(state["max_level"]),
+            "insert_count": int(state["insert_count"]),
+            "block_bytes": int(self._core.block_bytes),
+            "int8_queries": self.int8_queries,
+        }
+        arrays = {
+            "blocks": state["blocks"],
+            "levels": state["levels"],
+            "upper": state["upper"],
+            "ids": state["ids"],
+        }
         if self._lo is not None:
             arrays["lo"], arrays["scale"] = self._lo, self._scale
         return params, arrays
 
     @classmethod
-    def _from_state(cls, f: Fields) -> "HNSWIndex":
-        index = f.build(cls, f.int("dim", 1, MAX_DIM), f.choice("metric", _checks.METRICS),
-                        M=f.int("M", 2, 1024), ef_construction=f.int("ef_construction", 1, _checks.MAX_LIST),
-                        storage=f.choice("storage", _checks.STORAGES), seed=f.int("seed", 0, 2**63 - 1),
-                        int8_queries=f.bool("int8_queries", False))
+    def _from_state(cls, f: Fields) -> HNSWIndex:
+        index = f.build(
+            cls,
+            f.int("dim", 1, MAX_DIM),
+            f.choice("metric", _checks.METRICS),
+            M=f.int("M", 2, 1024),
+            ef_construction=f.int("ef_construction", 1, _checks.MAX_LIST),
+            storage=f.choice("storage", _checks.STORAGES),
+            seed=f.int("seed", 0, 2**63 - 1),
+            int8_queries=f.bool("int8_queries", False),
+        )
         index.ef = f.int("ef", 1, _checks.MAX_LIST)
         ids = f.ids("ids")
         n = ids.shape[0]
         bb = index._core.block_bytes
         if f.int("block_bytes", 1, 1 << 30) != bb:
-            raise f.error("block_bytes", f"{f.params['block_bytes']} does not match {bb} for these parameters")
+            raise f.error(
+                "block_bytes", f"{f.params['block_bytes']} does not match {bb} for these parameters"
+            )
         blocks = f.array("blocks", np.uint8, (n, bb))
         levels = f.array("levels", np.int32, (n,))
         upper = f.array("upper", np.uint32, (None,))
@@ -278,15 +371,29 @@ class HNSWIndex(CoreIndex):
         if index.metric != "hamming":
             dtype = _storage.ROW_DTYPES[index.storage]
             row_bytes = index.dim * np.dtype(dtype).itemsize
-            f.finite_rows("blocks", np.ascontiguousarray(blocks[:, :row_bytes]).view(dtype), index.storage)
-        ranges = f.optional_ranges("lo", "scale", index.dim, needed=n > 0) if index.storage == "int8" else None
+            f.finite_rows(
+                "blocks", np.ascontiguousarray(blocks[:, :row_bytes]).view(dtype), index.storage
+            )
+        ranges = (
+            f.optional_ranges("lo", "scale", index.dim, needed=n > 0)
+            if index.storage == "int8"
+            else None
+        )
         if ranges is not None:  # an int8 index saved before its first add has none
             index._lo, index._scale = ranges
             index._core.set_ranges(index._lo, index._scale)
         # links, levels and the entry point are checked by the core before use
-        index._core.restore(blocks, np.ascontiguousarray(ids), levels, upper, f.int("entry", -1, 2**32 - 2),
-                            f.int("max_level", -1, 30), f.int("insert_count", 0, 2**63 - 1),
-                            f.int("next_id", 0, 2**62, 0), True)
+        index._core.restore(
+            blocks,
+            np.ascontiguousarray(ids),
+            levels,
+            upper,
+            f.int("entry", -1, 2**32 - 2),
+            f.int("max_level", -1, 30),
+            f.int("insert_count", 0, 2**63 - 1),
+            f.int("next_id", 0, 2**62, 0),
+            True,
+        )
         return index
 
     def _repr_fields(self) -> str:
@@ -298,5 +405,7 @@ class HNSWIndex(CoreIndex):
         return fields
 
     def __repr__(self) -> str:
-        return (f"HNSWIndex(dim={self.dim}, metric={self.metric!r}, {self._repr_fields()}, "
-                f"n={len(self)}, simd={self._core.simd!r})")
+        return (
+            f"HNSWIndex(dim={self.dim}, metric={self.metric!r}, {self._repr_fields()}, "
+            f"n={len(self)}, simd={self._core.simd!r})"
+        )

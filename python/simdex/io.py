@@ -20,8 +20,14 @@ class Dataset(NamedTuple):
     extra: dict[str, Any]
 
 
-_ANN_METRICS = {"euclidean": "l2", "angular": "cosine", "hamming": "hamming", "jaccard": "jaccard",
-                "dot": "ip", "ip": "ip"}
+_ANN_METRICS = {
+    "euclidean": "l2",
+    "angular": "cosine",
+    "hamming": "hamming",
+    "jaccard": "jaccard",
+    "dot": "ip",
+    "ip": "ip",
+}
 
 
 def load_ann_benchmarks(path: str | os.PathLike[str]) -> Dataset:
@@ -44,8 +50,16 @@ def load_ann_benchmarks(path: str | os.PathLike[str]) -> Dataset:
         train = np.ascontiguousarray(f["train"][:], dtype=np.float32)
         test = np.ascontiguousarray(f["test"][:], dtype=np.float32)
         neighbors = f["neighbors"][:].astype(np.int64)
-        dist = f["distances"][:].astype(np.float32) if "distances" in f else np.zeros(neighbors.shape, np.float32)
-        extra = {name: f[name][:] for name in f if name not in ("train", "test", "neighbors", "distances")}
+        dist = (
+            f["distances"][:].astype(np.float32)
+            if "distances" in f
+            else np.zeros(neighbors.shape, np.float32)
+        )
+        extra = {
+            name: f[name][:]
+            for name in f
+            if name not in ("train", "test", "neighbors", "distances")
+        }
     return Dataset(train, test, neighbors, dist, metric, extra)
 
 
@@ -59,7 +73,9 @@ def _read_vecs(path: str | os.PathLike[str], dtype: Any, count: int | None) -> n
     item = np.dtype(dtype).itemsize
     row = 4 + d * item
     if d <= 0 or raw.size % row:
-        raise ValueError(f"{path}: size {raw.size} is not a multiple of the row size {row} (dim {d})")
+        raise ValueError(
+            f"{path}: size {raw.size} is not a multiple of the row size {row} (dim {d})"
+        )
     rows = raw.reshape(-1, row)
     if count is not None:
         rows = rows[:count]
@@ -115,7 +131,10 @@ def recall_at_k(found_ids: Any, true_ids: Any, k: int) -> float:
     if found.ndim == 1:
         found, truth = found[None], truth[None]
     if found.shape[0] != truth.shape[0]:
-        raise ValueError(f"found_ids and true_ids must have the same number of rows; got {found.shape} and {truth.shape}")
+        raise ValueError(
+            f"found_ids and true_ids must have the same number of rows; got {found.shape} and "
+            f"{truth.shape}"
+        )
     if found.shape[1] < k or truth.shape[1] < k:
         raise ValueError(f"need at least k={k} columns; got {found.shape} and {truth.shape}")
     f, t = found[:, :k], truth[:, :k]

@@ -18,15 +18,14 @@ from typing import Any
 import numpy as np
 
 from . import _checks, _core, _progress, _result
-from ._checks import FloatMetric
 from ._base import Index, searches, writes
+from ._checks import FloatMetric
 from ._format import MAX_DIM, Fields
 from ._rerank import RerankStore
 from ._result import SearchResult
 from .kernels import normalize
 from .kmeans import _assign, kmeans
 from .pq import PQ_METRICS, ProductQuantizer, _check_rerank_k, _m4
-
 
 
 class IVFPQIndex(Index):
@@ -45,8 +44,17 @@ class IVFPQIndex(Index):
 
     kind = "ivfpq"
 
-    def __init__(self, dim: int, nlist: int, m: int, *, nbits: int = 8, metric: FloatMetric = "l2",
-                 rerank: Any = None, overwrite: bool = False) -> None:
+    def __init__(
+        self,
+        dim: int,
+        nlist: int,
+        m: int,
+        *,
+        nbits: int = 8,
+        metric: FloatMetric = "l2",
+        rerank: Any = None,
+        overwrite: bool = False,
+    ) -> None:
         self.metric = _checks.check_metric(metric, PQ_METRICS)
         self.nlist = _checks.check_positive_int(nlist, "nlist")
         self.pq = ProductQuantizer(dim, m, nbits=nbits)
@@ -54,8 +62,8 @@ class IVFPQIndex(Index):
         rerank = RerankStore.check_where(rerank, overwrite)
         self._store = None if rerank is None else RerankStore(self.dim, self.metric, rerank)
         self._init_ids(reuse_slots=False)
-        self.centroids: np.ndarray | None = None      # (nlist, dim) float32
-        self._list_tables: np.ndarray | None = None   # (nlist, m, ksub) float32, l2 only
+        self.centroids: np.ndarray | None = None  # (nlist, dim) float32
+        self._list_tables: np.ndarray | None = None  # (nlist, m, ksub) float32, l2 only
         self._lists = _core.IvfStore(self.nbits, self.m, self.nlist)  # inverted lists (C++)
 
     @property
@@ -70,8 +78,13 @@ class IVFPQIndex(Index):
         if self._list_tables is not None:
             parts.append(self._list_tables)
         store = 0 if self._store is None else self._store.nbytes
-        return int(sum(p.nbytes for p in parts) + self._lists.nbytes + self._idt.nbytes
-                   + self.pq.nbytes + store)
+        return int(
+            sum(p.nbytes for p in parts)
+            + self._lists.nbytes
+            + self._idt.nbytes
+            + self.pq.nbytes
+            + store
+        )
 
     def _prepare(self, x: Any, name: str) -> tuple[np.ndarray, bool]:
         a, was_1d = _checks.as_float_rows(x, self.dim, name)
@@ -82,8 +95,15 @@ class IVFPQIndex(Index):
 
     # ---- training -----------------------------------------------------------------------
     @writes
-    def train(self, x: Any, *, seed: int = 0, n_iter: int = 10, threads: int | None = None,
-              progress: bool = False) -> "IVFPQIndex":
+    def train(
+        self,
+        x: Any,
+        *,
+        seed: int = 0,
+        n_iter: int = 10,
+        threads: int | None = None,
+        progress: bool = False,
+    ) -> IVFPQIndex:
         """Coarse k-means (nlist clusters, n_iter iterations, <= 256 points per cluster: the
         FAISS IVF defaults), then PQ on the residuals (25 iterations per sub-space);
         progress: a bar for each of the two stages."""
@@ -91,9 +111,18 @@ class IVFPQIndex(Index):
         _checks.check_untrained(self, len(self))
         a, _ = self._prepare(x, "x")
         if a.shape[0] < self.nlist:
-            raise ValueError(f"training needs at least nlist = {self.nlist} vectors; got {a.shape[0]}")
-        centroids, labels = kmeans(a, self.nlist, n_iter=n_iter, seed=seed,
-                                   max_samples=256 * self.nlist, threads=threads, progress=progress)
+            raise ValueError(
+                f"training needs at least nlist = {self.nlist} vectors; got {a.shape[0]}"
+            )
+        centroids, labels = kmeans(
+            a,
+            self.nlist,
+            n_iter=n_iter,
+            seed=seed,
+            max_samples=256 * self.nlist,
+            threads=threads,
+            progress=progress,
+        )
         self.pq.fit(a - centroids[labels], seed=seed + 1, threads=threads, progress=progress)
         books = self.pq._require_trained()
         if self.metric == "l2":
@@ -109,19 +138,31 @@ class IVFPQIndex(Index):
             raise ValueError("IVFPQIndex is not trained; call train(x) first")
         return self.centroids
 
-    def _assign(self, a: np.ndarray, nprobe: int, threads: int | None) -> tuple[np.ndarray, np.ndarray]:
+    def _assign(
+        self, a: np.ndarray, nprobe: int, threads: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """nprobe closest lists: (distances (n, nprobe) float32, lists (n, nprobe) int64)."""
         centroids = self._trained_centroids()
         if nprobe == 1 and self.metric == "l2":  # add(): the fused nearest-centroid kernel
             dist, labels = _assign(a, centroids, threads)
             return dist[:, None], labels[:, None]
-        return _core.search(centroids, self.nlist, a, a.shape[0], nprobe, "float32",
-                            self._coarse_metric(), self.dim, threads=threads)
+        return _core.search(
+            centroids,
+            self.nlist,
+            a,
+            a.shape[0],
+            nprobe,
+            "float32",
+            self._coarse_metric(),
+            self.dim,
+            threads=threads,
+        )
 
     # ---- adding -------------------------------------------------------------------------
     @writes
-    def add(self, x: Any, ids: Any = None, *, threads: int | None = None,
-            progress: bool = False) -> np.ndarray:
+    def add(
+        self, x: Any, ids: Any = None, *, threads: int | None = None, progress: bool = False
+    ) -> np.ndarray:
         """Assign x (n, dim) to lists, encode residuals, add; returns the ids (n,) int64
         (progress: a bar over the rows assigned and encoded)."""
         threads = _checks.check_threads(threads)
@@ -137,12 +178,16 @@ class IVFPQIndex(Index):
                 codes[part] = self.pq._encode_raw(np.ascontiguousarray(residuals), threads)
         new_ids, slots = self._bind_ids(ids, a.shape[0])  # appended slots
         try:
-            if self._store is not None:  # first: it is what can fail (a full disk, a read-only file)
+            if (
+                self._store is not None
+            ):  # first: it is what can fail (a full disk, a read-only file)
                 self._store.put(slots, a)
         except BaseException:
             self._unbind_ids(new_ids)  # the slots stay dead, rows and slots stay aligned
             raise
-        self._lists.append(np.ascontiguousarray(labels, dtype=np.int64), np.ascontiguousarray(codes), slots)
+        self._lists.append(
+            np.ascontiguousarray(labels, dtype=np.int64), np.ascontiguousarray(codes), slots
+        )
         return new_ids
 
     @writes
@@ -152,9 +197,17 @@ class IVFPQIndex(Index):
 
     # ---- search -------------------------------------------------------------------------
     @searches
-    def search(self, queries: Any, k: int = 10, *, nprobe: int = 8, filter: Any = None,
-               max_distance: Any = None, threads: int | None = None,
-               rerank_k: int | None = None) -> SearchResult:
+    def search(
+        self,
+        queries: Any,
+        k: int = 10,
+        *,
+        nprobe: int = 8,
+        filter: Any = None,
+        max_distance: Any = None,
+        threads: int | None = None,
+        rerank_k: int | None = None,
+    ) -> SearchResult:
         """Approximate k nearest neighbours from the nprobe closest lists.
 
         queries      : (q, dim) or (dim,) floats
@@ -175,19 +228,47 @@ class IVFPQIndex(Index):
         if len(self) == 0 or not self.is_trained:
             return self._empty_result(q.shape[0], k, was_1d, max_distance)
         # One C++ call: coarse probes, residual tables, list scans, exact re-rank, slots to ids.
-        rows, n_rows, storage, lo, scale = (None, 0, "float32", None, None) if self._store is None \
-            else self._store.scoring()
+        rows, n_rows, storage, lo, scale = (
+            (None, 0, "float32", None, None) if self._store is None else self._store.scoring()
+        )
         books, books_t, norms, _ = self.pq._layouts()
         dist, ids = self._lists.search_pipeline(
-            q, q.shape[0], k, candidates, nprobe, self._trained_centroids(), self._coarse_metric(), books, books_t, norms,
-            self.metric == "l2", self._list_tables, self._slot_mask(filter), self._slot_count, rows, n_rows,
-            storage, self.metric, lo, scale, self._idt, threads)
+            q,
+            q.shape[0],
+            k,
+            candidates,
+            nprobe,
+            self._trained_centroids(),
+            self._coarse_metric(),
+            books,
+            books_t,
+            norms,
+            self.metric == "l2",
+            self._list_tables,
+            self._slot_mask(filter),
+            self._slot_count,
+            rows,
+            n_rows,
+            storage,
+            self.metric,
+            lo,
+            scale,
+            self._idt,
+            threads,
+        )
         return _result.finish(dist, ids, was_1d, max_distance)
 
     # ---- persistence --------------------------------------------------------------------
     def _params(self) -> dict[str, Any]:
-        params = {"dim": self.dim, "nlist": self.nlist, "m": self.m, "nbits": self.nbits,
-                  "metric": self.metric, "next_id": self._ids_state()[1], "trained": self.is_trained}
+        params = {
+            "dim": self.dim,
+            "nlist": self.nlist,
+            "m": self.m,
+            "nbits": self.nbits,
+            "metric": self.metric,
+            "next_id": self._ids_state()[1],
+            "trained": self.is_trained,
+        }
         if self._store is not None:
             params.update(self._store.params())
         return params
@@ -195,8 +276,13 @@ class IVFPQIndex(Index):
     def _arrays(self) -> dict[str, np.ndarray]:
         codes, entry_slots, offsets = self._lists.state()
         shape = (-1, self.m) if self.nbits == 8 else (-1, _m4(self.m) // 2, 32)
-        arrays = {"codes": codes.reshape(shape), "entry_slots": entry_slots, "offsets": offsets,
-                  "ids": self._ids_state()[0], **self.pq._arrays()}
+        arrays = {
+            "codes": codes.reshape(shape),
+            "entry_slots": entry_slots,
+            "offsets": offsets,
+            "ids": self._ids_state()[0],
+            **self.pq._arrays(),
+        }
         if self.centroids is not None:
             arrays["centroids"] = self.centroids
         if self._list_tables is not None:
@@ -206,9 +292,15 @@ class IVFPQIndex(Index):
         return arrays
 
     @classmethod
-    def _from_state(cls, f: Fields) -> "IVFPQIndex":
-        index = f.build(cls, f.int("dim", 1, MAX_DIM), f.int("nlist", 1, 1 << 24), f.int("m", 1, MAX_DIM),
-                        nbits=f.int("nbits", 4, 8), metric=f.choice("metric", PQ_METRICS))
+    def _from_state(cls, f: Fields) -> IVFPQIndex:
+        index = f.build(
+            cls,
+            f.int("dim", 1, MAX_DIM),
+            f.int("nlist", 1, 1 << 24),
+            f.int("m", 1, MAX_DIM),
+            nbits=f.int("nbits", 4, 8),
+            metric=f.choice("metric", PQ_METRICS),
+        )
         index.pq._restore(f)
         ids = f.ids("ids")
         slots = ids.shape[0]
@@ -220,24 +312,36 @@ class IVFPQIndex(Index):
         codes = f.array("codes", np.uint8, code_shape)
         entry = f.array("entry_slots", np.int64, (units if index.nbits == 8 else units * 32,))
         if entry.size and (entry.min() < -1 or entry.max() >= slots):
-            raise f.error("entry_slots", f"entries must be slots in [0, {slots}) (or -1 padding); "
-                                         f"got {int(entry.min())}..{int(entry.max())}")
+            raise f.error(
+                "entry_slots",
+                f"entries must be slots in [0, {slots}) (or -1 padding); "
+                f"got {int(entry.min())}..{int(entry.max())}",
+            )
         listed = np.bincount(entry[entry >= 0], minlength=slots)
         if (listed > 1).any() or (listed[ids >= 0] != 1).any():
             raise f.error("entry_slots", "every stored row must be in exactly one list")
         if f.bool("trained"):
             if index.pq.codebooks is None:
                 raise f.error("pq_codebooks", "missing in a trained index")
-            index.centroids = np.array(f.array("centroids", np.float32, (index.nlist, index.dim), finite=True))
+            index.centroids = np.array(
+                f.array("centroids", np.float32, (index.nlist, index.dim), finite=True)
+            )
             shape = (index.nlist, index.m, index.pq.ksub)
-            tables = (f.array("list_tables", np.float32, shape, finite=True) if index.metric == "l2"
-                      else f.optional_array("list_tables", np.float32, shape, finite=True))
+            tables = (
+                f.array("list_tables", np.float32, shape, finite=True)
+                if index.metric == "l2"
+                else f.optional_array("list_tables", np.float32, shape, finite=True)
+            )
             index._list_tables = None if tables is None else np.ascontiguousarray(tables)
         elif slots:
             raise f.error("trained", f"false, but the index holds {slots} rows")
         index._restore_ids(ids, f.int("next_id", 0, 2**62), "IVF-PQ")
-        index._lists.restore(np.ascontiguousarray(codes).reshape(-1), np.ascontiguousarray(entry),
-                             np.ascontiguousarray(offsets), index._slot_count)
+        index._lists.restore(
+            np.ascontiguousarray(codes).reshape(-1),
+            np.ascontiguousarray(entry),
+            np.ascontiguousarray(offsets),
+            index._slot_count,
+        )
         if f.has("rerank"):
             index._store = f.rows_for(RerankStore.restore(f, index.dim, index.metric), slots)
         return index

@@ -24,8 +24,11 @@ _PLUSPLUS_POOL_PER_CENTROID = 8
 _PLUSPLUS_BUDGET = 4e9
 
 
-def _assign(x: np.ndarray, centroids: np.ndarray, threads: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest centroid: (squared distances (n,) float32, labels (n,) int64), ties -> lowest label."""
+def _assign(
+    x: np.ndarray, centroids: np.ndarray, threads: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest centroid: (squared distances (n,) float32, labels (n,) int64), ties -> lowest
+    label."""
     k, d = centroids.shape
     return _core.nearest_centroids(x, x.shape[0], d, centroids, k, threads=threads)
 
@@ -55,8 +58,11 @@ def _plusplus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
         picks = np.minimum(np.searchsorted(cumulative, rng.random(trials) * total), pool_size - 1)
         if trials == 1:
             chosen[i] = picks[0]
-            np.minimum(closest, np.maximum(norms - 2.0 * (pool @ pool[picks[0]]) + norms[picks[0]], 0.0),
-                       out=closest)
+            np.minimum(
+                closest,
+                np.maximum(norms - 2.0 * (pool @ pool[picks[0]]) + norms[picks[0]], 0.0),
+                out=closest,
+            )
             continue
         dist = norms[:, None] - 2.0 * (pool @ pool[picks].T) + norms[picks][None, :]
         np.maximum(dist, 0.0, out=dist)
@@ -67,7 +73,9 @@ def _plusplus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     return np.ascontiguousarray(pool[chosen], dtype=np.float32)
 
 
-def _update(x: np.ndarray, labels: np.ndarray, distances: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+def _update(
+    x: np.ndarray, labels: np.ndarray, distances: np.ndarray, centroids: np.ndarray
+) -> np.ndarray:
     k, d = centroids.shape
     sums, counts = _core.cluster_sums(x, x.shape[0], d, labels, k)
     new = centroids.astype(np.float64)
@@ -81,9 +89,17 @@ def _update(x: np.ndarray, labels: np.ndarray, distances: np.ndarray, centroids:
     return np.ascontiguousarray(new, dtype=np.float32)
 
 
-def kmeans(x: Any, k: int, *, n_iter: int = 25, init: Any = "k-means++", seed: int = 0,
-           max_samples: int | None = None, threads: int | None = None,
-           progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def kmeans(
+    x: Any,
+    k: int,
+    *,
+    n_iter: int = 25,
+    init: Any = "k-means++",
+    seed: int = 0,
+    max_samples: int | None = None,
+    threads: int | None = None,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """Cluster x into k groups with Lloyd's algorithm.
 
     x           : (n, d) floats (float32 taken without copy), n >= k
@@ -112,8 +128,10 @@ def kmeans(x: Any, k: int, *, n_iter: int = 25, init: Any = "k-means++", seed: i
             train = a[np.sort(rng.choice(a.shape[0], max_samples, replace=False))]
     n, d = train.shape
     if k > n:
-        raise ValueError(f"k must be <= the number of training points; got k={k} with {n} points"
-                         + (" after subsampling (raise max_samples)" if train is not a else ""))
+        raise ValueError(
+            f"k must be <= the number of training points; got k={k} with {n} points"
+            + (" after subsampling (raise max_samples)" if train is not a else "")
+        )
     if isinstance(init, str):
         _checks.check_choice(init, "init", INITS)
         if init == "random":
@@ -123,7 +141,9 @@ def kmeans(x: Any, k: int, *, n_iter: int = 25, init: Any = "k-means++", seed: i
     else:
         centroids, _ = _checks.as_float_rows(init, d, "init", allow_1d=False)
         if centroids.shape[0] != k:
-            raise ValueError(f"init must have shape ({k}, {d}), one row per cluster; got {centroids.shape}")
+            raise ValueError(
+                f"init must have shape ({k}, {d}), one row per cluster; got {centroids.shape}"
+            )
         centroids = centroids.copy()
     with _progress.Progress(progress, n_iter + 1, "k-means", "iter") as bar:
         for _ in range(n_iter):

@@ -55,12 +55,12 @@ from typing import Any, Literal, cast
 import numpy as np
 
 from . import _checks, _core, _progress, _result, _storage
-from ._checks import FloatMetric, RerankStorage
 from ._base import Index, reads, searches, writes
+from ._checks import FloatMetric, RerankStorage
 from ._format import MAX_DIM, Fields
 from ._rerank import RerankStore
-from .hnsw import HNSWIndex
 from ._result import SearchResult
+from .hnsw import HNSWIndex
 from .kernels import normalize
 
 KINDS = ("id", "ood")
@@ -75,7 +75,7 @@ def _second_moment(x: np.ndarray, max_samples: int, rng: np.random.Generator) ->
         x = x[rows]
     k = np.zeros((x.shape[1], x.shape[1]))
     for begin in range(0, x.shape[0], 8192):  # float64 accumulation without a float64 copy of x
-        chunk = x[begin: begin + 8192].astype(np.float64)
+        chunk = x[begin : begin + 8192].astype(np.float64)
         k += chunk.T @ chunk
     moment: np.ndarray = k / x.shape[0]
     return moment
@@ -86,7 +86,7 @@ def _sym_power(k: np.ndarray, power: float, floor: float = 1e-10) -> np.ndarray:
     values, vectors = np.linalg.eigh(k)
     top = max(float(values[-1]), 1e-300)
     values = np.maximum(values, floor * top)
-    out: np.ndarray = (vectors * values ** power) @ vectors.T
+    out: np.ndarray = (vectors * values**power) @ vectors.T
     return out
 
 
@@ -112,18 +112,21 @@ def _closed_form(kq: np.ndarray, kx: np.ndarray, d: int) -> tuple[np.ndarray, np
     kx_half, kx_inv_half = _sym_power(kx, 0.5), _sym_power(kx, -0.5)
     w = _sym_power(kq, 0.5) @ kx_half
     _, _, vt = np.linalg.svd(w)
-    v = vt[:d].T                                   # (D, d) top right singular vectors
+    v = vt[:d].T  # (D, d) top right singular vectors
     return _orthonormal_data_side(kx_half @ v, kx_inv_half @ v)
 
 
-def _frank_wolfe(kq: np.ndarray, kx: np.ndarray, a: np.ndarray, b: np.ndarray, max_iter: int,
-                 tol: float) -> tuple[np.ndarray, np.ndarray, list[float]]:
+def _frank_wolfe(
+    kq: np.ndarray, kx: np.ndarray, a: np.ndarray, b: np.ndarray, max_iter: int, tol: float
+) -> tuple[np.ndarray, np.ndarray, list[float]]:
     def oracle(gradient: np.ndarray) -> np.ndarray:
         u, _, vt = np.linalg.svd(gradient, full_matrices=False)
-        best: np.ndarray = -(u @ vt)              # argmin <G, S> over ||S||_2 <= 1
+        best: np.ndarray = -(u @ vt)  # argmin <G, S> over ||S||_2 <= 1
         return best
 
-    def capped_step(gradient: np.ndarray, direction: np.ndarray, curvature: float, step: float) -> float:
+    def capped_step(
+        gradient: np.ndarray, direction: np.ndarray, curvature: float, step: float
+    ) -> float:
         # the loss along the direction is L0 + s g + s^2 h (h >= 0): never step past its minimum
         slope = float(np.sum(gradient * direction))
         if slope >= 0.0:
@@ -136,11 +139,23 @@ def _frank_wolfe(kq: np.ndarray, kx: np.ndarray, a: np.ndarray, b: np.ndarray, m
         btkxb = b.T @ kx @ b
         grad_a = 2.0 * kq @ (a @ btkxb - kx @ b)
         direction = oracle(grad_a) - a
-        a = a + capped_step(grad_a, direction, float(np.sum((direction.T @ kq @ direction) * btkxb)), step) * direction
+        a = (
+            a
+            + capped_step(
+                grad_a, direction, float(np.sum((direction.T @ kq @ direction) * btkxb)), step
+            )
+            * direction
+        )
         atkqa = a.T @ kq @ a
         grad_b = 2.0 * kx @ (b @ atkqa - kq @ a)
         direction = oracle(grad_b) - b
-        b = b + capped_step(grad_b, direction, float(np.sum(atkqa * (direction.T @ kx @ direction))), step) * direction
+        b = (
+            b
+            + capped_step(
+                grad_b, direction, float(np.sum(atkqa * (direction.T @ kx @ direction))), step
+            )
+            * direction
+        )
         history.append(ood_loss(kq, kx, a, b))
         if abs(history[-2] - history[-1]) <= tol * max(abs(history[-2]), 1e-300):
             break
@@ -164,10 +179,18 @@ class LeanVec:
     loss_history (Frank-Wolfe: loss after each step, first entry = start; otherwise one entry).
     """
 
-    def __init__(self, out_dim: int, *, kind: Literal["id", "ood"] = "id", seed: int = 0,
-                 solver: Literal["closed_form", "frank_wolfe"] = "closed_form",
-                 query_blend: float | None = None, max_samples: int = 100_000, max_iter: int = 500,
-                 tol: float = 1e-6) -> None:
+    def __init__(
+        self,
+        out_dim: int,
+        *,
+        kind: Literal["id", "ood"] = "id",
+        seed: int = 0,
+        solver: Literal["closed_form", "frank_wolfe"] = "closed_form",
+        query_blend: float | None = None,
+        max_samples: int = 100_000,
+        max_iter: int = 500,
+        tol: float = 1e-6,
+    ) -> None:
         self.out_dim = _checks.check_positive_int(out_dim, "out_dim")
         self.kind = _checks.check_choice(kind, "kind", KINDS)
         self.seed = int(seed)
@@ -187,11 +210,13 @@ class LeanVec:
 
     def __repr__(self) -> str:
         extra = f", solver={self.solver!r}" if self.kind == "ood" else ""
-        return (f"LeanVec(out_dim={self.out_dim}, kind={self.kind!r}{extra}, dim={self.dim}, "
-                f"fitted={self.data_matrix is not None})")
+        return (
+            f"LeanVec(out_dim={self.out_dim}, kind={self.kind!r}{extra}, dim={self.dim}, "
+            f"fitted={self.data_matrix is not None})"
+        )
 
     # ---- fitting -----------------------------------------------------------------------
-    def fit(self, x: Any, queries: Any = None) -> "LeanVec":
+    def fit(self, x: Any, queries: Any = None) -> LeanVec:
         """Learn the projections.
 
         x       : (n, D) float data sample (n >= 2)
@@ -202,25 +227,35 @@ class LeanVec:
         a, _ = _checks.as_float_rows(x, None, "x", allow_1d=False)
         dim = a.shape[1]
         if self.out_dim > dim:
-            raise ValueError(f"out_dim must be <= the input dimension {dim}; got out_dim={self.out_dim}")
+            raise ValueError(
+                f"out_dim must be <= the input dimension {dim}; got out_dim={self.out_dim}"
+            )
         if a.shape[0] < 2:
-            raise ValueError(f"x must have at least 2 rows to estimate a projection; got {a.shape[0]}")
+            raise ValueError(
+                f"x must have at least 2 rows to estimate a projection; got {a.shape[0]}"
+            )
         rng = np.random.default_rng(self.seed)
         kx = _second_moment(a, self.max_samples, rng)
         if self.kind == "id":
             if queries is not None:
-                raise ValueError("kind='id' (PCA) learns from the data only; pass kind='ood' to use queries")
+                raise ValueError(
+                    "kind='id' (PCA) learns from the data only; pass kind='ood' to use queries"
+                )
             p = _top_eigenvectors(kx, self.out_dim)
             self._set(dim, p, p, [])
             return self
         if queries is None:
-            raise ValueError("kind='ood' needs a sample of queries: fit(x, queries) with queries (m, D)")
+            raise ValueError(
+                "kind='ood' needs a sample of queries: fit(x, queries) with queries (m, D)"
+            )
         q, _ = _checks.as_float_rows(queries, dim, "queries", allow_1d=False)
         need = max(self.out_dim, MIN_QUERIES)
         if q.shape[0] < need:
             raise ValueError(
-                f"kind='ood' needs at least max(out_dim, {MIN_QUERIES}) = {need} learning queries; got "
-                f"{q.shape[0]}. With so few queries K_Q is singular and recall collapses: pass more "
+                f"kind='ood' needs at least max(out_dim, {MIN_QUERIES}) = {need} learning "
+                "queries; got "
+                f"{q.shape[0]}. With so few queries K_Q is singular and recall collapses: pass "
+                "more "
                 "queries (several times D works best) or use kind='id'"
             )
         kq, kx = self.query_kernel(q, kx), kx / np.trace(kx)
@@ -234,10 +269,15 @@ class LeanVec:
         return self
 
     def query_kernel(self, q: np.ndarray, kx: np.ndarray) -> np.ndarray:
-        """Blended, trace-normalised K_Q' = (1 - w) K_Q / tr K_Q + w K_X / tr K_X: (D, D) float64."""
+        """Blended, trace-normalised K_Q' = (1 - w) K_Q / tr K_Q + w K_X / tr K_X:
+        (D, D) float64."""
         q64 = q.astype(np.float64)
         kq = q64.T @ q64
-        w = self.query_blend if self.query_blend is not None else q.shape[1] / (q.shape[1] + q.shape[0])
+        w = (
+            self.query_blend
+            if self.query_blend is not None
+            else q.shape[1] / (q.shape[1] + q.shape[0])
+        )
         kernel: np.ndarray = (1.0 - w) * kq / max(np.trace(kq), 1e-300) + w * kx / np.trace(kx)
         return kernel
 
@@ -259,13 +299,17 @@ class LeanVec:
     def _project(self, a: np.ndarray, rows: np.ndarray, threads: int | None) -> np.ndarray:
         """a (n, D) float32 -> (n, d) float32 = a @ matrix, through our GEMM kernels and thread
         pool (not NumPy's BLAS, whose idle threads spin and slow the search that follows)."""
-        out: np.ndarray = _core.inner_products(rows, rows.shape[0], a, a.shape[0], a.shape[1], threads=threads)
+        out: np.ndarray = _core.inner_products(
+            rows, rows.shape[0], a, a.shape[0], a.shape[1], threads=threads
+        )
         return out
 
     # ---- projecting --------------------------------------------------------------------
     def _fitted(self) -> None:
         if self.data_matrix is None:
-            raise ValueError("this LeanVec is not fitted; call fit(x) (and queries for kind='ood') first")
+            raise ValueError(
+                "this LeanVec is not fitted; call fit(x) (and queries for kind='ood') first"
+            )
 
     def transform(self, x: Any, *, threads: int | None = None) -> np.ndarray:
         """Data side: x (n, D) or (D,) float -> (n, d) or (d,) float32 = x @ data_matrix."""
@@ -295,19 +339,33 @@ class LeanVec:
 
     # ---- state (used by LeanVecIndex persistence) ----------------------------------------
     def _params(self) -> dict[str, Any]:
-        return {"out_dim": self.out_dim, "kind": self.kind, "seed": self.seed, "solver": self.solver,
-                "query_blend": self.query_blend, "max_samples": self.max_samples,
-                "max_iter": self.max_iter, "tol": self.tol, "dim": self.dim,
-                "loss_history": self.loss_history}
+        return {
+            "out_dim": self.out_dim,
+            "kind": self.kind,
+            "seed": self.seed,
+            "solver": self.solver,
+            "query_blend": self.query_blend,
+            "max_samples": self.max_samples,
+            "max_iter": self.max_iter,
+            "tol": self.tol,
+            "dim": self.dim,
+            "loss_history": self.loss_history,
+        }
 
     @classmethod
-    def _restore(cls, f: Fields, matrices: tuple[np.ndarray, np.ndarray] | None) -> "LeanVec":
+    def _restore(cls, f: Fields, matrices: tuple[np.ndarray, np.ndarray] | None) -> LeanVec:
         """From its params (f) and, when trained, its (query, data) matrices."""
-        lv = f.build(cls, f.int("out_dim", 1, MAX_DIM), kind=f.choice("kind", KINDS),
-                     seed=f.int("seed", 0, 2**63 - 1), solver=f.choice("solver", SOLVERS),
-                     query_blend=f.float("query_blend", 0.0, 1.0, allow_none=True),
-                     max_samples=f.int("max_samples", 2, 2**40), max_iter=f.int("max_iter", 1, 2**31),
-                     tol=f.float("tol", 0.0, 1e300))
+        lv = f.build(
+            cls,
+            f.int("out_dim", 1, MAX_DIM),
+            kind=f.choice("kind", KINDS),
+            seed=f.int("seed", 0, 2**63 - 1),
+            solver=f.choice("solver", SOLVERS),
+            query_blend=f.float("query_blend", 0.0, 1.0, allow_none=True),
+            max_samples=f.int("max_samples", 2, 2**40),
+            max_iter=f.int("max_iter", 1, 2**31),
+            tol=f.float("tol", 0.0, 1e300),
+        )
         if matrices is not None:
             lv._set(matrices[1].shape[0], *matrices, f.floats("loss_history", 1 << 20, []))
         return lv
@@ -316,6 +374,8 @@ class LeanVec:
 # ---- two-stage index ----------------------------------------------------------------------
 PRIMARIES = ("float32", "float16", "int8")
 SECONDARIES = ("float32", "float16", "int8")
+
+
 class LeanVecIndex(Index):
     """Two-stage search: an HNSW graph on LeanVec-reduced vectors, then exact re-ranking.
 
@@ -347,11 +407,23 @@ class LeanVecIndex(Index):
 
     kind = "leanvec"
 
-    def __init__(self, dim: int, out_dim: int, *, kind: Literal["ood", "id"] = "ood", metric: FloatMetric = "ip", M: int = 16,
-                 ef_construction: int = 200, primary: RerankStorage = "float16",
-                 secondary: RerankStorage = "float32", rerank_path: str | os.PathLike[str] | None = None,
-                 solver: Literal["closed_form", "frank_wolfe"] = "closed_form",
-                 query_blend: float | None = None, seed: int = 0, overwrite: bool = False) -> None:
+    def __init__(
+        self,
+        dim: int,
+        out_dim: int,
+        *,
+        kind: Literal["ood", "id"] = "ood",
+        metric: FloatMetric = "ip",
+        M: int = 16,
+        ef_construction: int = 200,
+        primary: RerankStorage = "float16",
+        secondary: RerankStorage = "float32",
+        rerank_path: str | os.PathLike[str] | None = None,
+        solver: Literal["closed_form", "frank_wolfe"] = "closed_form",
+        query_blend: float | None = None,
+        seed: int = 0,
+        overwrite: bool = False,
+    ) -> None:
         self.dim = _checks.check_positive_int(dim, "dim")
         self.out_dim = _checks.check_positive_int(out_dim, "out_dim")
         if self.out_dim > self.dim:
@@ -360,19 +432,33 @@ class LeanVecIndex(Index):
         self.primary = _checks.check_choice(primary, "primary", PRIMARIES)
         self.secondary = _checks.check_choice(secondary, "secondary", SECONDARIES)
         if rerank_path == "memory":
-            raise TypeError("rerank_path must be None (vectors in RAM) or a file path; got 'memory'")
-        self.rerank_path: str | None = RerankStore.check_where(rerank_path, overwrite, "rerank_path")
-        self.projection = LeanVec(self.out_dim, kind=kind, seed=seed, solver=solver, query_blend=query_blend)
+            raise TypeError(
+                "rerank_path must be None (vectors in RAM) or a file path; got 'memory'"
+            )
+        self.rerank_path: str | None = RerankStore.check_where(
+            rerank_path, overwrite, "rerank_path"
+        )
+        self.projection = LeanVec(
+            self.out_dim, kind=kind, seed=seed, solver=solver, query_blend=query_blend
+        )
         if self.metric == "l2" and self.projection.kind == "ood":
-            raise ValueError("metric='l2' needs kind='id': the OOD projection approximates inner "
-                             "products only; use metric='ip' or 'cosine', or kind='id'")
+            raise ValueError(
+                "metric='l2' needs kind='id': the OOD projection approximates inner "
+                "products only; use metric='ip' or 'cosine', or kind='id'"
+            )
         self.seed = self.projection.seed
         # int8 primary with an inner-product graph: queries rounded to int8 too (integer dot
         # products; the candidates are re-ranked anyway)
         int8_queries = self.primary == "int8" and self._graph_metric() == "ip"
-        self._graph = HNSWIndex(self.out_dim, self._graph_metric(), M=M, ef_construction=ef_construction,
-                                storage=cast(RerankStorage, self.primary), seed=self.seed,
-                                int8_queries=int8_queries)
+        self._graph = HNSWIndex(
+            self.out_dim,
+            self._graph_metric(),
+            M=M,
+            ef_construction=ef_construction,
+            storage=cast(RerankStorage, self.primary),
+            seed=self.seed,
+            int8_queries=int8_queries,
+        )
         self._store: RerankStore | None = None
         self._init_ids(reuse_slots=False)
 
@@ -418,11 +504,13 @@ class LeanVecIndex(Index):
 
     def _new_store(self, lo: np.ndarray | None = None, scale: np.ndarray | None = None) -> Any:
         where = "memory" if self.rerank_path is None else self.rerank_path
-        return RerankStore(self.dim, self._full_metric(), where, storage=self.secondary, lo=lo, scale=scale)
+        return RerankStore(
+            self.dim, self._full_metric(), where, storage=self.secondary, lo=lo, scale=scale
+        )
 
     # ---- building -----------------------------------------------------------------------
     @writes
-    def train(self, x: Any, queries: Any = None, *, progress: bool = False) -> "LeanVecIndex":
+    def train(self, x: Any, queries: Any = None, *, progress: bool = False) -> LeanVecIndex:
         """Fit the projection (and int8 secondary ranges) on a data sample.
 
         x        : (n, dim) float sample of the data
@@ -448,8 +536,9 @@ class LeanVecIndex(Index):
         return self
 
     @writes
-    def add(self, x: Any, ids: Any = None, *, threads: int | None = None,
-            progress: bool = False) -> np.ndarray:
+    def add(
+        self, x: Any, ids: Any = None, *, threads: int | None = None, progress: bool = False
+    ) -> np.ndarray:
         """Add vectors x (n, dim); returns their ids (n,) int64 (progress: a bar over the
         rows inserted into the graph)."""
         threads = _checks.check_threads(threads)
@@ -465,7 +554,9 @@ class LeanVecIndex(Index):
             self._store.put(slots, a)
             # graph ids are our slots (the graph's core directly: rows checked here already)
             with _progress.Progress(progress, a.shape[0], "LeanVec add") as bar:
-                self._graph._add_rows(self._graph._encode_rows(reduced)[1], slots, None, threads, bar)
+                self._graph._add_rows(
+                    self._graph._encode_rows(reduced)[1], slots, None, threads, bar
+                )
         except BaseException:
             # Interrupted (Ctrl-C) or failed: undo the whole add; the stored rows stay,
             # behind dead slots, so store rows and slots stay aligned.
@@ -485,8 +576,17 @@ class LeanVecIndex(Index):
 
     # ---- search -------------------------------------------------------------------------
     @searches
-    def search(self, queries: Any, k: int = 10, *, ef: int | None = None, rerank_k: int | None = None,
-               filter: Any = None, max_distance: Any = None, threads: int | None = None) -> SearchResult:
+    def search(
+        self,
+        queries: Any,
+        k: int = 10,
+        *,
+        ef: int | None = None,
+        rerank_k: int | None = None,
+        filter: Any = None,
+        max_distance: Any = None,
+        threads: int | None = None,
+    ) -> SearchResult:
         """Approximate k nearest neighbours (graph on reduced vectors, exact re-rank).
 
         queries      : (q, dim) or (dim,) float32 (other float dtypes are converted with one copy)
@@ -518,9 +618,25 @@ class LeanVecIndex(Index):
         rows, n_rows, storage, lo, scale = self._store.scoring()
         allowed_ids, offsets, allowed_mask = _checks.as_filter(allowed, q.shape[0])
         dist, ids = self._graph._core.search_reranked(
-            q, q.shape[0], k, ef, buffer, self.projection._query_rows, rows, n_rows, storage,
-            self._full_metric(), self.dim, lo, scale, allowed_ids, offsets, allowed_mask, self._idt,
-            threads)
+            q,
+            q.shape[0],
+            k,
+            ef,
+            buffer,
+            self.projection._query_rows,
+            rows,
+            n_rows,
+            storage,
+            self._full_metric(),
+            self.dim,
+            lo,
+            scale,
+            allowed_ids,
+            offsets,
+            allowed_mask,
+            self._idt,
+            threads,
+        )
         return _result.finish(dist, ids, was_1d, max_distance)
 
     # ---- persistence --------------------------------------------------------------------
@@ -530,10 +646,17 @@ class LeanVecIndex(Index):
         return self._state_params(inner), self._state_arrays(inner)
 
     def _state_params(self, inner: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
-        params = {"dim": self.dim, "out_dim": self.out_dim, "metric": self.metric,
-                  "primary": self.primary, "secondary": self.secondary, "next_id": self._ids_state()[1],
-                  "projection": self.projection._params(), "graph": inner[0],
-                  "trained": self.is_trained}
+        params = {
+            "dim": self.dim,
+            "out_dim": self.out_dim,
+            "metric": self.metric,
+            "primary": self.primary,
+            "secondary": self.secondary,
+            "next_id": self._ids_state()[1],
+            "projection": self.projection._params(),
+            "graph": inner[0],
+            "trained": self.is_trained,
+        }
         if self._store is not None:
             params["store"] = self._store.params()
         return params
@@ -548,7 +671,7 @@ class LeanVecIndex(Index):
         return arrays
 
     @classmethod
-    def _from_state(cls, f: Fields) -> "LeanVecIndex":
+    def _from_state(cls, f: Fields) -> LeanVecIndex:
         index = cls.__new__(cls)
         index.dim = f.int("dim", 1, MAX_DIM)
         index.out_dim = f.int("out_dim", 1, index.dim)
@@ -558,36 +681,49 @@ class LeanVecIndex(Index):
         matrices = None
         if f.bool("trained"):
             shape = (index.dim, index.out_dim)
-            matrices = (f.array("query_matrix", np.float32, shape, finite=True),
-                        f.array("data_matrix", np.float32, shape, finite=True))
+            matrices = (
+                f.array("query_matrix", np.float32, shape, finite=True),
+                f.array("data_matrix", np.float32, shape, finite=True),
+            )
         p = f.sub("projection", "")
         index.projection = LeanVec._restore(p, matrices)
         index.seed = index.projection.seed
-        if index.projection.out_dim != index.out_dim or (matrices is not None and p.int("dim", 1, MAX_DIM) != index.dim):
+        if index.projection.out_dim != index.out_dim or (
+            matrices is not None and p.int("dim", 1, MAX_DIM) != index.dim
+        ):
             raise f.error("projection", "dimensions do not match the index")
         index._graph = HNSWIndex._from_state(f.sub("graph", "graph_"))
         g = index._graph
         if (g.dim, g.metric, g.storage) != (index.out_dim, index._graph_metric(), index.primary):
-            raise f.error("graph", f"a {g.dim}-d {g.metric} {g.storage} graph does not fit this index")
+            raise f.error(
+                "graph", f"a {g.dim}-d {g.metric} {g.storage} graph does not fit this index"
+            )
         ids = f.ids("ids")
         live = int((ids >= 0).sum())
         graph_slots = g.ids
-        if graph_slots.size != live or (graph_slots.size and (graph_slots.max() >= ids.shape[0]
-                                                              or (ids[graph_slots] < 0).any())):
+        if graph_slots.size != live or (
+            graph_slots.size and (graph_slots.max() >= ids.shape[0] or (ids[graph_slots] < 0).any())
+        ):
             raise f.error("ids", "the live slots are not the graph's nodes")
         index._init_ids(reuse_slots=False)
         index._restore_ids(ids, f.int("next_id", 0, 2**62, 0), "leanvec")
         index._store = None
         index.rerank_path = None
         if f.has("store"):
-            index._store = f.rows_for(RerankStore.restore(f.sub("store", ""), index.dim, index._full_metric(),
-                                                          storage=index.secondary), ids.shape[0])
+            index._store = f.rows_for(
+                RerankStore.restore(
+                    f.sub("store", ""), index.dim, index._full_metric(), storage=index.secondary
+                ),
+                ids.shape[0],
+            )
             index.rerank_path = index._store.path
         elif live:
             raise f.error("store", f"missing, but the index holds {live} vectors")
         return index
 
     def _repr_fields(self) -> str:
-        return (f"out_dim={self.out_dim}, kind={self.projection.kind!r}, M={self.M}, "
-                f"ef_construction={self.ef_construction}, primary={self.primary!r}, "
-                f"secondary={self.secondary!r}")
+        return (
+            f"out_dim={self.out_dim}, kind={self.projection.kind!r}, M={self.M}, "
+            f"ef_construction={self.ef_construction}, primary={self.primary!r}, "
+            f"secondary={self.secondary!r}"
+        )

@@ -53,7 +53,9 @@ def lid(x: Any, k: int = 20, *, threads: int | None = None) -> np.ndarray:
     r_k = r[:, -1:]
     positive = r > 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        logs = np.where(positive, np.log(np.where(positive, r, 1.0) / np.where(r_k > 0, r_k, 1.0)), 0.0)
+        logs = np.where(
+            positive, np.log(np.where(positive, r, 1.0) / np.where(r_k > 0, r_k, 1.0)), 0.0
+        )
         count = positive.sum(axis=1)
         mean = logs.sum(axis=1) / np.maximum(count, 1)
         out = np.where(mean < 0, -1.0 / mean, np.inf)

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from . import _checks, _core, _progress, _result
-from ._checks import FloatMetric
 from ._base import Index, searches, writes
+from ._checks import FloatMetric
 from ._format import MAX_DIM, Fields
 from ._rerank import RerankStore
 from ._result import SearchResult
@@ -54,8 +54,8 @@ def pack_blocks(codes: np.ndarray) -> np.ndarray:
     m4, nblocks = _m4(m), (n + 31) // 32
     padded = np.zeros((nblocks * 32, m4), np.uint8)
     padded[:n, :m] = codes
-    pairs = padded[:, 0::2] | (padded[:, 1::2] << 4)                     # (rows, m4 / 2)
-    pairs = pairs.reshape(nblocks, 32, m4 // 2)[:, _BLOCK_ROW, :]        # byte order in block
+    pairs = padded[:, 0::2] | (padded[:, 1::2] << 4)  # (rows, m4 / 2)
+    pairs = pairs.reshape(nblocks, 32, m4 // 2)[:, _BLOCK_ROW, :]  # byte order in block
     return np.ascontiguousarray(pairs.transpose(0, 2, 1))
 
 
@@ -88,8 +88,10 @@ class ProductQuantizer:
             raise ValueError(f"nbits must be 8 or 4; got {nbits!r}")
         self.nbits = int(nbits)
         if self.dim % self.m:
-            raise ValueError(f"dim must be a multiple of m; got dim={dim}, m={m} "
-                             f"(dim % m = {dim % m}); pad the vectors or pick another m")
+            raise ValueError(
+                f"dim must be a multiple of m; got dim={dim}, m={m} "
+                f"(dim % m = {dim % m}); pad the vectors or pick another m"
+            )
         self.ksub = 1 << self.nbits
         self.dsub = self.dim // self.m
         self.codebooks: np.ndarray | None = None
@@ -106,8 +108,10 @@ class ProductQuantizer:
         return self.codebooks is not None
 
     def __repr__(self) -> str:
-        return (f"ProductQuantizer(dim={self.dim}, m={self.m}, nbits={self.nbits}, "
-                f"trained={self.is_trained}, opq={self.rotation is not None})")
+        return (
+            f"ProductQuantizer(dim={self.dim}, m={self.m}, nbits={self.nbits}, "
+            f"trained={self.is_trained}, opq={self.rotation is not None})"
+        )
 
     def _require_trained(self) -> np.ndarray:
         if self.codebooks is None:
@@ -115,20 +119,37 @@ class ProductQuantizer:
         return self.codebooks
 
     # ---- training -------------------------------------------------------------------------
-    def _fit_codebooks(self, xr: np.ndarray, n_iter: int, seed: int, threads: int | None,
-                       bar: _progress.Progress, init: np.ndarray | None = None) -> np.ndarray:
+    def _fit_codebooks(
+        self,
+        xr: np.ndarray,
+        n_iter: int,
+        seed: int,
+        threads: int | None,
+        bar: _progress.Progress,
+        init: np.ndarray | None = None,
+    ) -> np.ndarray:
         books = np.empty((self.m, self.ksub, self.dsub), np.float32)
         for j in range(self.m):
-            sub = np.ascontiguousarray(xr[:, j * self.dsub:(j + 1) * self.dsub])
+            sub = np.ascontiguousarray(xr[:, j * self.dsub : (j + 1) * self.dsub])
             start = "k-means++" if init is None else init[j]
-            books[j], _ = kmeans(sub, self.ksub, n_iter=n_iter, init=start, seed=seed + j,
-                                 threads=threads)
+            books[j], _ = kmeans(
+                sub, self.ksub, n_iter=n_iter, init=start, seed=seed + j, threads=threads
+            )
             bar.update()
         return books
 
-    def fit(self, x: Any, *, opq: bool = False, n_iter: int = 25, opq_iter: int = 10,
-            seed: int = 0, max_samples: int | None = None, threads: int | None = None,
-            progress: bool = False) -> "ProductQuantizer":
+    def fit(
+        self,
+        x: Any,
+        *,
+        opq: bool = False,
+        n_iter: int = 25,
+        opq_iter: int = 10,
+        seed: int = 0,
+        max_samples: int | None = None,
+        threads: int | None = None,
+        progress: bool = False,
+    ) -> ProductQuantizer:
         """Train codebooks (one k-means per sub-space) and, with opq=True, a rotation.
 
         x           : (n, dim) floats, n >= 2**nbits
@@ -141,15 +162,22 @@ class ProductQuantizer:
         a, _ = _checks.as_float_rows(x, self.dim, "x", allow_1d=False)
         n_iter = _checks.check_positive_int(n_iter, "n_iter", minimum=0)
         opq_iter = _checks.check_positive_int(opq_iter, "opq_iter", minimum=0)
-        limit = 256 * self.ksub if max_samples is None else _checks.check_positive_int(max_samples, "max_samples")
+        limit = (
+            256 * self.ksub
+            if max_samples is None
+            else _checks.check_positive_int(max_samples, "max_samples")
+        )
         rng = np.random.default_rng(seed)
         if a.shape[0] > limit:
             a = a[np.sort(rng.choice(a.shape[0], limit, replace=False))]
         if a.shape[0] < self.ksub:
-            raise ValueError(f"training needs at least 2**nbits = {self.ksub} vectors; got {a.shape[0]}")
+            raise ValueError(
+                f"training needs at least 2**nbits = {self.ksub} vectors; got {a.shape[0]}"
+            )
         rounds = 1 + (opq_iter if opq else 0)
-        with _progress.Progress(progress, rounds * self.m, "PQ fit" + (" (OPQ)" if opq else ""),
-                                "sub-space") as bar:
+        with _progress.Progress(
+            progress, rounds * self.m, "PQ fit" + (" (OPQ)" if opq else ""), "sub-space"
+        ) as bar:
             if not opq:
                 self.rotation = None
                 self.codebooks = self._fit_codebooks(a, n_iter, seed, threads, bar)
@@ -179,7 +207,7 @@ class ProductQuantizer:
         books = self._require_trained()
         codes = np.empty((xr.shape[0], self.m), np.uint8)
         for j in range(self.m):
-            sub = np.ascontiguousarray(xr[:, j * self.dsub:(j + 1) * self.dsub])
+            sub = np.ascontiguousarray(xr[:, j * self.dsub : (j + 1) * self.dsub])
             _, labels = _assign(sub, books[j], threads)
             codes[:, j] = labels
         return codes
@@ -188,7 +216,7 @@ class ProductQuantizer:
         books = self._require_trained()
         out = np.empty((codes.shape[0], self.dim), np.float32)
         for j in range(self.m):
-            out[:, j * self.dsub:(j + 1) * self.dsub] = books[j][codes[:, j]]
+            out[:, j * self.dsub : (j + 1) * self.dsub] = books[j][codes[:, j]]
         return out
 
     def encode(self, x: Any, *, threads: int | None = None) -> np.ndarray:
@@ -230,22 +258,40 @@ class ProductQuantizer:
 
     def _layouts(self) -> Layouts:
         """(codebooks (m, ksub, dsub), their (m, dsub, ksub) transpose, norms (m, ksub), the
-        rotation transposed or None), all float32 C-contiguous, rebuilt when training changed them."""
+        rotation transposed or None), all float32 C-contiguous, rebuilt when training changed
+        them."""
         books = self._require_trained()
         key = (id(books), id(self.rotation))
         if self._cache is None or self._cache[0] != key:
-            rotation_t = None if self.rotation is None else np.ascontiguousarray(self.rotation.T, dtype=np.float32)
-            self._cache = (key, (np.ascontiguousarray(books, dtype=np.float32),
-                                 np.ascontiguousarray(books.transpose(0, 2, 1), dtype=np.float32),
-                                 np.ascontiguousarray(np.einsum("mkd,mkd->mk", books, books), dtype=np.float32),
-                                 rotation_t))
+            rotation_t = (
+                None
+                if self.rotation is None
+                else np.ascontiguousarray(self.rotation.T, dtype=np.float32)
+            )
+            self._cache = (
+                key,
+                (
+                    np.ascontiguousarray(books, dtype=np.float32),
+                    np.ascontiguousarray(books.transpose(0, 2, 1), dtype=np.float32),
+                    np.ascontiguousarray(np.einsum("mkd,mkd->mk", books, books), dtype=np.float32),
+                    rotation_t,
+                ),
+            )
         return self._cache[1]
 
     def _tables(self, qr: np.ndarray, metric: str) -> np.ndarray:
         """Rotated queries (q, dim) -> (q, m, ksub) tables (C++)."""
         books, books_t, norms, _ = self._layouts()
-        return _core.pq_tables(books, books_t, norms, self.m, self.ksub,
-                               np.ascontiguousarray(qr, dtype=np.float32), qr.shape[0], metric == "l2")
+        return _core.pq_tables(
+            books,
+            books_t,
+            norms,
+            self.m,
+            self.ksub,
+            np.ascontiguousarray(qr, dtype=np.float32),
+            qr.shape[0],
+            metric == "l2",
+        )
 
     # ---- persistence helpers --------------------------------------------------------------
     def _arrays(self, prefix: str = "pq_") -> dict[str, np.ndarray]:
@@ -257,10 +303,14 @@ class ProductQuantizer:
         return arrays
 
     def _restore(self, f: Fields, prefix: str = "pq_") -> None:
-        books = f.optional_array(prefix + "codebooks", np.float32, (self.m, self.ksub, self.dsub), finite=True)
+        books = f.optional_array(
+            prefix + "codebooks", np.float32, (self.m, self.ksub, self.dsub), finite=True
+        )
         if books is not None:
             self.codebooks = np.ascontiguousarray(books)
-        rotation = f.optional_array(prefix + "rotation", np.float32, (self.dim, self.dim), finite=True)
+        rotation = f.optional_array(
+            prefix + "rotation", np.float32, (self.dim, self.dim), finite=True
+        )
         if rotation is not None:
             if books is None:
                 raise f.error(prefix + "codebooks", "missing, but the file has an OPQ rotation")
@@ -312,8 +362,17 @@ class PQIndex(Index):
 
     kind = "pq"
 
-    def __init__(self, dim: int, m: int, *, nbits: int = 8, metric: FloatMetric = "l2", opq: bool = False,
-                 rerank: Any = None, overwrite: bool = False) -> None:
+    def __init__(
+        self,
+        dim: int,
+        m: int,
+        *,
+        nbits: int = 8,
+        metric: FloatMetric = "l2",
+        opq: bool = False,
+        rerank: Any = None,
+        overwrite: bool = False,
+    ) -> None:
         self.metric = _checks.check_metric(metric, PQ_METRICS)
         self.pq = ProductQuantizer(dim, m, nbits=nbits)
         self.dim, self.m, self.nbits, self.opq = self.pq.dim, self.pq.m, self.pq.nbits, bool(opq)
@@ -349,8 +408,9 @@ class PQIndex(Index):
         return (normalize(a) if self.metric == "cosine" else a), was_1d
 
     @writes
-    def train(self, x: Any, *, seed: int = 0, threads: int | None = None,
-              progress: bool = False) -> "PQIndex":
+    def train(
+        self, x: Any, *, seed: int = 0, threads: int | None = None, progress: bool = False
+    ) -> PQIndex:
         """Train the quantizer (and the OPQ rotation if opq=True) on x (n, dim), n >= 2**nbits
         (progress: a bar over the sub-space k-means runs)."""
         threads = _checks.check_threads(threads)
@@ -360,8 +420,9 @@ class PQIndex(Index):
         return self
 
     @writes
-    def add(self, x: Any, ids: Any = None, *, threads: int | None = None,
-            progress: bool = False) -> np.ndarray:
+    def add(
+        self, x: Any, ids: Any = None, *, threads: int | None = None, progress: bool = False
+    ) -> np.ndarray:
         """Encode and add vectors x (n, dim); returns their ids (n,) int64 (progress: a bar
         over the rows encoded)."""
         threads = _checks.check_threads(threads)
@@ -369,20 +430,28 @@ class PQIndex(Index):
             raise ValueError("PQIndex is not trained; call train(x) before add()")
         a, _ = self._prepare(x, "x")
         with _progress.Progress(progress, a.shape[0], "PQ add") as bar:
-            codes = np.concatenate([self.pq._encode_raw(self.pq._rotate(a[part]), threads)
-                                    for part in _progress.chunks(a.shape[0], bar)])
+            codes = np.concatenate(
+                [
+                    self.pq._encode_raw(self.pq._rotate(a[part]), threads)
+                    for part in _progress.chunks(a.shape[0], bar)
+                ]
+            )
         n = self._n
         new_ids, slots = self._bind_ids(ids, a.shape[0])  # appended: slots n .. n + len - 1
         if self.nbits == 8:
             self._codes = _grown(self._codes, n + codes.shape[0], n)
-            self._codes[n: n + codes.shape[0]] = codes
+            self._codes[n : n + codes.shape[0]] = codes
         else:
             # re-pack the last partial block with the new rows: O(rows added)
             full = n // 32
-            tail = unpack_blocks(self._codes[full: full + 1], n - full * 32, self.m) if n % 32 else np.zeros((0, self.m), np.uint8)
+            tail = (
+                unpack_blocks(self._codes[full : full + 1], n - full * 32, self.m)
+                if n % 32
+                else np.zeros((0, self.m), np.uint8)
+            )
             packed = pack_blocks(np.concatenate([tail, codes]))
             self._codes = _grown(self._codes, full + packed.shape[0], full)
-            self._codes[full: full + packed.shape[0]] = packed
+            self._codes[full : full + packed.shape[0]] = packed
         try:
             if self._store is not None:  # can fail (a full disk, a read-only file)
                 self._store.put(slots, a)
@@ -398,8 +467,16 @@ class PQIndex(Index):
         return int(self._unbind_ids(ids).size)
 
     @searches
-    def search(self, queries: Any, k: int = 10, *, filter: Any = None, max_distance: Any = None,
-               threads: int | None = None, rerank_k: int | None = None) -> SearchResult:
+    def search(
+        self,
+        queries: Any,
+        k: int = 10,
+        *,
+        filter: Any = None,
+        max_distance: Any = None,
+        threads: int | None = None,
+        rerank_k: int | None = None,
+    ) -> SearchResult:
         """Approximate k nearest neighbours.
 
         queries      : (q, dim) or (dim,) floats (float32 taken without copy)
@@ -417,19 +494,47 @@ class PQIndex(Index):
         if self._n == 0 or not self.is_trained:
             return self._empty_result(q.shape[0], k, was_1d, max_distance)
         # One C++ call: rotate, tables, scan, exact re-rank, slots to ids.
-        rows, n_rows, storage, lo, scale = (None, 0, "float32", None, None) if self._store is None \
-            else self._store.scoring()
+        rows, n_rows, storage, lo, scale = (
+            (None, 0, "float32", None, None) if self._store is None else self._store.scoring()
+        )
         books, books_t, norms, rotation_t = self.pq._layouts()
         dist, ids = _core.pq_pipeline(
-            q, q.shape[0], k, candidates, rotation_t, books, books_t, norms, self.m, self.nbits,
-            self.metric == "l2", self._live_codes(), self._n, self._slot_mask(filter), rows, n_rows, storage,
-            self.metric, lo, scale, self._idt, threads)
+            q,
+            q.shape[0],
+            k,
+            candidates,
+            rotation_t,
+            books,
+            books_t,
+            norms,
+            self.m,
+            self.nbits,
+            self.metric == "l2",
+            self._live_codes(),
+            self._n,
+            self._slot_mask(filter),
+            rows,
+            n_rows,
+            storage,
+            self.metric,
+            lo,
+            scale,
+            self._idt,
+            threads,
+        )
         return _result.finish(dist, ids, was_1d, max_distance)
 
     # ---- persistence --------------------------------------------------------------------
     def _params(self) -> dict[str, Any]:
-        params = {"dim": self.dim, "m": self.m, "nbits": self.nbits, "metric": self.metric,
-                  "opq": self.opq, "n": self._n, "next_id": self._ids_state()[1]}
+        params = {
+            "dim": self.dim,
+            "m": self.m,
+            "nbits": self.nbits,
+            "metric": self.metric,
+            "opq": self.opq,
+            "n": self._n,
+            "next_id": self._ids_state()[1],
+        }
         if self._store is not None:
             params.update(self._store.params())
         return params
@@ -441,9 +546,15 @@ class PQIndex(Index):
         return arrays
 
     @classmethod
-    def _from_state(cls, f: Fields) -> "PQIndex":
-        index = f.build(cls, f.int("dim", 1, MAX_DIM), f.int("m", 1, MAX_DIM), nbits=f.int("nbits", 4, 8),
-                        metric=f.choice("metric", PQ_METRICS), opq=f.bool("opq"))
+    def _from_state(cls, f: Fields) -> PQIndex:
+        index = f.build(
+            cls,
+            f.int("dim", 1, MAX_DIM),
+            f.int("m", 1, MAX_DIM),
+            nbits=f.int("nbits", 4, 8),
+            metric=f.choice("metric", PQ_METRICS),
+            opq=f.bool("opq"),
+        )
         index.pq._restore(f)
         n = f.int("n", 0, 2**40)
         expected = (n, index.m) if index.nbits == 8 else ((n + 31) // 32, _m4(index.m) // 2, 32)

@@ -2,10 +2,10 @@
 ``simdex.integrations.sklearn``; needs ``pip install 'simdex[sklearn]'``)."""
 
 from .integrations.sklearn import (
-                                   KNeighborsTransformer,
-                                   LeanVecTransformer,
-                                   NearestNeighbors,
-                                   PQTransformer,
+    KNeighborsTransformer,
+    LeanVecTransformer,
+    NearestNeighbors,
+    PQTransformer,
 )
 
 __all__ = ["KNeighborsTransformer", "LeanVecTransformer", "NearestNeighbors", "PQTransformer"]

@@ -68,7 +68,8 @@ def _leanvec(dim: int, metric: Any, n: int, params: dict[str, Any]) -> Any:
 
 _EF = ("ef", (16, 32, 64, 128, 256))
 KINDS: dict[str, Kind] = {
-    kind.name: kind for kind in (
+    kind.name: kind
+    for kind in (
         Kind("flat", ("l2", "ip", "cosine", "hamming"), _flat, None),
         Kind("hnsw", ("l2", "ip", "cosine", "hamming"), _hnsw, _EF),
         Kind("pq", ("l2", "ip", "cosine"), _pq, ("rerank_k", (10, 20, 50, 100, 200))),
@@ -87,7 +88,9 @@ def get(name: str) -> Kind:
     return kind
 
 
-def make_index(name: str, dim: int, metric: str, n: int, params: dict[str, Any] | None = None) -> Any:
+def make_index(
+    name: str, dim: int, metric: str, n: int, params: dict[str, Any] | None = None
+) -> Any:
     """An empty index of kind `name` for about n rows of dimension dim.
 
     params : constructor arguments of that index class (e.g. M, storage, m, nbits, nlist,
@@ -95,15 +98,23 @@ def make_index(name: str, dim: int, metric: str, n: int, params: dict[str, Any] 
     """
     kind = get(name)
     if metric not in kind.metrics:
-        raise ValueError(f"index {name!r} supports metric {', '.join(map(repr, kind.metrics))}; "
-                         f"got {metric!r}")
+        raise ValueError(
+            f"index {name!r} supports metric {', '.join(map(repr, kind.metrics))}; got {metric!r}"
+        )
     if params is not None and not isinstance(params, dict):
         raise TypeError(f"index parameters must be a dict; got {type(params).__name__}")
     return kind.make(dim, metric, n, dict(params or {}))
 
 
-def build(name: str, x: np.ndarray, metric: str, params: dict[str, Any] | None = None, *,
-          ids: np.ndarray | None = None, threads: int | None = None) -> Any:
+def build(
+    name: str,
+    x: np.ndarray,
+    metric: str,
+    params: dict[str, Any] | None = None,
+    *,
+    ids: np.ndarray | None = None,
+    threads: int | None = None,
+) -> Any:
     """An index of kind `name` holding the rows of x (n, d): trained on x first when the
     kind needs training (PQ, IVF-PQ, binary, LeanVec, int8 storage)."""
     dim = x.shape[1] * 8 if metric == "hamming" else x.shape[1]

@@ -1,6 +1,7 @@
 """scikit-learn estimators backed by simdex indexes (``pip install 'simdex[sklearn]'``).
 
-- ``NearestNeighbors``: ``kneighbors`` / ``kneighbors_graph`` as ``sklearn.neighbors.NearestNeighbors``,
+- ``NearestNeighbors``: ``kneighbors`` / ``kneighbors_graph`` as
+  ``sklearn.neighbors.NearestNeighbors``,
   over any simdex index kind (``index="flat" | "hnsw" | "pq" | "ivfpq" | "binary" | "leanvec"``);
 - ``KNeighborsTransformer``: the sparse k-NN graph as ``sklearn.neighbors.KNeighborsTransformer``,
   for ``TSNE(metric="precomputed")``, ``KNeighborsClassifier(metric="precomputed")``, Isomap,
@@ -75,7 +76,9 @@ class _Neighbors(BaseEstimator):  # type: ignore[misc]
     def _simdex_metric(self) -> tuple[str, bool]:
         found = METRICS.get(self.metric) if isinstance(self.metric, str) else None
         if found is None:
-            raise ValueError(f"metric must be one of {', '.join(map(repr, METRICS))}; got {self.metric!r}")
+            raise ValueError(
+                f"metric must be one of {', '.join(map(repr, METRICS))}; got {self.metric!r}"
+            )
         return found
 
     def fit(self, X: Any, y: Any = None) -> Any:
@@ -83,14 +86,16 @@ class _Neighbors(BaseEstimator):  # type: ignore[misc]
         _positive_int(self.n_neighbors, "n_neighbors")
         metric, _ = self._simdex_metric()
         X = validate_data(self, X, dtype=_FLOATS)
-        self.index_ = _kinds.build(self.index, X, metric, self.index_params,
-                                   threads=_threads(self.n_jobs))
+        self.index_ = _kinds.build(
+            self.index, X, metric, self.index_params, threads=_threads(self.n_jobs)
+        )
         self.n_samples_fit_ = X.shape[0]
         self._fit_X = X
         return self
 
-    def kneighbors(self, X: Any = None, n_neighbors: int | None = None,
-                   return_distance: bool = True) -> Any:
+    def kneighbors(
+        self, X: Any = None, n_neighbors: int | None = None, return_distance: bool = True
+    ) -> Any:
         """The n_neighbors nearest indexed rows of each row of X.
 
         X       : (n_queries, n_features), or None for the indexed rows themselves (then a row
@@ -104,16 +109,21 @@ class _Neighbors(BaseEstimator):  # type: ignore[misc]
         queries = self._fit_X if itself else validate_data(self, X, dtype=_FLOATS, reset=False)
         usable = self.n_samples_fit_ - 1 if itself else self.n_samples_fit_
         if k > usable:
-            raise ValueError(f"Expected n_neighbors <= n_samples_fit, but n_neighbors = {k}, "
-                             f"n_samples_fit = {self.n_samples_fit_}, n_samples = {queries.shape[0]}"
-                             + (" (the fitted rows are queried without themselves)" if itself else ""))
-        dist, ind = self.index_.search(queries, k + itself, threads=_threads(self.n_jobs),
-                                       **(self.search_params or {}))
+            raise ValueError(
+                f"Expected n_neighbors <= n_samples_fit, but n_neighbors = {k}, "
+                f"n_samples_fit = {self.n_samples_fit_}, n_samples = {queries.shape[0]}"
+                + (" (the fitted rows are queried without themselves)" if itself else "")
+            )
+        dist, ind = self.index_.search(
+            queries, k + itself, threads=_threads(self.n_jobs), **(self.search_params or {})
+        )
         missing = int((ind < 0).any(axis=1).sum())
         if missing:
-            raise RuntimeError(f"the {self.index!r} index found fewer than {k + itself} neighbours for "
-                               f"{missing} of {len(ind)} queries; widen the search (search_params, "
-                               "e.g. a larger 'ef' or 'nprobe') or use index='flat'")
+            raise RuntimeError(
+                f"the {self.index!r} index found fewer than {k + itself} neighbours for "
+                f"{missing} of {len(ind)} queries; widen the search (search_params, "
+                "e.g. a larger 'ef' or 'nprobe') or use index='flat'"
+            )
         if itself:
             # drop each row's own index; where it is absent (duplicates ranked first) drop the
             # first column instead, as scikit-learn does
@@ -131,22 +141,26 @@ class _Neighbors(BaseEstimator):  # type: ignore[misc]
         out = np.empty(len(ind), dtype=np.float64)
         step = max(1, (1 << 22) // max(1, queries.shape[1]))  # ~32 MB of float64 rows per chunk
         for start in range(0, len(ind), step):
-            q = queries[rows[start:start + step]].astype(np.float64)
-            x = self._fit_X[ind[start:start + step]].astype(np.float64)
+            q = queries[rows[start : start + step]].astype(np.float64)
+            x = self._fit_X[ind[start : start + step]].astype(np.float64)
             if metric == "l2":
-                out[start:start + step] = ((x - q) ** 2).sum(axis=1)
+                out[start : start + step] = ((x - q) ** 2).sum(axis=1)
                 continue
             dots = np.einsum("pd,pd->p", x, q)
             if metric == "cosine":
                 norms = np.linalg.norm(x, axis=1) * np.linalg.norm(q, axis=1)
                 # rounding may push |cos| past 1: clip, so that distances stay within [0, 2]
-                dots = np.clip(np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0), -1.0, 1.0)
-            out[start:start + step] = 1.0 - dots
+                dots = np.clip(
+                    np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0), -1.0, 1.0
+                )
+            out[start : start + step] = 1.0 - dots
         if root:
             np.sqrt(out, out=out)
         return out
 
-    def _exact_distances(self, queries: np.ndarray, ind: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _exact_distances(
+        self, queries: np.ndarray, ind: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(distances, indices) (n_queries, k): float64 distances to the found neighbours
         (_pair_distances), each row re-sorted by them."""
         rows = np.repeat(np.arange(len(ind)), ind.shape[1])
@@ -154,8 +168,9 @@ class _Neighbors(BaseEstimator):  # type: ignore[misc]
         order = np.argsort(out, axis=1, kind="stable")
         return np.take_along_axis(out, order, 1), np.take_along_axis(ind, order, 1)
 
-    def kneighbors_graph(self, X: Any = None, n_neighbors: int | None = None,
-                         mode: str = "connectivity") -> sp.csr_matrix:
+    def kneighbors_graph(
+        self, X: Any = None, n_neighbors: int | None = None, mode: str = "connectivity"
+    ) -> sp.csr_matrix:
         """Sparse (n_queries, n_samples_fit) CSR graph: 1.0 ('connectivity') or the distance
         ('distance') at each query's n_neighbors nearest fitted rows."""
         if mode not in ("connectivity", "distance"):
@@ -187,9 +202,17 @@ class NearestNeighbors(_Neighbors):
     After fit: index_ (the simdex index, ids = row numbers of X), n_samples_fit_, n_features_in_.
     """
 
-    def __init__(self, n_neighbors: int = 5, *, radius: float = 1.0, metric: str = "euclidean",
-                 index: str = "flat", index_params: dict[str, Any] | None = None,
-                 search_params: dict[str, Any] | None = None, n_jobs: int | None = None) -> None:
+    def __init__(
+        self,
+        n_neighbors: int = 5,
+        *,
+        radius: float = 1.0,
+        metric: str = "euclidean",
+        index: str = "flat",
+        index_params: dict[str, Any] | None = None,
+        search_params: dict[str, Any] | None = None,
+        n_jobs: int | None = None,
+    ) -> None:
         self.n_neighbors = n_neighbors
         self.radius = radius
         self.metric = metric
@@ -198,8 +221,13 @@ class NearestNeighbors(_Neighbors):
         self.search_params = search_params
         self.n_jobs = n_jobs
 
-    def radius_neighbors(self, X: Any = None, radius: float | None = None, return_distance: bool = True,
-                         sort_results: bool = False) -> Any:
+    def radius_neighbors(
+        self,
+        X: Any = None,
+        radius: float | None = None,
+        return_distance: bool = True,
+        sort_results: bool = False,
+    ) -> Any:
         """Every fitted row within `radius` of each row of X (index.range_search, then exact
         float64 distances: a pair is kept when that distance is <= radius).
 
@@ -218,8 +246,9 @@ class NearestNeighbors(_Neighbors):
         root = self._simdex_metric()[1]
         # simdex compares squared distances for 'euclidean'; a hair of slack, then the exact check
         limit = (r * r if root else r) * (1 + 1e-5) + 1e-6
-        lims, _, ind = self.index_.range_search(queries, limit, threads=_threads(self.n_jobs),
-                                                **(self.search_params or {}))
+        lims, _, ind = self.index_.range_search(
+            queries, limit, threads=_threads(self.n_jobs), **(self.search_params or {})
+        )
         rows = np.repeat(np.arange(len(queries)), np.diff(lims))
         dist = self._pair_distances(queries, rows, ind)
         keep = (dist <= r) & ((ind != rows) if itself else True)
@@ -231,19 +260,26 @@ class NearestNeighbors(_Neighbors):
         indices = np.empty(len(queries), dtype=object)
         distances = np.empty(len(queries), dtype=object)
         for i in range(len(queries)):
-            indices[i] = ind[bounds[i]:bounds[i + 1]].astype(np.int64)
-            distances[i] = dist[bounds[i]:bounds[i + 1]]
+            indices[i] = ind[bounds[i] : bounds[i + 1]].astype(np.int64)
+            distances[i] = dist[bounds[i] : bounds[i + 1]]
         return (distances, indices) if return_distance else indices
 
-    def radius_neighbors_graph(self, X: Any = None, radius: float | None = None, mode: str = "connectivity",
-                               sort_results: bool = False) -> sp.csr_matrix:
+    def radius_neighbors_graph(
+        self,
+        X: Any = None,
+        radius: float | None = None,
+        mode: str = "connectivity",
+        sort_results: bool = False,
+    ) -> sp.csr_matrix:
         """Sparse (n_queries, n_samples_fit) CSR graph of radius_neighbors: 1.0 or the distance."""
         if mode not in ("connectivity", "distance"):
             raise ValueError(f"mode must be 'connectivity' or 'distance'; got {mode!r}")
         dist, ind = self.radius_neighbors(X, radius, sort_results=sort_results)
         indptr = np.concatenate([[0], np.cumsum([len(i) for i in ind])])
         flat_ind = np.concatenate([*ind, np.empty(0, np.int64)])
-        data = np.concatenate([*dist, np.empty(0)]) if mode == "distance" else np.ones(len(flat_ind))
+        data = (
+            np.concatenate([*dist, np.empty(0)]) if mode == "distance" else np.ones(len(flat_ind))
+        )
         return sp.csr_matrix((data, flat_ind, indptr), shape=(len(ind), self.n_samples_fit_))
 
 
@@ -257,9 +293,17 @@ class KNeighborsTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _
     fit(X).transform(X).
     """
 
-    def __init__(self, *, mode: str = "distance", n_neighbors: int = 5, metric: str = "euclidean",
-                 index: str = "flat", index_params: dict[str, Any] | None = None,
-                 search_params: dict[str, Any] | None = None, n_jobs: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        mode: str = "distance",
+        n_neighbors: int = 5,
+        metric: str = "euclidean",
+        index: str = "flat",
+        index_params: dict[str, Any] | None = None,
+        search_params: dict[str, Any] | None = None,
+        n_jobs: int | None = None,
+    ) -> None:
         self.mode = mode
         self.n_neighbors = n_neighbors
         self.metric = metric
@@ -276,8 +320,9 @@ class KNeighborsTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _
         """(n_queries, n_samples_fit) CSR graph of X's nearest fitted rows."""
         check_is_fitted(self, "index_")
         extra = 1 if self.mode == "distance" else 0
-        return self.kneighbors_graph(X, _positive_int(self.n_neighbors, "n_neighbors") + extra,
-                                     mode=self.mode)
+        return self.kneighbors_graph(
+            X, _positive_int(self.n_neighbors, "n_neighbors") + extra, mode=self.mode
+        )
 
     def fit_transform(self, X: Any, y: Any = None) -> sp.csr_matrix:
         return self.fit(X).transform(X)
@@ -300,9 +345,18 @@ class LeanVecTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     n_iter_ (Frank-Wolfe steps; 1 for the closed form), n_features_in_.
     """
 
-    def __init__(self, out_dim: int | None = None, *, kind: str = "id", seed: int = 0,
-                 solver: str = "closed_form", query_blend: float | None = None,
-                 max_samples: int = 100_000, max_iter: int = 500, tol: float = 1e-6) -> None:
+    def __init__(
+        self,
+        out_dim: int | None = None,
+        *,
+        kind: str = "id",
+        seed: int = 0,
+        solver: str = "closed_form",
+        query_blend: float | None = None,
+        max_samples: int = 100_000,
+        max_iter: int = 500,
+        tol: float = 1e-6,
+    ) -> None:
         self.out_dim = out_dim
         self.kind = kind
         self.seed = seed
@@ -315,16 +369,25 @@ class LeanVecTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     def fit(self, X: Any, y: Any = None, queries: Any = None) -> LeanVecTransformer:
         X = validate_data(self, X, dtype=_FLOATS)
         if X.shape[0] < 2:
-            raise ValueError(f"LeanVec needs at least 2 samples to estimate a projection; got "
-                             f"n_samples={X.shape[0]}")
+            raise ValueError(
+                f"LeanVec needs at least 2 samples to estimate a projection; got "
+                f"n_samples={X.shape[0]}"
+            )
         if queries is not None:
             queries = check_array(queries, dtype=_FLOATS, input_name="queries")
         out_dim = X.shape[1] if self.out_dim is None else self.out_dim
         kind: Any = self.kind  # validated by LeanVec
         solver: Any = self.solver
-        self.leanvec_ = sx.LeanVec(out_dim, kind=kind, seed=self.seed, solver=solver,
-                                   query_blend=self.query_blend, max_samples=self.max_samples,
-                                   max_iter=self.max_iter, tol=self.tol).fit(X, queries)
+        self.leanvec_ = sx.LeanVec(
+            out_dim,
+            kind=kind,
+            seed=self.seed,
+            solver=solver,
+            query_blend=self.query_blend,
+            max_samples=self.max_samples,
+            max_iter=self.max_iter,
+            tol=self.tol,
+        ).fit(X, queries)
         self.data_matrix_ = self.leanvec_.data_matrix
         self.query_matrix_ = self.leanvec_.query_matrix
         self.n_iter_ = max(1, len(self.leanvec_.loss_history) - 1)  # Frank-Wolfe steps; 1 solve
@@ -353,7 +416,8 @@ class LeanVecTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
 
 
 class PQTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):  # type: ignore[misc]
-    """simdex.ProductQuantizer as a scikit-learn transformer: X (n, D) -> codes (n, code_size) uint8.
+    """simdex.ProductQuantizer as a scikit-learn transformer:
+    X (n, D) -> codes (n, code_size) uint8.
 
     m        : sub-spaces (a divisor of n_features; None = gcd(n_features, 32) for 8 bits,
                gcd(n_features, 64) for 4 bits)
@@ -365,8 +429,16 @@ class PQTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     n_features_in_.
     """
 
-    def __init__(self, m: int | None = None, *, nbits: int = 8, opq: bool = False, n_iter: int = 25,
-                 seed: int = 0, max_samples: int | None = None) -> None:
+    def __init__(
+        self,
+        m: int | None = None,
+        *,
+        nbits: int = 8,
+        opq: bool = False,
+        n_iter: int = 25,
+        seed: int = 0,
+        max_samples: int | None = None,
+    ) -> None:
         self.m = m
         self.nbits = nbits
         self.opq = opq
@@ -378,11 +450,14 @@ class PQTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         X = validate_data(self, X, dtype=_FLOATS)
         need = 1 << self.nbits if self.nbits in (4, 8) else 1
         if X.shape[0] < need:
-            raise ValueError(f"a {self.nbits}-bit product quantizer trains {need} centroids per "
-                             f"sub-space and needs n_samples >= {need}; got n_samples={X.shape[0]}")
+            raise ValueError(
+                f"a {self.nbits}-bit product quantizer trains {need} centroids per "
+                f"sub-space and needs n_samples >= {need}; got n_samples={X.shape[0]}"
+            )
         m = _kinds.default_m(X.shape[1], self.nbits) if self.m is None else self.m
         self.quantizer_ = sx.ProductQuantizer(X.shape[1], m, nbits=self.nbits).fit(
-            X, opq=self.opq, n_iter=self.n_iter, seed=self.seed, max_samples=self.max_samples)
+            X, opq=self.opq, n_iter=self.n_iter, seed=self.seed, max_samples=self.max_samples
+        )
         self.codebooks_ = self.quantizer_.codebooks
         return self
 
