@@ -1,5 +1,6 @@
 // Bindings: SIMD level control, kernels for tests, exact search and pairwise distances.
 #include <algorithm>
+#include <set>
 #include <vector>
 
 #include "bindings_common.hpp"
@@ -120,6 +121,18 @@ void bind_kernels(py::module_& m) {
     m.def("active_level", [] { return std::string(level_name(active_level())); });
     m.def("set_active_level", [](const std::string& name) { set_active_level(parse_level(name)); });
     m.def("cpu_features", &cpu_features);
+    m.def("tiers", [] {
+        py::list out;
+        for (const TierInfo& t : tier_table())
+            out.append(py::make_tuple(t.name, std::string(level_name(t.parent)), t.features, t.built));
+        return out;
+    }, "Every CPU tier: (name, parent, required features, compiled in this build), lowest first");
+    m.def("select_tier", [](const std::set<std::string>& features) {
+        return std::string(level_name(select_tier(features)));
+    }, py::arg("features"), "The tier a CPU with these features runs (pure; any architecture)");
+    m.def("missing_features", [](const std::string& tier, const std::set<std::string>& features) {
+        return missing_features(parse_level(tier), features);
+    }, py::arg("tier"), py::arg("features"), "Features of `tier` that `features` lacks");
     m.def("env_warning", &env_warning);
     m.def("available_cores", &available_cores);
     m.def("pair_distances", &pair_distances, py::arg("data"), py::arg("n"), py::arg("queries"),

@@ -1,4 +1,4 @@
-// Dense kernels, AVX2 + FMA + F16C: 8 float32 lanes, two accumulators per row,
+// Dense kernels, tier haswell (AVX2 + FMA + F16C): 8 float32 lanes, two accumulators per row,
 // scalar loop for the last d % 8 elements.
 #include <immintrin.h>
 
@@ -129,7 +129,7 @@ std::int32_t dot_s8u8(const std::int8_t* q, const std::uint8_t* x, std::size_t d
 
 }  // namespace
 
-void register_dense_avx2(KernelTable& t) {
+void register_dense_haswell(KernelTable& t) {
     t.dot_s8u8 = dot_s8u8;
     t.dot_f32 = pair<F32, DotStep>;
     t.l2_f32 = pair<F32, L2Step>;

@@ -1,5 +1,6 @@
-// Dense kernels, AVX-512 F/BW/VL: 16 float32 lanes, two accumulators per row,
-// masked loads for the tail (no scalar remainder loop).
+// Dense kernels, tier skylake (AVX-512 F/BW/VL): 16 float32 lanes, two accumulators per row,
+// masked loads for the tail (no scalar remainder loop). dot_s8u8 comes from the tier below
+// (haswell) here and from dense/icelake.cpp (VNNI) one tier up.
 #include <immintrin.h>
 
 #include "kernels/kernels.hpp"
@@ -115,26 +116,9 @@ void pair_rows(const float* q, const typename L::T* x, std::size_t n, std::size_
     rows<L, S>(q, nullptr, x, n, d, out);
 }
 
-// int8 x uint8 dot with VNNI: vpdpbusd multiplies 64 uint8 x int8 pairs and adds each
-// group of four into an int32 lane (exact); masked loads for the tail.
-std::int32_t dot_s8u8(const std::int8_t* q, const std::uint8_t* x, std::size_t d) {
-    __m512i sum0 = _mm512_setzero_si512(), sum1 = _mm512_setzero_si512();
-    std::size_t j = 0;
-    for (; j + 128 <= d; j += 128) {
-        sum0 = _mm512_dpbusd_epi32(sum0, _mm512_loadu_si512(x + j), _mm512_loadu_si512(q + j));
-        sum1 = _mm512_dpbusd_epi32(sum1, _mm512_loadu_si512(x + j + 64), _mm512_loadu_si512(q + j + 64));
-    }
-    for (; j < d; j += 64) {
-        __mmask64 m = d - j >= 64 ? ~0ull : _bzhi_u64(~0ull, static_cast<unsigned>(d - j));
-        sum0 = _mm512_dpbusd_epi32(sum0, _mm512_maskz_loadu_epi8(m, x + j), _mm512_maskz_loadu_epi8(m, q + j));
-    }
-    return _mm512_reduce_add_epi32(_mm512_add_epi32(sum0, sum1));
-}
-
 }  // namespace
 
-void register_dense_avx512(KernelTable& t) {
-    t.dot_s8u8 = dot_s8u8;
+void register_dense_skylake(KernelTable& t) {
     t.dot_f32 = pair<F32, DotStep>;
     t.l2_f32 = pair<F32, L2Step>;
     t.dot_f16 = pair<F16, DotStep>;
