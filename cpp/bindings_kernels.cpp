@@ -1,10 +1,12 @@
 // Bindings: SIMD level control, kernels for tests, exact search and pairwise distances.
 #include <algorithm>
+#include <cmath>
 #include <set>
 #include <vector>
 
 #include "bindings_common.hpp"
 #include "index/exact.hpp"
+#include "parallel.hpp"
 
 namespace simdex {
 namespace {
@@ -114,6 +116,185 @@ bool all_finite(const py::array& values) {
     return bad == 0;
 }
 
+// ---- the lean path of sx.distances ---------------------------------------------------------
+// One vector against one row or n rows (either side may be the single one), float32 for
+// l2 / ip / cosine or uint8 codes for hamming, both C-contiguous native arrays: a raw
+// METH_FASTCALL function (no pybind11 argument conversion), validation that reads a few
+// header fields, no copies, and threads only when the work pays for them. Anything else
+// returns None and sx.distances takes its general path, which also owns every error message
+// (so a NaN or inf in the input, seen here as a non-finite result, goes there too).
+
+struct Operand {
+    const std::uint8_t* data = nullptr;
+    std::size_t rows = 0, cols = 0;  // (rows, cols); a 1-D array is one row
+    bool one_d = false;
+};
+
+// A C-contiguous aligned native-order ndarray of `type` ('f' float32, 'B' uint8), 1-D or 2-D,
+// not empty.
+bool plain_operand(PyObject* obj, char type, Operand& out) {
+    const auto& api = py::detail::npy_api::get();
+    if (!api.PyArray_Check_(obj)) return false;
+    const auto* a = py::detail::array_proxy(obj);
+    const auto* descr = py::detail::array_descriptor_proxy(a->descr);
+    const int need = py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ | py::detail::npy_api::NPY_ARRAY_ALIGNED_;
+    if (descr->type != type || (descr->byteorder != '=' && descr->byteorder != '|' &&
+                                descr->byteorder != (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__ ? '>' : '<')) ||
+        (a->flags & need) != need || a->nd < 1 || a->nd > 2)
+        return false;
+    out.data = reinterpret_cast<const std::uint8_t*>(a->data);
+    out.one_d = a->nd == 1;
+    out.rows = out.one_d ? 1 : static_cast<std::size_t>(a->dimensions[0]);
+    out.cols = static_cast<std::size_t>(a->dimensions[out.one_d ? 0 : 1]);
+    return out.rows > 0 && out.cols > 0;
+}
+
+// numpy.float32 scalar holding v, built from its public layout (numpy/arrayscalars.h:
+// PyObject_HEAD then the value), as numpy's own PyArrayScalar_New does.
+struct Float32Scalar {
+    PyObject_HEAD
+    float value;
+};
+PyObject* float32_scalar(float v) {
+    static PyTypeObject* type = reinterpret_cast<PyTypeObject*>(
+        py::object(py::module_::import("numpy").attr("float32")).release().ptr());
+    PyObject* s = type->tp_alloc(type, 0);
+    if (s != nullptr) reinterpret_cast<Float32Scalar*>(s)->value = v;
+    return s;
+}
+
+enum class LeanMetric { l2, ip, cosine, hamming, none };
+
+LeanMetric lean_metric(PyObject* name) {
+    if (!PyUnicode_Check(name)) return LeanMetric::none;
+    const char* text = PyUnicode_AsUTF8(name);
+    if (text == nullptr) {
+        PyErr_Clear();
+        return LeanMetric::none;
+    }
+    for (auto [s, m] : {std::pair{"l2", LeanMetric::l2}, {"ip", LeanMetric::ip},
+                        {"cosine", LeanMetric::cosine}, {"hamming", LeanMetric::hamming}})
+        if (std::strcmp(text, s) == 0) return m;
+    return LeanMetric::none;
+}
+
+// Distances of the single vector q to rows [r0, r1) of x, into out[r0 .. r1).
+void lean_rows(const KernelTable& t, LeanMetric metric, const std::uint8_t* q, const std::uint8_t* x,
+               std::size_t d, std::size_t r0, std::size_t r1, float* out) {
+    const auto* qf = reinterpret_cast<const float*>(q);
+    const auto* xf = reinterpret_cast<const float*>(x);
+    switch (metric) {
+        case LeanMetric::l2:
+            t.l2_f32_rows(qf, xf + r0 * d, r1 - r0, d, out + r0);
+            break;
+        case LeanMetric::ip:
+            t.dot_f32_rows(qf, xf + r0 * d, r1 - r0, d, out + r0);
+            for (std::size_t i = r0; i < r1; ++i) out[i] = 1.0f - out[i];
+            break;
+        case LeanMetric::cosine: {  // 1 - <q, x> / (|q| |x|); a zero vector is at distance 1
+            const float qq = t.dot_f32(qf, qf, d);
+            for (std::size_t i = r0; i < r1; ++i) {
+                const float* row = xf + i * d;
+                const float xx = t.dot_f32(row, row, d), qx = t.dot_f32(qf, row, d);
+                const float norms = std::sqrt(qq) * std::sqrt(xx);
+                out[i] = norms > 0.0f ? 1.0f - qx / norms : 1.0f;
+            }
+            break;
+        }
+        case LeanMetric::hamming:
+            for (std::size_t i = r0; i < r1; ++i) out[i] = static_cast<float>(t.hamming(q, x + i * d, d));
+            break;
+        case LeanMetric::none:
+            break;
+    }
+}
+
+bool finite(const float* v, std::size_t n) {
+    std::uint32_t bad = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        std::uint32_t bits;
+        std::memcpy(&bits, v + i, 4);
+        bad |= static_cast<std::uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+    }
+    return bad == 0;
+}
+
+constexpr std::size_t kLeanInlineElements = 1 << 18;  // below this (1 MB of float32) one thread
+constexpr std::size_t kLeanBlockRows = 1024;          // rows per task above it
+
+// distances_lean(x, y, metric, threads) -> result, or None when the general path must run.
+PyObject* distances_lean(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "distances_lean(x, y, metric, threads) takes 4 arguments");
+        return nullptr;
+    }
+    const LeanMetric metric = lean_metric(args[2]);
+    Operand x, y;
+    const char type = metric == LeanMetric::hamming ? 'B' : 'f';
+    if (metric == LeanMetric::none || !plain_operand(args[0], type, x) ||
+        !plain_operand(args[1], type, y) || x.cols != y.cols || (x.rows > 1 && y.rows > 1))
+        Py_RETURN_NONE;
+    long threads = 0;  // 0: all available cores
+    if (args[3] != Py_None) {
+        if (!PyLong_Check(args[3])) Py_RETURN_NONE;
+        threads = PyLong_AsLong(args[3]);
+        if (threads < 1) {
+            PyErr_Clear();
+            Py_RETURN_NONE;
+        }
+    }
+    // every metric here is symmetric: the single vector is the query
+    const bool x_is_query = x.rows == 1;
+    const Operand& q = x_is_query ? x : y;
+    const Operand& rows = x_is_query ? y : x;
+    const std::size_t n = rows.rows, d = rows.cols;
+    const KernelTable& table = active_kernels();
+    if (x.one_d && y.one_d) {
+        float v;
+        lean_rows(table, metric, q.data, rows.data, d, 0, 1, &v);
+        if (metric != LeanMetric::hamming && !std::isfinite(v) &&
+            (!finite(reinterpret_cast<const float*>(x.data), d) || !finite(reinterpret_cast<const float*>(y.data), d)))
+            Py_RETURN_NONE;
+        return float32_scalar(v);
+    }
+    std::vector<py::ssize_t> shape;
+    if (!x.one_d) shape.push_back(static_cast<py::ssize_t>(x.rows));
+    if (!y.one_d) shape.push_back(static_cast<py::ssize_t>(y.rows));
+    try {
+        py::array_t<float> out(shape);
+        float* o = out.mutable_data();
+        if (n * d < kLeanInlineElements) {
+            lean_rows(table, metric, q.data, rows.data, d, 0, n, o);
+        } else {
+            py::gil_scoped_release release;
+            const std::size_t blocks = (n + kLeanBlockRows - 1) / kLeanBlockRows;
+            parallel_for(blocks, resolve_threads(threads), [&](std::size_t b, std::size_t) {
+                lean_rows(table, metric, q.data, rows.data, d, b * kLeanBlockRows,
+                          std::min(n, (b + 1) * kLeanBlockRows), o);
+            });
+        }
+        if (metric != LeanMetric::hamming && !finite(o, n) &&
+            (!finite(reinterpret_cast<const float*>(q.data), d) ||
+             !finite(reinterpret_cast<const float*>(rows.data), n * d)))
+            Py_RETURN_NONE;  // the general path names the bad rows
+        return out.release().ptr();
+    } catch (py::error_already_set& e) {
+        e.restore();
+        return nullptr;
+    } catch (const Interrupted&) {
+        PyErr_SetNone(PyExc_KeyboardInterrupt);
+        return nullptr;
+    } catch (const std::exception& e) {
+        PyErr_SetString(PyExc_RuntimeError, e.what());
+        return nullptr;
+    }
+}
+
+PyMethodDef kDistancesLean = {"distances_lean", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(distances_lean)),
+                              METH_FASTCALL,
+                              "distances_lean(x, y, metric, threads): sx.distances for one vector "
+                              "against one or many (float32 or uint8 C-contiguous), or None"};
+
 }  // namespace
 
 void bind_kernels(py::module_& m) {
@@ -121,6 +302,7 @@ void bind_kernels(py::module_& m) {
     m.def("active_level", [] { return std::string(level_name(active_level())); });
     m.def("set_active_level", [](const std::string& name) { set_active_level(parse_level(name)); });
     m.def("cpu_features", &cpu_features);
+    m.add_object("distances_lean", py::reinterpret_steal<py::object>(PyCFunction_New(&kDistancesLean, nullptr)));
     m.def("tiers", [] {
         py::list out;
         for (const TierInfo& t : tier_table())

@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['FlatCore', 'HnswGraph', 'IdTable', 'IvfStore', 'active_level', 'all_finite', 'available_cores', 'binary_planes_float', 'binary_planes_xor', 'binary_scan_pipeline', 'cluster_sums', 'cpu_features', 'detected_level', 'env_warning', 'inner_products', 'missing_features', 'nearest_centroids', 'pair_distances', 'pairwise', 'pq_adc', 'pq_pipeline', 'pq_search_u4', 'pq_search_u8', 'pq_tables', 'rerank', 'search', 'select_tier', 'set_active_level', 'tiers']
+__all__: list[str] = ['FlatCore', 'HnswGraph', 'IdTable', 'IvfStore', 'active_level', 'all_finite', 'available_cores', 'binary_planes_float', 'binary_planes_xor', 'binary_scan_pipeline', 'cluster_sums', 'cpu_features', 'detected_level', 'distances_lean', 'env_warning', 'inner_products', 'missing_features', 'nearest_centroids', 'pair_distances', 'pairwise', 'pq_adc', 'pq_pipeline', 'pq_search_u4', 'pq_search_u8', 'pq_tables', 'rerank', 'search', 'select_tier', 'set_active_level', 'tiers']
 class HnswGraph:
     int8_queries: bool
     def __contains__(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> bool:
@@ -154,6 +154,10 @@ def cpu_features() -> dict[str, bool]:
     ...
 def detected_level() -> str:
     ...
+def distances_lean(*args, **kwargs):
+    """
+    distances_lean(x, y, metric, threads): sx.distances for one vector against one or many (float32 or uint8 C-contiguous), or None
+    """
 def env_warning() -> str:
     ...
 def inner_products(rows: numpy.ndarray, n: typing.SupportsInt | typing.SupportsIndex, queries: numpy.ndarray, nq: typing.SupportsInt | typing.SupportsIndex, dim: typing.SupportsInt | typing.SupportsIndex, threads: typing.Any = None) -> numpy.typing.NDArray[numpy.float32]:

@@ -130,8 +130,18 @@ def distances(x: Any, y: Any, metric: str = "l2", *, threads: int | None = None)
     y       : (m, d) likewise
     returns : (n, m) float32; l2 = squared Euclidean, ip = 1 - <x, y>, cosine = 1 - cos,
               hamming = number of differing bits. A 1-D x or y drops that axis, so two
-              1-D vectors give a 0-d array.
+              1-D vectors give a numpy.float32 scalar.
+    threads : cap on the threads used (None = all cores); work under ~1 MB runs on the
+              calling thread
+
+    One vector against one or many rows (float32, or uint8 for hamming, C-contiguous) takes a
+    lean path: no copy, no normalised copy for cosine, a few nanoseconds of checks.
     """
+    # Lean path (one vector against one or many, exact dtypes, contiguous): checks that cost
+    # nanoseconds, no copies, no thread pool for small work. None means: take the general path.
+    out = _core.distances_lean(x, y, metric, threads)
+    if out is not None:
+        return out
     metric = _checks.check_metric(metric)
     threads = _checks.check_threads(threads)
     q, d, x_1d, y_1d, dim = _prepare_pair(x, y, metric, data_1d=True)
