@@ -2,7 +2,7 @@
 //
 // Tiers are named after what they require (CMakeLists.txt SIMDEX_TIERS, generated tiers.inc):
 //   scalar -> haswell (AVX2, FMA, F16C, BMI, BMI2, POPCNT) -> skylake (+ AVX-512 F/CD/BW/DQ/VL)
-//          -> icelake (+ VNNI, VPOPCNTDQ) -> sapphire (+ BF16);   scalar -> neon.
+//          -> icelake (+ VNNI, VPOPCNTDQ);   scalar -> neon.
 // A tier requires its parent's features plus its own; a CPU runs the deepest tier whose
 // features it has (select_tier, a pure function of the feature set, tested with the feature
 // sets of CPUs that CI never sees).

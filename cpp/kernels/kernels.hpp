@@ -2,7 +2,7 @@
 //
 // dispatch.cpp fills one table per CPU tier at first use (never at load time) by calling
 // register_<op>_<tier>() for the tier and each of its ancestors (scalar -> haswell -> skylake
-// -> icelake -> sapphire; scalar -> neon), lowest first: a tier overrides what it implements
+// -> icelake; scalar -> neon), lowest first: a tier overrides what it implements
 // and inherits the rest. Tiers and files are listed once, in CMakeLists.txt.
 //
 // Rules for tier files (cpp/kernels/<op>/<tier>.cpp):

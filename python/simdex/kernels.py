@@ -4,7 +4,7 @@ The C++ core detects the CPU once (CPUID + XGETBV) and runs the deepest *tier* w
 it has. Tiers are named after what they require, each adding to its parent:
 
     scalar -> haswell (AVX2, FMA, F16C, BMI, BMI2, POPCNT) -> skylake (+ AVX-512 F/CD/BW/DQ/VL)
-           -> icelake (+ AVX-512 VNNI, VPOPCNTDQ) -> sapphire (+ AVX-512 BF16)
+           -> icelake (+ AVX-512 VNNI, VPOPCNTDQ)
     scalar -> neon
 
 A tier runs its own kernels and inherits the others from its parent. ``SIMDEX_SIMD=<tier>``
@@ -45,7 +45,7 @@ _START_LEVEL = _core.active_level()  # detected, or lowered by SIMDEX_SIMD
 
 
 def simd_level() -> str:
-    """CPU tier in use: 'scalar', 'haswell', 'skylake', 'icelake', 'sapphire' or 'neon'."""
+    """CPU tier in use: 'scalar', 'haswell', 'skylake', 'icelake' or 'neon'."""
     return _core.active_level()
 
 
