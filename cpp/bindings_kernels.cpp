@@ -6,6 +6,7 @@
 
 #include "bindings_common.hpp"
 #include "index/exact.hpp"
+#include "index/topk.hpp"
 #include "parallel.hpp"
 
 namespace simdex {
@@ -222,6 +223,54 @@ bool finite(const float* v, std::size_t n) {
 constexpr std::size_t kLeanInlineElements = 1 << 18;  // below this (1 MB of float32) one thread
 constexpr std::size_t kLeanBlockRows = 1024;          // rows per task above it
 
+// threads argument: None -> 0 (all cores), an int >= 1 -> itself, anything else -> -1 (the
+// general path raises the error).
+long lean_threads(PyObject* arg) {
+    if (arg == Py_None) return 0;
+    if (!PyLong_Check(arg)) return -1;
+    long threads = PyLong_AsLong(arg);
+    if (threads < 1) {
+        PyErr_Clear();
+        return -1;
+    }
+    return threads;
+}
+
+// Distances of one query q to every row of `rows` into out (n,): on the calling thread for
+// small work, else in blocks on the pool with the GIL released. False when a result is not
+// finite because an input is not (the general path then names the bad rows).
+bool lean_scan(const KernelTable& table, LeanMetric metric, const Operand& q, const Operand& rows,
+               long threads, float* out) {
+    const std::size_t n = rows.rows, d = rows.cols;
+    if (n * d < kLeanInlineElements) {
+        lean_rows(table, metric, q.data, rows.data, d, 0, n, out);
+    } else {
+        py::gil_scoped_release release;
+        const std::size_t blocks = (n + kLeanBlockRows - 1) / kLeanBlockRows;
+        parallel_for(blocks, resolve_threads(threads), [&](std::size_t b, std::size_t) {
+            lean_rows(table, metric, q.data, rows.data, d, b * kLeanBlockRows,
+                      std::min(n, (b + 1) * kLeanBlockRows), out);
+        });
+    }
+    return metric == LeanMetric::hamming || finite(out, n) ||
+           (finite(reinterpret_cast<const float*>(q.data), d) &&
+            finite(reinterpret_cast<const float*>(rows.data), n * d));
+}
+
+// Python exceptions stay as they are; C++ ones become Python ones.
+PyObject* lean_error() {
+    try {
+        throw;
+    } catch (py::error_already_set& e) {
+        e.restore();
+    } catch (const Interrupted&) {
+        PyErr_SetNone(PyExc_KeyboardInterrupt);
+    } catch (const std::exception& e) {
+        PyErr_SetString(PyExc_RuntimeError, e.what());
+    }
+    return nullptr;
+}
+
 // distances_lean(x, y, metric, threads) -> result, or None when the general path must run.
 PyObject* distances_lean(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     if (nargs != 4) {
@@ -231,29 +280,21 @@ PyObject* distances_lean(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     const LeanMetric metric = lean_metric(args[2]);
     Operand x, y;
     const char type = metric == LeanMetric::hamming ? 'B' : 'f';
-    if (metric == LeanMetric::none || !plain_operand(args[0], type, x) ||
+    const long threads = lean_threads(args[3]);
+    if (metric == LeanMetric::none || threads < 0 || !plain_operand(args[0], type, x) ||
         !plain_operand(args[1], type, y) || x.cols != y.cols || (x.rows > 1 && y.rows > 1))
         Py_RETURN_NONE;
-    long threads = 0;  // 0: all available cores
-    if (args[3] != Py_None) {
-        if (!PyLong_Check(args[3])) Py_RETURN_NONE;
-        threads = PyLong_AsLong(args[3]);
-        if (threads < 1) {
-            PyErr_Clear();
-            Py_RETURN_NONE;
-        }
-    }
     // every metric here is symmetric: the single vector is the query
     const bool x_is_query = x.rows == 1;
     const Operand& q = x_is_query ? x : y;
     const Operand& rows = x_is_query ? y : x;
-    const std::size_t n = rows.rows, d = rows.cols;
     const KernelTable& table = active_kernels();
     if (x.one_d && y.one_d) {
         float v;
-        lean_rows(table, metric, q.data, rows.data, d, 0, 1, &v);
+        lean_rows(table, metric, q.data, rows.data, q.cols, 0, 1, &v);
         if (metric != LeanMetric::hamming && !std::isfinite(v) &&
-            (!finite(reinterpret_cast<const float*>(x.data), d) || !finite(reinterpret_cast<const float*>(y.data), d)))
+            (!finite(reinterpret_cast<const float*>(x.data), x.cols) ||
+             !finite(reinterpret_cast<const float*>(y.data), y.cols)))
             Py_RETURN_NONE;
         return float32_scalar(v);
     }
@@ -262,33 +303,57 @@ PyObject* distances_lean(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     if (!y.one_d) shape.push_back(static_cast<py::ssize_t>(y.rows));
     try {
         py::array_t<float> out(shape);
-        float* o = out.mutable_data();
-        if (n * d < kLeanInlineElements) {
-            lean_rows(table, metric, q.data, rows.data, d, 0, n, o);
-        } else {
-            py::gil_scoped_release release;
-            const std::size_t blocks = (n + kLeanBlockRows - 1) / kLeanBlockRows;
-            parallel_for(blocks, resolve_threads(threads), [&](std::size_t b, std::size_t) {
-                lean_rows(table, metric, q.data, rows.data, d, b * kLeanBlockRows,
-                          std::min(n, (b + 1) * kLeanBlockRows), o);
-            });
-        }
-        if (metric != LeanMetric::hamming && !finite(o, n) &&
-            (!finite(reinterpret_cast<const float*>(q.data), d) ||
-             !finite(reinterpret_cast<const float*>(rows.data), n * d)))
-            Py_RETURN_NONE;  // the general path names the bad rows
+        if (!lean_scan(table, metric, q, rows, threads, out.mutable_data())) Py_RETURN_NONE;
         return out.release().ptr();
-    } catch (py::error_already_set& e) {
-        e.restore();
-        return nullptr;
-    } catch (const Interrupted&) {
-        PyErr_SetNone(PyExc_KeyboardInterrupt);
-        return nullptr;
-    } catch (const std::exception& e) {
-        PyErr_SetString(PyExc_RuntimeError, e.what());
-        return nullptr;
+    } catch (...) {
+        return lean_error();
     }
 }
+
+constexpr std::size_t kLeanKnnMaxRows = std::size_t{1} << 22;  // the (n,) distances stay small
+
+// knn_lean(query, data, k, metric, threads) -> (distances, ids) for one query (1-D or (1, d))
+// over the rows of data: one pass over the rows into (n,) distances, then the top k
+// (ascending, ties by row, +inf / -1 padded); or None for the general path.
+PyObject* knn_lean(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "knn_lean(query, data, k, metric, threads) takes 5 arguments");
+        return nullptr;
+    }
+    const LeanMetric metric = lean_metric(args[3]);
+    Operand q, rows;
+    const char type = metric == LeanMetric::hamming ? 'B' : 'f';
+    const long threads = lean_threads(args[4]);
+    if (metric == LeanMetric::none || threads < 0 || !PyLong_Check(args[2]) ||
+        !plain_operand(args[0], type, q) || !plain_operand(args[1], type, rows) || q.rows != 1 ||
+        rows.one_d || q.cols != rows.cols || rows.rows > kLeanKnnMaxRows)
+        Py_RETURN_NONE;
+    const long k = PyLong_AsLong(args[2]);
+    if (k < 1) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    try {
+        std::vector<float> distances(rows.rows);
+        if (!lean_scan(active_kernels(), metric, q, rows, threads, distances.data())) Py_RETURN_NONE;
+        std::vector<py::ssize_t> shape;
+        if (!q.one_d) shape.push_back(1);
+        shape.push_back(static_cast<py::ssize_t>(k));
+        py::array_t<float> out_d(shape);
+        py::array_t<std::int64_t> out_i(shape);
+        TopK heap(static_cast<std::size_t>(k));
+        heap.push_range(distances.data(), distances.size(), 0);
+        heap.write_sorted(out_d.mutable_data(), out_i.mutable_data());
+        return py::make_tuple(out_d, out_i).release().ptr();
+    } catch (...) {
+        return lean_error();
+    }
+}
+
+PyMethodDef kKnnLean = {"knn_lean", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(knn_lean)),
+                         METH_FASTCALL,
+                         "knn_lean(query, data, k, metric, threads): sx.knn for one query "
+                         "(float32 or uint8 C-contiguous), or None"};
 
 PyMethodDef kDistancesLean = {"distances_lean", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(distances_lean)),
                               METH_FASTCALL,
@@ -303,6 +368,7 @@ void bind_kernels(py::module_& m) {
     m.def("set_active_level", [](const std::string& name) { set_active_level(parse_level(name)); });
     m.def("cpu_features", &cpu_features);
     m.add_object("distances_lean", py::reinterpret_steal<py::object>(PyCFunction_New(&kDistancesLean, nullptr)));
+    m.add_object("knn_lean", py::reinterpret_steal<py::object>(PyCFunction_New(&kKnnLean, nullptr)));
     m.def("tiers", [] {
         py::list out;
         for (const TierInfo& t : tier_table())

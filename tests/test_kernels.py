@@ -334,3 +334,37 @@ def test_lean_distances_reject_what_the_general_path_rejects():
     z = np.zeros(16, np.float32)
     assert sx.distances(z, x[0], "cosine") == 1.0
     np.testing.assert_array_equal(sx.distances(z, x, "cosine"), np.ones(50, np.float32))
+
+
+@pytest.mark.parametrize("level", available_levels())
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine", "hamming"])
+def test_lean_knn_one_query_matches_the_general_path(level, metric):
+    rng = np.random.default_rng(9)
+    if metric == "hamming":
+        x = rng.integers(0, 256, (3000, 20), dtype=np.uint8)
+        x[100] = x[7]  # ties: equal distances order by row
+    else:
+        x = rng.standard_normal((70_000, 24)).astype(np.float32)  # threaded above ~1 MB
+        x[100] = x[7]
+    q = x[7] if metric == "hamming" else x[7] + np.float32(0.01)
+    with force_simd(level):
+        D, I = sx.knn(q, x, 10, metric)
+        D2, I2 = sx.knn(q[None], x, 10, metric)
+        Dg, Ig = sx.knn(np.repeat(q[None], 2, 0), x, 10, metric)  # two queries: general path
+        Dp, Ip = sx.knn(q, x[:4], 6, metric)
+    assert D.shape == I.shape == (10,) and D2.shape == (1, 10) and I.dtype == np.int64
+    np.testing.assert_array_equal(I2[0], I)
+    np.testing.assert_allclose(D, Dg[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(D, sx.distances(q, x[I], metric), rtol=1e-6, atol=1e-6)
+    assert {7, 100} <= set(I[:2].tolist()) or metric in ("ip",)
+    assert (np.diff(D) >= 0).all()
+    assert (Ip[4:] == -1).all() and np.isinf(Dp[4:]).all() and sorted(Ip[:4].tolist()) == [0, 1, 2, 3]
+
+
+def test_lean_knn_rejects_non_finite_rows():
+    x = np.random.default_rng(10).standard_normal((500, 8)).astype(np.float32)
+    x[42, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        sx.knn(x[0], x, 5)
+    with pytest.raises(ValueError, match="k must be"):
+        sx.knn(x[1], x[:10], 0)

@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['FlatCore', 'HnswGraph', 'IdTable', 'IvfStore', 'active_level', 'all_finite', 'available_cores', 'binary_planes_float', 'binary_planes_xor', 'binary_scan_pipeline', 'cluster_sums', 'cpu_features', 'detected_level', 'distances_lean', 'env_warning', 'inner_products', 'missing_features', 'nearest_centroids', 'pair_distances', 'pairwise', 'pq_adc', 'pq_pipeline', 'pq_search_u4', 'pq_search_u8', 'pq_tables', 'rerank', 'search', 'select_tier', 'set_active_level', 'tiers']
+__all__: list[str] = ['FlatCore', 'HnswGraph', 'IdTable', 'IvfStore', 'active_level', 'all_finite', 'available_cores', 'binary_planes_float', 'binary_planes_xor', 'binary_scan_pipeline', 'cluster_sums', 'cpu_features', 'detected_level', 'distances_lean', 'env_warning', 'inner_products', 'knn_lean', 'missing_features', 'nearest_centroids', 'pair_distances', 'pairwise', 'pq_adc', 'pq_pipeline', 'pq_search_u4', 'pq_search_u8', 'pq_tables', 'rerank', 'search', 'select_tier', 'set_active_level', 'tiers']
 class HnswGraph:
     int8_queries: bool
     def __contains__(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> bool:
@@ -162,6 +162,10 @@ def env_warning() -> str:
     ...
 def inner_products(rows: numpy.ndarray, n: typing.SupportsInt | typing.SupportsIndex, queries: numpy.ndarray, nq: typing.SupportsInt | typing.SupportsIndex, dim: typing.SupportsInt | typing.SupportsIndex, threads: typing.Any = None) -> numpy.typing.NDArray[numpy.float32]:
     ...
+def knn_lean(*args, **kwargs):
+    """
+    knn_lean(query, data, k, metric, threads): sx.knn for one query (float32 or uint8 C-contiguous), or None
+    """
 def missing_features(tier: str, features: collections.abc.Set[str]) -> list[str]:
     """
     Features of `tier` that `features` lacks

@@ -158,6 +158,11 @@ def knn(queries: Any, data: Any, k: int, metric: str = "l2", *, threads: int | N
     returns : SearchResult(distances (q, k) float32 ascending, ids (q, k) int64 row numbers,
               padded with (+inf, -1) when k > n)
     """
+    # Lean path for one query (float32 or uint8, contiguous): one pass over the rows, no
+    # finiteness pre-pass (a non-finite distance sends the call to the general path).
+    lean = _core.knn_lean(queries, data, k, metric, threads)
+    if lean is not None:
+        return SearchResult(*lean)
     metric = _checks.check_metric(metric)
     k = _checks.check_k(k)
     threads = _checks.check_threads(threads)
