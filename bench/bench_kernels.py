@@ -226,6 +226,19 @@ def tier_worker(repeat: int) -> dict:
     return out
 
 
+def interleaved(fns: list, rounds: int, calls: int) -> list[float]:
+    """Median CPU seconds per call of each fn, the fns taking turns round by round (so a
+    burst of load on the shared box hits every library alike)."""
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            t0 = time.process_time()
+            for _ in range(calls):
+                fn()
+            times[i].append((time.process_time() - t0) / calls)
+    return [statistics.median(t) for t in times]
+
+
 def small_calls_worker(repeat: int) -> dict:
     """sx.distances per call: one pair and one query x 10k rows, against simsimd and numkong."""
     import numkong
@@ -236,17 +249,15 @@ def small_calls_worker(repeat: int) -> dict:
     b = rng.standard_normal(384, dtype=np.float32)
     many = rng.standard_normal((10_000, 384), dtype=np.float32)
     out = {}
-    calls = 20_000
+    rounds = 8 * repeat
     for metric, ss, nk in (("l2", "sqeuclidean", "sqeuclidean"), ("ip", "dot", "dot"), ("cosine", "cosine", "angular")):
-        pair = [cpu_time(lambda: [f() for _ in range(calls)], repeat)[0] / calls for f in
-                (lambda: sx.distances(a, b, metric), lambda: getattr(simsimd, ss)(a, b),
-                 lambda: getattr(numkong, nk)(a, b))]
-        one = [cpu_time(f, repeat)[0] / 10_000 for f in
-               (lambda: sx.distances(a, many, metric, threads=1),
-                lambda: simsimd.cdist(a[None], many, ss, threads=1),
-                lambda: numkong.cdist(a[None], many, nk))]
-        out[f"{metric} one pair (s per call)"] = pair
-        out[f"{metric} 1 x 10k (s per pair)"] = one
+        out[f"{metric} one pair (s per call)"] = interleaved(
+            [lambda: sx.distances(a, b, metric), lambda: getattr(simsimd, ss)(a, b),
+             lambda: getattr(numkong, nk)(a, b)], rounds, 2000)
+        out[f"{metric} 1 x 10k (s per pair)"] = [t / 10_000 for t in interleaved(
+            [lambda: sx.distances(a, many, metric, threads=1),
+             lambda: simsimd.cdist(a[None], many, ss, threads=1),
+             lambda: numkong.cdist(a[None], many, nk)], rounds, 1)]
     return out
 
 
@@ -259,8 +270,12 @@ def run_worker(kind: str, tier: str, repeat: int) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def tiers_table(repeat: int) -> None:
+def tiers_table(repeat: int, parts: str) -> None:
     tiers = sx.kernels.available_levels()
+    if "small" in parts.split(","):
+        small_table(tiers, repeat)
+    if "tiers" not in parts.split(","):
+        return
     print(f"\n### Every tier this CPU runs ({', '.join(tiers)}; detected {sx._core.detected_level()}), "
           f"1 thread, CPU time, median of {repeat}\n")
     results = {tier: run_worker("tiers", tier, repeat) for tier in tiers}
@@ -274,8 +289,12 @@ def tiers_table(repeat: int) -> None:
             print(f"| {workload} | {tier} | {1e3 * t_s:.1f} | {step} | {1e3 * t_f:.1f} "
                   f"({FAISS_LEVEL.get(tier, 'generic')}) | {t_f / t_s:.2f} | {note} |")
             below = t_s
+
+
+def small_table(tiers: list[str], repeat: int) -> None:
     print(f"\n### Small calls: sx.distances vs simsimd {_version('simsimd')} and numkong "
-          f"{_version('numkong')}, d = 384, CPU time, median of {repeat}\n")
+          f"{_version('numkong')}, d = 384, CPU time, median of {8 * repeat} "
+          "interleaved rounds\n")
     print("| call | tier | simdex | simsimd | numkong | simdex / simsimd | simdex / numkong |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for tier in tiers:
@@ -303,6 +322,7 @@ def main() -> None:
     p.add_argument("--skip-hamming", action="store_true")
     p.add_argument("--skip-pairs", action="store_true")
     p.add_argument("--tiers", action="store_true", help="every tier side by side, and small calls")
+    p.add_argument("--parts", default="small,tiers", help="with --tiers: small, tiers or both")
     p.add_argument("--worker", choices=("tiers", "small"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -310,7 +330,7 @@ def main() -> None:
         print(json.dumps(work(args.repeat)))
         return
     if args.tiers:
-        tiers_table(args.repeat)
+        tiers_table(args.repeat, args.parts)
         return
     print(f"simdex {sx.__version__}, simd={sx.simd_level()}, cores={sx._core.available_cores()}")
     if not args.skip_scan:
