@@ -2,6 +2,7 @@
 
     PYTHONPATH=build-pq/pkg python bench/bench_pq.py [--n 1000000] [--threads 1] [--quick]
     PYTHONPATH=... python bench/bench_pq.py --only fastscan-seeds [--seeds 5]
+    PYTHONPATH=... FAISS_OPT_LEVEL=avx2 python bench/bench_pq.py --only fastscan-calls --threads 1
 
 Scans are compared on the *same codes*: FAISS trains each quantizer, its codebooks (and
 coarse centroids) are copied into the simdex index, which encodes the same vectors with its
@@ -184,6 +185,37 @@ def bench_fastscan_training(seeds, threads):
               f"{np.mean(theirs):.4f} ({min(theirs):.4f}..{max(theirs):.4f}) |", flush=True)
 
 
+def bench_fastscan_calls(rounds):
+    """Fast-scan per call, same codebooks, 1 thread, CPU time (time.process_time), the two
+    libraries taking turns: 1,000 queries in one call, and 200 calls of one query each."""
+    data = sx.io.load_ann_benchmarks("/work/shared/data/minilm-dev-60k.hdf5")
+    x, q = sx.kernels.normalize(data.train), sx.kernels.normalize(data.test)
+    d = x.shape[1]
+    print(f"\n| dev 60k x 384 (ip) | call | simdex ms | faiss ms | faiss / simdex |   (median of {rounds} rounds)")
+    print("|---|---|---:|---:|---:|")
+    for m in (64, 96):
+        f = faiss.IndexPQFastScan(d, m, 4, faiss.METRIC_INNER_PRODUCT)
+        f.train(x)
+        f.add(x)
+        index = sx.PQIndex(d, m, nbits=4, metric="ip")
+        index.pq.codebooks = faiss_books(f.pq)
+        index.add(x)
+        calls = {
+            "1,000 queries, one call": (lambda: index.search(q, 10, threads=1), lambda: f.search(q, 10)),
+            "200 calls of 1 query": (lambda: [index.search(q[i], 10, threads=1) for i in range(200)],
+                                     lambda: [f.search(q[i:i + 1], 10) for i in range(200)]),
+        }
+        for call, (ours, theirs) in calls.items():
+            t_o, t_f = [], []
+            for _ in range(rounds):
+                for fn, times in ((ours, t_o), (theirs, t_f)):
+                    t = time.process_time()
+                    fn()
+                    times.append(time.process_time() - t)
+            o, th = statistics.median(t_o), statistics.median(t_f)
+            print(f"| PQ{m}x4 | {call} | {1e3 * o:.1f} | {1e3 * th:.1f} | {th / o:.2f} |", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1_000_000)
@@ -222,6 +254,8 @@ def main():
         truth = data.neighbors
         bench_flat_pq(x, x, q, truth, 48, 8, args.threads, args.repeats, "ip", "dev 60k x 384 PQ48x8 (cos)")
         bench_flat_pq(x, x, q, truth, 96, 4, args.threads, args.repeats, "ip", "dev 60k x 384 PQ96x4 (cos)")
+    if "fastscan-calls" in only:
+        bench_fastscan_calls(args.repeats * 3)
     if "fastscan-seeds" in only:
         bench_fastscan_training(args.seeds, args.threads)
     if "kmeans" in only:
