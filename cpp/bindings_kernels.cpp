@@ -195,10 +195,18 @@ void lean_rows(const KernelTable& t, LeanMetric metric, const std::uint8_t* q, c
         case LeanMetric::cosine: {  // 1 - <q, x> / (|q| |x|); a zero vector is at distance 1
             // blocks of rows small enough for L1: <q, x> with the rows kernel, then |x|^2 as
             // the squared distance to a zero vector while the block is still in cache
+            const float q_norm = std::sqrt(t.dot_f32(qf, qf, d));
+            if (r1 - r0 <= 2) {  // a pair: no buffers to allocate
+                for (std::size_t i = r0; i < r1; ++i) {
+                    const float* row = xf + i * d;
+                    const float both = q_norm * std::sqrt(t.dot_f32(row, row, d));
+                    out[i] = both > 0.0f ? 1.0f - t.dot_f32(qf, row, d) / both : 1.0f;
+                }
+                break;
+            }
             constexpr std::size_t kBlockBytes = 16 * 1024;
             const std::size_t block = std::max<std::size_t>(1, kBlockBytes / (4 * d));
             std::vector<float> zeros(d, 0.0f), norms(block);
-            const float q_norm = std::sqrt(t.dot_f32(qf, qf, d));
             for (std::size_t b0 = r0; b0 < r1; b0 += block) {
                 const std::size_t count = std::min(block, r1 - b0);
                 t.dot_f32_rows(qf, xf + b0 * d, count, d, out + b0);
