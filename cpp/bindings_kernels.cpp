@@ -193,8 +193,6 @@ void lean_rows(const KernelTable& t, LeanMetric metric, const std::uint8_t* q, c
             for (std::size_t i = r0; i < r1; ++i) out[i] = 1.0f - out[i];
             break;
         case LeanMetric::cosine: {  // 1 - <q, x> / (|q| |x|); a zero vector is at distance 1
-            // blocks of rows small enough for L1: <q, x> with the rows kernel, then |x|^2 as
-            // the squared distance to a zero vector while the block is still in cache
             const float q_norm = std::sqrt(t.dot_f32(qf, qf, d));
             if (r1 - r0 <= 2) {  // a pair: no buffers to allocate
                 for (std::size_t i = r0; i < r1; ++i) {
@@ -204,17 +202,11 @@ void lean_rows(const KernelTable& t, LeanMetric metric, const std::uint8_t* q, c
                 }
                 break;
             }
-            constexpr std::size_t kBlockBytes = 16 * 1024;
-            const std::size_t block = std::max<std::size_t>(1, kBlockBytes / (4 * d));
-            std::vector<float> zeros(d, 0.0f), norms(block);
-            for (std::size_t b0 = r0; b0 < r1; b0 += block) {
-                const std::size_t count = std::min(block, r1 - b0);
-                t.dot_f32_rows(qf, xf + b0 * d, count, d, out + b0);
-                t.l2_f32_rows(zeros.data(), xf + b0 * d, count, d, norms.data());
-                for (std::size_t i = 0; i < count; ++i) {
-                    const float both = q_norm * std::sqrt(norms[i]);
-                    out[b0 + i] = both > 0.0f ? 1.0f - out[b0 + i] / both : 1.0f;
-                }
+            std::vector<float> norms(r1 - r0);  // <x, x> and <q, x> in one pass per row
+            t.dot_norm_f32_rows(qf, xf + r0 * d, r1 - r0, d, out + r0, norms.data());
+            for (std::size_t i = r0; i < r1; ++i) {
+                const float both = q_norm * std::sqrt(norms[i - r0]);
+                out[i] = both > 0.0f ? 1.0f - out[i] / both : 1.0f;
             }
             break;
         }

@@ -127,6 +127,10 @@ int main() {
         check(s.dot_s8u8(qi.data(), u.data(), d) == n.dot_s8u8(qi.data(), u.data(), d), "dot_s8u8", d);
         s.dot_f32_rows(q.data(), x.data(), rows, d, out_s.data()); n.dot_f32_rows(q.data(), x.data(), rows, d, out_n.data());
         for (std::size_t i = 0; i < rows; ++i) check(close(out_s[i], out_n[i]), "dot_f32_rows", d);
+        std::vector<float> norm_s(rows), norm_n(rows);
+        s.dot_norm_f32_rows(q.data(), x.data(), rows, d, out_s.data(), norm_s.data());
+        n.dot_norm_f32_rows(q.data(), x.data(), rows, d, out_n.data(), norm_n.data());
+        for (std::size_t i = 0; i < rows; ++i) check(close(out_s[i], out_n[i]) && close(norm_s[i], norm_n[i]), "dot_norm_f32_rows", d);
         s.l2_f16_rows(q.data(), h.data(), rows, d, out_s.data()); n.l2_f16_rows(q.data(), h.data(), rows, d, out_n.data());
         for (std::size_t i = 0; i < rows; ++i) check(close(out_s[i], out_n[i]), "l2_f16_rows", d);
         check(s.hamming(u.data(), u.data() + d, d) == n.hamming(u.data(), u.data() + d, d), "hamming", d);

@@ -71,6 +71,11 @@ struct KernelTable {
     void (*l2_u8_rows)(const float* q, const float* scale, const std::uint8_t* x,
                        std::size_t n, std::size_t d, float* out) = nullptr;
 
+    // Cosine in one pass over the rows: dots[i] = <q, x_i>, norms[i] = <x_i, x_i>
+    // (x: (n, d) row-major; dots, norms: (n,) float32).
+    void (*dot_norm_f32_rows)(const float* q, const float* x, std::size_t n, std::size_t d,
+                              float* dots, float* norms) = nullptr;
+
     // Exact integer dot product of an int8 query with uint8 codes: sum_j q[j] * x[j]
     // (VNNI on AVX-512; the fast path of int8 graphs with quantized queries).
     std::int32_t (*dot_s8u8)(const std::int8_t* q, const std::uint8_t* x, std::size_t d) = nullptr;
