@@ -1,6 +1,8 @@
 """Product quantization: simdex vs FAISS side by side, same data, same run.
 
     PYTHONPATH=build-pq/pkg python bench/bench_pq.py [--n 1000000] [--threads 1] [--quick]
+    PYTHONPATH=... python bench/bench_pq.py --only fastscan-seeds [--seeds 5]
+    PYTHONPATH=... FAISS_OPT_LEVEL=avx2 python bench/bench_pq.py --only fastscan-calls --threads 1
 
 Scans are compared on the *same codes*: FAISS trains each quantizer, its codebooks (and
 coarse centroids) are copied into the simdex index, which encodes the same vectors with its
@@ -146,6 +148,74 @@ def bench_kmeans(n, d, k, n_iter, threads, label):
     row(label, f"random {n_iter} it", t_r, t_f, note=f"objective simdex/faiss {orr / of:.4f}")
 
 
+def bench_fastscan_training(seeds, threads):
+    """Where fast-scan recall differences come from: the same codebooks give the same recall
+    (the scans agree); each library's own training gives recall that moves with the seed
+    (the training sample and k-means start), by more than the gap between the libraries."""
+    data = sx.io.load_ann_benchmarks("/work/shared/data/minilm-dev-60k.hdf5")
+    x, q, truth = sx.kernels.normalize(data.train), sx.kernels.normalize(data.test), data.neighbors
+    d = x.shape[1]
+    print("\n| dev 60k x 384 (ip), PQ m x 4 | same codebooks: simdex / faiss | float ADC | "
+          f"own training, {seeds} seeds: simdex mean (min..max) | faiss mean (min..max) |")
+    print("|---|---|---|---|---|")
+    for m in (64, 96):
+        ours, theirs, same = [], [], None
+        for seed in range(seeds):
+            f = faiss.IndexPQFastScan(d, m, 4, faiss.METRIC_INNER_PRODUCT)
+            f.pq.cp.seed = 1234 + seed
+            f.train(x)
+            f.add(x)
+            theirs.append(recall(f.search(q, 10)[1], truth))
+            own = sx.PQIndex(d, m, nbits=4, metric="ip")
+            own.train(x, seed=seed, threads=threads)
+            own.add(x, threads=threads)
+            ours.append(recall(own.search(q, 10, threads=threads)[1], truth))
+            if seed == 0:
+                copy = sx.PQIndex(d, m, nbits=4, metric="ip")
+                copy.pq.codebooks = faiss_books(f.pq)
+                copy.add(x, threads=threads)
+                flat_adc = faiss.IndexPQ(d, m, 4, faiss.METRIC_INNER_PRODUCT)
+                flat_adc.pq = f.pq
+                flat_adc.is_trained = True
+                flat_adc.add(x)
+                same = (recall(copy.search(q, 10, threads=threads)[1], truth), theirs[0],
+                        recall(flat_adc.search(q, 10)[1], truth))
+        print(f"| PQ{m}x4 | {same[0]:.4f} / {same[1]:.4f} | {same[2]:.4f} | "
+              f"{np.mean(ours):.4f} ({min(ours):.4f}..{max(ours):.4f}) | "
+              f"{np.mean(theirs):.4f} ({min(theirs):.4f}..{max(theirs):.4f}) |", flush=True)
+
+
+def bench_fastscan_calls(rounds):
+    """Fast-scan per call, same codebooks, 1 thread, CPU time (time.process_time), the two
+    libraries taking turns: 1,000 queries in one call, and 200 calls of one query each."""
+    data = sx.io.load_ann_benchmarks("/work/shared/data/minilm-dev-60k.hdf5")
+    x, q = sx.kernels.normalize(data.train), sx.kernels.normalize(data.test)
+    d = x.shape[1]
+    print(f"\n| dev 60k x 384 (ip) | call | simdex ms | faiss ms | faiss / simdex |   (median of {rounds} rounds)")
+    print("|---|---|---:|---:|---:|")
+    for m in (64, 96):
+        f = faiss.IndexPQFastScan(d, m, 4, faiss.METRIC_INNER_PRODUCT)
+        f.train(x)
+        f.add(x)
+        index = sx.PQIndex(d, m, nbits=4, metric="ip")
+        index.pq.codebooks = faiss_books(f.pq)
+        index.add(x)
+        calls = {
+            "1,000 queries, one call": (lambda: index.search(q, 10, threads=1), lambda: f.search(q, 10)),
+            "200 calls of 1 query": (lambda: [index.search(q[i], 10, threads=1) for i in range(200)],
+                                     lambda: [f.search(q[i:i + 1], 10) for i in range(200)]),
+        }
+        for call, (ours, theirs) in calls.items():
+            t_o, t_f = [], []
+            for _ in range(rounds):
+                for fn, times in ((ours, t_o), (theirs, t_f)):
+                    t = time.process_time()
+                    fn()
+                    times.append(time.process_time() - t)
+            o, th = statistics.median(t_o), statistics.median(t_f)
+            print(f"| PQ{m}x4 | {call} | {1e3 * o:.1f} | {1e3 * th:.1f} | {th / o:.2f} |", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1_000_000)
@@ -154,6 +224,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--only", default="pq,fastscan,ivf,kmeans,dev")
     ap.add_argument("--kmeans-iter", type=int, default=10)
+    ap.add_argument("--seeds", type=int, default=5, help="training seeds for --only fastscan-seeds")
     args = ap.parse_args()
     faiss.omp_set_num_threads(args.threads)
     only = set(args.only.split(","))
@@ -183,6 +254,10 @@ def main():
         truth = data.neighbors
         bench_flat_pq(x, x, q, truth, 48, 8, args.threads, args.repeats, "ip", "dev 60k x 384 PQ48x8 (cos)")
         bench_flat_pq(x, x, q, truth, 96, 4, args.threads, args.repeats, "ip", "dev 60k x 384 PQ96x4 (cos)")
+    if "fastscan-calls" in only:
+        bench_fastscan_calls(args.repeats * 3)
+    if "fastscan-seeds" in only:
+        bench_fastscan_training(args.seeds, args.threads)
     if "kmeans" in only:
         bench_kmeans(65536, 32, 256, 25, args.threads, "kmeans 65536 x 32, k=256")
         bench_kmeans(100_000, 384, 1024, args.kmeans_iter, args.threads, "kmeans 100000 x 384, k=1024")

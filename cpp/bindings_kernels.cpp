@@ -1,11 +1,15 @@
 // Bindings: SIMD level control, kernels for tests, exact search and pairwise distances.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
+#include <set>
 #include <vector>
 
 #include "bindings_common.hpp"
 #include "index/exact.hpp"
+#include "index/topk.hpp"
+#include "parallel.hpp"
 
 namespace simdex {
 namespace {
@@ -120,6 +124,257 @@ bool all_finite(const py::array& values, float limit) {
     return bad == 0;
 }
 
+// ---- the lean path of sx.distances ---------------------------------------------------------
+// One vector against one row or n rows (either side may be the single one), float32 for
+// l2 / ip / cosine or uint8 codes for hamming, both C-contiguous native arrays: a raw
+// METH_FASTCALL function (no pybind11 argument conversion), validation that reads a few
+// header fields, no copies, and threads only when the work pays for them. Anything else
+// returns None and sx.distances takes its general path, which also owns every error message
+// (so a NaN or inf in the input, seen here as a non-finite result, goes there too).
+
+struct Operand {
+    const std::uint8_t* data = nullptr;
+    std::size_t rows = 0, cols = 0;  // (rows, cols); a 1-D array is one row
+    bool one_d = false;
+};
+
+// A C-contiguous aligned native-order ndarray of `type` ('f' float32, 'B' uint8), 1-D or 2-D,
+// not empty.
+bool plain_operand(PyObject* obj, char type, Operand& out) {
+    const auto& api = py::detail::npy_api::get();
+    if (!api.PyArray_Check_(obj)) return false;
+    const auto* a = py::detail::array_proxy(obj);
+    const auto* descr = py::detail::array_descriptor_proxy(a->descr);
+    const int need = py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ | py::detail::npy_api::NPY_ARRAY_ALIGNED_;
+    if (descr->type != type || (descr->byteorder != '=' && descr->byteorder != '|' &&
+                                descr->byteorder != (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__ ? '>' : '<')) ||
+        (a->flags & need) != need || a->nd < 1 || a->nd > 2)
+        return false;
+    out.data = reinterpret_cast<const std::uint8_t*>(a->data);
+    out.one_d = a->nd == 1;
+    out.rows = out.one_d ? 1 : static_cast<std::size_t>(a->dimensions[0]);
+    out.cols = static_cast<std::size_t>(a->dimensions[out.one_d ? 0 : 1]);
+    return out.rows > 0 && out.cols > 0;
+}
+
+// numpy.float32 scalar holding v, built from its public layout (numpy/arrayscalars.h:
+// PyObject_HEAD then the value), as numpy's own PyArrayScalar_New does.
+struct Float32Scalar {
+    PyObject_HEAD
+    float value;
+};
+PyObject* float32_scalar(float v) {
+    static PyTypeObject* type = reinterpret_cast<PyTypeObject*>(
+        py::object(py::module_::import("numpy").attr("float32")).release().ptr());
+    PyObject* s = type->tp_alloc(type, 0);
+    if (s != nullptr) reinterpret_cast<Float32Scalar*>(s)->value = v;
+    return s;
+}
+
+enum class LeanMetric { l2, ip, cosine, hamming, none };
+
+LeanMetric lean_metric(PyObject* name) {
+    if (!PyUnicode_Check(name)) return LeanMetric::none;
+    const char* text = PyUnicode_AsUTF8(name);
+    if (text == nullptr) {
+        PyErr_Clear();
+        return LeanMetric::none;
+    }
+    for (auto [s, m] : {std::pair{"l2", LeanMetric::l2}, {"ip", LeanMetric::ip},
+                        {"cosine", LeanMetric::cosine}, {"hamming", LeanMetric::hamming}})
+        if (std::strcmp(text, s) == 0) return m;
+    return LeanMetric::none;
+}
+
+// Distances of the single vector q to rows [r0, r1) of x, into out[r0 .. r1).
+void lean_rows(const KernelTable& t, LeanMetric metric, const std::uint8_t* q, const std::uint8_t* x,
+               std::size_t d, std::size_t r0, std::size_t r1, float* out) {
+    const auto* qf = reinterpret_cast<const float*>(q);
+    const auto* xf = reinterpret_cast<const float*>(x);
+    switch (metric) {
+        case LeanMetric::l2:
+            t.l2_f32_rows(qf, xf + r0 * d, r1 - r0, d, out + r0);
+            break;
+        case LeanMetric::ip:
+            t.dot_f32_rows(qf, xf + r0 * d, r1 - r0, d, out + r0);
+            for (std::size_t i = r0; i < r1; ++i) out[i] = 1.0f - out[i];
+            break;
+        case LeanMetric::cosine: {  // 1 - <q, x> / (|q| |x|); a zero vector is at distance 1
+            const float q_norm = std::sqrt(t.dot_f32(qf, qf, d));
+            if (r1 - r0 <= 2) {  // a pair: no buffers to allocate
+                for (std::size_t i = r0; i < r1; ++i) {
+                    const float* row = xf + i * d;
+                    const float both = q_norm * std::sqrt(t.dot_f32(row, row, d));
+                    out[i] = both > 0.0f ? 1.0f - t.dot_f32(qf, row, d) / both : 1.0f;
+                }
+                break;
+            }
+            std::vector<float> norms(r1 - r0);  // <x, x> and <q, x> in one pass per row
+            t.dot_norm_f32_rows(qf, xf + r0 * d, r1 - r0, d, out + r0, norms.data());
+            for (std::size_t i = r0; i < r1; ++i) {
+                const float both = q_norm * std::sqrt(norms[i - r0]);
+                out[i] = both > 0.0f ? 1.0f - out[i] / both : 1.0f;
+            }
+            break;
+        }
+        case LeanMetric::hamming:
+            for (std::size_t i = r0; i < r1; ++i) out[i] = static_cast<float>(t.hamming(q, x + i * d, d));
+            break;
+        case LeanMetric::none:
+            break;
+    }
+}
+
+bool finite(const float* v, std::size_t n) {
+    std::uint32_t bad = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        std::uint32_t bits;
+        std::memcpy(&bits, v + i, 4);
+        bad |= static_cast<std::uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+    }
+    return bad == 0;
+}
+
+constexpr std::size_t kLeanInlineElements = 1 << 18;  // below this (1 MB of float32) one thread
+constexpr std::size_t kLeanBlockRows = 1024;          // rows per task above it
+
+// threads argument: None -> 0 (all cores), an int >= 1 -> itself, anything else -> -1 (the
+// general path raises the error).
+long lean_threads(PyObject* arg) {
+    if (arg == Py_None) return 0;
+    if (!PyLong_Check(arg)) return -1;
+    long threads = PyLong_AsLong(arg);
+    if (threads < 1) {
+        PyErr_Clear();
+        return -1;
+    }
+    return threads;
+}
+
+// Distances of one query q to every row of `rows` into out (n,): on the calling thread for
+// small work, else in blocks on the pool with the GIL released. False when a result is not
+// finite because an input is not (the general path then names the bad rows).
+bool lean_scan(const KernelTable& table, LeanMetric metric, const Operand& q, const Operand& rows,
+               long threads, float* out) {
+    const std::size_t n = rows.rows, d = rows.cols;
+    if (n * d < kLeanInlineElements) {
+        lean_rows(table, metric, q.data, rows.data, d, 0, n, out);
+    } else {
+        py::gil_scoped_release release;
+        const std::size_t blocks = (n + kLeanBlockRows - 1) / kLeanBlockRows;
+        parallel_for(blocks, resolve_threads(threads), [&](std::size_t b, std::size_t) {
+            lean_rows(table, metric, q.data, rows.data, d, b * kLeanBlockRows,
+                      std::min(n, (b + 1) * kLeanBlockRows), out);
+        });
+    }
+    return metric == LeanMetric::hamming || finite(out, n) ||
+           (finite(reinterpret_cast<const float*>(q.data), d) &&
+            finite(reinterpret_cast<const float*>(rows.data), n * d));
+}
+
+// Python exceptions stay as they are; C++ ones become Python ones.
+PyObject* lean_error() {
+    try {
+        throw;
+    } catch (py::error_already_set& e) {
+        e.restore();
+    } catch (const Interrupted&) {
+        PyErr_SetNone(PyExc_KeyboardInterrupt);
+    } catch (const std::exception& e) {
+        PyErr_SetString(PyExc_RuntimeError, e.what());
+    }
+    return nullptr;
+}
+
+// distances_lean(x, y, metric, threads) -> result, or None when the general path must run.
+PyObject* distances_lean(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "distances_lean(x, y, metric, threads) takes 4 arguments");
+        return nullptr;
+    }
+    const LeanMetric metric = lean_metric(args[2]);
+    Operand x, y;
+    const char type = metric == LeanMetric::hamming ? 'B' : 'f';
+    const long threads = lean_threads(args[3]);
+    if (metric == LeanMetric::none || threads < 0 || !plain_operand(args[0], type, x) ||
+        !plain_operand(args[1], type, y) || x.cols != y.cols || (x.rows > 1 && y.rows > 1))
+        Py_RETURN_NONE;
+    // every metric here is symmetric: the single vector is the query
+    const bool x_is_query = x.rows == 1;
+    const Operand& q = x_is_query ? x : y;
+    const Operand& rows = x_is_query ? y : x;
+    const KernelTable& table = active_kernels();
+    if (x.one_d && y.one_d) {
+        float v;
+        lean_rows(table, metric, q.data, rows.data, q.cols, 0, 1, &v);
+        if (metric != LeanMetric::hamming && !std::isfinite(v) &&
+            (!finite(reinterpret_cast<const float*>(x.data), x.cols) ||
+             !finite(reinterpret_cast<const float*>(y.data), y.cols)))
+            Py_RETURN_NONE;
+        return float32_scalar(v);
+    }
+    std::vector<py::ssize_t> shape;
+    if (!x.one_d) shape.push_back(static_cast<py::ssize_t>(x.rows));
+    if (!y.one_d) shape.push_back(static_cast<py::ssize_t>(y.rows));
+    try {
+        py::array_t<float> out(shape);
+        if (!lean_scan(table, metric, q, rows, threads, out.mutable_data())) Py_RETURN_NONE;
+        return out.release().ptr();
+    } catch (...) {
+        return lean_error();
+    }
+}
+
+constexpr std::size_t kLeanKnnMaxRows = std::size_t{1} << 22;  // the (n,) distances stay small
+
+// knn_lean(query, data, k, metric, threads) -> (distances, ids) for one query (1-D or (1, d))
+// over the rows of data: one pass over the rows into (n,) distances, then the top k
+// (ascending, ties by row, +inf / -1 padded); or None for the general path.
+PyObject* knn_lean(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "knn_lean(query, data, k, metric, threads) takes 5 arguments");
+        return nullptr;
+    }
+    const LeanMetric metric = lean_metric(args[3]);
+    Operand q, rows;
+    const char type = metric == LeanMetric::hamming ? 'B' : 'f';
+    const long threads = lean_threads(args[4]);
+    if (metric == LeanMetric::none || threads < 0 || !PyLong_Check(args[2]) ||
+        !plain_operand(args[0], type, q) || !plain_operand(args[1], type, rows) || q.rows != 1 ||
+        rows.one_d || q.cols != rows.cols || rows.rows > kLeanKnnMaxRows)
+        Py_RETURN_NONE;
+    const long k = PyLong_AsLong(args[2]);
+    if (k < 1) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    try {
+        std::vector<float> distances(rows.rows);
+        if (!lean_scan(active_kernels(), metric, q, rows, threads, distances.data())) Py_RETURN_NONE;
+        std::vector<py::ssize_t> shape;
+        if (!q.one_d) shape.push_back(1);
+        shape.push_back(static_cast<py::ssize_t>(k));
+        py::array_t<float> out_d(shape);
+        py::array_t<std::int64_t> out_i(shape);
+        TopK heap(static_cast<std::size_t>(k));
+        heap.push_range(distances.data(), distances.size(), 0);
+        heap.write_sorted(out_d.mutable_data(), out_i.mutable_data());
+        return py::make_tuple(out_d, out_i).release().ptr();
+    } catch (...) {
+        return lean_error();
+    }
+}
+
+PyMethodDef kKnnLean = {"knn_lean", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(knn_lean)),
+                         METH_FASTCALL,
+                         "knn_lean(query, data, k, metric, threads): sx.knn for one query "
+                         "(float32 or uint8 C-contiguous), or None"};
+
+PyMethodDef kDistancesLean = {"distances_lean", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(distances_lean)),
+                              METH_FASTCALL,
+                              "distances_lean(x, y, metric, threads): sx.distances for one vector "
+                              "against one or many (float32 or uint8 C-contiguous), or None"};
+
 }  // namespace
 
 void bind_kernels(py::module_& m) {
@@ -127,6 +382,20 @@ void bind_kernels(py::module_& m) {
     m.def("active_level", [] { return std::string(level_name(active_level())); });
     m.def("set_active_level", [](const std::string& name) { set_active_level(parse_level(name)); });
     m.def("cpu_features", &cpu_features);
+    m.add_object("distances_lean", py::reinterpret_steal<py::object>(PyCFunction_New(&kDistancesLean, nullptr)));
+    m.add_object("knn_lean", py::reinterpret_steal<py::object>(PyCFunction_New(&kKnnLean, nullptr)));
+    m.def("tiers", [] {
+        py::list out;
+        for (const TierInfo& t : tier_table())
+            out.append(py::make_tuple(t.name, std::string(level_name(t.parent)), t.features, t.built));
+        return out;
+    }, "Every CPU tier: (name, parent, required features, compiled in this build), lowest first");
+    m.def("select_tier", [](const std::set<std::string>& features) {
+        return std::string(level_name(select_tier(features)));
+    }, py::arg("features"), "The tier a CPU with these features runs (pure; any architecture)");
+    m.def("missing_features", [](const std::string& tier, const std::set<std::string>& features) {
+        return missing_features(parse_level(tier), features);
+    }, py::arg("tier"), py::arg("features"), "Features of `tier` that `features` lacks");
     m.def("env_warning", &env_warning);
     m.def("available_cores", &available_cores);
     m.def("pair_distances", &pair_distances, py::arg("data"), py::arg("n"), py::arg("queries"),

@@ -165,7 +165,7 @@ def test_messages_say_expected_and_received():
 
 
 def test_simd_level_and_features():
-    assert sx.simd_level() in ("scalar", "avx2", "avx512", "neon")
+    assert sx.simd_level() in sx.kernels.TIERS
     feats = sx.cpu_features()
     assert isinstance(feats, dict) and all(isinstance(v, bool) for v in feats.values())
     levels = available_levels()
@@ -245,3 +245,126 @@ def test_hamming_topk_with_ties_ranges_and_mask(level, nbytes, k):
     np.testing.assert_array_equal(Dm, np.sort(allowed, 1)[:, :k])
     np.testing.assert_array_equal(Im, np.argsort(allowed, 1, kind="stable")[:, :k])
     assert mask[Im].all()
+
+
+# ---- the lean path of sx.distances (one vector against one or many) ------------------------
+
+def general_distances(x, y, metric):
+    """sx.distances through its general path (the lean one takes float32 only; the float64
+    copies hold the same values, converted back exactly)."""
+    x2, y2 = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    assert _core.distances_lean(x2, y2, metric, None) is None
+    return sx.distances(x2, y2, metric)
+
+
+@pytest.mark.parametrize("level", available_levels())
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+@settings(max_examples=15, deadline=None)
+@given(data=st.data())
+def test_lean_distances_match_float64_and_the_general_path(level, metric, data):
+    d = data.draw(st.sampled_from(TAIL_DIMS))
+    n = data.draw(st.integers(1, 40))
+    elements = st.floats(-4, 4, width=32, allow_subnormal=False)
+    x = data.draw(hnp.arrays(np.float32, (n, d), elements=elements))
+    q = data.draw(hnp.arrays(np.float32, (d,), elements=elements))
+    from conftest import brute_force
+
+    ref = brute_force(q[None], x, metric)[0]
+    scale = (np.abs(q).astype(np.float64) @ np.abs(x).T.astype(np.float64)) + (
+        ((q.astype(np.float64) ** 2).sum() + (x.astype(np.float64) ** 2).sum(1)) if metric == "l2" else 0)
+    norms = np.linalg.norm(q.astype(np.float64)) * np.linalg.norm(x.astype(np.float64), axis=1)
+    if metric == "cosine":  # relative to |q| |x|
+        scale = np.where(norms > 0, scale / np.maximum(norms, 1e-300), 0)
+    tol = 4 * (d + 2) * U * scale + 1e-6
+    with force_simd(level):
+        many = sx.distances(q, x, metric)          # (n,)
+        flipped = sx.distances(x, q, metric)       # (n,): the single vector may be either side
+        pair = sx.distances(q, x[0], metric)       # scalar
+        row = sx.distances(q[None], x, metric)     # (1, n)
+        general = general_distances(q, x, metric)
+    assert many.shape == flipped.shape == (n,) and row.shape == (1, n) and many.dtype == np.float32
+    assert isinstance(pair, np.float32)
+    assert np.all(np.abs(many - ref) <= tol), np.max(np.abs(many - ref) - tol)
+    np.testing.assert_array_equal(many, flipped)
+    np.testing.assert_array_equal(row[0], many)
+    assert abs(float(pair) - ref[0]) <= tol[0]
+    np.testing.assert_allclose(many, general, rtol=1e-5, atol=2e-5 * max(1.0, float(np.abs(ref).max())))
+
+
+@pytest.mark.parametrize("level", available_levels())
+def test_lean_distances_hamming_and_threads(level):
+    rng = np.random.default_rng(7)
+    codes = rng.integers(0, 256, (3000, 33), dtype=np.uint8)
+    q = codes[5]
+    ref = np.unpackbits(q[None] ^ codes, axis=1).sum(1)
+    big = rng.standard_normal((300_000, 4)).astype(np.float32)  # above the one-thread size
+    with force_simd(level):
+        np.testing.assert_array_equal(sx.distances(q, codes, "hamming"), ref)
+        assert sx.distances(q, codes[9], "hamming") == ref[9]
+        one, two = (sx.distances(big[0], big, "l2", threads=t) for t in (1, 2))
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_allclose(one, ((big - big[0]) ** 2).sum(1), rtol=1e-5, atol=1e-5)
+    assert one[0] == 0
+
+
+def test_lean_distances_reject_what_the_general_path_rejects():
+    x = np.random.default_rng(8).standard_normal((50, 16)).astype(np.float32)
+    bad = x.copy()
+    bad[7, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite values in 1 row"):
+        sx.distances(x[0], bad, "l2")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        sx.distances(bad[7], x[0], "ip")
+    inf = x.copy()
+    inf[3] = np.inf
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        sx.distances(x[0], inf, "cosine")
+    with pytest.raises(ValueError, match="threads"):
+        sx.distances(x[0], x, threads=0)
+    with pytest.raises(ValueError, match="metric"):
+        sx.distances(x[0], x, "manhattan")
+    with pytest.raises(ValueError, match=r"\(n, 16\)"):
+        sx.distances(x[0, :5], x)
+    with pytest.raises(TypeError):
+        sx.distances(x[0].astype(np.int32), x)
+    # other float dtypes and lists still work (general path, one conversion)
+    np.testing.assert_allclose(sx.distances(x[0].astype(np.float64), x), sx.distances(x[0], x), rtol=1e-6)
+    np.testing.assert_allclose(sx.distances(list(map(float, x[0])), x[1]), sx.distances(x[0], x[1]), rtol=1e-6)
+    # zero vectors: cosine distance 1, as the general path
+    z = np.zeros(16, np.float32)
+    assert sx.distances(z, x[0], "cosine") == 1.0
+    np.testing.assert_array_equal(sx.distances(z, x, "cosine"), np.ones(50, np.float32))
+
+
+@pytest.mark.parametrize("level", available_levels())
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine", "hamming"])
+def test_lean_knn_one_query_matches_the_general_path(level, metric):
+    rng = np.random.default_rng(9)
+    if metric == "hamming":
+        x = rng.integers(0, 256, (3000, 20), dtype=np.uint8)
+        x[100] = x[7]  # ties: equal distances order by row
+    else:
+        x = rng.standard_normal((70_000, 24)).astype(np.float32)  # threaded above ~1 MB
+        x[100] = x[7]
+    q = x[7] if metric == "hamming" else x[7] + np.float32(0.01)
+    with force_simd(level):
+        D, I = sx.knn(q, x, 10, metric)
+        D2, I2 = sx.knn(q[None], x, 10, metric)
+        Dg, Ig = sx.knn(np.repeat(q[None], 2, 0), x, 10, metric)  # two queries: general path
+        Dp, Ip = sx.knn(q, x[:4], 6, metric)
+    assert D.shape == I.shape == (10,) and D2.shape == (1, 10) and I.dtype == np.int64
+    np.testing.assert_array_equal(I2[0], I)
+    np.testing.assert_allclose(D, Dg[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(D, sx.distances(q, x[I], metric), rtol=1e-6, atol=1e-6)
+    assert {7, 100} <= set(I[:2].tolist()) or metric in ("ip",)
+    assert (np.diff(D) >= 0).all()
+    assert (Ip[4:] == -1).all() and np.isinf(Dp[4:]).all() and sorted(Ip[:4].tolist()) == [0, 1, 2, 3]
+
+
+def test_lean_knn_rejects_non_finite_rows():
+    x = np.random.default_rng(10).standard_normal((500, 8)).astype(np.float32)
+    x[42, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        sx.knn(x[0], x, 5)
+    with pytest.raises(ValueError, match="k must be"):
+        sx.knn(x[1], x[:10], 0)

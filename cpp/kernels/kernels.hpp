@@ -1,20 +1,21 @@
 // The kernel table: every SIMD routine simdex runs, as plain function pointers.
 //
-// dispatch.cpp fills one table per ISA level at first use (never at load time) by
-// calling register_<op>_<isa>() for each level up to the chosen one, in rising
-// order: a later ISA overrides what it implements and inherits the rest.
+// dispatch.cpp fills one table per CPU tier at first use (never at load time) by calling
+// register_<op>_<tier>() for the tier and each of its ancestors (scalar -> haswell -> skylake
+// -> icelake; scalar -> neon), lowest first: a tier overrides what it implements
+// and inherits the rest. Tiers and files are listed once, in CMakeLists.txt.
 //
-// Rules for ISA files (cpp/kernels/<op>/<isa>.cpp):
-//   * everything in an anonymous namespace except the one register_<op>_<isa>();
+// Rules for tier files (cpp/kernels/<op>/<tier>.cpp):
+//   * everything in an anonymous namespace except the one register_<op>_<tier>();
 //   * no STL templates and no inline functions from shared headers (they would be
 //     compiled with AVX flags and could be merged into baseline callers);
 //   * only <cstddef>, <cstdint>, <cstring>, intrinsics headers, this header, and a family
-//     body (.inc) included inside the anonymous namespace (compiled per ISA, never shared).
+//     body (.inc) included inside the anonymous namespace (compiled per tier, never shared).
 //
-// Math and precision (the same in every ISA):
+// Math and precision (the same in every tier):
 //   * float16 / bfloat16 rows are widened to float32 and accumulated in float32;
 //   * uint8 rows (scalar-quantized "int8" storage) are widened to float32;
-//   * no -ffast-math: NaN propagates, the summation order may differ between ISAs
+//   * no -ffast-math: NaN propagates, the summation order may differ between tiers
 //     (blocked partial sums), so results agree to ~ d * eps * |terms|;
 //   * tails (d not a multiple of the vector width) are handled with masked loads
 //     (AVX-512) or a scalar loop (AVX2, NEON).
@@ -27,7 +28,12 @@
 
 namespace simdex {
 
-enum class SimdLevel : int { scalar = 0, avx2 = 1, avx512 = 2, neon = 3 };
+// The CPU tiers, in the order of CMakeLists.txt's SIMDEX_TIERS (generated tiers.inc).
+#define SIMDEX_TIER(name, parent, features, built) name,
+enum class SimdLevel : int {
+#include "tiers.inc"
+};
+#undef SIMDEX_TIER
 
 struct KernelTable {
     SimdLevel level = SimdLevel::scalar;
@@ -65,6 +71,11 @@ struct KernelTable {
     void (*l2_u8_rows)(const float* q, const float* scale, const std::uint8_t* x,
                        std::size_t n, std::size_t d, float* out) = nullptr;
 
+    // Cosine in one pass over the rows: dots[i] = <q, x_i>, norms[i] = <x_i, x_i>
+    // (x: (n, d) row-major; dots, norms: (n,) float32).
+    void (*dot_norm_f32_rows)(const float* q, const float* x, std::size_t n, std::size_t d,
+                              float* dots, float* norms) = nullptr;
+
     // Exact integer dot product of an int8 query with uint8 codes: sum_j q[j] * x[j]
     // (VNNI on AVX-512; the fast path of int8 graphs with quantized queries).
     std::int32_t (*dot_s8u8)(const std::int8_t* q, const std::uint8_t* x, std::size_t d) = nullptr;
@@ -98,8 +109,8 @@ struct KernelTable {
     BinaryKernels binary;
 };
 
-// One register function per (op, isa); see CMakeLists.txt SIMDEX_KERNEL_OPS.
-#define SIMDEX_REGISTER(op, isa) void register_##op##_##isa(KernelTable& table);
+// One register function per kernel file; see CMakeLists.txt SIMDEX_KERNEL_FILES.
+#define SIMDEX_REGISTER(op, tier) void register_##op##_##tier(KernelTable& table);
 #include "kernel_registry.inc"
 #undef SIMDEX_REGISTER
 

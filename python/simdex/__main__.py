@@ -27,10 +27,21 @@ def _info(args: argparse.Namespace) -> int:
     import simdex as sx
 
     feats = sx.cpu_features()
+    present = {name for name, on in feats.items() if on}
+    active, detected = sx.simd_level(), sx._core.detected_level()
     print(f"simdex {sx.__version__} (python {platform.python_version()}, numpy {np.__version__})")
     print(f"machine   {platform.machine()}, {sx._core.available_cores()} usable cores")
-    print(f"simd      {sx.simd_level()} (detected {sx._core.detected_level()}; "
-          f"levels {', '.join(sx.kernels.available_levels())})")
+    lowered = " (lowered by SIMDEX_SIMD)" if active != detected else ""
+    print(f"tier      {active}{lowered}; detected {detected}; "
+          f"runs {', '.join(sx.kernels.tier_chain(detected))}")
+    # the tiers one step above the detected one, and what this CPU lacks for each
+    children = [t for t in sx.kernels.TIERS.values() if t.parent == detected and t.name != detected]
+    if children:
+        missing = {t.name: [f for f in t.features if f not in present] for t in children}
+        best = min(missing, key=lambda name: len(missing[name]))
+        print(f"next tier {best} needs {' '.join(missing[best])}")
+    else:
+        print(f"next tier none ({detected} is the highest tier for this architecture)")
     print("features  " + " ".join(name for name, on in sorted(feats.items()) if on))
     return 0
 

@@ -2,10 +2,11 @@
 simdex C++ core: SIMD kernels, exact search, HNSW, PQ and binary scans
 """
 from __future__ import annotations
+import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['FlatCore', 'HnswGraph', 'IdTable', 'IvfStore', 'active_level', 'all_finite', 'available_cores', 'binary_planes_float', 'binary_planes_xor', 'binary_scan_pipeline', 'cluster_sums', 'cpu_features', 'detected_level', 'env_warning', 'inner_products', 'nearest_centroids', 'pair_distances', 'pairwise', 'pq_adc', 'pq_pipeline', 'pq_search_u4', 'pq_search_u8', 'pq_tables', 'rerank', 'search', 'set_active_level']
+__all__: list[str] = ['FlatCore', 'HnswGraph', 'IdTable', 'IvfStore', 'active_level', 'all_finite', 'available_cores', 'binary_planes_float', 'binary_planes_xor', 'binary_scan_pipeline', 'cluster_sums', 'cpu_features', 'detected_level', 'distances_lean', 'env_warning', 'inner_products', 'knn_lean', 'missing_features', 'nearest_centroids', 'pair_distances', 'pairwise', 'pq_adc', 'pq_pipeline', 'pq_search_u4', 'pq_search_u8', 'pq_tables', 'rerank', 'search', 'select_tier', 'set_active_level', 'tiers']
 class HnswGraph:
     int8_queries: bool
     def __contains__(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> bool:
@@ -153,10 +154,22 @@ def cpu_features() -> dict[str, bool]:
     ...
 def detected_level() -> str:
     ...
+def distances_lean(*args, **kwargs):
+    """
+    distances_lean(x, y, metric, threads): sx.distances for one vector against one or many (float32 or uint8 C-contiguous), or None
+    """
 def env_warning() -> str:
     ...
 def inner_products(rows: numpy.ndarray, n: typing.SupportsInt | typing.SupportsIndex, queries: numpy.ndarray, nq: typing.SupportsInt | typing.SupportsIndex, dim: typing.SupportsInt | typing.SupportsIndex, threads: typing.Any = None) -> numpy.typing.NDArray[numpy.float32]:
     ...
+def knn_lean(*args, **kwargs):
+    """
+    knn_lean(query, data, k, metric, threads): sx.knn for one query (float32 or uint8 C-contiguous), or None
+    """
+def missing_features(tier: str, features: collections.abc.Set[str]) -> list[str]:
+    """
+    Features of `tier` that `features` lacks
+    """
 def nearest_centroids(x: numpy.ndarray, n: typing.SupportsInt | typing.SupportsIndex, d: typing.SupportsInt | typing.SupportsIndex, centroids: numpy.ndarray, k: typing.SupportsInt | typing.SupportsIndex, threads: typing.Any = None) -> tuple:
     ...
 def pair_distances(data: numpy.ndarray, n: typing.SupportsInt | typing.SupportsIndex, queries: numpy.ndarray, nq: typing.SupportsInt | typing.SupportsIndex, storage: str, metric: str, dim: typing.SupportsInt | typing.SupportsIndex, lo: typing.Any = None, scale: typing.Any = None) -> numpy.typing.NDArray[numpy.float32]:
@@ -177,6 +190,14 @@ def rerank(data: numpy.ndarray, n: typing.SupportsInt | typing.SupportsIndex, qu
     ...
 def search(data: numpy.ndarray, n: typing.SupportsInt | typing.SupportsIndex, queries: numpy.ndarray, nq: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, storage: str, metric: str, dim: typing.SupportsInt | typing.SupportsIndex, lo: typing.Any = None, scale: typing.Any = None, mask: typing.Any = None, threads: typing.Any = None) -> tuple:
     ...
+def select_tier(features: collections.abc.Set[str]) -> str:
+    """
+    The tier a CPU with these features runs (pure; any architecture)
+    """
 def set_active_level(arg0: str) -> None:
     ...
+def tiers() -> list:
+    """
+    Every CPU tier: (name, parent, required features, compiled in this build), lowest first
+    """
 __version__: str = ''

@@ -110,9 +110,35 @@ void l2_u8_rows(const float* q, const float* scale, const std::uint8_t* x, std::
     for (std::size_t i = 0; i < n; ++i) out[i] = one<U8, L2ScaledStep>(q, scale, x + i * d, d);
 }
 
+// <q, x> and <x, x> from one load of each row vector: two accumulators each.
+void dot_norm_rows(const float* q, const float* x, std::size_t n, std::size_t d, float* dots,
+                   float* norms) {
+    for (std::size_t i = 0; i < n; ++i) {
+        const float* row = x + i * d;
+        float32x4_t dot0 = vdupq_n_f32(0), dot1 = vdupq_n_f32(0);
+        float32x4_t norm0 = vdupq_n_f32(0), norm1 = vdupq_n_f32(0);
+        std::size_t j = 0;
+        for (; j + 8 <= d; j += 8) {
+            const float32x4_t x0 = vld1q_f32(row + j), x1 = vld1q_f32(row + j + 4);
+            dot0 = vfmaq_f32(dot0, vld1q_f32(q + j), x0);
+            dot1 = vfmaq_f32(dot1, vld1q_f32(q + j + 4), x1);
+            norm0 = vfmaq_f32(norm0, x0, x0);
+            norm1 = vfmaq_f32(norm1, x1, x1);
+        }
+        float dot = vaddvq_f32(vaddq_f32(dot0, dot1)), norm = vaddvq_f32(vaddq_f32(norm0, norm1));
+        for (; j < d; ++j) {
+            dot += q[j] * row[j];
+            norm += row[j] * row[j];
+        }
+        dots[i] = dot;
+        norms[i] = norm;
+    }
+}
+
 }  // namespace
 
 void register_dense_neon(KernelTable& t) {
+    t.dot_norm_f32_rows = dot_norm_rows;
     t.dot_f32 = pair<F32, DotStep>;
     t.l2_f32 = pair<F32, L2Step>;
     t.dot_f16 = pair<F16, DotStep>;

@@ -121,9 +121,31 @@ std::int32_t dot_s8u8(const std::int8_t* q, const std::uint8_t* x, std::size_t d
     return sum;
 }
 
+// Four accumulators each for <q, x> and <x, x>, as the single kernels.
+void dot_norm_rows(const float* q, const float* x, std::size_t n, std::size_t d, float* dots,
+                   float* norms) {
+    for (std::size_t i = 0; i < n; ++i) {
+        const float* row = x + i * d;
+        float dot[4] = {0, 0, 0, 0}, norm[4] = {0, 0, 0, 0};
+        std::size_t j = 0;
+        for (; j + 4 <= d; j += 4)
+            for (int u = 0; u < 4; ++u) {
+                dot[u] += q[j + u] * row[j + u];
+                norm[u] += row[j + u] * row[j + u];
+            }
+        for (; j < d; ++j) {
+            dot[0] += q[j] * row[j];
+            norm[0] += row[j] * row[j];
+        }
+        dots[i] = (dot[0] + dot[1]) + (dot[2] + dot[3]);
+        norms[i] = (norm[0] + norm[1]) + (norm[2] + norm[3]);
+    }
+}
+
 }  // namespace
 
 void register_dense_scalar(KernelTable& t) {
+    t.dot_norm_f32_rows = dot_norm_rows;
     t.dot_s8u8 = dot_s8u8;
     t.dot_f32 = dot<F32>;
     t.l2_f32 = l2<F32>;

@@ -1,6 +1,6 @@
 // GEMM-style inner products, aarch64 NEON: out[i, j] = <q_i, x_j> for a tile of queries and rows.
 //
-// Same blocking as the x86 files (see gemm/avx512.cpp), with 4 lanes and 32 registers:
+// Same blocking as the x86 files (see gemm/skylake.cpp), with 4 lanes and 32 registers:
 //   for each block of at most kKc dimensions (d split into equal blocks):
 //     for each row panel of 12 rows, packed (kc, 12): panel[t][r] = x[j0 + r, k0 + t]
 //       for each block of 8 queries, packed (kc, 8) during the first sweep (missing

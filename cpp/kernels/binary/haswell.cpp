@@ -1,4 +1,4 @@
-// Kernel family 'binary', AVX2 (+FMA, POPCNT); see binary.hpp for the math.
+// Kernel family 'binary', tier haswell (AVX2 +FMA, POPCNT); see binary.hpp for the math.
 // Symmetric: XOR + POPCNT on 64-bit words (AVX2 has no vector popcount; at the plane sizes of
 //   embeddings, 6-16 words, scalar POPCNT at one per cycle beats the nibble-lookup sequence),
 //   bytes for the tail; counts weighted per plane pair in float.
@@ -81,7 +81,7 @@ void planes_float_rows(const float* q_bits, const std::uint8_t* rows, std::size_
 
 }  // namespace
 
-void register_binary_avx2(KernelTable& t) {
+void register_binary_haswell(KernelTable& t) {
     t.binary.planes_xor_rows = planes_xor_rows;
     t.binary.planes_float_rows = planes_float_rows;
 }

@@ -1,4 +1,4 @@
-// GEMM-style inner products, AVX-512 F: out[i, j] = <q_i, x_j> for a tile of queries and rows.
+// GEMM-style inner products, tier skylake (AVX-512 F): out[i, j] = <q_i, x_j> for a tile of queries and rows.
 //
 // Blocking (BLIS-style, inside one ip_tile_f32 call; the caller keeps nq <= kTileQ, n <= kTileN):
 //   for each block of at most kKc dimensions (d split into equal blocks; one block for d <= 512,
@@ -210,7 +210,7 @@ constexpr std::uintptr_t kPanelAlignBytes = 64;
 
 }  // namespace
 
-void register_gemm_avx512(KernelTable& t) {
+void register_gemm_skylake(KernelTable& t) {
     t.ip_tile_f32 = ip_tile_f32_blocked;
     t.gemm_scratch_floats = scratch_floats;
     t.gemm_tile_q = kTileQ;

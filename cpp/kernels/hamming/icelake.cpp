@@ -1,4 +1,4 @@
-// Hamming distance, AVX-512 VPOPCNTDQ.
+// Hamming distance, tier icelake (AVX-512 F/BW/VL + VPOPCNTDQ); skylake inherits haswell's.
 // Pair: 64-byte XOR + popcount per step, masked byte load for the tail.
 // Tile: rows are transposed 8 at a time into word-major order
 //   Layout: block (w, 8) uint64, block[t, r] = word t of row r (zero-padded)
@@ -131,7 +131,7 @@ void hamming_tile(const std::uint8_t* queries, std::size_t nq, const std::uint8_
 
 }  // namespace
 
-void register_hamming_avx512(KernelTable& t) {
+void register_hamming_icelake(KernelTable& t) {
     t.hamming = hamming;
     t.hamming_tile = hamming_tile;
 }

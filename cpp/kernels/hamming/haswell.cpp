@@ -1,4 +1,4 @@
-// Hamming distance, AVX2: popcount by nibble lookup (vpshufb) and vpsadbw.
+// Hamming distance, tier haswell (AVX2): popcount by nibble lookup (vpshufb) and vpsadbw.
 // Tile: rows transposed 4 at a time into word-major order
 //   Layout: block (w, 4) uint64, block[t, r] = word t of row r (zero-padded)
 // so a broadcast query word scores 4 rows per XOR, counts accumulate lane-wise.
@@ -102,7 +102,7 @@ void hamming_tile(const std::uint8_t* queries, std::size_t nq, const std::uint8_
 
 }  // namespace
 
-void register_hamming_avx2(KernelTable& t) {
+void register_hamming_haswell(KernelTable& t) {
     t.hamming = hamming;
     t.hamming_tile = hamming_tile;
 }

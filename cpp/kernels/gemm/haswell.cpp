@@ -1,6 +1,6 @@
-// GEMM-style inner products, AVX2 + FMA: out[i, j] = <q_i, x_j> for a tile of queries and rows.
+// GEMM-style inner products, tier haswell (AVX2 + FMA): out[i, j] = <q_i, x_j> for a tile of queries and rows.
 //
-// Same blocking as the AVX-512 file with 8 lanes (see there for the reasoning):
+// Same blocking as gemm/skylake.cpp with 8 lanes (see there for the reasoning):
 //   for each block of at most kKc dimensions (d split into equal blocks):
 //     for each row panel of 16 rows, packed (kc, 16): panel[t][r] = x[j0 + r, k0 + t]
 //       for each block of m <= kMr queries, packed (kc, m) during the first sweep:
@@ -190,7 +190,7 @@ constexpr std::uintptr_t kPanelAlignBytes = 32;
 
 }  // namespace
 
-void register_gemm_avx2(KernelTable& t) {
+void register_gemm_haswell(KernelTable& t) {
     t.ip_tile_f32 = ip_tile_f32_blocked;
     t.gemm_scratch_floats = scratch_floats;
     t.gemm_tile_q = kTileQ;

@@ -1,4 +1,4 @@
-// Kernel family 'pq', AVX2 (+BMI2): see pq.hpp for the math and layouts.
+// Kernel family 'pq', tier haswell (AVX2 + BMI2): see pq.hpp for the math and layouts.
 #include <immintrin.h>
 
 #include <cstring>
@@ -12,7 +12,7 @@ namespace {
 
 // Q queries per pass over the blocks: the code nibbles are extracted once and used Q times.
 template <int Q>
-void fastscan_queries_avx2(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
+void fastscan_queries_haswell(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
                            const std::uint8_t* luts, std::size_t query0,
                            std::uint16_t* thresholds, FastScanEmit emit, void* context) {
     const std::size_t groups = m4 / 4;
@@ -70,17 +70,17 @@ void fastscan_queries_avx2(const std::uint8_t* blocks, std::size_t nblocks, std:
     }
 }
 
-void fastscan_u4_avx2(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
+void fastscan_u4_haswell(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
                       const std::uint8_t* luts, std::size_t nq, std::uint16_t* thresholds,
                       FastScanEmit emit, void* context) {
     const std::size_t lut_bytes = m4 * 32;
     std::size_t q = 0;
     for (; q + 4 <= nq; q += 4)
-        fastscan_queries_avx2<4>(blocks, nblocks, m4, luts + q * lut_bytes, q, thresholds, emit, context);
+        fastscan_queries_haswell<4>(blocks, nblocks, m4, luts + q * lut_bytes, q, thresholds, emit, context);
     switch (nq - q) {
-        case 3: fastscan_queries_avx2<3>(blocks, nblocks, m4, luts + q * lut_bytes, q, thresholds, emit, context); break;
-        case 2: fastscan_queries_avx2<2>(blocks, nblocks, m4, luts + q * lut_bytes, q, thresholds, emit, context); break;
-        case 1: fastscan_queries_avx2<1>(blocks, nblocks, m4, luts + q * lut_bytes, q, thresholds, emit, context); break;
+        case 3: fastscan_queries_haswell<3>(blocks, nblocks, m4, luts + q * lut_bytes, q, thresholds, emit, context); break;
+        case 2: fastscan_queries_haswell<2>(blocks, nblocks, m4, luts + q * lut_bytes, q, thresholds, emit, context); break;
+        case 1: fastscan_queries_haswell<1>(blocks, nblocks, m4, luts + q * lut_bytes, q, thresholds, emit, context); break;
         default: break;
     }
 }
@@ -88,7 +88,7 @@ void fastscan_u4_avx2(const std::uint8_t* blocks, std::size_t nblocks, std::size
 // Nearest centroid, register-blocked: P points x 2 vectors of 8 centroids per step (see the
 // AVX-512 file); the running minimum and its label stay in registers.
 template <int P>
-void nearest_points_avx2(const float* x, std::size_t d, const float* centroids_t,
+void nearest_points_haswell(const float* x, std::size_t d, const float* centroids_t,
                          std::size_t stride, const float* norms, std::size_t count,
                          std::int64_t first_label, float* best, std::int64_t* labels) {
     __m256 best_f32x8[P][2];
@@ -146,22 +146,22 @@ void nearest_points_avx2(const float* x, std::size_t d, const float* centroids_t
     }
 }
 
-void nearest_f32_avx2(const float* x, std::size_t n, std::size_t d, const float* centroids_t,
+void nearest_f32_haswell(const float* x, std::size_t n, std::size_t d, const float* centroids_t,
                       std::size_t stride, const float* norms, std::size_t count,
                       std::int64_t first_label, float* best, std::int64_t* labels) {
     std::size_t i = 0;
     for (; i + 4 <= n; i += 4)
-        nearest_points_avx2<4>(x + i * d, d, centroids_t, stride, norms, count, first_label, best + i, labels + i);
+        nearest_points_haswell<4>(x + i * d, d, centroids_t, stride, norms, count, first_label, best + i, labels + i);
     for (; i < n; ++i)
-        nearest_points_avx2<1>(x + i * d, d, centroids_t, stride, norms, count, first_label, best + i, labels + i);
+        nearest_points_haswell<1>(x + i * d, d, centroids_t, stride, norms, count, first_label, best + i, labels + i);
 }
 
 }  // namespace
 
-void register_pq_avx2(KernelTable& table) {
+void register_pq_haswell(KernelTable& table) {
     table.pq.adc_u8 = adc_u8_rows;
-    table.pq.fastscan_u4 = fastscan_u4_avx2;
-    table.pq.nearest_f32 = nearest_f32_avx2;
+    table.pq.fastscan_u4 = fastscan_u4_haswell;
+    table.pq.nearest_f32 = nearest_f32_haswell;
 }
 
 }  // namespace simdex

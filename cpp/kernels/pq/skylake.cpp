@@ -1,4 +1,4 @@
-// Kernel family 'pq', AVX-512 (F, BW, VL): see pq.hpp for the math and layouts.
+// Kernel family 'pq', tier skylake (AVX-512 F/BW/VL): see pq.hpp for the math and layouts.
 // GCC 12's AVX-512 headers trip -Wuninitialized inside reduce/extract intrinsics (GCC bug
 // 105593, a false positive in the header, not in this file).
 #if defined(__GNUC__) && !defined(__clang__)
@@ -18,7 +18,7 @@ namespace {
 // Q queries per pass; one 64-byte load covers two sub-space pairs (lanes 0-1: pair 2g,
 // lanes 2-3: pair 2g+1, the same 32 rows), so the two 256-bit halves are added at the end.
 template <int Q>
-void fastscan_queries_avx512(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
+void fastscan_queries_skylake(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
                              const std::uint8_t* luts, std::size_t query0,
                              std::uint16_t* thresholds, FastScanEmit emit, void* context) {
     const std::size_t groups = m4 / 4;
@@ -65,17 +65,17 @@ void fastscan_queries_avx512(const std::uint8_t* blocks, std::size_t nblocks, st
     }
 }
 
-void fastscan_u4_avx512(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
+void fastscan_u4_skylake(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
                         const std::uint8_t* luts, std::size_t nq, std::uint16_t* thresholds,
                         FastScanEmit emit, void* context) {
     const std::size_t lut_bytes = m4 * 32;
     std::size_t q = 0;
     for (; q + 4 <= nq; q += 4)
-        fastscan_queries_avx512<4>(blocks, nblocks, m4, luts + q * lut_bytes, q, thresholds, emit, context);
+        fastscan_queries_skylake<4>(blocks, nblocks, m4, luts + q * lut_bytes, q, thresholds, emit, context);
     switch (nq - q) {
-        case 3: fastscan_queries_avx512<3>(blocks, nblocks, m4, luts + q * lut_bytes, q, thresholds, emit, context); break;
-        case 2: fastscan_queries_avx512<2>(blocks, nblocks, m4, luts + q * lut_bytes, q, thresholds, emit, context); break;
-        case 1: fastscan_queries_avx512<1>(blocks, nblocks, m4, luts + q * lut_bytes, q, thresholds, emit, context); break;
+        case 3: fastscan_queries_skylake<3>(blocks, nblocks, m4, luts + q * lut_bytes, q, thresholds, emit, context); break;
+        case 2: fastscan_queries_skylake<2>(blocks, nblocks, m4, luts + q * lut_bytes, q, thresholds, emit, context); break;
+        case 1: fastscan_queries_skylake<1>(blocks, nblocks, m4, luts + q * lut_bytes, q, thresholds, emit, context); break;
         default: break;
     }
 }
@@ -85,7 +85,7 @@ void fastscan_u4_avx512(const std::uint8_t* blocks, std::size_t nblocks, std::si
 // of 16 centroid coordinates per vector for every dimension j; the running minimum and its
 // label stay in registers (strict <: the first, lowest label wins a tie within a lane).
 template <int P, int R>
-void nearest_step_avx512(const float* const* points, std::size_t d, const float* centroids_t,
+void nearest_step_skylake(const float* const* points, std::size_t d, const float* centroids_t,
                          std::size_t stride, const float* norms, std::size_t c0,
                          __m512* best_f32x16, __m512i* best_i32x16) {
     __m512 accumulator[P][R];
@@ -114,7 +114,7 @@ void nearest_step_avx512(const float* const* points, std::size_t d, const float*
 }
 
 template <int P>
-void nearest_points_avx512(const float* x, std::size_t d, const float* centroids_t,
+void nearest_points_skylake(const float* x, std::size_t d, const float* centroids_t,
                            std::size_t stride, const float* norms, std::size_t count,
                            std::int64_t first_label, float* best, std::int64_t* labels) {
     const float* points[P];
@@ -127,9 +127,9 @@ void nearest_points_avx512(const float* x, std::size_t d, const float* centroids
     }
     std::size_t c0 = 0;
     for (; c0 + 64 <= count; c0 += 64)
-        nearest_step_avx512<P, 4>(points, d, centroids_t, stride, norms, c0, best_f32x16, best_i32x16);
+        nearest_step_skylake<P, 4>(points, d, centroids_t, stride, norms, c0, best_f32x16, best_i32x16);
     for (; c0 < count; c0 += 16)
-        nearest_step_avx512<P, 1>(points, d, centroids_t, stride, norms, c0, best_f32x16, best_i32x16);
+        nearest_step_skylake<P, 1>(points, d, centroids_t, stride, norms, c0, best_f32x16, best_i32x16);
     for (int p = 0; p < P; ++p) {
         const float smallest = _mm512_reduce_min_ps(best_f32x16[p]);
         if (smallest < best[p]) {
@@ -140,24 +140,24 @@ void nearest_points_avx512(const float* x, std::size_t d, const float* centroids
     }
 }
 
-void nearest_f32_avx512(const float* x, std::size_t n, std::size_t d, const float* centroids_t,
+void nearest_f32_skylake(const float* x, std::size_t n, std::size_t d, const float* centroids_t,
                         std::size_t stride, const float* norms, std::size_t count,
                         std::int64_t first_label, float* best, std::int64_t* labels) {
     std::size_t i = 0;
     for (; i + 6 <= n; i += 6)
-        nearest_points_avx512<6>(x + i * d, d, centroids_t, stride, norms, count, first_label, best + i, labels + i);
+        nearest_points_skylake<6>(x + i * d, d, centroids_t, stride, norms, count, first_label, best + i, labels + i);
     for (; i + 4 <= n; i += 4)
-        nearest_points_avx512<4>(x + i * d, d, centroids_t, stride, norms, count, first_label, best + i, labels + i);
+        nearest_points_skylake<4>(x + i * d, d, centroids_t, stride, norms, count, first_label, best + i, labels + i);
     for (; i < n; ++i)
-        nearest_points_avx512<1>(x + i * d, d, centroids_t, stride, norms, count, first_label, best + i, labels + i);
+        nearest_points_skylake<1>(x + i * d, d, centroids_t, stride, norms, count, first_label, best + i, labels + i);
 }
 
 }  // namespace
 
-void register_pq_avx512(KernelTable& table) {
+void register_pq_skylake(KernelTable& table) {
     table.pq.adc_u8 = adc_u8_rows;
-    table.pq.fastscan_u4 = fastscan_u4_avx512;
-    table.pq.nearest_f32 = nearest_f32_avx512;
+    table.pq.fastscan_u4 = fastscan_u4_skylake;
+    table.pq.nearest_f32 = nearest_f32_skylake;
 }
 
 }  // namespace simdex

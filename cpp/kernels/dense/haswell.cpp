@@ -1,4 +1,4 @@
-// Dense kernels, AVX2 + FMA + F16C: 8 float32 lanes, two accumulators per row,
+// Dense kernels, tier haswell (AVX2 + FMA + F16C): 8 float32 lanes, two accumulators per row,
 // scalar loop for the last d % 8 elements.
 #include <immintrin.h>
 
@@ -127,9 +127,41 @@ std::int32_t dot_s8u8(const std::int8_t* q, const std::uint8_t* x, std::size_t d
     return total;
 }
 
+// <q, x> and <x, x> from one load of each row vector: two accumulators each.
+void dot_norm_rows(const float* q, const float* x, std::size_t n, std::size_t d, float* dots,
+                   float* norms) {
+    for (std::size_t i = 0; i < n; ++i) {
+        const float* row = x + i * d;
+        __m256 dot0 = _mm256_setzero_ps(), dot1 = _mm256_setzero_ps();
+        __m256 norm0 = _mm256_setzero_ps(), norm1 = _mm256_setzero_ps();
+        std::size_t j = 0;
+        for (; j + 16 <= d; j += 16) {
+            const __m256 x0 = _mm256_loadu_ps(row + j), x1 = _mm256_loadu_ps(row + j + 8);
+            dot0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + j), x0, dot0);
+            dot1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + j + 8), x1, dot1);
+            norm0 = _mm256_fmadd_ps(x0, x0, norm0);
+            norm1 = _mm256_fmadd_ps(x1, x1, norm1);
+        }
+        if (j + 8 <= d) {
+            const __m256 x0 = _mm256_loadu_ps(row + j);
+            dot0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + j), x0, dot0);
+            norm0 = _mm256_fmadd_ps(x0, x0, norm0);
+            j += 8;
+        }
+        float dot = hsum(_mm256_add_ps(dot0, dot1)), norm = hsum(_mm256_add_ps(norm0, norm1));
+        for (; j < d; ++j) {
+            dot += q[j] * row[j];
+            norm += row[j] * row[j];
+        }
+        dots[i] = dot;
+        norms[i] = norm;
+    }
+}
+
 }  // namespace
 
-void register_dense_avx2(KernelTable& t) {
+void register_dense_haswell(KernelTable& t) {
+    t.dot_norm_f32_rows = dot_norm_rows;
     t.dot_s8u8 = dot_s8u8;
     t.dot_f32 = pair<F32, DotStep>;
     t.l2_f32 = pair<F32, L2Step>;

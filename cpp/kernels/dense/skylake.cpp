@@ -1,5 +1,6 @@
-// Dense kernels, AVX-512 F/BW/VL: 16 float32 lanes, two accumulators per row,
-// masked loads for the tail (no scalar remainder loop).
+// Dense kernels, tier skylake (AVX-512 F/BW/VL): 16 float32 lanes, two accumulators per row,
+// masked loads for the tail (no scalar remainder loop). dot_s8u8 comes from the tier below
+// (haswell) here and from dense/icelake.cpp (VNNI) one tier up.
 #include <immintrin.h>
 
 #include "kernels/kernels.hpp"
@@ -115,26 +116,37 @@ void pair_rows(const float* q, const typename L::T* x, std::size_t n, std::size_
     rows<L, S>(q, nullptr, x, n, d, out);
 }
 
-// int8 x uint8 dot with VNNI: vpdpbusd multiplies 64 uint8 x int8 pairs and adds each
-// group of four into an int32 lane (exact); masked loads for the tail.
-std::int32_t dot_s8u8(const std::int8_t* q, const std::uint8_t* x, std::size_t d) {
-    __m512i sum0 = _mm512_setzero_si512(), sum1 = _mm512_setzero_si512();
-    std::size_t j = 0;
-    for (; j + 128 <= d; j += 128) {
-        sum0 = _mm512_dpbusd_epi32(sum0, _mm512_loadu_si512(x + j), _mm512_loadu_si512(q + j));
-        sum1 = _mm512_dpbusd_epi32(sum1, _mm512_loadu_si512(x + j + 64), _mm512_loadu_si512(q + j + 64));
+// <q, x> and <x, x> from one load of each row vector; masked loads for the tail.
+void dot_norm_rows(const float* q, const float* x, std::size_t n, std::size_t d, float* dots,
+                   float* norms) {
+    for (std::size_t i = 0; i < n; ++i) {
+        const float* row = x + i * d;
+        __m512 dot0 = _mm512_setzero_ps(), dot1 = _mm512_setzero_ps();
+        __m512 norm0 = _mm512_setzero_ps(), norm1 = _mm512_setzero_ps();
+        std::size_t j = 0;
+        for (; j + 32 <= d; j += 32) {
+            const __m512 x0 = _mm512_loadu_ps(row + j), x1 = _mm512_loadu_ps(row + j + 16);
+            dot0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + j), x0, dot0);
+            dot1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + j + 16), x1, dot1);
+            norm0 = _mm512_fmadd_ps(x0, x0, norm0);
+            norm1 = _mm512_fmadd_ps(x1, x1, norm1);
+        }
+        for (; j < d; j += 16) {
+            const __mmask16 m = d - j >= 16 ? static_cast<__mmask16>(0xFFFF)
+                                            : static_cast<__mmask16>((1u << (d - j)) - 1u);
+            const __m512 x0 = _mm512_maskz_loadu_ps(m, row + j);
+            dot0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + j), x0, dot0);
+            norm0 = _mm512_fmadd_ps(x0, x0, norm0);
+        }
+        dots[i] = _mm512_reduce_add_ps(_mm512_add_ps(dot0, dot1));
+        norms[i] = _mm512_reduce_add_ps(_mm512_add_ps(norm0, norm1));
     }
-    for (; j < d; j += 64) {
-        __mmask64 m = d - j >= 64 ? ~0ull : _bzhi_u64(~0ull, static_cast<unsigned>(d - j));
-        sum0 = _mm512_dpbusd_epi32(sum0, _mm512_maskz_loadu_epi8(m, x + j), _mm512_maskz_loadu_epi8(m, q + j));
-    }
-    return _mm512_reduce_add_epi32(_mm512_add_epi32(sum0, sum1));
 }
 
 }  // namespace
 
-void register_dense_avx512(KernelTable& t) {
-    t.dot_s8u8 = dot_s8u8;
+void register_dense_skylake(KernelTable& t) {
+    t.dot_norm_f32_rows = dot_norm_rows;
     t.dot_f32 = pair<F32, DotStep>;
     t.l2_f32 = pair<F32, L2Step>;
     t.dot_f16 = pair<F16, DotStep>;
