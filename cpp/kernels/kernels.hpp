@@ -23,6 +23,7 @@
 #include <cstdint>
 
 #include "kernels/binary/binary.hpp"
+#include "kernels/maxsim/maxsim.hpp"
 #include "kernels/pq/pq.hpp"
 
 namespace simdex {
@@ -96,6 +97,7 @@ struct KernelTable {
     // ---- families with their own header (cpp/kernels/<op>/<op>.hpp) -------------------
     PqKernels pq;
     BinaryKernels binary;
+    MaxSimKernels maxsim;
 };
 
 // One register function per (op, isa); see CMakeLists.txt SIMDEX_KERNEL_OPS.

@@ -1,0 +1,269 @@
+// Exact Chamfer scoring and MUVERA encodings; see multivector.hpp.
+#include "index/multivector.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+#include "index/topk.hpp"
+#include "parallel.hpp"
+
+namespace simdex {
+
+void check_offsets(const std::int64_t* offsets, std::size_t n, std::size_t total, bool require_nonempty,
+                   const char* what) {
+    if (offsets[0] != 0 || static_cast<std::uint64_t>(offsets[n]) != total)
+        throw std::invalid_argument(std::string(what) + ": offsets must run from 0 to the " + std::to_string(total) +
+                                    " token rows; got " + std::to_string(offsets[0]) + " .. " +
+                                    std::to_string(offsets[n]));
+    for (std::size_t i = 0; i < n; ++i) {
+        if (offsets[i + 1] < offsets[i])
+            throw std::invalid_argument(std::string(what) + ": offsets must be ascending; offsets[" +
+                                        std::to_string(i + 1) + "] < offsets[" + std::to_string(i) + "]");
+        if (require_nonempty && offsets[i + 1] == offsets[i])
+            throw std::invalid_argument(std::string(what) + ": set " + std::to_string(i) + " has no tokens");
+    }
+}
+
+// ---- MaxSim -------------------------------------------------------------------------------
+
+QueryPanel::QueryPanel(const MaxSimKernels& kernels, const float* tokens, std::size_t tq, const TokenSpec& docs)
+    : tq_(tq), dim_(docs.dim) {
+    const std::size_t lanes = kernels.lanes;
+    blocks_ = (tq + lanes - 1) / lanes;
+    panel_.assign(blocks_ * dim_ * lanes, 0.0f);
+    const bool ranged = docs.type == TokenType::u8;
+    if (ranged) constant_.assign(tq, 0.0);
+    for (std::size_t i = 0; i < tq; ++i) {
+        const float* q = tokens + i * dim_;
+        float* column = panel_.data() + (i / lanes) * dim_ * lanes + i % lanes;
+        for (std::size_t j = 0; j < dim_; ++j) column[j * lanes] = ranged ? q[j] * docs.scale[j] : q[j];
+        if (ranged) {
+            double c = 0.0;
+            for (std::size_t j = 0; j < dim_; ++j) c += static_cast<double>(q[j]) * docs.lo[j];
+            constant_[i] = c;
+        }
+    }
+}
+
+float QueryPanel::score_rows(const MaxSimKernels& kernels, const float* rows, std::size_t n_p,
+                             std::vector<float>& best) const {
+    best.assign(blocks_ * kernels.lanes, -std::numeric_limits<float>::infinity());
+    kernels.maxsim_f32(panel_.data(), blocks_, rows, n_p, dim_, best.data());
+    double total = 0.0;
+    for (std::size_t i = 0; i < tq_; ++i) total += best[i] + (constant_.empty() ? 0.0 : constant_[i]);
+    return static_cast<float>(total);
+}
+
+const float* widen_rows(const MaxSimKernels& kernels, const std::uint8_t* doc, std::size_t n_p,
+                        const TokenSpec& spec, std::vector<float>& out) {
+    if (spec.type == TokenType::f32) return reinterpret_cast<const float*>(doc);
+    const std::size_t count = n_p * spec.dim;
+    if (out.size() < count) out.resize(count);
+    if (spec.type == TokenType::f16)
+        kernels.widen_f16(reinterpret_cast<const std::uint16_t*>(doc), count, out.data());
+    else
+        kernels.widen_u8(doc, count, out.data());
+    return out.data();
+}
+
+float QueryPanel::score(const MaxSimKernels& kernels, const std::uint8_t* doc, std::size_t n_p,
+                        const TokenSpec& docs, std::vector<float>& widened, std::vector<float>& best) const {
+    return score_rows(kernels, widen_rows(kernels, doc, n_p, docs, widened), n_p, best);
+}
+
+namespace {
+
+std::vector<QueryPanel> make_panels(const MaxSimKernels& kernels, const TokenSets& queries, const TokenSpec& docs) {
+    std::vector<QueryPanel> panels;
+    panels.reserve(queries.n);
+    const float* tokens = reinterpret_cast<const float*>(queries.data);
+    for (std::size_t i = 0; i < queries.n; ++i)
+        panels.emplace_back(kernels, tokens + static_cast<std::size_t>(queries.offsets[i]) * docs.dim,
+                            static_cast<std::size_t>(queries.offsets[i + 1] - queries.offsets[i]), docs);
+    return panels;
+}
+
+struct Scratch {
+    std::vector<float> widened, best;
+};
+
+}  // namespace
+
+void chamfer_all(const KernelTable& kernels, const TokenSets& queries, const TokenSets& docs, std::size_t threads,
+                 float* out) {
+    const MaxSimKernels& ms = kernels.maxsim;
+    const std::vector<QueryPanel> panels = make_panels(ms, queries, docs.spec);
+    // Tasks: blocks of documents; each document is widened once and scored against every query.
+    const std::size_t per_task = 8;
+    const std::size_t tasks = (docs.n + per_task - 1) / per_task;
+    std::vector<Scratch> scratch(std::max<std::size_t>(1, std::min(threads, tasks)));
+    const std::size_t row_bytes = docs.spec.row_bytes();
+    parallel_for(tasks, threads, [&](std::size_t task, std::size_t worker) {
+        Scratch& s = scratch[worker];
+        for (std::size_t p = task * per_task; p < std::min(docs.n, (task + 1) * per_task); ++p) {
+            const std::size_t start = static_cast<std::size_t>(docs.offsets[p]);
+            const std::size_t n_p = static_cast<std::size_t>(docs.offsets[p + 1]) - start;
+            const float* rows = widen_rows(ms, docs.data + start * row_bytes, n_p, docs.spec, s.widened);
+            for (std::size_t q = 0; q < queries.n; ++q)
+                out[q * docs.n + p] = panels[q].score_rows(ms, rows, n_p, s.best);
+        }
+    });
+}
+
+void chamfer_rerank(const KernelTable& kernels, const TokenSets& queries, const TokenSets& store,
+                    const std::int64_t* candidates, std::size_t c, std::size_t k, std::size_t threads,
+                    float* out_distances, std::int64_t* out_slots) {
+    for (std::size_t i = 0; i < queries.n * c; ++i)
+        if (candidates[i] < -1 || candidates[i] >= static_cast<std::int64_t>(store.n))
+            throw std::invalid_argument("candidate slot " + std::to_string(candidates[i]) +
+                                        " is outside the token store of " + std::to_string(store.n) + " sets");
+    const MaxSimKernels& ms = kernels.maxsim;
+    const std::vector<QueryPanel> panels = make_panels(ms, queries, store.spec);
+    // Scores of every (query, candidate) in parallel (blocks of candidates, so that one query
+    // with many candidates uses every thread), then one top-k per query.
+    const std::size_t per_task = 16;
+    const std::size_t blocks_per_query = (c + per_task - 1) / per_task;
+    const std::size_t tasks = queries.n * blocks_per_query;
+    std::vector<float> scores(queries.n * c, std::numeric_limits<float>::infinity());
+    std::vector<Scratch> scratch(std::max<std::size_t>(1, std::min(threads, tasks)));
+    const std::size_t row_bytes = store.spec.row_bytes();
+    parallel_for(tasks, threads, [&](std::size_t task, std::size_t worker) {
+        Scratch& s = scratch[worker];
+        const std::size_t q = task / blocks_per_query, block = task % blocks_per_query;
+        for (std::size_t j = block * per_task; j < std::min(c, (block + 1) * per_task); ++j) {
+            const std::int64_t slot = candidates[q * c + j];
+            if (slot < 0) continue;
+            const std::size_t start = static_cast<std::size_t>(store.offsets[slot]);
+            const std::size_t n_p = static_cast<std::size_t>(store.offsets[slot + 1]) - start;
+            if (n_p == 0) continue;  // a removed slot's tokens may have been dropped
+            scores[q * c + j] = -panels[q].score(ms, store.data + start * row_bytes, n_p, store.spec,
+                                                 s.widened, s.best);
+        }
+    });
+    for (std::size_t q = 0; q < queries.n; ++q) {
+        TopK top(k);
+        for (std::size_t j = 0; j < c; ++j) {
+            const std::int64_t slot = candidates[q * c + j];
+            if (slot >= 0) top.push(scores[q * c + j], slot);
+        }
+        top.write_sorted(out_distances + q * k, out_slots + q * k);
+    }
+}
+
+// ---- MUVERA encodings -----------------------------------------------------------------------
+
+namespace {
+
+// y (n, cols) = x (n, dim) @ w (dim, cols): each y[t, c] is sum_j x[t, j] * w[j, c] in
+// increasing j from 0 (4 tokens x 16 columns of accumulators per pass).
+void project(const float* x, std::size_t n, std::size_t dim, const float* w, std::size_t cols, float* y) {
+    constexpr std::size_t kT = 4, kC = 16;
+    std::size_t t = 0;
+    for (; t + kT <= n; t += kT) {
+        std::size_t c = 0;
+        for (; c + kC <= cols; c += kC) {
+            float accumulator[kT][kC] = {};
+            for (std::size_t j = 0; j < dim; ++j) {
+                const float* wr = w + j * cols + c;
+                for (std::size_t u = 0; u < kT; ++u) {
+                    const float xv = x[(t + u) * dim + j];
+                    for (std::size_t v = 0; v < kC; ++v) accumulator[u][v] += xv * wr[v];
+                }
+            }
+            for (std::size_t u = 0; u < kT; ++u)
+                for (std::size_t v = 0; v < kC; ++v) y[(t + u) * cols + c + v] = accumulator[u][v];
+        }
+        for (; c < cols; ++c)
+            for (std::size_t u = 0; u < kT; ++u) {
+                float sum = 0.0f;
+                for (std::size_t j = 0; j < dim; ++j) sum += x[(t + u) * dim + j] * w[j * cols + c];
+                y[(t + u) * cols + c] = sum;
+            }
+    }
+    for (; t < n; ++t)
+        for (std::size_t c = 0; c < cols; ++c) {
+            float sum = 0.0f;
+            for (std::size_t j = 0; j < dim; ++j) sum += x[t * dim + j] * w[j * cols + c];
+            y[t * cols + c] = sum;
+        }
+}
+
+struct FdeScratch {
+    std::vector<float> y, raw;
+    std::vector<std::uint32_t> codes, counts;
+};
+
+int popcount32(std::uint32_t v) {
+    int count = 0;
+    for (; v; v &= v - 1) ++count;
+    return count;
+}
+
+}  // namespace
+
+void fde_encode(const FdeParams& p, const float* matrix, const std::int32_t* final_index, const float* final_sign,
+                const TokenSets& tokens, std::size_t threads, float* out) {
+    const std::size_t buckets = std::size_t{1} << p.k_sim;
+    const std::size_t per_rep = p.k_sim + p.d_proj;
+    const std::size_t cols = p.r_reps * per_rep;
+    const std::size_t raw_dim = p.raw_dim(), out_dim = p.out_dim();
+    const float rep_scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(p.r_reps)));
+    const float* x = reinterpret_cast<const float*>(tokens.data);
+    const std::size_t per_task = 4;
+    const std::size_t tasks = (tokens.n + per_task - 1) / per_task;
+    std::vector<FdeScratch> scratch(std::max<std::size_t>(1, std::min(threads, tasks)));
+    parallel_for(tasks, threads, [&](std::size_t task, std::size_t worker) {
+        FdeScratch& s = scratch[worker];
+        for (std::size_t i = task * per_task; i < std::min(tokens.n, (task + 1) * per_task); ++i) {
+            const std::size_t start = static_cast<std::size_t>(tokens.offsets[i]);
+            const std::size_t n = static_cast<std::size_t>(tokens.offsets[i + 1]) - start;
+            s.y.resize(n * cols);
+            s.codes.resize(n * p.r_reps);
+            s.counts.resize(buckets);
+            project(x + start * p.dim, n, p.dim, matrix, cols, s.y.data());
+            float* row = p.final_dim ? (s.raw.resize(raw_dim), s.raw.data()) : out + i * out_dim;
+            std::fill(row, row + raw_dim, 0.0f);
+            for (std::size_t r = 0; r < p.r_reps; ++r) {
+                float* block = row + r * buckets * p.d_proj;  // (buckets, d_proj)
+                std::fill(s.counts.begin(), s.counts.end(), 0u);
+                for (std::size_t t = 0; t < n; ++t) {
+                    const float* yt = s.y.data() + t * cols + r * per_rep;
+                    std::uint32_t code = 0;
+                    for (std::size_t b = 0; b < p.k_sim; ++b) code |= static_cast<std::uint32_t>(yt[b] > 0.0f) << b;
+                    s.codes[t * p.r_reps + r] = code;
+                    ++s.counts[code];
+                    float* dst = block + code * p.d_proj;
+                    for (std::size_t v = 0; v < p.d_proj; ++v) dst[v] += yt[p.k_sim + v];
+                }
+                if (!p.documents) continue;
+                for (std::size_t bucket = 0; bucket < buckets; ++bucket) {
+                    float* dst = block + bucket * p.d_proj;
+                    if (s.counts[bucket]) {
+                        const float inv = 1.0f / static_cast<float>(s.counts[bucket]);
+                        for (std::size_t v = 0; v < p.d_proj; ++v) dst[v] *= inv;
+                    } else if (p.fill_empty && n) {
+                        std::size_t nearest = 0;
+                        int fewest = 1 << 30;
+                        for (std::size_t t = 0; t < n; ++t) {
+                            int bits = popcount32(s.codes[t * p.r_reps + r] ^ static_cast<std::uint32_t>(bucket));
+                            if (bits < fewest) fewest = bits, nearest = t;
+                        }
+                        const float* yt = s.y.data() + nearest * cols + r * per_rep + p.k_sim;
+                        std::copy(yt, yt + p.d_proj, dst);
+                    }
+                }
+            }
+            for (std::size_t c = 0; c < raw_dim; ++c) row[c] *= rep_scale;
+            if (p.final_dim) {
+                float* dst = out + i * out_dim;
+                std::fill(dst, dst + out_dim, 0.0f);
+                for (std::size_t c = 0; c < raw_dim; ++c) dst[final_index[c]] += final_sign[c] * row[c];
+            }
+        }
+    });
+}
+
+}  // namespace simdex

@@ -1,0 +1,80 @@
+// Kernel family 'maxsim', portable C++ (the fallback every other ISA inherits from); see
+// maxsim.hpp. 4 lanes x 4 document rows of accumulators: the compiler keeps them in SSE /
+// NEON registers (the lanes are independent sums, so no re-association is needed).
+#include <cstring>
+
+#include "kernels/kernels.hpp"
+
+namespace simdex {
+namespace {
+
+constexpr std::size_t kLanes = 4;
+constexpr std::size_t kRows = 4;
+
+void maxsim_f32(const float* panel, std::size_t blocks, const float* x, std::size_t n, std::size_t d,
+                float* best) {
+    for (std::size_t b = 0; b < blocks; ++b) {
+        const float* p = panel + b * d * kLanes;
+        float* out = best + b * kLanes;
+        std::size_t r = 0;
+        for (; r + kRows <= n; r += kRows) {
+            float accumulator[kRows][kLanes] = {};
+            const float* rows = x + r * d;
+            for (std::size_t j = 0; j < d; ++j) {
+                const float* q = p + j * kLanes;
+                for (std::size_t u = 0; u < kRows; ++u) {
+                    float xv = rows[u * d + j];
+                    for (std::size_t l = 0; l < kLanes; ++l) accumulator[u][l] += q[l] * xv;
+                }
+            }
+            for (std::size_t u = 0; u < kRows; ++u)
+                for (std::size_t l = 0; l < kLanes; ++l)
+                    out[l] = accumulator[u][l] > out[l] ? accumulator[u][l] : out[l];
+        }
+        for (; r < n; ++r) {
+            float accumulator[kLanes] = {};
+            const float* row = x + r * d;
+            for (std::size_t j = 0; j < d; ++j)
+                for (std::size_t l = 0; l < kLanes; ++l) accumulator[l] += p[j * kLanes + l] * row[j];
+            for (std::size_t l = 0; l < kLanes; ++l) out[l] = accumulator[l] > out[l] ? accumulator[l] : out[l];
+        }
+    }
+}
+
+float f16_to_f32(std::uint16_t h) {
+    std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
+    std::uint32_t exponent = (h >> 10) & 0x1fu;
+    std::uint32_t mantissa = h & 0x3ffu;
+    std::uint32_t bits;
+    if (exponent == 0) {  // zero or subnormal: mantissa * 2^-24, exact in float32
+        float magnitude = static_cast<float>(mantissa) * 5.9604644775390625e-08f;
+        std::memcpy(&bits, &magnitude, 4);
+        bits |= sign;
+    } else if (exponent == 31) {
+        bits = sign | 0x7f800000u | (mantissa << 13);
+    } else {
+        bits = sign | ((exponent + 112u) << 23) | (mantissa << 13);
+    }
+    float out;
+    std::memcpy(&out, &bits, 4);
+    return out;
+}
+
+void widen_f16(const std::uint16_t* x, std::size_t count, float* out) {
+    for (std::size_t i = 0; i < count; ++i) out[i] = f16_to_f32(x[i]);
+}
+
+void widen_u8(const std::uint8_t* x, std::size_t count, float* out) {
+    for (std::size_t i = 0; i < count; ++i) out[i] = static_cast<float>(x[i]);
+}
+
+}  // namespace
+
+void register_maxsim_scalar(KernelTable& t) {
+    t.maxsim.lanes = kLanes;
+    t.maxsim.maxsim_f32 = maxsim_f32;
+    t.maxsim.widen_f16 = widen_f16;
+    t.maxsim.widen_u8 = widen_u8;
+}
+
+}  // namespace simdex
