@@ -577,8 +577,8 @@ class MultiVectorIndex(Index):
         c = max(c, k)
         if carve is not None:
             carve = float(carve)
-            if not math.isfinite(carve):
-                raise ValueError(f"carve must be a finite float (tau) or None; got {carve}")
+            if math.isnan(carve):
+                raise ValueError("carve must be a float (tau) or None; got NaN")
         tokens, offsets, single = _checks.as_token_sets(queries, self.dim, "queries")
         nq = offsets.shape[0] - 1
         if _checks.is_filter_list(filter):
