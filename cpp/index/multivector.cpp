@@ -174,12 +174,17 @@ void project_tile(const float* x, std::size_t dim, const float* w, std::size_t c
     F32x4 accumulator[T][V] = {};
     for (std::size_t j = 0; j < dim; ++j) {
         F32x4 wv[V];
-        std::memcpy(wv, w + j * cols, sizeof(wv));
+#pragma GCC unroll 16
+        for (std::size_t v = 0; v < V; ++v) std::memcpy(&wv[v], w + j * cols + 4 * v, sizeof(F32x4));
+#pragma GCC unroll 16
         for (std::size_t u = 0; u < T; ++u) {
-            const F32x4 xv = F32x4{} + x[u * dim + j];
+            const float s = x[u * dim + j];
+            const F32x4 xv = {s, s, s, s};
+#pragma GCC unroll 16
             for (std::size_t v = 0; v < V; ++v) accumulator[u][v] += xv * wv[v];
         }
     }
+    #pragma GCC unroll 16
     for (std::size_t u = 0; u < T; ++u) std::memcpy(y + u * cols, accumulator[u], sizeof(accumulator[u]));
 }
 
@@ -187,7 +192,9 @@ template <std::size_t T>
 void project_column(const float* x, std::size_t dim, const float* w, std::size_t cols, float* y) {
     float accumulator[T] = {};
     for (std::size_t j = 0; j < dim; ++j)
+        #pragma GCC unroll 16
         for (std::size_t u = 0; u < T; ++u) accumulator[u] += x[u * dim + j] * w[j * cols];
+    #pragma GCC unroll 16
     for (std::size_t u = 0; u < T; ++u) y[u * cols] = accumulator[u];
 }
 

@@ -1,6 +1,6 @@
 // Kernel family 'maxsim', AVX2 + FMA + F16C; see maxsim.hpp. 8 query tokens per ymm lane
-// block. Tile: 2 query blocks x 6 document rows = 12 ymm accumulators (+ 2 panel registers
-// and 1 broadcast: 15 of 16); leftover blocks / rows use smaller tiles.
+// block. Tiles of 12 ymm accumulators: 3 query blocks x 4 document rows, 2 x 6, or 1 x 8
+// (+ panel registers and 1 broadcast: <= 16 registers).
 #include <immintrin.h>
 
 #include "kernels/kernels.hpp"
@@ -13,41 +13,59 @@ constexpr std::size_t kLanes = 8;
 template <int B, int R>
 void tile(const float* p, const float* x, std::size_t d, float* best) {
     __m256 accumulator[B][R];
+    #pragma GCC unroll 16
     for (int b = 0; b < B; ++b)
+        #pragma GCC unroll 16
         for (int r = 0; r < R; ++r) accumulator[b][r] = _mm256_setzero_ps();
     for (std::size_t j = 0; j < d; ++j) {
         __m256 q_f32x8[B];
+        #pragma GCC unroll 16
         for (int b = 0; b < B; ++b) q_f32x8[b] = _mm256_loadu_ps(p + b * d * kLanes + j * kLanes);
+        #pragma GCC unroll 16
         for (int r = 0; r < R; ++r) {
             __m256 x_f32x8 = _mm256_broadcast_ss(x + r * d + j);
+            #pragma GCC unroll 16
             for (int b = 0; b < B; ++b)
                 accumulator[b][r] = _mm256_fmadd_ps(q_f32x8[b], x_f32x8, accumulator[b][r]);
         }
     }
+    #pragma GCC unroll 16
     for (int b = 0; b < B; ++b) {
         __m256 m = _mm256_loadu_ps(best + b * kLanes);
+        #pragma GCC unroll 16
         for (int r = 0; r < R; ++r) m = _mm256_max_ps(accumulator[b][r], m);
         _mm256_storeu_ps(best + b * kLanes, m);
     }
 }
 
-template <int B>
+// Rows in tiles of R; the last tile overlaps the one before (the maximum does not mind
+// seeing a row twice), so a document of n >= R rows never runs a latency-bound small tile.
+template <int B, int R>
 void blocks_against_rows(const float* p, const float* x, std::size_t n, std::size_t d, float* best) {
-    std::size_t r = 0;
-    for (; r + 6 <= n; r += 6) tile<B, 6>(p, x + r * d, d, best);
-    if (r + 3 <= n) {
-        tile<B, 3>(p, x + r * d, d, best);
-        r += 3;
+    constexpr int kHalf = R / 2;
+    if (n < static_cast<std::size_t>(R)) {  // short documents: two overlapping half tiles
+        if (n >= static_cast<std::size_t>(kHalf)) {
+            tile<B, kHalf>(p, x, d, best);
+            tile<B, kHalf>(p, x + (n - kHalf) * d, d, best);
+        } else {
+            for (std::size_t r = 0; r < n; ++r) tile<B, 1>(p, x + r * d, d, best);
+        }
+        return;
     }
-    for (; r < n; ++r) tile<B, 1>(p, x + r * d, d, best);
+    std::size_t r = 0;
+    for (; r + R <= n; r += R) tile<B, R>(p, x + r * d, d, best);
+    if (r < n) tile<B, R>(p, x + (n - R) * d, d, best);
 }
 
 void maxsim_f32(const float* panel, std::size_t blocks, const float* x, std::size_t n, std::size_t d,
                 float* best) {
     std::size_t b = 0;
+    for (; b + 3 <= blocks; b += 3)
+        blocks_against_rows<3, 4>(panel + b * d * kLanes, x, n, d, best + b * kLanes);
     for (; b + 2 <= blocks; b += 2)
-        blocks_against_rows<2>(panel + b * d * kLanes, x, n, d, best + b * kLanes);
-    if (b < blocks) blocks_against_rows<1>(panel + b * d * kLanes, x, n, d, best + b * kLanes);
+        blocks_against_rows<2, 6>(panel + b * d * kLanes, x, n, d, best + b * kLanes);
+    for (; b < blocks; ++b)
+        blocks_against_rows<1, 8>(panel + b * d * kLanes, x, n, d, best + b * kLanes);
 }
 
 void widen_f16(const std::uint16_t* x, std::size_t count, float* out) {

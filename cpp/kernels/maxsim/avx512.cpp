@@ -1,6 +1,6 @@
 // Kernel family 'maxsim', AVX-512F; see maxsim.hpp. 16 query tokens per zmm lane block.
 // Tile: 2 query blocks (32 tokens) x 8 document rows = 16 zmm accumulators; per dimension
-// 2 panel loads and 8 broadcasts feed 16 FMAs. Leftover blocks / rows use smaller tiles.
+// 2 panel loads and 8 broadcasts feed 16 FMAs; a last single block takes 12 rows.
 #include <immintrin.h>
 
 #include "kernels/kernels.hpp"
@@ -15,41 +15,57 @@ constexpr std::size_t kLanes = 16;
 template <int B, int R>
 void tile(const float* p, const float* x, std::size_t d, float* best) {
     __m512 accumulator[B][R];
+    #pragma GCC unroll 16
     for (int b = 0; b < B; ++b)
+        #pragma GCC unroll 16
         for (int r = 0; r < R; ++r) accumulator[b][r] = _mm512_setzero_ps();
     for (std::size_t j = 0; j < d; ++j) {
         __m512 q_f32x16[B];
+        #pragma GCC unroll 16
         for (int b = 0; b < B; ++b) q_f32x16[b] = _mm512_loadu_ps(p + b * d * kLanes + j * kLanes);
+        #pragma GCC unroll 16
         for (int r = 0; r < R; ++r) {
             __m512 x_f32x16 = _mm512_set1_ps(x[r * d + j]);
+            #pragma GCC unroll 16
             for (int b = 0; b < B; ++b)
                 accumulator[b][r] = _mm512_fmadd_ps(q_f32x16[b], x_f32x16, accumulator[b][r]);
         }
     }
+    #pragma GCC unroll 16
     for (int b = 0; b < B; ++b) {
         __m512 m = _mm512_loadu_ps(best + b * kLanes);
+        #pragma GCC unroll 16
         for (int r = 0; r < R; ++r) m = _mm512_max_ps(accumulator[b][r], m);
         _mm512_storeu_ps(best + b * kLanes, m);
     }
 }
 
-template <int B>
+// Rows in tiles of R; the last tile overlaps the one before (the maximum does not mind
+// seeing a row twice), so a document of n >= R rows never runs a latency-bound small tile.
+template <int B, int R>
 void blocks_against_rows(const float* p, const float* x, std::size_t n, std::size_t d, float* best) {
-    std::size_t r = 0;
-    for (; r + 8 <= n; r += 8) tile<B, 8>(p, x + r * d, d, best);
-    if (r + 4 <= n) {
-        tile<B, 4>(p, x + r * d, d, best);
-        r += 4;
+    constexpr int kHalf = R / 2;
+    if (n < static_cast<std::size_t>(R)) {  // short documents: two overlapping half tiles
+        if (n >= static_cast<std::size_t>(kHalf)) {
+            tile<B, kHalf>(p, x, d, best);
+            tile<B, kHalf>(p, x + (n - kHalf) * d, d, best);
+        } else {
+            for (std::size_t r = 0; r < n; ++r) tile<B, 1>(p, x + r * d, d, best);
+        }
+        return;
     }
-    for (; r < n; ++r) tile<B, 1>(p, x + r * d, d, best);
+    std::size_t r = 0;
+    for (; r + R <= n; r += R) tile<B, R>(p, x + r * d, d, best);
+    if (r < n) tile<B, R>(p, x + (n - R) * d, d, best);
 }
 
 void maxsim_f32(const float* panel, std::size_t blocks, const float* x, std::size_t n, std::size_t d,
                 float* best) {
     std::size_t b = 0;
     for (; b + 2 <= blocks; b += 2)
-        blocks_against_rows<2>(panel + b * d * kLanes, x, n, d, best + b * kLanes);
-    if (b < blocks) blocks_against_rows<1>(panel + b * d * kLanes, x, n, d, best + b * kLanes);
+        blocks_against_rows<2, 8>(panel + b * d * kLanes, x, n, d, best + b * kLanes);
+    for (; b < blocks; ++b)
+        blocks_against_rows<1, 12>(panel + b * d * kLanes, x, n, d, best + b * kLanes);
 }
 
 void widen_f16(const std::uint16_t* x, std::size_t count, float* out) {

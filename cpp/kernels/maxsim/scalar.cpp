@@ -22,12 +22,16 @@ void maxsim_f32(const float* panel, std::size_t blocks, const float* x, std::siz
             const float* rows = x + r * d;
             for (std::size_t j = 0; j < d; ++j) {
                 const float* q = p + j * kLanes;
+                #pragma GCC unroll 16
                 for (std::size_t u = 0; u < kRows; ++u) {
                     float xv = rows[u * d + j];
+                    #pragma GCC unroll 16
                     for (std::size_t l = 0; l < kLanes; ++l) accumulator[u][l] += q[l] * xv;
                 }
             }
+            #pragma GCC unroll 16
             for (std::size_t u = 0; u < kRows; ++u)
+                #pragma GCC unroll 16
                 for (std::size_t l = 0; l < kLanes; ++l)
                     out[l] = accumulator[u][l] > out[l] ? accumulator[u][l] : out[l];
         }
@@ -35,7 +39,9 @@ void maxsim_f32(const float* panel, std::size_t blocks, const float* x, std::siz
             float accumulator[kLanes] = {};
             const float* row = x + r * d;
             for (std::size_t j = 0; j < d; ++j)
+                #pragma GCC unroll 16
                 for (std::size_t l = 0; l < kLanes; ++l) accumulator[l] += p[j * kLanes + l] * row[j];
+            #pragma GCC unroll 16
             for (std::size_t l = 0; l < kLanes; ++l) out[l] = accumulator[l] > out[l] ? accumulator[l] : out[l];
         }
     }
