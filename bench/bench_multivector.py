@@ -15,7 +15,8 @@ vectors, float16; 500 queries; exact Chamfer top-100). Parts:
            query tokens of the best hit; top N documents)
 - encode : documents encoded per second: simdex MuveraEncoder vs fastembed's Muvera (same
            k_sim, d_proj, r_reps; fastembed on a sample of documents, one call per document)
-- search : MultiVectorIndex (HNSW over the encodings) recall@10 against exact Chamfer vs QPS,
+- search : MultiVectorIndex (HNSW or 4-bit PQ fast-scan over the encodings) recall@10 against
+           exact Chamfer vs QPS,
            next to exact brute force (simdex.chamfer + top-10) in the same run; one thread
            everywhere (QPS per core), medians of `repeat` runs
 
@@ -34,15 +35,15 @@ import numpy as np
 import simdex as sx
 
 
-def load(path: str, nq: int):
+def load(path: str, nq: int, suffix: str = ""):
     import h5py
 
     with h5py.File(path) as f:
         tokens16 = f["doc_tokens"][:]
         offsets = f["doc_offsets"][:].astype(np.int64)
-        qt = f["query_tokens"][:].astype(np.float32)
-        qo = f["query_offsets"][:].astype(np.int64)
-        truth = f["neighbors"][:]
+        qt = f["query_tokens" + suffix][:].astype(np.float32)
+        qo = f["query_offsets" + suffix][:].astype(np.int64)
+        truth = f["neighbors" + suffix][:]
     nq = min(nq, qo.shape[0] - 1)
     qt, qo = qt[: qo[nq]], qo[: nq + 1]
     return tokens16, offsets, qt, qo, truth[:nq]
@@ -194,25 +195,30 @@ def part_search(tokens16, offsets, qt, qo, truth, repeat):
     brute_qps = nq / tb
     print(f"\nEnd to end, {nq} queries, 1 thread, median of {repeat}; exact brute force: "
           f"{brute_qps:.2f} QPS, recall@10 {recall_at(brute_top, truth):.3f}")
-    print("| index | build (s) | candidates | ef | carve | recall@10 | QPS | x brute force |")
+    print("| encoding index | build (s) | candidates | ef | carve tau | recall@10 | QPS | x brute force |")
     print("|---|---|---|---|---|---|---|---|")
-    configs = [
-        ("hnsw", dict(M=16, ef_construction=100), sx.MuveraEncoder(128)),
-        ("hnsw", dict(M=16, ef_construction=100, storage="int8"), sx.MuveraEncoder(128, k_sim=5, d_proj=16, final_dim=2048)),
+    configs = [  # (label, encoder, index parameters, [(candidates, ef, carve), ...])
+        ("hnsw M=16 efC=100 float16", sx.MuveraEncoder(128), dict(index="hnsw", M=16, ef_construction=100),
+         [(100, 100, None), (300, 100, None), (300, 300, None), (500, 500, None)]),
+        ("pq m=640 nbits=4 (fast-scan)", sx.MuveraEncoder(128), dict(index="pq", m=640, nbits=4),
+         [(200, None, None), (300, None, None), (400, None, None), (600, None, None), (300, None, 0.7),
+          (400, None, 0.9)]),
     ]
-    for kind, params, enc in configs:
-        index = sx.MultiVectorIndex(128, encoder=enc, index=kind, tokens="float16", **params)
+    tokens32 = tokens16.astype(np.float32)
+    for label, enc, params, runs in configs:
+        index = sx.MultiVectorIndex(128, encoder=enc, tokens="float16", **params)
         t = time.perf_counter()
-        index.add((tokens16.astype(np.float32), offsets))
+        if params["index"] == "pq":
+            index.train((tokens32, offsets))
+        index.add((tokens32, offsets))
         build = time.perf_counter() - t
-        label = f"{kind} {params} {enc.k_sim}/{enc.d_proj}/{enc.r_reps}->{enc.output_dim}"
-        for candidates, ef, carve in ((100, 100, None), (200, 200, None), (300, 300, None), (500, 500, None),
-                                      (300, 150, None), (300, 300, 0.7), (500, 250, None)):
+        label = f"{label}, FDE {enc.k_sim}/{enc.d_proj}/{enc.r_reps} -> {enc.output_dim}-d"
+        for candidates, ef, carve in runs:
             ts, res = median_time(lambda: index.search((qt, qo), 10, candidates=candidates, ef=ef, carve=carve,
                                                        threads=1), repeat)
             qps = nq / ts
-            print(f"| {label} | {build:.0f} | {candidates} | {ef} | {carve} | {recall_at(res.ids, truth):.3f} | "
-                  f"{qps:.1f} | {qps / brute_qps:.1f}x |")
+            print(f"| {label} | {build:.0f} | {candidates} | {ef or '-'} | {carve or '-'} | "
+                  f"{recall_at(res.ids, truth):.3f} | {qps:.1f} | {qps / brute_qps:.1f}x |")
 
 
 PARTS = {"kernel": part_kernel, "fde": part_fde, "encode": part_encode, "search": part_search}
@@ -224,9 +230,11 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--parts", default="kernel,fde,encode,search")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--ood", action="store_true", help="keyword queries (query_tokens_ood, neighbors_ood)")
     args = ap.parse_args()
-    data = load(args.data, args.queries)
-    print(f"simdex {sx.__version__}, SIMD level {sx.simd_level()}")
+    data = load(args.data, args.queries, "_ood" if args.ood else "")
+    print(f"simdex {sx.__version__}, SIMD level {sx.simd_level()}, {'keyword (OOD)' if args.ood else 'in-distribution'} "
+          f"queries: {args.queries}")
     for part in args.parts.split(","):
         PARTS[part](*data, args.repeat)
 

@@ -561,7 +561,9 @@ class MultiVectorIndex(Index):
         k             : int >= 1
         candidates    : documents proposed by the encoding index and re-ranked exactly
                         (default: the candidates property, at least k)
-        ef            : HNSW search list size (default max(ef property, candidates))
+        ef            : HNSW search window (default: the ef property); with candidates > ef
+                        the candidates are the best of every node the walk scored
+                        (HNSWIndex(buffered=True)), so a small window can feed a large re-rank
         filter        : int64 array of allowed ids, boolean mask indexed by id, or a list with
                         one such filter per query
         max_distance  : float or (q,) floats: drop results with -Chamfer above it
@@ -605,7 +607,9 @@ class MultiVectorIndex(Index):
         fde = self.encoder._encode_csr(tokens, offsets, False, threads)
         params = dict(search_params)
         if isinstance(self._inner, HNSWIndex):
-            params["ef"] = max(self._inner.ef if ef is None else _checks.check_positive_int(ef, "ef"), c)
+            # window ef; more candidates than ef come from every node scored on the way
+            params["ef"] = self._inner.ef if ef is None else _checks.check_positive_int(ef, "ef")
+            params["buffered"] = c > params["ef"]
         elif ef is not None:
             raise ValueError(f"ef applies to index='hnsw' only; this index uses {self.index_kind!r}")
         _, cand = self._inner.search(fde, c, filter=allowed, threads=threads, **params)
