@@ -42,7 +42,7 @@ from .pq import PQIndex
 PROJECTIONS = ("dense", "ams")
 TOKEN_STORAGES = ("float32", "float16", "int8")
 INNER_KINDS = {"hnsw": HNSWIndex, "flat": FlatIndex, "pq": PQIndex, "ivfpq": IVFPQIndex}
-DEFAULT_CANDIDATES = 100
+DEFAULT_CANDIDATES = 300
 
 
 def _threads(threads: Any) -> int | None:
@@ -406,7 +406,8 @@ class MultiVectorIndex(Index):
                    on train(documents)); the re-rank is exact for the stored precision
     rerank_path  : None keeps the tokens in RAM (and in the saved file); a file path keeps them
                    in a raw memory-mapped file there (the saved index refers to it)
-    candidates   : default number of documents re-ranked per query
+    candidates   : default number of documents re-ranked per query (300: recall@10 ~0.95 on
+                   the MiniLM dev set with the default encoder; see muvera_diagnostic)
     index_params : passed to the encoding index (M, ef_construction, storage, m, nlist, ...)
 
     Scores are similarities; search returns distances = -Chamfer(Q, P) so that smaller is
@@ -561,9 +562,9 @@ class MultiVectorIndex(Index):
         k             : int >= 1
         candidates    : documents proposed by the encoding index and re-ranked exactly
                         (default: the candidates property, at least k)
-        ef            : HNSW search window (default: the ef property); with candidates > ef
-                        the candidates are the best of every node the walk scored
-                        (HNSWIndex(buffered=True)), so a small window can feed a large re-rank
+        ef            : HNSW search window (default: max(ef property, candidates)); with
+                        candidates > ef the candidates are the best of every node the walk
+                        scored (HNSWIndex(buffered=True)): faster, lower recall
         filter        : int64 array of allowed ids, boolean mask indexed by id, or a list with
                         one such filter per query
         max_distance  : float or (q,) floats: drop results with -Chamfer above it
@@ -607,8 +608,9 @@ class MultiVectorIndex(Index):
         fde = self.encoder._encode_csr(tokens, offsets, False, threads)
         params = dict(search_params)
         if isinstance(self._inner, HNSWIndex):
-            # window ef; more candidates than ef come from every node scored on the way
-            params["ef"] = self._inner.ef if ef is None else _checks.check_positive_int(ef, "ef")
+            # window ef (default: wide enough for every candidate); a smaller window hands
+            # over the best of every node scored on the way (faster, lower recall)
+            params["ef"] = max(self._inner.ef, c) if ef is None else _checks.check_positive_int(ef, "ef")
             params["buffered"] = c > params["ef"]
         elif ef is not None:
             raise ValueError(f"ef applies to index='hnsw' only; this index uses {self.index_kind!r}")
