@@ -113,7 +113,7 @@ FloatArray fde_encode_py(const py::array& tokens, const py::array& offsets, std:
     float* dst = out.mutable_data();
     {
         py::gil_scoped_release release;
-        fde_encode(p, w, index, sign, sets, t, dst);
+        fde_encode(active_kernels(), p, w, index, sign, sets, t, dst);
     }
     return out;
 }

@@ -163,56 +163,6 @@ void chamfer_rerank(const KernelTable& kernels, const TokenSets& queries, const 
 
 namespace {
 
-// y (n, cols) = x (n, dim) @ w (dim, cols): each y[t, c] is sum_j x[t, j] * w[j, c] in
-// increasing j from 0, multiply then add (no FMA in baseline x86-64 code). Tiles of T tokens x
-// 4V columns of accumulators in 4-lane vectors (GCC vector extensions: SSE on x86-64, NEON on
-// AArch64); leftover columns one at a time in the same order.
-typedef float F32x4 __attribute__((vector_size(16)));
-
-template <std::size_t T, std::size_t V>
-void project_tile(const float* x, std::size_t dim, const float* w, std::size_t cols, float* y) {
-    F32x4 accumulator[T][V] = {};
-    for (std::size_t j = 0; j < dim; ++j) {
-        F32x4 wv[V];
-#pragma GCC unroll 16
-        for (std::size_t v = 0; v < V; ++v) std::memcpy(&wv[v], w + j * cols + 4 * v, sizeof(F32x4));
-#pragma GCC unroll 16
-        for (std::size_t u = 0; u < T; ++u) {
-            const float s = x[u * dim + j];
-            const F32x4 xv = {s, s, s, s};
-#pragma GCC unroll 16
-            for (std::size_t v = 0; v < V; ++v) accumulator[u][v] += xv * wv[v];
-        }
-    }
-    #pragma GCC unroll 16
-    for (std::size_t u = 0; u < T; ++u) std::memcpy(y + u * cols, accumulator[u], sizeof(accumulator[u]));
-}
-
-template <std::size_t T>
-void project_column(const float* x, std::size_t dim, const float* w, std::size_t cols, float* y) {
-    float accumulator[T] = {};
-    for (std::size_t j = 0; j < dim; ++j)
-        #pragma GCC unroll 16
-        for (std::size_t u = 0; u < T; ++u) accumulator[u] += x[u * dim + j] * w[j * cols];
-    #pragma GCC unroll 16
-    for (std::size_t u = 0; u < T; ++u) y[u * cols] = accumulator[u];
-}
-
-template <std::size_t T>
-void project_rows(const float* x, std::size_t dim, const float* w, std::size_t cols, float* y) {
-    constexpr std::size_t kV = 2;
-    std::size_t c = 0;
-    for (; c + 4 * kV <= cols; c += 4 * kV) project_tile<T, kV>(x, dim, w + c, cols, y + c);
-    for (; c < cols; ++c) project_column<T>(x, dim, w + c, cols, y + c);
-}
-
-void project(const float* x, std::size_t n, std::size_t dim, const float* w, std::size_t cols, float* y) {
-    constexpr std::size_t kT = 4;
-    std::size_t t = 0;
-    for (; t + kT <= n; t += kT) project_rows<kT>(x + t * dim, dim, w, cols, y + t * cols);
-    for (; t < n; ++t) project_rows<1>(x + t * dim, dim, w, cols, y + t * cols);
-}
-
 struct FdeScratch {
     std::vector<float> y, raw;
     std::vector<std::uint32_t> codes, counts;
@@ -226,8 +176,9 @@ int popcount32(std::uint32_t v) {
 
 }  // namespace
 
-void fde_encode(const FdeParams& p, const float* matrix, const std::int32_t* final_index, const float* final_sign,
-                const TokenSets& tokens, std::size_t threads, float* out) {
+void fde_encode(const KernelTable& kernels, const FdeParams& p, const float* matrix, const std::int32_t* final_index,
+                const float* final_sign, const TokenSets& tokens, std::size_t threads, float* out) {
+    const MaxSimKernels& ms = kernels.maxsim;
     const std::size_t buckets = std::size_t{1} << p.k_sim;
     const std::size_t per_rep = p.k_sim + p.d_proj;
     const std::size_t cols = p.r_reps * per_rep;
@@ -245,7 +196,7 @@ void fde_encode(const FdeParams& p, const float* matrix, const std::int32_t* fin
             s.y.resize(n * cols);
             s.codes.resize(n * p.r_reps);
             s.counts.resize(buckets);
-            project(x + start * p.dim, n, p.dim, matrix, cols, s.y.data());
+            ms.project_f32(x + start * p.dim, n, p.dim, matrix, cols, s.y.data());
             float* row = p.final_dim ? (s.raw.resize(raw_dim), s.raw.data()) : out + i * out_dim;
             std::fill(row, row + raw_dim, 0.0f);
             for (std::size_t r = 0; r < p.r_reps; ++r) {

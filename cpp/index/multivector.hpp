@@ -84,8 +84,9 @@ void chamfer_rerank(const KernelTable& kernels, const TokenSets& queries, const 
 // Output row: (r_reps, 2^k_sim, d_proj) flattened, times 1 / sqrt(r_reps) so that
 // <fde(Q), fde(P)> estimates Chamfer(Q, P); with final_dim > 0 a count sketch maps it to
 // final_dim values: out[final_index[c]] += final_sign[c] * row[c].
-// Everything runs in baseline code with a fixed order of operations: encodings are identical
-// at every SIMD level and thread count.
+// The projection is the maxsim family's project_f32 (bitwise the same at every level: no fused
+// multiply-adds, a fixed order of sums); the rest is baseline code with a fixed order of
+// operations: encodings are identical at every SIMD level and thread count.
 struct FdeParams {
     std::size_t dim = 0, k_sim = 0, d_proj = 0, r_reps = 0, final_dim = 0;
     bool documents = false, fill_empty = false;
@@ -96,7 +97,8 @@ struct FdeParams {
 // tokens: float32 sets;  matrix: (dim, r_reps * (k_sim + d_proj)) float32
 // final_index (raw_dim,) int32 in [0, final_dim), final_sign (raw_dim,) float32 (final_dim > 0)
 // out: (tokens.n, out_dim) float32
-void fde_encode(const FdeParams& params, const float* matrix, const std::int32_t* final_index,
-                const float* final_sign, const TokenSets& tokens, std::size_t threads, float* out);
+void fde_encode(const KernelTable& kernels, const FdeParams& params, const float* matrix,
+                const std::int32_t* final_index, const float* final_sign, const TokenSets& tokens,
+                std::size_t threads, float* out);
 
 }  // namespace simdex

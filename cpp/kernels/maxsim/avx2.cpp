@@ -89,6 +89,54 @@ void widen_u8(const std::uint8_t* x, std::size_t count, float* out) {
     for (; i < count; ++i) out[i] = static_cast<float>(x[i]);
 }
 
+// ---- the MUVERA projection (maxsim.hpp): products rounded, then added, in increasing j ----
+// Bitwise the scalar tier's result: the same two roundings per term in the same order, only
+// more columns per instruction. fp-contract=off forbids fusing mul + add into an FMA (this
+// file is compiled with -mfma). Tiles of 4 tokens x 16 columns.
+template <std::size_t T>
+__attribute__((optimize("fp-contract=off"))) void project_tile(const float* x, std::size_t d, const float* w,
+                                                               std::size_t cols, float* y) {
+    __m256 accumulator[T][2];
+#pragma GCC unroll 16
+    for (std::size_t u = 0; u < T; ++u) accumulator[u][0] = accumulator[u][1] = _mm256_setzero_ps();
+    for (std::size_t j = 0; j < d; ++j) {
+        const __m256 w0_f32x8 = _mm256_loadu_ps(w + j * cols), w1_f32x8 = _mm256_loadu_ps(w + j * cols + 8);
+#pragma GCC unroll 16
+        for (std::size_t u = 0; u < T; ++u) {
+            const __m256 x_f32x8 = _mm256_broadcast_ss(x + u * d + j);
+            accumulator[u][0] = _mm256_add_ps(accumulator[u][0], _mm256_mul_ps(x_f32x8, w0_f32x8));
+            accumulator[u][1] = _mm256_add_ps(accumulator[u][1], _mm256_mul_ps(x_f32x8, w1_f32x8));
+        }
+    }
+#pragma GCC unroll 16
+    for (std::size_t u = 0; u < T; ++u) {
+        _mm256_storeu_ps(y + u * cols, accumulator[u][0]);
+        _mm256_storeu_ps(y + u * cols + 8, accumulator[u][1]);
+    }
+}
+
+template <std::size_t T>
+__attribute__((optimize("fp-contract=off"))) void project_column(const float* x, std::size_t d, const float* w,
+                                                                 std::size_t cols, float* y) {
+    float accumulator[T] = {};
+    for (std::size_t j = 0; j < d; ++j)
+        for (std::size_t u = 0; u < T; ++u) accumulator[u] += x[u * d + j] * w[j * cols];
+    for (std::size_t u = 0; u < T; ++u) y[u * cols] = accumulator[u];
+}
+
+template <std::size_t T>
+void project_rows(const float* x, std::size_t d, const float* w, std::size_t cols, float* y) {
+    std::size_t c = 0;
+    for (; c + 16 <= cols; c += 16) project_tile<T>(x, d, w + c, cols, y + c);
+    for (; c < cols; ++c) project_column<T>(x, d, w + c, cols, y + c);
+}
+
+void project_f32(const float* x, std::size_t n, std::size_t d, const float* w, std::size_t cols, float* y) {
+    std::size_t t = 0;
+    for (; t + 4 <= n; t += 4) project_rows<4>(x + t * d, d, w, cols, y + t * cols);
+    for (; t < n; ++t) project_rows<1>(x + t * d, d, w, cols, y + t * cols);
+}
+
 }  // namespace
 
 void register_maxsim_avx2(KernelTable& t) {
@@ -96,6 +144,7 @@ void register_maxsim_avx2(KernelTable& t) {
     t.maxsim.maxsim_f32 = maxsim_f32;
     t.maxsim.widen_f16 = widen_f16;
     t.maxsim.widen_u8 = widen_u8;
+    t.maxsim.project_f32 = project_f32;
 }
 
 }  // namespace simdex

@@ -36,6 +36,14 @@ struct MaxSimKernels {
     void (*widen_f16)(const std::uint16_t* x, std::size_t count, float* out) = nullptr;
     // uint8 codes -> float32 values 0..255 (the caller folds int8 ranges into the query).
     void (*widen_u8)(const std::uint8_t* x, std::size_t count, float* out) = nullptr;
+
+    // The MUVERA projection of a set's tokens (index/multivector.cpp):
+    //     y (n, cols) = x (n, d) @ w (d, cols), all row-major float32
+    // Each y[t, c] = (((0 + x[t,0] w[0,c]) + x[t,1] w[1,c]) + ...) in increasing j, every product
+    // rounded to float32 before it is added (never fused): the result is bitwise the same at
+    // every level and for any tiling, so encodings do not depend on the CPU.
+    void (*project_f32)(const float* x, std::size_t n, std::size_t d, const float* w, std::size_t cols,
+                        float* y) = nullptr;
 };
 
 }  // namespace simdex

@@ -74,6 +74,54 @@ void widen_u8(const std::uint8_t* x, std::size_t count, float* out) {
     for (std::size_t i = 0; i < count; ++i) out[i] = static_cast<float>(x[i]);
 }
 
+// ---- the MUVERA projection (maxsim.hpp): products rounded, then added, in increasing j ----
+// Tiles of T tokens x 4V columns in 4-lane vectors (GCC vector extensions: SSE on x86-64,
+// NEON on AArch64); leftover columns one at a time in the same order. fp-contract=off keeps
+// the compiler from fusing the multiply-add where the baseline ISA has FMA (AArch64).
+typedef float F32x4 __attribute__((vector_size(16)));
+
+template <std::size_t T, std::size_t V>
+__attribute__((optimize("fp-contract=off"))) void project_tile(const float* x, std::size_t d, const float* w,
+                                                               std::size_t cols, float* y) {
+    F32x4 accumulator[T][V] = {};
+    for (std::size_t j = 0; j < d; ++j) {
+        F32x4 w_f32x4[V];
+#pragma GCC unroll 16
+        for (std::size_t v = 0; v < V; ++v) std::memcpy(&w_f32x4[v], w + j * cols + 4 * v, sizeof(F32x4));
+#pragma GCC unroll 16
+        for (std::size_t u = 0; u < T; ++u) {
+            const float s = x[u * d + j];
+            const F32x4 x_f32x4 = {s, s, s, s};
+#pragma GCC unroll 16
+            for (std::size_t v = 0; v < V; ++v) accumulator[u][v] += x_f32x4 * w_f32x4[v];
+        }
+    }
+#pragma GCC unroll 16
+    for (std::size_t u = 0; u < T; ++u) std::memcpy(y + u * cols, accumulator[u], sizeof(accumulator[u]));
+}
+
+template <std::size_t T>
+__attribute__((optimize("fp-contract=off"))) void project_column(const float* x, std::size_t d, const float* w,
+                                                                 std::size_t cols, float* y) {
+    float accumulator[T] = {};
+    for (std::size_t j = 0; j < d; ++j)
+        for (std::size_t u = 0; u < T; ++u) accumulator[u] += x[u * d + j] * w[j * cols];
+    for (std::size_t u = 0; u < T; ++u) y[u * cols] = accumulator[u];
+}
+
+template <std::size_t T>
+void project_rows(const float* x, std::size_t d, const float* w, std::size_t cols, float* y) {
+    std::size_t c = 0;
+    for (; c + 8 <= cols; c += 8) project_tile<T, 2>(x, d, w + c, cols, y + c);
+    for (; c < cols; ++c) project_column<T>(x, d, w + c, cols, y + c);
+}
+
+void project_f32(const float* x, std::size_t n, std::size_t d, const float* w, std::size_t cols, float* y) {
+    std::size_t t = 0;
+    for (; t + 4 <= n; t += 4) project_rows<4>(x + t * d, d, w, cols, y + t * cols);
+    for (; t < n; ++t) project_rows<1>(x + t * d, d, w, cols, y + t * cols);
+}
+
 }  // namespace
 
 void register_maxsim_scalar(KernelTable& t) {
@@ -81,6 +129,7 @@ void register_maxsim_scalar(KernelTable& t) {
     t.maxsim.maxsim_f32 = maxsim_f32;
     t.maxsim.widen_f16 = widen_f16;
     t.maxsim.widen_u8 = widen_u8;
+    t.maxsim.project_f32 = project_f32;
 }
 
 }  // namespace simdex
