@@ -21,7 +21,10 @@ vectors, float16; 500 queries; exact Chamfer top-100). Parts:
            next to exact brute force (simdex.chamfer + top-10) in the same run; one thread
            everywhere (QPS per core), medians of `repeat` runs
 
-Timings are medians; the machine is shared, so compare ratios within one run.
+Timings are medians of CPU time (time.process_time: the process's time on the cores, robust
+to other jobs on a shared box; with threads=1 it is the time on one core; NumPy's BLAS may use
+more threads and is charged for all of them), wall time only where marked. Compare ratios
+within one run.
 """
 
 from __future__ import annotations
@@ -50,12 +53,15 @@ def load(path: str, nq: int, suffix: str = ""):
     return tokens16, offsets, qt, qo, truth[:nq]
 
 
-def median_time(fn, repeat: int) -> tuple[float, object]:
+def median_time(fn, repeat: int, clock=time.process_time) -> tuple[float, object]:
+    """Median over `repeat` runs of fn's time on `clock`: CPU time of the process by default
+    (robust to other jobs on a shared box; for one-thread runs it is the time on one core),
+    or wall time (time.perf_counter) for multi-threaded runs."""
     times, out = [], None
     for _ in range(repeat):
-        t = time.perf_counter()
+        t = clock()
         out = fn()
-        times.append(time.perf_counter() - t)
+        times.append(clock() - t)
     return statistics.median(times), out
 
 
@@ -188,9 +194,9 @@ def part_encode(tokens16, offsets, qt, qo, truth, repeat, sample=300):
     n = offsets.shape[0] - 1
     enc = sx.MuveraEncoder(128, k_sim=4, d_proj=16, r_reps=20)
     t1, _ = median_time(lambda: enc.encode_documents((tokens32, offsets), threads=1), repeat)
-    t_all, _ = median_time(lambda: enc.encode_documents((tokens32, offsets)), repeat)
+    t_all, _ = median_time(lambda: enc.encode_documents((tokens32, offsets)), repeat, time.perf_counter)
     rows = [("simdex MuveraEncoder, 1 thread", n / t1),
-            (f"simdex MuveraEncoder, {len(os.sched_getaffinity(0))} threads", n / t_all)]
+            (f"simdex MuveraEncoder, {len(os.sched_getaffinity(0))} threads (wall time)", n / t_all)]
     try:
         from fastembed.postprocess.muvera import Muvera
 
