@@ -139,11 +139,20 @@ void chamfer_rerank(const KernelTable& kernels, const TokenSets& queries, const 
     parallel_for(tasks, threads, [&](std::size_t task, std::size_t worker) {
         Scratch& s = scratch[worker];
         const std::size_t q = task / blocks_per_query, block = task % blocks_per_query;
-        for (std::size_t j = block * per_task; j < std::min(c, (block + 1) * per_task); ++j) {
+        const std::size_t end = std::min(c, (block + 1) * per_task);
+        for (std::size_t j = block * per_task; j < end; ++j) {
             const std::int64_t slot = candidates[q * c + j];
             if (slot < 0) continue;
             const std::size_t start = static_cast<std::size_t>(store.offsets[slot]);
             const std::size_t n_p = static_cast<std::size_t>(store.offsets[slot + 1]) - start;
+            if (j + 1 < end && candidates[q * c + j + 1] >= 0) {
+                // candidates are scattered over the store: fetch the next one's rows while
+                // this one is scored
+                const std::int64_t next = candidates[q * c + j + 1];
+                const std::uint8_t* rows = store.data + static_cast<std::size_t>(store.offsets[next]) * row_bytes;
+                const std::size_t bytes = static_cast<std::size_t>(store.offsets[next + 1] - store.offsets[next]) * row_bytes;
+                for (std::size_t b = 0; b < bytes; b += 64) __builtin_prefetch(rows + b);
+            }
             if (n_p == 0) continue;  // a removed slot's tokens may have been dropped
             scores[q * c + j] = -panels[q].score(ms, store.data + start * row_bytes, n_p, store.spec,
                                                  s.widened, s.best);
