@@ -229,7 +229,7 @@ def test_fde_approximates_chamfer():
     sizes = np.array([q.shape[0] for q in queries])[:, None]
 
     def error(**params):
-        enc = sx.MuveraEncoder(dim, r_reps=100, seed=3, **params)
+        enc = sx.MuveraEncoder(dim, r_reps=50, seed=3, **params)
         approx = enc.encode_queries(queries) @ enc.encode_documents(docs).T
         return approx, (approx - exact) / sizes
 
@@ -280,11 +280,13 @@ def recall(ids, exact, k=10):
     return np.mean([len(set(ids[i]) & set(truth[i])) / k for i in range(ids.shape[0])])
 
 
-INDEXES = [("hnsw", {}), ("flat", {}), ("pq", {"m": 24}), ("ivfpq", {"nlist": 4, "m": 24})]
+# every encoding index with float16 tokens, every token storage with HNSW
+INDEXES = [("hnsw", {}, "float16"), ("hnsw", {}, "float32"), ("hnsw", {}, "int8"), ("flat", {}, "int8"),
+           ("flat", {}, "float16"), ("pq", {"m": 48, "nbits": 4}, "float16"),
+           ("ivfpq", {"nlist": 4, "m": 48, "nbits": 4}, "float16")]
 
 
-@pytest.mark.parametrize("kind, params", INDEXES)
-@pytest.mark.parametrize("tokens", ["float16", "float32", "int8"])
+@pytest.mark.parametrize("kind, params, tokens", INDEXES)
 def test_index_recall_and_scores(corpus, kind, params, tokens):
     dim, docs, queries, exact = corpus
     index = sx.MultiVectorIndex(dim, encoder=sx.MuveraEncoder(dim, **SMALL), index=kind, tokens=tokens, **params)
