@@ -122,40 +122,52 @@ void chamfer_all(const KernelTable& kernels, const TokenSets& queries, const Tok
 void chamfer_rerank(const KernelTable& kernels, const TokenSets& queries, const TokenSets& store,
                     const std::int64_t* candidates, std::size_t c, std::size_t k, std::size_t threads,
                     float* out_distances, std::int64_t* out_slots) {
+    if (queries.n * c >= (std::size_t{1} << 32) || store.n >= (std::size_t{1} << 31))
+        throw std::invalid_argument("chamfer re-rank: at most 2^32 (query, candidate) pairs per call");
     for (std::size_t i = 0; i < queries.n * c; ++i)
         if (candidates[i] < -1 || candidates[i] >= static_cast<std::int64_t>(store.n))
             throw std::invalid_argument("candidate slot " + std::to_string(candidates[i]) +
                                         " is outside the token store of " + std::to_string(store.n) + " sets");
     const MaxSimKernels& ms = kernels.maxsim;
     const std::vector<QueryPanel> panels = make_panels(ms, queries, store.spec);
-    // Scores of every (query, candidate) in parallel (blocks of candidates, so that one query
-    // with many candidates uses every thread), then one top-k per query.
-    const std::size_t per_task = 16;
-    const std::size_t blocks_per_query = (c + per_task - 1) / per_task;
-    const std::size_t tasks = queries.n * blocks_per_query;
+    // Every (candidate, query) pair sorted by slot: a document proposed to several queries of
+    // the batch is read and widened once and scored against each of their panels, and the
+    // store is walked in address order. Pairs are scored in parallel blocks (one query with
+    // many candidates uses every thread too), then one top-k per query.
+    std::vector<std::uint64_t> pairs;  // slot << 32 | index into candidates (both < 2^32)
+    pairs.reserve(queries.n * c);
+    for (std::size_t i = 0; i < queries.n * c; ++i)
+        if (candidates[i] >= 0) pairs.push_back(static_cast<std::uint64_t>(candidates[i]) << 32 | i);
+    std::sort(pairs.begin(), pairs.end());
+    const std::size_t per_task = 32;
+    const std::size_t tasks = (pairs.size() + per_task - 1) / per_task;
     std::vector<float> scores(queries.n * c, std::numeric_limits<float>::infinity());
     std::vector<Scratch> scratch(std::max<std::size_t>(1, std::min(threads, tasks)));
     const std::size_t row_bytes = store.spec.row_bytes();
     parallel_for(tasks, threads, [&](std::size_t task, std::size_t worker) {
         Scratch& s = scratch[worker];
-        const std::size_t q = task / blocks_per_query, block = task % blocks_per_query;
-        const std::size_t end = std::min(c, (block + 1) * per_task);
-        for (std::size_t j = block * per_task; j < end; ++j) {
-            const std::int64_t slot = candidates[q * c + j];
-            if (slot < 0) continue;
-            const std::size_t start = static_cast<std::size_t>(store.offsets[slot]);
-            const std::size_t n_p = static_cast<std::size_t>(store.offsets[slot + 1]) - start;
-            if (j + 1 < end && candidates[q * c + j + 1] >= 0) {
-                // candidates are scattered over the store: fetch the next one's rows while
-                // this one is scored
-                const std::int64_t next = candidates[q * c + j + 1];
-                const std::uint8_t* rows = store.data + static_cast<std::size_t>(store.offsets[next]) * row_bytes;
-                const std::size_t bytes = static_cast<std::size_t>(store.offsets[next + 1] - store.offsets[next]) * row_bytes;
-                for (std::size_t b = 0; b < bytes; b += 64) __builtin_prefetch(rows + b);
+        const std::size_t end = std::min(pairs.size(), (task + 1) * per_task);
+        std::int64_t widened_slot = -1;
+        const float* rows = nullptr;
+        std::size_t n_p = 0;
+        for (std::size_t p = task * per_task; p < end; ++p) {
+            const std::int64_t slot = static_cast<std::int64_t>(pairs[p] >> 32);
+            const std::size_t index = static_cast<std::size_t>(pairs[p] & 0xffffffffu);
+            if (slot != widened_slot) {
+                const std::size_t start = static_cast<std::size_t>(store.offsets[slot]);
+                n_p = static_cast<std::size_t>(store.offsets[slot + 1]) - start;
+                rows = widen_rows(ms, store.data + start * row_bytes, n_p, store.spec, s.widened);
+                widened_slot = slot;
+                // fetch the next document's rows while this one is scored
+                const std::size_t next = p + 1 < end ? static_cast<std::size_t>(pairs[p + 1] >> 32) : 0;
+                if (p + 1 < end && static_cast<std::int64_t>(next) != slot) {
+                    const std::uint8_t* ahead = store.data + static_cast<std::size_t>(store.offsets[next]) * row_bytes;
+                    const std::size_t bytes = static_cast<std::size_t>(store.offsets[next + 1] - store.offsets[next]) * row_bytes;
+                    for (std::size_t b = 0; b < bytes; b += 64) __builtin_prefetch(ahead + b);
+                }
             }
             if (n_p == 0) continue;  // a removed slot's tokens may have been dropped
-            scores[q * c + j] = -panels[q].score(ms, store.data + start * row_bytes, n_p, store.spec,
-                                                 s.widened, s.best);
+            scores[index] = -panels[index / c].score_rows(ms, rows, n_p, s.best);
         }
     });
     for (std::size_t q = 0; q < queries.n; ++q) {
