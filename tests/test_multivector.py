@@ -476,3 +476,27 @@ def test_concurrent_add_remove_search(corpus):
     assert len(index) == 100 + 300 - 60
     removed = np.concatenate([np.arange(i, i + 2) + 10000 for i in range(100, 400, 10)])
     assert not np.isin(index.search(queries, 20, candidates=400).ids, removed).any()
+
+
+def test_crafted_state_is_refused(corpus):
+    dim, docs, _, _ = corpus
+    index = sx.MultiVectorIndex(dim, encoder=sx.MuveraEncoder(dim, **SMALL), index="flat")
+    index.add(docs[:20])
+    params, arrays = index._state()
+
+    def refused(change, match):
+        a = {name: np.array(v) for name, v in arrays.items()}
+        p = pickle.loads(pickle.dumps(params))
+        change(p, a)
+        with pytest.raises(ValueError, match=match):
+            sx.MultiVectorIndex._from_state(p, a)
+
+    def descending(p, a):
+        a["token_offsets"][3], a["token_offsets"][4] = a["token_offsets"][4], a["token_offsets"][3] - 1
+
+    refused(descending, "token_offsets")
+    refused(lambda p, a: a.update(token_offsets=a["token_offsets"][:-1]), "token")
+    refused(lambda p, a: a.update(fde_matrix=a["fde_matrix"][:, :-1]), "fde_matrix")
+    refused(lambda p, a: a["fde_matrix"].__setitem__((0, 0), np.nan), "non-finite")
+    refused(lambda p, a: p["encoder"].update(dim=dim + 1), "fde_matrix|dimension")
+    refused(lambda p, a: p.update(index="annoy"), "index")
