@@ -30,17 +30,20 @@ void check_offsets(const std::int64_t* offsets, std::size_t n, std::size_t total
 
 // ---- MaxSim -------------------------------------------------------------------------------
 
-QueryPanel::QueryPanel(const MaxSimKernels& kernels, const float* tokens, std::size_t tq, const TokenSpec& docs)
-    : tq_(tq), dim_(docs.dim) {
-    const std::size_t lanes = kernels.lanes;
+QueryPanel::QueryPanel(const KernelTable& kernels, const float* tokens, std::size_t tq, const TokenSpec& docs)
+    : maxsim_(&kernels.maxsim), dot_rows_(kernels.dot_f32_rows), tq_(tq), dim_(docs.dim) {
+    const std::size_t lanes = kernels.maxsim.lanes;
+    by_rows_ = 4 * tq <= lanes;
     blocks_ = (tq + lanes - 1) / lanes;
-    panel_.assign(blocks_ * dim_ * lanes, 0.0f);
+    panel_.assign(by_rows_ ? tq * dim_ : blocks_ * dim_ * lanes, 0.0f);
     const bool ranged = docs.type == TokenType::u8;
     if (ranged) constant_.assign(tq, 0.0);
     for (std::size_t i = 0; i < tq; ++i) {
         const float* q = tokens + i * dim_;
-        float* column = panel_.data() + (i / lanes) * dim_ * lanes + i % lanes;
-        for (std::size_t j = 0; j < dim_; ++j) column[j * lanes] = ranged ? q[j] * docs.scale[j] : q[j];
+        // panel column of token i (stride lanes), or its own row (stride 1)
+        float* out = by_rows_ ? panel_.data() + i * dim_ : panel_.data() + (i / lanes) * dim_ * lanes + i % lanes;
+        const std::size_t stride = by_rows_ ? 1 : lanes;
+        for (std::size_t j = 0; j < dim_; ++j) out[j * stride] = ranged ? q[j] * docs.scale[j] : q[j];
         if (ranged) {
             double c = 0.0;
             for (std::size_t j = 0; j < dim_; ++j) c += static_cast<double>(q[j]) * docs.lo[j];
@@ -49,12 +52,21 @@ QueryPanel::QueryPanel(const MaxSimKernels& kernels, const float* tokens, std::s
     }
 }
 
-float QueryPanel::score_rows(const MaxSimKernels& kernels, const float* rows, std::size_t n_p,
-                             std::vector<float>& best) const {
-    best.assign(blocks_ * kernels.lanes, -std::numeric_limits<float>::infinity());
-    kernels.maxsim_f32(panel_.data(), blocks_, rows, n_p, dim_, best.data());
+float QueryPanel::score_rows(const float* rows, std::size_t n_p, std::vector<float>& scratch) const {
     double total = 0.0;
-    for (std::size_t i = 0; i < tq_; ++i) total += best[i] + (constant_.empty() ? 0.0 : constant_[i]);
+    if (by_rows_) {
+        if (scratch.size() < n_p) scratch.resize(n_p);
+        for (std::size_t i = 0; i < tq_; ++i) {
+            dot_rows_(panel_.data() + i * dim_, rows, n_p, dim_, scratch.data());
+            float best = scratch[0];
+            for (std::size_t r = 1; r < n_p; ++r) best = scratch[r] > best ? scratch[r] : best;
+            total += best + (constant_.empty() ? 0.0 : constant_[i]);
+        }
+        return static_cast<float>(total);
+    }
+    scratch.assign(blocks_ * maxsim_->lanes, -std::numeric_limits<float>::infinity());
+    maxsim_->maxsim_f32(panel_.data(), blocks_, rows, n_p, dim_, scratch.data());
+    for (std::size_t i = 0; i < tq_; ++i) total += scratch[i] + (constant_.empty() ? 0.0 : constant_[i]);
     return static_cast<float>(total);
 }
 
@@ -70,14 +82,9 @@ const float* widen_rows(const MaxSimKernels& kernels, const std::uint8_t* doc, s
     return out.data();
 }
 
-float QueryPanel::score(const MaxSimKernels& kernels, const std::uint8_t* doc, std::size_t n_p,
-                        const TokenSpec& docs, std::vector<float>& widened, std::vector<float>& best) const {
-    return score_rows(kernels, widen_rows(kernels, doc, n_p, docs, widened), n_p, best);
-}
-
 namespace {
 
-std::vector<QueryPanel> make_panels(const MaxSimKernels& kernels, const TokenSets& queries, const TokenSpec& docs) {
+std::vector<QueryPanel> make_panels(const KernelTable& kernels, const TokenSets& queries, const TokenSpec& docs) {
     std::vector<QueryPanel> panels;
     panels.reserve(queries.n);
     const float* tokens = reinterpret_cast<const float*>(queries.data);
@@ -96,7 +103,7 @@ struct Scratch {
 void chamfer_all(const KernelTable& kernels, const TokenSets& queries, const TokenSets& docs, std::size_t threads,
                  float* out) {
     const MaxSimKernels& ms = kernels.maxsim;
-    const std::vector<QueryPanel> panels = make_panels(ms, queries, docs.spec);
+    const std::vector<QueryPanel> panels = make_panels(kernels, queries, docs.spec);
     // Tasks: blocks of consecutive documents, widened once (one call: their rows are
     // contiguous), then every query's panel against each of them: a panel stays in L1 while
     // it meets the block's documents, and the block stays in L2 across queries.
@@ -114,7 +121,7 @@ void chamfer_all(const KernelTable& kernels, const TokenSets& queries, const Tok
             for (std::size_t p = first; p < last; ++p) {
                 const std::size_t start = static_cast<std::size_t>(docs.offsets[p]);
                 const std::size_t n_p = static_cast<std::size_t>(docs.offsets[p + 1]) - start;
-                out[q * docs.n + p] = panels[q].score_rows(ms, rows + (start - base) * docs.spec.dim, n_p, s.best);
+                out[q * docs.n + p] = panels[q].score_rows(rows + (start - base) * docs.spec.dim, n_p, s.best);
             }
     });
 }
@@ -129,7 +136,7 @@ void chamfer_rerank(const KernelTable& kernels, const TokenSets& queries, const 
             throw std::invalid_argument("candidate slot " + std::to_string(candidates[i]) +
                                         " is outside the token store of " + std::to_string(store.n) + " sets");
     const MaxSimKernels& ms = kernels.maxsim;
-    const std::vector<QueryPanel> panels = make_panels(ms, queries, store.spec);
+    const std::vector<QueryPanel> panels = make_panels(kernels, queries, store.spec);
     // Every (candidate, query) pair sorted by slot: a document proposed to several queries of
     // the batch is read and widened once and scored against each of their panels, and the
     // store is walked in address order. Pairs are scored in parallel blocks (one query with
@@ -167,7 +174,7 @@ void chamfer_rerank(const KernelTable& kernels, const TokenSets& queries, const 
                 }
             }
             if (n_p == 0) continue;  // a removed slot's tokens may have been dropped
-            scores[index] = -panels[index / c].score_rows(ms, rows, n_p, s.best);
+            scores[index] = -panels[index / c].score_rows(rows, n_p, s.best);
         }
     });
     for (std::size_t q = 0; q < queries.n; ++q) {

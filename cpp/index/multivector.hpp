@@ -41,22 +41,24 @@ struct TokenSets {
 void check_offsets(const std::int64_t* offsets, std::size_t n, std::size_t total, bool require_nonempty,
                    const char* what);
 
-// One query set packed for the maxsim kernel (see maxsim.hpp), with the int8 ranges of the
-// documents it will be scored against folded in: <q, lo + scale * c> = <q * scale, c> + <q, lo>.
+// One query set prepared for scoring, with the int8 ranges of the documents it will be scored
+// against folded in: <q, lo + scale * c> = <q * scale, c> + <q, lo>. Kernels are captured at
+// construction. A set of at least lanes / 4 tokens is packed into a maxsim panel (query tokens
+// in SIMD lanes); a smaller one (keyword queries: 1-2 tokens would leave most lanes empty)
+// scores each token against the rows with the dense dot_f32_rows kernel and takes the max.
 class QueryPanel {
    public:
-    QueryPanel(const MaxSimKernels& kernels, const float* tokens, std::size_t tq, const TokenSpec& docs);
-    // Chamfer(Q, P) for one document's tokens (n_p >= 1 rows of the spec this panel was
-    // built for); scratch is the calling thread's (grown as needed).
-    float score(const MaxSimKernels& kernels, const std::uint8_t* doc, std::size_t n_p, const TokenSpec& docs,
-                std::vector<float>& widened, std::vector<float>& best) const;
-    // The same for rows already widened to float32 (int8: the codes as values).
-    float score_rows(const MaxSimKernels& kernels, const float* rows, std::size_t n_p,
-                     std::vector<float>& best) const;
+    QueryPanel(const KernelTable& kernels, const float* tokens, std::size_t tq, const TokenSpec& docs);
+    // Chamfer(Q, P) for one document's rows widened to float32 (int8: the codes as values),
+    // n_p >= 1; `scratch` is the calling thread's (grown as needed).
+    float score_rows(const float* rows, std::size_t n_p, std::vector<float>& scratch) const;
 
    private:
-    std::vector<float> panel_;     // (blocks, dim, lanes)
-    std::vector<double> constant_; // (tq,) <q_i, lo> for int8 documents, else empty
+    const MaxSimKernels* maxsim_;
+    void (*dot_rows_)(const float*, const float*, std::size_t, std::size_t, float*);
+    bool by_rows_;
+    std::vector<float> panel_;      // (blocks, dim, lanes), or (tq, dim) tokens when by_rows_
+    std::vector<double> constant_;  // (tq,) <q_i, lo> for int8 documents, else empty
     std::size_t tq_, blocks_, dim_;
 };
 
