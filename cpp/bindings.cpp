@@ -4,6 +4,7 @@
 #include "bindings_common.hpp"
 
 namespace py = pybind11;
+namespace simdex { void bind_multivector(py::module_& m); }  // bindings_multivector.cpp
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "simdex C++ core: SIMD kernels, exact search, HNSW, PQ and binary scans";
@@ -28,4 +29,5 @@ PYBIND11_MODULE(_core, m) {
     simdex::bind_ids(m);
     simdex::bind_pq(m);
     simdex::bind_binary(m);
+    simdex::bind_multivector(m);
 }

@@ -24,6 +24,7 @@
 #include <cstdint>
 
 #include "kernels/binary/binary.hpp"
+#include "kernels/maxsim/maxsim.hpp"
 #include "kernels/pq/pq.hpp"
 
 namespace simdex {
@@ -107,6 +108,7 @@ struct KernelTable {
     // ---- families with their own header (cpp/kernels/<op>/<op>.hpp) -------------------
     PqKernels pq;
     BinaryKernels binary;
+    MaxSimKernels maxsim;
 };
 
 // One register function per kernel file; see CMakeLists.txt SIMDEX_KERNEL_FILES.

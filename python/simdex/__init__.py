@@ -19,6 +19,7 @@ from .kernels import cpu_features, distances, knn, simd_level
 from .kmeans import kmeans
 from .leanvec import LeanVec, LeanVecIndex
 from .lid import lid
+from .multivector import MultiVectorIndex, MuveraEncoder, chamfer, muvera_diagnostic
 from .pq import PQIndex, ProductQuantizer
 
 __version__ = "0.1.0"
@@ -26,5 +27,5 @@ __version__ = "0.1.0"
 __all__ = [
     "MAX_THREADS", "BinaryIndex", "FlatIndex", "HNSWIndex", "IVFPQIndex", "LeanVec", "LeanVecIndex", "PQIndex",
     "ProductQuantizer", "ResidualBinarizer", "SearchResult", "binarize", "cpu_features", "distances",
-    "io", "kernels", "kmeans", "knn", "lid", "load", "recall_at_k", "simd_level",
+    "io", "kernels", "kmeans", "knn", "lid", "load", "MultiVectorIndex", "MuveraEncoder", "chamfer", "muvera_diagnostic", "recall_at_k", "simd_level",
 ]

@@ -254,3 +254,85 @@ def as_id_list(ids: Any, name: str = "ids") -> np.ndarray:
     if a.dtype.kind == "u" and a.size and int(a.max()) > np.iinfo(np.int64).max:
         raise ValueError(f"{name} must fit in int64; got a value of {a.max()}")
     return np.ascontiguousarray(a.reshape(-1), dtype=np.int64)
+
+
+def as_token_sets(sets: Any, dim: int | None, name: str, *,
+                  keep_float16: bool = False) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Validate a batch of token sets (multi-vector documents or queries).
+
+    sets    : a list / tuple of (n_i, dim) float arrays, one per set; CSR as a tuple
+              (tokens (T, dim) float, offsets (n + 1,) int, ascending from 0 to T); or a single
+              (n_tokens, dim) array for one set
+    returns : (tokens (T, dim) float32 C-contiguous (float16 kept as is with keep_float16),
+              offsets (n + 1,) int64, single): single is True for one set given as an array.
+    Every set needs >= 1 token; dimensions must agree (with `dim` when given); values finite.
+    """
+    single = isinstance(sets, np.ndarray)
+    if single:
+        parts = [sets]
+    elif isinstance(sets, tuple) and len(sets) == 2 and np.ndim(sets[1]) == 1:
+        tokens = _as_array(sets[0], f"{name} tokens")
+        offsets = _as_array(sets[1], f"{name} offsets")
+        if offsets.dtype.kind not in "iu":
+            raise TypeError(f"{name} offsets must be integers (int64); got dtype {offsets.dtype}")
+        offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+        if tokens.ndim != 2:
+            raise ValueError(f"{name} tokens must have shape (T, dim); got shape {tokens.shape}")
+        if offsets.shape[0] < 2:
+            raise ValueError(f"{name} offsets must hold n + 1 >= 2 values (CSR); got {offsets.shape[0]}")
+        if offsets[0] != 0 or offsets[-1] != tokens.shape[0]:
+            raise ValueError(f"{name} offsets must run from 0 to the {tokens.shape[0]} token rows; "
+                             f"got {offsets[0]} .. {offsets[-1]}")
+        steps = np.diff(offsets)
+        if (steps < 0).any():
+            raise ValueError(f"{name} offsets must be ascending; offsets[{int(np.argmax(steps < 0)) + 1}] "
+                             "is smaller than the one before")
+        if (steps == 0).any():
+            raise ValueError(f"{name}: set {int(np.argmax(steps == 0))} has no tokens; every set needs at least one")
+        return _token_rows(tokens, dim, name, keep_float16), offsets, False
+    elif isinstance(sets, (list, tuple)):
+        parts = list(sets)
+    else:
+        raise TypeError(f"{name} must be a list of (n_i, dim) arrays, a CSR tuple (tokens, offsets) or one "
+                        f"(n_tokens, dim) array; got {type(sets).__name__}")
+    if not parts:
+        raise ValueError(f"{name} is empty; pass at least one set of token vectors")
+    arrays: list[np.ndarray] = []
+    for i, part in enumerate(parts):
+        a = _as_array(part, f"{name}[{i}]")
+        if a.ndim != 2:
+            raise ValueError(f"{name}[{i}] must be a 2-D (n_tokens, dim) array; got shape {a.shape}")
+        if a.shape[0] == 0:
+            raise ValueError(f"{name}[{i}] has no tokens; every set needs at least one")
+        want = dim if dim is not None else arrays[0].shape[1] if arrays else a.shape[1]
+        if a.shape[1] != want:
+            what = "the dimension" if dim is not None else f"{name}[0]"
+            raise ValueError(f"{name}[{i}] has dimension {a.shape[1]}, expected {want} (as {what}); "
+                             "every token vector must have the same dimension")
+        if a.dtype.kind != "f":
+            raise TypeError(f"{name}[{i}] must hold floating-point values (float32 preferred); got dtype {a.dtype}")
+        arrays.append(a)
+    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
+    np.cumsum([a.shape[0] for a in arrays], out=offsets[1:])
+    half = keep_float16 and all(a.dtype == np.float16 for a in arrays)
+    tokens = arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0, dtype=np.float16 if half else np.float32)
+    return _token_rows(tokens, dim, name, keep_float16), offsets, single
+
+
+def _token_rows(tokens: np.ndarray, dim: int | None, name: str, keep_float16: bool) -> np.ndarray:
+    if tokens.dtype.kind != "f":
+        raise TypeError(f"{name} tokens must hold floating-point values (float32 preferred); got dtype "
+                        f"{tokens.dtype}. Hint: convert with .astype(numpy.float32)")
+    if tokens.shape[1] == 0 or (dim is not None and tokens.shape[1] != dim):
+        raise ValueError(f"{name} tokens must have shape (T, {dim if dim is not None else 'dim >= 1'}); "
+                         f"got {tokens.shape}")
+    if keep_float16 and tokens.dtype == np.float16:
+        tokens = np.ascontiguousarray(tokens)
+        finite = bool(np.isfinite(tokens).all())
+    else:
+        tokens = np.ascontiguousarray(tokens, dtype=np.float32)
+        finite = _core.all_finite(tokens)
+    if not finite:
+        bad = int(np.count_nonzero(~np.isfinite(tokens).all(axis=1)))
+        raise ValueError(f"{name} contains NaN or infinite values in {bad} token row(s); clean or drop them first")
+    return tokens

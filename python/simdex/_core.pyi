@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['FlatCore', 'HnswGraph', 'IdTable', 'IvfStore', 'active_level', 'all_finite', 'available_cores', 'binary_planes_float', 'binary_planes_xor', 'binary_scan_pipeline', 'cluster_sums', 'cpu_features', 'detected_level', 'distances_lean', 'env_warning', 'inner_products', 'knn_lean', 'missing_features', 'nearest_centroids', 'pair_distances', 'pairwise', 'pq_adc', 'pq_pipeline', 'pq_search_u4', 'pq_search_u8', 'pq_tables', 'rerank', 'search', 'select_tier', 'set_active_level', 'tiers']
+__all__: list[str] = ['FlatCore', 'HnswGraph', 'IdTable', 'IvfStore', 'active_level', 'all_finite', 'available_cores', 'binary_planes_float', 'binary_planes_xor', 'binary_scan_pipeline', 'chamfer', 'chamfer_rerank', 'cluster_sums', 'cpu_features', 'detected_level', 'distances_lean', 'env_warning', 'fde_encode', 'inner_products', 'knn_lean', 'missing_features', 'nearest_centroids', 'pair_distances', 'pairwise', 'pq_adc', 'pq_pipeline', 'pq_search_u4', 'pq_search_u8', 'pq_tables', 'rerank', 'search', 'select_tier', 'set_active_level', 'tiers']
 class HnswGraph:
     int8_queries: bool
     def __contains__(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> bool:
@@ -148,6 +148,14 @@ def binary_planes_xor(query: numpy.ndarray, bits_q: typing.SupportsInt | typing.
     ...
 def binary_scan_pipeline(rows: numpy.ndarray, n: typing.SupportsInt | typing.SupportsIndex, bits_x: typing.SupportsInt | typing.SupportsIndex, plane_bytes: typing.SupportsInt | typing.SupportsIndex, scoring: str, queries: numpy.ndarray, nq: typing.SupportsInt | typing.SupportsIndex, bits_q: typing.SupportsInt | typing.SupportsIndex, weights: numpy.ndarray, offsets: numpy.ndarray, hamming_alpha: typing.SupportsFloat | typing.SupportsIndex, dim: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, candidates: typing.SupportsInt | typing.SupportsIndex, mask: typing.Any, queries_full: numpy.ndarray, store: typing.Any, n_rows: typing.SupportsInt | typing.SupportsIndex, storage: str, metric: str, lo: typing.Any, scale: typing.Any, table: IdTable, threads: typing.Any) -> tuple:
     ...
+def chamfer(q_tokens: numpy.ndarray, q_offsets: numpy.ndarray, d_tokens: numpy.ndarray, d_offsets: numpy.ndarray, dim: typing.SupportsInt | typing.SupportsIndex, storage: str, lo: typing.Any = None, scale: typing.Any = None, threads: typing.Any = None) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    Exact Chamfer scores (nq, nd) float32 of CSR query sets against CSR document sets.
+    """
+def chamfer_rerank(q_tokens: numpy.ndarray, q_offsets: numpy.ndarray, s_tokens: numpy.ndarray, s_offsets: numpy.ndarray, dim: typing.SupportsInt | typing.SupportsIndex, storage: str, lo: typing.Any, scale: typing.Any, candidates: numpy.ndarray, k: typing.SupportsInt | typing.SupportsIndex, table: IdTable, threads: typing.Any = None) -> tuple:
+    """
+    Exact Chamfer re-rank of candidate slots: (-scores (nq, k) ascending, ids (nq, k)).
+    """
 def cluster_sums(x: numpy.ndarray, n: typing.SupportsInt | typing.SupportsIndex, d: typing.SupportsInt | typing.SupportsIndex, labels: numpy.ndarray, k: typing.SupportsInt | typing.SupportsIndex) -> tuple:
     ...
 def cpu_features() -> dict[str, bool]:
@@ -160,6 +168,10 @@ def distances_lean(*args, **kwargs):
     """
 def env_warning() -> str:
     ...
+def fde_encode(tokens: numpy.ndarray, offsets: numpy.ndarray, dim: typing.SupportsInt | typing.SupportsIndex, matrix: numpy.ndarray, k_sim: typing.SupportsInt | typing.SupportsIndex, d_proj: typing.SupportsInt | typing.SupportsIndex, r_reps: typing.SupportsInt | typing.SupportsIndex, documents: bool, fill_empty: bool, final_index: typing.Any, final_sign: typing.Any, final_dim: typing.SupportsInt | typing.SupportsIndex, threads: typing.Any = None) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    MUVERA fixed dimensional encodings (n, out_dim) float32 of CSR token sets.
+    """
 def inner_products(rows: numpy.ndarray, n: typing.SupportsInt | typing.SupportsIndex, queries: numpy.ndarray, nq: typing.SupportsInt | typing.SupportsIndex, dim: typing.SupportsInt | typing.SupportsIndex, threads: typing.Any = None) -> numpy.typing.NDArray[numpy.float32]:
     ...
 def knn_lean(*args, **kwargs):

@@ -128,6 +128,10 @@ class RerankStore:
                 self._map()
         self._data[slots] = rows
 
+    def append(self, x: np.ndarray) -> None:
+        """Rows x after the last one (stores not indexed by slot: token sets)."""
+        self.put(np.arange(self._n, self._n + x.shape[0]), x)
+
     def scoring(self) -> tuple[np.ndarray, int, str, np.ndarray | None, np.ndarray | None]:
         """(rows (n, dim) C-contiguous, n, storage, lo, scale) for the C++ re-scoring."""
         data = self._data[: self._n] if self._n else np.zeros((0, self.dim), self.dtype)

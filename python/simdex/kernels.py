@@ -139,7 +139,7 @@ def distances(x: Any, y: Any, metric: str = "l2", *, threads: int | None = None)
     """
     # Lean path (one vector against one or many, exact dtypes, contiguous): checks that cost
     # nanoseconds, no copies, no thread pool for small work. None means: take the general path.
-    out = _core.distances_lean(x, y, metric, threads)
+    out: np.ndarray | None = _core.distances_lean(x, y, metric, threads)  # type: ignore[no-untyped-call]
     if out is not None:
         return out
     metric = _checks.check_metric(metric)
@@ -160,7 +160,7 @@ def knn(queries: Any, data: Any, k: int, metric: str = "l2", *, threads: int | N
     """
     # Lean path for one query (float32 or uint8, contiguous): one pass over the rows, no
     # finiteness pre-pass (a non-finite distance sends the call to the general path).
-    lean = _core.knn_lean(queries, data, k, metric, threads)
+    lean = _core.knn_lean(queries, data, k, metric, threads)  # type: ignore[no-untyped-call]
     if lean is not None:
         return SearchResult(*lean)
     metric = _checks.check_metric(metric)

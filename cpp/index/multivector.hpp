@@ -1,0 +1,106 @@
+// Multi-vector (late-interaction) retrieval: exact Chamfer / MaxSim scoring over token sets
+// and MUVERA fixed dimensional encodings (FDE). Baseline ISA only: the SIMD inner loop is
+// the 'maxsim' kernel family (kernels/maxsim/maxsim.hpp).
+//
+// A batch of token sets is CSR:
+//     tokens  (T, dim) rows (float32, float16 or uint8 codes of int8 storage)
+//     offsets (n + 1,) int64, ascending, offsets[0] = 0, offsets[n] = T;
+//     set i = tokens[offsets[i] : offsets[i + 1]]
+//
+//     Chamfer(Q, P) = sum_{q in Q} max_{p in P} <q, p>
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "kernels/kernels.hpp"
+
+namespace simdex {
+
+enum class TokenType { f32, f16, u8 };
+
+// How stored tokens are encoded. u8: x_j = lo_j + scale_j * code_j (per-dimension ranges).
+struct TokenSpec {
+    TokenType type = TokenType::f32;
+    std::size_t dim = 0;
+    const float* lo = nullptr;
+    const float* scale = nullptr;
+    std::size_t row_bytes() const { return dim * (type == TokenType::f32 ? 4 : type == TokenType::f16 ? 2 : 1); }
+};
+
+// CSR token sets as the callers hand them over.
+struct TokenSets {
+    const std::uint8_t* data = nullptr;  // (offsets[n], dim) rows of spec
+    const std::int64_t* offsets = nullptr;
+    std::size_t n = 0;
+    TokenSpec spec;
+};
+
+// Throws std::invalid_argument unless offsets are ascending from 0 to `total` and, with
+// require_nonempty, every set has at least one token.
+void check_offsets(const std::int64_t* offsets, std::size_t n, std::size_t total, bool require_nonempty,
+                   const char* what);
+
+// One query set prepared for scoring, with the int8 ranges of the documents it will be scored
+// against folded in: <q, lo + scale * c> = <q * scale, c> + <q, lo>. Kernels are captured at
+// construction. A set of at least lanes / 4 tokens is packed into a maxsim panel (query tokens
+// in SIMD lanes); a smaller one (keyword queries: 1-2 tokens would leave most lanes empty)
+// scores each token against the rows with the dense dot_f32_rows kernel and takes the max.
+class QueryPanel {
+   public:
+    QueryPanel(const KernelTable& kernels, const float* tokens, std::size_t tq, const TokenSpec& docs);
+    // Chamfer(Q, P) for one document's rows widened to float32 (int8: the codes as values),
+    // n_p >= 1; `scratch` is the calling thread's (grown as needed).
+    float score_rows(const float* rows, std::size_t n_p, std::vector<float>& scratch) const;
+
+   private:
+    const MaxSimKernels* maxsim_;
+    void (*dot_rows_)(const float*, const float*, std::size_t, std::size_t, float*);
+    bool by_rows_;
+    std::vector<float> panel_;      // (blocks, dim, lanes), or (tq, dim) tokens when by_rows_
+    std::vector<double> constant_;  // (tq,) <q_i, lo> for int8 documents, else empty
+    std::size_t tq_, blocks_, dim_;
+};
+
+// Widen n_p stored rows to float32 (int8: code values) into `out` (resized).
+const float* widen_rows(const MaxSimKernels& kernels, const std::uint8_t* doc, std::size_t n_p,
+                        const TokenSpec& spec, std::vector<float>& out);
+
+// Exact Chamfer scores of every query set against every document set.
+// queries: float32 sets (spec.dim must equal docs.spec.dim);  out: (queries.n, docs.n) float32
+void chamfer_all(const KernelTable& kernels, const TokenSets& queries, const TokenSets& docs,
+                 std::size_t threads, float* out);
+
+// Re-rank: candidates (nq, c) slots of `store` (-1 = none) scored exactly; the k best per
+// query written as distances = -Chamfer ascending and slots (-1 / +inf padded).
+void chamfer_rerank(const KernelTable& kernels, const TokenSets& queries, const TokenSets& store,
+                    const std::int64_t* candidates, std::size_t c, std::size_t k, std::size_t threads,
+                    float* out_distances, std::int64_t* out_slots);
+
+// MUVERA fixed dimensional encoding. Per repetition r (of r_reps):
+//   y = x @ W[:, r * (k_sim + d_proj) : (r + 1) * (k_sim + d_proj)]   for every token x
+//   bucket = sum_b [y_b > 0] << b  (b < k_sim: SimHash with Gaussian hyperplanes)
+//   the projected part y[k_sim:] (d_proj values: the inner random projection) is summed per
+//   bucket (queries) or averaged (documents); with fill_empty an empty document bucket takes
+//   the projected vector of the first token whose bucket differs in the fewest bits.
+// Output row: (r_reps, 2^k_sim, d_proj) flattened, times 1 / sqrt(r_reps) so that
+// <fde(Q), fde(P)> estimates Chamfer(Q, P); with final_dim > 0 a count sketch maps it to
+// final_dim values: out[final_index[c]] += final_sign[c] * row[c].
+// The projection is the maxsim family's project_f32 (bitwise the same at every level: no fused
+// multiply-adds, a fixed order of sums); the rest is baseline code with a fixed order of
+// operations: encodings are identical at every SIMD level and thread count.
+struct FdeParams {
+    std::size_t dim = 0, k_sim = 0, d_proj = 0, r_reps = 0, final_dim = 0;
+    bool documents = false, fill_empty = false;
+    std::size_t raw_dim() const { return r_reps * (std::size_t{1} << k_sim) * d_proj; }
+    std::size_t out_dim() const { return final_dim ? final_dim : raw_dim(); }
+};
+
+// tokens: float32 sets;  matrix: (dim, r_reps * (k_sim + d_proj)) float32
+// final_index (raw_dim,) int32 in [0, final_dim), final_sign (raw_dim,) float32 (final_dim > 0)
+// out: (tokens.n, out_dim) float32
+void fde_encode(const KernelTable& kernels, const FdeParams& params, const float* matrix,
+                const std::int32_t* final_index, const float* final_sign, const TokenSets& tokens,
+                std::size_t threads, float* out);
+
+}  // namespace simdex
