@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz sx.load with atheris (tests/fuzz/fuzz_load.py), one target per index kind.
 #
-#   bash ci/fuzz.sh                 # CI: 20 s per target (8 targets, ~3 min with start-up)
+#   bash ci/fuzz.sh                 # CI: 15 s per target (8 targets: ~3 min with start-up)
 #   bash ci/fuzz.sh 600             # by hand: 10 minutes per target
 #   bash ci/fuzz.sh 60 hnsw ivfpq   # chosen targets only
 #
@@ -19,15 +19,16 @@
 #   python tests/fuzz/fuzz_load.py --target T --replay FILE
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-budget=${1:-20}
+budget=${1:-15}
 shift || true
 all_targets=(flat hnsw pq8 pq4 ivfpq leanvec binary binary-graph)
 targets=("${@:-${all_targets[@]}}")
 out=$(realpath -m "${FUZZ_DIR:-$root/build-fuzz}")
-timeout_s=${FUZZ_TIMEOUT:-20}
+timeout_s=${FUZZ_TIMEOUT:-10}
 rss_mb=${FUZZ_RSS_MB:-4096}
 
 if ! python -c "import atheris" 2>/dev/null; then
+  # the fuzz extra of pyproject.toml; atheris has wheels for Linux x86-64 (elsewhere it needs clang)
   python -m pip install --quiet "atheris>=2.3" || { echo "fuzz: atheris is not installable here; skipped"; exit 0; }
 fi
 python -c "import simdex" || { echo "fuzz: simdex is not importable (set PYTHONPATH)"; exit 2; }

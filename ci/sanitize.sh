@@ -14,6 +14,10 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(realpath -m "${BUILD_DIR:-$root/build-asan}")
 san="-fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=undefined,float-cast-overflow -g"
+# a CI environment may hold only the installed wheel: get the build tools ci/dev-build.sh uses
+python -c "import pybind11" 2>/dev/null || python -m pip install --quiet pybind11
+command -v cmake >/dev/null || python -m pip install --quiet cmake
+command -v ninja >/dev/null || python -m pip install --quiet ninja
 mkdir -p "$build"
 if [ ! -f "$build/build.ninja" ]; then
   cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \

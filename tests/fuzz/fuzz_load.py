@@ -72,7 +72,8 @@ def one_input(data: bytes) -> None:
 def signature(stage: str, exc: BaseException) -> str:
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if "simdex" in f.filename or "sdxfile" in f.filename]
     place = f"{pathlib.Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "?"
-    message = re.sub(r"[-+]?\d[\d.e+-]*|nan|inf", "#", str(exc).split("[")[0])[:80]
+    message = re.sub(r"'[^']*'", "'*'", str(exc).split("[")[0])  # one finding for every type named
+    message = re.sub(r"[-+]?\d[\d.e+-]*|nan|inf", "#", message)[:80]
     return f"{stage} {type(exc).__name__} at {place}: {message}"
 
 

@@ -260,7 +260,7 @@ class StructureMutator:
         for _ in range(self.rng.choice((1, 1, 1, 2, 3))):
             op = self.rng.choices(
                 [self.param, self.content, self.content_bytes, self.entry, self.kind],
-                weights=[35, 35, 10, 15, 5])[0]
+                weights=[36, 36, 10, 16, 2])[0]
             op(f, override)
         return f, override
 
