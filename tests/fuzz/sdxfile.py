@@ -195,7 +195,7 @@ def exercise(index: Any) -> None:
         _, got = _search(index, q, k, live)
         _check(not (set(got.ravel().tolist()) & set(gone.tolist())), "removed id returned")
     new = queries_for(index, 4, seed=1)
-    fresh = np.arange(4, dtype=np.int64) + (int(ids.max()) + 1 if n else 0)
+    fresh = np.setdiff1d(np.arange(n + 4, dtype=np.int64), ids)[:4]  # ids no row holds
     try:
         index.add(new, fresh, threads=1)
     except ValueError as exc:
