@@ -15,6 +15,7 @@
 # start where the last stopped), findings/<target>/<hash>.sdx + .txt (Python-level findings,
 # one per distinct error), crashes/<target>-crash-* (signals, hangs over FUZZ_TIMEOUT s,
 # OOMs over FUZZ_RSS_MB). A run that crashes is restarted for the rest of its budget.
+# FUZZ_ASAN=1 then replays each corpus under the ASan + UBSan build (ci/sanitize.sh).
 # Exit status 1 when anything was found; the summary lists it. Reproduce one input with
 #   python tests/fuzz/fuzz_load.py --target T --replay FILE
 set -uo pipefail
@@ -64,6 +65,26 @@ done
 
 echo
 echo "fuzz: $(( $(date +%s) - started )) s for ${#targets[@]} targets x ${budget} s; output in $out"
+
+# FUZZ_ASAN=1: replay every target's corpus (the coverage reached) and seeds under the ASan +
+# UBSan build of ci/sanitize.sh, which notices memory errors that do not crash the plain build.
+if [ "${FUZZ_ASAN:-0}" = 1 ]; then
+  bash "$root/ci/sanitize.sh" --build-only >/dev/null
+  for target in "${targets[@]}"; do
+    log="$out/$target-asan-replay.log"
+    LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so)" \
+      ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+      PYTHONPATH="$root/build-asan/pkg" python "$root/tests/fuzz/fuzz_load.py" --target "$target" \
+      --replay "$out/corpus/$target"/* "$out/seeds/$target"/* >"$log" 2>&1
+    if grep -qE "ERROR: AddressSanitizer|runtime error:|Fatal Python error" "$log"; then
+      cp "$log" "$out/crashes/$target-asan-replay.log"
+      echo "  [$target asan] $(grep -m1 -E "ERROR: AddressSanitizer|runtime error:|Fatal Python error" "$log")"
+      echo "  [$target asan] on input $(grep -E "^/" "$log" | tail -1)"
+    else
+      echo "  [$target asan] replayed $(grep -cE "^/" "$log") inputs: no sanitizer report"
+    fi
+  done
+fi
 found=0
 for f in "$out"/findings/*/*.txt; do
   [ -e "$f" ] || continue

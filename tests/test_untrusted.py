@@ -417,3 +417,24 @@ def test_retraining_a_filled_pq_index_is_refused(make):
     index.add(x)
     with pytest.raises(ValueError, match="train"):
         index.train(data(600, 16, seed=1) * 10)
+
+
+# ---- ids at the int64 limit (UBSan: signed overflow in IdMap, cpp/index/idmap.hpp) ------------
+
+@pytest.mark.parametrize("make", [
+    pytest.param(lambda: sx.FlatIndex(8), id="flat"),
+    pytest.param(lambda: sx.HNSWIndex(8, M=4, ef_construction=16), id="hnsw"),
+    pytest.param(lambda: sx.PQIndex(8, 2, nbits=4), id="pq"),
+])
+def test_sequential_ids_after_the_largest_id_are_refused(make):
+    """After id 2**63 - 1 no sequential id is left: a ValueError, never a wrapped (negative or
+    garbage) id; explicit ids still work."""
+    x = data(40, 8)
+    index = make()
+    if isinstance(index, sx.PQIndex):
+        index.train(x)
+    index.add(x[:1], ids=[2**63 - 1])
+    with pytest.raises(ValueError, match="sequential id"):
+        index.add(x[1:3])
+    index.add(x[1:3], ids=[5, 6])
+    assert sorted(index.ids.tolist()) == [5, 6, 2**63 - 1]

@@ -3,6 +3,9 @@
     python tests/fuzz/fuzz_load.py --target hnsw --mode struct --findings DIR -- CORPUS SEEDS [libFuzzer flags]
     python tests/fuzz/fuzz_load.py --target hnsw --replay FILE...    # re-run saved inputs, no atheris
 
+Replay also runs a whole corpus under the sanitized build (ci/fuzz.sh with FUZZ_ASAN=1): the
+coverage the fuzzers reached, checked for memory errors the plain build does not notice.
+
 An input must either load or raise ValueError. After a successful load the index is used
 (search, filtered search, remove, add, search; sdxfile.exercise) and every answer is checked
 against the contract. A finding is anything else: another exception type at load, any
@@ -39,6 +42,7 @@ sys.path.insert(0, str(HERE))
 import sdxfile
 
 ARGS: argparse.Namespace
+REPLAY_FINDINGS: list[str] = []
 SX = None  # simdex, imported (instrumented) in main
 TMP = pathlib.Path(tempfile.gettempdir())
 
@@ -81,6 +85,11 @@ def finding(data: bytes, stage: str, exc: BaseException) -> None:
     sig = signature(stage, exc)
     if ARGS.stop_on_finding:
         raise exc
+    if ARGS.replay:
+        REPLAY_FINDINGS.append(sig)
+        traceback.print_exception(exc)
+        print(f"FINDING {sig}", flush=True)
+        return
     key = hashlib.sha1(sig.encode()).hexdigest()[:12]
     out = pathlib.Path(ARGS.findings) / ARGS.target
     out.mkdir(parents=True, exist_ok=True)
@@ -123,10 +132,12 @@ def main() -> None:
         import simdex
 
         SX = simdex
-        ARGS.stop_on_finding = True
         for path in ARGS.replay:
             print(path, flush=True)
             one_input(pathlib.Path(path).read_bytes())
+        if REPLAY_FINDINGS:
+            print(f"replay: {len(REPLAY_FINDINGS)} of {len(ARGS.replay)} inputs are findings")
+            sys.exit(1)
         print("replay: every input loaded or raised ValueError, and what loaded kept the contract")
         return
 
