@@ -108,6 +108,13 @@ def cases(victim: str) -> dict[str, Callable[[], bytes]]:
             return _drop(f, "rerank_vectors")
         add(f"{kind}-rerank-path-in-header", rerank_path)
 
+    # an integer "path" is a file descriptor to os.path.getsize / np.memmap
+    def rerank_int() -> sdxfile.SdxFile:
+        f = base("pq8")
+        f.params["rerank"] = 2**40
+        return _drop(f, "rerank_vectors")
+    add("pq8-rerank-int-in-header", rerank_int)
+
     # 2. well-checksummed, invalid contents
     add("ivfpq8-entry-slot-minus-2**40", lambda: _set(base("ivfpq8"), "entry_slots", 0, -2**40))
     add("ivfpq4-entry-slot-minus-2**40", lambda: _set(base("ivfpq4"), "entry_slots", 0, -2**40))
