@@ -1,12 +1,27 @@
 #!/usr/bin/env bash
 # The test job: install simdex with its test extra into the current Python, then run the
-# suite at the detected SIMD level and once more with SIMDEX_SIMD=scalar.
+# suite at the detected SIMD level and once more with SIMDEX_SIMD=scalar; then the hardening
+# steps (README "Hardening"): the load fuzzers for a short budget (their corpus replayed under
+# the ASan + UBSan build) and that build on a reduced selection of the suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install --quiet ".[test]"
-# Optional: the aarch64 cross compiler lets tests/test_build.py prove the NEON sources compile.
-if ! command -v aarch64-linux-gnu-g++ >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-  (apt-get update -qq && apt-get install -y -qq g++-aarch64-linux-gnu) >/dev/null 2>&1 || true
+# Optional tools, best effort (root with apt only): the aarch64 cross compiler lets
+# tests/test_build.py prove the NEON sources compile; qemu-user lets tests/test_baseline.py run
+# simdex on an emulated pre-AVX2 CPU. Their tests skip (with the reason) when a tool is missing.
+if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  missing=()
+  command -v aarch64-linux-gnu-g++ >/dev/null || missing+=(g++-aarch64-linux-gnu)
+  command -v qemu-x86_64 >/dev/null || missing+=(qemu-user)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    (apt-get update -qq && apt-get install -y -qq "${missing[@]}") >/dev/null 2>&1 || true
+  fi
 fi
 python -m pytest -q tests
 SIMDEX_SIMD=scalar python -m pytest -q tests
+
+# Hardening: both steps run, each reports what it found, the job fails if either found anything.
+status=0
+FUZZ_ASAN=1 bash ci/fuzz.sh "${FUZZ_SECONDS:-15}" || status=1
+bash ci/sanitize.sh || status=1
+exit "$status"

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
@@ -50,11 +51,17 @@ class IdMap {
                                         "]; remove them first or pass new ids");
     }
 
-    // n sequential ids from the next unused one (skipping ids the user chose).
+    // n sequential ids from the next unused one (skipping ids the user chose). The last id,
+    // 2**63 - 1, is handed out once; after it the sequence is exhausted (never wraps negative).
     void next_ids(std::int64_t* out, std::size_t n) {
+        constexpr std::int64_t last = std::numeric_limits<std::int64_t>::max();
         for (std::size_t i = 0; i < n; ++i) {
-            while (contains(next_id_)) ++next_id_;
-            out[i] = next_id_++;
+            while (next_id_ != last && contains(next_id_)) ++next_id_;
+            if (contains(next_id_) || (i > 0 && out[i - 1] == last))
+                throw std::invalid_argument("no sequential id is left: the index holds id 2**63 - 1 "
+                                            "(9223372036854775807); pass ids= explicitly");
+            out[i] = next_id_;
+            if (next_id_ != last) ++next_id_;
         }
     }
 
@@ -86,7 +93,7 @@ class IdMap {
     void bind(std::uint32_t slot, std::int64_t id) {
         ids_[slot] = id;
         slot_of_[id] = slot;
-        if (id >= next_id_) next_id_ = id + 1;
+        if (id >= next_id_) next_id_ = id == std::numeric_limits<std::int64_t>::max() ? id : id + 1;
     }
 
     // Forgets a live id (its slot keeps its row until release); returns the slot or -1.
