@@ -135,7 +135,8 @@ class IdMap {
             }
             if (!slot_of_.emplace(ids[s], static_cast<std::uint32_t>(s)).second)
                 throw std::invalid_argument("index file: id " + std::to_string(ids[s]) + " appears twice");
-            next_id_ = std::max(next_id_, ids[s] + 1);
+            if (ids[s] >= next_id_)  // id 2**63 - 1 exhausts the sequence (no overflow)
+                next_id_ = ids[s] == std::numeric_limits<std::int64_t>::max() ? ids[s] : ids[s] + 1;
         }
     }
 

@@ -6,7 +6,7 @@ NumPy in, NumPy out. Every search returns SearchResult(distances, ids): distance
 
 from __future__ import annotations
 
-from . import _core, io, kernels
+from . import _core, io, kernels  # noqa: F401  (_core: the extension loads with the package)
 from ._checks import MAX_THREADS
 from ._format import load
 from ._result import SearchResult
@@ -25,7 +25,30 @@ from .pq import PQIndex, ProductQuantizer
 __version__ = "0.1.0"
 
 __all__ = [
-    "MAX_THREADS", "BinaryIndex", "FlatIndex", "HNSWIndex", "IVFPQIndex", "LeanVec", "LeanVecIndex", "PQIndex",
-    "ProductQuantizer", "ResidualBinarizer", "SearchResult", "binarize", "cpu_features", "distances",
-    "io", "kernels", "kmeans", "knn", "lid", "load", "MultiVectorIndex", "MuveraEncoder", "chamfer", "muvera_diagnostic", "recall_at_k", "simd_level",
+    "MAX_THREADS",
+    "BinaryIndex",
+    "FlatIndex",
+    "HNSWIndex",
+    "IVFPQIndex",
+    "LeanVec",
+    "LeanVecIndex",
+    "PQIndex",
+    "ProductQuantizer",
+    "ResidualBinarizer",
+    "SearchResult",
+    "binarize",
+    "cpu_features",
+    "distances",
+    "io",
+    "kernels",
+    "kmeans",
+    "knn",
+    "lid",
+    "load",
+    "MultiVectorIndex",
+    "MuveraEncoder",
+    "chamfer",
+    "muvera_diagnostic",
+    "recall_at_k",
+    "simd_level",
 ]

@@ -1,9 +1,9 @@
 """Command line: simdex (or python -m simdex) info | demo | bench | scripts.
 
-  simdex info                                  version, SIMD level, CPU features
-  simdex demo                                  generated data: recall and QPS vs NumPy
-  simdex bench --data f.hdf5 --index flat,hnsw,pq,binary,leanvec --peers --plot out.png
-  simdex scripts [NAME [ARGS...]]              the scripts behind README's performance table
+simdex info                                  version, SIMD level, CPU features
+simdex demo                                  generated data: recall and QPS vs NumPy
+simdex bench --data f.hdf5 --index flat,hnsw,pq,binary,leanvec --peers --plot out.png
+simdex scripts [NAME [ARGS...]]              the scripts behind README's performance table
 """
 
 from __future__ import annotations
@@ -32,8 +32,10 @@ def _info(args: argparse.Namespace) -> int:
     print(f"simdex {sx.__version__} (python {platform.python_version()}, numpy {np.__version__})")
     print(f"machine   {platform.machine()}, {sx._core.available_cores()} usable cores")
     lowered = " (lowered by SIMDEX_SIMD)" if active != detected else ""
-    print(f"tier      {active}{lowered}; detected {detected}; "
-          f"runs {', '.join(sx.kernels.tier_chain(detected))}")
+    print(
+        f"tier      {active}{lowered}; detected {detected}; "
+        f"runs {', '.join(sx.kernels.tier_chain(detected))}"
+    )
     # the tiers one step above the detected one, and what this CPU lacks for each
     children = [t for t in sx.kernels.TIERS.values() if t.parent == detected and t.name != detected]
     if children:
@@ -58,9 +60,11 @@ def generated_dataset(n: int, nq: int, dim: int, seed: int = 0) -> tuple[np.ndar
     basis = rng.standard_normal((32, dim)).astype(np.float32) / np.sqrt(32)
 
     def draw(count: int) -> np.ndarray:
-        x = (centers[rng.integers(0, len(centers), count)]
-             + 0.8 * rng.standard_normal((count, 32)).astype(np.float32) @ basis
-             + 0.1 * rng.standard_normal((count, dim)).astype(np.float32))
+        x = (
+            centers[rng.integers(0, len(centers), count)]
+            + 0.8 * rng.standard_normal((count, 32)).astype(np.float32) @ basis
+            + 0.1 * rng.standard_normal((count, dim)).astype(np.float32)
+        )
         unit: np.ndarray = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
         return unit
 
@@ -73,7 +77,10 @@ def _demo(args: argparse.Namespace) -> int:
     from .integrations import _kinds
 
     n, nq, dim, k = args.n, args.queries, args.dim, 10
-    print(f"simdex demo: {n} x {dim} generated unit vectors, {nq} queries, k={k}, simd={sx.simd_level()}")
+    print(
+        f"simdex demo: {n} x {dim} generated unit vectors, {nq} queries, k={k}, "
+        f"simd={sx.simd_level()}"
+    )
     data, queries = generated_dataset(n, nq, dim, seed=args.seed)
 
     def numpy_top_k() -> np.ndarray:
@@ -87,15 +94,27 @@ def _demo(args: argparse.Namespace) -> int:
     m8, m4, half = _kinds.default_m(dim, 8), _kinds.default_m(dim, 4), max(1, dim // 2)
     # (index kind, constructor arguments, [(row label, search arguments), ...]): one build each
     plan: list[tuple[str, dict[str, Any], list[tuple[str, dict[str, Any]]]]] = [
-        ("flat", {"storage": s}, [(f"FlatIndex storage={s}", {})]) for s in ("float32", "float16", "int8")]
+        ("flat", {"storage": s}, [(f"FlatIndex storage={s}", {})])
+        for s in ("float32", "float16", "int8")
+    ]
     plan += [
-        ("hnsw", {"M": 16, "ef_construction": 100},
-         [(f"HNSWIndex M=16 ef={ef}", {"ef": ef}) for ef in (16, 64)]),
+        (
+            "hnsw",
+            {"M": 16, "ef_construction": 100},
+            [(f"HNSWIndex M=16 ef={ef}", {"ef": ef}) for ef in (16, 64)],
+        ),
         ("pq", {"m": m8, "nbits": 8}, [(f"PQIndex m={m8}x8 + rerank 100", {"rerank_k": 100})]),
-        ("pq", {"m": m4, "nbits": 4}, [(f"PQIndex m={m4}x4 fast-scan + rerank", {"rerank_k": 100})]),
+        (
+            "pq",
+            {"m": m4, "nbits": 4},
+            [(f"PQIndex m={m4}x4 fast-scan + rerank", {"rerank_k": 100})],
+        ),
         ("binary", {"bits": 1}, [("BinaryIndex 1 bit + rerank 100", {"rerank_k": 100})]),
-        ("leanvec", {"out_dim": half, "primary": "int8", "ef_construction": 100},
-         [(f"LeanVecIndex ID d={half} int8 ef=64", {"ef": 64})]),
+        (
+            "leanvec",
+            {"out_dim": half, "primary": "int8", "ef_construction": 100},
+            [(f"LeanVecIndex ID d={half} int8 ef=64", {"ef": 64})],
+        ),
     ]
     for kind, params, searches in plan:
         t0 = time.perf_counter()
@@ -103,13 +122,17 @@ def _demo(args: argparse.Namespace) -> int:
         build = time.perf_counter() - t0
         for label, search_params in searches:
             seconds, ids = _time_search(partial(_search_ids, index, queries, k, search_params), 3)
-            print(f"{label:<34}{sx.recall_at_k(ids, truth, k):>10.3f}{nq / seconds:>12.0f}{build:>9.2f}")
-    print("all results checked against NumPy brute force (recall = fraction of the true top-10 found)")
+            recall = sx.recall_at_k(ids, truth, k)
+            print(f"{label:<34}{recall:>10.3f}{nq / seconds:>12.0f}{build:>9.2f}")
+    print(
+        "all results checked against NumPy brute force (recall = fraction of the true top-10 found)"
+    )
     return 0
 
 
-def _search_ids(index: Any, queries: np.ndarray, k: int, params: dict[str, Any],
-                threads: int | None = None) -> np.ndarray:
+def _search_ids(
+    index: Any, queries: np.ndarray, k: int, params: dict[str, Any], threads: int | None = None
+) -> np.ndarray:
     return index.search(queries, k, threads=threads, **params).ids  # type: ignore[no-any-return]
 
 
@@ -145,14 +168,20 @@ def _kind_options(items: list[str], what: str) -> dict[str, dict[str, str]]:
         kind, dot, rest = item.partition(".")
         key, eq, value = rest.partition("=")
         if not dot or not eq or not key:
-            raise _BenchError(f"{what} must look like KIND.NAME=VALUE (e.g. hnsw.M=32); got {item!r}")
+            raise _BenchError(
+                f"{what} must look like KIND.NAME=VALUE (e.g. hnsw.M=32); got {item!r}"
+            )
         if kind not in _kinds.KINDS:
-            raise _BenchError(f"{what} {item!r}: unknown index kind {kind!r} ({', '.join(_kinds.KINDS)})")
+            raise _BenchError(
+                f"{what} {item!r}: unknown index kind {kind!r} ({', '.join(_kinds.KINDS)})"
+            )
         out.setdefault(kind, {})[key] = value
     return out
 
 
-def _bench_data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, str, str]:
+def _bench_data(
+    args: argparse.Namespace,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, str, str]:
     """(data, queries, ground truth ids or None, metric, dataset name): --data's first --n
     rows (all by default) or generated unit vectors."""
     import simdex as sx
@@ -166,13 +195,22 @@ def _bench_data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.nd
     except (OSError, ImportError, ValueError) as e:
         raise _BenchError(f"cannot read --data {args.data}: {e}") from None
     if ds.metric not in ("l2", "ip", "cosine"):
-        raise _BenchError(f"bench runs float datasets (euclidean, angular, ip); {args.data} has metric {ds.metric!r}")
+        raise _BenchError(
+            f"bench runs float datasets (euclidean, angular, ip); {args.data} has metric "
+            f"{ds.metric!r}"
+        )
     data: np.ndarray = ds.train
     truth: np.ndarray | None = ds.neighbors[: args.queries]
     if args.n is not None and args.n < len(data):
         data, truth = data[: args.n], None  # the file's neighbours index the full train set
     name = os.path.basename(os.fspath(args.data))
-    return np.ascontiguousarray(data), np.ascontiguousarray(ds.test[: args.queries]), truth, ds.metric, name
+    return (
+        np.ascontiguousarray(data),
+        np.ascontiguousarray(ds.test[: args.queries]),
+        truth,
+        ds.metric,
+        name,
+    )
 
 
 def _int_list(text: str, what: str) -> list[int]:
@@ -193,7 +231,9 @@ def _check_sweeps(given: dict[str, dict[str, str]]) -> dict[str, dict[str, list[
     for kind, values in given.items():
         sweep = _kinds.get(kind).sweep
         if sweep is None:
-            raise _BenchError(f"--sweep {kind}: the {kind!r} index has no search parameter to sweep")
+            raise _BenchError(
+                f"--sweep {kind}: the {kind!r} index has no search parameter to sweep"
+            )
         for name, text in values.items():
             if name != sweep[0]:
                 raise _BenchError(f"--sweep {kind}.{name}: the {kind!r} index sweeps {sweep[0]!r}")
@@ -201,8 +241,9 @@ def _check_sweeps(given: dict[str, dict[str, str]]) -> dict[str, dict[str, list[
     return out
 
 
-def _sweep_values(kind: str, index: Any, k: int, args: argparse.Namespace,
-                  sweeps: dict[str, dict[str, list[int]]]) -> list[dict[str, Any]]:
+def _sweep_values(
+    kind: str, index: Any, k: int, args: argparse.Namespace, sweeps: dict[str, dict[str, list[int]]]
+) -> list[dict[str, Any]]:
     """The search parameters to try for one index: [{}] for exact kinds."""
     from .integrations import _kinds
 
@@ -210,7 +251,9 @@ def _sweep_values(kind: str, index: Any, k: int, args: argparse.Namespace,
     if sweep is None:
         return [{}]
     name, values = sweep
-    chosen = sweeps.get(kind, {}).get(name) or (_int_list(args.ef, "--ef") if name == "ef" else list(values))
+    chosen = sweeps.get(kind, {}).get(name) or (
+        _int_list(args.ef, "--ef") if name == "ef" else list(values)
+    )
     if name == "rerank_k":
         chosen = sorted({max(v, k) for v in chosen})
     if name == "nprobe":
@@ -228,9 +271,16 @@ def _time_search(search: Callable[[], np.ndarray], repeats: int) -> tuple[float,
     return best, ids
 
 
-def _bench_simdex(kind: str, params: dict[str, Any], data: np.ndarray, queries: np.ndarray,
-                  truth: np.ndarray, metric: str, args: argparse.Namespace,
-                  sweeps: dict[str, dict[str, list[int]]]) -> list[BenchRow]:
+def _bench_simdex(
+    kind: str,
+    params: dict[str, Any],
+    data: np.ndarray,
+    queries: np.ndarray,
+    truth: np.ndarray,
+    metric: str,
+    args: argparse.Namespace,
+    sweeps: dict[str, dict[str, list[int]]],
+) -> list[BenchRow]:
     import simdex as sx
 
     from .integrations import _kinds
@@ -240,15 +290,24 @@ def _bench_simdex(kind: str, params: dict[str, Any], data: np.ndarray, queries: 
     build = time.perf_counter() - t0
     rows = []
     for search_params in _sweep_values(kind, index, args.k, args, sweeps):
-        seconds, ids = _time_search(partial(_search_ids, index, queries, args.k, search_params, args.threads),
-                                    args.repeats)
+        seconds, ids = _time_search(
+            partial(_search_ids, index, queries, args.k, search_params, args.threads), args.repeats
+        )
         label = ", ".join(f"{key}={value}" for key, value in search_params.items()) or "exact"
-        rows.append((kind, label, sx.recall_at_k(ids, truth, args.k), len(queries) / seconds, build))
+        rows.append(
+            (kind, label, sx.recall_at_k(ids, truth, args.k), len(queries) / seconds, build)
+        )
     return rows
 
 
-def _bench_peer(peer: str, data: np.ndarray, queries: np.ndarray, truth: np.ndarray, metric: str,
-                args: argparse.Namespace) -> list[BenchRow]:
+def _bench_peer(
+    peer: str,
+    data: np.ndarray,
+    queries: np.ndarray,
+    truth: np.ndarray,
+    metric: str,
+    args: argparse.Namespace,
+) -> list[BenchRow]:
     """A peer library's exact and HNSW indexes with the same M, ef_construction and ef sweep."""
     import simdex as sx
 
@@ -261,11 +320,21 @@ def _bench_peer(peer: str, data: np.ndarray, queries: np.ndarray, truth: np.ndar
     inner = metric != "l2"
     rows: list[BenchRow] = []
 
-    def sweep(label: str, build: float, set_ef: Callable[[int], None], search: Callable[[], np.ndarray]) -> None:
+    def sweep(
+        label: str, build: float, set_ef: Callable[[int], None], search: Callable[[], np.ndarray]
+    ) -> None:
         for ef in efs:
             set_ef(max(ef, args.k))
             seconds, ids = _time_search(search, args.repeats)
-            rows.append((label, f"ef={ef}", sx.recall_at_k(ids, truth, args.k), len(queries) / seconds, build))
+            rows.append(
+                (
+                    label,
+                    f"ef={ef}",
+                    sx.recall_at_k(ids, truth, args.k),
+                    len(queries) / seconds,
+                    build,
+                )
+            )
 
     if peer == "faiss":
         import faiss  # type: ignore[import-not-found, import-untyped, unused-ignore]
@@ -277,31 +346,58 @@ def _bench_peer(peer: str, data: np.ndarray, queries: np.ndarray, truth: np.ndar
         flat.add(data)
         build = time.perf_counter() - t0
         seconds, ids = _time_search(lambda: flat.search(queries, args.k)[1], args.repeats)
-        rows.append(("faiss-flat", "exact", sx.recall_at_k(ids, truth, args.k), len(queries) / seconds, build))
+        rows.append(
+            (
+                "faiss-flat",
+                "exact",
+                sx.recall_at_k(ids, truth, args.k),
+                len(queries) / seconds,
+                build,
+            )
+        )
         hnsw = faiss.IndexHNSWFlat(dim, args.M, kind)
         hnsw.hnsw.efConstruction = args.ef_construction
         t0 = time.perf_counter()
         hnsw.add(data)
-        sweep("faiss-hnsw", time.perf_counter() - t0, lambda ef: setattr(hnsw.hnsw, "efSearch", ef),
-              lambda: hnsw.search(queries, args.k)[1])
+        sweep(
+            "faiss-hnsw",
+            time.perf_counter() - t0,
+            lambda ef: setattr(hnsw.hnsw, "efSearch", ef),
+            lambda: hnsw.search(queries, args.k)[1],
+        )
     elif peer == "hnswlib":
         import hnswlib  # type: ignore[import-not-found, import-untyped, unused-ignore]
 
         graph = hnswlib.Index(space="ip" if inner else "l2", dim=dim)
-        graph.init_index(max_elements=n, M=args.M, ef_construction=args.ef_construction, random_seed=args.seed)
+        graph.init_index(
+            max_elements=n, M=args.M, ef_construction=args.ef_construction, random_seed=args.seed
+        )
         t0 = time.perf_counter()
         graph.add_items(data, np.arange(n), num_threads=threads)
-        sweep("hnswlib", time.perf_counter() - t0, graph.set_ef,
-              lambda: graph.knn_query(queries, args.k, num_threads=threads)[0])
+        sweep(
+            "hnswlib",
+            time.perf_counter() - t0,
+            graph.set_ef,
+            lambda: graph.knn_query(queries, args.k, num_threads=threads)[0],
+        )
     else:
         from usearch.index import Index  # type: ignore[import-not-found, import-untyped, unused-ignore]
 
-        graph = Index(ndim=dim, metric="ip" if inner else "l2sq", dtype="f32", connectivity=args.M,
-                      expansion_add=args.ef_construction)
+        graph = Index(
+            ndim=dim,
+            metric="ip" if inner else "l2sq",
+            dtype="f32",
+            connectivity=args.M,
+            expansion_add=args.ef_construction,
+        )
         t0 = time.perf_counter()
         graph.add(np.arange(n), data, threads=threads)
-        sweep("usearch", time.perf_counter() - t0, lambda ef: setattr(graph, "expansion_search", ef),
-              lambda: graph.search(queries, args.k, threads=threads).keys)
+        sweep(
+            "usearch",
+            time.perf_counter() - t0,
+            lambda ef: setattr(graph, "expansion_search", ef),
+            lambda: graph.search(queries, args.k, threads=threads).keys,
+        )
     return rows
 
 
@@ -310,7 +406,9 @@ def _installed_peers() -> tuple[list[str], list[str]]:
     found, missing = [], []
     for peer in PEERS:
         if importlib.util.find_spec(peer) is None:
-            missing.append(f"peer {peer} is not installed (pip install {_PEER_PACKAGES[peer]}): skipped")
+            missing.append(
+                f"peer {peer} is not installed (pip install {_PEER_PACKAGES[peer]}): skipped"
+            )
         else:
             found.append(peer)
     return found, missing
@@ -322,8 +420,14 @@ def _plot(rows: list[BenchRow], path: str, title: str, k: int, plt: Any) -> None
         points = [r for r in rows if r[0] == label]
         line = ax.plot([r[2] for r in points], [r[3] for r in points], marker="o", label=label)[0]
         for _, param, recall, qps, _ in points:
-            ax.annotate(param, (recall, qps), textcoords="offset points", xytext=(3, 3), fontsize=7,
-                        color=line.get_color())
+            ax.annotate(
+                param,
+                (recall, qps),
+                textcoords="offset points",
+                xytext=(3, 3),
+                fontsize=7,
+                color=line.get_color(),
+            )
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(f"recall@{k}")
     ax.set_ylabel("queries per second")
@@ -356,10 +460,14 @@ def _run_bench(args: argparse.Namespace) -> int:
     kinds = [kind.strip() for kind in args.index.split(",") if kind.strip()]
     unknown = [kind for kind in kinds if kind not in _kinds.KINDS]
     if unknown or not kinds:
-        raise _BenchError(f"unknown index kind {', '.join(map(repr, unknown)) or '(none)'}; "
-                          f"choose from {','.join(_kinds.KINDS)}")
-    params = {kind: {key: _parse_value(v) for key, v in given.items()}
-              for kind, given in _kind_options(args.param, "--param").items()}
+        raise _BenchError(
+            f"unknown index kind {', '.join(map(repr, unknown)) or '(none)'}; "
+            f"choose from {','.join(_kinds.KINDS)}"
+        )
+    params = {
+        kind: {key: _parse_value(v) for key, v in given.items()}
+        for kind, given in _kind_options(args.param, "--param").items()
+    }
     sweeps = _check_sweeps(_kind_options(args.sweep, "--sweep"))
     _int_list(args.ef, "--ef")
     plt: Any = None
@@ -375,14 +483,19 @@ def _run_bench(args: argparse.Namespace) -> int:
             raise _BenchError("--plot needs matplotlib: pip install 'simdex[plot]'") from None
         folder = os.path.dirname(os.path.abspath(args.plot))
         if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-            raise _BenchError(f"--plot {args.plot}: folder {folder} does not exist or is not writable")
+            raise _BenchError(
+                f"--plot {args.plot}: folder {folder} does not exist or is not writable"
+            )
     peers, missing = _installed_peers() if args.peers else ([], [])
 
     data, queries, truth, metric, source = _bench_data(args)
     if truth is None or truth.shape[1] < args.k:
         truth = sx.knn(queries, data, args.k, metric).ids
-    print(f"bench: {source}, n={len(data)}, d={data.shape[1]}, metric={metric}, {len(queries)} queries, "
-          f"k={args.k}, simd={sx.simd_level()}, threads={args.threads or 'all'}")
+    print(
+        f"bench: {source}, n={len(data)}, d={data.shape[1]}, metric={metric}, {len(queries)} "
+        "queries, "
+        f"k={args.k}, simd={sx.simd_level()}, threads={args.threads or 'all'}"
+    )
     for message in missing:
         print(message, file=sys.stderr)
     print(f"| index | param | recall@{args.k} | QPS | build s |")
@@ -398,8 +511,11 @@ def _run_bench(args: argparse.Namespace) -> int:
     graph_defaults = {"M": args.M, "ef_construction": args.ef_construction}
     for kind in kinds:
         if metric not in _kinds.get(kind).metrics:
-            print(f"{kind}: skipped, it does not support metric {metric!r} "
-                  f"({', '.join(_kinds.get(kind).metrics)})", file=sys.stderr)
+            print(
+                f"{kind}: skipped, it does not support metric {metric!r} "
+                f"({', '.join(_kinds.get(kind).metrics)})",
+                file=sys.stderr,
+            )
             continue
         given = {**(graph_defaults if kind in ("hnsw", "leanvec") else {}), **params.get(kind, {})}
         try:
@@ -410,8 +526,10 @@ def _run_bench(args: argparse.Namespace) -> int:
     for peer in peers:
         report(_bench_peer(peer, data, queries, truth, metric, args))
     if args.plot and rows:
-        title = (f"{source}: n={len(data)}, d={data.shape[1]}, {metric}, k={args.k}, "
-                 f"simd={sx.simd_level()}, threads={args.threads or 'all'}")
+        title = (
+            f"{source}: n={len(data)}, d={data.shape[1]}, {metric}, k={args.k}, "
+            f"simd={sx.simd_level()}, threads={args.threads or 'all'}"
+        )
         try:
             _plot(rows, args.plot, title, args.k, plt)
         except (OSError, ValueError) as e:
@@ -431,45 +549,81 @@ def main(argv: list[str] | None = None) -> int:
     from . import __version__
     from .integrations._kinds import KINDS
 
-    parser = argparse.ArgumentParser(prog="simdex", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="simdex", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"simdex {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="version, SIMD level, CPU features")
-    demo = sub.add_parser("demo", help="build indexes on generated data, print recall and QPS vs NumPy")
+    demo = sub.add_parser(
+        "demo", help="build indexes on generated data, print recall and QPS vs NumPy"
+    )
     demo.add_argument("--n", type=int, default=20000)
     demo.add_argument("--dim", type=int, default=128)
     demo.add_argument("--queries", type=int, default=500)
     demo.add_argument("--seed", type=int, default=0)
-    bench = sub.add_parser("bench", help="recall / QPS / build time of index kinds (and peers) on an "
-                           "ann-benchmarks HDF5 file or generated data")
+    bench = sub.add_parser(
+        "bench",
+        help="recall / QPS / build time of index kinds (and peers) on an "
+        "ann-benchmarks HDF5 file or generated data",
+    )
     bench.add_argument("--data", help="ann-benchmarks HDF5 file (default: generated unit vectors)")
-    bench.add_argument("--index", default="flat,hnsw", help=f"comma list of index kinds: {','.join(KINDS)}")
-    bench.add_argument("--peers", action="store_true",
-                       help="also run FAISS (flat, HNSW), hnswlib and USearch when installed")
-    bench.add_argument("--n", type=int, default=None,
-                       help="rows to index: the first N of --data (default all) or generated (default 50000)")
+    bench.add_argument(
+        "--index", default="flat,hnsw", help=f"comma list of index kinds: {','.join(KINDS)}"
+    )
+    bench.add_argument(
+        "--peers",
+        action="store_true",
+        help="also run FAISS (flat, HNSW), hnswlib and USearch when installed",
+    )
+    bench.add_argument(
+        "--n",
+        type=int,
+        default=None,
+        help="rows to index: the first N of --data (default all) or generated (default 50000)",
+    )
     bench.add_argument("--dim", type=int, default=128, help="dimension of generated data")
     bench.add_argument("--queries", type=int, default=1000)
     bench.add_argument("--k", type=int, default=10)
     bench.add_argument("--M", type=int, default=16, help="graph degree (hnsw, leanvec, peers)")
     bench.add_argument("--ef-construction", type=int, default=200, help="(hnsw, leanvec, peers)")
     bench.add_argument("--ef", default="16,32,64,128,256", help="ef sweep (hnsw, leanvec, peers)")
-    bench.add_argument("--param", action="append", default=[], metavar="KIND.NAME=VALUE",
-                       help="index constructor argument, e.g. pq.nbits=4, ivfpq.nlist=1024 (repeatable)")
-    bench.add_argument("--sweep", action="append", default=[], metavar="KIND.NAME=V1,V2",
-                       help="search values to sweep, e.g. pq.rerank_k=50,100 (repeatable)")
-    bench.add_argument("--threads", type=int, default=None, help="search and build threads (default all)")
-    bench.add_argument("--repeats", type=int, default=3, help="searches timed per point (best kept)")
+    bench.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KIND.NAME=VALUE",
+        help="index constructor argument, e.g. pq.nbits=4, ivfpq.nlist=1024 (repeatable)",
+    )
+    bench.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="KIND.NAME=V1,V2",
+        help="search values to sweep, e.g. pq.rerank_k=50,100 (repeatable)",
+    )
+    bench.add_argument(
+        "--threads", type=int, default=None, help="search and build threads (default all)"
+    )
+    bench.add_argument(
+        "--repeats", type=int, default=3, help="searches timed per point (best kept)"
+    )
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--plot", help="write a recall-QPS plot (PNG) here (needs matplotlib)")
-    scripts = sub.add_parser("scripts", help="list or run the benchmark scripts behind README's "
-                             "performance table (same as python -m simdex.bench)")
+    scripts = sub.add_parser(
+        "scripts",
+        help="list or run the benchmark scripts behind README's "
+        "performance table (same as python -m simdex.bench)",
+    )
     scripts.add_argument("name", nargs="?", help="script to run (e.g. hnsw); none: list them")
     scripts.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments for the script")
     args = parser.parse_args(argv)
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
-        "info": _info, "demo": _demo, "bench": _bench, "scripts": _scripts}
+        "info": _info,
+        "demo": _demo,
+        "bench": _bench,
+        "scripts": _scripts,
+    }
     return handlers[args.command](args)
 
 

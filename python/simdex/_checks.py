@@ -45,6 +45,17 @@ def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
 MAX_LIST = 1 << 20
 
 
+MAX_DIM = 1 << 20
+
+
+def check_dim(dim: Any, name: str = "dim") -> int:
+    """A vector dimension, 1..MAX_DIM (2**20)."""
+    value = check_positive_int(dim, name)
+    if value > MAX_DIM:
+        raise ValueError(f"{name} must be <= {MAX_DIM}; got {value}")
+    return value
+
+
 def check_k(k: Any) -> int:
     return check_positive_int(k, "k")
 
@@ -66,17 +77,21 @@ def check_threads(threads: Any) -> int | None:
         return None
     count = check_positive_int(threads, "threads")
     if count > MAX_THREADS:
-        raise ValueError(f"threads must be <= {MAX_THREADS} (simdex.MAX_THREADS); got {count}. "
-                         "Hint: threads=None uses every core the process may use")
+        raise ValueError(
+            f"threads must be <= {MAX_THREADS} (simdex.MAX_THREADS); got {count}. "
+            "Hint: threads=None uses every core the process may use"
+        )
     return count
 
 
 def check_untrained(index: Any, n: int) -> None:
     """Training replaces what stored codes were made with: refused once vectors are stored."""
     if n:
-        raise ValueError(f"{type(index).__name__} already holds {n} vectors encoded with its current "
-                         "training; train before the first add, or build a new index and add the "
-                         "vectors again")
+        raise ValueError(
+            f"{type(index).__name__} already holds {n} vectors encoded with its current "
+            "training; train before the first add, or build a new index and add the "
+            "vectors again"
+        )
 
 
 def _as_array(x: Any, name: str) -> np.ndarray:
@@ -88,7 +103,9 @@ def _as_array(x: Any, name: str) -> np.ndarray:
         raise ValueError(f"{name} must be array-like with a regular shape: {exc}") from None
 
 
-def as_float_rows(x: Any, dim: int | None, name: str = "x", *, allow_1d: bool = True) -> tuple[np.ndarray, bool]:
+def as_float_rows(
+    x: Any, dim: int | None, name: str = "x", *, allow_1d: bool = True
+) -> tuple[np.ndarray, bool]:
     """Validate float vectors.
 
     x       : (n, dim) or (dim,) array of a float dtype
@@ -108,7 +125,9 @@ def as_float_rows(x: Any, dim: int | None, name: str = "x", *, allow_1d: bool = 
         expected = f"(n, {dim if dim is not None else 'd'})" + (" or (d,)" if allow_1d else "")
         raise ValueError(f"{name} must have shape {expected}; got ndim={a.ndim}, shape {a.shape}")
     if a.shape[0] == 0 or a.shape[1] == 0:
-        raise ValueError(f"{name} is empty (shape {a.shape}); pass at least one vector of dimension >= 1")
+        raise ValueError(
+            f"{name} is empty (shape {a.shape}); pass at least one vector of dimension >= 1"
+        )
     if dim is not None and a.shape[1] != dim:
         raise ValueError(
             f"{name} must have shape (n, {dim}) to match the index dimension; got {a.shape}"
@@ -119,7 +138,8 @@ def as_float_rows(x: Any, dim: int | None, name: str = "x", *, allow_1d: bool = 
         finite = np.isfinite(a).all(axis=1)
         if not finite.all():
             raise ValueError(
-                f"{name} contains NaN or infinite values in {int(np.count_nonzero(~finite))} row(s) "
+                f"{name} contains NaN or infinite values in {int(np.count_nonzero(~finite))} "
+                "row(s) "
                 "(after conversion to float32); clean or drop those rows first"
             )
         biggest = float(np.abs(a).max())
@@ -137,7 +157,9 @@ def max_magnitude(dim: int) -> float:
     return float(np.sqrt(np.finfo(np.float32).max / (4.0 * max(dim, 1))))
 
 
-def as_codes(x: Any, nbytes: int | None, name: str = "codes", *, allow_1d: bool = True) -> tuple[np.ndarray, bool]:
+def as_codes(
+    x: Any, nbytes: int | None, name: str = "codes", *, allow_1d: bool = True
+) -> tuple[np.ndarray, bool]:
     """Validate packed binary codes (numpy.packbits layout).
 
     returns : ((n, nbytes) uint8 C-contiguous, was_1d)
@@ -178,7 +200,9 @@ def as_ids(ids: Any, n: int, name: str = "ids") -> np.ndarray:
     sorted_a = np.sort(a)
     repeated = sorted_a[1:] == sorted_a[:-1]
     if repeated.any():
-        raise ValueError(f"{name} must be unique; duplicated: {sorted_a[1:][repeated][:3].tolist()}")
+        raise ValueError(
+            f"{name} must be unique; duplicated: {sorted_a[1:][repeated][:3].tolist()}"
+        )
     return np.ascontiguousarray(a)
 
 
@@ -186,13 +210,19 @@ def as_max_distance(max_distance: Any, nq: int) -> np.ndarray | None:
     """None, a float, or (nq,) floats -> (nq,) float32 thresholds."""
     if max_distance is None:
         return None
-    a = np.asarray(max_distance, dtype=np.float64) if not isinstance(max_distance, np.ndarray) else max_distance
+    a = (
+        np.asarray(max_distance, dtype=np.float64)
+        if not isinstance(max_distance, np.ndarray)
+        else max_distance
+    )
     if a.dtype.kind not in "fiu":
         raise TypeError(f"max_distance must be a float or an array of floats; got dtype {a.dtype}")
     if a.ndim == 0:
         a = np.full(nq, float(a))
     if a.shape != (nq,):
-        raise ValueError(f"max_distance must be a float or have shape ({nq},), one per query; got {a.shape}")
+        raise ValueError(
+            f"max_distance must be a float or have shape ({nq},), one per query; got {a.shape}"
+        )
     if np.isnan(a).any():
         raise ValueError("max_distance must not contain NaN")
     return a.astype(np.float32)
@@ -200,13 +230,16 @@ def as_max_distance(max_distance: Any, nq: int) -> np.ndarray | None:
 
 def _filter_ids(a: np.ndarray) -> np.ndarray:
     if a.ndim != 1:
-        raise ValueError(f"filter must be a 1-D array of allowed ids or a boolean mask; got shape {a.shape}")
+        raise ValueError(
+            f"filter must be a 1-D array of allowed ids or a boolean mask; got shape {a.shape}"
+        )
     if a.dtype == np.bool_:
         return np.flatnonzero(a).astype(np.int64)
     if a.dtype.kind in "iu":
         return np.ascontiguousarray(a, dtype=np.int64)
     raise TypeError(
-        f"filter must be an int64 array of allowed ids or a boolean mask indexed by id; got dtype {a.dtype}"
+        "filter must be an int64 array of allowed ids or a boolean mask indexed by id; got dtype "
+        f"{a.dtype}"
     )
 
 
@@ -215,7 +248,9 @@ def is_filter_list(filter: Any) -> bool:
     return isinstance(filter, (list, tuple)) and len(filter) > 0 and not np.isscalar(filter[0])
 
 
-def as_filter(filter: Any, nq: int) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+def as_filter(
+    filter: Any, nq: int
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """filter -> (ids, offsets, mask) for the C++ cores, O(len(filter)):
 
     - None: (None, None, None)
@@ -228,7 +263,10 @@ def as_filter(filter: Any, nq: int) -> tuple[np.ndarray | None, np.ndarray | Non
         return None, None, None
     if is_filter_list(filter):
         if len(filter) != nq:
-            raise ValueError(f"a list of filters needs one filter per query row: expected {nq}, got {len(filter)}")
+            raise ValueError(
+                f"a list of filters needs one filter per query row: expected {nq}, got "
+                f"{len(filter)}"
+            )
         parts = [_filter_ids(_as_array(f, f"filter[{i}]")) for i, f in enumerate(filter)]
         offsets = np.zeros(nq + 1, dtype=np.int64)
         np.cumsum([p.shape[0] for p in parts], out=offsets[1:])
@@ -256,8 +294,9 @@ def as_id_list(ids: Any, name: str = "ids") -> np.ndarray:
     return np.ascontiguousarray(a.reshape(-1), dtype=np.int64)
 
 
-def as_token_sets(sets: Any, dim: int | None, name: str, *,
-                  keep_float16: bool = False) -> tuple[np.ndarray, np.ndarray, bool]:
+def as_token_sets(
+    sets: Any, dim: int | None, name: str, *, keep_float16: bool = False
+) -> tuple[np.ndarray, np.ndarray, bool]:
     """Validate a batch of token sets (multi-vector documents or queries).
 
     sets    : a list / tuple of (n_i, dim) float arrays, one per set; CSR as a tuple
@@ -279,53 +318,79 @@ def as_token_sets(sets: Any, dim: int | None, name: str, *,
         if tokens.ndim != 2:
             raise ValueError(f"{name} tokens must have shape (T, dim); got shape {tokens.shape}")
         if offsets.shape[0] < 2:
-            raise ValueError(f"{name} offsets must hold n + 1 >= 2 values (CSR); got {offsets.shape[0]}")
+            raise ValueError(
+                f"{name} offsets must hold n + 1 >= 2 values (CSR); got {offsets.shape[0]}"
+            )
         if offsets[0] != 0 or offsets[-1] != tokens.shape[0]:
-            raise ValueError(f"{name} offsets must run from 0 to the {tokens.shape[0]} token rows; "
-                             f"got {offsets[0]} .. {offsets[-1]}")
+            raise ValueError(
+                f"{name} offsets must run from 0 to the {tokens.shape[0]} token rows; "
+                f"got {offsets[0]} .. {offsets[-1]}"
+            )
         steps = np.diff(offsets)
         if (steps < 0).any():
-            raise ValueError(f"{name} offsets must be ascending; offsets[{int(np.argmax(steps < 0)) + 1}] "
-                             "is smaller than the one before")
+            raise ValueError(
+                f"{name} offsets must be ascending; offsets[{int(np.argmax(steps < 0)) + 1}] "
+                "is smaller than the one before"
+            )
         if (steps == 0).any():
-            raise ValueError(f"{name}: set {int(np.argmax(steps == 0))} has no tokens; every set needs at least one")
+            raise ValueError(
+                f"{name}: set {int(np.argmax(steps == 0))} has no tokens; every set needs at "
+                "least one"
+            )
         return _token_rows(tokens, dim, name, keep_float16), offsets, False
     elif isinstance(sets, (list, tuple)):
         parts = list(sets)
     else:
-        raise TypeError(f"{name} must be a list of (n_i, dim) arrays, a CSR tuple (tokens, offsets) or one "
-                        f"(n_tokens, dim) array; got {type(sets).__name__}")
+        raise TypeError(
+            f"{name} must be a list of (n_i, dim) arrays, a CSR tuple (tokens, offsets) or one "
+            f"(n_tokens, dim) array; got {type(sets).__name__}"
+        )
     if not parts:
         raise ValueError(f"{name} is empty; pass at least one set of token vectors")
     arrays: list[np.ndarray] = []
     for i, part in enumerate(parts):
         a = _as_array(part, f"{name}[{i}]")
         if a.ndim != 2:
-            raise ValueError(f"{name}[{i}] must be a 2-D (n_tokens, dim) array; got shape {a.shape}")
+            raise ValueError(
+                f"{name}[{i}] must be a 2-D (n_tokens, dim) array; got shape {a.shape}"
+            )
         if a.shape[0] == 0:
             raise ValueError(f"{name}[{i}] has no tokens; every set needs at least one")
         want = dim if dim is not None else arrays[0].shape[1] if arrays else a.shape[1]
         if a.shape[1] != want:
             what = "the dimension" if dim is not None else f"{name}[0]"
-            raise ValueError(f"{name}[{i}] has dimension {a.shape[1]}, expected {want} (as {what}); "
-                             "every token vector must have the same dimension")
+            raise ValueError(
+                f"{name}[{i}] has dimension {a.shape[1]}, expected {want} (as {what}); "
+                "every token vector must have the same dimension"
+            )
         if a.dtype.kind != "f":
-            raise TypeError(f"{name}[{i}] must hold floating-point values (float32 preferred); got dtype {a.dtype}")
+            raise TypeError(
+                f"{name}[{i}] must hold floating-point values (float32 preferred); got dtype "
+                f"{a.dtype}"
+            )
         arrays.append(a)
     offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
     np.cumsum([a.shape[0] for a in arrays], out=offsets[1:])
     half = keep_float16 and all(a.dtype == np.float16 for a in arrays)
-    tokens = arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0, dtype=np.float16 if half else np.float32)
+    tokens = (
+        arrays[0]
+        if len(arrays) == 1
+        else np.concatenate(arrays, axis=0, dtype=np.float16 if half else np.float32)
+    )
     return _token_rows(tokens, dim, name, keep_float16), offsets, single
 
 
 def _token_rows(tokens: np.ndarray, dim: int | None, name: str, keep_float16: bool) -> np.ndarray:
     if tokens.dtype.kind != "f":
-        raise TypeError(f"{name} tokens must hold floating-point values (float32 preferred); got dtype "
-                        f"{tokens.dtype}. Hint: convert with .astype(numpy.float32)")
+        raise TypeError(
+            f"{name} tokens must hold floating-point values (float32 preferred); got dtype "
+            f"{tokens.dtype}. Hint: convert with .astype(numpy.float32)"
+        )
     if tokens.shape[1] == 0 or (dim is not None and tokens.shape[1] != dim):
-        raise ValueError(f"{name} tokens must have shape (T, {dim if dim is not None else 'dim >= 1'}); "
-                         f"got {tokens.shape}")
+        raise ValueError(
+            f"{name} tokens must have shape (T, {dim if dim is not None else 'dim >= 1'}); "
+            f"got {tokens.shape}"
+        )
     if keep_float16 and tokens.dtype == np.float16:
         tokens = np.ascontiguousarray(tokens)
         finite = bool(np.isfinite(tokens).all())
@@ -334,5 +399,8 @@ def _token_rows(tokens: np.ndarray, dim: int | None, name: str, keep_float16: bo
         finite = _core.all_finite(tokens)
     if not finite:
         bad = int(np.count_nonzero(~np.isfinite(tokens).all(axis=1)))
-        raise ValueError(f"{name} contains NaN or infinite values in {bad} token row(s); clean or drop them first")
+        raise ValueError(
+            f"{name} contains NaN or infinite values in {bad} token row(s); clean or drop them "
+            "first"
+        )
     return tokens

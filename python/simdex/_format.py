@@ -44,7 +44,6 @@ _DTYPES = {"float32", "float16", "uint8", "uint16", "int32", "uint32", "int64", 
 T = TypeVar("T")
 IndexT = TypeVar("IndexT", bound="Index")
 _MAX_ARRAYS = 4096
-MAX_DIM = 1 << 20  # bound on dimensions read from a file header
 _MAX_NDIM = 8
 
 _KINDS: dict[str, Callable[[Fields], Index]] = {}

@@ -40,7 +40,8 @@ import numpy as np
 
 from . import _checks, _core, _progress, _result
 from ._base import Index, reads, searches, writes
-from ._format import MAX_DIM, Fields
+from ._checks import MAX_DIM
+from ._format import Fields
 from ._rerank import RerankStore
 from ._result import SearchResult
 from .kernels import normalize
@@ -254,7 +255,7 @@ class BinaryIndex(Index):
         rerank: str | os.PathLike[str] | None = None,
         overwrite: bool = False,
     ) -> None:
-        self.dim = _checks.check_positive_int(dim, "dim")
+        self.dim = _checks.check_dim(dim)
         self.metric = _checks.check_metric(metric, BINARY_METRICS)
         self.scoring = _checks.check_choice(scoring, "scoring", SCORINGS)
         if not isinstance(graph, bool):

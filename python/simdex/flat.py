@@ -8,8 +8,8 @@ import numpy as np
 
 from . import _checks, _core, _progress, _result, _storage
 from ._base import CoreIndex
-from ._checks import Metric, Storage
-from ._format import MAX_DIM, Fields
+from ._checks import MAX_DIM, Metric, Storage
+from ._format import Fields
 from ._result import SearchResult
 from .kernels import normalize
 
@@ -27,7 +27,7 @@ class FlatIndex(CoreIndex):
     kind = "flat"
 
     def __init__(self, dim: int, metric: Metric = "l2", *, storage: Storage = "float32") -> None:
-        self.dim = _checks.check_positive_int(dim, "dim")
+        self.dim = _checks.check_dim(dim)
         self.metric = _checks.check_metric(metric)
         self.storage = _checks.check_choice(storage, "storage", _checks.STORAGES)
         if self.metric == "hamming":

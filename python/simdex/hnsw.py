@@ -14,8 +14,8 @@ import numpy as np
 
 from . import _checks, _core, _progress, _result, _storage
 from ._base import CoreIndex
-from ._checks import Metric, Storage
-from ._format import MAX_DIM, Fields
+from ._checks import MAX_DIM, Metric, Storage
+from ._format import Fields
 from ._result import SearchResult
 from .kernels import normalize
 from .lid import lid
@@ -61,7 +61,7 @@ class HNSWIndex(CoreIndex):
         seed: int = 0,
         int8_queries: bool = False,
     ) -> None:
-        self.dim = _checks.check_positive_int(dim, "dim")
+        self.dim = _checks.check_dim(dim)
         self.metric = _checks.check_metric(metric)
         self.storage = _checks.check_choice(storage, "storage", _checks.STORAGES)
         self.M = _checks.check_positive_int(M, "M", 2)

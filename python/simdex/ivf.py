@@ -19,8 +19,8 @@ import numpy as np
 
 from . import _checks, _core, _progress, _result
 from ._base import Index, searches, writes
-from ._checks import FloatMetric
-from ._format import MAX_DIM, Fields
+from ._checks import MAX_DIM, FloatMetric
+from ._format import Fields
 from ._rerank import RerankStore
 from ._result import SearchResult
 from .kernels import normalize
@@ -296,7 +296,7 @@ class IVFPQIndex(Index):
         index = f.build(
             cls,
             f.int("dim", 1, MAX_DIM),
-            f.int("nlist", 1, 1 << 24),
+            f.int("nlist", 1, 1 << 20),
             f.int("m", 1, MAX_DIM),
             nbits=f.int("nbits", 4, 8),
             metric=f.choice("metric", PQ_METRICS),

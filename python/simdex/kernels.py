@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Any, Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -39,8 +40,10 @@ class Tier(NamedTuple):
     built: bool
 
 
-TIERS: dict[str, Tier] = {name: Tier(name, parent, tuple(features), built)
-                          for name, parent, features, built in _core.tiers()}
+TIERS: dict[str, Tier] = {
+    name: Tier(name, parent, tuple(features), built)
+    for name, parent, features, built in _core.tiers()
+}
 _START_LEVEL = _core.active_level()  # detected, or lowered by SIMDEX_SIMD
 
 
@@ -106,8 +109,9 @@ def normalize(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x / norms, dtype=np.float32)
 
 
-def _prepare_pair(queries: Any, data: Any, metric: str, *, data_1d: bool = False
-                  ) -> tuple[np.ndarray, np.ndarray, bool, bool, int]:
+def _prepare_pair(
+    queries: Any, data: Any, metric: str, *, data_1d: bool = False
+) -> tuple[np.ndarray, np.ndarray, bool, bool, int]:
     if metric == "hamming":
         d, d_was_1d = _checks.as_codes(data, None, "data", allow_1d=data_1d)
         q, was_1d = _checks.as_codes(queries, d.shape[1], "queries")
@@ -145,12 +149,15 @@ def distances(x: Any, y: Any, metric: str = "l2", *, threads: int | None = None)
     metric = _checks.check_metric(metric)
     threads = _checks.check_threads(threads)
     q, d, x_1d, y_1d, dim = _prepare_pair(x, y, metric, data_1d=True)
-    out = _core.pairwise(d, d.shape[0], q, q.shape[0], _storage_for(metric), metric, dim,
-                         threads=threads)
+    out = _core.pairwise(
+        d, d.shape[0], q, q.shape[0], _storage_for(metric), metric, dim, threads=threads
+    )
     return out[0 if x_1d else slice(None), 0 if y_1d else slice(None)]
 
 
-def knn(queries: Any, data: Any, k: int, metric: str = "l2", *, threads: int | None = None) -> SearchResult:
+def knn(
+    queries: Any, data: Any, k: int, metric: str = "l2", *, threads: int | None = None
+) -> SearchResult:
     """Exact k nearest neighbours of each query in data (threaded, top-k fused in C++).
 
     queries : (q, d) or (d,) floats; (q, nbytes) uint8 codes for metric='hamming'
@@ -167,8 +174,9 @@ def knn(queries: Any, data: Any, k: int, metric: str = "l2", *, threads: int | N
     k = _checks.check_k(k)
     threads = _checks.check_threads(threads)
     q, d, was_1d, _, dim = _prepare_pair(queries, data, metric)
-    dist, ids = _core.search(d, d.shape[0], q, q.shape[0], k, _storage_for(metric), metric, dim,
-                             threads=threads)
+    dist, ids = _core.search(
+        d, d.shape[0], q, q.shape[0], k, _storage_for(metric), metric, dim, threads=threads
+    )
     if was_1d:
         return SearchResult(dist[0], ids[0])
     return SearchResult(dist, ids)

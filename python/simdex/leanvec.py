@@ -56,8 +56,8 @@ import numpy as np
 
 from . import _checks, _core, _progress, _result, _storage
 from ._base import Index, reads, searches, writes
-from ._checks import FloatMetric, RerankStorage
-from ._format import MAX_DIM, Fields
+from ._checks import MAX_DIM, FloatMetric, RerankStorage
+from ._format import Fields
 from ._rerank import RerankStore
 from ._result import SearchResult
 from .hnsw import HNSWIndex
@@ -191,7 +191,7 @@ class LeanVec:
         max_iter: int = 500,
         tol: float = 1e-6,
     ) -> None:
-        self.out_dim = _checks.check_positive_int(out_dim, "out_dim")
+        self.out_dim = _checks.check_dim(out_dim, "out_dim")
         self.kind = _checks.check_choice(kind, "kind", KINDS)
         self.seed = int(seed)
         self.solver = _checks.check_choice(solver, "solver", SOLVERS)
@@ -424,8 +424,8 @@ class LeanVecIndex(Index):
         seed: int = 0,
         overwrite: bool = False,
     ) -> None:
-        self.dim = _checks.check_positive_int(dim, "dim")
-        self.out_dim = _checks.check_positive_int(out_dim, "out_dim")
+        self.dim = _checks.check_dim(dim)
+        self.out_dim = _checks.check_dim(out_dim, "out_dim")
         if self.out_dim > self.dim:
             raise ValueError(f"out_dim must be <= dim={self.dim}; got out_dim={self.out_dim}")
         self.metric = _checks.check_metric(metric, ("ip", "cosine", "l2"))

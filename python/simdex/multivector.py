@@ -32,7 +32,8 @@ import numpy as np
 
 from . import _checks, _core, _result, _storage, kernels
 from ._base import Index, reads, writes
-from ._format import MAX_DIM, Fields
+from ._checks import MAX_DIM
+from ._format import Fields
 from ._rerank import RerankStore
 from ._result import SearchResult
 from .flat import FlatIndex
@@ -42,8 +43,12 @@ from .pq import PQIndex
 
 PROJECTIONS = ("dense", "ams")
 TOKEN_STORAGES = ("float32", "float16", "int8")
-INNER_KINDS: dict[str, type[Index]] = {"hnsw": HNSWIndex, "flat": FlatIndex, "pq": PQIndex,
-                                       "ivfpq": IVFPQIndex}
+INNER_KINDS: dict[str, type[Index]] = {
+    "hnsw": HNSWIndex,
+    "flat": FlatIndex,
+    "pq": PQIndex,
+    "ivfpq": IVFPQIndex,
+}
 DEFAULT_CANDIDATES = 300
 
 
@@ -100,16 +105,27 @@ class MuveraEncoder:
     operations: identical at every SIMD level and thread count.
     """
 
-    def __init__(self, dim: int, *, k_sim: int = 4, d_proj: int = 16, r_reps: int = 20,
-                 final_dim: int | None = None, projection: str = "dense", fill_empty: bool = True,
-                 seed: int = 0) -> None:
-        self.dim = _checks.check_positive_int(dim, "dim")
+    def __init__(
+        self,
+        dim: int,
+        *,
+        k_sim: int = 4,
+        d_proj: int = 16,
+        r_reps: int = 20,
+        final_dim: int | None = None,
+        projection: str = "dense",
+        fill_empty: bool = True,
+        seed: int = 0,
+    ) -> None:
+        self.dim = _checks.check_dim(dim)
         self.k_sim = _checks.check_positive_int(k_sim, "k_sim")
         if self.k_sim > 16:
             raise ValueError(f"k_sim must be <= 16 (2^k_sim buckets per repetition); got {k_sim}")
         self.d_proj = _checks.check_positive_int(d_proj, "d_proj")
         self.r_reps = _checks.check_positive_int(r_reps, "r_reps")
-        self.final_dim = None if final_dim is None else _checks.check_positive_int(final_dim, "final_dim")
+        self.final_dim = (
+            None if final_dim is None else _checks.check_positive_int(final_dim, "final_dim")
+        )
         self.projection = _checks.check_choice(projection, "projection", PROJECTIONS)
         if not isinstance(fill_empty, bool):
             raise TypeError(f"fill_empty must be True or False; got {type(fill_empty).__name__}")
@@ -117,7 +133,9 @@ class MuveraEncoder:
         self.seed = _checks.check_positive_int(seed, "seed", 0)
         raw = self.raw_dim
         if raw > 1 << 26:
-            raise ValueError(f"r_reps * 2^k_sim * d_proj = {raw} values per encoding is too large (max 2^26)")
+            raise ValueError(
+                f"r_reps * 2^k_sim * d_proj = {raw} values per encoding is too large (max 2^26)"
+            )
         self._make_draws()
 
     @property
@@ -153,18 +171,34 @@ class MuveraEncoder:
 
     def _encode(self, sets: Any, documents: bool, threads: int | None) -> np.ndarray:
         threads = _threads(threads)
-        tokens, offsets, single = _checks.as_token_sets(sets, self.dim, "documents" if documents else "queries")
+        tokens, offsets, single = _checks.as_token_sets(
+            sets, self.dim, "documents" if documents else "queries"
+        )
         out = self._encode_csr(tokens, offsets, documents, threads)
         return out[0] if single else out
 
-    def _encode_csr(self, tokens: np.ndarray, offsets: np.ndarray, documents: bool,
-                    threads: int | None) -> np.ndarray:
-        return _core.fde_encode(tokens, offsets, self.dim, self._matrix, self.k_sim, self.d_proj, self.r_reps,
-                                documents, self.fill_empty and documents, self._final_index, self._final_sign,
-                                self.final_dim or 0, threads=threads)
+    def _encode_csr(
+        self, tokens: np.ndarray, offsets: np.ndarray, documents: bool, threads: int | None
+    ) -> np.ndarray:
+        return _core.fde_encode(
+            tokens,
+            offsets,
+            self.dim,
+            self._matrix,
+            self.k_sim,
+            self.d_proj,
+            self.r_reps,
+            documents,
+            self.fill_empty and documents,
+            self._final_index,
+            self._final_sign,
+            self.final_dim or 0,
+            threads=threads,
+        )
 
     def encode_documents(self, documents: Any, *, threads: int | None = None) -> np.ndarray:
-        """Document encodings: (n, output_dim) float32 (a single (m, dim) set gives (output_dim,))."""
+        """Document encodings: (n, output_dim) float32 (a single (m, dim) set gives
+        (output_dim,))."""
         return self._encode(documents, True, threads)
 
     def encode_queries(self, queries: Any, *, threads: int | None = None) -> np.ndarray:
@@ -172,38 +206,63 @@ class MuveraEncoder:
         return self._encode(queries, False, threads)
 
     def __repr__(self) -> str:
-        return (f"MuveraEncoder(dim={self.dim}, k_sim={self.k_sim}, d_proj={self.d_proj}, r_reps={self.r_reps}, "
-                f"final_dim={self.final_dim}, projection={self.projection!r}, fill_empty={self.fill_empty}, "
-                f"seed={self.seed})")
+        return (
+            f"MuveraEncoder(dim={self.dim}, k_sim={self.k_sim}, d_proj={self.d_proj}, "
+            f"r_reps={self.r_reps}, "
+            f"final_dim={self.final_dim}, projection={self.projection!r}, "
+            f"fill_empty={self.fill_empty}, "
+            f"seed={self.seed})"
+        )
 
     # ---- state (MultiVectorIndex persistence): the draws are saved, not re-drawn -------------
     def _params(self) -> dict[str, Any]:
-        return {"dim": self.dim, "k_sim": self.k_sim, "d_proj": self.d_proj, "r_reps": self.r_reps,
-                "final_dim": self.final_dim, "projection": self.projection, "fill_empty": self.fill_empty,
-                "seed": self.seed}
+        return {
+            "dim": self.dim,
+            "k_sim": self.k_sim,
+            "d_proj": self.d_proj,
+            "r_reps": self.r_reps,
+            "final_dim": self.final_dim,
+            "projection": self.projection,
+            "fill_empty": self.fill_empty,
+            "seed": self.seed,
+        }
 
     def _arrays(self) -> dict[str, np.ndarray]:
         arrays: dict[str, np.ndarray] = {"fde_matrix": self._matrix}
         if self._final_index is not None and self._final_sign is not None:
-            arrays["fde_final_index"], arrays["fde_final_sign"] = self._final_index, self._final_sign
+            arrays["fde_final_index"], arrays["fde_final_sign"] = (
+                self._final_index,
+                self._final_sign,
+            )
         return arrays
 
     @classmethod
-    def _restore(cls, f: Fields) -> "MuveraEncoder":
+    def _restore(cls, f: Fields) -> MuveraEncoder:
         """From its params (f: the encoder's header object, the file's arrays)."""
         final_dim = f.params.get("final_dim")
-        enc = f.build(cls, f.int("dim", 1, MAX_DIM), k_sim=f.int("k_sim", 1, 16), d_proj=f.int("d_proj", 1, MAX_DIM),
-                      r_reps=f.int("r_reps", 1, 1 << 16),
-                      final_dim=None if final_dim is None else f.int("final_dim", 1, 1 << 24),
-                      projection=f.choice("projection", ("dense", "ams")), fill_empty=f.bool("fill_empty"),
-                      seed=f.int("seed", 0, 2**63 - 1))
-        enc._matrix = np.ascontiguousarray(f.array("fde_matrix", np.float32, enc._matrix.shape, finite=True))
+        enc = f.build(
+            cls,
+            f.int("dim", 1, MAX_DIM),
+            k_sim=f.int("k_sim", 1, 16),
+            d_proj=f.int("d_proj", 1, MAX_DIM),
+            r_reps=f.int("r_reps", 1, 1 << 16),
+            final_dim=None if final_dim is None else f.int("final_dim", 1, 1 << 24),
+            projection=f.choice("projection", ("dense", "ams")),
+            fill_empty=f.bool("fill_empty"),
+            seed=f.int("seed", 0, 2**63 - 1),
+        )
+        enc._matrix = np.ascontiguousarray(
+            f.array("fde_matrix", np.float32, enc._matrix.shape, finite=True)
+        )
         if enc.final_dim is not None:
             index = f.array("fde_final_index", np.int32, (enc.raw_dim,))
             sign = f.array("fde_final_sign", np.float32, (enc.raw_dim,), finite=True)
             if index.size and (index.min() < 0 or index.max() >= enc.final_dim):
                 raise f.error("fde_final_index", f"entries must be in [0, {enc.final_dim})")
-            enc._final_index, enc._final_sign = np.ascontiguousarray(index), np.ascontiguousarray(sign)
+            enc._final_index, enc._final_sign = (
+                np.ascontiguousarray(index),
+                np.ascontiguousarray(sign),
+            )
         return enc
 
 
@@ -224,13 +283,24 @@ class MuveraDiagnostic:
 
     def __str__(self) -> str:
         rows = "  ".join(f"N={n}: {r:.3f}" for n, r in self.recall.items())
-        return (f"{self.encoder}: FDE recall of the exact Chamfer top-{self.k} within the top-N "
-                f"({self.n_queries} queries, {self.n_documents} documents): {rows}")
+        return (
+            f"{self.encoder}: FDE recall of the exact Chamfer top-{self.k} within the top-N "
+            f"({self.n_queries} queries, {self.n_documents} documents): {rows}"
+        )
 
 
-def muvera_diagnostic(documents: Any, queries: Any, *, encoder: MuveraEncoder | None = None, k: int = 10,
-                      n_candidates: tuple[int, ...] = (10, 50, 100, 200, 500, 1000), max_documents: int = 10000,
-                      max_queries: int = 100, seed: int = 0, threads: int | None = None) -> MuveraDiagnostic:
+def muvera_diagnostic(
+    documents: Any,
+    queries: Any,
+    *,
+    encoder: MuveraEncoder | None = None,
+    k: int = 10,
+    n_candidates: tuple[int, ...] = (10, 50, 100, 200, 500, 1000),
+    max_documents: int = 10000,
+    max_queries: int = 100,
+    seed: int = 0,
+    threads: int | None = None,
+) -> MuveraDiagnostic:
     """How well do these encoding parameters find the exact Chamfer neighbours?
 
     documents, queries : token sets (a representative sample of the corpus and of queries)
@@ -250,7 +320,9 @@ def muvera_diagnostic(documents: Any, queries: Any, *, encoder: MuveraEncoder | 
     if not isinstance(encoder, MuveraEncoder):
         raise TypeError(f"encoder must be a MuveraEncoder; got {type(encoder).__name__}")
     if encoder.dim != dt.shape[1]:
-        raise ValueError(f"encoder.dim={encoder.dim} does not match the token dimension {dt.shape[1]}")
+        raise ValueError(
+            f"encoder.dim={encoder.dim} does not match the token dimension {dt.shape[1]}"
+        )
     sizes = sorted({_checks.check_positive_int(n, "n_candidates entry") for n in n_candidates})
     if not sizes:
         raise ValueError("n_candidates must hold at least one N")
@@ -261,18 +333,23 @@ def muvera_diagnostic(documents: Any, queries: Any, *, encoder: MuveraEncoder | 
     exact = _core.chamfer(qt, qo, dt, do, dt.shape[1], "float32", threads=threads)
     kk = min(k, nd)
     truth = np.argsort(-exact, axis=1, kind="stable")[:, :kk]
-    approx = encoder._encode_csr(qt, qo, False, threads) @ encoder._encode_csr(dt, do, True, threads).T
+    approx = (
+        encoder._encode_csr(qt, qo, False, threads) @ encoder._encode_csr(dt, do, True, threads).T
+    )
     order = np.argsort(-approx, axis=1, kind="stable")
     recall = {}
     for n in sizes:
         top = order[:, : min(n, nd)]
         hits = sum(np.isin(truth[i], top[i]).sum() for i in range(nq))
         recall[n] = float(hits) / (nq * kk)
-    return MuveraDiagnostic(k=kk, n_documents=nd, n_queries=nq, encoder=repr(encoder), recall=recall)
+    return MuveraDiagnostic(
+        k=kk, n_documents=nd, n_queries=nq, encoder=repr(encoder), recall=recall
+    )
 
 
-def _subsample(tokens: np.ndarray, offsets: np.ndarray, limit: int,
-               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _subsample(
+    tokens: np.ndarray, offsets: np.ndarray, limit: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     n = offsets.shape[0] - 1
     if n <= limit:
         return tokens, offsets
@@ -285,7 +362,9 @@ def _subsample(tokens: np.ndarray, offsets: np.ndarray, limit: int,
 
 
 # ---- ball carving ----------------------------------------------------------------------------
-def carve_queries(tokens: np.ndarray, offsets: np.ndarray, tau: float) -> tuple[np.ndarray, np.ndarray]:
+def carve_queries(
+    tokens: np.ndarray, offsets: np.ndarray, tau: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Ball carving of each query's tokens (MUVERA, section 4): in token order, an unassigned
     token opens a cluster that takes every unassigned token q with <q, centre> >= tau; each
     cluster is replaced by the sum of its tokens. Fewer query tokens make the Chamfer re-rank
@@ -295,7 +374,7 @@ def carve_queries(tokens: np.ndarray, offsets: np.ndarray, tau: float) -> tuple[
     """
     out_tokens, counts = [], []
     for i in range(offsets.shape[0] - 1):
-        q = tokens[offsets[i]:offsets[i + 1]]
+        q = tokens[offsets[i] : offsets[i + 1]]
         gram = q @ q.T
         free = np.ones(q.shape[0], dtype=bool)
         sums = []
@@ -356,7 +435,7 @@ class TokenStore:
             grown = np.zeros(max(need, self._offsets.shape[0] * 2), dtype=np.int64)
             grown[: self._n + 1] = self._offsets[: self._n + 1]
             self._offsets = grown
-        self._offsets[self._n + 1: need] = base + offsets[1:]
+        self._offsets[self._n + 1 : need] = base + offsets[1:]
         self._n += offsets.shape[0] - 1
 
     def scoring(self) -> tuple[np.ndarray, np.ndarray, str, np.ndarray | None, np.ndarray | None]:
@@ -377,10 +456,15 @@ class TokenStore:
         return arrays
 
     @classmethod
-    def restore(cls, f: Fields, dim: int, storage: str) -> "TokenStore":
+    def restore(cls, f: Fields, dim: int, storage: str) -> TokenStore:
         rows = RerankStore.restore(f, dim, "ip", storage=storage)
         offsets = f.array("token_offsets", np.int64, (None,))
-        if offsets.size < 1 or offsets[0] != 0 or offsets[-1] != len(rows) or (np.diff(offsets) < 0).any():
+        if (
+            offsets.size < 1
+            or offsets[0] != 0
+            or offsets[-1] != len(rows)
+            or (np.diff(offsets) < 0).any()
+        ):
             raise f.error("token_offsets", f"must ascend from 0 to the {len(rows)} token rows")
         store = cls(rows)
         store._offsets = np.array(offsets, dtype=np.int64)
@@ -418,14 +502,25 @@ class MultiVectorIndex(Index):
     kind = "multivector"
     metric = "chamfer"
 
-    def __init__(self, dim: int, *, encoder: MuveraEncoder | None = None, index: str = "hnsw",
-                 tokens: str = "float16", rerank_path: str | os.PathLike[str] | None = None,
-                 candidates: int = DEFAULT_CANDIDATES, overwrite: bool = False, **index_params: Any) -> None:
-        self.dim = _checks.check_positive_int(dim, "dim")
+    def __init__(
+        self,
+        dim: int,
+        *,
+        encoder: MuveraEncoder | None = None,
+        index: str = "hnsw",
+        tokens: str = "float16",
+        rerank_path: str | os.PathLike[str] | None = None,
+        candidates: int = DEFAULT_CANDIDATES,
+        overwrite: bool = False,
+        **index_params: Any,
+    ) -> None:
+        self.dim = _checks.check_dim(dim)
         if encoder is None:
             encoder = MuveraEncoder(self.dim)
         if not isinstance(encoder, MuveraEncoder):
-            raise TypeError(f"encoder must be a MuveraEncoder or None; got {type(encoder).__name__}")
+            raise TypeError(
+                f"encoder must be a MuveraEncoder or None; got {type(encoder).__name__}"
+            )
         if encoder.dim != self.dim:
             raise ValueError(f"encoder.dim={encoder.dim} does not match dim={self.dim}")
         self.encoder = encoder
@@ -445,7 +540,9 @@ class MultiVectorIndex(Index):
         d = self.encoder.output_dim
         params = dict(params)
         if "metric" in params:
-            raise ValueError("the encoding index always uses metric='ip' (FDE inner products); drop metric=")
+            raise ValueError(
+                "the encoding index always uses metric='ip' (FDE inner products); drop metric="
+            )
         if self.index_kind == "hnsw":
             params.setdefault("storage", "float16")
             return HNSWIndex(d, "ip", **params)
@@ -453,16 +550,22 @@ class MultiVectorIndex(Index):
             return FlatIndex(d, "ip", **params)
         if self.index_kind == "pq":
             if "m" not in params:
-                raise ValueError("index='pq' needs m= (sub-spaces of the encodings) in the index parameters")
+                raise ValueError(
+                    "index='pq' needs m= (sub-spaces of the encodings) in the index parameters"
+                )
             return PQIndex(d, params.pop("m"), metric="ip", **params)
         for name in ("nlist", "m"):
             if name not in params:
                 raise ValueError(f"index='ivfpq' needs {name}= in the index parameters")
         return IVFPQIndex(d, params.pop("nlist"), params.pop("m"), metric="ip", **params)
 
-    def _new_store(self, lo: np.ndarray | None = None, scale: np.ndarray | None = None) -> TokenStore:
+    def _new_store(
+        self, lo: np.ndarray | None = None, scale: np.ndarray | None = None
+    ) -> TokenStore:
         where = "memory" if self.rerank_path is None else self.rerank_path
-        return TokenStore(RerankStore(self.dim, "ip", where, storage=self.tokens, lo=lo, scale=scale))
+        return TokenStore(
+            RerankStore(self.dim, "ip", where, storage=self.tokens, lo=lo, scale=scale)
+        )
 
     # ---- properties ---------------------------------------------------------------------
     @property
@@ -490,7 +593,7 @@ class MultiVectorIndex(Index):
 
     # ---- building -----------------------------------------------------------------------
     @writes
-    def train(self, documents: Any, *, threads: int | None = None) -> "MultiVectorIndex":
+    def train(self, documents: Any, *, threads: int | None = None) -> MultiVectorIndex:
         """Train what needs data: the PQ / IVF-PQ encoding index (on the documents'
         encodings) and int8 token ranges (on their tokens). Other indexes need no training."""
         threads = _threads(threads)
@@ -552,9 +655,19 @@ class MultiVectorIndex(Index):
 
     # ---- search -------------------------------------------------------------------------
     @reads
-    def search(self, queries: Any, k: int = 10, *, candidates: int | None = None, ef: int | None = None,
-               filter: Any = None, max_distance: Any = None, carve: float | None = None,
-               threads: int | None = None, **search_params: Any) -> SearchResult:
+    def search(
+        self,
+        queries: Any,
+        k: int = 10,
+        *,
+        candidates: int | None = None,
+        ef: int | None = None,
+        filter: Any = None,
+        max_distance: Any = None,
+        carve: float | None = None,
+        threads: int | None = None,
+        **search_params: Any,
+    ) -> SearchResult:
         """The k documents of highest Chamfer similarity.
 
         queries       : token sets (list of (n_i, dim) arrays, CSR tuple, or one (n, dim)
@@ -576,7 +689,11 @@ class MultiVectorIndex(Index):
         """
         k = _checks.check_k(k)
         threads = _threads(threads)
-        c = self.candidates if candidates is None else _checks.check_positive_int(candidates, "candidates")
+        c = (
+            self.candidates
+            if candidates is None
+            else _checks.check_positive_int(candidates, "candidates")
+        )
         c = max(c, k)
         if carve is not None:
             carve = float(carve)
@@ -586,19 +703,47 @@ class MultiVectorIndex(Index):
         nq = offsets.shape[0] - 1
         if _checks.is_filter_list(filter):
             if len(filter) != nq:
-                raise ValueError(f"a list of filters needs one filter per query: expected {nq}, got {len(filter)}")
+                raise ValueError(
+                    f"a list of filters needs one filter per query: expected {nq}, got "
+                    f"{len(filter)}"
+                )
             limits = _checks.as_max_distance(max_distance, nq)
-            parts = [self._search(tokens[offsets[i]:offsets[i + 1]], offsets[i:i + 2] - offsets[i], k, c, ef,
-                                  filter[i], None if limits is None else float(limits[i]), carve, threads,
-                                  search_params) for i in range(nq)]
+            parts = [
+                self._search(
+                    tokens[offsets[i] : offsets[i + 1]],
+                    offsets[i : i + 2] - offsets[i],
+                    k,
+                    c,
+                    ef,
+                    filter[i],
+                    None if limits is None else float(limits[i]),
+                    carve,
+                    threads,
+                    search_params,
+                )
+                for i in range(nq)
+            ]
             dist = np.concatenate([p.distances for p in parts])
             ids = np.concatenate([p.ids for p in parts])
             return _result.finish(dist, ids, single)
-        return self._search(tokens, offsets, k, c, ef, filter, max_distance, carve, threads, search_params, single)
+        return self._search(
+            tokens, offsets, k, c, ef, filter, max_distance, carve, threads, search_params, single
+        )
 
-    def _search(self, tokens: np.ndarray, offsets: np.ndarray, k: int, c: int, ef: int | None, filter: Any,
-                max_distance: Any, carve: float | None, threads: int | None, search_params: dict[str, Any],
-                single: bool = False) -> SearchResult:
+    def _search(
+        self,
+        tokens: np.ndarray,
+        offsets: np.ndarray,
+        k: int,
+        c: int,
+        ef: int | None,
+        filter: Any,
+        max_distance: Any,
+        carve: float | None,
+        threads: int | None,
+        search_params: dict[str, Any],
+        single: bool = False,
+    ) -> SearchResult:
         nq = offsets.shape[0] - 1
         if len(self) == 0 or self._store is None:
             return self._empty_result(nq, k, single, max_distance)
@@ -610,20 +755,43 @@ class MultiVectorIndex(Index):
         if isinstance(self._inner, HNSWIndex):
             # window ef (default: wide enough for every candidate); a smaller window hands
             # over the best of every node scored on the way (faster, lower recall)
-            params["ef"] = max(self._inner.ef, c) if ef is None else _checks.check_positive_int(ef, "ef")
+            params["ef"] = (
+                max(self._inner.ef, c) if ef is None else _checks.check_positive_int(ef, "ef")
+            )
             params["buffered"] = c > params["ef"]
         elif ef is not None:
-            raise ValueError(f"ef applies to index='hnsw' only; this index uses {self.index_kind!r}")
+            raise ValueError(
+                f"ef applies to index='hnsw' only; this index uses {self.index_kind!r}"
+            )
         _, cand = self._inner.search(fde, c, filter=allowed, threads=threads, **params)
         if carve is not None:
             tokens, offsets = carve_queries(tokens, offsets, carve)
         rows, store_offsets, storage, lo, scale = self._store.scoring()
-        dist, ids = _core.chamfer_rerank(tokens, offsets, rows, store_offsets, self.dim, storage, lo, scale,
-                                         np.ascontiguousarray(cand, dtype=np.int64), k, self._idt, threads=threads)
+        dist, ids = _core.chamfer_rerank(
+            tokens,
+            offsets,
+            rows,
+            store_offsets,
+            self.dim,
+            storage,
+            lo,
+            scale,
+            np.ascontiguousarray(cand, dtype=np.int64),
+            k,
+            self._idt,
+            threads=threads,
+        )
         return _result.finish(dist, ids, single, max_distance)
 
-    def range_search(self, queries: Any, radius: Any, *, filter: Any = None, threads: int | None = None,
-                     **params: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def range_search(
+        self,
+        queries: Any,
+        radius: Any,
+        *,
+        filter: Any = None,
+        threads: int | None = None,
+        **params: Any,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Documents with -Chamfer <= radius (Chamfer >= -radius) among the candidates the
         encoding index proposes, as FAISS's range_search: (lims (q + 1,), distances, ids).
         radius: float or (q,) floats. Searches with k doubling until each query has a result
@@ -636,8 +804,15 @@ class MultiVectorIndex(Index):
         n = len(self)
         k = min(max(n, 1), 32)
         while True:
-            dist, ids = self.search((tokens, offsets), k, filter=filter, max_distance=radii, threads=threads,
-                                    candidates=max(k, self.candidates), **params)
+            dist, ids = self.search(
+                (tokens, offsets),
+                k,
+                filter=filter,
+                max_distance=radii,
+                threads=threads,
+                candidates=max(k, self.candidates),
+                **params,
+            )
             if k >= n or not (ids[:, -1] >= 0).any():
                 break
             k = min(4 * k, n)
@@ -651,9 +826,16 @@ class MultiVectorIndex(Index):
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         inner_params, inner_arrays = self._inner._state()
         ids, next_id = self._ids_state()
-        params = {"dim": self.dim, "index": self.index_kind, "tokens": self.tokens, "candidates": self.candidates,
-                  "next_id": next_id, "encoder": self.encoder._params(), "inner": inner_params,
-                  "store": None if self._store is None else self._store.params()}
+        params = {
+            "dim": self.dim,
+            "index": self.index_kind,
+            "tokens": self.tokens,
+            "candidates": self.candidates,
+            "next_id": next_id,
+            "encoder": self.encoder._params(),
+            "inner": inner_params,
+            "store": None if self._store is None else self._store.params(),
+        }
         arrays = {"ids": ids, **self.encoder._arrays()}
         arrays.update({f"inner_{name}": a for name, a in inner_arrays.items()})
         if self._store is not None:
@@ -661,7 +843,7 @@ class MultiVectorIndex(Index):
         return params, arrays
 
     @classmethod
-    def _from_state(cls, f: Fields) -> "MultiVectorIndex":
+    def _from_state(cls, f: Fields) -> MultiVectorIndex:
         index = cls.__new__(cls)
         index.dim = f.int("dim", 1, MAX_DIM)
         index.index_kind = f.choice("index", tuple(INNER_KINDS))
@@ -676,17 +858,25 @@ class MultiVectorIndex(Index):
         ids = f.ids("ids")
         index._init_ids(reuse_slots=False)
         index._restore_ids(ids, f.int("next_id", 0, 2**62, 0), "multivector")
-        index._store = None if f.params.get("store") is None else TokenStore.restore(
-            f.sub("store", ""), index.dim, index.tokens)
+        index._store = (
+            None
+            if f.params.get("store") is None
+            else TokenStore.restore(f.sub("store", ""), index.dim, index.tokens)
+        )
         index.rerank_path = None if index._store is None else index._store.path
         inner_ids = index._inner.ids
         live = np.flatnonzero(ids >= 0)
-        if inner_ids.size != live.size or (inner_ids.size and (inner_ids.max() >= ids.shape[0]
-                                                                or (ids[inner_ids] < 0).any())):
+        if inner_ids.size != live.size or (
+            inner_ids.size and (inner_ids.max() >= ids.shape[0] or (ids[inner_ids] < 0).any())
+        ):
             raise f.error("ids", "the live slots are not the encoding index's rows")
         if live.size and (index._store is None or len(index._store) != ids.shape[0]):
             raise f.error("store", f"token sets do not match the {ids.shape[0]} slots")
-        if live.size and index._store is not None and (np.diff(index._store.offsets)[live] == 0).any():
+        if (
+            live.size
+            and index._store is not None
+            and (np.diff(index._store.offsets)[live] == 0).any()
+        ):
             raise f.error("token_offsets", "a live document has no tokens")
         return index
 
@@ -694,6 +884,8 @@ class MultiVectorIndex(Index):
         return f"index={self.index_kind!r}, tokens={self.tokens!r}, encoder={self.encoder!r}"
 
     def __repr__(self) -> str:
-        return (f"MultiVectorIndex(dim={self.dim}, index={self.index_kind!r}, tokens={self.tokens!r}, "
-                f"candidates={self.candidates}, output_dim={self.encoder.output_dim}, n={len(self)}, "
-                f"simd={kernels.simd_level()!r})")
+        return (
+            f"MultiVectorIndex(dim={self.dim}, index={self.index_kind!r}, tokens={self.tokens!r}, "
+            f"candidates={self.candidates}, output_dim={self.encoder.output_dim}, n={len(self)}, "
+            f"simd={kernels.simd_level()!r})"
+        )

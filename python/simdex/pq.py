@@ -13,8 +13,8 @@ import numpy as np
 
 from . import _checks, _core, _progress, _result
 from ._base import Index, searches, writes
-from ._checks import FloatMetric
-from ._format import MAX_DIM, Fields
+from ._checks import MAX_DIM, FloatMetric
+from ._format import Fields
 from ._rerank import RerankStore
 from ._result import SearchResult
 from .kernels import normalize
@@ -82,7 +82,7 @@ class ProductQuantizer:
     """
 
     def __init__(self, dim: int, m: int, *, nbits: int = 8) -> None:
-        self.dim = _checks.check_positive_int(dim, "dim")
+        self.dim = _checks.check_dim(dim)
         self.m = _checks.check_positive_int(m, "m")
         if isinstance(nbits, bool) or nbits not in NBITS:
             raise ValueError(f"nbits must be 8 or 4; got {nbits!r}")

@@ -16,5 +16,12 @@ from .module import (
     SimdexPQ,
 )
 
-__all__ = ["SimdexANN", "SimdexBinary", "SimdexFlat", "SimdexHNSW", "SimdexIVFPQ", "SimdexLeanVec",
-           "SimdexPQ"]
+__all__ = [
+    "SimdexANN",
+    "SimdexBinary",
+    "SimdexFlat",
+    "SimdexHNSW",
+    "SimdexIVFPQ",
+    "SimdexLeanVec",
+    "SimdexPQ",
+]

@@ -46,8 +46,10 @@ class SimdexANN:
 
     def __init__(self, metric: str, params: dict[str, Any] | None = None) -> None:
         if metric not in METRICS:
-            raise ValueError(f"metric must be one of {', '.join(map(repr, METRICS))} (ann-benchmarks names); "
-                             f"got {metric!r}")
+            raise ValueError(
+                f"metric must be one of {', '.join(map(repr, METRICS))} (ann-benchmarks names); "
+                f"got {metric!r}"
+            )
         if params is not None and not isinstance(params, dict):
             raise TypeError(f"index parameters must be a dict; got {type(params).__name__}")
         self.metric = metric
@@ -55,8 +57,10 @@ class SimdexANN:
         self._params = dict(params or {})
         supported = _kinds.get(self.kind).metrics
         if self._metric not in supported:
-            raise ValueError(f"simdex {self.kind!r} indexes support simdex metrics {supported}; got "
-                             f"{metric!r} (= {self._metric!r})")
+            raise ValueError(
+                f"simdex {self.kind!r} indexes support simdex metrics {supported}; got "
+                f"{metric!r} (= {self._metric!r})"
+            )
         self._query_args: dict[str, Any] = {}
         self.index: Any = None
         self.res: list[np.ndarray] = []
@@ -80,8 +84,10 @@ class SimdexANN:
         """The kind's query parameters, positionally, in the order of QUERY_ARGS[kind]."""
         names = QUERY_ARGS[self.kind]
         if len(args) > len(names):
-            raise TypeError(f"{type(self).__name__}.set_query_arguments takes {len(names)} argument(s) "
-                            f"{names}; got {len(args)}: {args}")
+            raise TypeError(
+                f"{type(self).__name__}.set_query_arguments takes {len(names)} argument(s) "
+                f"{names}; got {len(args)}: {args}"
+            )
         self._query_args = dict(zip(names, args, strict=False))
         self.name = str(self)
 
@@ -130,7 +136,8 @@ class SimdexHNSW(SimdexANN):
 
 
 class SimdexPQ(SimdexANN):
-    """PQIndex with exact re-ranking; params e.g. {'m': 32, 'nbits': 4}; query argument: rerank_k."""
+    """PQIndex with exact re-ranking; params e.g. {'m': 32, 'nbits': 4}; query argument:
+    rerank_k."""
 
     kind = "pq"
 
