@@ -264,6 +264,18 @@ class Index:
             max_distance,
         )
 
+    def _range_queries(self, queries: Any) -> tuple[Any, int]:
+        """(the queries as search takes them, how many) for range_search."""
+        q = np.asarray(queries)
+        nq = 1 if q.ndim == 1 else (q.shape[0] if q.ndim == 2 else -1)
+        if nq < 1:
+            raise ValueError(f"queries must have shape (q, dim) or (dim,); got shape {q.shape}")
+        return queries, nq
+
+    def _range_params(self, k: int) -> dict[str, Any]:
+        """Search parameters range_search adds for a given k (none by default)."""
+        return {}
+
     def range_search(
         self,
         queries: Any,
@@ -283,11 +295,7 @@ class Index:
         Searches with k doubling until every query has a result beyond its radius (or k
         covers the index): exact on exact indexes, as good as the search on approximate ones.
         """
-        q = np.asarray(queries)
-        was_1d = q.ndim == 1
-        nq = 1 if was_1d else (q.shape[0] if q.ndim == 2 else -1)
-        if nq < 1:
-            raise ValueError(f"queries must have shape (q, dim) or (dim,); got shape {q.shape}")
+        queries, nq = self._range_queries(queries)
         radii = _checks.as_max_distance(radius, nq)
         if radii is None:
             raise ValueError("radius must be a float or one float per query; got None")
@@ -295,7 +303,13 @@ class Index:
         k = min(max(n, 1), 32)
         while True:
             dist, ids = self.search(
-                queries, k, filter=filter, max_distance=radii, threads=threads, **params
+                queries,
+                k,
+                filter=filter,
+                max_distance=radii,
+                threads=threads,
+                **params,
+                **self._range_params(k),
             )
             dist, ids = np.atleast_2d(dist), np.atleast_2d(ids)
             if k >= n or not (ids[:, -1] >= 0).any():

@@ -783,43 +783,14 @@ class MultiVectorIndex(Index):
         )
         return _result.finish(dist, ids, single, max_distance)
 
-    def range_search(
-        self,
-        queries: Any,
-        radius: Any,
-        *,
-        filter: Any = None,
-        threads: int | None = None,
-        **params: Any,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Documents with -Chamfer <= radius (Chamfer >= -radius) among the candidates the
-        encoding index proposes, as FAISS's range_search: (lims (q + 1,), distances, ids).
-        radius: float or (q,) floats. Searches with k doubling until each query has a result
-        beyond its radius (or k covers the index)."""
+    def _range_queries(self, queries: Any) -> tuple[Any, int]:
         tokens, offsets, _ = _checks.as_token_sets(queries, self.dim, "queries")
-        nq = offsets.shape[0] - 1
-        radii = _checks.as_max_distance(radius, nq)
-        if radii is None:
-            raise ValueError("radius must be a float or one float per query; got None")
-        n = len(self)
-        k = min(max(n, 1), 32)
-        while True:
-            dist, ids = self.search(
-                (tokens, offsets),
-                k,
-                filter=filter,
-                max_distance=radii,
-                threads=threads,
-                candidates=max(k, self.candidates),
-                **params,
-            )
-            if k >= n or not (ids[:, -1] >= 0).any():
-                break
-            k = min(4 * k, n)
-        keep = ids >= 0
-        lims = np.zeros(nq + 1, dtype=np.int64)
-        np.cumsum(keep.sum(axis=1), out=lims[1:])
-        return lims, dist[keep].astype(np.float32), ids[keep].astype(np.int64)
+        return (tokens, offsets), offsets.shape[0] - 1
+
+    def _range_params(self, k: int) -> dict[str, Any]:
+        # range_search on a multi-vector index: documents with -Chamfer <= radius among the
+        # candidates the encoding index proposes (at least k of them)
+        return {"candidates": max(k, self.candidates)}
 
     # ---- persistence --------------------------------------------------------------------
     @reads
