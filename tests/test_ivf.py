@@ -147,3 +147,15 @@ def test_bad_input(data):
         index.search(np.zeros((2, 32), np.int64))
     with pytest.raises(ValueError, match="rerank_k needs"):
         index.search(q, 10, rerank_k=20)
+
+
+def test_default_nprobe_fits_small_nlist():
+    """The default nprobe is min(8, nlist) (an index with 4 lists searches without arguments);
+    an explicit nprobe above nlist is still refused."""
+    x = np.random.default_rng(3).standard_normal((400, 16)).astype(np.float32)
+    index = sx.IVFPQIndex(16, 4, 4)
+    index.train(x, n_iter=2)
+    index.add(x)
+    assert index.search(x[:3], 5).ids.shape == (3, 5)
+    with pytest.raises(ValueError, match="nprobe must be <= nlist = 4"):
+        index.search(x[:3], 5, nprobe=5)

@@ -202,7 +202,7 @@ class IVFPQIndex(Index):
         queries: Any,
         k: int = 10,
         *,
-        nprobe: int = 8,
+        nprobe: int | None = None,
         filter: Any = None,
         max_distance: Any = None,
         threads: int | None = None,
@@ -212,14 +212,16 @@ class IVFPQIndex(Index):
 
         queries      : (q, dim) or (dim,) floats
         k            : int >= 1
-        nprobe       : lists scanned per query, 1 <= nprobe <= nlist
+        nprobe       : lists scanned per query, 1 <= nprobe <= nlist (default min(8, nlist))
         filter       : int64 array of allowed ids, or boolean mask indexed by id
         max_distance : float or (q,) floats
         rerank_k     : candidates re-scored exactly (needs rerank=...; default max(100, 4 k))
         returns      : SearchResult(distances (q, k) float32 ascending, ids (q, k) int64)
         """
         k = _checks.check_k(k)
-        nprobe = _checks.check_positive_int(nprobe, "nprobe")
+        nprobe = (
+            min(8, self.nlist) if nprobe is None else _checks.check_positive_int(nprobe, "nprobe")
+        )
         if nprobe > self.nlist:
             raise ValueError(f"nprobe must be <= nlist = {self.nlist}; got {nprobe}")
         threads = _checks.check_threads(threads)
