@@ -5,7 +5,7 @@
 # the ASan + UBSan build) and that build on a reduced selection of the suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -m pip install --quiet ".[test]"
+python -m pip install --quiet ".[test,lint]"
 # Optional tools, best effort (root with apt only): the aarch64 cross compiler lets
 # tests/test_build.py prove the NEON sources compile; qemu-user lets tests/test_baseline.py run
 # simdex on an emulated pre-AVX2 CPU. Their tests skip (with the reason) when a tool is missing.
@@ -17,6 +17,10 @@ if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     (apt-get update -qq && apt-get install -y -qq "${missing[@]}") >/dev/null 2>&1 || true
   fi
 fi
+# Typing and lint of the package (config in pyproject.toml: mypy --strict, ruff)
+python -m mypy
+python -m ruff check python/simdex
+python -m ruff format --check python/simdex
 python -m pytest -q tests
 SIMDEX_SIMD=scalar python -m pytest -q tests
 

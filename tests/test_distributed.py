@@ -40,8 +40,15 @@ D = 24
 
 
 def _cluster(processes: bool) -> distributed.LocalCluster:
-    return distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=processes, protocol="tcp://",
-                                    host="127.0.0.1", dashboard_address=":0", silence_logs=logging.ERROR)
+    return distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=processes,
+        protocol="tcp://",
+        host="127.0.0.1",
+        dashboard_address=":0",
+        silence_logs=logging.ERROR,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +87,10 @@ def test_id_filters_are_split_by_owning_shard():
     for s, part in enumerate(parts):
         assert (shard_of(part, 3) == s).all()
     rows = _filters_per_shard([allowed[:10], allowed[10:20]], 3)
-    assert [sorted(np.concatenate([rows[s][r] for s in range(3)]).tolist()) for r in range(2)] == \
-        [allowed[:10].tolist(), allowed[10:20].tolist()]
+    assert [sorted(np.concatenate([rows[s][r] for s in range(3)]).tolist()) for r in range(2)] == [
+        allowed[:10].tolist(),
+        allowed[10:20].tolist(),
+    ]
     mask = np.ones(10, bool)
     assert _filters_per_shard(mask, 3) is None and _filters_per_shard([mask, allowed], 3) is None
     assert _filters_per_shard(None, 3) is None and _filters_per_shard(allowed, 1) is None
@@ -91,7 +100,11 @@ def _reference_merge(dists, ids, k):
     """Sort every (distance, id) pair of each row in Python: valid by (distance, id), then -1."""
     out_d, out_i = [], []
     for row in range(dists[0].shape[0]):
-        pairs = [(float(d[row, j]), int(i[row, j])) for d, i in zip(dists, ids) for j in range(d.shape[1])]
+        pairs = [
+            (float(d[row, j]), int(i[row, j]))
+            for d, i in zip(dists, ids)
+            for j in range(d.shape[1])
+        ]
         valid = sorted(p for p in pairs if p[1] >= 0)
         valid += [(np.inf, -1)] * (k - len(valid))
         out_d.append([p[0] for p in valid[:k]])
@@ -107,8 +120,12 @@ def test_merge_topk_matches_reference(shards, k_shard, k, seed):
     next_id = 0
     for _ in range(shards):
         found = rng.integers(0, k_shard + 1, q)  # some rows shorter than k_shard: padded
-        d = np.sort(rng.choice([-1.5, -0.0, 0.0, 0.5, 1.0, 2.0], (q, k_shard)).astype(np.float32), axis=1)  # ties, signs
-        i = np.arange(next_id, next_id + q * k_shard).reshape(q, k_shard)[:, rng.permutation(k_shard)]
+        d = np.sort(
+            rng.choice([-1.5, -0.0, 0.0, 0.5, 1.0, 2.0], (q, k_shard)).astype(np.float32), axis=1
+        )  # ties, signs
+        i = np.arange(next_id, next_id + q * k_shard).reshape(q, k_shard)[
+            :, rng.permutation(k_shard)
+        ]
         next_id += q * k_shard
         cols = np.arange(k_shard)[None, :]
         d[cols >= found[:, None]] = np.inf
@@ -184,10 +201,17 @@ def test_filter_max_distance_and_range_search_pass_through(client, data):
     mask[::3] = True
     per_row = [np.arange(r, 3000, 11) for r in range(len(q))]
     limits = np.quantile(one.search(q, 10).distances, 0.5, axis=1)
-    for kwargs in ({"filter": allowed}, {"filter": allowed.tolist()}, {"filter": mask}, {"filter": per_row},
-                   {"filter": [mask] * len(q)}, {"filter": np.zeros(0, np.int64)},
-                   {"max_distance": float(np.median(limits))}, {"max_distance": limits},
-                   {"filter": allowed, "max_distance": limits}):
+    for kwargs in (
+        {"filter": allowed},
+        {"filter": allowed.tolist()},
+        {"filter": mask},
+        {"filter": per_row},
+        {"filter": [mask] * len(q)},
+        {"filter": np.zeros(0, np.int64)},
+        {"max_distance": float(np.median(limits))},
+        {"max_distance": limits},
+        {"filter": allowed, "max_distance": limits},
+    ):
         got, want = sharded.search(q, 10, **kwargs), one.search(q, 10, **kwargs)
         np.testing.assert_array_equal(got.ids, want.ids)
         np.testing.assert_array_equal(got.distances, want.distances)
@@ -195,8 +219,10 @@ def test_filter_max_distance_and_range_search_pass_through(client, data):
         got, want = sharded.range_search(q, radius), one.range_search(q, radius)
         for a, b in zip(got, want):
             np.testing.assert_array_equal(a, b)
-    got, want = sharded.range_search(q, float(np.median(limits)), filter=allowed), \
-        one.range_search(q, float(np.median(limits)), filter=allowed)
+    got, want = (
+        sharded.range_search(q, float(np.median(limits)), filter=allowed),
+        one.range_search(q, float(np.median(limits)), filter=allowed),
+    )
     np.testing.assert_array_equal(got[2], want[2])
 
 
@@ -231,7 +257,9 @@ def test_int8_ranges_learnt_once_and_shared(client, data):
     np.testing.assert_array_equal(got.ids, want.ids)
     np.testing.assert_array_equal(got.distances, want.distances)
     # HNSW int8: the untrained template travels to the shards (pickled before its ranges exist)
-    graph = _sharded(client, lambda: sx.HNSWIndex(D, "cosine", storage="int8", M=8, ef_construction=32), x)
+    graph = _sharded(
+        client, lambda: sx.HNSWIndex(D, "cosine", storage="int8", M=8, ef_construction=32), x
+    )
     one = sx.HNSWIndex(D, "cosine", storage="int8", M=8, ef_construction=32)
     one.add(x)
     for lo, scale in graph.map_shards(lambda index: (index._lo, index._scale)):
@@ -264,6 +292,10 @@ def test_pq_trained_once_gives_one_code_space(client, data):
     np.testing.assert_array_equal(books[0], one.pq.codebooks)
     got, want = sharded.search(q, 10), one.search(q, 10)
     np.testing.assert_array_equal(got.distances, want.distances)
+    # every shard holds its own index (in-process workers once shared the trained template)
+    sizes = sharded.shard_sizes()
+    assert sum(sizes) == len(sharded) == x.shape[0] and min(sizes) > 0
+    assert all(len(set(row)) == len(row) for row in got.ids.tolist())
     with pytest.raises(ValueError, match="before the first add"):
         sharded.train(x[:1000])
 
@@ -285,10 +317,17 @@ def test_ids_routing_remove_and_reconstruct(client, data):
     assert sharded.reconstruct(none).shape == (0, D) and sharded.remove(none) == 0
     gone = user[::2]
     assert sharded.remove(np.concatenate([gone, [7, 8]])) == gone.size
-    assert len(sharded) == 1010 - gone.size and 5 not in sharded and 15 in sharded and "15" not in sharded
+    assert (
+        len(sharded) == 1010 - gone.size
+        and 5 not in sharded
+        and 15 in sharded
+        and "15" not in sharded
+    )
     found = sharded.search(x[:1000], 5).ids
     assert not np.isin(found, gone).any()
-    assert sorted(sharded.ids.tolist()) == sorted(set(user[1::2].tolist()) | set(range(9996, 10006)))
+    assert sorted(sharded.ids.tolist()) == sorted(
+        set(user[1::2].tolist()) | set(range(9996, 10006))
+    )
 
 
 def test_duplicate_ids_leave_nothing_behind(client, data):
@@ -321,7 +360,9 @@ def test_dask_array_add_equals_numpy_add(client, data):
     with_ids = ShardedIndex(lambda: sx.FlatIndex(D, "cosine"), client=client)
     with_ids.add(blocks, ids=ids)
     np.testing.assert_array_equal(with_ids.search(q, 10).ids, want.ids + 7000)
-    bad = da.from_array(np.where(np.arange(3000)[:, None] == 2500, np.nan, x).astype(np.float32), chunks=(700, D))
+    bad = da.from_array(
+        np.where(np.arange(3000)[:, None] == 2500, np.nan, x).astype(np.float32), chunks=(700, D)
+    )
     with pytest.raises(ValueError, match="NaN"):
         with_ids.add(bad, ids=ids + 10000)  # one block fails: the other blocks are taken back
     assert len(with_ids) == 3000
@@ -330,7 +371,9 @@ def test_dask_array_add_equals_numpy_add(client, data):
 # ---- persistence ---------------------------------------------------------------------------------
 def test_save_load_round_trip(client, data, tmp_path):
     x, q = data
-    sharded = ShardedIndex(lambda: sx.HNSWIndex(D, "cosine", M=8, ef_construction=40), client=client, n_shards=3)
+    sharded = ShardedIndex(
+        lambda: sx.HNSWIndex(D, "cosine", M=8, ef_construction=40), client=client, n_shards=3
+    )
     sharded.add(x[:2000])
     sharded.remove(np.arange(0, 2000, 5))
     sharded.save(tmp_path)
@@ -346,7 +389,9 @@ def test_save_load_round_trip(client, data, tmp_path):
     assert loaded.add(x[2000:2010]).tolist() == list(range(2000, 2010))  # next_id kept
     sharded.add(x[2000:2100])
     sharded.save(tmp_path)  # a second save replaces the files of the first
-    assert len(os.listdir(tmp_path)) == 4 and len(ShardedIndex.load(tmp_path, client=client)) == 1700
+    assert (
+        len(os.listdir(tmp_path)) == 4 and len(ShardedIndex.load(tmp_path, client=client)) == 1700
+    )
 
 
 def test_manifest_and_shard_files_are_validated(client, data, tmp_path):
@@ -451,7 +496,9 @@ def test_timeout_raises_without_partial_result(client, data, monkeypatch):
         return search(self, *args)
 
     monkeypatch.setattr(_Shard, "search", slow_on_shard_1)  # in-process workers share the class
-    with pytest.raises(ShardUnavailableError, match="shard 1 .* did not answer within the timeout") as info:
+    with pytest.raises(
+        ShardUnavailableError, match="shard 1 .* did not answer within the timeout"
+    ) as info:
         sharded.search(q, 5, timeout=0.2)
     assert info.value.shard == 1 and info.value.worker == sharded.workers[1]
 
@@ -472,8 +519,11 @@ def _slow_searches() -> None:
 def test_worker_lost_mid_search_raises(data):
     x, q = data
     # the scheduler gives up on the dead worker after 5 s, not the default 30 s
-    with dask.config.set({"distributed.comm.timeouts.connect": "5s"}), \
-            _cluster(True) as cluster, distributed.Client(cluster) as client:
+    with (
+        dask.config.set({"distributed.comm.timeouts.connect": "5s"}),
+        _cluster(True) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         sharded = _sharded(client, lambda: sx.FlatIndex(D), x[:500])
         assert len(sharded) == 500
         victim = sharded.workers[0]
@@ -496,6 +546,29 @@ def test_worker_lost_mid_search_raises(data):
         assert "result" not in outcome
         assert isinstance(outcome["error"], ShardUnavailableError), outcome
         assert outcome["error"].shard == 0 and "no partial result" in str(outcome["error"]).lower()
-        for call in (lambda: sharded.search(q, 5), lambda: len(sharded), lambda: sharded.remove(np.arange(10))):
+        for call in (
+            lambda: sharded.search(q, 5),
+            lambda: len(sharded),
+            lambda: sharded.remove(np.arange(10)),
+        ):
             with pytest.raises(ShardUnavailableError, match="worker was lost"):
                 call()
+
+
+def test_in_process_workers_do_not_share_the_template(data):
+    """With the default in-process transport Dask hands actors the client's own objects:
+    every shard must still get its own trained index (they once all shared one)."""
+    x, q = data
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as c,
+    ):
+        sharded = ShardedIndex(functools.partial(sx.PQIndex, D, 4, rerank="memory"), client=c)
+        sharded.train(x[:1000])
+        sharded.add(x)
+        sizes = sharded.shard_sizes()
+        assert sum(sizes) == len(sharded) == x.shape[0] and min(sizes) > 0
+        ids = sharded.search(q, 10).ids
+        assert all(len(set(row)) == len(row) for row in ids.tolist())

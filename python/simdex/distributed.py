@@ -45,6 +45,7 @@ import asyncio
 import contextlib
 import json
 import os
+import pickle
 import re
 import secrets
 import threading
@@ -213,6 +214,12 @@ def _reported(method: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _private(index: Index | None) -> Index | None:
+    """A shard's own copy of the template: with in-process workers (processes=False) Dask
+    hands every actor the very object the client sent, and shards must never share one."""
+    return None if index is None else pickle.loads(pickle.dumps(index))
+
+
 class _Shard:
     """One shard: a simdex index resident on one worker (Dask actor; its methods run one at
     a time in the worker's actor thread, each index call using the index's own threads)."""
@@ -230,7 +237,7 @@ class _Shard:
         self.error: Exception | None = None
         self._index: Index | None = None
         try:
-            self._index = index if path is None else self._load(path, mmap, expect or {})
+            self._index = _private(index) if path is None else self._load(path, mmap, expect or {})
         except Exception as exc:  # noqa: BLE001 - reported by check()
             self.error = exc
 
@@ -288,7 +295,7 @@ class _Shard:
                 f"train() must come before the first add(): shard {self.number} "
                 f"already holds {len(self.index)} rows"
             )
-        self.index = index
+        self.index = _private(index)
 
     @_reported
     def add(self, x: np.ndarray, ids: np.ndarray, params: dict[str, Any]) -> np.ndarray:
