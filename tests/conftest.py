@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 import pytest
 
@@ -16,6 +18,17 @@ def simd_level(request):
     """Run the test once per SIMD level this CPU supports."""
     with force_simd(request.param):
         yield request.param
+
+
+@pytest.fixture
+def python_sigint():
+    """Python's own Ctrl-C handler for the duration of a test. Libraries run earlier in the
+    same process (Dask clusters spawning processes) can leave SIGINT ignored, and then
+    _thread.interrupt_main() does nothing and child processes inherit the ignored signal."""
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
 
 
 def clustered(n: int, d: int, *, clusters: int = 20, spread: float = 0.3, seed: int = 0) -> np.ndarray:

@@ -25,9 +25,12 @@ sys.exit(3)
 """
 
 
-def test_ctrl_c_interrupts_exact_search():
+def test_ctrl_c_interrupts_exact_search(python_sigint):
+    # the child gets the default disposition whatever the parent's (an ignored SIGINT would be
+    # inherited, and Python then installs no handler of its own)
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout.readline().strip() == "ready"
     time.sleep(1.0)
     sent = time.perf_counter()

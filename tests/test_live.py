@@ -203,7 +203,7 @@ def test_filter_per_query(kind, data):
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "leanvec", "binary-graph"])
-def test_ctrl_c_during_add_leaves_index_consistent(kind):
+def test_ctrl_c_during_add_leaves_index_consistent(kind, python_sigint):
     """KeyboardInterrupt arrives while add runs in C++: the index stays consistent, searches
     find what it holds, and the next add works."""
     x = clustered(40_000, D, seed=9)
