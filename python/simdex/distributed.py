@@ -214,10 +214,11 @@ def _reported(method: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _private(index: Index | None) -> Index | None:
+def _private(index: Index) -> Index:
     """A shard's own copy of the template: with in-process workers (processes=False) Dask
     hands every actor the very object the client sent, and shards must never share one."""
-    return None if index is None else pickle.loads(pickle.dumps(index))
+    copy: Index = pickle.loads(pickle.dumps(index))
+    return copy
 
 
 class _Shard:
@@ -237,7 +238,10 @@ class _Shard:
         self.error: Exception | None = None
         self._index: Index | None = None
         try:
-            self._index = _private(index) if path is None else self._load(path, mmap, expect or {})
+            if path is not None:
+                self._index = self._load(path, mmap, expect or {})
+            elif index is not None:
+                self._index = _private(index)
         except Exception as exc:  # noqa: BLE001 - reported by check()
             self.error = exc
 
