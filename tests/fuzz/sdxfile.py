@@ -163,6 +163,12 @@ def _search(index: Any, q: np.ndarray, k: int, live: set[int], **kw: Any) -> tup
 MAX_EXERCISE_DIM = 4096
 
 
+def _refused_rows(exc: ValueError) -> bool:
+    """The documented refusals of rows that the loaded training cannot store (values a
+    float16 store cannot hold, magnitudes that overflow float32 distances)."""
+    return "storage holds values" in str(exc) or "magnitude" in str(exc)
+
+
 def exercise(index: Any) -> None:
     """Use a loaded index as a user would (search, filtered search, remove, add, search) and
     check the contract on every answer; raises ContractError on a broken one, and lets any
@@ -199,12 +205,17 @@ def exercise(index: Any) -> None:
     try:
         index.add(new, fresh, threads=1)
     except ValueError as exc:
-        if n == 0 and "train" in str(exc):
+        if (n == 0 and "train" in str(exc)) or _refused_rows(exc):
             return
         raise
     live |= set(fresh.tolist())
     _check(len(index) == len(live), f"len {len(index)} after add, expected {len(live)}")
-    index.add(new, threads=1)  # sequential ids: must not collide with any live id
+    try:
+        index.add(new, threads=1)  # sequential ids: must not collide with any live id
+    except ValueError as exc:
+        if "no sequential id is left" in str(exc):  # the file holds id 2**63 - 1: documented
+            return
+        raise
     _check(len(index) == len(live) + 4, f"len {len(index)} after add of sequential ids, expected {len(live) + 4}")
     live = set(index.ids.tolist())
     _search(index, q, k, live)
