@@ -106,27 +106,32 @@ def test_file_objects(tmp_path):
 
 
 def write_header(path: pathlib.Path, header: bytes) -> None:
-    path.write_bytes(_format._PREFIX.pack(_format.MAGIC, _format.FORMAT_VERSION, len(header),
-                                          zlib.crc32(header)) + header)
+    path.write_bytes(
+        _format._PREFIX.pack(_format.MAGIC, _format.FORMAT_VERSION, len(header), zlib.crc32(header))
+        + header
+    )
 
 
-@pytest.mark.parametrize("header", [
-    b'{"kind": "flat", "params": {"dim": Infinity}, "arrays": []}',
-    b'{"kind": "flat", "params": {"dim": NaN}, "arrays": []}',
-    b'{"kind": "flat", "params": [], "arrays": []}',
-    b'{"kind": 3, "params": {}, "arrays": []}',
-    b'{"kind": "flat", "params": {}, "arrays": {}}',
-    b'{"kind": "flat", "params": {}, "arrays": [3]}',
-    b'{"kind": "flat", "params": {}, "arrays": [{"name": "ids", "dtype": "int64", "shape": [1e300],'
-    b' "offset": 64, "nbytes": 8, "crc32": 0}]}',
-    b'{"kind": "flat", "params": {}, "arrays": [{"name": "ids", "dtype": "object", "shape": [1],'
-    b' "offset": 64, "nbytes": 8, "crc32": 0}]}',
-    b'{"kind": "flat", "params": {}, "arrays": [{"name": "ids", "dtype": "int64", "shape": [4611686018427387904, 4],'
-    b' "offset": 64, "nbytes": 0, "crc32": 0}]}',
-    b"[" * 100000 + b"]" * 100000,
-    b'{"kind": "flat", "params": {"dim": 8, "metric": "l2", "storage": "float32"}, "arrays": []}',
-    b'{"kind": "nope", "params": {}, "arrays": []}',
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        b'{"kind": "flat", "params": {"dim": Infinity}, "arrays": []}',
+        b'{"kind": "flat", "params": {"dim": NaN}, "arrays": []}',
+        b'{"kind": "flat", "params": [], "arrays": []}',
+        b'{"kind": 3, "params": {}, "arrays": []}',
+        b'{"kind": "flat", "params": {}, "arrays": {}}',
+        b'{"kind": "flat", "params": {}, "arrays": [3]}',
+        b'{"kind": "flat", "params": {}, "arrays": [{"name": "ids", "dtype": "int64", "shape": [1e300],'
+        b' "offset": 64, "nbytes": 8, "crc32": 0}]}',
+        b'{"kind": "flat", "params": {}, "arrays": [{"name": "ids", "dtype": "object", "shape": [1],'
+        b' "offset": 64, "nbytes": 8, "crc32": 0}]}',
+        b'{"kind": "flat", "params": {}, "arrays": [{"name": "ids", "dtype": "int64", "shape": [4611686018427387904, 4],'
+        b' "offset": 64, "nbytes": 0, "crc32": 0}]}',
+        b"[" * 100000 + b"]" * 100000,
+        b'{"kind": "flat", "params": {"dim": 8, "metric": "l2", "storage": "float32"}, "arrays": []}',
+        b'{"kind": "nope", "params": {}, "arrays": []}',
+    ],
+)
 def test_malformed_headers_raise_value_error(tmp_path, header):
     path = tmp_path / "bad.sdx"
     write_header(path, header)
@@ -165,6 +170,7 @@ def _set(name, value):
 def _poke(name, index, value):
     def edit(p, a):
         a[name][index] = value
+
     return edit
 
 
@@ -182,6 +188,7 @@ CRAFTED = [
     ("flat", _poke("ids", 1, 0), "appears twice"),
     ("flat", _poke("ids", 0, -7), "ids"),
     ("flat", _poke("rows", (0, 0), np.nan), "rows"),
+    ("flat", _poke("rows", (0, 0), 1e30), "rows"),  # finite, but distances would overflow
     ("flat", _set("dim", True), "dim"),
     ("flat", _set("dim", 2**40), "dim"),
     ("flat", _set("metric", "manhattan"), "metric"),
@@ -203,19 +210,26 @@ CRAFTED = [
     ("pq", _set("nbits", 5), "nbits"),
     ("pq4", _poke("rerank_vectors", (2, 2), np.nan), "rerank_vectors"),
     ("pq4", _set("rerank_rows", 299), "rerank"),
-    ("ivf", _poke("entry_slots", 0, -2**40), "entry_slots"),
+    ("ivf", _poke("entry_slots", 0, -(2**40)), "entry_slots"),
     ("ivf", _poke("entry_slots", 0, 10**6), "entry_slots"),
     ("ivf", _poke("entry_slots", slice(0, 2), 7), "entry_slots"),
     ("ivf", _poke("centroids", (1, 1), np.nan), "centroids"),
     ("ivf", _poke("list_tables", (0, 0, 0), np.nan), "list_tables"),
+    ("ivf", _poke("centroids", (1, 1), 1e30), "centroids"),
+    ("ivf", _poke("list_tables", (0, 0, 0), 3e38), "list_tables"),
+    ("pq", _poke("pq_codebooks", (0, 0, 0), -1e30), "pq_codebooks"),
+    ("pq", _poke("pq_rotation", (0, 0), 3.4e38), "pq_rotation"),
+    ("pq4", _poke("rerank_vectors", (2, 2), 1e30), "rerank_vectors"),
     ("ivf", _poke("offsets", 1, -3), "offsets"),
     ("ivf", _set("trained", "yes"), "trained"),
     ("ivf", _set("nlist", 2**40), "nlist"),
     ("binary", _poke("alphas", 0, np.nan), "alphas"),
+    ("binary", _poke("alphas", 0, 1e30), "alphas"),
     ("binary", _drop("center"), "center"),
     ("binary", _set("bits", 3), "bits|codes"),
     ("binary", _poke("ids", 7, -1), "ids"),
     ("leanvec", _poke("data_matrix", (0, 0), np.inf), "data_matrix"),
+    ("leanvec", _poke("query_matrix", (0, 0), 1e30), "query_matrix"),
     ("leanvec", _poke("secondary_rows", (0, 0), np.inf), "secondary_rows"),
     ("leanvec", _set("out_dim", 17), "out_dim"),
     ("leanvec", lambda p, a: p.pop("store"), "store"),

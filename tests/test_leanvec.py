@@ -25,7 +25,7 @@ def _ood_problem(dim: int = 32, n: int = 3000, m: int = 800):
     rng = np.random.default_rng(7)
     x = _spectrum_data(rng, n, dim, 1.0 / np.sqrt(1.0 + np.arange(dim)))
     q_weights = np.full(dim, 0.05)
-    q_weights[dim // 3: 2 * dim // 3] = 1.0
+    q_weights[dim // 3 : 2 * dim // 3] = 1.0
     q_learn = _spectrum_data(rng, m, dim, q_weights)
     q_test = _spectrum_data(rng, m, dim, q_weights)
     return x, q_learn, q_test
@@ -68,7 +68,7 @@ def test_transform_matches_float64_reference():
     ref_q = q.astype(np.float64) @ lv.query_matrix.astype(np.float64)
     np.testing.assert_allclose(lv.transform(x), ref_x, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(lv.transform_queries(q), ref_q, rtol=1e-4, atol=1e-5)
-    one = lv.transform(x[3].astype(np.float64))           # 1-D in, 1-D out; float64 converted
+    one = lv.transform(x[3].astype(np.float64))  # 1-D in, 1-D out; float64 converted
     assert one.shape == (6,) and one.dtype == np.float32
     np.testing.assert_allclose(one, ref_x[3], rtol=1e-4, atol=1e-5)
     # the data side is an orthogonal projection
@@ -79,12 +79,14 @@ def test_ood_objective_decreases_and_beats_id():
     x, q_learn, q_test = _ood_problem()
     d = 6
     id_lv = sx.LeanVec(d, kind="id").fit(x)
-    fw = sx.LeanVec(d, kind="ood", solver="frank_wolfe", query_blend=0.0, max_iter=300).fit(x, q_learn)
+    fw = sx.LeanVec(d, kind="ood", solver="frank_wolfe", query_blend=0.0, max_iter=300).fit(
+        x, q_learn
+    )
     cf = sx.LeanVec(d, kind="ood", solver="closed_form", query_blend=0.0).fit(x, q_learn)
     history = np.array(fw.loss_history)
     assert history.size > 10
     assert history[-1] < 0.7 * history[0], (history[0], history[-1])  # starts at the ID solution
-    tail = history[len(history) // 2:]
+    tail = history[len(history) // 2 :]
     assert np.all(np.diff(tail) <= 1e-9 * tail[0]), "Frank-Wolfe loss went up late in the run"
     # closed form = optimum of the unconstrained rank-d problem: never worse than FW or ID
     learn_id, learn_fw, learn_cf = (m.objective(x, q_learn) for m in (id_lv, fw, cf))
@@ -95,8 +97,14 @@ def test_ood_objective_decreases_and_beats_id():
     # the reported loss agrees with a float64 recomputation of the formula
     kq = q_learn.astype(np.float64).T @ q_learn.astype(np.float64)
     kx = x.astype(np.float64).T @ x.astype(np.float64)
-    direct = np.sum((q_learn.astype(np.float64) @ x.T.astype(np.float64)
-                     - (q_learn @ cf.query_matrix).astype(np.float64) @ (x @ cf.data_matrix).T.astype(np.float64)) ** 2)
+    direct = np.sum(
+        (
+            q_learn.astype(np.float64) @ x.T.astype(np.float64)
+            - (q_learn @ cf.query_matrix).astype(np.float64)
+            @ (x @ cf.data_matrix).T.astype(np.float64)
+        )
+        ** 2
+    )
     a, b = cf.query_matrix.astype(np.float64), cf.data_matrix.astype(np.float64)
     np.testing.assert_allclose(ood_loss(kq, kx, a, b), direct, rtol=1e-3)
 
@@ -107,7 +115,7 @@ def test_query_blend_rescues_few_queries():
     rng = np.random.default_rng(11)
     x = _spectrum_data(rng, 3000, dim, 1.0 / np.sqrt(1.0 + np.arange(dim)))
     q_weights = np.full(dim, 0.5)
-    q_weights[dim // 3: 2 * dim // 3] = 1.0
+    q_weights[dim // 3 : 2 * dim // 3] = 1.0
     few, q_test = _spectrum_data(rng, 20, dim, q_weights), _spectrum_data(rng, 1000, dim, q_weights)
     plain = sx.LeanVec(16, kind="ood", query_blend=0.0).fit(x, few).objective(x, q_test)
     blended = sx.LeanVec(16, kind="ood").fit(x, few).objective(x, q_test)
@@ -131,7 +139,8 @@ def test_projection_bad_input():
     with pytest.raises(TypeError, match="floating-point"):
         sx.LeanVec(4).fit(x.astype(np.int32))
     with pytest.raises(ValueError, match="NaN"):
-        bad = x.copy(); bad[5, 2] = np.nan
+        bad = x.copy()
+        bad[5, 2] = np.nan
         sx.LeanVec(4).fit(bad)
     with pytest.raises(ValueError, match="kind"):
         sx.LeanVec(4, kind="pca")
@@ -181,16 +190,21 @@ def _check_distances(index, queries, result, x, metric, atol):
 
 
 @pytest.mark.parametrize("level", LEVELS)
-@pytest.mark.parametrize("kind,metric,primary,secondary", [
-    ("ood", "ip", "float16", "float32"),
-    ("ood", "cosine", "int8", "float16"),
-    ("id", "l2", "float32", "float32"),
-    ("id", "ip", "float16", "int8"),
-])
+@pytest.mark.parametrize(
+    "kind,metric,primary,secondary",
+    [
+        ("ood", "ip", "float16", "float32"),
+        ("ood", "cosine", "int8", "float16"),
+        ("id", "l2", "float32", "float32"),
+        ("id", "ip", "float16", "int8"),
+    ],
+)
 def test_index_recall_against_brute_force(data, level, kind, metric, primary, secondary):
     x, learn, queries = data
     with sx.kernels.force_simd(level):
-        index = sx.LeanVecIndex(DIM, OUT, kind=kind, metric=metric, primary=primary, secondary=secondary)
+        index = sx.LeanVecIndex(
+            DIM, OUT, kind=kind, metric=metric, primary=primary, secondary=secondary
+        )
         index.train(x, learn if kind == "ood" else None)
         ids = index.add(x)
         np.testing.assert_array_equal(ids, np.arange(N))
@@ -198,7 +212,9 @@ def test_index_recall_against_brute_force(data, level, kind, metric, primary, se
         if secondary == "int8":  # re-ranking is exact for the stored precision: the decoded rows
             lo, scale = index._store.lo, index._store.scale
             rows = x if metric != "cosine" else sx.kernels.normalize(x)
-            reference = (lo + scale * np.rint((rows - lo) / np.where(scale > 0, scale, 1)).clip(0, 255))
+            reference = lo + scale * np.rint((rows - lo) / np.where(scale > 0, scale, 1)).clip(
+                0, 255
+            )
             reference = reference.astype(np.float32)
         result = index.search(queries, 10, ef=96)
         truth = sx.knn(queries, reference, 10, metric).ids
@@ -240,8 +256,9 @@ def test_filter_and_max_distance(data):
     assert np.all(np.isinf(cut.distances[cut.ids == -1]))
 
 
-@pytest.mark.parametrize("secondary,on_disk", [("float32", False), ("float32", True), ("float16", True),
-                                               ("int8", False)])
+@pytest.mark.parametrize(
+    "secondary,on_disk", [("float32", False), ("float32", True), ("float16", True), ("int8", False)]
+)
 def test_save_load_pickle(data, tmp_path, secondary, on_disk):
     x, learn, queries = data
     kwargs = {"rerank_path": tmp_path / "full.bin"} if on_disk else {}
@@ -252,8 +269,11 @@ def test_save_load_pickle(data, tmp_path, secondary, on_disk):
     path = tmp_path / "index.simdex"
     index.save(path)
     side = tmp_path / "full.bin" if on_disk else None
-    for loaded in (sx.load(path, rerank=side), sx.load(path, mmap=True, rerank=side),
-                   pickle.loads(pickle.dumps(index))):
+    for loaded in (
+        sx.load(path, rerank=side),
+        sx.load(path, mmap=True, rerank=side),
+        pickle.loads(pickle.dumps(index)),
+    ):
         assert type(loaded) is sx.LeanVecIndex and len(loaded) == N
         np.testing.assert_array_equal(loaded.projection.query_matrix, index.projection.query_matrix)
         got = loaded.search(queries, 10, ef=48)
@@ -310,3 +330,17 @@ def test_index_bad_input(data):
     text = repr(index)
     assert "\n" not in text and "out_dim=8" in text and "kind='ood'" in text and f"n={N}" in text
     assert index.nbytes > N * DIM * 4
+
+
+def test_projection_out_of_range_is_refused(data):
+    """Matrices that project vectors beyond what float32 distances allow make add raise
+    ValueError naming the magnitude (files with such matrices are refused at load)."""
+    x, learn, queries = data
+    index = sx.LeanVecIndex(DIM, OUT, kind="id").train(x)
+    index.add(x[:100])
+    index.projection._set(
+        DIM, index.projection.query_matrix * 1e30, index.projection.data_matrix * 1e30, []
+    )
+    with pytest.raises(ValueError, match="magnitude"):
+        index.add(x[100:110])
+    assert len(index) == 100

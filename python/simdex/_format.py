@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 import numpy as np
 
+from ._checks import max_magnitude
+
 MAGIC = b"\x93SIMDEX\n"
 FORMAT_VERSION = 1
 _PREFIX = struct.Struct("<8sIII")
@@ -421,11 +423,19 @@ class Fields:
     def ranges(
         self, lo_name: str, scale_name: str, dim: builtins.int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """int8 per-dimension ranges: lo (dim,) and scale (dim,) >= 0, finite float32 (copies)."""
+        """int8 per-dimension ranges: lo (dim,) and scale (dim,) >= 0, finite float32 (copies),
+        decoding to values within the magnitude bound of dim-d vectors."""
         lo = np.array(self.array(lo_name, np.float32, (dim,), finite=True))
         scale = np.array(self.array(scale_name, np.float32, (dim,), finite=True))
         if (scale < 0).any():
             raise self.error(scale_name, "int8 scales must be >= 0")
+        reach = np.abs(lo.astype(np.float64)) + 255.0 * scale.astype(np.float64)
+        if reach.size and reach.max() > max_magnitude(dim):
+            raise self.error(
+                scale_name,
+                f"decoded values reach {reach.max():.3g}, above the "
+                f"{max_magnitude(dim):.3g} that {dim}-d float32 distances allow",
+            )
         return lo, scale
 
     def optional_ranges(
@@ -440,9 +450,12 @@ class Fields:
         return self.ranges(lo_name, scale_name, dim)
 
     def finite_rows(self, name: str, rows: np.ndarray, storage: str) -> None:
-        """Stored float rows (float32 / float16, or bfloat16 bits as uint16) hold no NaN / inf."""
+        """Stored float rows (float32 / float16, or bfloat16 bits as uint16) hold no NaN / inf
+        and no component above the magnitude bound of their dimension (as the API's inputs)."""
         if storage in ("float32", "float16"):
             bad = rows.size and not np.isfinite(rows).all()
+            if not bad and rows.size:
+                self.bounded(name, rows, rows.shape[-1])
         elif storage == "bfloat16":
             bad = rows.size and ((rows & 0x7F80) == 0x7F80).any()
         else:
@@ -502,6 +515,19 @@ class Fields:
             )
         if finite and a.size and not np.isfinite(a).all():
             raise self.error(name, "holds NaN or infinite values")
+        return a
+
+    def bounded(self, name: str, a: np.ndarray, dim: builtins.int) -> np.ndarray:
+        """a, whose components stay within the magnitude the API accepts for dim-d vectors
+        (larger ones would overflow float32 distances)."""
+        if a.size:
+            biggest = float(np.abs(a).max())
+            if biggest > max_magnitude(dim):
+                raise self.error(
+                    name,
+                    f"values up to {biggest:.3g}, above the "
+                    f"{max_magnitude(dim):.3g} that {dim}-d float32 distances allow",
+                )
         return a
 
     def ids(self, name: str, n: builtins.int | None = None) -> np.ndarray:

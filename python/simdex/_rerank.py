@@ -218,6 +218,8 @@ class RerankStore:
         if where == "memory":
             store.path = None
             store._data = f.array(store._key(), store.dtype, (n, dim), finite=storage != "int8")
+            if storage != "int8":
+                f.bounded(store._key(), store._data, dim)
             return store
         # 'file' (or, in files written by simdex 0.1.0, the path it had: never opened)
         name = f.params.get("rerank_name", where if where != "file" else "")

@@ -556,11 +556,17 @@ class BinaryIndex(Index):
         index._codes = f.array("codes", np.uint8, (ids.shape[0], index.code_size))
         alphas = f.optional_array("alphas", np.float32, (index.bits,), finite=True)
         if alphas is not None:
+            f.bounded("alphas", alphas, index.dim)
+        if alphas is not None:
             index.binarizer.alphas = np.array(alphas)
             index.binarizer.dim = index.dim
             if index.binarizer.center:
                 index.binarizer.center_ = np.array(
-                    f.array("center", np.float32, (index.dim,), finite=True)
+                    f.bounded(
+                        "center",
+                        f.array("center", np.float32, (index.dim,), finite=True),
+                        index.dim,
+                    )
                 )
         elif (ids >= 0).any():
             raise f.error("alphas", "missing, but the index holds vectors")

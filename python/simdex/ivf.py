@@ -326,7 +326,11 @@ class IVFPQIndex(Index):
             if index.pq.codebooks is None:
                 raise f.error("pq_codebooks", "missing in a trained index")
             index.centroids = np.array(
-                f.array("centroids", np.float32, (index.nlist, index.dim), finite=True)
+                f.bounded(
+                    "centroids",
+                    f.array("centroids", np.float32, (index.nlist, index.dim), finite=True),
+                    index.dim,
+                )
             )
             shape = (index.nlist, index.m, index.pq.ksub)
             tables = (
@@ -334,6 +338,11 @@ class IVFPQIndex(Index):
                 if index.metric == "l2"
                 else f.optional_array("list_tables", np.float32, shape, finite=True)
             )
+            # m terms of a table are summed per code: each must leave room for the others
+            if tables is not None and tables.size:
+                limit = float(np.finfo(np.float32).max) / (4 * index.m)
+                if float(np.abs(tables).max()) > limit:
+                    raise f.error("list_tables", f"values above {limit:.3g} overflow the sums")
             index._list_tables = None if tables is None else np.ascontiguousarray(tables)
         elif slots:
             raise f.error("trained", f"false, but the index holds {slots} rows")

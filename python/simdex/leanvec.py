@@ -302,6 +302,13 @@ class LeanVec:
         out: np.ndarray = _core.inner_products(
             rows, rows.shape[0], a, a.shape[0], a.shape[1], threads=threads
         )
+        limit = _checks.max_magnitude(out.shape[1])
+        if out.size and not _core.all_finite(out, limit):
+            raise ValueError(
+                f"projected vectors reach magnitude {float(np.abs(out).max()):.3g}, above the "
+                f"{limit:.3g} that {out.shape[1]}-d float32 distances allow: the projection "
+                "matrices do not fit these vectors (a corrupted or crafted file?)"
+            )
         return out
 
     # ---- projecting --------------------------------------------------------------------
@@ -372,6 +379,7 @@ class LeanVec:
 
 
 # ---- two-stage index ----------------------------------------------------------------------
+MAX_PROJECTION_ENTRY = 16.0  # a fitted LeanVec matrix has entries below 1
 PRIMARIES = ("float32", "float16", "int8")
 SECONDARIES = ("float32", "float16", "int8")
 
@@ -685,6 +693,12 @@ class LeanVecIndex(Index):
                 f.array("query_matrix", np.float32, shape, finite=True),
                 f.array("data_matrix", np.float32, shape, finite=True),
             )
+            for name, matrix in zip(("query_matrix", "data_matrix"), matrices, strict=True):
+                # fitted projections have entries below 1 (scale-free: normalised kernels)
+                if matrix.size and float(np.abs(matrix).max()) > MAX_PROJECTION_ENTRY:
+                    raise f.error(
+                        name, f"entries above {MAX_PROJECTION_ENTRY}: not a fitted projection"
+                    )
         p = f.sub("projection", "")
         index.projection = LeanVec._restore(p, matrices)
         index.seed = index.projection.seed

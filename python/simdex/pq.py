@@ -307,13 +307,15 @@ class ProductQuantizer:
             prefix + "codebooks", np.float32, (self.m, self.ksub, self.dsub), finite=True
         )
         if books is not None:
-            self.codebooks = np.ascontiguousarray(books)
+            self.codebooks = np.ascontiguousarray(f.bounded(prefix + "codebooks", books, self.dim))
         rotation = f.optional_array(
             prefix + "rotation", np.float32, (self.dim, self.dim), finite=True
         )
         if rotation is not None:
             if books is None:
                 raise f.error(prefix + "codebooks", "missing, but the file has an OPQ rotation")
+            if rotation.size and float(np.abs(rotation).max()) > 1.001:  # orthogonal: |r_ij| <= 1
+                raise f.error(prefix + "rotation", "entries above 1: not an orthogonal rotation")
             self.rotation = np.ascontiguousarray(rotation)
 
     @property

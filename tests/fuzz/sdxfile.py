@@ -190,6 +190,8 @@ def exercise(index: Any) -> None:
     except ValueError as exc:
         if n == 0 and "train" in str(exc):  # an empty, untrained index: the documented refusal
             return
+        if _refused_rows(exc):  # e.g. LeanVec matrices that project queries out of range
+            return
         raise
     if n:
         allowed = ids[: max(1, n // 2)]
