@@ -68,8 +68,16 @@ class HnswHandle {
         std::size_t n = static_cast<std::size_t>(ids.size());
         const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
         py::gil_scoped_release release;
-        std::unique_lock<RwLock> lock(mutex_);
-        return graph_->remove(id_ptr, n, resolve_threads(threads));
+        std::size_t removed;
+        {
+            std::shared_lock<RwLock> lock(mutex_);  // beside searches and inserts
+            removed = graph_->remove(id_ptr, n);
+        }
+        if (removed && graph_->compact_due()) {  // once per ~10% of the nodes: alone
+            std::unique_lock<RwLock> lock(mutex_);
+            if (graph_->compact_due()) graph_->compact(resolve_threads(threads));
+        }
+        return removed;
     }
 
     std::size_t compact(long threads) {
@@ -205,11 +213,30 @@ class HnswHandle {
         return py::make_tuple(distances, out_ids);
     }
 
-    bool contains(std::int64_t id) { return contains_id(graph_->idmap(), mutex_, id); }
-    IdArray ids() { return live_ids(graph_->idmap(), mutex_); }
+    // Id lookups under the handle's read lock and the graph's id lock (removes run beside).
+    bool contains(std::int64_t id) {
+        py::gil_scoped_release release;
+        std::shared_lock<RwLock> lock(mutex_);
+        return graph_->with_ids([&](const IdMap& map) { return map.contains(id); });
+    }
+    IdArray ids() {
+        py::gil_scoped_release release;
+        std::shared_lock<RwLock> lock(mutex_);
+        std::vector<std::int64_t> live = graph_->with_ids([](const IdMap& map) {
+            std::vector<std::int64_t> out(map.size());
+            map.live_ids(out.data());
+            return out;
+        });
+        py::gil_scoped_acquire gil;
+        IdArray out(live.size());
+        std::copy(live.begin(), live.end(), out.mutable_data());
+        return out;
+    }
     py::tuple rows(const py::array& ids) {
+        // rows_of_ids takes the handle's read lock; the id lock inside it, around the lookups
         return rows_of_ids(graph_->idmap(), graph_->spec().row_bytes, mutex_, ids,
-                           [&](std::size_t s) { return graph_->row(static_cast<std::uint32_t>(s)); });
+                           [&](std::size_t s) { return graph_->row(static_cast<std::uint32_t>(s)); },
+                           [&](auto body) { graph_->with_ids([&](const IdMap&) { body(); return 0; }); });
     }
 
     // Links of a slot at a level (for tests and inspection).
@@ -230,6 +257,7 @@ class HnswHandle {
         std::shared_lock<RwLock> lock(mutex_);
         py::gil_scoped_acquire gil;
         const HnswGraph& g = *graph_;
+        std::shared_lock<std::shared_mutex> ids_lock = g.lock_ids();  // one snapshot: no remove meanwhile
         std::size_t n = g.slot_count();
         py::array_t<std::uint8_t> blocks({n, g.block_bytes()});
         if (n) std::memcpy(blocks.mutable_data(), g.blocks(), n * g.block_bytes());
