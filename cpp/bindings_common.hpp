@@ -253,6 +253,7 @@ void bind_kernels(py::module_& m);
 void bind_hnsw(py::module_& m);
 void bind_flat(py::module_& m);
 void bind_ids(py::module_& m);
+void bind_rerank(py::module_& m);
 void bind_pq(py::module_& m);
 void bind_binary(py::module_& m);
 
