@@ -7,6 +7,7 @@
 #include <string>
 
 #include "bindings_common.hpp"
+#include "bindings_hnsw.hpp"
 #include "bindings_binary.hpp"
 #include "bindings_pipeline.hpp"
 #include "index/exact.hpp"
@@ -45,22 +46,7 @@ class HnswHandle {
         const std::int64_t* order_ptr = nullptr;
         if (!order.is_none()) order_ptr = typed<std::int64_t>(order.cast<py::array>(), a.n, "order");
         py::gil_scoped_release release;
-        // Searches (and other adds) run while the nodes are linked; growth and ids change
-        // alone. end_add (exclusive) only after an interrupt: otherwise every node is in.
-        HnswGraph::PendingAdd pending;
-        {
-            std::unique_lock<RwLock> lock(mutex_);
-            pending = graph_->begin_add(a.rows, a.ids, a.assigned, order_ptr, a.n);
-        }
-        try {
-            std::shared_lock<RwLock> lock(mutex_);
-            graph_->insert_nodes(pending, resolve_threads(threads));
-        } catch (...) {
-            // interrupted: the nodes not inserted give their ids and slots back (alone)
-            std::unique_lock<RwLock> lock(mutex_);
-            graph_->end_add(pending);
-            throw;
-        }
+        hnsw_insert(parts(), a.rows, a.ids, a.assigned, order_ptr, a.n, resolve_threads(threads));
         return a.out;
     }
 
@@ -98,43 +84,6 @@ class HnswHandle {
             std::shared_lock<RwLock> lock(mutex_);
             graph_->search(q, nq, k, ef, filter, normalize, resolve_threads(threads), d_ptr, i_ptr,
                            buffered);
-        });
-    }
-
-    // A two-stage search in one call (LeanVecIndex): project the queries (nq, dim_full) with
-    // projection (d, dim_full) (row j = output j), walk the graph for `candidates` per query,
-    // re-score them exactly against the full rows (n_rows, row_bytes) of the secondary store
-    // (storage / metric / lo / scale), keep k, map slots to ids through `table`. The graph's
-    // ids are the store's rows (slots of `table`).
-    py::tuple search_reranked(const py::array& queries, std::size_t nq, std::size_t k, std::size_t ef,
-                              std::size_t candidates, const py::array& projection,
-                              const py::object& rows, const py::object& filter_ids,
-                              const py::object& filter_offsets, const py::object& filter_mask,
-                              IdTable& table, long threads) {
-        check_k(k);
-        const StoreSpec& graph_spec = graph_->spec();
-        const std::size_t d = graph_spec.dim;
-        if (graph_spec.storage == Storage::bits) throw std::invalid_argument("search_reranked: dense graphs only");
-        const RerankRows* full = rerank_arg(rows);
-        if (!full) throw std::invalid_argument("search_reranked needs the re-rank rows");
-        const std::size_t dim_full = full->spec().dim;
-        const float* q = typed<float>(queries, nq * dim_full, "queries");
-        const float* proj = typed<float>(projection, d * dim_full, "projection");
-        IdFilter filter = filter_arg(filter_ids, filter_offsets, filter_mask, nq);
-        candidates = std::max(candidates, k);
-        const std::size_t thread_n = resolve_threads(threads);
-        return topk_result(nq, k, [&](float* d_ptr, std::int64_t* i_ptr) {
-            const KernelTable& kernels = kernels_for(level_);
-            std::vector<float> reduced(nq * d), cand_d(nq * candidates);
-            std::vector<std::int64_t> cand(nq * candidates);
-            inner_products(kernels, proj, d, q, nq, dim_full, thread_n, reduced.data());
-            {
-                std::shared_lock<RwLock> lock(mutex_);
-                graph_->search(reduced.data(), nq, candidates, std::max(ef, candidates), filter, false,
-                               thread_n, cand_d.data(), cand.data());
-            }
-            finish_candidates(full, q, nq, cand_d.data(), cand.data(), candidates, k, thread_n, table,
-                              d_ptr, i_ptr);
         });
     }
 
@@ -312,6 +261,8 @@ class HnswHandle {
     std::size_t block_bytes() const { return graph_->block_bytes(); }
     std::string simd() const { return level_name(level_); }
 
+    HnswParts parts() { return {graph_.get(), &mutex_}; }
+
    private:
     SimdLevel level_;
     std::unique_ptr<HnswGraph> graph_;
@@ -319,11 +270,29 @@ class HnswHandle {
     py::object keepalive_;  // memory-mapped blocks borrowed by the graph
 };
 
-long threads_arg(const py::object& threads) {
-    return threads.is_none() ? 0 : static_cast<long>(thread_count(threads));
-}
-
 }  // namespace
+
+HnswParts hnsw_parts(const py::object& handle) { return handle.cast<HnswHandle&>().parts(); }
+
+void hnsw_insert(HnswParts g, const std::uint8_t* rows, const std::int64_t* ids, std::int64_t* assigned,
+                 const std::int64_t* order, std::size_t n, std::size_t threads) {
+    // Searches (and other adds) run while the nodes are linked; growth and ids change
+    // alone. end_add (exclusive) only after an interrupt: otherwise every node is in.
+    HnswGraph::PendingAdd pending;
+    {
+        std::unique_lock<RwLock> lock(*g.lock);
+        pending = g.graph->begin_add(rows, ids, assigned, order, n);
+    }
+    try {
+        std::shared_lock<RwLock> lock(*g.lock);
+        g.graph->insert_nodes(pending, threads);
+    } catch (...) {
+        // interrupted: the nodes not inserted give their ids and slots back (alone)
+        std::unique_lock<RwLock> lock(*g.lock);
+        g.graph->end_add(pending);
+        throw;
+    }
+}
 
 void bind_hnsw(py::module_& m) {
     py::class_<HnswHandle>(m, "HnswGraph")
@@ -352,16 +321,6 @@ void bind_hnsw(py::module_& m) {
              py::arg("filter_ids") = py::none(), py::arg("filter_offsets") = py::none(),
              py::arg("filter_mask") = py::none(),
              py::arg("normalize") = false, py::arg("threads") = py::none(), py::arg("buffered") = false)
-        .def("search_reranked", [](HnswHandle& h, const py::array& queries, std::size_t nq, std::size_t k,
-                                   std::size_t ef, std::size_t candidates, const py::array& projection,
-                                   const py::object& rows, const py::object& filter_ids,
-                                   const py::object& filter_offsets, const py::object& filter_mask,
-                                   IdTable& table, const py::object& threads) {
-                 return h.search_reranked(queries, nq, k, ef, candidates, projection, rows, filter_ids, filter_offsets,
-                                          filter_mask, table, threads_arg(threads)); },
-             py::arg("queries"), py::arg("nq"), py::arg("k"), py::arg("ef"), py::arg("candidates"),
-             py::arg("projection"), py::arg("rows"), py::arg("filter_ids"),
-             py::arg("filter_offsets"), py::arg("filter_mask"), py::arg("table"), py::arg("threads"))
         .def("search_binary", [](HnswHandle& h, const py::array& codes_q, std::size_t nq, std::size_t k,
                                  std::size_t ef, std::size_t candidates, std::size_t found, float hamming_alpha,
                                  std::size_t dim, const py::array& rows, std::size_t n, std::size_t bits_x,

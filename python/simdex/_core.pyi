@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['FlatCore', 'HnswGraph', 'IdTable', 'IvfStore', 'RerankRows', 'active_level', 'all_finite', 'available_cores', 'binary_planes_float', 'binary_planes_xor', 'binary_scan_pipeline', 'chamfer', 'chamfer_rerank', 'cluster_sums', 'cpu_features', 'detected_level', 'distances_lean', 'env_warning', 'fde_encode', 'inner_products', 'knn_lean', 'missing_features', 'nearest_centroids', 'pair_distances', 'pairwise', 'pq_adc', 'pq_pipeline', 'pq_search_u4', 'pq_search_u8', 'pq_tables', 'search', 'select_tier', 'set_active_level', 'tiers']
+__all__: list[str] = ['FlatCore', 'HnswGraph', 'IdTable', 'IvfStore', 'LeanVecCore', 'RerankRows', 'active_level', 'all_finite', 'available_cores', 'binary_planes_float', 'binary_planes_xor', 'binary_scan_pipeline', 'chamfer', 'chamfer_rerank', 'cluster_sums', 'cpu_features', 'detected_level', 'distances_lean', 'env_warning', 'fde_encode', 'inner_products', 'knn_lean', 'missing_features', 'nearest_centroids', 'pair_distances', 'pairwise', 'pq_adc', 'pq_pipeline', 'pq_search_u4', 'pq_search_u8', 'pq_tables', 'search', 'select_tier', 'set_active_level', 'tiers']
 class HnswGraph:
     int8_queries: bool
     def __contains__(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> bool:
@@ -34,8 +34,6 @@ class HnswGraph:
     def search1(self, query: numpy.ndarray, k: typing.SupportsInt | typing.SupportsIndex, ef: typing.SupportsInt | typing.SupportsIndex) -> tuple:
         ...
     def search_binary(self, codes_q: numpy.ndarray, nq: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, ef: typing.SupportsInt | typing.SupportsIndex, candidates: typing.SupportsInt | typing.SupportsIndex, found: typing.SupportsInt | typing.SupportsIndex, hamming_alpha: typing.SupportsFloat | typing.SupportsIndex, dim: typing.SupportsInt | typing.SupportsIndex, rows: numpy.ndarray, n: typing.SupportsInt | typing.SupportsIndex, bits_x: typing.SupportsInt | typing.SupportsIndex, plane_bytes: typing.SupportsInt | typing.SupportsIndex, scoring: str, queries: numpy.ndarray, bits_q: typing.SupportsInt | typing.SupportsIndex, weights: numpy.ndarray, offsets: numpy.ndarray, filter_ids: typing.Any, filter_offsets: typing.Any, filter_mask: typing.Any, queries_full: numpy.ndarray, store: typing.Any, table: ..., threads: typing.Any) -> tuple:
-        ...
-    def search_reranked(self, queries: numpy.ndarray, nq: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, ef: typing.SupportsInt | typing.SupportsIndex, candidates: typing.SupportsInt | typing.SupportsIndex, projection: numpy.ndarray, rows: typing.Any, filter_ids: typing.Any, filter_offsets: typing.Any, filter_mask: typing.Any, table: ..., threads: typing.Any) -> tuple:
         ...
     def set_ranges(self, arg0: numpy.ndarray, arg1: numpy.ndarray) -> None:
         ...
@@ -151,6 +149,18 @@ class RerankRows:
         ...
     @property
     def writable(self) -> bool:
+        ...
+class LeanVecCore:
+    def __init__(self, graph: typing.Any, ids: typing.Any, rows: RerankRows, query_rows: numpy.ndarray, data_rows: numpy.ndarray, limit: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    def add(self, x: numpy.ndarray, ids: typing.Any, threads: typing.Any) -> numpy.typing.NDArray[numpy.int64]:
+        ...
+    def remove(self, ids: numpy.ndarray, threads: typing.Any = None) -> int:
+        ...
+    def search(self, queries: numpy.ndarray, k: typing.SupportsInt | typing.SupportsIndex, ef: typing.SupportsInt | typing.SupportsIndex, candidates: typing.SupportsInt | typing.SupportsIndex, filter_ids: typing.Any, filter_offsets: typing.Any, filter_mask: typing.Any, threads: typing.Any) -> tuple:
+        ...
+    @property
+    def nbytes(self) -> int:
         ...
 class IvfStore:
     def __init__(self, nbits: typing.SupportsInt | typing.SupportsIndex, m: typing.SupportsInt | typing.SupportsIndex, nlist: typing.SupportsInt | typing.SupportsIndex) -> None:
