@@ -8,9 +8,6 @@
 
 #include "bindings_common.hpp"
 #include "bindings_hnsw.hpp"
-#include "bindings_binary.hpp"
-#include "bindings_pipeline.hpp"
-#include "index/exact.hpp"
 #include "index/hnsw.hpp"
 
 namespace simdex {
@@ -84,53 +81,6 @@ class HnswHandle {
             std::shared_lock<RwLock> lock(mutex_);
             graph_->search(q, nq, k, ef, filter, normalize, resolve_threads(threads), d_ptr, i_ptr,
                            buffered);
-        });
-    }
-
-    // BinaryIndex(graph=True).search in one call: walk the graph over the codes (its ids are
-    // the index's slots), score the candidates (Hamming -> 1 - alpha^2 (dim - 2 h) when
-    // hamming_alpha > 0, else re-score `found` of them with the bit planes and keep
-    // `candidates`), re-rank against the store rows if given, map slots to ids.
-    py::tuple search_binary(const py::array& codes_q, std::size_t nq, std::size_t k, std::size_t ef,
-                            std::size_t candidates, std::size_t found, float hamming_alpha, std::size_t dim,
-                            const py::array& rows, std::size_t n, std::size_t bits_x, std::size_t plane_bytes,
-                            const std::string& scoring, const py::array& queries, std::size_t bits_q,
-                            const py::array& weights, const py::array& offsets,
-                            const py::object& filter_ids, const py::object& filter_offsets,
-                            const py::object& filter_mask, const py::array& queries_full,
-                            const py::object& store, IdTable& table, long threads) {
-        check_k(k);
-        const StoreSpec& spec = graph_->spec();
-        if (spec.storage != Storage::bits) throw std::invalid_argument("search_binary: a graph over codes only");
-        const std::uint8_t* cq = array_bytes(codes_q, nq * spec.row_bytes, 1, "codes_q");
-        PlaneQueries pq = make_queries(scoring, queries, nq, bits_q, bits_x, plane_bytes, weights, offsets);
-        const std::uint8_t* r = array_bytes(rows, n * bits_x * plane_bytes, 1, "rows");
-        const float* qf = typed<float>(queries_full, nq * dim, "queries_full");
-        IdFilter filter = filter_arg(filter_ids, filter_offsets, filter_mask, nq);
-        const RerankRows* rerank = rerank_arg(store);
-        if (rerank && rerank->spec().dim != dim) throw std::invalid_argument("re-rank rows of another dimension");
-        candidates = rerank ? std::max(candidates, k) : k;
-        found = hamming_alpha > 0 ? candidates : std::max(found, candidates);
-        const std::size_t thread_n = resolve_threads(threads);
-        return topk_result(nq, k, [&](float* d_ptr, std::int64_t* i_ptr) {
-            const KernelTable& kernels = kernels_for(level_);
-            std::vector<float> walk_d(nq * found), cand_d(nq * candidates);
-            std::vector<std::int64_t> walk(nq * found), cand(nq * candidates);
-            {
-                std::shared_lock<RwLock> lock(mutex_);
-                graph_->search(cq, nq, found, std::max(ef, found), filter, false, thread_n, walk_d.data(),
-                               walk.data());
-            }
-            if (hamming_alpha > 0) {
-                hamming_to_scores(walk_d.data(), walk_d.size(), hamming_alpha, dim);
-                cand_d.swap(walk_d);
-                cand.swap(walk);
-            } else {
-                planes_rescore(kernels, r, n, bits_x, plane_bytes, pq, nq, walk.data(), found, candidates,
-                               thread_n, cand_d.data(), cand.data());
-            }
-            finish_candidates(rerank, qf, nq, cand_d.data(), cand.data(), candidates, k, thread_n, table,
-                              d_ptr, i_ptr);
         });
     }
 
@@ -321,22 +271,6 @@ void bind_hnsw(py::module_& m) {
              py::arg("filter_ids") = py::none(), py::arg("filter_offsets") = py::none(),
              py::arg("filter_mask") = py::none(),
              py::arg("normalize") = false, py::arg("threads") = py::none(), py::arg("buffered") = false)
-        .def("search_binary", [](HnswHandle& h, const py::array& codes_q, std::size_t nq, std::size_t k,
-                                 std::size_t ef, std::size_t candidates, std::size_t found, float hamming_alpha,
-                                 std::size_t dim, const py::array& rows, std::size_t n, std::size_t bits_x,
-                                 std::size_t plane_bytes, const std::string& scoring, const py::array& queries,
-                                 std::size_t bits_q, const py::array& weights, const py::array& offsets,
-                                 const py::object& filter_ids, const py::object& filter_offsets,
-                                 const py::object& filter_mask, const py::array& queries_full,
-                                 const py::object& store, IdTable& table, const py::object& threads) {
-                 return h.search_binary(codes_q, nq, k, ef, candidates, found, hamming_alpha, dim, rows, n, bits_x,
-                                        plane_bytes, scoring, queries, bits_q, weights, offsets, filter_ids,
-                                        filter_offsets, filter_mask, queries_full, store, table, threads_arg(threads)); },
-             py::arg("codes_q"), py::arg("nq"), py::arg("k"), py::arg("ef"), py::arg("candidates"), py::arg("found"),
-             py::arg("hamming_alpha"), py::arg("dim"), py::arg("rows"), py::arg("n"), py::arg("bits_x"),
-             py::arg("plane_bytes"), py::arg("scoring"), py::arg("queries"), py::arg("bits_q"), py::arg("weights"),
-             py::arg("offsets"), py::arg("filter_ids"), py::arg("filter_offsets"), py::arg("filter_mask"),
-             py::arg("queries_full"), py::arg("store"), py::arg("table"), py::arg("threads"))
         .def("search1", &HnswHandle::search1, py::arg("query"), py::arg("k"), py::arg("ef"))
         .def("__contains__", &HnswHandle::contains)
         .def("__len__", &HnswHandle::live_count)
