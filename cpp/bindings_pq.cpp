@@ -53,6 +53,18 @@ py::tuple search_u4(const py::array& blocks, std::size_t n, std::size_t m, const
     });
 }
 
+// (n, m) 4-bit codes -> fast-scan blocks (ceil(n / 32), m4 / 2, 32) uint8, zero padded,
+// written by the one writer of the layout (write_block_row).
+py::array_t<std::uint8_t> pack_blocks(const py::array& codes, std::size_t n, std::size_t m) {
+    const std::uint8_t* c = array_bytes(codes, n * m, 1, "codes");
+    const std::size_t block_bytes = fastscan_m4(m) * 16;
+    py::array_t<std::uint8_t> out({(n + 31) / 32, fastscan_m4(m) / 2, std::size_t(32)});
+    std::uint8_t* o = out.mutable_data();
+    std::fill(o, o + (n + 31) / 32 * block_bytes, 0);
+    for (std::size_t i = 0; i < n; ++i) write_block_row(o + i / 32 * block_bytes, i % 32, c + i * m, m);
+    return out;
+}
+
 constexpr std::size_t kQueryBatch = 256;  // queries per table batch: bounds the (b, m, ksub) tables
 
 // The codebook layouts (books, books_t, norms) as ProductQuantizer caches them.
@@ -83,49 +95,6 @@ FloatArray tables(const py::array& books, const py::array& books_t, const py::ar
         pq_tables(pb, q, nq, l2, thread_n, o);
     }
     return out;
-}
-
-// PQIndex.search in one call: rotate the queries (OPQ), build the tables, scan the codes
-// (8-bit ADC or 4-bit fast-scan) for `candidates` per query, re-rank them against the store
-// rows if given, map slots to ids.
-py::tuple pq_pipeline(const py::array& queries, std::size_t nq, std::size_t k, std::size_t candidates,
-                      const py::object& rotation_t, const py::array& books, const py::array& books_t,
-                      const py::array& norms, std::size_t m, int nbits,
-                      bool l2, const py::array& codes, std::size_t n, const py::object& mask,
-                      const py::object& rows, IdTable& table, const py::object& threads) {
-    check_k(k);
-    if (nbits != 8 && nbits != 4) throw std::invalid_argument("nbits must be 8 or 4");
-    const std::size_t ksub = nbits == 8 ? 256 : 16;
-    const std::size_t dim = static_cast<std::size_t>(queries.size()) / std::max<std::size_t>(nq, 1);
-    PqBooks pb = pq_books(books, books_t, norms, m, ksub, dim);
-    const float* q = typed<float>(queries, nq * dim, "queries");
-    const float* rot = rotation_t.is_none() ? nullptr : typed<float>(rotation_t.cast<py::array>(), dim * dim, "rotation");
-    const std::size_t code_bytes = nbits == 8 ? n * m : (n + 31) / 32 * fastscan_m4(m) * 16;
-    const std::uint8_t* c = array_bytes(codes, code_bytes, 1, "codes");
-    const std::uint8_t* mask_ptr = optional_mask(mask, n);
-    const RerankRows* store = rerank_arg(rows);
-    if (store && store->spec().dim != dim) throw std::invalid_argument("re-rank rows of another dimension");
-    candidates = store ? std::max(candidates, k) : k;
-    std::size_t thread_n = thread_count(threads);
-    return topk_result(nq, k, [&](float* d_ptr, std::int64_t* i_ptr) {
-        const KernelTable& kernels = active_kernels();
-        std::vector<float> rotated(rot ? nq * dim : 0), cand_d(nq * candidates);
-        std::vector<std::int64_t> cand(nq * candidates);
-        if (rot) inner_products(kernels, rot, dim, q, nq, dim, thread_n, rotated.data());
-        const float* qr = rot ? rotated.data() : q;
-        std::vector<float> luts(std::min(nq, kQueryBatch) * m * ksub);
-        for (std::size_t start = 0; start < nq; start += kQueryBatch) {
-            const std::size_t count = std::min(kQueryBatch, nq - start);
-            pq_tables(pb, qr + start * dim, count, l2, thread_n, luts.data());
-            PqSearchOutput out{cand_d.data() + start * candidates, cand.data() + start * candidates};
-            if (nbits == 8)
-                pq_search_u8(kernels, c, n, m, luts.data(), count, candidates, mask_ptr, thread_n, out);
-            else
-                pq_search_u4(kernels, c, n, m, luts.data(), count, candidates, mask_ptr, thread_n, out);
-        }
-        finish_candidates(store, q, nq, cand_d.data(), cand.data(), candidates, k, thread_n, table,
-                          d_ptr, i_ptr);
-    });
 }
 
 // simdex._core.IvfStore: the inverted lists of an IVF-PQ index (python/simdex/ivf.py keeps
@@ -274,6 +243,7 @@ py::tuple nearest(const py::array& x, std::size_t n, std::size_t d, const py::ar
 
 void bind_pq(py::module_& m) {
     m.def("pq_adc", &adc, py::arg("lut"), py::arg("codes"), py::arg("n"), py::arg("m"));
+    m.def("pq_pack_blocks", &pack_blocks, py::arg("codes"), py::arg("n"), py::arg("m"));
     m.def("pq_search_u8", &search_u8, py::arg("codes"), py::arg("n"), py::arg("m"), py::arg("luts"),
           py::arg("nq"), py::arg("k"), py::arg("mask") = py::none(), py::arg("threads") = py::none());
     m.def("pq_search_u4", &search_u4, py::arg("blocks"), py::arg("n"), py::arg("m"), py::arg("luts"),
@@ -295,9 +265,6 @@ void bind_pq(py::module_& m) {
     m.def("pq_tables", &tables, py::arg("books"), py::arg("books_t"), py::arg("norms"), py::arg("m"),
           py::arg("ksub"), py::arg("queries"),
           py::arg("nq"), py::arg("l2"), py::arg("threads") = py::none());
-    m.def("pq_pipeline", &pq_pipeline, py::arg("queries"), py::arg("nq"), py::arg("k"), py::arg("candidates"),
-          py::arg("rotation_t"), py::arg("books"), py::arg("books_t"), py::arg("norms"), py::arg("m"), py::arg("nbits"), py::arg("l2"), py::arg("codes"),
-          py::arg("n"), py::arg("mask"), py::arg("rows"), py::arg("table"), py::arg("threads"));
     m.def("nearest_centroids", &nearest, py::arg("x"), py::arg("n"), py::arg("d"),
           py::arg("centroids"), py::arg("k"), py::arg("threads") = py::none());
     m.def("cluster_sums", &sums_of_clusters, py::arg("x"), py::arg("n"), py::arg("d"),
