@@ -6,7 +6,6 @@
 #include <limits>
 
 #include "bindings_common.hpp"
-#include "bindings_pipeline.hpp"
 #include "index/pq.hpp"
 
 namespace simdex {
@@ -65,7 +64,6 @@ py::array_t<std::uint8_t> pack_blocks(const py::array& codes, std::size_t n, std
     return out;
 }
 
-constexpr std::size_t kQueryBatch = 256;  // queries per table batch: bounds the (b, m, ksub) tables
 
 // The codebook layouts (books, books_t, norms) as ProductQuantizer caches them.
 PqBooks pq_books(const py::array& books, const py::array& books_t, const py::array& norms, std::size_t m,
@@ -96,116 +94,6 @@ FloatArray tables(const py::array& books, const py::array& books_t, const py::ar
     }
     return out;
 }
-
-// simdex._core.IvfStore: the inverted lists of an IVF-PQ index (python/simdex/ivf.py keeps
-// the centroids and tables; its reader-writer lock orders appends and searches).
-class IvfHandle {
-   public:
-    IvfHandle(int nbits, std::size_t m, std::size_t nlist) : store_(nbits, m, nlist), m_(m), nlist_(nlist),
-        ksub_(nbits == 8 ? 256 : 16) {}
-
-    void append(const py::array& lists, const py::array& codes, const py::array& slots) {
-        std::size_t n = static_cast<std::size_t>(lists.size());
-        const std::int64_t* l = typed<std::int64_t>(lists, n, "lists");
-        const std::uint8_t* c = array_bytes(codes, n * m_, 1, "codes");
-        const std::int64_t* s = typed<std::int64_t>(slots, n, "slots");
-        py::gil_scoped_release release;
-        store_.append(l, c, s, n);
-    }
-
-    py::tuple search(const py::object& list_tables, const py::array& base_luts, const py::array& probes,
-                     const py::array& probe_bias, std::size_t nq, std::size_t nprobe, std::size_t k,
-                     const py::object& mask, std::size_t slot_count, const py::object& threads) {
-        check_k(k);
-        IvfLists lists = store_.view();
-        if (!list_tables.is_none())
-            lists.list_tables = typed<float>(list_tables.cast<py::array>(), nlist_ * m_ * ksub_, "list_tables");
-        const float* lut_ptr = typed<float>(base_luts, nq * m_ * ksub_, "base_luts");
-        const std::int64_t* probe_ptr = typed<std::int64_t>(probes, nq * nprobe, "probes");
-        const float* bias_ptr = typed<float>(probe_bias, nq * nprobe, "probe_bias");
-        const std::uint8_t* mask_ptr = optional_mask(mask, slot_count);
-        std::size_t thread_n = thread_count(threads);
-        return topk_result(nq, k, [&](float* d_ptr, std::int64_t* s_ptr) {
-            ivf_search(active_kernels(), lists, lut_ptr, probe_ptr, bias_ptr, nq, nprobe, k, mask_ptr,
-                       slot_count, thread_n, PqSearchOutput{d_ptr, s_ptr});
-        });
-    }
-
-    // IVFPQIndex.search in one call: nprobe closest centroids (coarse metric), residual
-    // tables, list scans for `candidates` per query, re-rank against the store rows if given,
-    // slots to ids.
-    py::tuple search_pipeline(const py::array& queries, std::size_t nq, std::size_t k, std::size_t candidates,
-                              std::size_t nprobe, const py::array& centroids, const std::string& coarse_metric,
-                              const py::array& books, const py::array& books_t, const py::array& norms, bool l2, const py::object& list_tables,
-                              const py::object& mask, std::size_t slot_count, const py::object& rows, IdTable& table,
-                              const py::object& threads) {
-        check_k(k);
-        const std::size_t dim = static_cast<std::size_t>(queries.size()) / std::max<std::size_t>(nq, 1);
-        PqBooks pb = pq_books(books, books_t, norms, m_, ksub_, dim);
-        if (nprobe < 1 || nprobe > nlist_) throw std::invalid_argument("nprobe must be in [1, nlist]");
-        const float* q = typed<float>(queries, nq * dim, "queries");
-        const float* cent = typed<float>(centroids, nlist_ * dim, "centroids");
-        IvfLists lists = store_.view();
-        if (!list_tables.is_none())
-            lists.list_tables = typed<float>(list_tables.cast<py::array>(), nlist_ * m_ * ksub_, "list_tables");
-        const std::uint8_t* mask_ptr = optional_mask(mask, slot_count);
-        const RerankRows* rerank = rerank_arg(rows);
-        if (rerank && rerank->spec().dim != dim) throw std::invalid_argument("re-rank rows of another dimension");
-        candidates = rerank ? std::max(candidates, k) : k;
-        StoreSpec coarse = make_spec("float32", coarse_metric, dim, py::none(), py::none());
-        std::size_t thread_n = thread_count(threads);
-        return topk_result(nq, k, [&](float* d_ptr, std::int64_t* i_ptr) {
-            const KernelTable& kernels = active_kernels();
-            std::vector<float> bias(nq * nprobe), cand_d(nq * candidates);
-            std::vector<std::int64_t> probes(nq * nprobe), cand(nq * candidates);
-            exact_search(kernels, coarse, reinterpret_cast<const std::uint8_t*>(cent), nlist_, q, nq, nprobe,
-                         nullptr, thread_n, bias.data(), probes.data());
-            std::vector<float> luts(std::min(nq, kQueryBatch) * m_ * ksub_);
-            for (std::size_t start = 0; start < nq; start += kQueryBatch) {
-                const std::size_t count = std::min(kQueryBatch, nq - start);
-                // -<q_j, C_jc> (the +1 of sub-space 0 taken back); l2: -2 <q_j, C_jc>, the list
-                // tables add the rest
-                pq_tables(pb, q + start * dim, count, false, thread_n, luts.data());
-                for (std::size_t i = 0; i < count; ++i) {
-                    float* first = luts.data() + i * m_ * ksub_;
-                    for (std::size_t cc = 0; cc < ksub_; ++cc) first[cc] -= 1.0f;
-                }
-                if (l2)
-                    for (float& v : luts) v *= 2.0f;
-                ivf_search(kernels, lists, luts.data(), probes.data() + start * nprobe, bias.data() + start * nprobe,
-                           count, nprobe, candidates, mask_ptr, slot_count, thread_n,
-                           PqSearchOutput{cand_d.data() + start * candidates, cand.data() + start * candidates});
-            }
-            finish_candidates(rerank, q, nq, cand_d.data(), cand.data(), candidates, k, thread_n, table,
-                              d_ptr, i_ptr);
-        });
-    }
-
-    // (codes (units, ...) uint8 flat, entry_slots, offsets (nlist + 1,)) as saved.
-    py::tuple state() {
-        py::array_t<std::uint8_t> codes(store_.units() * store_.unit_bytes());
-        IdArray entry(store_.entries()), offsets(nlist_ + 1);
-        store_.flatten(codes.mutable_data(), entry.mutable_data(), offsets.mutable_data());
-        return py::make_tuple(codes, entry, offsets);
-    }
-
-    void restore(const py::array& codes, const py::array& entry_slots, const py::array& offsets,
-                 std::size_t slot_count) {
-        const std::int64_t* o = typed<std::int64_t>(offsets, nlist_ + 1, "offsets");
-        if (o[nlist_] < 0) throw std::invalid_argument("IVF-PQ index file: negative offsets");
-        const std::size_t units = static_cast<std::size_t>(o[nlist_]);
-        const std::uint8_t* c = array_bytes(codes, units * store_.unit_bytes(), 1, "codes");
-        const std::size_t entries = units * (ksub_ == 256 ? 1 : 32);
-        const std::int64_t* e = typed<std::int64_t>(entry_slots, entries, "entry_slots");
-        store_.restore(c, e, o, slot_count);
-    }
-
-    std::size_t nbytes() const { return store_.nbytes(); }
-
-   private:
-    IvfStore store_;
-    std::size_t m_, nlist_, ksub_;
-};
 
 py::tuple sums_of_clusters(const py::array& x, std::size_t n, std::size_t d, const py::array& labels,
                            std::size_t k) {
@@ -248,20 +136,6 @@ void bind_pq(py::module_& m) {
           py::arg("nq"), py::arg("k"), py::arg("mask") = py::none(), py::arg("threads") = py::none());
     m.def("pq_search_u4", &search_u4, py::arg("blocks"), py::arg("n"), py::arg("m"), py::arg("luts"),
           py::arg("nq"), py::arg("k"), py::arg("mask") = py::none(), py::arg("threads") = py::none());
-    py::class_<IvfHandle>(m, "IvfStore")
-        .def(py::init<int, std::size_t, std::size_t>(), py::arg("nbits"), py::arg("m"), py::arg("nlist"))
-        .def("append", &IvfHandle::append, py::arg("lists"), py::arg("codes"), py::arg("slots"))
-        .def("search", &IvfHandle::search, py::arg("list_tables"), py::arg("base_luts"), py::arg("probes"),
-             py::arg("probe_bias"), py::arg("nq"), py::arg("nprobe"), py::arg("k"),
-             py::arg("mask") = py::none(), py::arg("slot_count") = 0, py::arg("threads") = py::none())
-        .def("search_pipeline", &IvfHandle::search_pipeline, py::arg("queries"), py::arg("nq"), py::arg("k"),
-             py::arg("candidates"), py::arg("nprobe"), py::arg("centroids"), py::arg("coarse_metric"),
-             py::arg("books"), py::arg("books_t"), py::arg("norms"), py::arg("l2"), py::arg("list_tables"), py::arg("mask"), py::arg("slot_count"),
-             py::arg("rows"), py::arg("table"), py::arg("threads"))
-        .def("state", &IvfHandle::state)
-        .def("restore", &IvfHandle::restore, py::arg("codes"), py::arg("entry_slots"), py::arg("offsets"),
-             py::arg("slot_count"))
-        .def_property_readonly("nbytes", &IvfHandle::nbytes);
     m.def("pq_tables", &tables, py::arg("books"), py::arg("books_t"), py::arg("norms"), py::arg("m"),
           py::arg("ksub"), py::arg("queries"),
           py::arg("nq"), py::arg("l2"), py::arg("threads") = py::none());

@@ -8,29 +8,13 @@ import pytest
 
 import simdex as sx
 from simdex import _core
+from conftest import unpack_blocks
 
 LEVELS = sx.kernels.available_levels()
-
-# Byte t of a 32-row block pair holds row _BLOCK_ROW[t] (cpp/kernels/pq/pq.hpp): the NumPy
-# reference of the layout that C++ writes (write_block_row).
-_BLOCK_ROW = np.array([t // 2 if t % 2 == 0 else 16 + t // 2 for t in range(32)])
-
 
 def pack_blocks(codes):
     """(n, m) 4-bit codes -> fast-scan blocks (C++, the one writer of the layout)."""
     return _core.pq_pack_blocks(np.ascontiguousarray(codes), codes.shape[0], codes.shape[1])
-
-
-def unpack_blocks(blocks, n, m):
-    """Inverse of pack_blocks, in NumPy: (n, m) uint8 codes."""
-    nblocks, half, _ = blocks.shape
-    grid = np.empty((nblocks, 32, half), np.uint8)
-    grid[:, _BLOCK_ROW, :] = blocks.transpose(0, 2, 1)
-    rows = grid.reshape(nblocks * 32, half)
-    out = np.empty((nblocks * 32, half * 2), np.uint8)
-    out[:, 0::2] = rows & 15
-    out[:, 1::2] = rows >> 4
-    return np.ascontiguousarray(out[:n, :m])
 
 
 @pytest.fixture(params=LEVELS)

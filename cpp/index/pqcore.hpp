@@ -112,4 +112,54 @@ class PqCore {
     mutable std::vector<std::unique_ptr<SlotMask>> pool_;
 };
 
+// IVFPQIndex core: coarse centroids (nlist, dim) (probed by l2, or by inner product for ip /
+// cosine), PQ codebooks of the residuals x - c_l, per-list tables (l2: nlist x m x ksub,
+// ||C_jc||^2 + 2 <c_l,j, C_jc>), the inverted lists (IvfStore), the id map and re-rank rows.
+class IvfPqCore {
+   public:
+    IvfPqCore(const KernelTable& table, std::size_t dim, std::size_t nlist, std::size_t m, int nbits, Metric metric,
+              std::shared_ptr<RerankRows> rerank);
+
+    // centroids (nlist, dim), books (m, ksub, dsub), list_tables (nlist, m, ksub) (l2 only,
+    // else nullptr). Only while no live row is stored.
+    void set_trained(const float* centroids, const float* books, const float* list_tables);
+    bool trained() const { return books_.trained(); }
+    // Rows x (n, dim) -> nearest list (n,) and residual codes (n, m).
+    void encode(const float* x, std::size_t n, std::size_t threads, std::int64_t* lists, std::uint8_t* codes) const;
+    void add(const float* x, const std::int64_t* lists, const std::uint8_t* codes, const std::int64_t* ids,
+             std::int64_t* assigned, std::size_t n);
+    std::size_t remove(const std::int64_t* ids, std::size_t n);
+    void search(const PqQuery& q, std::size_t nprobe, const IdFilter& filter, std::size_t threads,
+                float* out_distances, std::int64_t* out_ids) const;
+
+    // The lists as saved (IvfStore::flatten) and one id per slot.
+    const IvfStore& lists() const { return store_; }
+    void restore(const std::uint8_t* codes, const std::int64_t* entry_slots, const std::int64_t* offsets,
+                 const std::int64_t* ids, std::size_t slots, std::int64_t next_id);
+
+    const IdMap& idmap() const { return map_; }
+    const PqCodebooks& books() const { return books_; }
+    std::size_t nlist() const { return nlist_; }
+    const RerankRows* rerank() const { return rerank_.get(); }
+    std::size_t nbytes() const;
+
+   private:
+    void scan(const float* q, std::size_t nq, std::size_t nprobe, std::size_t c, const std::uint8_t* mask,
+              std::size_t threads, float* cand_d, std::int64_t* cand) const;
+    std::unique_ptr<SlotMask> acquire_mask() const;
+    void release_mask(std::unique_ptr<SlotMask> m) const;
+
+    const KernelTable* table_;
+    PqCodebooks books_;
+    std::size_t nlist_;
+    bool l2_;
+    std::vector<float> centroids_, list_tables_;
+    IvfStore store_;
+    std::shared_ptr<RerankRows> rerank_;
+    std::vector<std::uint8_t> alive_;
+    IdMap map_;
+    mutable std::mutex pool_mutex_;
+    mutable std::vector<std::unique_ptr<SlotMask>> pool_;
+};
+
 }  // namespace simdex

@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['FlatCore', 'HnswGraph', 'IdTable', 'IvfStore', 'PqCore', 'RerankRows', 'active_level', 'all_finite', 'available_cores', 'binary_planes_float', 'binary_planes_xor', 'binary_scan_pipeline', 'chamfer', 'chamfer_rerank', 'cluster_sums', 'cpu_features', 'detected_level', 'distances_lean', 'env_warning', 'fde_encode', 'inner_products', 'knn_lean', 'missing_features', 'nearest_centroids', 'pair_distances', 'pairwise', 'pq_adc', 'pq_pack_blocks', 'pq_search_u4', 'pq_search_u8', 'pq_tables', 'search', 'select_tier', 'set_active_level', 'tiers']
+__all__: list[str] = ['FlatCore', 'HnswGraph', 'IdTable', 'IvfPqCore', 'PqCore', 'RerankRows', 'active_level', 'all_finite', 'available_cores', 'binary_planes_float', 'binary_planes_xor', 'binary_scan_pipeline', 'chamfer', 'chamfer_rerank', 'cluster_sums', 'cpu_features', 'detected_level', 'distances_lean', 'env_warning', 'fde_encode', 'inner_products', 'knn_lean', 'missing_features', 'nearest_centroids', 'pair_distances', 'pairwise', 'pq_adc', 'pq_pack_blocks', 'pq_search_u4', 'pq_search_u8', 'pq_tables', 'search', 'select_tier', 'set_active_level', 'tiers']
 class HnswGraph:
     int8_queries: bool
     def __contains__(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> bool:
@@ -152,21 +152,39 @@ class RerankRows:
     @property
     def writable(self) -> bool:
         ...
-class IvfStore:
-    def __init__(self, nbits: typing.SupportsInt | typing.SupportsIndex, m: typing.SupportsInt | typing.SupportsIndex, nlist: typing.SupportsInt | typing.SupportsIndex) -> None:
+class IvfPqCore:
+    def __contains__(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> bool:
         ...
-    def append(self, lists: numpy.ndarray, codes: numpy.ndarray, slots: numpy.ndarray) -> None:
+    def __init__(self, dim: typing.SupportsInt | typing.SupportsIndex, nlist: typing.SupportsInt | typing.SupportsIndex, m: typing.SupportsInt | typing.SupportsIndex, nbits: typing.SupportsInt | typing.SupportsIndex, metric: str, rerank: typing.Any = None) -> None:
         ...
-    def restore(self, codes: numpy.ndarray, entry_slots: numpy.ndarray, offsets: numpy.ndarray, slot_count: typing.SupportsInt | typing.SupportsIndex) -> None:
+    def __len__(self) -> int:
         ...
-    def search(self, list_tables: typing.Any, base_luts: numpy.ndarray, probes: numpy.ndarray, probe_bias: numpy.ndarray, nq: typing.SupportsInt | typing.SupportsIndex, nprobe: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, mask: typing.Any = None, slot_count: typing.SupportsInt | typing.SupportsIndex = 0, threads: typing.Any = None) -> tuple:
+    def add(self, x: numpy.ndarray, lists: typing.Any = None, codes: typing.Any = None, ids: typing.Any = None, threads: typing.Any = None) -> numpy.typing.NDArray[numpy.int64]:
         ...
-    def search_pipeline(self, queries: numpy.ndarray, nq: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, candidates: typing.SupportsInt | typing.SupportsIndex, nprobe: typing.SupportsInt | typing.SupportsIndex, centroids: numpy.ndarray, coarse_metric: str, books: numpy.ndarray, books_t: numpy.ndarray, norms: numpy.ndarray, l2: bool, list_tables: typing.Any, mask: typing.Any, slot_count: typing.SupportsInt | typing.SupportsIndex, rows: typing.Any, table: IdTable, threads: typing.Any) -> tuple:
+    def encode(self, x: numpy.ndarray, threads: typing.Any = None) -> tuple:
         ...
-    def state(self) -> tuple:
+    def ids(self) -> numpy.typing.NDArray[numpy.int64]:
+        ...
+    def remove(self, ids: numpy.ndarray) -> int:
+        ...
+    def restore(self, codes: numpy.ndarray, entry_slots: numpy.ndarray, offsets: numpy.ndarray, ids: numpy.ndarray, next_id: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def search(self, queries: numpy.ndarray, nq: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, candidates: typing.SupportsInt | typing.SupportsIndex, nprobe: typing.SupportsInt | typing.SupportsIndex, filter_ids: typing.Any = None, filter_offsets: typing.Any = None, filter_mask: typing.Any = None, threads: typing.Any = None) -> tuple:
+        ...
+    def set_trained(self, centroids: numpy.ndarray, codebooks: numpy.ndarray, list_tables: typing.Any = None) -> None:
+        ...
+    def state(self) -> dict:
+        ...
+    def vectors(self, ids: numpy.ndarray) -> tuple:
         ...
     @property
     def nbytes(self) -> int:
+        ...
+    @property
+    def simd(self) -> str:
+        ...
+    @property
+    def slot_count(self) -> int:
         ...
 class PqCore:
     def __contains__(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> bool:
