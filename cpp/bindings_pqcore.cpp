@@ -132,9 +132,11 @@ class PqHandle {
         });
     }
 
-    // The lean path: one (dim,) float32 query, no filter, one thread; 1-D results. Checks
-    // what _checks.as_float_rows checks (finite, magnitude bound) and normalises for cosine.
-    py::tuple search1(const py::array& query, std::size_t k, std::size_t candidates) {
+    // The lean path: one (dim,) float32 query, no filter; 1-D results. Checks what
+    // _checks.as_float_rows checks (finite, magnitude bound) and normalises for cosine.
+    // threads None: one thread unless the codes are large (PqCore::search1); 1: one thread.
+    py::tuple search1(const py::array& query, std::size_t k, std::size_t candidates, const py::object& threads) {
+        const std::size_t thread_n = threads.is_none() ? 0 : 1;
         const std::size_t d = core_->books().dim();
         const float* q = typed<float>(query, d, "queries");
         check_k(k);
@@ -168,7 +170,7 @@ class PqHandle {
             py::gil_scoped_release release;
             thread_local PqCore::Scratch scratch;
             std::shared_lock<RwLock> lock(mutex_);
-            core_->search1(q, k, candidates, scratch, d_ptr, i_ptr);
+            core_->search1(q, k, candidates, thread_n, scratch, d_ptr, i_ptr);
         }
         return py::make_tuple(distances, ids);
     }
@@ -448,7 +450,8 @@ void bind_pqcore(py::module_& m) {
         .def("search", &PqHandle::search, py::arg("queries"), py::arg("nq"), py::arg("k"), py::arg("candidates"),
              py::arg("filter_ids") = py::none(), py::arg("filter_offsets") = py::none(),
              py::arg("filter_mask") = py::none(), py::arg("threads") = py::none())
-        .def("search1", &PqHandle::search1, py::arg("query"), py::arg("k"), py::arg("candidates"))
+        .def("search1", &PqHandle::search1, py::arg("query"), py::arg("k"), py::arg("candidates"),
+             py::arg("threads") = py::none())
         .def("__contains__", &PqHandle::contains)
         .def("ids", &PqHandle::ids)
         .def("vectors", &PqHandle::vectors, py::arg("ids"))

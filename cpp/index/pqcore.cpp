@@ -8,6 +8,7 @@
 #include <string>
 
 #include "index/exact.hpp"
+#include "parallel.hpp"
 
 namespace simdex {
 
@@ -227,8 +228,8 @@ void PqCore::search(const PqQuery& q, const IdFilter& filter, std::size_t thread
         if (out_ids[i] >= 0) out_ids[i] = map_.id(static_cast<std::size_t>(out_ids[i]));
 }
 
-void PqCore::search1(const float* query, std::size_t k, std::size_t candidates, Scratch& s, float* out_distances,
-                     std::int64_t* out_ids) const {
+void PqCore::search1(const float* query, std::size_t k, std::size_t candidates, std::size_t threads, Scratch& s,
+                     float* out_distances, std::int64_t* out_ids) const {
     const std::size_t n = map_.slots(), m = books_.m(), ksub = books_.ksub(), dim = books_.dim();
     if (map_.size() == 0 || !books_.trained()) {
         std::fill(out_distances, out_distances + k, std::numeric_limits<float>::infinity());
@@ -236,6 +237,7 @@ void PqCore::search1(const float* query, std::size_t k, std::size_t candidates, 
         return;
     }
     const std::size_t c = rerank_ ? std::max(candidates, k) : k;
+    if (threads == 0) threads = code_bytes_for(n) >= kLeanParallelBytes ? available_cores() : 1;
     const float* qr = query;
     if (books_.rotation_t()) {
         s.rotated.resize(dim);
@@ -249,10 +251,10 @@ void PqCore::search1(const float* query, std::size_t k, std::size_t candidates, 
     const std::uint8_t* mask = map_.size() == n ? nullptr : alive_.data();
     PqSearchOutput out{s.cand_d.data(), s.cand.data()};
     if (nbits_ == 8)
-        pq_search_u8(*table_, codes_.data(), n, m, s.luts.data(), 1, c, mask, 1, out);
+        pq_search_u8(*table_, codes_.data(), n, m, s.luts.data(), 1, c, mask, threads, out);
     else
-        pq_search_u4(*table_, codes_.data(), n, m, s.luts.data(), 1, c, mask, 1, out);
-    keep_candidates(rerank_.get(), query, 1, s.cand_d.data(), s.cand.data(), c, k, 1, out_distances, out_ids);
+        pq_search_u4(*table_, codes_.data(), n, m, s.luts.data(), 1, c, mask, threads, out);
+    keep_candidates(rerank_.get(), query, 1, s.cand_d.data(), s.cand.data(), c, k, threads, out_distances, out_ids);
     for (std::size_t i = 0; i < k; ++i)
         if (out_ids[i] >= 0) out_ids[i] = map_.id(static_cast<std::size_t>(out_ids[i]));
 }

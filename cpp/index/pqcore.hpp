@@ -74,13 +74,15 @@ class PqCore {
     std::size_t remove(const std::int64_t* ids, std::size_t n);
     void search(const PqQuery& q, const IdFilter& filter, std::size_t threads, float* out_distances,
                 std::int64_t* out_ids) const;
-    // One query, no filter, one thread, no allocation beyond the scratch buffers given.
+    // One query, no filter, no allocation beyond the scratch buffers given; threads 0: the
+    // calling thread alone unless the codes exceed kLeanParallelBytes (then every core).
     struct Scratch {
         std::vector<float> rotated, luts, cand_d;
         std::vector<std::int64_t> cand;
     };
-    void search1(const float* query, std::size_t k, std::size_t candidates, Scratch& scratch,
+    void search1(const float* query, std::size_t k, std::size_t candidates, std::size_t threads, Scratch& scratch,
                  float* out_distances, std::int64_t* out_ids) const;
+    static constexpr std::size_t kLeanParallelBytes = std::size_t(8) << 20;
 
     // Codes as saved: (n, m) (8 bits) or (ceil(n / 32), m4 / 2, 32) blocks (4 bits).
     std::size_t code_bytes() const { return code_bytes_for(map_.slots()); }

@@ -467,8 +467,9 @@ class PQIndex(CoreIndex):
         returns      : SearchResult(distances (q, k) float32 ascending, ids (q, k) int64, -1
                        padded); distances are ADC estimates, or exact after re-ranking
 
-        One (dim,) float32 query without filter, max_distance or rerank_k, on one thread
-        (threads None or 1), takes a lean path: C++ checks it (finite, normalised for cosine).
+        One (dim,) float32 query without filter, max_distance or rerank_k (threads None or 1)
+        takes a lean path: C++ checks it (finite, normalised for cosine) and scans on the
+        calling thread (threads=None: on every core once the codes pass 8 MB).
         """
         if (
             filter is None
@@ -484,7 +485,7 @@ class PQIndex(CoreIndex):
             and queries.flags.c_contiguous
         ):
             candidates = k if self._store is None else max(100, 4 * k)
-            return SearchResult(*self._core.search1(queries, k, candidates))
+            return SearchResult(*self._core.search1(queries, k, candidates, threads))
         k = _checks.check_k(k)
         threads = _checks.check_threads(threads)
         candidates = _check_rerank_k(rerank_k, k, self._store)
