@@ -261,6 +261,7 @@ void bind_ids(py::module_& m);
 void bind_rerank(py::module_& m);
 void bind_leanvec(py::module_& m);
 void bind_pq(py::module_& m);
+void bind_pqcore(py::module_& m);
 void bind_binary(py::module_& m);
 
 }  // namespace simdex

@@ -1,5 +1,5 @@
 // simdex._core.IdTable: the id <-> slot map (IdMap) of indexes whose rows or codes are still
-// laid out by Python (PQ, IVF-PQ, LeanVec, Binary). The owning index serialises writes
+// laid out by Python (LeanVec, Binary). The owning index serialises writes
 // with its reader-writer lock; this object adds a mutex so each call is atomic on its own.
 // In a header so that other bindings (the LeanVec pipeline) can take it as an argument.
 #pragma once

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <mutex>
 #include <shared_mutex>
 #include <stdexcept>
@@ -319,6 +320,22 @@ std::size_t RerankRows::size() const {
 std::size_t RerankRows::nbytes() const {
     std::shared_lock<RwLock> guard(lock_);
     return (lo_.size() + scale_.size()) * 4 + (fd_ >= 0 ? 0 : n_ * spec_.row_bytes);
+}
+
+void keep_candidates(const RerankRows* rows, const float* queries, std::size_t nq, const float* cand_d,
+                     const std::int64_t* cand, std::size_t c, std::size_t k, std::size_t threads,
+                     float* out_distances, std::int64_t* out_slots) {
+    if (rows) {
+        rows->rerank(queries, nq, cand, c, k, threads, out_distances, out_slots);
+        return;
+    }
+    const std::size_t keep = std::min(c, k);
+    for (std::size_t i = 0; i < nq; ++i) {  // candidates are sorted: the first k
+        std::copy(cand_d + i * c, cand_d + i * c + keep, out_distances + i * k);
+        std::copy(cand + i * c, cand + i * c + keep, out_slots + i * k);
+        std::fill(out_distances + i * k + keep, out_distances + (i + 1) * k, std::numeric_limits<float>::infinity());
+        std::fill(out_slots + i * k + keep, out_slots + (i + 1) * k, -1);
+    }
 }
 
 }  // namespace simdex

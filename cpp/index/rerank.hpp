@@ -97,4 +97,11 @@ class RerankRows {
     mutable RwLock lock_;
 };
 
+// The last stage of every compressed search: candidates (nq, c) slots (-1 = none) with their
+// compressed distances (ascending per query) -> (nq, k) distances and slots, re-scored
+// exactly by `rows` when given (queries: (nq, rows dim) float32), else the first k kept.
+void keep_candidates(const RerankRows* rows, const float* queries, std::size_t nq, const float* cand_d,
+                     const std::int64_t* cand, std::size_t c, std::size_t k, std::size_t threads,
+                     float* out_distances, std::int64_t* out_slots);
+
 }  // namespace simdex
