@@ -51,16 +51,7 @@ class HnswHandle {
         std::size_t n = static_cast<std::size_t>(ids.size());
         const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
         py::gil_scoped_release release;
-        std::size_t removed;
-        {
-            std::shared_lock<RwLock> lock(mutex_);  // beside searches and inserts
-            removed = graph_->remove(id_ptr, n);
-        }
-        if (removed && graph_->compact_due()) {  // once per ~10% of the nodes: alone
-            std::unique_lock<RwLock> lock(mutex_);
-            if (graph_->compact_due()) graph_->compact(resolve_threads(threads));
-        }
-        return removed;
+        return hnsw_remove(parts(), id_ptr, n, resolve_threads(threads));
     }
 
     std::size_t compact(long threads) {
@@ -242,6 +233,19 @@ void hnsw_insert(HnswParts g, const std::uint8_t* rows, const std::int64_t* ids,
         g.graph->end_add(pending);
         throw;
     }
+}
+
+std::size_t hnsw_remove(HnswParts g, const std::int64_t* ids, std::size_t n, std::size_t threads) {
+    std::size_t removed;
+    {
+        std::shared_lock<RwLock> lock(*g.lock);  // beside searches and inserts
+        removed = g.graph->remove(ids, n);
+    }
+    if (removed && g.graph->compact_due()) {  // once per ~10% of the nodes: alone
+        std::unique_lock<RwLock> lock(*g.lock);
+        if (g.graph->compact_due()) g.graph->compact(threads);
+    }
+    return removed;
 }
 
 void bind_hnsw(py::module_& m) {
