@@ -8,6 +8,7 @@
 
 #include "bindings_common.hpp"
 #include "bindings_binary.hpp"
+#include "bindings_multivector.hpp"
 #include "bindings_pipeline.hpp"
 #include "index/exact.hpp"
 #include "index/hnsw.hpp"
@@ -129,6 +130,27 @@ class HnswHandle {
             finish_candidates(kernels, full, q, nq, cand_d.data(), cand.data(), candidates, k, thread_n, table,
                               d_ptr, i_ptr);
         });
+    }
+
+    // MultiVectorIndex(index="hnsw").search in one call: encode the query sets, walk the graph
+    // over the documents' encodings for `candidates` per query (its ids are the multi-vector
+    // index's slots; filter in those slots), re-rank them by exact Chamfer from the token
+    // store, map slots to ids through `table` (bindings_multivector.hpp).
+    py::tuple search_multivector(const FdeEncoder& encoder, const py::array& q_tokens, const py::array& q_offsets,
+                                 const py::tuple& store, std::size_t k, std::size_t candidates, std::size_t ef,
+                                 bool buffered, const py::object& carve, const py::object& filter_ids,
+                                 const py::object& filter_offsets, const py::object& filter_mask, IdTable& table,
+                                 long threads) {
+        if (graph_->spec().storage == Storage::bits || graph_->spec().dim != encoder.out_dim())
+            throw std::invalid_argument("search_multivector: the graph must hold the encodings");
+        MultiVectorRequest r = multivector_request(encoder, q_tokens, q_offsets, store, k, candidates, carve);
+        IdFilter filter = filter_arg(filter_ids, filter_offsets, filter_mask, r.queries.n);
+        const std::size_t thread_n = resolve_threads(threads);
+        return run_multivector(kernels_for(level_), r, table, thread_n,
+                               [&](const float* fde, std::size_t nq, std::size_t c, float* d, std::int64_t* ids) {
+                                   std::shared_lock<RwLock> lock(mutex_);
+                                   graph_->search(fde, nq, c, ef, filter, false, thread_n, d, ids, buffered);
+                               });
     }
 
     // BinaryIndex(graph=True).search in one call: walk the graph over the codes (its ids are
@@ -339,6 +361,16 @@ void bind_hnsw(py::module_& m) {
              py::arg("queries"), py::arg("nq"), py::arg("k"), py::arg("ef"), py::arg("candidates"),
              py::arg("projection"), py::arg("rows"), py::arg("n_rows"), py::arg("storage"), py::arg("metric"),
              py::arg("dim_full"), py::arg("lo"), py::arg("scale"), py::arg("filter_ids"),
+             py::arg("filter_offsets"), py::arg("filter_mask"), py::arg("table"), py::arg("threads"))
+        .def("search_multivector", [](HnswHandle& h, const FdeEncoder& encoder, const py::array& q_tokens,
+                                      const py::array& q_offsets, const py::tuple& store, std::size_t k,
+                                      std::size_t candidates, std::size_t ef, bool buffered, const py::object& carve,
+                                      const py::object& filter_ids, const py::object& filter_offsets,
+                                      const py::object& filter_mask, IdTable& table, const py::object& threads) {
+                 return h.search_multivector(encoder, q_tokens, q_offsets, store, k, candidates, ef, buffered, carve,
+                                             filter_ids, filter_offsets, filter_mask, table, threads_arg(threads)); },
+             py::arg("encoder"), py::arg("q_tokens"), py::arg("q_offsets"), py::arg("store"), py::arg("k"),
+             py::arg("candidates"), py::arg("ef"), py::arg("buffered"), py::arg("carve"), py::arg("filter_ids"),
              py::arg("filter_offsets"), py::arg("filter_mask"), py::arg("table"), py::arg("threads"))
         .def("search_binary", [](HnswHandle& h, const py::array& codes_q, std::size_t nq, std::size_t k,
                                  std::size_t ef, std::size_t candidates, std::size_t found, float hamming_alpha,

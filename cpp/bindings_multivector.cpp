@@ -1,8 +1,14 @@
-// simdex._core: multi-vector scoring and MUVERA encodings (index/multivector.hpp).
-// Python (simdex/multivector.py) validates the token sets; these re-check cheaply.
-#include "bindings_common.hpp"
-#include "bindings_ids.hpp"
-#include "index/multivector.hpp"
+// simdex._core: multi-vector scoring, MUVERA encodings and the multi-vector search pipeline
+// (index/multivector.hpp, bindings_multivector.hpp). Python (simdex/multivector.py) validates
+// the token sets; these re-check cheaply.
+#include "bindings_multivector.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "bindings_pipeline.hpp"
+#include "index/pq.hpp"
 
 namespace simdex {
 namespace {
@@ -25,24 +31,6 @@ TokenSpec token_spec(const std::string& storage, std::size_t dim, const py::obje
     return spec;
 }
 
-// tokens (T, dim) of spec, offsets (n + 1,) int64
-TokenSets token_sets(const py::array& tokens, const py::array& offsets, const TokenSpec& spec, bool nonempty,
-                     const char* what) {
-    TokenSets s;
-    s.spec = spec;
-    if (offsets.ndim() != 1 || offsets.size() < 1)
-        throw std::invalid_argument(std::string(what) + ": offsets must be a 1-D array of n + 1 int64");
-    s.n = static_cast<std::size_t>(offsets.size()) - 1;
-    s.offsets = typed<std::int64_t>(offsets, s.n + 1, "offsets");
-    if (tokens.ndim() != 2 || static_cast<std::size_t>(tokens.shape(1)) != spec.dim)
-        throw std::invalid_argument(std::string(what) + ": tokens must have shape (T, " + std::to_string(spec.dim) + ")");
-    const std::size_t total = static_cast<std::size_t>(tokens.shape(0));
-    const std::size_t itemsize = spec.type == TokenType::f32 ? 4 : spec.type == TokenType::f16 ? 2 : 1;
-    s.data = array_bytes(tokens, total * spec.row_bytes(), itemsize, what);
-    check_offsets(s.offsets, s.n, total, nonempty, what);
-    return s;
-}
-
 FloatArray chamfer_py(const py::array& q_tokens, const py::array& q_offsets, const py::array& d_tokens,
                       const py::array& d_offsets, std::size_t dim, const std::string& storage, const py::object& lo,
                       const py::object& scale, const py::object& threads) {
@@ -60,62 +48,195 @@ FloatArray chamfer_py(const py::array& q_tokens, const py::array& q_offsets, con
     return out;
 }
 
-py::tuple chamfer_rerank_py(const py::array& q_tokens, const py::array& q_offsets, const py::array& s_tokens,
-                            const py::array& s_offsets, std::size_t dim, const std::string& storage,
-                            const py::object& lo, const py::object& scale, const py::array& candidates,
-                            std::size_t k, IdTable& table, const py::object& threads) {
-    check_k(k);
-    TokenSpec f32;
-    f32.dim = dim;
-    TokenSets queries = token_sets(q_tokens, q_offsets, f32, true, "query tokens");
-    TokenSets store = token_sets(s_tokens, s_offsets, token_spec(storage, dim, lo, scale), false, "token store");
-    if (candidates.ndim() != 2 || static_cast<std::size_t>(candidates.shape(0)) != queries.n)
-        throw std::invalid_argument("candidates must have shape (" + std::to_string(queries.n) + ", c)");
-    const std::size_t c = static_cast<std::size_t>(candidates.shape(1));
-    const std::int64_t* cand = typed<std::int64_t>(candidates, queries.n * c, "candidates");
-    std::size_t t = thread_count(threads);
-    return topk_result(queries.n, k, [&](float* d, std::int64_t* ids) {
-        chamfer_rerank(active_kernels(), queries, store, cand, c, k, t, d, ids);
-        table.map_slots(ids, queries.n * k);
-    });
+}  // namespace
+
+TokenSets token_sets(const py::array& tokens, const py::array& offsets, const TokenSpec& spec, bool nonempty,
+                     const char* what) {
+    TokenSets s;
+    s.spec = spec;
+    if (offsets.ndim() != 1 || offsets.size() < 1)
+        throw std::invalid_argument(std::string(what) + ": offsets must be a 1-D array of n + 1 int64");
+    s.n = static_cast<std::size_t>(offsets.size()) - 1;
+    s.offsets = typed<std::int64_t>(offsets, s.n + 1, "offsets");
+    if (tokens.ndim() != 2 || static_cast<std::size_t>(tokens.shape(1)) != spec.dim)
+        throw std::invalid_argument(std::string(what) + ": tokens must have shape (T, " + std::to_string(spec.dim) + ")");
+    const std::size_t total = static_cast<std::size_t>(tokens.shape(0));
+    const std::size_t itemsize = spec.type == TokenType::f32 ? 4 : spec.type == TokenType::f16 ? 2 : 1;
+    s.data = array_bytes(tokens, total * spec.row_bytes(), itemsize, what);
+    check_offsets(s.offsets, s.n, total, nonempty, what);
+    return s;
 }
 
-FloatArray fde_encode_py(const py::array& tokens, const py::array& offsets, std::size_t dim, const py::array& matrix,
-                         std::size_t k_sim, std::size_t d_proj, std::size_t r_reps, bool documents, bool fill_empty,
-                         const py::object& final_index, const py::object& final_sign, std::size_t final_dim,
-                         const py::object& threads) {
-    FdeParams p;
-    p.dim = dim;
-    p.k_sim = k_sim;
-    p.d_proj = d_proj;
-    p.r_reps = r_reps;
-    p.final_dim = final_dim;
-    p.documents = documents;
-    p.fill_empty = fill_empty;
-    if (k_sim < 1 || k_sim > 16 || d_proj < 1 || r_reps < 1)
-        throw std::invalid_argument("fde: need 1 <= k_sim <= 16, d_proj >= 1, r_reps >= 1");
-    TokenSpec f32;
-    f32.dim = dim;
-    TokenSets sets = token_sets(tokens, offsets, f32, true, "tokens");
-    const float* w = typed<float>(matrix, dim * r_reps * (k_sim + d_proj), "fde matrix");
-    const std::int32_t* index = nullptr;
-    const float* sign = nullptr;
+
+FdeEncoder::FdeEncoder(const py::array& matrix, std::size_t dim, std::size_t k_sim, std::size_t d_proj,
+                       std::size_t r_reps, const py::object& final_index, const py::object& final_sign,
+                       std::size_t final_dim) {
+    if (dim < 1 || k_sim < 1 || k_sim > 16 || d_proj < 1 || r_reps < 1)
+        throw std::invalid_argument("FdeEncoder: need dim >= 1, 1 <= k_sim <= 16, d_proj >= 1, r_reps >= 1");
+    params_.dim = dim;
+    params_.k_sim = k_sim;
+    params_.d_proj = d_proj;
+    params_.r_reps = r_reps;
+    params_.final_dim = final_dim;
+    const std::size_t count = dim * r_reps * (k_sim + d_proj);
+    const float* w = typed<float>(matrix, count, "fde matrix");
+    matrix_.assign(w, w + count);
     if (final_dim) {
-        index = typed<std::int32_t>(final_index.cast<py::array>(), p.raw_dim(), "final_index");
-        sign = typed<float>(final_sign.cast<py::array>(), p.raw_dim(), "final_sign");
-        for (std::size_t c = 0; c < p.raw_dim(); ++c)
+        const std::size_t raw = params_.raw_dim();
+        const std::int32_t* index = typed<std::int32_t>(final_index.cast<py::array>(), raw, "final_index");
+        const float* sign = typed<float>(final_sign.cast<py::array>(), raw, "final_sign");
+        for (std::size_t c = 0; c < raw; ++c)
             if (index[c] < 0 || static_cast<std::size_t>(index[c]) >= final_dim)
                 throw std::invalid_argument("final_index holds " + std::to_string(index[c]) + ", outside [0, " +
                                             std::to_string(final_dim) + ")");
+        final_index_.assign(index, index + raw);
+        final_sign_.assign(sign, sign + raw);
     }
+}
+
+FdeDraws FdeEncoder::draws() const {
+    FdeDraws d;
+    d.params = params_;
+    d.matrix = matrix_.data();
+    d.final_index = params_.final_dim ? final_index_.data() : nullptr;
+    d.final_sign = params_.final_dim ? final_sign_.data() : nullptr;
+    return d;
+}
+
+FloatArray FdeEncoder::encode(const py::array& tokens, const py::array& offsets, bool documents, bool fill_empty,
+                              const py::object& threads) const {
+    TokenSpec f32;
+    f32.dim = params_.dim;
+    TokenSets sets = token_sets(tokens, offsets, f32, true, "tokens");
+    FdeParams p = params_;
+    p.documents = documents;
+    p.fill_empty = documents && fill_empty;
     std::size_t t = thread_count(threads);
     FloatArray out({sets.n, p.out_dim()});
     float* dst = out.mutable_data();
     {
         py::gil_scoped_release release;
-        fde_encode(active_kernels(), p, w, index, sign, sets, t, dst);
+        fde_encode(active_kernels(), p, matrix_.data(), p.final_dim ? final_index_.data() : nullptr,
+                   p.final_dim ? final_sign_.data() : nullptr, sets, t, dst);
     }
     return out;
+}
+
+MultiVectorRequest multivector_request(const FdeEncoder& encoder, const py::array& q_tokens,
+                                       const py::array& q_offsets, const py::tuple& store, std::size_t k,
+                                       std::size_t candidates, const py::object& carve) {
+    check_k(k);
+    if (store.size() != 5)
+        throw std::invalid_argument("token store: expected (rows, offsets, storage, lo, scale)");
+    MultiVectorRequest r;
+    r.encoder = encoder.draws();
+    TokenSpec f32;
+    f32.dim = encoder.dim();
+    r.queries = token_sets(q_tokens, q_offsets, f32, true, "query tokens");
+    r.store = token_sets(store[0].cast<py::array>(), store[1].cast<py::array>(),
+                         token_spec(store[2].cast<std::string>(), encoder.dim(), store[3], store[4]), false,
+                         "token store");
+    if (r.queries.n * std::max(candidates, k) >= (std::size_t{1} << 32))
+        throw std::invalid_argument("multi-vector search: at most 2^32 (query, candidate) pairs per call");
+    r.k = k;
+    r.candidates = std::max(candidates, k);
+    r.carve = carve.is_none() ? std::numeric_limits<double>::quiet_NaN() : carve.cast<double>();
+    return r;
+}
+
+py::tuple run_multivector(const KernelTable& kernels, const MultiVectorRequest& r, IdTable& table,
+                          std::size_t threads, const CandidateStage& stage) {
+    return topk_result(r.queries.n, r.k, [&](float* d, std::int64_t* ids) {
+        multivector_search(kernels, r.encoder, r.queries, r.store, r.candidates, r.k, r.carve, threads, stage, d,
+                           ids);
+        table.map_slots(ids, r.queries.n * r.k);
+    });
+}
+
+namespace {
+
+// The re-rank stage alone, for an encoding index that cannot run the pipeline in one call
+// (IVF-PQ): candidates (nq, c) store slots (-1 = none) of the query sets, optionally carved
+// (carve: None or tau), scored exactly; slots mapped to ids through `table`.
+py::tuple chamfer_rerank_py(const py::array& q_tokens, const py::array& q_offsets, const py::tuple& store,
+                            std::size_t dim, const py::array& candidates, std::size_t k, const py::object& carve,
+                            IdTable& table, const py::object& threads) {
+    check_k(k);
+    if (store.size() != 5)
+        throw std::invalid_argument("token store: expected (rows, offsets, storage, lo, scale)");
+    TokenSpec f32;
+    f32.dim = dim;
+    TokenSets queries = token_sets(q_tokens, q_offsets, f32, true, "query tokens");
+    TokenSets rows = token_sets(store[0].cast<py::array>(), store[1].cast<py::array>(),
+                                token_spec(store[2].cast<std::string>(), dim, store[3], store[4]), false,
+                                "token store");
+    if (candidates.ndim() != 2 || static_cast<std::size_t>(candidates.shape(0)) != queries.n)
+        throw std::invalid_argument("candidates must have shape (" + std::to_string(queries.n) + ", c)");
+    const std::size_t c = static_cast<std::size_t>(candidates.shape(1));
+    const std::int64_t* cand = typed<std::int64_t>(candidates, queries.n * c, "candidates");
+    const double tau = carve.is_none() ? std::numeric_limits<double>::quiet_NaN() : carve.cast<double>();
+    std::size_t t = thread_count(threads);
+    return topk_result(queries.n, k, [&](float* d, std::int64_t* ids) {
+        std::vector<float> carved;
+        std::vector<std::int64_t> carved_offsets;
+        TokenSets scored = queries;
+        if (!std::isnan(tau)) {
+            carve_sets(queries, tau, carved, carved_offsets);
+            scored.data = reinterpret_cast<const std::uint8_t*>(carved.data());
+            scored.offsets = carved_offsets.data();
+        }
+        chamfer_rerank(active_kernels(), scored, rows, cand, c, k, t, d, ids);
+        table.map_slots(ids, queries.n * k);
+    });
+}
+
+// MultiVectorIndex(index="pq").search in one call: the encoding stage is PQIndex's scan
+// (rotation, tables, 8-bit ADC or 4-bit fast-scan, the exact re-score of rerank_k encodings
+// when the PQ index keeps them), its slots mapped to its ids (the multi-vector slots) through
+// inner_table; then the Chamfer re-rank and the multi-vector ids. Arguments after `carve` are
+// PQIndex.search's (python/simdex/pq.py).
+py::tuple multivector_search_pq(const FdeEncoder& encoder, const py::array& q_tokens, const py::array& q_offsets,
+                                const py::tuple& store, std::size_t k, std::size_t candidates,
+                                const py::object& carve, std::size_t rerank_k, const py::object& rotation_t,
+                                const py::array& books, const py::array& books_t, const py::array& norms,
+                                std::size_t m, int nbits, const py::array& codes, std::size_t n,
+                                const py::object& mask, const py::object& rows, std::size_t n_rows,
+                                const std::string& storage, const py::object& lo, const py::object& scale,
+                                IdTable& inner_table, IdTable& table, const py::object& threads) {
+    MultiVectorRequest r = multivector_request(encoder, q_tokens, q_offsets, store, k, candidates, carve);
+    if (nbits != 8 && nbits != 4) throw std::invalid_argument("nbits must be 8 or 4");
+    const std::size_t ksub = nbits == 8 ? 256 : 16, dim = encoder.out_dim();
+    PqBooks pb;
+    pb.m = m;
+    pb.ksub = ksub;
+    pb.dsub = dim / std::max<std::size_t>(m, 1);
+    if (m == 0 || pb.dsub * m != dim) throw std::invalid_argument("encodings do not split into m sub-spaces");
+    pb.books = typed<float>(books, m * ksub * pb.dsub, "books");
+    pb.books_t = typed<float>(books_t, m * ksub * pb.dsub, "books_t");
+    pb.norms = typed<float>(norms, m * ksub, "norms");
+    const float* rot = rotation_t.is_none() ? nullptr : typed<float>(rotation_t.cast<py::array>(), dim * dim, "rotation");
+    const std::size_t code_bytes = nbits == 8 ? n * m : (n + 31) / 32 * fastscan_m4(m) * 16;
+    const std::uint8_t* c = array_bytes(codes, code_bytes, 1, "codes");
+    const std::uint8_t* mask_ptr = optional_mask(mask, n);
+    StoreRows encodings = store_rows(rows, n_rows, storage, "ip", dim, lo, scale);
+    const std::size_t thread_n = thread_count(threads);
+    const KernelTable& kernels = active_kernels();
+    return run_multivector(kernels, r, table, thread_n,
+                           [&](const float* fde, std::size_t nq, std::size_t cand_n, float* cand_d, std::int64_t* cand) {
+        const std::size_t scanned = encodings.active ? std::max(rerank_k, cand_n) : cand_n;
+        std::vector<float> rotated(rot ? nq * dim : 0), scan_d(nq * scanned), luts(nq * m * ksub);
+        std::vector<std::int64_t> scan(nq * scanned);
+        if (rot) inner_products(kernels, rot, dim, fde, nq, dim, thread_n, rotated.data());
+        const float* q = rot ? rotated.data() : fde;
+        pq_tables(pb, q, nq, false, thread_n, luts.data());
+        PqSearchOutput out{scan_d.data(), scan.data()};
+        if (nbits == 8)
+            pq_search_u8(kernels, c, n, m, luts.data(), nq, scanned, mask_ptr, thread_n, out);
+        else
+            pq_search_u4(kernels, c, n, m, luts.data(), nq, scanned, mask_ptr, thread_n, out);
+        finish_candidates(kernels, encodings, fde, nq, scan_d.data(), scan.data(), scanned, cand_n, thread_n,
+                          inner_table, cand_d, cand);
+    });
 }
 
 }  // namespace
@@ -125,14 +246,44 @@ void bind_multivector(py::module_& m) {
           py::arg("dim"), py::arg("storage"), py::arg("lo") = py::none(), py::arg("scale") = py::none(),
           py::arg("threads") = py::none(),
           "Exact Chamfer scores (nq, nd) float32 of CSR query sets against CSR document sets.");
-    m.def("chamfer_rerank", &chamfer_rerank_py, py::arg("q_tokens"), py::arg("q_offsets"), py::arg("s_tokens"),
-          py::arg("s_offsets"), py::arg("dim"), py::arg("storage"), py::arg("lo"), py::arg("scale"),
-          py::arg("candidates"), py::arg("k"), py::arg("table"), py::arg("threads") = py::none(),
+    py::class_<FdeEncoder>(m, "FdeEncoder")
+        .def(py::init<const py::array&, std::size_t, std::size_t, std::size_t, std::size_t, const py::object&,
+                      const py::object&, std::size_t>(),
+             py::arg("matrix"), py::arg("dim"), py::arg("k_sim"), py::arg("d_proj"), py::arg("r_reps"),
+             py::arg("final_index"), py::arg("final_sign"), py::arg("final_dim"))
+        .def("encode", &FdeEncoder::encode, py::arg("tokens"), py::arg("offsets"), py::arg("documents"),
+             py::arg("fill_empty"), py::arg("threads") = py::none(),
+             "MUVERA fixed dimensional encodings (n, out_dim) float32 of CSR token sets.")
+        .def_property_readonly("out_dim", &FdeEncoder::out_dim);
+    m.def("carve_sets", [](const py::array& tokens, const py::array& offsets, std::size_t dim, double tau) {
+              TokenSpec f32;
+              f32.dim = dim;
+              TokenSets sets = token_sets(tokens, offsets, f32, true, "query tokens");
+              std::vector<float> out;
+              std::vector<std::int64_t> out_offsets;
+              {
+                  py::gil_scoped_release release;
+                  carve_sets(sets, tau, out, out_offsets);
+              }
+              FloatArray t({out_offsets.back(), static_cast<std::int64_t>(dim)});
+              if (!out.empty()) std::memcpy(t.mutable_data(), out.data(), out.size() * 4);
+              IdArray o(static_cast<py::ssize_t>(out_offsets.size()));
+              std::memcpy(o.mutable_data(), out_offsets.data(), out_offsets.size() * 8);
+              return py::make_tuple(t, o);
+          },
+          py::arg("tokens"), py::arg("offsets"), py::arg("dim"), py::arg("tau"),
+          "Ball carving of CSR query sets: (tokens (T', dim) float32, offsets (n + 1,) int64).");
+    m.def("chamfer_rerank", &chamfer_rerank_py, py::arg("q_tokens"), py::arg("q_offsets"), py::arg("store"),
+          py::arg("dim"), py::arg("candidates"), py::arg("k"), py::arg("carve"), py::arg("table"),
+          py::arg("threads") = py::none(),
           "Exact Chamfer re-rank of candidate slots: (-scores (nq, k) ascending, ids (nq, k)).");
-    m.def("fde_encode", &fde_encode_py, py::arg("tokens"), py::arg("offsets"), py::arg("dim"), py::arg("matrix"),
-          py::arg("k_sim"), py::arg("d_proj"), py::arg("r_reps"), py::arg("documents"), py::arg("fill_empty"),
-          py::arg("final_index"), py::arg("final_sign"), py::arg("final_dim"), py::arg("threads") = py::none(),
-          "MUVERA fixed dimensional encodings (n, out_dim) float32 of CSR token sets.");
+    m.def("multivector_search_pq", &multivector_search_pq, py::arg("encoder"), py::arg("q_tokens"),
+          py::arg("q_offsets"), py::arg("store"), py::arg("k"), py::arg("candidates"), py::arg("carve"),
+          py::arg("rerank_k"), py::arg("rotation_t"), py::arg("books"), py::arg("books_t"), py::arg("norms"),
+          py::arg("m"), py::arg("nbits"), py::arg("codes"), py::arg("n"), py::arg("mask"), py::arg("rows"),
+          py::arg("n_rows"), py::arg("storage"), py::arg("lo"), py::arg("scale"), py::arg("inner_table"),
+          py::arg("table"), py::arg("threads"),
+          "MultiVectorIndex(index='pq').search in one call: (-Chamfer (nq, k) ascending, ids (nq, k)).");
 }
 
 }  // namespace simdex

@@ -11,6 +11,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "kernels/kernels.hpp"
@@ -102,5 +103,39 @@ struct FdeParams {
 void fde_encode(const KernelTable& kernels, const FdeParams& params, const float* matrix,
                 const std::int32_t* final_index, const float* final_sign, const TokenSets& tokens,
                 std::size_t threads, float* out);
+
+// The random draws of one encoder (MuveraEncoder): params (documents / fill_empty are chosen
+// per call) and pointers to its matrix and final count sketch, as for fde_encode.
+struct FdeDraws {
+    FdeParams params;
+    const float* matrix = nullptr;
+    const std::int32_t* final_index = nullptr;
+    const float* final_sign = nullptr;
+};
+
+// Ball carving of query sets (MUVERA, section 4): in token order, a token not yet assigned
+// opens a cluster that takes every unassigned token x of the set with <x, centre> >= tau
+// (products in float64); the cluster is replaced by the float32 sum of its tokens (in token
+// order). Fewer query tokens make the re-rank cheaper; the score becomes the sum over
+// clusters of max_p <cluster sum, p> (<= the exact Chamfer score).
+// queries: float32 sets;  out_tokens (T', dim), out_offsets (n + 1,) (resized)
+void carve_sets(const TokenSets& queries, double tau, std::vector<float>& out_tokens,
+                std::vector<std::int64_t>& out_offsets);
+
+// The first stage of a multi-vector search: c candidate slots of the token store per query
+// for nq encoded queries fde (nq, out_dim) float32, written to cand (nq, c) (-1 padded) with
+// their encoding scores in cand_d (nq, c). Supplied by the encoding index (a graph walk or a
+// scan) with its own lock held.
+using CandidateStage =
+    std::function<void(const float* fde, std::size_t nq, std::size_t c, float* cand_d, std::int64_t* cand)>;
+
+// MultiVectorIndex.search: encode the query sets, take c candidates per query from `stage`,
+// optionally carve the query tokens (carve_tau finite or +inf; NaN = no carving), re-rank the
+// candidates by exact Chamfer from `store` (chamfer_rerank): (nq, k) distances = -Chamfer
+// ascending and store slots (-1 / +inf padded).
+void multivector_search(const KernelTable& kernels, const FdeDraws& encoder, const TokenSets& queries,
+                        const TokenSets& store, std::size_t c, std::size_t k, double carve_tau,
+                        std::size_t threads, const CandidateStage& stage, float* out_distances,
+                        std::int64_t* out_slots);
 
 }  // namespace simdex

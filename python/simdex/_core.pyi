@@ -2,14 +2,11 @@
 simdex C++ core: SIMD kernels, exact search, HNSW, PQ and binary scans
 """
 from __future__ import annotations
-
 import collections.abc
-import typing
-
 import numpy
 import numpy.typing
-
-__all__: list[str] = ['FlatCore', 'HnswGraph', 'IdTable', 'IvfStore', 'active_level', 'all_finite', 'available_cores', 'binary_planes_float', 'binary_planes_xor', 'binary_scan_pipeline', 'chamfer', 'chamfer_rerank', 'cluster_sums', 'cpu_features', 'detected_level', 'distances_lean', 'env_warning', 'fde_encode', 'inner_products', 'knn_lean', 'missing_features', 'nearest_centroids', 'pair_distances', 'pairwise', 'pq_adc', 'pq_pipeline', 'pq_search_u4', 'pq_search_u8', 'pq_tables', 'rerank', 'search', 'select_tier', 'set_active_level', 'tiers']
+import typing
+__all__: list[str] = ['FdeEncoder', 'FlatCore', 'HnswGraph', 'IdTable', 'IvfStore', 'active_level', 'all_finite', 'available_cores', 'binary_planes_float', 'binary_planes_xor', 'binary_scan_pipeline', 'carve_sets', 'chamfer', 'chamfer_rerank', 'cluster_sums', 'cpu_features', 'detected_level', 'distances_lean', 'env_warning', 'inner_products', 'knn_lean', 'missing_features', 'multivector_search_pq', 'nearest_centroids', 'pair_distances', 'pairwise', 'pq_adc', 'pq_pipeline', 'pq_search_u4', 'pq_search_u8', 'pq_tables', 'rerank', 'search', 'select_tier', 'set_active_level', 'tiers']
 class HnswGraph:
     int8_queries: bool
     def __contains__(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> bool:
@@ -37,6 +34,8 @@ class HnswGraph:
     def search1(self, query: numpy.ndarray, k: typing.SupportsInt | typing.SupportsIndex, ef: typing.SupportsInt | typing.SupportsIndex) -> tuple:
         ...
     def search_binary(self, codes_q: numpy.ndarray, nq: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, ef: typing.SupportsInt | typing.SupportsIndex, candidates: typing.SupportsInt | typing.SupportsIndex, found: typing.SupportsInt | typing.SupportsIndex, hamming_alpha: typing.SupportsFloat | typing.SupportsIndex, dim: typing.SupportsInt | typing.SupportsIndex, rows: numpy.ndarray, n: typing.SupportsInt | typing.SupportsIndex, bits_x: typing.SupportsInt | typing.SupportsIndex, plane_bytes: typing.SupportsInt | typing.SupportsIndex, scoring: str, queries: numpy.ndarray, bits_q: typing.SupportsInt | typing.SupportsIndex, weights: numpy.ndarray, offsets: numpy.ndarray, filter_ids: typing.Any, filter_offsets: typing.Any, filter_mask: typing.Any, queries_full: numpy.ndarray, store: typing.Any, n_rows: typing.SupportsInt | typing.SupportsIndex, storage: str, metric: str, lo: typing.Any, scale: typing.Any, table: ..., threads: typing.Any) -> tuple:
+        ...
+    def search_multivector(self, encoder: ..., q_tokens: numpy.ndarray, q_offsets: numpy.ndarray, store: tuple, k: typing.SupportsInt | typing.SupportsIndex, candidates: typing.SupportsInt | typing.SupportsIndex, ef: typing.SupportsInt | typing.SupportsIndex, buffered: bool, carve: typing.Any, filter_ids: typing.Any, filter_offsets: typing.Any, filter_mask: typing.Any, table: ..., threads: typing.Any) -> tuple:
         ...
     def search_reranked(self, queries: numpy.ndarray, nq: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, ef: typing.SupportsInt | typing.SupportsIndex, candidates: typing.SupportsInt | typing.SupportsIndex, projection: numpy.ndarray, rows: typing.Any, n_rows: typing.SupportsInt | typing.SupportsIndex, storage: str, metric: str, dim_full: typing.SupportsInt | typing.SupportsIndex, lo: typing.Any, scale: typing.Any, filter_ids: typing.Any, filter_offsets: typing.Any, filter_mask: typing.Any, table: ..., threads: typing.Any) -> tuple:
         ...
@@ -83,6 +82,8 @@ class FlatCore:
     def rows(self, arg0: numpy.ndarray) -> tuple:
         ...
     def search(self, queries: numpy.ndarray, nq: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, filter_ids: typing.Any = None, filter_offsets: typing.Any = None, filter_mask: typing.Any = None, threads: typing.Any = None) -> tuple:
+        ...
+    def search_multivector(self, encoder: ..., q_tokens: numpy.ndarray, q_offsets: numpy.ndarray, store: tuple, k: typing.SupportsInt | typing.SupportsIndex, candidates: typing.SupportsInt | typing.SupportsIndex, carve: typing.Any, filter_ids: typing.Any, filter_offsets: typing.Any, filter_mask: typing.Any, table: ..., threads: typing.Any) -> tuple:
         ...
     def set_ranges(self, arg0: numpy.ndarray, arg1: numpy.ndarray) -> None:
         ...
@@ -139,6 +140,16 @@ class IvfStore:
     @property
     def nbytes(self) -> int:
         ...
+class FdeEncoder:
+    def __init__(self, matrix: numpy.ndarray, dim: typing.SupportsInt | typing.SupportsIndex, k_sim: typing.SupportsInt | typing.SupportsIndex, d_proj: typing.SupportsInt | typing.SupportsIndex, r_reps: typing.SupportsInt | typing.SupportsIndex, final_index: typing.Any, final_sign: typing.Any, final_dim: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def encode(self, tokens: numpy.ndarray, offsets: numpy.ndarray, documents: bool, fill_empty: bool, threads: typing.Any = None) -> numpy.typing.NDArray[numpy.float32]:
+        """
+        MUVERA fixed dimensional encodings (n, out_dim) float32 of CSR token sets.
+        """
+    @property
+    def out_dim(self) -> int:
+        ...
 def active_level() -> str:
     ...
 def all_finite(values: numpy.ndarray, limit: typing.SupportsFloat | typing.SupportsIndex = ...) -> bool:
@@ -151,11 +162,15 @@ def binary_planes_xor(query: numpy.ndarray, bits_q: typing.SupportsInt | typing.
     ...
 def binary_scan_pipeline(rows: numpy.ndarray, n: typing.SupportsInt | typing.SupportsIndex, bits_x: typing.SupportsInt | typing.SupportsIndex, plane_bytes: typing.SupportsInt | typing.SupportsIndex, scoring: str, queries: numpy.ndarray, nq: typing.SupportsInt | typing.SupportsIndex, bits_q: typing.SupportsInt | typing.SupportsIndex, weights: numpy.ndarray, offsets: numpy.ndarray, hamming_alpha: typing.SupportsFloat | typing.SupportsIndex, dim: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, candidates: typing.SupportsInt | typing.SupportsIndex, mask: typing.Any, queries_full: numpy.ndarray, store: typing.Any, n_rows: typing.SupportsInt | typing.SupportsIndex, storage: str, metric: str, lo: typing.Any, scale: typing.Any, table: IdTable, threads: typing.Any) -> tuple:
     ...
+def carve_sets(tokens: numpy.ndarray, offsets: numpy.ndarray, dim: typing.SupportsInt | typing.SupportsIndex, tau: typing.SupportsFloat | typing.SupportsIndex) -> tuple[numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.int64]]:
+    """
+    Ball carving of CSR query sets: (tokens (T', dim) float32, offsets (n + 1,) int64).
+    """
 def chamfer(q_tokens: numpy.ndarray, q_offsets: numpy.ndarray, d_tokens: numpy.ndarray, d_offsets: numpy.ndarray, dim: typing.SupportsInt | typing.SupportsIndex, storage: str, lo: typing.Any = None, scale: typing.Any = None, threads: typing.Any = None) -> numpy.typing.NDArray[numpy.float32]:
     """
     Exact Chamfer scores (nq, nd) float32 of CSR query sets against CSR document sets.
     """
-def chamfer_rerank(q_tokens: numpy.ndarray, q_offsets: numpy.ndarray, s_tokens: numpy.ndarray, s_offsets: numpy.ndarray, dim: typing.SupportsInt | typing.SupportsIndex, storage: str, lo: typing.Any, scale: typing.Any, candidates: numpy.ndarray, k: typing.SupportsInt | typing.SupportsIndex, table: IdTable, threads: typing.Any = None) -> tuple:
+def chamfer_rerank(q_tokens: numpy.ndarray, q_offsets: numpy.ndarray, store: tuple, dim: typing.SupportsInt | typing.SupportsIndex, candidates: numpy.ndarray, k: typing.SupportsInt | typing.SupportsIndex, carve: typing.Any, table: IdTable, threads: typing.Any = None) -> tuple:
     """
     Exact Chamfer re-rank of candidate slots: (-scores (nq, k) ascending, ids (nq, k)).
     """
@@ -171,10 +186,6 @@ def distances_lean(*args, **kwargs):
     """
 def env_warning() -> str:
     ...
-def fde_encode(tokens: numpy.ndarray, offsets: numpy.ndarray, dim: typing.SupportsInt | typing.SupportsIndex, matrix: numpy.ndarray, k_sim: typing.SupportsInt | typing.SupportsIndex, d_proj: typing.SupportsInt | typing.SupportsIndex, r_reps: typing.SupportsInt | typing.SupportsIndex, documents: bool, fill_empty: bool, final_index: typing.Any, final_sign: typing.Any, final_dim: typing.SupportsInt | typing.SupportsIndex, threads: typing.Any = None) -> numpy.typing.NDArray[numpy.float32]:
-    """
-    MUVERA fixed dimensional encodings (n, out_dim) float32 of CSR token sets.
-    """
 def inner_products(rows: numpy.ndarray, n: typing.SupportsInt | typing.SupportsIndex, queries: numpy.ndarray, nq: typing.SupportsInt | typing.SupportsIndex, dim: typing.SupportsInt | typing.SupportsIndex, threads: typing.Any = None) -> numpy.typing.NDArray[numpy.float32]:
     ...
 def knn_lean(*args, **kwargs):
@@ -184,6 +195,10 @@ def knn_lean(*args, **kwargs):
 def missing_features(tier: str, features: collections.abc.Set[str]) -> list[str]:
     """
     Features of `tier` that `features` lacks
+    """
+def multivector_search_pq(encoder: FdeEncoder, q_tokens: numpy.ndarray, q_offsets: numpy.ndarray, store: tuple, k: typing.SupportsInt | typing.SupportsIndex, candidates: typing.SupportsInt | typing.SupportsIndex, carve: typing.Any, rerank_k: typing.SupportsInt | typing.SupportsIndex, rotation_t: typing.Any, books: numpy.ndarray, books_t: numpy.ndarray, norms: numpy.ndarray, m: typing.SupportsInt | typing.SupportsIndex, nbits: typing.SupportsInt | typing.SupportsIndex, codes: numpy.ndarray, n: typing.SupportsInt | typing.SupportsIndex, mask: typing.Any, rows: typing.Any, n_rows: typing.SupportsInt | typing.SupportsIndex, storage: str, lo: typing.Any, scale: typing.Any, inner_table: IdTable, table: IdTable, threads: typing.Any) -> tuple:
+    """
+    MultiVectorIndex(index='pq').search in one call: (-Chamfer (nq, k) ascending, ids (nq, k)).
     """
 def nearest_centroids(x: numpy.ndarray, n: typing.SupportsInt | typing.SupportsIndex, d: typing.SupportsInt | typing.SupportsIndex, centroids: numpy.ndarray, k: typing.SupportsInt | typing.SupportsIndex, threads: typing.Any = None) -> tuple:
     ...

@@ -39,7 +39,7 @@ from ._result import SearchResult
 from .flat import FlatIndex
 from .hnsw import HNSWIndex
 from .ivf import IVFPQIndex
-from .pq import PQIndex
+from .pq import PQIndex, _check_rerank_k
 
 PROJECTIONS = ("dense", "ams")
 TOKEN_STORAGES = ("float32", "float16", "int8")
@@ -168,6 +168,20 @@ class MuveraEncoder:
         if self.final_dim is not None:
             self._final_index = rng.integers(0, self.final_dim, size=self.raw_dim).astype(np.int32)
             self._final_sign = (rng.integers(0, 2, size=self.raw_dim) * 2 - 1).astype(np.float32)
+        self._make_core()
+
+    def _make_core(self) -> None:
+        """The C++ encoder (a copy of the draws) that encodes and runs in search pipelines."""
+        self._core = _core.FdeEncoder(
+            self._matrix,
+            self.dim,
+            self.k_sim,
+            self.d_proj,
+            self.r_reps,
+            self._final_index,
+            self._final_sign,
+            self.final_dim or 0,
+        )
 
     def _encode(self, sets: Any, documents: bool, threads: int | None) -> np.ndarray:
         threads = _threads(threads)
@@ -180,21 +194,7 @@ class MuveraEncoder:
     def _encode_csr(
         self, tokens: np.ndarray, offsets: np.ndarray, documents: bool, threads: int | None
     ) -> np.ndarray:
-        return _core.fde_encode(
-            tokens,
-            offsets,
-            self.dim,
-            self._matrix,
-            self.k_sim,
-            self.d_proj,
-            self.r_reps,
-            documents,
-            self.fill_empty and documents,
-            self._final_index,
-            self._final_sign,
-            self.final_dim or 0,
-            threads=threads,
-        )
+        return self._core.encode(tokens, offsets, documents, self.fill_empty, threads=threads)
 
     def encode_documents(self, documents: Any, *, threads: int | None = None) -> np.ndarray:
         """Document encodings: (n, output_dim) float32 (a single (m, dim) set gives
@@ -263,6 +263,7 @@ class MuveraEncoder:
                 np.ascontiguousarray(index),
                 np.ascontiguousarray(sign),
             )
+        enc._make_core()
         return enc
 
 
@@ -372,24 +373,10 @@ def carve_queries(
     Chamfer score).
     returns (tokens (T', d) float32, offsets (n + 1,) int64)
     """
-    out_tokens, counts = [], []
-    for i in range(offsets.shape[0] - 1):
-        q = tokens[offsets[i] : offsets[i + 1]]
-        gram = q @ q.T
-        free = np.ones(q.shape[0], dtype=bool)
-        sums = []
-        for c in range(q.shape[0]):
-            if not free[c]:
-                continue
-            members = free & (gram[c] >= tau)
-            members[c] = True
-            free &= ~members
-            sums.append(q[members].sum(axis=0))
-        out_tokens.append(np.asarray(sums, dtype=np.float32))
-        counts.append(len(sums))
-    new_offsets = np.zeros(len(counts) + 1, dtype=np.int64)
-    np.cumsum(counts, out=new_offsets[1:])
-    return np.ascontiguousarray(np.concatenate(out_tokens), dtype=np.float32), new_offsets
+    tokens = np.ascontiguousarray(tokens, dtype=np.float32)
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    carved: tuple[np.ndarray, np.ndarray] = _core.carve_sets(tokens, offsets, tokens.shape[1], tau)
+    return carved
 
 
 # ---- the token store -------------------------------------------------------------------------
@@ -692,7 +679,7 @@ class MultiVectorIndex(Index):
         c = (
             self.candidates
             if candidates is None
-            else _checks.check_positive_int(candidates, "candidates")
+            else _checks.check_list_size(candidates, "candidates")
         )
         c = max(c, k)
         if carve is not None:
@@ -701,12 +688,13 @@ class MultiVectorIndex(Index):
                 raise ValueError("carve must be a float (tau) or None; got NaN")
         tokens, offsets, single = _checks.as_token_sets(queries, self.dim, "queries")
         nq = offsets.shape[0] - 1
-        if _checks.is_filter_list(filter):
-            if len(filter) != nq:
-                raise ValueError(
-                    f"a list of filters needs one filter per query: expected {nq}, got "
-                    f"{len(filter)}"
-                )
+        per_query = _checks.is_filter_list(filter)
+        if per_query and len(filter) != nq:
+            raise ValueError(
+                f"a list of filters needs one filter per query: expected {nq}, got {len(filter)}"
+            )
+        if per_query and self.index_kind in ("pq", "ivfpq"):
+            # the PQ scans take one filter for every query: one call per query
             limits = _checks.as_max_distance(max_distance, nq)
             parts = [
                 self._search(
@@ -744,43 +732,72 @@ class MultiVectorIndex(Index):
         search_params: dict[str, Any],
         single: bool = False,
     ) -> SearchResult:
+        """One C++ call (encode the queries, candidates from the encoding index, exact Chamfer
+        re-rank from the token store, slots to ids) for 'hnsw', 'flat' and 'pq'; 'ivfpq'
+        encodes, searches its IVFPQIndex and re-ranks in three calls."""
         nq = offsets.shape[0] - 1
         if len(self) == 0 or self._store is None:
             return self._empty_result(nq, k, single, max_distance)
-        allowed = self._allowed_slots(filter)
-        if allowed is not None and allowed.size == 0:
-            return self._empty_result(nq, k, single, max_distance)
-        fde = self.encoder._encode_csr(tokens, offsets, False, threads)
+        inner = self._inner
         params = dict(search_params)
-        if isinstance(self._inner, HNSWIndex):
-            # window ef (default: wide enough for every candidate); a smaller window hands
-            # over the best of every node scored on the way (faster, lower recall)
-            params["ef"] = (
-                max(self._inner.ef, c) if ef is None else _checks.check_positive_int(ef, "ef")
-            )
-            params["buffered"] = c > params["ef"]
-        elif ef is not None:
+        if ef is not None and not isinstance(inner, HNSWIndex):
             raise ValueError(
                 f"ef applies to index='hnsw' only; this index uses {self.index_kind!r}"
             )
-        _, cand = self._inner.search(fde, c, filter=allowed, threads=threads, **params)
-        if carve is not None:
-            tokens, offsets = carve_queries(tokens, offsets, carve)
-        rows, store_offsets, storage, lo, scale = self._store.scoring()
-        dist, ids = _core.chamfer_rerank(
-            tokens,
-            offsets,
-            rows,
-            store_offsets,
-            self.dim,
-            storage,
-            lo,
-            scale,
-            np.ascontiguousarray(cand, dtype=np.int64),
-            k,
-            self._idt,
-            threads=threads,
+        rerank_k = (
+            params.pop("rerank_k", None) if isinstance(inner, (PQIndex, IVFPQIndex)) else None
         )
+        nprobe = params.pop("nprobe", None) if isinstance(inner, IVFPQIndex) else None
+        if params:
+            raise TypeError(
+                f"search got parameters the {self.index_kind!r} encoding index does not take: "
+                f"{sorted(params)}"
+            )
+        # filters by user id -> filters by slot (the encoding index's ids), O(len(filter))
+        if _checks.is_filter_list(filter):
+            allowed: Any = [self._allowed_slots(f) for f in filter]
+        else:
+            allowed = self._allowed_slots(filter)
+            if allowed is not None and allowed.size == 0:
+                return self._empty_result(nq, k, single, max_distance)
+        store = self._store.scoring()
+        core = self.encoder._core
+        if isinstance(inner, (HNSWIndex, FlatIndex)):
+            f_ids, f_offsets, f_mask = _checks.as_filter(allowed, nq)
+            if isinstance(inner, HNSWIndex):
+                # window ef (default: wide enough for every candidate); a smaller window
+                # hands over the best of every node scored on the way (faster, lower recall)
+                window = max(inner.ef, c) if ef is None else _checks.check_list_size(ef, "ef")
+                dist, ids = inner._core.search_multivector(
+                    core, tokens, offsets, store, k, c, window, c > window, carve,
+                    f_ids, f_offsets, f_mask, self._idt, threads,
+                )  # fmt: skip
+            else:
+                dist, ids = inner._core.search_multivector(
+                    core, tokens, offsets, store, k, c, carve, f_ids, f_offsets, f_mask,
+                    self._idt, threads,
+                )  # fmt: skip
+        elif isinstance(inner, PQIndex):
+            inner_store = inner._store
+            scanned = _check_rerank_k(rerank_k, c, inner_store)
+            rows, n_rows, storage, lo, scale = (
+                (None, 0, "float32", None, None) if inner_store is None else inner_store.scoring()
+            )
+            books, books_t, norms, rotation_t = inner.pq._layouts()
+            dist, ids = _core.multivector_search_pq(
+                core, tokens, offsets, store, k, c, carve, scanned, rotation_t, books, books_t,
+                norms, inner.m, inner.nbits, inner._live_codes(), inner._n,
+                inner._slot_mask(allowed), rows, n_rows, storage, lo, scale, inner._idt,
+                self._idt, threads,
+            )  # fmt: skip
+        else:
+            fde = self.encoder._encode_csr(tokens, offsets, False, threads)
+            extra = {"nprobe": nprobe, "rerank_k": rerank_k}
+            _, cand = inner.search(fde, c, filter=allowed, threads=threads, **extra)
+            dist, ids = _core.chamfer_rerank(
+                tokens, offsets, store, self.dim, np.ascontiguousarray(cand, dtype=np.int64), k,
+                carve, self._idt, threads,
+            )  # fmt: skip
         return _result.finish(dist, ids, single, max_distance)
 
     def _range_queries(self, queries: Any) -> tuple[Any, int]:
