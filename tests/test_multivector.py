@@ -453,8 +453,13 @@ def test_index_bad_input(corpus):
         sx.MultiVectorIndex(dim, index="annoy")
     with pytest.raises(ValueError, match="tokens"):
         sx.MultiVectorIndex(dim, tokens="bfloat16")
-    with pytest.raises(ValueError, match="needs m="):
-        sx.MultiVectorIndex(dim, index="pq")
+    default_pq = sx.MultiVectorIndex(dim, index="pq")  # 4-bit fast-scan, sub-spaces of 8 values
+    assert (default_pq._inner.m, default_pq._inner.nbits) == (default_pq.encoder.output_dim // 8, 4)
+    assert sx.MultiVectorIndex(dim, index="pq", m=16, nbits=8)._inner.nbits == 8
+    with pytest.raises(ValueError, match="divisible by 8"):
+        sx.MultiVectorIndex(dim, encoder=sx.MuveraEncoder(dim, k_sim=1, d_proj=3, r_reps=1), index="pq")
+    with pytest.raises(ValueError, match="needs nlist="):
+        sx.MultiVectorIndex(dim, index="ivfpq")
     with pytest.raises(ValueError, match="encoder.dim"):
         sx.MultiVectorIndex(dim, encoder=sx.MuveraEncoder(dim + 1))
     with pytest.raises(ValueError, match="metric"):
