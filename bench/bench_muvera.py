@@ -221,7 +221,7 @@ def part_encode(tokens16, offsets, qt, qo, truth, repeat, sample=300):
 
 
 # ---- end to end -------------------------------------------------------------------------------
-def part_search(tokens16, offsets, qt, qo, truth, repeat, timed=100):
+def part_search(tokens16, offsets, qt, qo, truth, repeat, timed=100, only=None):
     """Recall over every query; QPS on the first `timed` queries, each search timing
     interleaved with a brute-force timing of the same queries (ratios from the same moments
     of a noisy shared box: medians of `repeat` pairs)."""
@@ -250,6 +250,8 @@ def part_search(tokens16, offsets, qt, qo, truth, repeat, timed=100):
     ]
     tokens32 = tokens16.astype(np.float32)
     for label, enc, params, tokens, runs in configs:
+        if only and only not in f"{label}, FDE {enc.k_sim}/{enc.d_proj}/{enc.r_reps}":
+            continue
         index = sx.MultiVectorIndex(128, encoder=enc, tokens=tokens, **params)
         t = time.perf_counter()
         if params["index"] == "pq" or tokens == "int8":
@@ -280,12 +282,16 @@ def main() -> None:
     ap.add_argument("--parts", default="kernel,fde,encode,search")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--ood", action="store_true", help="keyword queries (query_tokens_ood, neighbors_ood)")
+    ap.add_argument("--only", default=None, help="search part: only the configurations whose label contains this")
     args = ap.parse_args()
     data = load(args.data, args.queries, "_ood" if args.ood else "")
     print(f"simdex {sx.__version__}, SIMD level {sx.simd_level()}, {'keyword (OOD)' if args.ood else 'in-distribution'} "
           f"queries: {args.queries}")
     for part in args.parts.split(","):
-        PARTS[part](*data, args.repeat)
+        if part == "search":
+            part_search(*data, args.repeat, only=args.only)
+        else:
+            PARTS[part](*data, args.repeat)
 
 
 if __name__ == "__main__":
