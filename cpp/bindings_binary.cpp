@@ -49,17 +49,16 @@ py::tuple scan_pipeline(const py::array& rows, std::size_t n, std::size_t bits_x
                         const std::string& scoring, const py::array& queries, std::size_t nq,
                         std::size_t bits_q, const py::array& weights, const py::array& offsets,
                         float hamming_alpha, std::size_t dim, std::size_t k, std::size_t candidates,
-                        const py::object& mask, const py::array& queries_full, const py::object& store,
-                        std::size_t n_rows, const std::string& storage, const std::string& metric,
-                        const py::object& lo, const py::object& scale, IdTable& table,
+                        const py::object& mask, const py::array& queries_full, const py::object& store, IdTable& table,
                         const py::object& threads) {
     check_k(k);
     PlaneQueries pq = make_queries(scoring, queries, nq, bits_q, bits_x, plane_bytes, weights, offsets);
     const std::uint8_t* r = array_bytes(rows, n * bits_x * plane_bytes, 1, "rows");
     const std::uint8_t* mask_ptr = optional_mask(mask, n);
     const float* qf = typed<float>(queries_full, nq * dim, "queries_full");
-    StoreRows rerank = store_rows(store, n_rows, storage, metric, dim, lo, scale);
-    candidates = rerank.active ? std::max(candidates, k) : k;
+    const RerankRows* rerank = rerank_arg(store);
+    if (rerank && rerank->spec().dim != dim) throw std::invalid_argument("re-rank rows of another dimension");
+    candidates = rerank ? std::max(candidates, k) : k;
     std::size_t thread_n = thread_count(threads);
     return topk_result(nq, k, [&](float* d_ptr, std::int64_t* i_ptr) {
         const KernelTable& kernels = active_kernels();
@@ -74,7 +73,7 @@ py::tuple scan_pipeline(const py::array& rows, std::size_t n, std::size_t bits_x
             planes_search(kernels, r, n, bits_x, plane_bytes, pq, nq, candidates, mask_ptr, thread_n,
                           cand_d.data(), cand.data());
         }
-        finish_candidates(kernels, rerank, qf, nq, cand_d.data(), cand.data(), candidates, k, thread_n, table,
+        finish_candidates(rerank, qf, nq, cand_d.data(), cand.data(), candidates, k, thread_n, table,
                           d_ptr, i_ptr);
     });
 }
@@ -89,8 +88,7 @@ void bind_binary(py::module_& m) {
     m.def("binary_scan_pipeline", &scan_pipeline, py::arg("rows"), py::arg("n"), py::arg("bits_x"),
           py::arg("plane_bytes"), py::arg("scoring"), py::arg("queries"), py::arg("nq"), py::arg("bits_q"),
           py::arg("weights"), py::arg("offsets"), py::arg("hamming_alpha"), py::arg("dim"), py::arg("k"),
-          py::arg("candidates"), py::arg("mask"), py::arg("queries_full"), py::arg("store"), py::arg("n_rows"),
-          py::arg("storage"), py::arg("metric"), py::arg("lo"), py::arg("scale"), py::arg("table"),
+          py::arg("candidates"), py::arg("mask"), py::arg("queries_full"), py::arg("store"), py::arg("table"),
           py::arg("threads"));
 }
 

@@ -69,8 +69,16 @@ class HnswHandle {
         std::size_t n = static_cast<std::size_t>(ids.size());
         const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
         py::gil_scoped_release release;
-        std::unique_lock<RwLock> lock(mutex_);
-        return graph_->remove(id_ptr, n, resolve_threads(threads));
+        std::size_t removed;
+        {
+            std::shared_lock<RwLock> lock(mutex_);  // beside searches and inserts
+            removed = graph_->remove(id_ptr, n);
+        }
+        if (removed && graph_->compact_due()) {  // once per ~10% of the nodes: alone
+            std::unique_lock<RwLock> lock(mutex_);
+            if (graph_->compact_due()) graph_->compact(resolve_threads(threads));
+        }
+        return removed;
     }
 
     std::size_t compact(long threads) {
@@ -101,17 +109,16 @@ class HnswHandle {
     // ids are the store's rows (slots of `table`).
     py::tuple search_reranked(const py::array& queries, std::size_t nq, std::size_t k, std::size_t ef,
                               std::size_t candidates, const py::array& projection,
-                              const py::object& rows, std::size_t n_rows, const std::string& storage,
-                              const std::string& metric, std::size_t dim_full, const py::object& lo,
-                              const py::object& scale, const py::object& filter_ids,
+                              const py::object& rows, const py::object& filter_ids,
                               const py::object& filter_offsets, const py::object& filter_mask,
                               IdTable& table, long threads) {
         check_k(k);
         const StoreSpec& graph_spec = graph_->spec();
         const std::size_t d = graph_spec.dim;
         if (graph_spec.storage == Storage::bits) throw std::invalid_argument("search_reranked: dense graphs only");
-        StoreRows full = store_rows(rows, n_rows, storage, metric, dim_full, lo, scale);
-        if (!full.active) throw std::invalid_argument("search_reranked needs the re-rank rows");
+        const RerankRows* full = rerank_arg(rows);
+        if (!full) throw std::invalid_argument("search_reranked needs the re-rank rows");
+        const std::size_t dim_full = full->spec().dim;
         const float* q = typed<float>(queries, nq * dim_full, "queries");
         const float* proj = typed<float>(projection, d * dim_full, "projection");
         IdFilter filter = filter_arg(filter_ids, filter_offsets, filter_mask, nq);
@@ -127,7 +134,7 @@ class HnswHandle {
                 graph_->search(reduced.data(), nq, candidates, std::max(ef, candidates), filter, false,
                                thread_n, cand_d.data(), cand.data());
             }
-            finish_candidates(kernels, full, q, nq, cand_d.data(), cand.data(), candidates, k, thread_n, table,
+            finish_candidates(full, q, nq, cand_d.data(), cand.data(), candidates, k, thread_n, table,
                               d_ptr, i_ptr);
         });
     }
@@ -164,9 +171,7 @@ class HnswHandle {
                             const py::array& weights, const py::array& offsets,
                             const py::object& filter_ids, const py::object& filter_offsets,
                             const py::object& filter_mask, const py::array& queries_full,
-                            const py::object& store, std::size_t n_rows, const std::string& storage,
-                            const std::string& metric, const py::object& lo, const py::object& scale,
-                            IdTable& table, long threads) {
+                            const py::object& store, IdTable& table, long threads) {
         check_k(k);
         const StoreSpec& spec = graph_->spec();
         if (spec.storage != Storage::bits) throw std::invalid_argument("search_binary: a graph over codes only");
@@ -175,8 +180,9 @@ class HnswHandle {
         const std::uint8_t* r = array_bytes(rows, n * bits_x * plane_bytes, 1, "rows");
         const float* qf = typed<float>(queries_full, nq * dim, "queries_full");
         IdFilter filter = filter_arg(filter_ids, filter_offsets, filter_mask, nq);
-        StoreRows rerank = store_rows(store, n_rows, storage, metric, dim, lo, scale);
-        candidates = rerank.active ? std::max(candidates, k) : k;
+        const RerankRows* rerank = rerank_arg(store);
+        if (rerank && rerank->spec().dim != dim) throw std::invalid_argument("re-rank rows of another dimension");
+        candidates = rerank ? std::max(candidates, k) : k;
         found = hamming_alpha > 0 ? candidates : std::max(found, candidates);
         const std::size_t thread_n = resolve_threads(threads);
         return topk_result(nq, k, [&](float* d_ptr, std::int64_t* i_ptr) {
@@ -196,7 +202,7 @@ class HnswHandle {
                 planes_rescore(kernels, r, n, bits_x, plane_bytes, pq, nq, walk.data(), found, candidates,
                                thread_n, cand_d.data(), cand.data());
             }
-            finish_candidates(kernels, rerank, qf, nq, cand_d.data(), cand.data(), candidates, k, thread_n, table,
+            finish_candidates(rerank, qf, nq, cand_d.data(), cand.data(), candidates, k, thread_n, table,
                               d_ptr, i_ptr);
         });
     }
@@ -227,11 +233,30 @@ class HnswHandle {
         return py::make_tuple(distances, out_ids);
     }
 
-    bool contains(std::int64_t id) { return contains_id(graph_->idmap(), mutex_, id); }
-    IdArray ids() { return live_ids(graph_->idmap(), mutex_); }
+    // Id lookups under the handle's read lock and the graph's id lock (removes run beside).
+    bool contains(std::int64_t id) {
+        py::gil_scoped_release release;
+        std::shared_lock<RwLock> lock(mutex_);
+        return graph_->with_ids([&](const IdMap& map) { return map.contains(id); });
+    }
+    IdArray ids() {
+        py::gil_scoped_release release;
+        std::shared_lock<RwLock> lock(mutex_);
+        std::vector<std::int64_t> live = graph_->with_ids([](const IdMap& map) {
+            std::vector<std::int64_t> out(map.size());
+            map.live_ids(out.data());
+            return out;
+        });
+        py::gil_scoped_acquire gil;
+        IdArray out(live.size());
+        std::copy(live.begin(), live.end(), out.mutable_data());
+        return out;
+    }
     py::tuple rows(const py::array& ids) {
+        // rows_of_ids takes the handle's read lock; the id lock inside it, around the lookups
         return rows_of_ids(graph_->idmap(), graph_->spec().row_bytes, mutex_, ids,
-                           [&](std::size_t s) { return graph_->row(static_cast<std::uint32_t>(s)); });
+                           [&](std::size_t s) { return graph_->row(static_cast<std::uint32_t>(s)); },
+                           [&](auto body) { graph_->with_ids([&](const IdMap&) { body(); return 0; }); });
     }
 
     // Links of a slot at a level (for tests and inspection).
@@ -252,6 +277,7 @@ class HnswHandle {
         std::shared_lock<RwLock> lock(mutex_);
         py::gil_scoped_acquire gil;
         const HnswGraph& g = *graph_;
+        std::shared_lock<std::shared_mutex> ids_lock = g.lock_ids();  // one snapshot: no remove meanwhile
         std::size_t n = g.slot_count();
         py::array_t<std::uint8_t> blocks({n, g.block_bytes()});
         if (n) std::memcpy(blocks.mutable_data(), g.blocks(), n * g.block_bytes());
@@ -350,17 +376,13 @@ void bind_hnsw(py::module_& m) {
              py::arg("normalize") = false, py::arg("threads") = py::none(), py::arg("buffered") = false)
         .def("search_reranked", [](HnswHandle& h, const py::array& queries, std::size_t nq, std::size_t k,
                                    std::size_t ef, std::size_t candidates, const py::array& projection,
-                                   const py::object& rows, std::size_t n_rows, const std::string& storage,
-                                   const std::string& metric, std::size_t dim_full, const py::object& lo,
-                                   const py::object& scale, const py::object& filter_ids,
+                                   const py::object& rows, const py::object& filter_ids,
                                    const py::object& filter_offsets, const py::object& filter_mask,
                                    IdTable& table, const py::object& threads) {
-                 return h.search_reranked(queries, nq, k, ef, candidates, projection, rows, n_rows, storage,
-                                          metric, dim_full, lo, scale, filter_ids, filter_offsets,
+                 return h.search_reranked(queries, nq, k, ef, candidates, projection, rows, filter_ids, filter_offsets,
                                           filter_mask, table, threads_arg(threads)); },
              py::arg("queries"), py::arg("nq"), py::arg("k"), py::arg("ef"), py::arg("candidates"),
-             py::arg("projection"), py::arg("rows"), py::arg("n_rows"), py::arg("storage"), py::arg("metric"),
-             py::arg("dim_full"), py::arg("lo"), py::arg("scale"), py::arg("filter_ids"),
+             py::arg("projection"), py::arg("rows"), py::arg("filter_ids"),
              py::arg("filter_offsets"), py::arg("filter_mask"), py::arg("table"), py::arg("threads"))
         .def("search_multivector", [](HnswHandle& h, const FdeEncoder& encoder, const py::array& q_tokens,
                                       const py::array& q_offsets, const py::tuple& store, std::size_t k,
@@ -379,19 +401,15 @@ void bind_hnsw(py::module_& m) {
                                  std::size_t bits_q, const py::array& weights, const py::array& offsets,
                                  const py::object& filter_ids, const py::object& filter_offsets,
                                  const py::object& filter_mask, const py::array& queries_full,
-                                 const py::object& store, std::size_t n_rows, const std::string& storage,
-                                 const std::string& metric, const py::object& lo, const py::object& scale,
-                                 IdTable& table, const py::object& threads) {
+                                 const py::object& store, IdTable& table, const py::object& threads) {
                  return h.search_binary(codes_q, nq, k, ef, candidates, found, hamming_alpha, dim, rows, n, bits_x,
                                         plane_bytes, scoring, queries, bits_q, weights, offsets, filter_ids,
-                                        filter_offsets, filter_mask, queries_full, store, n_rows, storage, metric,
-                                        lo, scale, table, threads_arg(threads)); },
+                                        filter_offsets, filter_mask, queries_full, store, table, threads_arg(threads)); },
              py::arg("codes_q"), py::arg("nq"), py::arg("k"), py::arg("ef"), py::arg("candidates"), py::arg("found"),
              py::arg("hamming_alpha"), py::arg("dim"), py::arg("rows"), py::arg("n"), py::arg("bits_x"),
              py::arg("plane_bytes"), py::arg("scoring"), py::arg("queries"), py::arg("bits_q"), py::arg("weights"),
              py::arg("offsets"), py::arg("filter_ids"), py::arg("filter_offsets"), py::arg("filter_mask"),
-             py::arg("queries_full"), py::arg("store"), py::arg("n_rows"), py::arg("storage"), py::arg("metric"),
-             py::arg("lo"), py::arg("scale"), py::arg("table"), py::arg("threads"))
+             py::arg("queries_full"), py::arg("store"), py::arg("table"), py::arg("threads"))
         .def("search1", &HnswHandle::search1, py::arg("query"), py::arg("k"), py::arg("ef"))
         .def("__contains__", &HnswHandle::contains)
         .def("__len__", &HnswHandle::live_count)

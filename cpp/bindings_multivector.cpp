@@ -122,25 +122,46 @@ FloatArray FdeEncoder::encode(const py::array& tokens, const py::array& offsets,
     return out;
 }
 
+namespace {
+
+// The token store as TokenStore.scoring() hands it over: (RerankRows, offsets (sets + 1,) int64).
+TokenStoreView token_store(const py::tuple& store, std::size_t dim) {
+    if (store.size() != 2) throw std::invalid_argument("token store: expected (RerankRows, offsets)");
+    TokenStoreView view;
+    view.rows = rerank_arg(store[0]);
+    if (!view.rows) throw std::invalid_argument("token store: no rows");
+    if (view.rows->spec().dim != dim)
+        throw std::invalid_argument("token store: rows of dimension " + std::to_string(view.rows->spec().dim) +
+                                    ", queries of " + std::to_string(dim));
+    py::array offsets = store[1].cast<py::array>();
+    if (offsets.ndim() != 1 || offsets.size() < 1)
+        throw std::invalid_argument("token store: offsets must be a 1-D array of sets + 1 int64");
+    view.sets = static_cast<std::size_t>(offsets.size()) - 1;
+    view.offsets = typed<std::int64_t>(offsets, view.sets + 1, "token store offsets");
+    return view;
+}
+
+double carve_arg(const py::object& carve) {
+    return carve.is_none() ? std::numeric_limits<double>::quiet_NaN() : carve.cast<double>();
+}
+
+}  // namespace
+
 MultiVectorRequest multivector_request(const FdeEncoder& encoder, const py::array& q_tokens,
                                        const py::array& q_offsets, const py::tuple& store, std::size_t k,
                                        std::size_t candidates, const py::object& carve) {
     check_k(k);
-    if (store.size() != 5)
-        throw std::invalid_argument("token store: expected (rows, offsets, storage, lo, scale)");
     MultiVectorRequest r;
     r.encoder = encoder.draws();
     TokenSpec f32;
     f32.dim = encoder.dim();
     r.queries = token_sets(q_tokens, q_offsets, f32, true, "query tokens");
-    r.store = token_sets(store[0].cast<py::array>(), store[1].cast<py::array>(),
-                         token_spec(store[2].cast<std::string>(), encoder.dim(), store[3], store[4]), false,
-                         "token store");
+    r.store = token_store(store, encoder.dim());
     if (r.queries.n * std::max(candidates, k) >= (std::size_t{1} << 32))
         throw std::invalid_argument("multi-vector search: at most 2^32 (query, candidate) pairs per call");
     r.k = k;
     r.candidates = std::max(candidates, k);
-    r.carve = carve.is_none() ? std::numeric_limits<double>::quiet_NaN() : carve.cast<double>();
+    r.carve = carve_arg(carve);
     return r;
 }
 
@@ -162,19 +183,15 @@ py::tuple chamfer_rerank_py(const py::array& q_tokens, const py::array& q_offset
                             std::size_t dim, const py::array& candidates, std::size_t k, const py::object& carve,
                             IdTable& table, const py::object& threads) {
     check_k(k);
-    if (store.size() != 5)
-        throw std::invalid_argument("token store: expected (rows, offsets, storage, lo, scale)");
     TokenSpec f32;
     f32.dim = dim;
     TokenSets queries = token_sets(q_tokens, q_offsets, f32, true, "query tokens");
-    TokenSets rows = token_sets(store[0].cast<py::array>(), store[1].cast<py::array>(),
-                                token_spec(store[2].cast<std::string>(), dim, store[3], store[4]), false,
-                                "token store");
+    TokenStoreView view = token_store(store, dim);
     if (candidates.ndim() != 2 || static_cast<std::size_t>(candidates.shape(0)) != queries.n)
         throw std::invalid_argument("candidates must have shape (" + std::to_string(queries.n) + ", c)");
     const std::size_t c = static_cast<std::size_t>(candidates.shape(1));
     const std::int64_t* cand = typed<std::int64_t>(candidates, queries.n * c, "candidates");
-    const double tau = carve.is_none() ? std::numeric_limits<double>::quiet_NaN() : carve.cast<double>();
+    const double tau = carve_arg(carve);
     std::size_t t = thread_count(threads);
     return topk_result(queries.n, k, [&](float* d, std::int64_t* ids) {
         std::vector<float> carved;
@@ -185,7 +202,7 @@ py::tuple chamfer_rerank_py(const py::array& q_tokens, const py::array& q_offset
             scored.data = reinterpret_cast<const std::uint8_t*>(carved.data());
             scored.offsets = carved_offsets.data();
         }
-        chamfer_rerank(active_kernels(), scored, rows, cand, c, k, t, d, ids);
+        chamfer_rerank_store(active_kernels(), scored, view, cand, c, k, t, d, ids);
         table.map_slots(ids, queries.n * k);
     });
 }
@@ -200,9 +217,8 @@ py::tuple multivector_search_pq(const FdeEncoder& encoder, const py::array& q_to
                                 const py::object& carve, std::size_t rerank_k, const py::object& rotation_t,
                                 const py::array& books, const py::array& books_t, const py::array& norms,
                                 std::size_t m, int nbits, const py::array& codes, std::size_t n,
-                                const py::object& mask, const py::object& rows, std::size_t n_rows,
-                                const std::string& storage, const py::object& lo, const py::object& scale,
-                                IdTable& inner_table, IdTable& table, const py::object& threads) {
+                                const py::object& mask, const py::object& encodings, IdTable& inner_table,
+                                IdTable& table, const py::object& threads) {
     MultiVectorRequest r = multivector_request(encoder, q_tokens, q_offsets, store, k, candidates, carve);
     if (nbits != 8 && nbits != 4) throw std::invalid_argument("nbits must be 8 or 4");
     const std::size_t ksub = nbits == 8 ? 256 : 16, dim = encoder.out_dim();
@@ -218,12 +234,14 @@ py::tuple multivector_search_pq(const FdeEncoder& encoder, const py::array& q_to
     const std::size_t code_bytes = nbits == 8 ? n * m : (n + 31) / 32 * fastscan_m4(m) * 16;
     const std::uint8_t* c = array_bytes(codes, code_bytes, 1, "codes");
     const std::uint8_t* mask_ptr = optional_mask(mask, n);
-    StoreRows encodings = store_rows(rows, n_rows, storage, "ip", dim, lo, scale);
+    const RerankRows* exact = rerank_arg(encodings);  // the PQ index's own re-rank rows, or none
+    if (exact && exact->spec().dim != dim)
+        throw std::invalid_argument("the encoding index's re-rank rows do not hold the encodings");
     const std::size_t thread_n = thread_count(threads);
     const KernelTable& kernels = active_kernels();
     return run_multivector(kernels, r, table, thread_n,
                            [&](const float* fde, std::size_t nq, std::size_t cand_n, float* cand_d, std::int64_t* cand) {
-        const std::size_t scanned = encodings.active ? std::max(rerank_k, cand_n) : cand_n;
+        const std::size_t scanned = exact ? std::max(rerank_k, cand_n) : cand_n;
         std::vector<float> rotated(rot ? nq * dim : 0), scan_d(nq * scanned), luts(nq * m * ksub);
         std::vector<std::int64_t> scan(nq * scanned);
         if (rot) inner_products(kernels, rot, dim, fde, nq, dim, thread_n, rotated.data());
@@ -234,8 +252,8 @@ py::tuple multivector_search_pq(const FdeEncoder& encoder, const py::array& q_to
             pq_search_u8(kernels, c, n, m, luts.data(), nq, scanned, mask_ptr, thread_n, out);
         else
             pq_search_u4(kernels, c, n, m, luts.data(), nq, scanned, mask_ptr, thread_n, out);
-        finish_candidates(kernels, encodings, fde, nq, scan_d.data(), scan.data(), scanned, cand_n, thread_n,
-                          inner_table, cand_d, cand);
+        finish_candidates(exact, fde, nq, scan_d.data(), scan.data(), scanned, cand_n, thread_n, inner_table,
+                          cand_d, cand);
     });
 }
 
@@ -280,9 +298,8 @@ void bind_multivector(py::module_& m) {
     m.def("multivector_search_pq", &multivector_search_pq, py::arg("encoder"), py::arg("q_tokens"),
           py::arg("q_offsets"), py::arg("store"), py::arg("k"), py::arg("candidates"), py::arg("carve"),
           py::arg("rerank_k"), py::arg("rotation_t"), py::arg("books"), py::arg("books_t"), py::arg("norms"),
-          py::arg("m"), py::arg("nbits"), py::arg("codes"), py::arg("n"), py::arg("mask"), py::arg("rows"),
-          py::arg("n_rows"), py::arg("storage"), py::arg("lo"), py::arg("scale"), py::arg("inner_table"),
-          py::arg("table"), py::arg("threads"),
+          py::arg("m"), py::arg("nbits"), py::arg("codes"), py::arg("n"), py::arg("mask"), py::arg("encodings"),
+          py::arg("inner_table"), py::arg("table"), py::arg("threads"),
           "MultiVectorIndex(index='pq').search in one call: (-Chamfer (nq, k) ascending, ids (nq, k)).");
 }
 

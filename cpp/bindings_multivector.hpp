@@ -9,6 +9,7 @@
 #include "bindings_common.hpp"
 #include "bindings_ids.hpp"
 #include "index/multivector.hpp"
+#include "index/rerank.hpp"
 
 namespace simdex {
 
@@ -42,11 +43,13 @@ TokenSets token_sets(const py::array& tokens, const py::array& offsets, const To
                      const char* what);
 
 // One multi-vector search as Python hands it over: the query sets (q_tokens (T, dim) float32,
-// q_offsets (nq + 1,) int64), the token store (TokenStore.scoring(): rows, offsets, storage,
-// lo, scale), k, the candidates per query and carve (None or tau).
+// q_offsets (nq + 1,) int64), the token store (TokenStore.scoring(): its RerankRows, whose
+// rows are the tokens of every set, and offsets (sets + 1,) int64), k, the candidates per
+// query and carve (None or tau).
 struct MultiVectorRequest {
     FdeDraws encoder;
-    TokenSets queries, store;
+    TokenSets queries;
+    TokenStoreView store;
     std::size_t k = 0, candidates = 0;
     double carve = 0.0;  // NaN: no ball carving
 };

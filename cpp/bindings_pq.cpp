@@ -92,9 +92,7 @@ py::tuple pq_pipeline(const py::array& queries, std::size_t nq, std::size_t k, s
                       const py::object& rotation_t, const py::array& books, const py::array& books_t,
                       const py::array& norms, std::size_t m, int nbits,
                       bool l2, const py::array& codes, std::size_t n, const py::object& mask,
-                      const py::object& rows, std::size_t n_rows, const std::string& storage,
-                      const std::string& metric, const py::object& lo, const py::object& scale,
-                      IdTable& table, const py::object& threads) {
+                      const py::object& rows, IdTable& table, const py::object& threads) {
     check_k(k);
     if (nbits != 8 && nbits != 4) throw std::invalid_argument("nbits must be 8 or 4");
     const std::size_t ksub = nbits == 8 ? 256 : 16;
@@ -105,8 +103,9 @@ py::tuple pq_pipeline(const py::array& queries, std::size_t nq, std::size_t k, s
     const std::size_t code_bytes = nbits == 8 ? n * m : (n + 31) / 32 * fastscan_m4(m) * 16;
     const std::uint8_t* c = array_bytes(codes, code_bytes, 1, "codes");
     const std::uint8_t* mask_ptr = optional_mask(mask, n);
-    StoreRows store = store_rows(rows, n_rows, storage, metric, dim, lo, scale);
-    candidates = store.active ? std::max(candidates, k) : k;
+    const RerankRows* store = rerank_arg(rows);
+    if (store && store->spec().dim != dim) throw std::invalid_argument("re-rank rows of another dimension");
+    candidates = store ? std::max(candidates, k) : k;
     std::size_t thread_n = thread_count(threads);
     return topk_result(nq, k, [&](float* d_ptr, std::int64_t* i_ptr) {
         const KernelTable& kernels = active_kernels();
@@ -124,7 +123,7 @@ py::tuple pq_pipeline(const py::array& queries, std::size_t nq, std::size_t k, s
             else
                 pq_search_u4(kernels, c, n, m, luts.data(), count, candidates, mask_ptr, thread_n, out);
         }
-        finish_candidates(kernels, store, q, nq, cand_d.data(), cand.data(), candidates, k, thread_n, table,
+        finish_candidates(store, q, nq, cand_d.data(), cand.data(), candidates, k, thread_n, table,
                           d_ptr, i_ptr);
     });
 }
@@ -169,9 +168,7 @@ class IvfHandle {
     py::tuple search_pipeline(const py::array& queries, std::size_t nq, std::size_t k, std::size_t candidates,
                               std::size_t nprobe, const py::array& centroids, const std::string& coarse_metric,
                               const py::array& books, const py::array& books_t, const py::array& norms, bool l2, const py::object& list_tables,
-                              const py::object& mask, std::size_t slot_count, const py::object& rows,
-                              std::size_t n_rows, const std::string& storage, const std::string& metric,
-                              const py::object& lo, const py::object& scale, IdTable& table,
+                              const py::object& mask, std::size_t slot_count, const py::object& rows, IdTable& table,
                               const py::object& threads) {
         check_k(k);
         const std::size_t dim = static_cast<std::size_t>(queries.size()) / std::max<std::size_t>(nq, 1);
@@ -183,8 +180,9 @@ class IvfHandle {
         if (!list_tables.is_none())
             lists.list_tables = typed<float>(list_tables.cast<py::array>(), nlist_ * m_ * ksub_, "list_tables");
         const std::uint8_t* mask_ptr = optional_mask(mask, slot_count);
-        StoreRows rerank = store_rows(rows, n_rows, storage, metric, dim, lo, scale);
-        candidates = rerank.active ? std::max(candidates, k) : k;
+        const RerankRows* rerank = rerank_arg(rows);
+        if (rerank && rerank->spec().dim != dim) throw std::invalid_argument("re-rank rows of another dimension");
+        candidates = rerank ? std::max(candidates, k) : k;
         StoreSpec coarse = make_spec("float32", coarse_metric, dim, py::none(), py::none());
         std::size_t thread_n = thread_count(threads);
         return topk_result(nq, k, [&](float* d_ptr, std::int64_t* i_ptr) {
@@ -209,7 +207,7 @@ class IvfHandle {
                            count, nprobe, candidates, mask_ptr, slot_count, thread_n,
                            PqSearchOutput{cand_d.data() + start * candidates, cand.data() + start * candidates});
             }
-            finish_candidates(kernels, rerank, q, nq, cand_d.data(), cand.data(), candidates, k, thread_n, table,
+            finish_candidates(rerank, q, nq, cand_d.data(), cand.data(), candidates, k, thread_n, table,
                               d_ptr, i_ptr);
         });
     }
@@ -289,8 +287,7 @@ void bind_pq(py::module_& m) {
         .def("search_pipeline", &IvfHandle::search_pipeline, py::arg("queries"), py::arg("nq"), py::arg("k"),
              py::arg("candidates"), py::arg("nprobe"), py::arg("centroids"), py::arg("coarse_metric"),
              py::arg("books"), py::arg("books_t"), py::arg("norms"), py::arg("l2"), py::arg("list_tables"), py::arg("mask"), py::arg("slot_count"),
-             py::arg("rows"), py::arg("n_rows"), py::arg("storage"), py::arg("metric"), py::arg("lo"),
-             py::arg("scale"), py::arg("table"), py::arg("threads"))
+             py::arg("rows"), py::arg("table"), py::arg("threads"))
         .def("state", &IvfHandle::state)
         .def("restore", &IvfHandle::restore, py::arg("codes"), py::arg("entry_slots"), py::arg("offsets"),
              py::arg("slot_count"))
@@ -300,8 +297,7 @@ void bind_pq(py::module_& m) {
           py::arg("nq"), py::arg("l2"), py::arg("threads") = py::none());
     m.def("pq_pipeline", &pq_pipeline, py::arg("queries"), py::arg("nq"), py::arg("k"), py::arg("candidates"),
           py::arg("rotation_t"), py::arg("books"), py::arg("books_t"), py::arg("norms"), py::arg("m"), py::arg("nbits"), py::arg("l2"), py::arg("codes"),
-          py::arg("n"), py::arg("mask"), py::arg("rows"), py::arg("n_rows"), py::arg("storage"),
-          py::arg("metric"), py::arg("lo"), py::arg("scale"), py::arg("table"), py::arg("threads"));
+          py::arg("n"), py::arg("mask"), py::arg("rows"), py::arg("table"), py::arg("threads"));
     m.def("nearest_centroids", &nearest, py::arg("x"), py::arg("n"), py::arg("d"),
           py::arg("centroids"), py::arg("k"), py::arg("threads") = py::none());
     m.def("cluster_sums", &sums_of_clusters, py::arg("x"), py::arg("n"), py::arg("d"),

@@ -98,7 +98,12 @@ def test_stress_concurrent_add_remove_search(kind, data):
             while time.perf_counter() < stop:
                 q = data[rng.integers(0, data.shape[0], int(rng.integers(1, 8)))]
                 start = time.perf_counter_ns()
-                _, ids = index.search(q, 5)
+                if rng.random() < 0.3:  # id lookups (filters) while ids are removed
+                    allowed = rng.integers(0, 1500, 300)
+                    _, ids = index.search(q, 5, filter=allowed)
+                    assert np.isin(ids[ids >= 0], allowed).all()
+                else:
+                    _, ids = index.search(q, 5)
                 seen.append((start, ids.copy()))
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <mutex>
+#include <shared_mutex>
 #include <stdexcept>
 #include <string>
 
@@ -303,8 +305,30 @@ void carve_sets(const TokenSets& queries, double tau, std::vector<float>& out_to
     }
 }
 
+void chamfer_rerank_store(const KernelTable& kernels, const TokenSets& queries, const TokenStoreView& store,
+                          const std::int64_t* candidates, std::size_t c, std::size_t k, std::size_t threads,
+                          float* out_distances, std::int64_t* out_slots) {
+    std::shared_lock<RwLock> lock(store.rows->lock());
+    const StoreSpec& spec = store.rows->spec();
+    TokenSets tokens;
+    tokens.data = store.rows->data();
+    tokens.offsets = store.offsets;
+    tokens.n = store.sets;
+    tokens.spec.type = spec.storage == Storage::f32 ? TokenType::f32
+                       : spec.storage == Storage::f16 ? TokenType::f16 : TokenType::u8;
+    if (spec.storage != Storage::f32 && spec.storage != Storage::f16 && spec.storage != Storage::u8)
+        throw std::invalid_argument("token store: rows must be float32, float16 or int8");
+    tokens.spec.dim = spec.dim;
+    tokens.spec.lo = spec.lo;
+    tokens.spec.scale = spec.scale;
+    if (spec.dim != queries.spec.dim)
+        throw std::invalid_argument("token store: its dimension does not match the queries");
+    check_offsets(store.offsets, store.sets, store.rows->count(), false, "token store");
+    chamfer_rerank(kernels, queries, tokens, candidates, c, k, threads, out_distances, out_slots);
+}
+
 void multivector_search(const KernelTable& kernels, const FdeDraws& encoder, const TokenSets& queries,
-                        const TokenSets& store, std::size_t c, std::size_t k, double carve_tau,
+                        const TokenStoreView& store, std::size_t c, std::size_t k, double carve_tau,
                         std::size_t threads, const CandidateStage& stage, float* out_distances,
                         std::int64_t* out_slots) {
     FdeParams p = encoder.params;
@@ -314,17 +338,15 @@ void multivector_search(const KernelTable& kernels, const FdeDraws& encoder, con
     std::vector<std::int64_t> cand(nq * c, -1);
     fde_encode(kernels, p, encoder.matrix, encoder.final_index, encoder.final_sign, queries, threads, fde.data());
     stage(fde.data(), nq, c, cand_d.data(), cand.data());
-    if (std::isnan(carve_tau)) {
-        chamfer_rerank(kernels, queries, store, cand.data(), c, k, threads, out_distances, out_slots);
-        return;
-    }
+    TokenSets scored = queries;
     std::vector<float> carved;
     std::vector<std::int64_t> carved_offsets;
-    carve_sets(queries, carve_tau, carved, carved_offsets);
-    TokenSets scored = queries;
-    scored.data = reinterpret_cast<const std::uint8_t*>(carved.data());
-    scored.offsets = carved_offsets.data();
-    chamfer_rerank(kernels, scored, store, cand.data(), c, k, threads, out_distances, out_slots);
+    if (!std::isnan(carve_tau)) {
+        carve_sets(queries, carve_tau, carved, carved_offsets);
+        scored.data = reinterpret_cast<const std::uint8_t*>(carved.data());
+        scored.offsets = carved_offsets.data();
+    }
+    chamfer_rerank_store(kernels, scored, store, cand.data(), c, k, threads, out_distances, out_slots);
 }
 
 }  // namespace simdex

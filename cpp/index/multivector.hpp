@@ -14,6 +14,7 @@
 #include <functional>
 #include <vector>
 
+#include "index/rerank.hpp"
 #include "kernels/kernels.hpp"
 
 namespace simdex {
@@ -129,12 +130,27 @@ void carve_sets(const TokenSets& queries, double tau, std::vector<float>& out_to
 using CandidateStage =
     std::function<void(const float* fde, std::size_t nq, std::size_t c, float* cand_d, std::int64_t* cand)>;
 
+// The token store of a multi-vector index: the rows of every set in a RerankRows (set s =
+// rows offsets[s] .. offsets[s + 1]), offsets (sets + 1,) int64. Read under the rows' shared
+// lock; offsets are re-checked against the rows there.
+struct TokenStoreView {
+    const RerankRows* rows = nullptr;
+    const std::int64_t* offsets = nullptr;
+    std::size_t sets = 0;
+};
+
+// chamfer_rerank against a token store (under its rows' shared lock).
+void chamfer_rerank_store(const KernelTable& kernels, const TokenSets& queries, const TokenStoreView& store,
+                          const std::int64_t* candidates, std::size_t c, std::size_t k, std::size_t threads,
+                          float* out_distances, std::int64_t* out_slots);
+
 // MultiVectorIndex.search: encode the query sets, take c candidates per query from `stage`,
 // optionally carve the query tokens (carve_tau finite or +inf; NaN = no carving), re-rank the
-// candidates by exact Chamfer from `store` (chamfer_rerank): (nq, k) distances = -Chamfer
-// ascending and store slots (-1 / +inf padded).
+// candidates by exact Chamfer from the token store (chamfer_rerank, under the rows' shared
+// lock, taken after the stage released its own): (nq, k) distances = -Chamfer ascending and
+// store slots (-1 / +inf padded).
 void multivector_search(const KernelTable& kernels, const FdeDraws& encoder, const TokenSets& queries,
-                        const TokenSets& store, std::size_t c, std::size_t k, double carve_tau,
+                        const TokenStoreView& store, std::size_t c, std::size_t k, double carve_tau,
                         std::size_t threads, const CandidateStage& stage, float* out_distances,
                         std::int64_t* out_slots);
 

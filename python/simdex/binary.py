@@ -436,9 +436,6 @@ class BinaryIndex(Index):
             if self.bits == 1 and self.scoring == "symmetric"
             else 0.0
         )
-        store, n_rows, storage, lo, scale = (
-            (None, 0, "float32", None, None) if self._store is None else self._store.scoring()
-        )
         codes = self._live_codes()
         common = dict(
             rows=codes,
@@ -453,12 +450,7 @@ class BinaryIndex(Index):
             hamming_alpha=alpha,
             dim=self.dim,
             queries_full=q,
-            store=store,
-            n_rows=n_rows,
-            storage=storage,
-            metric=self.metric,
-            lo=lo,
-            scale=scale,
+            store=None if self._store is None else self._store.core,
             table=self._idt,
             threads=threads,
         )

@@ -230,9 +230,6 @@ class IVFPQIndex(Index):
         if len(self) == 0 or not self.is_trained:
             return self._empty_result(q.shape[0], k, was_1d, max_distance)
         # One C++ call: coarse probes, residual tables, list scans, exact re-rank, slots to ids.
-        rows, n_rows, storage, lo, scale = (
-            (None, 0, "float32", None, None) if self._store is None else self._store.scoring()
-        )
         books, books_t, norms, _ = self.pq._layouts()
         dist, ids = self._lists.search_pipeline(
             q,
@@ -249,12 +246,7 @@ class IVFPQIndex(Index):
             self._list_tables,
             self._slot_mask(filter),
             self._slot_count,
-            rows,
-            n_rows,
-            storage,
-            self.metric,
-            lo,
-            scale,
+            None if self._store is None else self._store.core,
             self._idt,
             threads,
         )

@@ -623,7 +623,6 @@ class LeanVecIndex(Index):
         buffer = max(ef, k) if rerank_k is None else rerank_k
         # One C++ call: project, walk the graph, re-rank with the full rows, map slots to ids.
         assert self._store is not None  # made by train()
-        rows, n_rows, storage, lo, scale = self._store.scoring()
         allowed_ids, offsets, allowed_mask = _checks.as_filter(allowed, q.shape[0])
         dist, ids = self._graph._core.search_reranked(
             q,
@@ -632,13 +631,7 @@ class LeanVecIndex(Index):
             ef,
             buffer,
             self.projection._query_rows,
-            rows,
-            n_rows,
-            storage,
-            self._full_metric(),
-            self.dim,
-            lo,
-            scale,
+            self._store.core,
             allowed_ids,
             offsets,
             allowed_mask,

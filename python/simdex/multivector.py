@@ -57,6 +57,11 @@ DEFAULT_CANDIDATES = 250
 DEFAULT_ENCODER = {"k_sim": 3, "d_proj": 16, "r_reps": 40}
 
 
+def _default_encoder(dim: int) -> MuveraEncoder:
+    p = DEFAULT_ENCODER
+    return MuveraEncoder(dim, k_sim=p["k_sim"], d_proj=p["d_proj"], r_reps=p["r_reps"])
+
+
 def _threads(threads: Any) -> int | None:
     return _checks.check_threads(threads)
 
@@ -324,7 +329,7 @@ def muvera_diagnostic(
     k = _checks.check_k(k)
     dt, do, _ = _checks.as_token_sets(documents, None, "documents")
     qt, qo, _ = _checks.as_token_sets(queries, dt.shape[1], "queries")
-    encoder = MuveraEncoder(dt.shape[1], **DEFAULT_ENCODER) if encoder is None else encoder
+    encoder = _default_encoder(dt.shape[1]) if encoder is None else encoder
     if not isinstance(encoder, MuveraEncoder):
         raise TypeError(f"encoder must be a MuveraEncoder; got {type(encoder).__name__}")
     if encoder.dim != dt.shape[1]:
@@ -432,10 +437,10 @@ class TokenStore:
         self._offsets[self._n + 1 : need] = base + offsets[1:]
         self._n += offsets.shape[0] - 1
 
-    def scoring(self) -> tuple[np.ndarray, np.ndarray, str, np.ndarray | None, np.ndarray | None]:
-        """(rows (T, dim), offsets (sets + 1,), storage, lo, scale) for the C++ re-rank."""
-        rows, _, storage, lo, scale = self.rows.scoring()
-        return rows, np.ascontiguousarray(self.offsets), storage, lo, scale
+    def scoring(self) -> tuple[Any, np.ndarray]:
+        """(the rows' RerankRows, offsets (sets + 1,) int64) for the C++ re-rank; the offsets
+        are valid while the caller holds the index's lock."""
+        return self.rows.core, np.ascontiguousarray(self.offsets)
 
     def sets(self, slots: np.ndarray) -> list[np.ndarray]:
         """The float32 tokens of the given slots."""
@@ -514,7 +519,7 @@ class MultiVectorIndex(Index):
     ) -> None:
         self.dim = _checks.check_dim(dim)
         if encoder is None:
-            encoder = MuveraEncoder(self.dim, **DEFAULT_ENCODER)
+            encoder = _default_encoder(self.dim)
         if not isinstance(encoder, MuveraEncoder):
             raise TypeError(
                 f"encoder must be a MuveraEncoder or None; got {type(encoder).__name__}"
@@ -797,15 +802,12 @@ class MultiVectorIndex(Index):
         elif isinstance(inner, PQIndex):
             inner_store = inner._store
             scanned = _check_rerank_k(rerank_k, c, inner_store)
-            rows, n_rows, storage, lo, scale = (
-                (None, 0, "float32", None, None) if inner_store is None else inner_store.scoring()
-            )
             books, books_t, norms, rotation_t = inner.pq._layouts()
             dist, ids = _core.multivector_search_pq(
                 core, tokens, offsets, store, k, c, carve, scanned, rotation_t, books, books_t,
                 norms, inner.m, inner.nbits, inner._live_codes(), inner._n,
-                inner._slot_mask(allowed), rows, n_rows, storage, lo, scale, inner._idt,
-                self._idt, threads,
+                inner._slot_mask(allowed), None if inner_store is None else inner_store.core,
+                inner._idt, self._idt, threads,
             )  # fmt: skip
         else:
             fde = self.encoder._encode_csr(tokens, offsets, False, threads)

@@ -496,9 +496,6 @@ class PQIndex(Index):
         if self._n == 0 or not self.is_trained:
             return self._empty_result(q.shape[0], k, was_1d, max_distance)
         # One C++ call: rotate, tables, scan, exact re-rank, slots to ids.
-        rows, n_rows, storage, lo, scale = (
-            (None, 0, "float32", None, None) if self._store is None else self._store.scoring()
-        )
         books, books_t, norms, rotation_t = self.pq._layouts()
         dist, ids = _core.pq_pipeline(
             q,
@@ -515,12 +512,7 @@ class PQIndex(Index):
             self._live_codes(),
             self._n,
             self._slot_mask(filter),
-            rows,
-            n_rows,
-            storage,
-            self.metric,
-            lo,
-            scale,
+            None if self._store is None else self._store.core,
             self._idt,
             threads,
         )
