@@ -9,6 +9,7 @@ concurrency).
 
 from __future__ import annotations
 
+import copy
 import pickle
 import threading
 
@@ -196,6 +197,16 @@ def test_fde_matches_numpy_reference(params):
         ref = fde_ref(enc, sets, documents)
         assert got.shape == (len(sets), enc.output_dim) and got.dtype == np.float32
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_encoder_pickles(corpus):
+    # the draws travel; the C++ encoder (a copy of them) is rebuilt on the other side
+    dim, docs, queries, _ = corpus
+    enc = sx.MuveraEncoder(dim, k_sim=2, d_proj=5, r_reps=3, final_dim=17, seed=4)
+    for twin in (pickle.loads(pickle.dumps(enc)), copy.deepcopy(enc)):
+        np.testing.assert_array_equal(twin.encode_documents(docs[:20]), enc.encode_documents(docs[:20]))
+        np.testing.assert_array_equal(twin.encode_queries(queries), enc.encode_queries(queries))
+        assert repr(twin) == repr(enc)
 
 
 def test_fde_identical_across_levels_and_threads(corpus):

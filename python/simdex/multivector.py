@@ -193,6 +193,16 @@ class MuveraEncoder:
             self.final_dim or 0,
         )
 
+    # pickling / copying: the draws travel, the C++ encoder is rebuilt from them
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_core"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._make_core()
+
     def _encode(self, sets: Any, documents: bool, threads: int | None) -> np.ndarray:
         threads = _threads(threads)
         tokens, offsets, single = _checks.as_token_sets(
