@@ -32,11 +32,6 @@ inline std::uint64_t load_word(const std::uint8_t* p) {
     return w;
 }
 
-inline std::uint64_t popcount_plane(const std::uint8_t* plane, std::size_t words) {
-    std::uint64_t count = 0;
-    for (std::size_t w = 0; w < words; ++w) count += static_cast<std::uint64_t>(__builtin_popcountll(load_word(plane + 8 * w)));
-    return count;
-}
 
 // Error at eps0 = 1 of an estimate with level factors (scale, err): the code's error
 // m * err * ||q|| and the query rounding's, m * scale * ||xbar|| * delta / sqrt(12)
@@ -206,7 +201,8 @@ void RaBitQ::decode(const std::uint8_t* row, const float* centre, float* out) co
         xbar[i] = code - half;
         xx += xbar[i] * xbar[i];
     }
-    const float* f = factors_of(*this, row);
+    float f[5];
+    factors_of(row, f);
     const double scale = std::sqrt(static_cast<double>(f[0]) / xx);
     for (std::size_t i = 0; i < D; ++i) xbar[i] *= scale;
     rotation_.invert(xbar.data(), back.data());
@@ -261,71 +257,51 @@ void RaBitQ::prepare_rotated(const double* rotated_query, const double* rotated_
     out.sum = static_cast<double>(D) * lo + out.delta * static_cast<double>(total);
 }
 
-std::uint64_t RaBitQ::plane_dot(const RaBitQQuery& q, const std::uint64_t* plane) const {
-    const std::size_t W = words();
-    std::uint64_t total = 0;
-    for (int k = 0; k < query_bits_; ++k) {
-        const std::uint64_t* qp = q.planes.data() + k * W;
-        std::uint64_t count = 0;
-        for (std::size_t w = 0; w < W; ++w) count += static_cast<std::uint64_t>(__builtin_popcountll(plane[w] & qp[w]));
-        total += count << k;
-    }
-    return total;
+
+
+void RaBitQ::factors_of(const std::uint8_t* row, float* out) const {
+    std::memcpy(out, row + code_bytes(), 4 * factor_count());
 }
 
+// <plane, quantised q> = lo * popcount(plane) + delta * sum_k 2^k popcount(plane & qplane_k)
+double RaBitQ::plane_product(const RaBitQQuery& q, const std::uint8_t* bytes) const {
+    const std::size_t W = words();
+    std::uint64_t count = 0, dot = 0;
+    for (std::size_t w = 0; w < W; ++w) {
+        const std::uint64_t word = load_word(bytes + 8 * w);
+        count += static_cast<std::uint64_t>(__builtin_popcountll(word));
+        for (int k = 0; k < query_bits_; ++k)
+            dot += static_cast<std::uint64_t>(__builtin_popcountll(word & q.planes[k * W + w])) << k;
+    }
+    return q.lo * static_cast<double>(count) + q.delta * static_cast<double>(dot);
+}
 
 RaBitQEstimate RaBitQ::estimate_1bit(const RaBitQQuery& q, const std::uint8_t* row) const {
-    const std::size_t W = words();
-    std::uint64_t sign[128];  // D <= 2^13 bits per fast path; larger D uses the heap
-    std::vector<std::uint64_t> big;
-    std::uint64_t* plane = sign;
-    if (W > 128) big.resize(W), plane = big.data();
-    for (std::size_t w = 0; w < W; ++w) plane[w] = load_word(row + 8 * w);
-    const double sb = q.lo * static_cast<double>(popcount_plane(row, W)) + q.delta * static_cast<double>(plane_dot(q, plane));
-    const double ip = sb - 0.5 * q.sum;
-    const float* f = factors_of(*this, row);
+    float f[5];
+    factors_of(row, f);
+    const double ip = plane_product(q, row) - 0.5 * q.sum;  // <b - 1/2, q>
     const double m = q.l2 ? 2.0 : 1.0;
     const double base = q.l2 ? static_cast<double>(f[0]) + q.constant : q.constant;
     return {static_cast<float>(base - m * f[1] * ip), combined_error(m, f[0], f[2], q, std::sqrt(double(padded_) - 1.0))};
 }
 
-RaBitQEstimate RaBitQ::estimate_split(const RaBitQQuery& q, const std::uint8_t* sign_bytes,
-                                      const std::uint8_t* row) const {
-    if (bits_ == 1) {
-        // the sign plane stands in for the row's plane 0
-        const std::size_t W = words();
-        std::vector<std::uint64_t> plane(W);
-        for (std::size_t w = 0; w < W; ++w) plane[w] = load_word(sign_bytes + 8 * w);
-        const double sb = q.lo * static_cast<double>(popcount_plane(sign_bytes, W)) +
-                          q.delta * static_cast<double>(plane_dot(q, plane.data()));
-        const float* f = factors_of(*this, row);
-        const double m = q.l2 ? 2.0 : 1.0;
-        const double base = q.l2 ? static_cast<double>(f[0]) + q.constant : q.constant;
-        return {static_cast<float>(base - m * f[1] * (sb - 0.5 * q.sum)), combined_error(m, f[0], f[2], q, std::sqrt(double(padded_) - 1.0))};
-    }
-    const std::size_t W = words(), P = plane_bytes();
-    std::uint64_t buffer[128];
-    std::vector<std::uint64_t> big;
-    std::uint64_t* plane = buffer;
-    if (W > 128) big.resize(W), plane = big.data();
-    // sum_i u_i q_i = 2^(B-1) <b, q> + sum_j 2^j <e_j, q>
-    double total = 0;
-    for (int j = 0; j < bits_; ++j) {
-        const std::uint8_t* bytes = j == 0 ? sign_bytes : row + j * P;
-        for (std::size_t w = 0; w < W; ++w) plane[w] = load_word(bytes + 8 * w);
-        const double product = q.lo * static_cast<double>(popcount_plane(bytes, W)) +
-                               q.delta * static_cast<double>(plane_dot(q, plane));
-        total += product * (j == 0 ? std::ldexp(1.0, bits_ - 1) : std::ldexp(1.0, j - 1));
-    }
+RaBitQEstimate RaBitQ::estimate_parts(const RaBitQQuery& q, const std::uint8_t* sign, const std::uint8_t* ex,
+                                      const float* f) const {
+    // sum_i u_i q_i = 2^(B-1) <b, q> + sum_j 2^j <e_j, q>;  <xbar, q> = that - (2^B - 1) / 2 sum q
+    double total = std::ldexp(plane_product(q, sign), bits_ - 1);
+    for (int j = 0; j + 1 < bits_; ++j) total += std::ldexp(plane_product(q, ex + j * plane_bytes()), j);
     const double ip = total - (std::ldexp(1.0, bits_) - 1.0) / 2.0 * q.sum;
-    const float* f = factors_of(*this, row);
     const double m = q.l2 ? 2.0 : 1.0;
     const double base = q.l2 ? static_cast<double>(f[0]) + q.constant : q.constant;
-    return {static_cast<float>(base - m * f[3] * ip), combined_error(m, f[0], f[4], q, std::sqrt(double(padded_) - 1.0))};
+    const int level = bits_ == 1 ? 1 : 3;
+    return {static_cast<float>(base - m * f[level] * ip),
+            combined_error(m, f[0], f[level + 1], q, std::sqrt(double(padded_) - 1.0))};
 }
 
 RaBitQEstimate RaBitQ::estimate(const RaBitQQuery& q, const std::uint8_t* row) const {
-    return estimate_split(q, row, row);
+    float f[5];
+    factors_of(row, f);
+    return estimate_parts(q, row, row + plane_bytes(), f);
 }
 
 void RaBitQ::estimate_rows(const RaBitQQuery& q, const std::uint8_t* rows, std::size_t n, float* distances,

@@ -125,21 +125,20 @@ class RaBitQ {
     // The 1-bit estimate (sign plane only) and the full B-bit estimate of one row.
     RaBitQEstimate estimate_1bit(const RaBitQQuery& q, const std::uint8_t* row) const;
     RaBitQEstimate estimate(const RaBitQQuery& q, const std::uint8_t* row) const;
-    // Full estimate from the sign plane and the row separately (indexes whose sign planes
-    // live in a fast-scan layout: sign (D / 8,) bytes, row as above, its plane 0 ignored).
-    RaBitQEstimate estimate_split(const RaBitQQuery& q, const std::uint8_t* sign,
-                                  const std::uint8_t* row) const;
+    // Full estimate from the parts of a row kept apart (indexes whose sign planes live in a
+    // fast-scan layout): sign (D / 8,) bytes, ex planes (B - 1, D / 8) bytes (unused for
+    // B = 1), factors (factor_count(),) float32.
+    RaBitQEstimate estimate_parts(const RaBitQQuery& q, const std::uint8_t* sign, const std::uint8_t* ex,
+                                  const float* factors) const;
     // rows (n, row_bytes()) -> distances (n,), errors (n,) (either may be nullptr), full level.
     void estimate_rows(const RaBitQQuery& q, const std::uint8_t* rows, std::size_t n,
                        float* distances, float* errors) const;
 
-    static const float* factors_of(const RaBitQ& self, const std::uint8_t* row) {
-        return reinterpret_cast<const float*>(row + self.code_bytes());
-    }
+    // The factors of a row (row + code_bytes(), maybe unaligned: copy them out to use them).
+    void factors_of(const std::uint8_t* row, float* out) const;
 
    private:
-    // sum_i plane_i * qint_i over the query planes
-    std::uint64_t plane_dot(const RaBitQQuery& q, const std::uint64_t* plane) const;
+    double plane_product(const RaBitQQuery& q, const std::uint8_t* plane) const;
 
     std::size_t dim_ = 0, padded_ = 0;
     int bits_ = 1, query_bits_ = 4;
