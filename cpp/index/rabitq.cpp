@@ -298,6 +298,25 @@ RaBitQEstimate RaBitQ::estimate_parts(const RaBitQQuery& q, const std::uint8_t* 
             combined_error(m, f[0], f[level + 1], q, std::sqrt(double(padded_) - 1.0))};
 }
 
+float RaBitQ::distance_1bit(const RaBitQQuery& q, const std::uint8_t* row) const {
+    float f[5];
+    factors_of(row, f);
+    const double ip = plane_product(q, row) - 0.5 * q.sum;
+    return q.l2 ? static_cast<float>(f[0] + q.constant - 2.0 * f[1] * ip)
+                : static_cast<float>(q.constant - f[1] * ip);
+}
+
+float RaBitQ::distance(const RaBitQQuery& q, const std::uint8_t* row) const {
+    if (bits_ == 1) return distance_1bit(q, row);
+    float f[5];
+    factors_of(row, f);
+    double total = std::ldexp(plane_product(q, row), bits_ - 1);
+    for (int j = 0; j + 1 < bits_; ++j) total += std::ldexp(plane_product(q, row + (1 + j) * plane_bytes()), j);
+    const double ip = total - (std::ldexp(1.0, bits_) - 1.0) / 2.0 * q.sum;
+    return q.l2 ? static_cast<float>(f[0] + q.constant - 2.0 * f[3] * ip)
+                : static_cast<float>(q.constant - f[3] * ip);
+}
+
 RaBitQEstimate RaBitQ::estimate(const RaBitQQuery& q, const std::uint8_t* row) const {
     float f[5];
     factors_of(row, f);

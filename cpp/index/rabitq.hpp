@@ -130,6 +130,10 @@ class RaBitQ {
     // B = 1), factors (factor_count(),) float32.
     RaBitQEstimate estimate_parts(const RaBitQQuery& q, const std::uint8_t* sign, const std::uint8_t* ex,
                                   const float* factors) const;
+    // Distance estimates without the error term (graph walks need no bound): the 1-bit level
+    // (sign plane and factors [1]; rows of any B) or the full level.
+    float distance_1bit(const RaBitQQuery& q, const std::uint8_t* row) const;
+    float distance(const RaBitQQuery& q, const std::uint8_t* row) const;
     // rows (n, row_bytes()) -> distances (n,), errors (n,) (either may be nullptr), full level.
     void estimate_rows(const RaBitQQuery& q, const std::uint8_t* rows, std::size_t n,
                        float* distances, float* errors) const;

@@ -2,13 +2,10 @@
 simdex C++ core: SIMD kernels, exact search, HNSW, PQ and binary scans
 """
 from __future__ import annotations
-
 import collections.abc
-import typing
-
 import numpy
 import numpy.typing
-
+import typing
 __all__: list[str] = ['FlatCore', 'HnswGraph', 'IdTable', 'IvfStore', 'RaBitQCore', 'active_level', 'all_finite', 'available_cores', 'binary_planes_float', 'binary_planes_xor', 'binary_scan_pipeline', 'chamfer', 'chamfer_rerank', 'cluster_sums', 'cpu_features', 'detected_level', 'distances_lean', 'env_warning', 'fde_encode', 'inner_products', 'knn_lean', 'missing_features', 'nearest_centroids', 'pair_distances', 'pairwise', 'pq_adc', 'pq_pipeline', 'pq_search_u4', 'pq_search_u8', 'pq_tables', 'rerank', 'search', 'select_tier', 'set_active_level', 'tiers']
 class HnswGraph:
     int8_queries: bool
@@ -22,6 +19,8 @@ class HnswGraph:
         ...
     def compact(self, threads: typing.Any = None) -> int:
         ...
+    def enable_codes(self, bits: typing.SupportsInt | typing.SupportsIndex, query_bits: typing.SupportsInt | typing.SupportsIndex, rotation: str, params: numpy.ndarray, centre: typing.Any) -> None:
+        ...
     def ids(self) -> numpy.typing.NDArray[numpy.int64]:
         ...
     def neighbours(self, arg0: typing.SupportsInt | typing.SupportsIndex, arg1: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.uint32]:
@@ -32,7 +31,7 @@ class HnswGraph:
         ...
     def rows(self, arg0: numpy.ndarray) -> tuple:
         ...
-    def search(self, queries: numpy.ndarray, nq: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, ef: typing.SupportsInt | typing.SupportsIndex, filter_ids: typing.Any = None, filter_offsets: typing.Any = None, filter_mask: typing.Any = None, normalize: bool = False, threads: typing.Any = None, buffered: bool = False) -> tuple:
+    def search(self, queries: numpy.ndarray, nq: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, ef: typing.SupportsInt | typing.SupportsIndex, filter_ids: typing.Any = None, filter_offsets: typing.Any = None, filter_mask: typing.Any = None, normalize: bool = False, threads: typing.Any = None, buffered: bool = False, code_buffer: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple:
         ...
     def search1(self, query: numpy.ndarray, k: typing.SupportsInt | typing.SupportsIndex, ef: typing.SupportsInt | typing.SupportsIndex) -> tuple:
         ...
