@@ -41,6 +41,8 @@ struct HnswWorker {
     std::vector<std::uint32_t> level_links;  // insert: chosen links of every level, concatenated
     std::vector<std::size_t> level_offsets;  // insert: where each level's links start
     RaBitQQuery rabitq;                       // graph over codes: the prepared query
+    std::vector<std::uint8_t> lut;            // graph over codes: fast-scan nibble tables
+    std::vector<std::uint16_t> sums;          // graph over codes: one node's neighbour sums
     std::vector<float> buffer_distances;      // graph over codes: the candidate buffer
     std::vector<std::int64_t> buffer_slots;
 
@@ -177,6 +179,7 @@ HnswGraph::HnswGraph(const KernelTable& table, const StoreSpec& spec, std::size_
         spec_.scale = scale_.data();
     }
     scorer_ = Scorer(table, spec_);
+    fastscan_ = table.pq.fastscan_u4;
 }
 
 HnswGraph::~HnswGraph() { std::free(owned_); }
@@ -202,8 +205,22 @@ void HnswGraph::enable_codes(const RaBitQ& quantizer, const float* centre) {
     codes_->metric = spec_.metric;
     if (centre) codes_->centre.assign(centre, centre + spec_.dim);
     codes_->code_bytes = quantizer.row_bytes();
-    codes_->own.resize(capacity_ * codes_->code_bytes);
-    codes_->neighbours.resize(capacity_ * M0_ * codes_->code_bytes);
+    const std::size_t D = quantizer.padded_dim();
+    codes_->fastscan = quantizer.bits() == 1 && D * ((std::size_t{1} << quantizer.query_bits()) - 1) < 65536;
+    if (codes_->fastscan) {
+        codes_->m4 = D / 4;  // D is a multiple of 64
+        codes_->blocks = (M0_ + 31) / 32;
+        codes_->node_bytes = codes_->blocks * (D / 8) * 32;
+    } else {
+        codes_->node_bytes = M0_ * codes_->code_bytes;
+    }
+    resize_codes(capacity_);
+}
+
+void HnswGraph::resize_codes(std::size_t capacity) {
+    codes_->own.resize(capacity * codes_->code_bytes);
+    codes_->neighbours.resize(capacity * codes_->node_bytes);
+    if (codes_->fastscan) codes_->factors.resize(capacity * M0_ * 3);
 }
 
 void HnswGraph::encode_code(std::uint32_t slot) {
@@ -214,15 +231,40 @@ void HnswGraph::encode_code(std::uint32_t slot) {
 void HnswGraph::sync_codes(std::uint32_t slot) {
     const std::uint32_t* list = links(slot, 0);
     const std::size_t cb = codes_->code_bytes, n = std::min<std::size_t>(list[0], M0_);
-    std::uint8_t* block = codes_->neighbours.data() + static_cast<std::size_t>(slot) * M0_ * cb;
-    for (std::size_t i = 0; i < n; ++i) std::memcpy(block + i * cb, own_code(list[i + 1]), cb);
+    std::uint8_t* block = codes_->neighbours.data() + static_cast<std::size_t>(slot) * codes_->node_bytes;
+    if (!codes_->fastscan) {
+        for (std::size_t i = 0; i < n; ++i) std::memcpy(block + i * cb, own_code(list[i + 1]), cb);
+        return;
+    }
+    // byte p of neighbour i's sign plane -> block i / 32, pair p, byte t of row i % 32
+    // (rows 0..15 at even t, 16..31 at odd t); unused rows stay zero
+    const std::size_t pairs = codes_->quantizer.plane_bytes();
+    std::memset(block, 0, codes_->node_bytes);
+    float* factors = codes_->factors.data() + static_cast<std::size_t>(slot) * M0_ * 3;
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::uint8_t* code = own_code(list[i + 1]);
+        const std::size_t r = i % 32, t = r < 16 ? 2 * r : 2 * (r - 16) + 1;
+        std::uint8_t* dst = block + (i / 32) * pairs * 32 + t;
+        std::size_t count = 0;
+        for (std::size_t p = 0; p < pairs; ++p) {
+            dst[p * 32] = code[p];
+            count += static_cast<std::size_t>(__builtin_popcount(code[p]));
+        }
+        float f[5];
+        codes_->quantizer.factors_of(code, f);
+        factors[3 * i] = f[0];
+        factors[3 * i + 1] = f[1];
+        factors[3 * i + 2] = static_cast<float>(count);
+    }
 }
 
 std::size_t HnswGraph::nbytes() const {
     std::size_t total = capacity_ * (block_bytes_ + sizeof(std::int32_t) + 1 +
                                      sizeof(std::vector<std::uint32_t>));
     for (std::size_t s = 0; s < slot_count_; ++s) total += upper_[s].capacity() * 4;
-    if (codes_) total += codes_->own.capacity() + codes_->neighbours.capacity() + codes_->centre.size() * 4;
+    if (codes_)
+        total += codes_->own.capacity() + codes_->neighbours.capacity() +
+                 (codes_->factors.capacity() + codes_->centre.size()) * 4;
     return total + (lo_.size() + scale_.size()) * 4 + idmap_.nbytes();
 }
 
@@ -251,10 +293,7 @@ void HnswGraph::reserve(std::size_t slots) {
                           std::memory_order_relaxed);
     indegree_ = std::move(indegree);
     capacity_ = capacity;
-    if (codes_) {
-        codes_->own.resize(capacity * codes_->code_bytes);
-        codes_->neighbours.resize(capacity * M0_ * codes_->code_bytes);
-    }
+    if (codes_) resize_codes(capacity);
     if (borrowed) drop_bad_links();
 }
 
@@ -704,9 +743,7 @@ void HnswGraph::add_reverse_link(std::uint32_t node, std::uint32_t added, int le
     if (n < max_links) {
         list[n + 1] = added;
         list[0] = static_cast<std::uint32_t>(n + 1);
-        if (codes_ && level == 0)
-            std::memcpy(codes_->neighbours.data() + (static_cast<std::size_t>(node) * M0_ + n) * codes_->code_bytes,
-                        own_code(added), codes_->code_bytes);
+        if (codes_ && level == 0) sync_codes(node);
         unlock(node);
         if (level == 0) indegree_[added].fetch_add(1, std::memory_order_relaxed);
         return;
@@ -892,10 +929,46 @@ void HnswGraph::repair(std::uint32_t node, const std::vector<std::uint8_t>& remo
 // every node, a window of the ef best allowed estimates bounding the walk, and every allowed
 // estimate offered to `buffer`. Expanding a node scores its unvisited neighbours from the
 // node's code block (one contiguous read) while the next candidate's block starts loading.
+namespace {
+
+// The query's fast-scan tables (kernels/pq/pq.hpp layout, m4 / 4 groups of 128 bytes): for
+// sub-space j (dimensions 4j .. 4j+3) and nibble c, T_j[c] = sum of qint_{4j+b} over the set
+// bits b of c, qint_i = the quantised query level of dimension i (from its bit planes).
+void fastscan_tables(const RaBitQQuery& q, std::size_t D, int query_bits, std::vector<std::uint8_t>& out) {
+    const std::size_t W = D / 64, m = D / 4;
+    out.assign(m * 32, 0);
+    for (std::size_t j = 0; j < m; ++j) {
+        unsigned level[4];
+        for (std::size_t b = 0; b < 4; ++b) {
+            const std::size_t i = 4 * j + b;
+            level[b] = 0;
+            for (int k = 0; k < query_bits; ++k)
+                level[b] |= static_cast<unsigned>((q.planes[static_cast<std::size_t>(k) * W + i / 64] >> (i % 64)) & 1u) << k;
+        }
+        const std::size_t g = j / 4, r = j % 4, offset = g * 128 + (r & 1) * 64 + (r >> 1) * 32;
+        for (unsigned c = 0; c < 16; ++c) {
+            unsigned sum = 0;
+            for (unsigned b = 0; b < 4; ++b) sum += (c >> b & 1u) * level[b];
+            out[offset + c] = out[offset + 16 + c] = static_cast<std::uint8_t>(sum);
+        }
+    }
+}
+
+void keep_sums(void* context, std::size_t, std::size_t block, std::uint32_t, const std::uint16_t* sums) {
+    std::memcpy(static_cast<std::uint16_t*>(context) + block * 32, sums, 32 * sizeof(std::uint16_t));
+}
+
+}  // namespace
+
 void HnswGraph::walk_codes(const RaBitQQuery& rq, std::uint32_t entry, std::size_t ef,
                            const SlotFilter* mask, TopK& buffer, HnswWorker& w) const {
     const RaBitQ& quantizer = codes_->quantizer;
-    const std::size_t cb = codes_->code_bytes, block_bytes = M0_ * cb;
+    const std::size_t cb = codes_->code_bytes, block_bytes = codes_->node_bytes;
+    const bool fastscan = codes_->fastscan;
+    if (fastscan) {
+        fastscan_tables(rq, quantizer.padded_dim(), quantizer.query_bits(), w.lut);
+        w.sums.resize(codes_->blocks * 32);
+    }
     w.new_epoch(capacity_);
     w.candidates.clear();
     w.results.clear();
@@ -920,10 +993,18 @@ void HnswGraph::walk_codes(const RaBitQQuery& rq, std::uint32_t entry, std::size
         const std::uint32_t* list = links(current.slot, 0);
         const std::size_t n = std::min<std::size_t>(list[0], M0_);
         const std::uint8_t* block = neighbour_codes(current.slot);
+        const float* factors = nullptr;
+        if (fastscan) {  // every neighbour at once: (blocks, 32) integer sums
+            std::uint16_t all = 0xffff;
+            fastscan_(block, codes_->blocks, codes_->m4, w.lut.data(), 1, &all, keep_sums, w.sums.data());
+            factors = codes_->factors.data() + static_cast<std::size_t>(current.slot) * M0_ * 3;
+        }
         for (std::size_t i = 0; i < n; ++i) {
             const std::uint32_t s = list[i + 1];
             if (s >= capacity_ || !w.visit(s)) continue;
-            const float d = quantizer.distance(rq, block + i * cb);
+            const float d = fastscan ? quantizer.distance_1bit_parts(rq, w.sums[i], factors[3 * i + 2],
+                                                                     factors[3 * i], factors[3 * i + 1])
+                                     : quantizer.distance(rq, block + i * cb);
             const bool allowed = !mask || mask->allows(s);
             if (allowed) buffer.push(d, s);
             if (d < bound) {
@@ -1180,8 +1261,7 @@ void HnswGraph::restore(const std::uint8_t* blocks, bool borrow, std::size_t slo
     publish_top();
     insert_count_ = insert_count;
     if (codes_) {  // codes are derived from the rows, never read from a file
-        codes_->own.resize(capacity_ * codes_->code_bytes);
-        codes_->neighbours.resize(capacity_ * M0_ * codes_->code_bytes);
+        resize_codes(capacity_);
         const std::size_t threads = std::max(1u, std::thread::hardware_concurrency());
         const std::size_t chunk = 256, tasks = (slot_count + chunk - 1) / chunk;
         parallel_for(tasks, threads, [&](std::size_t task, std::size_t) {

@@ -89,12 +89,26 @@ struct HnswWorker;
 // Blocks follow their link lists: rewritten under the node's lock whenever its level-0 list
 // changes; a search may read a block while it is rewritten (a wrong estimate for one
 // neighbour: the walk may take a worse path, returned distances stay exact).
+//
+// bits = 1 (and D * (2^query_bits - 1) < 65536): the neighbour blocks hold the sign planes in
+// the PQ 4-bit fast-scan layout (kernels/pq/pq.hpp; a sub-space = 4 sign bits, so byte p of
+// a sign plane is exactly pair p of the layout), all neighbours of a node are scored in one
+// fastscan_u4 call against the query's integer nibble tables T_j[c] = sum of the quantised
+// query levels of the set bits of c (exact integer sums, the same on every tier), and each
+// neighbour's ||r||^2, 1-bit scale and popcount sit in `factors`:
+//   neighbours: (capacity, blocks, D / 8, 32) uint8, blocks = ceil(M0 / 32)
+//   factors:    (capacity, M0, 3) float32
+// Otherwise the blocks hold whole RaBitQ rows, scored one by one (RaBitQ::distance).
 struct GraphCodes {
     RaBitQ quantizer;
     Metric metric = Metric::l2;
     std::vector<float> centre;  // (dim,) or empty (= 0)
     std::size_t code_bytes = 0;
+    bool fastscan = false;
+    std::size_t m4 = 0, blocks = 0;  // fast-scan: D / 4 sub-spaces; blocks of 32 per node
+    std::size_t node_bytes = 0;      // bytes of one node's neighbour block
     std::vector<std::uint8_t> own, neighbours;
+    std::vector<float> factors;
     const float* centre_ptr() const { return centre.empty() ? nullptr : centre.data(); }
 };
 
@@ -229,8 +243,9 @@ class HnswGraph {
         return codes_->own.data() + static_cast<std::size_t>(slot) * codes_->code_bytes;
     }
     const std::uint8_t* neighbour_codes(std::uint32_t slot) const {
-        return codes_->neighbours.data() + static_cast<std::size_t>(slot) * M0_ * codes_->code_bytes;
+        return codes_->neighbours.data() + static_cast<std::size_t>(slot) * codes_->node_bytes;
     }
+    void resize_codes(std::size_t capacity);
     void encode_code(std::uint32_t slot);
     void sync_codes(std::uint32_t slot);  // neighbour block of slot <- own codes of its links
 
@@ -252,6 +267,7 @@ class HnswGraph {
 
     StoreSpec spec_;
     std::unique_ptr<GraphCodes> codes_;  // storage "rabitq" only
+    decltype(PqKernels::fastscan_u4) fastscan_ = nullptr;  // graph over codes, bits = 1
     Scorer scorer_;  // kernels captured at construction (spec_.lo / scale point into lo_ / scale_)
     std::vector<float> lo_, scale_;  // int8 ranges (spec_.lo / spec_.scale point here)
     std::size_t M_, M0_, ef_construction_;

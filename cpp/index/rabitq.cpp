@@ -306,6 +306,12 @@ float RaBitQ::distance_1bit(const RaBitQQuery& q, const std::uint8_t* row) const
                 : static_cast<float>(q.constant - f[1] * ip);
 }
 
+float RaBitQ::distance_1bit_parts(const RaBitQQuery& q, double dot, double count, float norm2, float scale) const {
+    const double ip = q.lo * count + q.delta * dot - 0.5 * q.sum;  // plane_product's sum, then <b - 1/2, q>
+    return q.l2 ? static_cast<float>(norm2 + q.constant - 2.0 * scale * ip)
+                : static_cast<float>(q.constant - scale * ip);
+}
+
 float RaBitQ::distance(const RaBitQQuery& q, const std::uint8_t* row) const {
     if (bits_ == 1) return distance_1bit(q, row);
     float f[5];

@@ -133,6 +133,9 @@ class RaBitQ {
     // Distance estimates without the error term (graph walks need no bound): the 1-bit level
     // (sign plane and factors [1]; rows of any B) or the full level.
     float distance_1bit(const RaBitQQuery& q, const std::uint8_t* row) const;
+    // The same from its parts (fast-scan walks): dot = sum_i b_i qint_i over the sign bits b
+    // with q_i ~= lo + delta * qint_i, count = popcount(b), norm2 / scale = factors [0] / [1].
+    float distance_1bit_parts(const RaBitQQuery& q, double dot, double count, float norm2, float scale) const;
     float distance(const RaBitQQuery& q, const std::uint8_t* row) const;
     // rows (n, row_bytes()) -> distances (n,), errors (n,) (either may be nullptr), full level.
     void estimate_rows(const RaBitQQuery& q, const std::uint8_t* rows, std::size_t n,
