@@ -210,7 +210,8 @@ void HnswGraph::enable_codes(const RaBitQ& quantizer, const float* centre) {
     if (codes_->fastscan) {
         codes_->m4 = D / 4;  // D is a multiple of 64
         codes_->blocks = (M0_ + 31) / 32;
-        codes_->node_bytes = codes_->blocks * (D / 8) * 32;
+        codes_->factors_offset = codes_->blocks * (D / 8) * 32;
+        codes_->node_bytes = codes_->factors_offset + M0_ * 3 * sizeof(float);
     } else {
         codes_->node_bytes = M0_ * codes_->code_bytes;
     }
@@ -220,7 +221,6 @@ void HnswGraph::enable_codes(const RaBitQ& quantizer, const float* centre) {
 void HnswGraph::resize_codes(std::size_t capacity) {
     codes_->own.resize(capacity * codes_->code_bytes);
     codes_->neighbours.resize(capacity * codes_->node_bytes);
-    if (codes_->fastscan) codes_->factors.resize(capacity * M0_ * 3);
 }
 
 void HnswGraph::encode_code(std::uint32_t slot) {
@@ -240,7 +240,7 @@ void HnswGraph::sync_codes(std::uint32_t slot) {
     // (rows 0..15 at even t, 16..31 at odd t); unused rows stay zero
     const std::size_t pairs = codes_->quantizer.plane_bytes();
     std::memset(block, 0, codes_->node_bytes);
-    float* factors = codes_->factors.data() + static_cast<std::size_t>(slot) * M0_ * 3;
+    float factors[3];
     for (std::size_t i = 0; i < n; ++i) {
         const std::uint8_t* code = own_code(list[i + 1]);
         const std::size_t r = i % 32, t = r < 16 ? 2 * r : 2 * (r - 16) + 1;
@@ -252,9 +252,10 @@ void HnswGraph::sync_codes(std::uint32_t slot) {
         }
         float f[5];
         codes_->quantizer.factors_of(code, f);
-        factors[3 * i] = f[0];
-        factors[3 * i + 1] = f[1];
-        factors[3 * i + 2] = static_cast<float>(count);
+        factors[0] = f[0];
+        factors[1] = f[1];
+        factors[2] = static_cast<float>(count);
+        std::memcpy(block + codes_->factors_offset + 12 * i, factors, 12);
     }
 }
 
@@ -263,8 +264,7 @@ std::size_t HnswGraph::nbytes() const {
                                      sizeof(std::vector<std::uint32_t>));
     for (std::size_t s = 0; s < slot_count_; ++s) total += upper_[s].capacity() * 4;
     if (codes_)
-        total += codes_->own.capacity() + codes_->neighbours.capacity() +
-                 (codes_->factors.capacity() + codes_->centre.size()) * 4;
+        total += codes_->own.capacity() + codes_->neighbours.capacity() + codes_->centre.size() * 4;
     return total + (lo_.size() + scale_.size()) * 4 + idmap_.nbytes();
 }
 
@@ -993,18 +993,22 @@ void HnswGraph::walk_codes(const RaBitQQuery& rq, std::uint32_t entry, std::size
         const std::uint32_t* list = links(current.slot, 0);
         const std::size_t n = std::min<std::size_t>(list[0], M0_);
         const std::uint8_t* block = neighbour_codes(current.slot);
-        const float* factors = nullptr;
+        const std::uint8_t* factors = block + codes_->factors_offset;  // fast-scan: (M0, 3) float32
         if (fastscan) {  // every neighbour at once: (blocks, 32) integer sums
             std::uint16_t all = 0xffff;
             fastscan_(block, codes_->blocks, codes_->m4, w.lut.data(), 1, &all, keep_sums, w.sums.data());
-            factors = codes_->factors.data() + static_cast<std::size_t>(current.slot) * M0_ * 3;
         }
         for (std::size_t i = 0; i < n; ++i) {
             const std::uint32_t s = list[i + 1];
             if (s >= capacity_ || !w.visit(s)) continue;
-            const float d = fastscan ? quantizer.distance_1bit_parts(rq, w.sums[i], factors[3 * i + 2],
-                                                                     factors[3 * i], factors[3 * i + 1])
-                                     : quantizer.distance(rq, block + i * cb);
+            float d;
+            if (fastscan) {
+                float f[3];  // ||r||^2, 1-bit scale, popcount
+                std::memcpy(f, factors + 12 * i, sizeof f);
+                d = quantizer.distance_1bit_parts(rq, w.sums[i], f[2], f[0], f[1]);
+            } else {
+                d = quantizer.distance(rq, block + i * cb);
+            }
             const bool allowed = !mask || mask->allows(s);
             if (allowed) buffer.push(d, s);
             if (d < bound) {

@@ -95,9 +95,10 @@ struct HnswWorker;
 // a sign plane is exactly pair p of the layout), all neighbours of a node are scored in one
 // fastscan_u4 call against the query's integer nibble tables T_j[c] = sum of the quantised
 // query levels of the set bits of c (exact integer sums, the same on every tier), and each
-// neighbour's ||r||^2, 1-bit scale and popcount sit in `factors`:
-//   neighbours: (capacity, blocks, D / 8, 32) uint8, blocks = ceil(M0 / 32)
-//   factors:    (capacity, M0, 3) float32
+// neighbour's ||r||^2, 1-bit scale and popcount follow the codes in the same node block (one
+// prefetched region per expansion):
+//   neighbours: (capacity, node_bytes) uint8, a node's block = codes (blocks, D / 8, 32) uint8
+//               (blocks = ceil(M0 / 32)), then factors (M0, 3) float32
 // Otherwise the blocks hold whole RaBitQ rows, scored one by one (RaBitQ::distance).
 struct GraphCodes {
     RaBitQ quantizer;
@@ -107,8 +108,8 @@ struct GraphCodes {
     bool fastscan = false;
     std::size_t m4 = 0, blocks = 0;  // fast-scan: D / 4 sub-spaces; blocks of 32 per node
     std::size_t node_bytes = 0;      // bytes of one node's neighbour block
+    std::size_t factors_offset = 0;  // fast-scan: where a node block's factors start
     std::vector<std::uint8_t> own, neighbours;
-    std::vector<float> factors;
     const float* centre_ptr() const { return centre.empty() ? nullptr : centre.data(); }
 };
 
