@@ -28,7 +28,6 @@ HNSW_STORAGES = (*_checks.STORAGES, "rabitq")
 RABITQ_ROTATION = "hadamard"
 
 
-
 class HNSWIndex(CoreIndex):
     """Approximate nearest-neighbour graph index (Malkov & Yashunin HNSW).
 
