@@ -29,7 +29,8 @@ TARGETS = (0.95, 0.99)
 
 
 def recall(found: np.ndarray, truth: np.ndarray, k: int = 10) -> float:
-    return float(np.mean([len(set(f[:k]) & set(t[:k])) / k for f, t in zip(found, truth)]))
+    hits = [len(set(f[:k]) & set(t[:k])) for f, t in zip(found, truth, strict=True)]
+    return float(np.mean(hits)) / k
 
 
 def one_per_call(fn, q: np.ndarray, repeats: int) -> tuple[float, np.ndarray]:
@@ -57,7 +58,7 @@ def main() -> None:
     ds = sx.io.load_ann_benchmarks(args.data)
     x, q, truth = ds.train, ds.test, ds.neighbors[:, :10]
     n, d = x.shape
-    xn, qn = sx.kernels.normalize(x), sx.kernels.normalize(q)
+    xn = sx.kernels.normalize(x)  # the peers index unit vectors under L2 (same ranking)
     bt, reps = args.build_threads, args.repeats
     print(
         f"dev data {n} x {d}, {q.shape[0]} queries one per call, 1 search thread, "
@@ -84,7 +85,6 @@ def main() -> None:
         [(f"ef={ef}", (lambda v, ef=ef: f32.search(v, 10, ef=ef)[1])) for ef in EFS],
         None,
     )
-    del f32
 
     for bits in [int(b) for b in args.bits.split(",")]:
         name = f"simdex HNSW rabitq bits={bits}"
@@ -97,12 +97,13 @@ def main() -> None:
         for ef in EFS:
             for rk in (20, 40, 80):
                 if rk >= ef:
-                    settings.append(
-                        (f"ef={ef} rk={rk}", (lambda v, ef=ef, rk=rk: g.search(v, 10, ef=ef, rerank_k=rk)[1]))
-                    )
-            settings.append((f"ef={ef} rk=2ef", (lambda v, ef=ef: g.search(v, 10, ef=ef)[1])))
+
+                    def run(v, g=g, ef=ef, rk=rk):
+                        return g.search(v, 10, ef=ef, rerank_k=rk)[1]
+
+                    settings.append((f"ef={ef} rk={rk}", run))
+            settings.append((f"ef={ef} rk=2ef", (lambda v, g=g, ef=ef: g.search(v, 10, ef=ef)[1])))
         sweep(name, settings, None)
-        del g
 
     if not args.skip_peers:
         faiss.omp_set_num_threads(bt)
@@ -128,7 +129,6 @@ def main() -> None:
         del h
 
     if not args.skip_peers and not args.hnswlib_only:
-
         t = time.perf_counter()
         hf = faiss.IndexHNSWFlat(d, 16)
         hf.hnsw.efConstruction = 200
@@ -180,7 +180,10 @@ def main() -> None:
             if r >= target and qps > best.get((name, target), (0.0, "", 0.0))[0]:
                 best[(name, target)] = (qps, label, r)
     ref = {target: best.get(("hnswlib", target), (float("nan"),))[0] for target in TARGETS}
-    print("\n| variant | bytes / vector | QPS @ R@10 0.95 (setting, recall) | x hnswlib | QPS @ 0.99 (setting, recall) | x hnswlib |")
+    print(
+        "\n| variant | bytes / vector | QPS @ R@10 0.95 (setting, recall) | x hnswlib "
+        "| QPS @ 0.99 (setting, recall) | x hnswlib |"
+    )
     print("|---|---|---|---|---|---|")
     for name in dict.fromkeys(r[0] for r in rows):
         cells = [name, f"{memory.get(name, float('nan')):,.0f}"]
