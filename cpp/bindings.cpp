@@ -7,6 +7,7 @@
 
 namespace py = pybind11;
 namespace simdex { void bind_multivector(py::module_& m); }  // bindings_multivector.cpp
+namespace simdex { void bind_rabitq(py::module_& m); }       // bindings_rabitq.cpp
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "simdex C++ core: SIMD kernels, exact search, HNSW, PQ and binary scans";
@@ -38,4 +39,5 @@ PYBIND11_MODULE(_core, m) {
     simdex::bind_pqcore(m);
     simdex::bind_binary(m);
     simdex::bind_multivector(m);
+    simdex::bind_rabitq(m);
 }

@@ -12,6 +12,9 @@
 #include "index/hnsw.hpp"
 
 namespace simdex {
+
+Rotation rotation_arg(const std::string& kind, std::size_t dim, const py::array& params);  // bindings_rabitq.cpp
+
 namespace {
 
 
@@ -29,6 +32,18 @@ class HnswHandle {
         py::gil_scoped_release release;  // never wait for the index lock holding the GIL
         std::unique_lock<RwLock> lock(mutex_);
         graph_->set_ranges(ranges.first, ranges.second);
+    }
+
+    // storage "rabitq": the graph walks level 0 on RaBitQ codes (see GraphCodes in hnsw.hpp).
+    // params: the rotation (python/simdex/rabitq.py draw_rotation); centre (dim,) or None.
+    void enable_codes(int bits, int query_bits, const std::string& rotation, const py::array& params,
+                      const py::object& centre) {
+        const std::size_t dim = graph_->spec().dim;
+        RaBitQ quantizer(dim, bits, query_bits, rotation_arg(rotation, dim, params));
+        const float* c = centre.is_none() ? nullptr : typed<float>(centre.cast<py::array>(), dim, "centre");
+        py::gil_scoped_release release;
+        std::unique_lock<RwLock> lock(mutex_);
+        graph_->enable_codes(quantizer, c);
     }
 
     bool int8_queries() const { return graph_->int8_queries(); }
@@ -64,7 +79,7 @@ class HnswHandle {
     // queries: (nq, dim) float32 or (nq, nbytes) codes; filter: see filter_arg.
     py::tuple search(const py::array& queries, std::size_t nq, std::size_t k, std::size_t ef,
                      const py::object& filter_ids, const py::object& filter_offsets, const py::object& filter_mask, bool normalize,
-                     long threads, bool buffered) {
+                     long threads, bool buffered, std::size_t code_buffer) {
         const StoreSpec& spec = graph_->spec();
         const std::uint8_t* q = array_bytes(queries, nq * query_bytes(spec), queries.itemsize(), "queries");
         check_k(k);
@@ -72,7 +87,7 @@ class HnswHandle {
         return topk_result(nq, k, [&](float* d_ptr, std::int64_t* i_ptr) {
             std::shared_lock<RwLock> lock(mutex_);
             graph_->search(q, nq, k, ef, filter, normalize, resolve_threads(threads), d_ptr, i_ptr,
-                           buffered);
+                           buffered, code_buffer);
         });
     }
 
@@ -290,13 +305,16 @@ void bind_hnsw(py::module_& m) {
              py::arg("threads") = py::none())
         .def("search", [](HnswHandle& h, const py::array& queries, std::size_t nq, std::size_t k, std::size_t ef,
                           const py::object& filter_ids, const py::object& filter_offsets, const py::object& filter_mask, bool normalize,
-                          const py::object& threads, bool buffered) {
+                          const py::object& threads, bool buffered, std::size_t code_buffer) {
                  return h.search(queries, nq, k, ef, filter_ids, filter_offsets, filter_mask, normalize,
-                                 threads_arg(threads), buffered); },
+                                 threads_arg(threads), buffered, code_buffer); },
              py::arg("queries"), py::arg("nq"), py::arg("k"), py::arg("ef"),
              py::arg("filter_ids") = py::none(), py::arg("filter_offsets") = py::none(),
              py::arg("filter_mask") = py::none(),
-             py::arg("normalize") = false, py::arg("threads") = py::none(), py::arg("buffered") = false)
+             py::arg("normalize") = false, py::arg("threads") = py::none(), py::arg("buffered") = false,
+             py::arg("code_buffer") = 0)
+        .def("enable_codes", &HnswHandle::enable_codes, py::arg("bits"), py::arg("query_bits"),
+             py::arg("rotation"), py::arg("params"), py::arg("centre"))
         .def("search_multivector", [](HnswHandle& h, const FdeEncoder& encoder, const py::array& q_tokens,
                                       const py::array& q_offsets, const py::tuple& store, std::size_t k,
                                       std::size_t candidates, std::size_t ef, bool buffered, const py::object& carve,

@@ -11,6 +11,8 @@ namespace simdex {
 namespace {
 
 constexpr std::size_t kRowBlock = 1024;  // rows scored per kernel call
+constexpr std::size_t kQueryGroup = 16;  // queries per tile call (symmetric scans)
+constexpr std::size_t kTileRows = 256;   // rows per tile call: 16 x 256 scores, rows stay in L1
 
 // Scores rows [first, first + count) against query qi into out (count,).
 struct PlaneScorer {
@@ -36,6 +38,36 @@ struct PlaneScorer {
     }
 };
 
+// Symmetric scan in query groups: each tile call scores kQueryGroup queries against
+// kTileRows rows, so a block of rows is read (and transposed by the kernel) once per group
+// instead of once per query. Tasks are (group, row range) pairs; heaps merge as in scan_topk.
+void planes_search_grouped(const KernelTable& table, const std::uint8_t* rows, std::size_t n,
+                           std::size_t bits_x, std::size_t plane_bytes, const PlaneQueries& queries,
+                           std::size_t nq, std::size_t k, const std::uint8_t* mask,
+                           std::size_t threads, float* out_distances, std::int64_t* out_slots) {
+    const auto* codes = static_cast<const std::uint8_t*>(queries.data);
+    const std::size_t groups = (nq + kQueryGroup - 1) / kQueryGroup;
+    const std::size_t n_blocks = (n + kTileRows - 1) / kTileRows;
+    const std::size_t row_bytes = bits_x * plane_bytes, query_bytes = queries.bits_q * plane_bytes;
+    RangeSplit split(n_blocks, groups, threads);
+    const std::size_t ranges = split.ranges;
+    std::vector<TopK> heaps(ranges * nq, TopK(k));
+    parallel_for(groups * ranges, threads, [&](std::size_t task, std::size_t) {
+        const std::size_t group = task / ranges, range = task % ranges;
+        const std::size_t q0 = group * kQueryGroup, count_q = std::min(kQueryGroup, nq - q0);
+        std::vector<float> buffer(kQueryGroup * kTileRows);
+        for (std::size_t b = split.first(range); b < split.last(range, n_blocks); ++b) {
+            const std::size_t r0 = b * kTileRows, count = std::min(kTileRows, n - r0);
+            table.binary.planes_xor_tile(codes + q0 * query_bytes, count_q, queries.bits_q,
+                                         rows + r0 * row_bytes, count, bits_x, plane_bytes,
+                                         queries.weights, queries.offsets + q0, buffer.data());
+            for (std::size_t i = 0; i < count_q; ++i)
+                push_masked(heaps[range * nq + q0 + i], buffer.data() + i * count, count, r0, mask);
+        }
+    });
+    merge_ranges(heaps, ranges, nq, k, out_distances, out_slots, threads);
+}
+
 }  // namespace
 
 void planes_search(const KernelTable& table, const std::uint8_t* rows, std::size_t n,
@@ -43,6 +75,17 @@ void planes_search(const KernelTable& table, const std::uint8_t* rows, std::size
                    std::size_t nq, std::size_t k, const std::uint8_t* mask, std::size_t threads,
                    float* out_distances, std::int64_t* out_slots) {
     if (nq == 0) return;
+    bool sparse = false;  // a mask allowing under 1/8 of the rows: scan_topk scores only those
+    if (mask != nullptr) {
+        std::size_t count = 0;
+        for (std::size_t i = 0; i < n; ++i) count += mask[i] != 0;
+        sparse = count * 8 < n;
+    }
+    if (queries.scoring == PlaneScoring::symmetric && !sparse) {
+        planes_search_grouped(table, rows, n, bits_x, plane_bytes, queries, nq, k, mask, threads,
+                              out_distances, out_slots);
+        return;
+    }
     PlaneScorer scorer{table, rows, bits_x, plane_bytes, queries};
     struct QueryView {
         const PlaneScorer* scorer;

@@ -40,6 +40,11 @@ struct HnswWorker {
     std::size_t filter_count = 0;  // allowed ids of a mask filter
     std::vector<std::uint32_t> level_links;  // insert: chosen links of every level, concatenated
     std::vector<std::size_t> level_offsets;  // insert: where each level's links start
+    RaBitQQuery rabitq;                       // graph over codes: the prepared query
+    std::vector<std::uint8_t> lut;            // graph over codes: fast-scan nibble tables
+    std::vector<std::uint16_t> sums;          // graph over codes: one node's neighbour sums
+    std::vector<float> buffer_distances;      // graph over codes: the candidate buffer
+    std::vector<std::int64_t> buffer_slots;
 
     void new_epoch(std::size_t slots) {
         if (visited.size() < slots) {
@@ -174,6 +179,7 @@ HnswGraph::HnswGraph(const KernelTable& table, const StoreSpec& spec, std::size_
         spec_.scale = scale_.data();
     }
     scorer_ = Scorer(table, spec_);
+    fastscan_ = table.pq.fastscan_u4;
 }
 
 HnswGraph::~HnswGraph() { std::free(owned_); }
@@ -190,10 +196,75 @@ void HnswGraph::set_int8_queries(bool on) {
     scorer_.set_int8_queries(on);
 }
 
+void HnswGraph::enable_codes(const RaBitQ& quantizer, const float* centre) {
+    if (slot_count_ != 0) throw std::invalid_argument("enable_codes: the index already holds vectors");
+    if (spec_.storage != Storage::f32 || quantizer.dim() != spec_.dim)
+        throw std::invalid_argument("enable_codes: a float32 graph of the quantizer's dimension only");
+    codes_.reset(new GraphCodes());
+    codes_->quantizer = quantizer;
+    codes_->metric = spec_.metric;
+    if (centre) codes_->centre.assign(centre, centre + spec_.dim);
+    codes_->code_bytes = quantizer.row_bytes();
+    const std::size_t D = quantizer.padded_dim();
+    codes_->fastscan = quantizer.bits() == 1 && D * ((std::size_t{1} << quantizer.query_bits()) - 1) < 65536;
+    if (codes_->fastscan) {
+        codes_->m4 = D / 4;  // D is a multiple of 64
+        codes_->blocks = (M0_ + 31) / 32;
+        codes_->factors_offset = codes_->blocks * (D / 8) * 32;
+        codes_->node_bytes = codes_->factors_offset + M0_ * 3 * sizeof(float);
+    } else {
+        codes_->node_bytes = M0_ * codes_->code_bytes;
+    }
+    resize_codes(capacity_);
+}
+
+void HnswGraph::resize_codes(std::size_t capacity) {
+    codes_->own.resize(capacity * codes_->code_bytes);
+    codes_->neighbours.resize(capacity * codes_->node_bytes);
+}
+
+void HnswGraph::encode_code(std::uint32_t slot) {
+    codes_->quantizer.encode(reinterpret_cast<const float*>(row(slot)), codes_->centre_ptr(),
+                             codes_->own.data() + static_cast<std::size_t>(slot) * codes_->code_bytes);
+}
+
+void HnswGraph::sync_codes(std::uint32_t slot) {
+    const std::uint32_t* list = links(slot, 0);
+    const std::size_t cb = codes_->code_bytes, n = std::min<std::size_t>(list[0], M0_);
+    std::uint8_t* block = codes_->neighbours.data() + static_cast<std::size_t>(slot) * codes_->node_bytes;
+    if (!codes_->fastscan) {
+        for (std::size_t i = 0; i < n; ++i) std::memcpy(block + i * cb, own_code(list[i + 1]), cb);
+        return;
+    }
+    // byte p of neighbour i's sign plane -> block i / 32, pair p, byte t of row i % 32
+    // (rows 0..15 at even t, 16..31 at odd t); unused rows stay zero
+    const std::size_t pairs = codes_->quantizer.plane_bytes();
+    std::memset(block, 0, codes_->node_bytes);
+    float factors[3];
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::uint8_t* code = own_code(list[i + 1]);
+        const std::size_t r = i % 32, t = r < 16 ? 2 * r : 2 * (r - 16) + 1;
+        std::uint8_t* dst = block + (i / 32) * pairs * 32 + t;
+        std::size_t count = 0;
+        for (std::size_t p = 0; p < pairs; ++p) {
+            dst[p * 32] = code[p];
+            count += static_cast<std::size_t>(__builtin_popcount(code[p]));
+        }
+        float f[5];
+        codes_->quantizer.factors_of(code, f);
+        factors[0] = f[0];
+        factors[1] = f[1];
+        factors[2] = static_cast<float>(count);
+        std::memcpy(block + codes_->factors_offset + 12 * i, factors, 12);
+    }
+}
+
 std::size_t HnswGraph::nbytes() const {
     std::size_t total = capacity_ * (block_bytes_ + sizeof(std::int32_t) + 1 +
                                      sizeof(std::vector<std::uint32_t>));
     for (std::size_t s = 0; s < slot_count_; ++s) total += upper_[s].capacity() * 4;
+    if (codes_)
+        total += codes_->own.capacity() + codes_->neighbours.capacity() + codes_->centre.size() * 4;
     return total + (lo_.size() + scale_.size()) * 4 + with_ids([](const IdMap& m) { return m.nbytes(); });
 }
 
@@ -222,6 +293,7 @@ void HnswGraph::reserve(std::size_t slots) {
                           std::memory_order_relaxed);
     indegree_ = std::move(indegree);
     capacity_ = capacity;
+    if (codes_) resize_codes(capacity);
     if (borrowed) drop_bad_links();
 }
 
@@ -255,6 +327,9 @@ void HnswGraph::drop_bad_links() {
         const std::uint32_t* out = links(static_cast<std::uint32_t>(s), 0);
         for (std::size_t i = 0; i < out[0]; ++i) indegree_[out[i + 1]].fetch_add(1, std::memory_order_relaxed);
     }
+    if (codes_)
+        for (std::size_t s = 0; s < slot_count_; ++s)
+            if (levels_[s] >= 0) sync_codes(static_cast<std::uint32_t>(s));
 }
 
 const std::uint32_t* HnswGraph::links(std::uint32_t slot, int level) const {
@@ -600,6 +675,7 @@ void HnswGraph::end_add(const PendingAdd& p) {
 // are never rewritten after other threads may have added reverse links to them.
 void HnswGraph::insert(std::uint32_t slot, int level, HnswWorker& w) {
     upper_[slot].assign(static_cast<std::size_t>(level) * (1 + M_), 0);
+    if (codes_) encode_code(slot);  // before anything links to the node (blocks copy it)
     PreparedQuery q = scorer_.prepare_row(row(slot), w.query, w.decoded);
 
     std::unique_lock<std::mutex> entry_lock(entry_mutex_);
@@ -643,6 +719,7 @@ void HnswGraph::insert(std::uint32_t slot, int level, HnswWorker& w) {
         std::copy(level_begin(l), level_end(l), list + 1);
     }
     levels_[slot] = level;
+    if (codes_) sync_codes(slot);
     unlock(slot);
     for (auto it = level_begin(0); it != level_end(0); ++it) indegree_[*it].fetch_add(1, std::memory_order_relaxed);
     // Publish: reverse links make the node reachable (add_reverse_link reuses w.chosen).
@@ -672,6 +749,7 @@ void HnswGraph::add_reverse_link(std::uint32_t node, std::uint32_t added, int le
     if (n < max_links) {
         list[n + 1] = added;
         list[0] = static_cast<std::uint32_t>(n + 1);
+        if (codes_ && level == 0) sync_codes(node);
         unlock(node);
         if (level == 0) indegree_[added].fetch_add(1, std::memory_order_relaxed);
         return;
@@ -685,6 +763,7 @@ void HnswGraph::add_reverse_link(std::uint32_t node, std::uint32_t added, int le
     if (level == 0) keep_last_in_links(node, added, w);
     list[0] = static_cast<std::uint32_t>(w.chosen.size());
     std::copy(w.chosen.begin(), w.chosen.end(), list + 1);
+    if (codes_ && level == 0) sync_codes(node);
     unlock(node);
 }
 
@@ -849,6 +928,7 @@ void HnswGraph::repair(std::uint32_t node, const std::vector<std::uint8_t>& remo
                 indegree_[w.chosen[i]].fetch_add(1, std::memory_order_relaxed);
         list[0] = static_cast<std::uint32_t>(w.chosen.size());
         std::copy(w.chosen.begin(), w.chosen.end(), list + 1);
+        if (codes_ && l == 0) sync_codes(node);
     }
 }
 
@@ -872,9 +952,110 @@ void slots_to_ids(const IdMap& map, std::size_t k, float* distances, std::int64_
 }
 }  // namespace
 
+// Level-0 best-first walk on codes (two heaps, as the filtered float walk): candidates over
+// every node, a window of the ef best allowed estimates bounding the walk, and every allowed
+// estimate offered to `buffer`. Expanding a node scores its unvisited neighbours from the
+// node's code block (one contiguous read) while the next candidate's block starts loading.
+namespace {
+
+// The query's fast-scan tables (kernels/pq/pq.hpp layout, m4 / 4 groups of 128 bytes): for
+// sub-space j (dimensions 4j .. 4j+3) and nibble c, T_j[c] = sum of qint_{4j+b} over the set
+// bits b of c, qint_i = the quantised query level of dimension i (from its bit planes).
+void fastscan_tables(const RaBitQQuery& q, std::size_t D, int query_bits, std::vector<std::uint8_t>& out) {
+    const std::size_t W = D / 64, m = D / 4;
+    out.assign(m * 32, 0);
+    for (std::size_t j = 0; j < m; ++j) {
+        unsigned level[4];
+        for (std::size_t b = 0; b < 4; ++b) {
+            const std::size_t i = 4 * j + b;
+            level[b] = 0;
+            for (int k = 0; k < query_bits; ++k)
+                level[b] |= static_cast<unsigned>((q.planes[static_cast<std::size_t>(k) * W + i / 64] >> (i % 64)) & 1u) << k;
+        }
+        const std::size_t g = j / 4, r = j % 4, offset = g * 128 + (r & 1) * 64 + (r >> 1) * 32;
+        for (unsigned c = 0; c < 16; ++c) {
+            unsigned sum = 0;
+            for (unsigned b = 0; b < 4; ++b) sum += (c >> b & 1u) * level[b];
+            out[offset + c] = out[offset + 16 + c] = static_cast<std::uint8_t>(sum);
+        }
+    }
+}
+
+void keep_sums(void* context, std::size_t, std::size_t block, std::uint32_t, const std::uint16_t* sums) {
+    std::memcpy(static_cast<std::uint16_t*>(context) + block * 32, sums, 32 * sizeof(std::uint16_t));
+}
+
+}  // namespace
+
+void HnswGraph::walk_codes(const RaBitQQuery& rq, std::uint32_t entry, std::size_t ef,
+                           const SlotFilter* mask, TopK& buffer, HnswWorker& w) const {
+    const RaBitQ& quantizer = codes_->quantizer;
+    const std::size_t cb = codes_->code_bytes, block_bytes = codes_->node_bytes;
+    const bool fastscan = codes_->fastscan;
+    if (fastscan) {
+        fastscan_tables(rq, quantizer.padded_dim(), quantizer.query_bits(), w.lut);
+        w.sums.resize(codes_->blocks * 32);
+    }
+    w.new_epoch(capacity_);
+    w.candidates.clear();
+    w.results.clear();
+    w.visit(entry);
+    const float entry_estimate = quantizer.distance(rq, own_code(entry));
+    push_candidate(w.candidates, {entry_estimate, entry});
+    if (!mask || mask->allows(entry)) {
+        push_result(w.results, {entry_estimate, entry});
+        buffer.push(entry_estimate, entry);
+    }
+    float bound = w.results.size() >= ef ? w.results.front().distance : std::numeric_limits<float>::infinity();
+    while (!w.candidates.empty()) {
+        const HnswCandidate current = w.candidates.front();
+        if (current.distance > bound) break;
+        pop_candidate(w.candidates);
+        if (!w.candidates.empty()) {
+            const std::uint32_t next = w.candidates.front().slot;
+            prefetch_links(next, 0);
+            const std::uint8_t* next_block = neighbour_codes(next);
+            for (std::size_t b = 0; b < block_bytes; b += 64) prefetch_l2(next_block + b);
+        }
+        const std::uint32_t* list = links(current.slot, 0);
+        const std::size_t n = std::min<std::size_t>(list[0], M0_);
+        const std::uint8_t* block = neighbour_codes(current.slot);
+        const std::uint8_t* factors = block + codes_->factors_offset;  // fast-scan: (M0, 3) float32
+        if (fastscan) {  // every neighbour at once: (blocks, 32) integer sums
+            std::uint16_t all = 0xffff;
+            fastscan_(block, codes_->blocks, codes_->m4, w.lut.data(), 1, &all, keep_sums, w.sums.data());
+        }
+        for (std::size_t i = 0; i < n; ++i) {
+            const std::uint32_t s = list[i + 1];
+            if (s >= capacity_ || !w.visit(s)) continue;
+            float d;
+            if (fastscan) {
+                float f[3];  // ||r||^2, 1-bit scale, popcount
+                std::memcpy(f, factors + 12 * i, sizeof f);
+                d = quantizer.distance_1bit_parts(rq, w.sums[i], f[2], f[0], f[1]);
+            } else {
+                d = quantizer.distance(rq, block + i * cb);
+            }
+            const bool allowed = !mask || mask->allows(s);
+            if (allowed) buffer.push(d, s);
+            if (d < bound) {
+                push_candidate(w.candidates, {d, s});
+                if (allowed) {
+                    if (w.results.size() < ef)
+                        push_result(w.results, {d, s});
+                    else
+                        replace_worst(w.results, {d, s});
+                    if (w.results.size() >= ef) bound = w.results.front().distance;
+                }
+            }
+        }
+    }
+}
+
 void HnswGraph::search_one(const void* query, std::size_t k, std::size_t ef, const IdFilter& filter,
                            std::size_t list, bool normalize_query, HnswWorker& w,
-                           float* out_distances, std::int64_t* out_ids, bool buffered) const {
+                           float* out_distances, std::int64_t* out_ids, bool buffered,
+                           std::size_t code_buffer) const {
     const void* raw = query;
     if (normalize_query) {
         const float* x = static_cast<const float*>(query);
@@ -931,6 +1112,37 @@ void HnswGraph::search_one(const void* query, std::size_t k, std::size_t ef, con
         std::uint32_t cur = static_cast<std::uint32_t>(top);
         float cur_distance = distance(q, row(cur));
         for (int l = static_cast<int>(top >> 32) - 1; l > 0; --l) greedy<false>(q, cur, cur_distance, l, w);
+        if (codes_) {
+            // Level 0 on codes: a buffer of the best estimates, re-ranked exactly.
+            codes_->quantizer.prepare(static_cast<const float*>(raw), codes_->centre_ptr(), codes_->metric,
+                                      w.rabitq);
+            const std::size_t window = std::max(ef, k);
+            const std::size_t size = std::max(code_buffer == 0 ? 2 * window : code_buffer, k);
+            TopK buffer(size);
+            walk_codes(w.rabitq, cur, window, mask, buffer, w);
+            w.buffer_distances.resize(size);
+            w.buffer_slots.resize(size);
+            buffer.write_sorted(w.buffer_distances.data(), w.buffer_slots.data());
+            // every candidate row starts loading at once (L2), the next one is pulled into L1
+            // while one is scored: the re-rank waits for about one miss, not one per row
+            std::size_t found_rows = 0;
+            while (found_rows < size && w.buffer_slots[found_rows] >= 0) ++found_rows;
+            for (std::size_t i = 0; i < found_rows; ++i) {
+                const std::uint8_t* r = row(static_cast<std::uint32_t>(w.buffer_slots[i]));
+                prefetch(r);
+                prefetch_rest(r, spec_.row_bytes, false);
+            }
+            TopK top(k);
+            for (std::size_t i = 0; i < found_rows; ++i) {
+                if (i + 1 < found_rows)
+                    prefetch_rest(row(static_cast<std::uint32_t>(w.buffer_slots[i + 1])), spec_.row_bytes, true);
+                const std::uint32_t s = static_cast<std::uint32_t>(w.buffer_slots[i]);
+                top.push(distance(q, row(s)), s);
+            }
+            top.write_sorted(out_distances, out_ids);
+            slots_to_ids(idmap_, k, out_distances, out_ids);
+            return;
+        }
         if (buffered && k > ef) {
             // Window ef, results from every scored node (each result of the window was scored,
             // so the buffer's top k is at least as good as the window's).
@@ -965,7 +1177,8 @@ void HnswGraph::search_one(const void* query, std::size_t k, std::size_t ef, con
 
 void HnswGraph::search(const void* queries, std::size_t nq, std::size_t k, std::size_t ef,
                        const IdFilter& filter, bool normalize_queries, std::size_t threads,
-                       float* out_distances, std::int64_t* out_ids, bool buffered) const {
+                       float* out_distances, std::int64_t* out_ids, bool buffered,
+                       std::size_t code_buffer) const {
     if (k < 1) throw std::invalid_argument("k must be >= 1");
     if (filter.lists != 0 && filter.lists != 1 && filter.lists != nq)
         throw std::invalid_argument("search: one filter, or one filter per query");
@@ -990,7 +1203,7 @@ void HnswGraph::search(const void* queries, std::size_t nq, std::size_t k, std::
     }
     if (nq == 1) {
         search_one(base, k, ef, filter, 0, normalize_queries, *scratch[0], out_distances, out_ids,
-                   buffered);
+                   buffered, code_buffer);
         return;
     }
     const std::size_t chunk = workers == 1 ? 1 : 16;
@@ -999,7 +1212,7 @@ void HnswGraph::search(const void* queries, std::size_t nq, std::size_t k, std::
         std::size_t end = std::min(nq, (task + 1) * chunk);
         for (std::size_t i = task * chunk; i < end; ++i)
             search_one(base + i * query_bytes, k, ef, filter, filter.list_of(i), normalize_queries,
-                       *scratch[worker], out_distances + i * k, out_ids + i * k, buffered);
+                       *scratch[worker], out_distances + i * k, out_ids + i * k, buffered, code_buffer);
     });
 }
 
@@ -1082,6 +1295,17 @@ void HnswGraph::restore(const std::uint8_t* blocks, bool borrow, std::size_t slo
     max_level_ = max_level;
     publish_top();
     insert_count_ = insert_count;
+    if (codes_) {  // codes are derived from the rows, never read from a file
+        resize_codes(capacity_);
+        const std::size_t threads = std::max(1u, std::thread::hardware_concurrency());
+        const std::size_t chunk = 256, tasks = (slot_count + chunk - 1) / chunk;
+        parallel_for(tasks, threads, [&](std::size_t task, std::size_t) {
+            for (std::size_t s = task * chunk; s < std::min(slot_count, (task + 1) * chunk); ++s)
+                if (levels_[s] >= 0) encode_code(static_cast<std::uint32_t>(s));
+        });
+        for (std::size_t s = 0; s < slot_count; ++s)
+            if (levels_[s] >= 0) sync_codes(static_cast<std::uint32_t>(s));
+    }
 }
 
 }  // namespace simdex

@@ -67,6 +67,7 @@
 #include <vector>
 
 #include "index/idmap.hpp"
+#include "index/rabitq.hpp"
 #include "index/scorer.hpp"
 #include "index/topk.hpp"
 
@@ -82,6 +83,42 @@ constexpr double kHnswCompactFraction = 0.1;
 constexpr std::size_t kHnswCompactMin = 64;
 
 struct HnswWorker;
+
+// Graph over compressed codes (storage "rabitq"; SymphonyQG, SIGMOD 2025): every node has a
+// RaBitQ code (own), and keeps the codes of its level-0 neighbours in link order beside its
+// link list, so expanding a node reads one contiguous block instead of one row per neighbour:
+//   own:        (capacity, code_bytes) uint8, the node's RaBitQ row (planes + factors)
+//   neighbours: (capacity, M0, code_bytes) uint8, neighbours[s, i] = own[links(s, 0)[i]]
+// Level-0 walks score a node's unvisited neighbours from its block (RaBitQ estimates), keep
+// every allowed estimate in a candidate buffer larger than the window, and re-rank that
+// buffer exactly from the float32 rows (which the graph keeps, and builds with: the graph is
+// the float32 graph; only the search walks codes). Upper levels descend on exact distances.
+// Blocks follow their link lists: rewritten under the node's lock whenever its level-0 list
+// changes; a search may read a block while it is rewritten (a wrong estimate for one
+// neighbour: the walk may take a worse path, returned distances stay exact).
+//
+// bits = 1 (and D * (2^query_bits - 1) < 65536): the neighbour blocks hold the sign planes in
+// the PQ 4-bit fast-scan layout (kernels/pq/pq.hpp; a sub-space = 4 sign bits, so byte p of
+// a sign plane is exactly pair p of the layout), all neighbours of a node are scored in one
+// fastscan_u4 call against the query's integer nibble tables T_j[c] = sum of the quantised
+// query levels of the set bits of c (exact integer sums, the same on every tier), and each
+// neighbour's ||r||^2, 1-bit scale and popcount follow the codes in the same node block (one
+// prefetched region per expansion):
+//   neighbours: (capacity, node_bytes) uint8, a node's block = codes (blocks, D / 8, 32) uint8
+//               (blocks = ceil(M0 / 32)), then factors (M0, 3) float32
+// Otherwise the blocks hold whole RaBitQ rows, scored one by one (RaBitQ::distance).
+struct GraphCodes {
+    RaBitQ quantizer;
+    Metric metric = Metric::l2;
+    std::vector<float> centre;  // (dim,) or empty (= 0)
+    std::size_t code_bytes = 0;
+    bool fastscan = false;
+    std::size_t m4 = 0, blocks = 0;  // fast-scan: D / 4 sub-spaces; blocks of 32 per node
+    std::size_t node_bytes = 0;      // bytes of one node's neighbour block
+    std::size_t factors_offset = 0;  // fast-scan: where a node block's factors start
+    std::vector<std::uint8_t> own, neighbours;
+    const float* centre_ptr() const { return centre.empty() ? nullptr : centre.data(); }
+};
 
 // (distance to the query, slot); ordered by distance, then slot (deterministic ties).
 struct HnswCandidate {
@@ -144,7 +181,14 @@ class HnswGraph {
     //           for re-ranking pipelines); otherwise the window is max(ef, k).
     void search(const void* queries, std::size_t nq, std::size_t k, std::size_t ef,
                 const IdFilter& filter, bool normalize_queries, std::size_t threads,
-                float* out_distances, std::int64_t* out_ids, bool buffered = false) const;
+                float* out_distances, std::int64_t* out_ids, bool buffered = false,
+                std::size_t code_buffer = 0) const;
+
+    // Graph over codes (see GraphCodes): only while empty, float32 rows, not hamming.
+    // centre: (dim,) or nullptr. Searches then walk level 0 on codes and re-rank exactly a
+    // buffer of max(code_buffer, k) candidates (code_buffer argument of search; 0 = 2 * max(ef, k)).
+    void enable_codes(const RaBitQ& quantizer, const float* centre);
+    const GraphCodes* codes() const { return codes_.get(); }
 
     // ---- state ------------------------------------------------------------------------
     std::size_t slot_count() const { return slot_count_; }
@@ -212,7 +256,18 @@ class HnswGraph {
                            HnswWorker& w) const;
     void search_one(const void* query, std::size_t k, std::size_t ef, const IdFilter& filter,
                     std::size_t list, bool normalize_query, HnswWorker& w, float* out_distances,
-                    std::int64_t* out_ids, bool buffered) const;
+                    std::int64_t* out_ids, bool buffered, std::size_t code_buffer = 0) const;
+    void walk_codes(const RaBitQQuery& rq, std::uint32_t entry, std::size_t ef,
+                    const SlotFilter* mask, TopK& buffer, HnswWorker& w) const;
+    const std::uint8_t* own_code(std::uint32_t slot) const {
+        return codes_->own.data() + static_cast<std::size_t>(slot) * codes_->code_bytes;
+    }
+    const std::uint8_t* neighbour_codes(std::uint32_t slot) const {
+        return codes_->neighbours.data() + static_cast<std::size_t>(slot) * codes_->node_bytes;
+    }
+    void resize_codes(std::size_t capacity);
+    void encode_code(std::uint32_t slot);
+    void sync_codes(std::uint32_t slot);  // neighbour block of slot <- own codes of its links
 
     std::uint32_t* mutable_links(std::uint32_t slot, int level);
     void reserve(std::size_t slots);
@@ -231,6 +286,8 @@ class HnswGraph {
     void unlock(std::uint32_t slot) const;
 
     StoreSpec spec_;
+    std::unique_ptr<GraphCodes> codes_;  // storage "rabitq" only
+    decltype(PqKernels::fastscan_u4) fastscan_ = nullptr;  // graph over codes, bits = 1
     Scorer scorer_;  // kernels captured at construction (spec_.lo / scale point into lo_ / scale_)
     std::vector<float> lo_, scale_;  // int8 ranges (spec_.lo / spec_.scale point here)
     std::size_t M_, M0_, ef_construction_;

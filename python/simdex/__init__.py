@@ -21,6 +21,7 @@ from .leanvec import LeanVec, LeanVecIndex
 from .lid import lid
 from .multivector import MultiVectorIndex, MuveraEncoder, chamfer, muvera_diagnostic
 from .pq import PQIndex, ProductQuantizer
+from .rabitq import RaBitQ
 
 __version__ = "0.1.0"
 
@@ -34,6 +35,7 @@ __all__ = [
     "LeanVecIndex",
     "PQIndex",
     "ProductQuantizer",
+    "RaBitQ",
     "ResidualBinarizer",
     "SearchResult",
     "binarize",

@@ -374,6 +374,11 @@ class CoreIndex(Index):
     def _id_owner(self) -> Any:
         return self._core
 
+    @property
+    def _row_storage(self) -> str:
+        """How the core stores rows (a storage of _storage.ROW_DTYPES)."""
+        return self.storage
+
     def reconstruct(self, ids: Any) -> np.ndarray:
         """Stored vectors for the given ids, decoded to float32 (codes for hamming):
         (len(ids), dim).
@@ -388,5 +393,8 @@ class CoreIndex(Index):
         if self.metric == "hamming":
             return rows
         return _storage.decode(
-            rows.view(_storage.ROW_DTYPES[self.storage]), self.storage, self._lo, self._scale
+            rows.view(_storage.ROW_DTYPES[self._row_storage]),
+            self._row_storage,
+            self._lo,
+            self._scale,
         )

@@ -19,10 +19,13 @@ from ._format import Fields
 from ._result import SearchResult
 from .kernels import normalize
 from .lid import lid
+from .rabitq import draw_rotation
 
 INSERTION_ORDERS = ("given", "random", "lid_desc")
 DEFAULT_EF = 64
 LID_K = 20
+HNSW_STORAGES = (*_checks.STORAGES, "rabitq")
+RABITQ_ROTATION = "hadamard"
 
 
 class HNSWIndex(CoreIndex):
@@ -34,7 +37,15 @@ class HNSWIndex(CoreIndex):
     M               : links per node on upper levels (2M on level 0), int >= 2
     ef_construction : candidate list size while building, int >= 1
     storage         : 'float32', 'float16', 'bfloat16' or 'int8' (ranges trained on the first
-                      add); queries stay float32
+                      add); queries stay float32. 'rabitq': a graph over compressed codes
+                      (SymphonyQG-style): each node keeps the RaBitQ codes of its level-0
+                      neighbours beside its links, the level-0 walk scores them from those
+                      codes, and a candidate buffer (search's rerank_k, default 2 * max(ef, k))
+                      is re-ranked exactly from float32 rows kept in RAM. The graph itself is
+                      built on the exact rows. The centre of the codes is the mean of the
+                      vectors of train() or of the first add.
+    bits            : storage='rabitq' only: bits per dimension of the codes, 1..8 (queries are
+                      quantised to min(8, bits + 3) bits); default 1
     int8_queries    : storage='int8' with metric 'ip' or 'cosine' only: queries are rounded to
                       int8 too (one scale per query), so every distance is an exact integer dot
                       product (VNNI on AVX-512). Faster walks and builds; distances carry the
@@ -60,10 +71,16 @@ class HNSWIndex(CoreIndex):
         storage: Storage = "float32",
         seed: int = 0,
         int8_queries: bool = False,
+        bits: int | None = None,
     ) -> None:
         self.dim = _checks.check_dim(dim)
         self.metric = _checks.check_metric(metric)
-        self.storage = _checks.check_choice(storage, "storage", _checks.STORAGES)
+        self.storage = _checks.check_choice(storage, "storage", HNSW_STORAGES)
+        if bits is not None and self.storage != "rabitq":
+            raise ValueError(f"bits applies to storage='rabitq' only; got storage={storage!r}")
+        self.bits = 1 if bits is None else _checks.check_positive_int(bits, "bits")
+        if self.bits > 8:
+            raise ValueError(f"bits must be in 1..8; got {bits}")
         self.M = _checks.check_positive_int(M, "M", 2)
         if self.M > 1024:
             raise ValueError(f"M must be <= 1024; got {M}")
@@ -79,7 +96,10 @@ class HNSWIndex(CoreIndex):
                     "for metric='hamming' dim is the number of bits and must be a multiple of 8; "
                     f"got {dim}"
                 )
+        if self.storage == "rabitq" and self.metric == "hamming":
+            raise ValueError("storage='rabitq' codes float vectors; metric 'hamming' has none")
         self._ef = DEFAULT_EF
+        self._centre: np.ndarray | None = None  # storage='rabitq': the codes' centre
         hamming = self.metric == "hamming"
         self._query_dtype = np.dtype(np.uint8 if hamming else np.float32)
         self._query_width = self.dim // 8 if hamming else self.dim
@@ -101,11 +121,29 @@ class HNSWIndex(CoreIndex):
 
     # ---- properties ---------------------------------------------------------------------
     def _core_storage(self) -> str:
-        return "bits" if self.metric == "hamming" else self.storage
+        return "bits" if self.metric == "hamming" else self._row_storage
+
+    @property
+    def _row_storage(self) -> str:
+        return "float32" if self.storage == "rabitq" else self.storage
+
+    def _enable_codes(self, centre: np.ndarray) -> None:
+        """storage='rabitq': fix the codes' centre (dim,) float32 and turn the code side on."""
+        self._centre = np.ascontiguousarray(centre, dtype=np.float32)
+        self._core.enable_codes(
+            self.bits,
+            min(8, self.bits + 3),
+            RABITQ_ROTATION,
+            draw_rotation(self.dim, RABITQ_ROTATION, self.seed),
+            self._centre,
+        )
 
     @property
     def is_trained(self) -> bool:
-        """False only for storage='int8' before its ranges are learnt (train() or first add)."""
+        """False only for storage='int8' / 'rabitq' before their ranges / centre are learnt
+        (train() or first add)."""
+        if self.storage == "rabitq":
+            return self._centre is not None
         return self.storage != "int8" or self._lo is not None
 
     @property
@@ -126,6 +164,8 @@ class HNSWIndex(CoreIndex):
         extra = (
             0 if self._lo is None or self._scale is None else self._lo.nbytes + self._scale.nbytes
         )
+        if self._centre is not None:
+            extra += self._centre.nbytes
         return int(self._core.nbytes + extra)
 
     def _prepare(self, x: Any, name: str) -> tuple[np.ndarray, bool]:
@@ -135,9 +175,19 @@ class HNSWIndex(CoreIndex):
 
     # ---- building -----------------------------------------------------------------------
     def train(self, x: Any) -> HNSWIndex:
-        """Learn int8 ranges from sample vectors x (n, dim) before the first add; other
-        storages need no training (a no-op)."""
+        """Learn int8 ranges (storage='int8') or the codes' centre (storage='rabitq') from
+        sample vectors x (n, dim) before the first add; other storages need no training (a
+        no-op)."""
         a, _ = self._prepare(x, "x")
+        if self.storage == "rabitq":
+            if len(self) or self._core.slot_count or self._centre is not None:
+                raise ValueError(
+                    "train() must come before the first add() and only once: the codes' centre "
+                    "is fixed"
+                )
+            if self.metric == "cosine":
+                a = normalize(a)
+            self._enable_codes(a.mean(axis=0, dtype=np.float64))
         if self.storage == "int8":
             if len(self) or self._core.slot_count:
                 raise ValueError(
@@ -190,10 +240,12 @@ class HNSWIndex(CoreIndex):
             _storage.warn_small_int8_sample(a.shape[0], type(self).__name__)
             self._lo, self._scale = _storage.train_int8(a)
             self._core.set_ranges(self._lo, self._scale)
+        if self.storage == "rabitq" and self._centre is None:
+            self._enable_codes(a.mean(axis=0, dtype=np.float64))
         rows = (
             a
             if self.metric == "hamming"
-            else _storage.encode(a, self.storage, self._lo, self._scale)
+            else _storage.encode(a, self._row_storage, self._lo, self._scale)
         )
         return a, np.ascontiguousarray(rows)
 
@@ -262,6 +314,7 @@ class HNSWIndex(CoreIndex):
         max_distance: Any = None,
         threads: int | None = None,
         buffered: bool = False,
+        rerank_k: int | None = None,
     ) -> SearchResult:
         """Approximate k nearest neighbours.
 
@@ -276,6 +329,9 @@ class HNSWIndex(CoreIndex):
         buffered     : with k > ef, keep the search window at ef and return the k best of
                        every node scored on the way (a candidate buffer larger than the
                        window, for re-ranking pipelines; SVS-style); default: window max(ef, k)
+        rerank_k     : storage='rabitq' only: candidates kept from the code walk (the best
+                       estimates of every node scored) and re-ranked exactly; default
+                       2 * max(ef, k); values below k count as k
         returns      : SearchResult(distances (q, k) float32 ascending, ids (q, k) int64, -1 padded)
         """
         if (
@@ -283,6 +339,7 @@ class HNSWIndex(CoreIndex):
             and max_distance is None
             and threads is None
             and not buffered
+            and rerank_k is None
             and type(k) is int
             and k > 0
             and (ef is None or (type(ef) is int and ef > 0))
@@ -301,6 +358,13 @@ class HNSWIndex(CoreIndex):
         allowed, offsets, allowed_mask = _checks.as_filter(filter, q.shape[0])
         if not isinstance(buffered, bool):
             raise TypeError(f"buffered must be True or False; got {type(buffered).__name__}")
+        code_buffer = 0
+        if rerank_k is not None:
+            if self.storage != "rabitq":
+                raise ValueError("rerank_k applies to storage='rabitq' indexes only")
+            code_buffer = _checks.check_list_size(rerank_k, "rerank_k")
+        if buffered and self.storage == "rabitq":
+            raise ValueError("buffered applies to float graphs; storage='rabitq' uses rerank_k")
         dist, ids = self._core.search(
             q,
             q.shape[0],
@@ -312,6 +376,7 @@ class HNSWIndex(CoreIndex):
             self.metric == "cosine",
             threads,
             buffered,
+            code_buffer,
         )
         return _result.finish(dist, ids, was_1d, max_distance)
 
@@ -333,6 +398,8 @@ class HNSWIndex(CoreIndex):
             "block_bytes": int(self._core.block_bytes),
             "int8_queries": self.int8_queries,
         }
+        if self.storage == "rabitq":
+            params["bits"] = self.bits
         arrays = {
             "blocks": state["blocks"],
             "levels": state["levels"],
@@ -341,6 +408,8 @@ class HNSWIndex(CoreIndex):
         }
         if self._lo is not None:
             arrays["lo"], arrays["scale"] = self._lo, self._scale
+        if self._centre is not None:
+            arrays["centre"] = self._centre
         return params, arrays
 
     @classmethod
@@ -351,10 +420,12 @@ class HNSWIndex(CoreIndex):
             f.choice("metric", _checks.METRICS),
             M=f.int("M", 2, 1024),
             ef_construction=f.int("ef_construction", 1, _checks.MAX_LIST),
-            storage=f.choice("storage", _checks.STORAGES),
+            storage=f.choice("storage", HNSW_STORAGES),
             seed=f.int("seed", 0, 2**63 - 1),
             int8_queries=f.bool("int8_queries", False),
         )
+        if index.storage == "rabitq":
+            index.bits = f.int("bits", 1, 8)
         index.ef = f.int("ef", 1, _checks.MAX_LIST)
         ids = f.ids("ids")
         n = ids.shape[0]
@@ -369,10 +440,12 @@ class HNSWIndex(CoreIndex):
         if ((ids >= 0) & (levels < 0)).any():
             raise f.error("levels", "a slot with an id has no level")
         if index.metric != "hamming":
-            dtype = _storage.ROW_DTYPES[index.storage]
+            dtype = _storage.ROW_DTYPES[index._row_storage]
             row_bytes = index.dim * np.dtype(dtype).itemsize
             f.finite_rows(
-                "blocks", np.ascontiguousarray(blocks[:, :row_bytes]).view(dtype), index.storage
+                "blocks",
+                np.ascontiguousarray(blocks[:, :row_bytes]).view(dtype),
+                index._row_storage,
             )
         ranges = (
             f.optional_ranges("lo", "scale", index.dim, needed=n > 0)
@@ -382,7 +455,14 @@ class HNSWIndex(CoreIndex):
         if ranges is not None:  # an int8 index saved before its first add has none
             index._lo, index._scale = ranges
             index._core.set_ranges(index._lo, index._scale)
+        if index.storage == "rabitq":
+            centre = f.optional_array("centre", np.float32, (index.dim,), finite=True)
+            if centre is not None:  # none: saved before its first add
+                index._enable_codes(f.bounded("centre", centre, index.dim))
+            elif n > 0:
+                raise f.error("centre", "missing, but the index holds vectors")
         # links, levels and the entry point are checked by the core before use
+        # (storage='rabitq': the codes are re-encoded from the checked rows, never read)
         index._core.restore(
             blocks,
             np.ascontiguousarray(ids),
@@ -402,6 +482,8 @@ class HNSWIndex(CoreIndex):
             fields = f"storage={self.storage!r}, " + fields
         if self.int8_queries:
             fields += ", int8_queries=True"
+        if self.storage == "rabitq":
+            fields += f", bits={self.bits}"
         return fields
 
     def __repr__(self) -> str:

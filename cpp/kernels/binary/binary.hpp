@@ -34,6 +34,15 @@ struct BinaryKernels {
                             std::size_t n, std::size_t bits_x, std::size_t plane_bytes,
                             const float* weights, float offset, float* out) = nullptr;
 
+    // The symmetric score of many queries against a block of rows (what a batched scan calls):
+    // queries: (nq, bits_q, plane_bytes) uint8;  rows: (n, bits_x, plane_bytes) uint8
+    // weights: (bits_q, bits_x) float32;  offsets: (nq,) float32;  out: (nq, n) float32 row-major
+    // out[i, r] = planes_xor_rows(query i, ..., row r, ..., offsets[i]) (same sums, same order)
+    void (*planes_xor_tile)(const std::uint8_t* queries, std::size_t nq, std::size_t bits_q,
+                            const std::uint8_t* rows, std::size_t n, std::size_t bits_x,
+                            std::size_t plane_bytes, const float* weights, const float* offsets,
+                            float* out) = nullptr;
+
     // q_bits: (8 * plane_bytes,) float32 in bit order (see above);  rows: (n, bits, plane_bytes)
     // weights: (bits,) float32;  out: (n,) float32
     // out[i] = offset + sum_t weights[t] * sum_{j: bit j of row_i,t set} q_bits[j]

@@ -5,6 +5,8 @@
 //   (in bit order) is ANDed under them and accumulated; weights applied once per plane.
 #include <arm_neon.h>
 
+#include <cstring>
+
 #include "kernels/kernels.hpp"
 
 namespace simdex {
@@ -50,6 +52,7 @@ void planes_float_rows(const float* q_bits, const std::uint8_t* rows, std::size_
 
 void register_binary_neon(KernelTable& t) {
     t.binary.planes_xor_rows = planes_xor_rows;
+    t.binary.planes_xor_tile = planes_xor_tile_by_rows;
     t.binary.planes_float_rows = planes_float_rows;
 }
 

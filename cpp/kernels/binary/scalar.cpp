@@ -50,6 +50,7 @@ void planes_float_rows(const float* q_bits, const std::uint8_t* rows, std::size_
 
 void register_binary_scalar(KernelTable& t) {
     t.binary.planes_xor_rows = planes_xor_rows;
+    t.binary.planes_xor_tile = planes_xor_tile_by_rows;
     t.binary.planes_float_rows = planes_float_rows;
 }
 

@@ -1,0 +1,223 @@
+"""RaBitQ quantizer (python/simdex/rabitq.py, cpp/index/rabitq.*): codes and factors against a
+NumPy float64 reference, unbiased estimates, error bounds at their stated confidence, and the
+same results at every SIMD tier."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import simdex as sx
+from simdex.kernels import available_levels, force_simd
+from simdex.rabitq import ROUNDS, confidence, padded_dim
+
+# ---- NumPy float64 reference of cpp/index/rabitq.hpp -------------------------------------
+
+
+def _fwht(y: np.ndarray) -> np.ndarray:
+    h = y.shape[-1]
+    y = y.copy()
+    step = 1
+    while step < h:
+        y = y.reshape(*y.shape[:-1], h // (2 * step), 2, step)
+        a, b = y[..., 0, :].copy(), y[..., 1, :].copy()
+        y[..., 0, :], y[..., 1, :] = a + b, a - b
+        y = y.reshape(*y.shape[:-3], h)
+        step *= 2
+    return y / np.sqrt(h)
+
+
+def ref_rotate(x: np.ndarray, q: sx.RaBitQ) -> np.ndarray:
+    d = q.padded_dim
+    y = np.zeros((x.shape[0], d))
+    y[:, : q.dim] = x
+    p = q.rotation_params.astype(np.float64)
+    if q.rotation == "dense":
+        return y @ p.T
+    h = 1 << (d.bit_length() - 1)
+    for r in range(ROUNDS):
+        y *= p[r]
+        part = slice(d - h, d) if r % 2 else slice(0, h)
+        y[:, part] = _fwht(y[:, part])
+    return y
+
+
+def ref_levels(o: np.ndarray, bits: int) -> np.ndarray:
+    """Magnitude levels a (D,) maximising the cosine over the documented two-stage grid."""
+    top = (1 << (bits - 1)) - 1
+    m = np.abs(o)
+    if bits == 1:
+        return np.zeros_like(m)
+
+    def cos(t: float) -> float:
+        a = np.minimum(np.floor(t * m), top) + 0.5
+        return float((a * m).sum() / np.sqrt((a * a).sum()))
+
+    t_top = (top + 1) / m.max()
+    grid = [t_top * 0.4 * (2.5 / 0.4) ** (k / 47) for k in range(48)]
+    scores = [cos(t) for t in grid]
+    k = int(np.argmax(scores))
+    lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, 47)]
+    fine = [lo + (hi - lo) * i / 16 for i in range(17)]
+    best = max([grid[k], *fine], key=cos)
+    return np.minimum(np.floor(best * m), top)
+
+
+def ref_encode(x: np.ndarray, q: sx.RaBitQ) -> tuple[np.ndarray, np.ndarray]:
+    """(codes u (n, D) int, factors (n, F) float64)."""
+    y = ref_rotate(x.astype(np.float64) - q.centre.astype(np.float64), q)
+    d = q.padded_dim
+    codes, factors = [], []
+    for row in y:
+        norm = np.linalg.norm(row)
+        o = row / norm
+        a = ref_levels(o, q.bits)
+        half = (1 << q.bits) - 1
+        u = np.where(o > 0, (1 << (q.bits - 1)) + a, (1 << (q.bits - 1)) - 1 - a)
+        xbar = u - half / 2
+        f = [norm**2]
+        for xb in (
+            [np.where(o > 0, 0.5, -0.5)] if q.bits == 1 else [np.where(o > 0, 0.5, -0.5), xbar]
+        ):
+            ip = float(xb @ o)
+            c = ip / np.linalg.norm(xb)
+            f += [norm / ip, norm * np.sqrt(1 - c * c) / (c * np.sqrt(d - 1))]
+        codes.append(u)
+        factors.append(f)
+    return np.array(codes), np.array(factors)
+
+
+def unpack(codes: np.ndarray, q: sx.RaBitQ) -> tuple[np.ndarray, np.ndarray]:
+    """Our rows -> (u (n, D) int, factors (n, F) float32)."""
+    d, b = q.padded_dim, q.bits
+    planes = np.unpackbits(codes[:, : b * d // 8].reshape(-1, b, d // 8), axis=2, bitorder="little")
+    u = planes[:, 0].astype(np.int64) << (b - 1)
+    for j in range(1, b):
+        u |= planes[:, j].astype(np.int64) << (j - 1)
+    factors = codes[:, b * d // 8 :].copy().view(np.float32)
+    return u, factors
+
+
+# ---- tests -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dim", [1, 7, 64, 65, 200])
+@pytest.mark.parametrize("bits", [1, 2, 3, 5, 8])
+@pytest.mark.parametrize("rotation", ["hadamard", "dense"])
+def test_encode_matches_float64_reference(dim, bits, rotation):
+    rng = np.random.default_rng(dim * 10 + bits)
+    x = rng.standard_normal((40, dim)).astype(np.float32)
+    q = sx.RaBitQ(dim, bits=bits, rotation=rotation, seed=3).train(x)
+    assert q.row_bytes == bits * padded_dim(dim) // 8 + 4 * (3 if bits == 1 else 5)
+    np.testing.assert_allclose(q._core.rotate(x, 40), ref_rotate(x, q), atol=1e-5)
+    u, factors = unpack(q.encode(x), q)
+    ref_u, ref_f = ref_encode(x, q)
+    same = (u == ref_u).all(axis=1)
+    assert same.mean() >= 0.95  # a grid tie decided by the last bit of a float may differ
+    np.testing.assert_allclose(factors[same], ref_f[same], rtol=2e-5, atol=1e-6)
+    # decode: centre + norm * R^T (xbar / ||xbar||)
+    xbar = ref_u - ((1 << bits) - 1) / 2
+    unit = xbar / np.linalg.norm(xbar, axis=1, keepdims=True)
+    p = q.rotation_params.astype(np.float64)
+    if rotation == "dense":
+        back = unit @ p
+    else:
+        d = q.padded_dim
+        h = 1 << (d.bit_length() - 1)
+        back = unit.copy()
+        for r in reversed(range(ROUNDS)):
+            part = slice(d - h, d) if r % 2 else slice(0, h)
+            back[:, part] = _fwht(back[:, part])
+            back *= p[r]
+    ref_x = q.centre + np.sqrt(ref_f[:, :1]) * back[:, :dim]
+    np.testing.assert_allclose(q.decode(q.encode(x))[same], ref_x[same], atol=1e-4)
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4, 8])
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+def test_bound_holds_at_stated_confidence(bits, metric):
+    rng = np.random.default_rng(bits)
+    d = 128
+    x = (rng.standard_normal((400, d)) + 0.3).astype(np.float32)
+    queries = (rng.standard_normal((12, d)) + 0.3).astype(np.float32)
+    if metric == "cosine":
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+        queries = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    q = sx.RaBitQ(d, bits=bits, seed=11).train(x)
+    codes = q.encode(x)
+    x64, q64 = x.astype(np.float64), queries.astype(np.float64)
+    if metric == "l2":
+        true = ((q64[:, None, :] - x64[None]) ** 2).sum(-1)
+    else:
+        true = 1 - q64 @ x64.T
+    for eps0 in (1.0, 1.9, 3.0):
+        for level in ("full", "1bit"):
+            est, bound = q.estimate(codes, queries, metric, eps0=eps0, level=level)
+            covered = float((np.abs(est - true) <= bound).mean())
+            # 4800 pairs: the binomial spread is ~0.004; the normal approximation is slightly
+            # conservative in the tails
+            assert covered >= confidence(eps0) - 0.02, (eps0, level, covered)
+            assert covered <= confidence(eps0) + 0.04, (eps0, level, covered)
+    est1, _ = q.estimate(codes, queries, metric, level="1bit")
+    est, _ = q.estimate(codes, queries, metric)
+    err1, err = np.abs(est1 - true).mean(), np.abs(est - true).mean()
+    if bits > 1:  # the extra bits shrink the error ~2x per bit
+        assert err < err1 / (1.5 ** (bits - 1))
+
+
+@pytest.mark.parametrize("bits", [1, 3])
+@pytest.mark.parametrize("rotation", ["hadamard", "dense"])
+def test_estimator_unbiased_over_rotations(bits, rotation):
+    rng = np.random.default_rng(100 + bits)
+    d = 64
+    x = rng.standard_normal((6, d)).astype(np.float32)
+    queries = rng.standard_normal((3, d)).astype(np.float32)
+    true = ((queries[:, None, :].astype(np.float64) - x[None]) ** 2).sum(-1)
+    runs = []
+    for seed in range(300):
+        q = sx.RaBitQ(d, bits=bits, rotation=rotation, seed=1000 + seed)
+        q.centre = np.zeros(d, np.float32)
+        runs.append(q.estimate(q.encode(x), queries)[0])
+    est = np.array(runs, dtype=np.float64)  # (seeds, q, n)
+    z = (est.mean(0) - true) / (est.std(0) / np.sqrt(len(runs)))
+    assert np.abs(z).max() < 4.0, z  # 18 pairs, each ~N(0, 1) if unbiased
+
+
+def test_identical_at_every_simd_tier():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((300, 100)).astype(np.float32)
+    queries = rng.standard_normal((5, 100)).astype(np.float32)
+    results = []
+    for level in available_levels():
+        with force_simd(level):
+            q = sx.RaBitQ(100, bits=4, seed=2).train(x)
+            codes = q.encode(x, threads=2)
+            results.append((codes, *q.estimate(codes, queries), q.decode(codes)))
+    for other in results[1:]:
+        for a, b in zip(results[0], other, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="bits"):
+        sx.RaBitQ(8, bits=9)
+    with pytest.raises(ValueError, match="rotation"):
+        sx.RaBitQ(8, rotation="givens")
+    q = sx.RaBitQ(8, bits=2)
+    x = np.ones((3, 8), np.float32)
+    with pytest.raises(ValueError, match="not trained"):
+        q.encode(x)
+    q.train(x)
+    with pytest.raises(ValueError, match="shape"):
+        q.encode(np.ones((3, 9), np.float32))
+    codes = q.encode(x)
+    with pytest.raises(TypeError, match="uint8"):
+        q.decode(codes.astype(np.int16))
+    with pytest.raises(ValueError, match="shape"):
+        q.decode(codes[:, :-1])
+    with pytest.raises(ValueError, match="eps0"):
+        q.estimate(codes, x, eps0=-1.0)
+    # the centre itself: norm 0, every estimate exact
+    est, bound = q.estimate(codes, x)
+    np.testing.assert_allclose(est, 0.0, atol=1e-6)
+    assert "bits=2" in repr(q)
