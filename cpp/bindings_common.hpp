@@ -134,6 +134,11 @@ inline std::size_t thread_count(const py::object& threads) {
     return static_cast<std::size_t>(t);
 }
 
+// threads: None or int -> the long that resolve_threads takes (0 = all available cores).
+inline long threads_arg(const py::object& threads) {
+    return threads.is_none() ? 0 : static_cast<long>(thread_count(threads));
+}
+
 // A search filter as passed by Python (_checks.as_filter): None; a byte mask by id
 // (mask (m,) uint8); or allowed ids (m,) int64 with offsets (lists + 1,) int64 (one list
 // shared by every query, or one per query).
@@ -254,7 +259,9 @@ void bind_hnsw(py::module_& m);
 void bind_flat(py::module_& m);
 void bind_ids(py::module_& m);
 void bind_rerank(py::module_& m);
+void bind_leanvec(py::module_& m);
 void bind_pq(py::module_& m);
+void bind_pqcore(py::module_& m);
 void bind_binary(py::module_& m);
 
 }  // namespace simdex

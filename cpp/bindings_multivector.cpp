@@ -7,8 +7,10 @@
 #include <cstring>
 #include <limits>
 
+#include <shared_mutex>
+
+#include "bindings_hnsw.hpp"
 #include "bindings_pipeline.hpp"
-#include "index/pq.hpp"
 
 namespace simdex {
 namespace {
@@ -207,54 +209,26 @@ py::tuple chamfer_rerank_py(const py::array& q_tokens, const py::array& q_offset
     });
 }
 
-// MultiVectorIndex(index="pq").search in one call: the encoding stage is PQIndex's scan
-// (rotation, tables, 8-bit ADC or 4-bit fast-scan, the exact re-score of rerank_k encodings
-// when the PQ index keeps them), its slots mapped to its ids (the multi-vector slots) through
-// inner_table; then the Chamfer re-rank and the multi-vector ids. Arguments after `carve` are
-// PQIndex.search's (python/simdex/pq.py).
-py::tuple multivector_search_pq(const FdeEncoder& encoder, const py::array& q_tokens, const py::array& q_offsets,
-                                const py::tuple& store, std::size_t k, std::size_t candidates,
-                                const py::object& carve, std::size_t rerank_k, const py::object& rotation_t,
-                                const py::array& books, const py::array& books_t, const py::array& norms,
-                                std::size_t m, int nbits, const py::array& codes, std::size_t n,
-                                const py::object& mask, const py::object& encodings, IdTable& inner_table,
-                                IdTable& table, const py::object& threads) {
+// MultiVectorIndex(index="hnsw").search in one call: encode the query sets, walk the graph
+// (a simdex._core.HnswGraph whose ids are the multi-vector index's slots; filter in those
+// slots) for `candidates` per query under the graph's shared lock (window ef; buffered: the
+// best of every node scored), re-rank by exact Chamfer from the token store, slots to ids.
+py::tuple multivector_search_hnsw(const py::object& graph, const FdeEncoder& encoder, const py::array& q_tokens,
+                                  const py::array& q_offsets, const py::tuple& store, std::size_t k,
+                                  std::size_t candidates, std::size_t ef, bool buffered, const py::object& carve,
+                                  const py::object& filter_ids, const py::object& filter_offsets,
+                                  const py::object& filter_mask, IdTable& table, const py::object& threads) {
+    HnswParts g = hnsw_parts(graph);
+    if (g.graph->spec().storage == Storage::bits || g.graph->spec().dim != encoder.out_dim())
+        throw std::invalid_argument("multi-vector search: the graph must hold the encodings");
     MultiVectorRequest r = multivector_request(encoder, q_tokens, q_offsets, store, k, candidates, carve);
-    if (nbits != 8 && nbits != 4) throw std::invalid_argument("nbits must be 8 or 4");
-    const std::size_t ksub = nbits == 8 ? 256 : 16, dim = encoder.out_dim();
-    PqBooks pb;
-    pb.m = m;
-    pb.ksub = ksub;
-    pb.dsub = dim / std::max<std::size_t>(m, 1);
-    if (m == 0 || pb.dsub * m != dim) throw std::invalid_argument("encodings do not split into m sub-spaces");
-    pb.books = typed<float>(books, m * ksub * pb.dsub, "books");
-    pb.books_t = typed<float>(books_t, m * ksub * pb.dsub, "books_t");
-    pb.norms = typed<float>(norms, m * ksub, "norms");
-    const float* rot = rotation_t.is_none() ? nullptr : typed<float>(rotation_t.cast<py::array>(), dim * dim, "rotation");
-    const std::size_t code_bytes = nbits == 8 ? n * m : (n + 31) / 32 * fastscan_m4(m) * 16;
-    const std::uint8_t* c = array_bytes(codes, code_bytes, 1, "codes");
-    const std::uint8_t* mask_ptr = optional_mask(mask, n);
-    const RerankRows* exact = rerank_arg(encodings);  // the PQ index's own re-rank rows, or none
-    if (exact && exact->spec().dim != dim)
-        throw std::invalid_argument("the encoding index's re-rank rows do not hold the encodings");
+    IdFilter filter = filter_arg(filter_ids, filter_offsets, filter_mask, r.queries.n);
     const std::size_t thread_n = thread_count(threads);
-    const KernelTable& kernels = active_kernels();
-    return run_multivector(kernels, r, table, thread_n,
-                           [&](const float* fde, std::size_t nq, std::size_t cand_n, float* cand_d, std::int64_t* cand) {
-        const std::size_t scanned = exact ? std::max(rerank_k, cand_n) : cand_n;
-        std::vector<float> rotated(rot ? nq * dim : 0), scan_d(nq * scanned), luts(nq * m * ksub);
-        std::vector<std::int64_t> scan(nq * scanned);
-        if (rot) inner_products(kernels, rot, dim, fde, nq, dim, thread_n, rotated.data());
-        const float* q = rot ? rotated.data() : fde;
-        pq_tables(pb, q, nq, false, thread_n, luts.data());
-        PqSearchOutput out{scan_d.data(), scan.data()};
-        if (nbits == 8)
-            pq_search_u8(kernels, c, n, m, luts.data(), nq, scanned, mask_ptr, thread_n, out);
-        else
-            pq_search_u4(kernels, c, n, m, luts.data(), nq, scanned, mask_ptr, thread_n, out);
-        finish_candidates(exact, fde, nq, scan_d.data(), scan.data(), scanned, cand_n, thread_n, inner_table,
-                          cand_d, cand);
-    });
+    return run_multivector(active_kernels(), r, table, thread_n,
+                           [&](const float* fde, std::size_t nq, std::size_t c, float* d, std::int64_t* ids) {
+                               std::shared_lock<RwLock> lock(*g.lock);
+                               g.graph->search(fde, nq, c, ef, filter, false, thread_n, d, ids, buffered);
+                           });
 }
 
 }  // namespace
@@ -295,12 +269,11 @@ void bind_multivector(py::module_& m) {
           py::arg("dim"), py::arg("candidates"), py::arg("k"), py::arg("carve"), py::arg("table"),
           py::arg("threads") = py::none(),
           "Exact Chamfer re-rank of candidate slots: (-scores (nq, k) ascending, ids (nq, k)).");
-    m.def("multivector_search_pq", &multivector_search_pq, py::arg("encoder"), py::arg("q_tokens"),
-          py::arg("q_offsets"), py::arg("store"), py::arg("k"), py::arg("candidates"), py::arg("carve"),
-          py::arg("rerank_k"), py::arg("rotation_t"), py::arg("books"), py::arg("books_t"), py::arg("norms"),
-          py::arg("m"), py::arg("nbits"), py::arg("codes"), py::arg("n"), py::arg("mask"), py::arg("encodings"),
-          py::arg("inner_table"), py::arg("table"), py::arg("threads"),
-          "MultiVectorIndex(index='pq').search in one call: (-Chamfer (nq, k) ascending, ids (nq, k)).");
+    m.def("multivector_search_hnsw", &multivector_search_hnsw, py::arg("graph"), py::arg("encoder"),
+          py::arg("q_tokens"), py::arg("q_offsets"), py::arg("store"), py::arg("k"), py::arg("candidates"),
+          py::arg("ef"), py::arg("buffered"), py::arg("carve"), py::arg("filter_ids"), py::arg("filter_offsets"),
+          py::arg("filter_mask"), py::arg("table"), py::arg("threads"),
+          "MultiVectorIndex(index='hnsw').search in one call: (-Chamfer (nq, k) ascending, ids (nq, k)).");
 }
 
 }  // namespace simdex

@@ -22,16 +22,7 @@ inline void finish_candidates(const RerankRows* store, const float* queries,
                               std::size_t nq, const float* cand_d, const std::int64_t* cand,
                               std::size_t c, std::size_t k, std::size_t threads, IdTable& table,
                               float* out_d, std::int64_t* out_ids) {
-    if (store) {
-        store->rerank(queries, nq, cand, c, k, threads, out_d, out_ids);
-    } else {
-        for (std::size_t i = 0; i < nq; ++i) {  // candidates are sorted: the first k
-            std::copy(cand_d + i * c, cand_d + i * c + std::min(c, k), out_d + i * k);
-            std::copy(cand + i * c, cand + i * c + std::min(c, k), out_ids + i * k);
-            std::fill(out_d + i * k + std::min(c, k), out_d + (i + 1) * k, std::numeric_limits<float>::infinity());
-            std::fill(out_ids + i * k + std::min(c, k), out_ids + (i + 1) * k, -1);
-        }
-    }
+    keep_candidates(store, queries, nq, cand_d, cand, c, k, threads, out_d, out_ids);
     table.map_slots(out_ids, nq * k);
 }
 

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <mutex>
 #include <shared_mutex>
 #include <stdexcept>
@@ -165,9 +166,9 @@ void RerankRows::map_file(std::size_t bytes) {
     map_bytes_ = want;
 }
 
-void RerankRows::encode(const float* x, std::size_t n, std::uint8_t* out) const {
-    const std::size_t d = spec_.dim;
-    switch (spec_.storage) {
+void encode_rows(const StoreSpec& spec, const float* x, std::size_t n, std::uint8_t* out) {
+    const std::size_t d = spec.dim;
+    switch (spec.storage) {
         case Storage::f32:
             std::memcpy(out, x, n * d * 4);
             return;
@@ -185,16 +186,18 @@ void RerankRows::encode(const float* x, std::size_t n, std::uint8_t* out) const 
             // code = clip(rint((x - lo) / scale), 0, 255); constant dimensions (scale 0) code 0.
             for (std::size_t i = 0; i < n; ++i)
                 for (std::size_t j = 0; j < d; ++j) {
-                    const float s = scale_[j];
-                    float c = s > 0 ? std::nearbyint((x[i * d + j] - lo_[j]) / s) : 0.0f;
+                    const float s = spec.scale[j];
+                    float c = s > 0 ? std::nearbyint((x[i * d + j] - spec.lo[j]) / s) : 0.0f;
                     c = std::min(std::max(c, 0.0f), 255.0f);
                     out[i * d + j] = static_cast<std::uint8_t>(c);
                 }
             return;
         default:
-            throw std::invalid_argument("re-rank rows: unsupported storage");
+            throw std::invalid_argument("encode_rows: unsupported storage");
     }
 }
+
+void RerankRows::encode(const float* x, std::size_t n, std::uint8_t* out) const { encode_rows(spec_, x, n, out); }
 
 void RerankRows::put(const std::int64_t* slots, const float* x, std::size_t n) {
     if (n == 0) return;
@@ -317,6 +320,22 @@ std::size_t RerankRows::size() const {
 std::size_t RerankRows::nbytes() const {
     std::shared_lock<RwLock> guard(lock_);
     return (lo_.size() + scale_.size()) * 4 + (fd_ >= 0 ? 0 : n_ * spec_.row_bytes);
+}
+
+void keep_candidates(const RerankRows* rows, const float* queries, std::size_t nq, const float* cand_d,
+                     const std::int64_t* cand, std::size_t c, std::size_t k, std::size_t threads,
+                     float* out_distances, std::int64_t* out_slots) {
+    if (rows) {
+        rows->rerank(queries, nq, cand, c, k, threads, out_distances, out_slots);
+        return;
+    }
+    const std::size_t keep = std::min(c, k);
+    for (std::size_t i = 0; i < nq; ++i) {  // candidates are sorted: the first k
+        std::copy(cand_d + i * c, cand_d + i * c + keep, out_distances + i * k);
+        std::copy(cand + i * c, cand + i * c + keep, out_slots + i * k);
+        std::fill(out_distances + i * k + keep, out_distances + (i + 1) * k, std::numeric_limits<float>::infinity());
+        std::fill(out_slots + i * k + keep, out_slots + (i + 1) * k, -1);
+    }
 }
 
 }  // namespace simdex

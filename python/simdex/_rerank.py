@@ -137,24 +137,31 @@ class RerankStore:
     def _key(self) -> str:
         return "rerank_vectors" if self.storage == "float32" else "secondary_rows"
 
-    def params(self) -> dict[str, Any]:
-        n = len(self.core)
+    # `state`: what an index core's state() copied of these rows under its lock
+    # (rerank_count, rerank_rows or rerank_crc32), so rows and codes are of one moment.
+    def params(self, state: dict[str, Any] | None = None) -> dict[str, Any]:
+        n = len(self.core) if state is None else int(state["rerank_count"])
         if self.path is None:
             return {"rerank": "memory", "rerank_rows": n}
+        crc = self.core.crc32() if state is None else state["rerank_crc32"]
         return {
             "rerank": "file",
             "rerank_rows": n,
             "rerank_bytes": n * self.dim * self.dtype.itemsize,
-            "rerank_crc32": int(self.core.crc32()),
+            "rerank_crc32": int(crc),
             "rerank_name": os.path.basename(self.path),
         }
 
-    def arrays(self) -> dict[str, np.ndarray]:
+    def arrays(self, state: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
         arrays: dict[str, np.ndarray] = {}
         if self.lo is not None and self.scale is not None:
             arrays["secondary_lo"], arrays["secondary_scale"] = self.lo, self.scale
         if self.path is None:
-            arrays[self._key()] = self.core.copy()
+            arrays[self._key()] = (
+                self.core.copy()
+                if state is None
+                else state["rerank_rows"].view(self.dtype).reshape(-1, self.dim)
+            )
         return arrays
 
     @classmethod

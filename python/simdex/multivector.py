@@ -39,7 +39,7 @@ from ._result import SearchResult
 from .flat import FlatIndex
 from .hnsw import HNSWIndex
 from .ivf import IVFPQIndex
-from .pq import PQIndex, _check_rerank_k
+from .pq import PQIndex
 
 PROJECTIONS = ("dense", "ams")
 TOKEN_STORAGES = ("float32", "float16", "int8")
@@ -720,32 +720,10 @@ class MultiVectorIndex(Index):
                 raise ValueError("carve must be a float (tau) or None; got NaN")
         tokens, offsets, single = _checks.as_token_sets(queries, self.dim, "queries")
         nq = offsets.shape[0] - 1
-        per_query = _checks.is_filter_list(filter)
-        if per_query and len(filter) != nq:
+        if _checks.is_filter_list(filter) and len(filter) != nq:
             raise ValueError(
                 f"a list of filters needs one filter per query: expected {nq}, got {len(filter)}"
             )
-        if per_query and self.index_kind in ("pq", "ivfpq"):
-            # the PQ scans take one filter for every query: one call per query
-            limits = _checks.as_max_distance(max_distance, nq)
-            parts = [
-                self._search(
-                    tokens[offsets[i] : offsets[i + 1]],
-                    offsets[i : i + 2] - offsets[i],
-                    k,
-                    c,
-                    ef,
-                    filter[i],
-                    None if limits is None else float(limits[i]),
-                    carve,
-                    threads,
-                    search_params,
-                )
-                for i in range(nq)
-            ]
-            dist = np.concatenate([p.distances for p in parts])
-            ids = np.concatenate([p.ids for p in parts])
-            return _result.finish(dist, ids, single)
         return self._search(
             tokens, offsets, k, c, ef, filter, max_distance, carve, threads, search_params, single
         )
@@ -765,8 +743,8 @@ class MultiVectorIndex(Index):
         single: bool = False,
     ) -> SearchResult:
         """One C++ call (encode the queries, candidates from the encoding index, exact Chamfer
-        re-rank from the token store, slots to ids) for 'hnsw', 'flat' and 'pq'; 'ivfpq'
-        encodes, searches its IVFPQIndex and re-ranks in three calls."""
+        re-rank from the token store, slots to ids) for 'hnsw' and 'flat'; 'pq' and 'ivfpq'
+        encode, search their index (one C++ call of its own) and re-rank: three calls."""
         nq = offsets.shape[0] - 1
         if len(self) == 0 or self._store is None:
             return self._empty_result(nq, k, single, max_distance)
@@ -800,8 +778,8 @@ class MultiVectorIndex(Index):
                 # window ef (default: wide enough for every candidate); a smaller window
                 # hands over the best of every node scored on the way (faster, lower recall)
                 window = max(inner.ef, c) if ef is None else _checks.check_list_size(ef, "ef")
-                dist, ids = inner._core.search_multivector(
-                    core, tokens, offsets, store, k, c, window, c > window, carve,
+                dist, ids = _core.multivector_search_hnsw(
+                    inner._core, core, tokens, offsets, store, k, c, window, c > window, carve,
                     f_ids, f_offsets, f_mask, self._idt, threads,
                 )  # fmt: skip
             else:
@@ -809,19 +787,11 @@ class MultiVectorIndex(Index):
                     core, tokens, offsets, store, k, c, carve, f_ids, f_offsets, f_mask,
                     self._idt, threads,
                 )  # fmt: skip
-        elif isinstance(inner, PQIndex):
-            inner_store = inner._store
-            scanned = _check_rerank_k(rerank_k, c, inner_store)
-            books, books_t, norms, rotation_t = inner.pq._layouts()
-            dist, ids = _core.multivector_search_pq(
-                core, tokens, offsets, store, k, c, carve, scanned, rotation_t, books, books_t,
-                norms, inner.m, inner.nbits, inner._live_codes(), inner._n,
-                inner._slot_mask(allowed), None if inner_store is None else inner_store.core,
-                inner._idt, self._idt, threads,
-            )  # fmt: skip
         else:
             fde = self.encoder._encode_csr(tokens, offsets, False, threads)
-            extra = {"nprobe": nprobe, "rerank_k": rerank_k}
+            extra: dict[str, Any] = {"rerank_k": rerank_k}
+            if isinstance(inner, IVFPQIndex):
+                extra["nprobe"] = nprobe
             _, cand = inner.search(fde, c, filter=allowed, threads=threads, **extra)
             dist, ids = _core.chamfer_rerank(
                 tokens, offsets, store, self.dim, np.ascontiguousarray(cand, dtype=np.int64), k,
