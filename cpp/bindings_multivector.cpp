@@ -7,10 +7,8 @@
 #include <cstring>
 #include <limits>
 
-#include <shared_mutex>
-
-#include "bindings_hnsw.hpp"
 #include "bindings_pipeline.hpp"
+#include "index/pq.hpp"
 
 namespace simdex {
 namespace {
@@ -176,63 +174,6 @@ py::tuple run_multivector(const KernelTable& kernels, const MultiVectorRequest& 
     });
 }
 
-namespace {
-
-// The re-rank stage alone, for an encoding index that cannot run the pipeline in one call
-// (IVF-PQ): candidates (nq, c) store slots (-1 = none) of the query sets, optionally carved
-// (carve: None or tau), scored exactly; slots mapped to ids through `table`.
-py::tuple chamfer_rerank_py(const py::array& q_tokens, const py::array& q_offsets, const py::tuple& store,
-                            std::size_t dim, const py::array& candidates, std::size_t k, const py::object& carve,
-                            IdTable& table, const py::object& threads) {
-    check_k(k);
-    TokenSpec f32;
-    f32.dim = dim;
-    TokenSets queries = token_sets(q_tokens, q_offsets, f32, true, "query tokens");
-    TokenStoreView view = token_store(store, dim);
-    if (candidates.ndim() != 2 || static_cast<std::size_t>(candidates.shape(0)) != queries.n)
-        throw std::invalid_argument("candidates must have shape (" + std::to_string(queries.n) + ", c)");
-    const std::size_t c = static_cast<std::size_t>(candidates.shape(1));
-    const std::int64_t* cand = typed<std::int64_t>(candidates, queries.n * c, "candidates");
-    const double tau = carve_arg(carve);
-    std::size_t t = thread_count(threads);
-    return topk_result(queries.n, k, [&](float* d, std::int64_t* ids) {
-        std::vector<float> carved;
-        std::vector<std::int64_t> carved_offsets;
-        TokenSets scored = queries;
-        if (!std::isnan(tau)) {
-            carve_sets(queries, tau, carved, carved_offsets);
-            scored.data = reinterpret_cast<const std::uint8_t*>(carved.data());
-            scored.offsets = carved_offsets.data();
-        }
-        chamfer_rerank_store(active_kernels(), scored, view, cand, c, k, t, d, ids);
-        table.map_slots(ids, queries.n * k);
-    });
-}
-
-// MultiVectorIndex(index="hnsw").search in one call: encode the query sets, walk the graph
-// (a simdex._core.HnswGraph whose ids are the multi-vector index's slots; filter in those
-// slots) for `candidates` per query under the graph's shared lock (window ef; buffered: the
-// best of every node scored), re-rank by exact Chamfer from the token store, slots to ids.
-py::tuple multivector_search_hnsw(const py::object& graph, const FdeEncoder& encoder, const py::array& q_tokens,
-                                  const py::array& q_offsets, const py::tuple& store, std::size_t k,
-                                  std::size_t candidates, std::size_t ef, bool buffered, const py::object& carve,
-                                  const py::object& filter_ids, const py::object& filter_offsets,
-                                  const py::object& filter_mask, IdTable& table, const py::object& threads) {
-    HnswParts g = hnsw_parts(graph);
-    if (g.graph->spec().storage == Storage::bits || g.graph->spec().dim != encoder.out_dim())
-        throw std::invalid_argument("multi-vector search: the graph must hold the encodings");
-    MultiVectorRequest r = multivector_request(encoder, q_tokens, q_offsets, store, k, candidates, carve);
-    IdFilter filter = filter_arg(filter_ids, filter_offsets, filter_mask, r.queries.n);
-    const std::size_t thread_n = thread_count(threads);
-    return run_multivector(active_kernels(), r, table, thread_n,
-                           [&](const float* fde, std::size_t nq, std::size_t c, float* d, std::int64_t* ids) {
-                               std::shared_lock<RwLock> lock(*g.lock);
-                               g.graph->search(fde, nq, c, ef, filter, false, thread_n, d, ids, buffered);
-                           });
-}
-
-}  // namespace
-
 void bind_multivector(py::module_& m) {
     m.def("chamfer", &chamfer_py, py::arg("q_tokens"), py::arg("q_offsets"), py::arg("d_tokens"), py::arg("d_offsets"),
           py::arg("dim"), py::arg("storage"), py::arg("lo") = py::none(), py::arg("scale") = py::none(),
@@ -265,15 +206,6 @@ void bind_multivector(py::module_& m) {
           },
           py::arg("tokens"), py::arg("offsets"), py::arg("dim"), py::arg("tau"),
           "Ball carving of CSR query sets: (tokens (T', dim) float32, offsets (n + 1,) int64).");
-    m.def("chamfer_rerank", &chamfer_rerank_py, py::arg("q_tokens"), py::arg("q_offsets"), py::arg("store"),
-          py::arg("dim"), py::arg("candidates"), py::arg("k"), py::arg("carve"), py::arg("table"),
-          py::arg("threads") = py::none(),
-          "Exact Chamfer re-rank of candidate slots: (-scores (nq, k) ascending, ids (nq, k)).");
-    m.def("multivector_search_hnsw", &multivector_search_hnsw, py::arg("graph"), py::arg("encoder"),
-          py::arg("q_tokens"), py::arg("q_offsets"), py::arg("store"), py::arg("k"), py::arg("candidates"),
-          py::arg("ef"), py::arg("buffered"), py::arg("carve"), py::arg("filter_ids"), py::arg("filter_offsets"),
-          py::arg("filter_mask"), py::arg("table"), py::arg("threads"),
-          "MultiVectorIndex(index='hnsw').search in one call: (-Chamfer (nq, k) ascending, ids (nq, k)).");
 }
 
 }  // namespace simdex

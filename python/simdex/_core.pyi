@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['BinaryCore', 'FdeEncoder', 'FlatCore', 'HnswGraph', 'IdTable', 'IvfPqCore', 'LeanVecCore', 'PqCore', 'RerankRows', 'active_level', 'all_finite', 'available_cores', 'binary_planes_float', 'binary_planes_xor', 'carve_sets', 'chamfer', 'chamfer_rerank', 'cluster_sums', 'cpu_features', 'detected_level', 'distances_lean', 'env_warning', 'inner_products', 'knn_lean', 'missing_features', 'multivector_search_hnsw', 'nearest_centroids', 'pair_distances', 'pairwise', 'pq_adc', 'pq_pack_blocks', 'pq_search_u4', 'pq_search_u8', 'pq_tables', 'search', 'select_tier', 'set_active_level', 'tiers']
+__all__: list[str] = ['BinaryCore', 'FdeEncoder', 'FlatCore', 'HnswGraph', 'IdTable', 'IvfPqCore', 'LeanVecCore', 'PqCore', 'RerankRows', 'active_level', 'all_finite', 'available_cores', 'binary_planes_float', 'binary_planes_xor', 'carve_sets', 'chamfer', 'cluster_sums', 'cpu_features', 'detected_level', 'distances_lean', 'env_warning', 'inner_products', 'knn_lean', 'missing_features', 'nearest_centroids', 'pair_distances', 'pairwise', 'pq_adc', 'pq_pack_blocks', 'pq_search_u4', 'pq_search_u8', 'pq_tables', 'search', 'select_tier', 'set_active_level', 'tiers']
 class HnswGraph:
     int8_queries: bool
     def __contains__(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> bool:
@@ -32,6 +32,8 @@ class HnswGraph:
     def search(self, queries: numpy.ndarray, nq: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, ef: typing.SupportsInt | typing.SupportsIndex, filter_ids: typing.Any = None, filter_offsets: typing.Any = None, filter_mask: typing.Any = None, normalize: bool = False, threads: typing.Any = None, buffered: bool = False) -> tuple:
         ...
     def search1(self, query: numpy.ndarray, k: typing.SupportsInt | typing.SupportsIndex, ef: typing.SupportsInt | typing.SupportsIndex) -> tuple:
+        ...
+    def search_multivector(self, encoder: ..., q_tokens: numpy.ndarray, q_offsets: numpy.ndarray, store: tuple, k: typing.SupportsInt | typing.SupportsIndex, candidates: typing.SupportsInt | typing.SupportsIndex, ef: typing.SupportsInt | typing.SupportsIndex, buffered: bool, carve: typing.Any, filter_ids: typing.Any, filter_offsets: typing.Any, filter_mask: typing.Any, table: ..., threads: typing.Any) -> tuple:
         ...
     def set_ranges(self, arg0: numpy.ndarray, arg1: numpy.ndarray) -> None:
         ...
@@ -181,6 +183,8 @@ class IvfPqCore:
         ...
     def search(self, queries: numpy.ndarray, nq: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, candidates: typing.SupportsInt | typing.SupportsIndex, nprobe: typing.SupportsInt | typing.SupportsIndex, filter_ids: typing.Any = None, filter_offsets: typing.Any = None, filter_mask: typing.Any = None, threads: typing.Any = None) -> tuple:
         ...
+    def search_multivector(self, encoder: ..., q_tokens: numpy.ndarray, q_offsets: numpy.ndarray, store: tuple, k: typing.SupportsInt | typing.SupportsIndex, candidates: typing.SupportsInt | typing.SupportsIndex, scanned: typing.SupportsInt | typing.SupportsIndex, nprobe: typing.SupportsInt | typing.SupportsIndex, carve: typing.Any, filter_ids: typing.Any, filter_offsets: typing.Any, filter_mask: typing.Any, table: IdTable, threads: typing.Any) -> tuple:
+        ...
     def set_trained(self, centroids: numpy.ndarray, codebooks: numpy.ndarray, list_tables: typing.Any = None) -> None:
         ...
     def state(self) -> dict:
@@ -216,6 +220,8 @@ class PqCore:
     def search(self, queries: numpy.ndarray, nq: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, candidates: typing.SupportsInt | typing.SupportsIndex, filter_ids: typing.Any = None, filter_offsets: typing.Any = None, filter_mask: typing.Any = None, threads: typing.Any = None) -> tuple:
         ...
     def search1(self, query: numpy.ndarray, k: typing.SupportsInt | typing.SupportsIndex, candidates: typing.SupportsInt | typing.SupportsIndex, threads: typing.Any = None) -> tuple:
+        ...
+    def search_multivector(self, encoder: ..., q_tokens: numpy.ndarray, q_offsets: numpy.ndarray, store: tuple, k: typing.SupportsInt | typing.SupportsIndex, candidates: typing.SupportsInt | typing.SupportsIndex, scanned: typing.SupportsInt | typing.SupportsIndex, carve: typing.Any, filter_ids: typing.Any, filter_offsets: typing.Any, filter_mask: typing.Any, table: IdTable, threads: typing.Any) -> tuple:
         ...
     def set_trained(self, codebooks: numpy.ndarray, rotation: typing.Any = None) -> None:
         ...
@@ -279,10 +285,6 @@ def chamfer(q_tokens: numpy.ndarray, q_offsets: numpy.ndarray, d_tokens: numpy.n
     """
     Exact Chamfer scores (nq, nd) float32 of CSR query sets against CSR document sets.
     """
-def chamfer_rerank(q_tokens: numpy.ndarray, q_offsets: numpy.ndarray, store: tuple, dim: typing.SupportsInt | typing.SupportsIndex, candidates: numpy.ndarray, k: typing.SupportsInt | typing.SupportsIndex, carve: typing.Any, table: IdTable, threads: typing.Any = None) -> tuple:
-    """
-    Exact Chamfer re-rank of candidate slots: (-scores (nq, k) ascending, ids (nq, k)).
-    """
 def cluster_sums(x: numpy.ndarray, n: typing.SupportsInt | typing.SupportsIndex, d: typing.SupportsInt | typing.SupportsIndex, labels: numpy.ndarray, k: typing.SupportsInt | typing.SupportsIndex) -> tuple:
     ...
 def cpu_features() -> dict[str, bool]:
@@ -304,10 +306,6 @@ def knn_lean(*args, **kwargs):
 def missing_features(tier: str, features: collections.abc.Set[str]) -> list[str]:
     """
     Features of `tier` that `features` lacks
-    """
-def multivector_search_hnsw(graph: typing.Any, encoder: FdeEncoder, q_tokens: numpy.ndarray, q_offsets: numpy.ndarray, store: tuple, k: typing.SupportsInt | typing.SupportsIndex, candidates: typing.SupportsInt | typing.SupportsIndex, ef: typing.SupportsInt | typing.SupportsIndex, buffered: bool, carve: typing.Any, filter_ids: typing.Any, filter_offsets: typing.Any, filter_mask: typing.Any, table: IdTable, threads: typing.Any) -> tuple:
-    """
-    MultiVectorIndex(index='hnsw').search in one call: (-Chamfer (nq, k) ascending, ids (nq, k)).
     """
 def nearest_centroids(x: numpy.ndarray, n: typing.SupportsInt | typing.SupportsIndex, d: typing.SupportsInt | typing.SupportsIndex, centroids: numpy.ndarray, k: typing.SupportsInt | typing.SupportsIndex, threads: typing.Any = None) -> tuple:
     ...

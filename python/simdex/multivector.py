@@ -39,7 +39,7 @@ from ._result import SearchResult
 from .flat import FlatIndex
 from .hnsw import HNSWIndex
 from .ivf import IVFPQIndex
-from .pq import PQIndex
+from .pq import PQIndex, _check_rerank_k
 
 PROJECTIONS = ("dense", "ams")
 TOKEN_STORAGES = ("float32", "float16", "int8")
@@ -503,8 +503,7 @@ class MultiVectorIndex(Index):
                    checksum, not its path: load with simdex.load(path, rerank=...))
     overwrite    : allow rerank_path to name an existing non-empty file (it is emptied)
     candidates   : default number of documents re-ranked per query (250: recall@10 0.959 against
-                   exact Chamfer on the MiniLM dev set with the default encoder and index='pq'
-                   at 18-21x exact brute force; 220 gives 0.951 at ~22x);
+                   exact Chamfer on the MiniLM dev set with the default encoder and index='pq';
                    keyword queries of 2-3 tokens need more; see muvera_diagnostic)
     index_params : passed to the encoding index (M, ef_construction, storage, m, nlist, ...)
 
@@ -721,7 +720,8 @@ class MultiVectorIndex(Index):
                 raise ValueError("carve must be a float (tau) or None; got NaN")
         tokens, offsets, single = _checks.as_token_sets(queries, self.dim, "queries")
         nq = offsets.shape[0] - 1
-        if _checks.is_filter_list(filter) and len(filter) != nq:
+        per_query = _checks.is_filter_list(filter)
+        if per_query and len(filter) != nq:
             raise ValueError(
                 f"a list of filters needs one filter per query: expected {nq}, got {len(filter)}"
             )
@@ -743,9 +743,8 @@ class MultiVectorIndex(Index):
         search_params: dict[str, Any],
         single: bool = False,
     ) -> SearchResult:
-        """One C++ call (encode the queries, candidates from the encoding index, exact Chamfer
-        re-rank from the token store, slots to ids) for 'hnsw' and 'flat'; 'pq' and 'ivfpq'
-        encode, search their index (one C++ call of its own) and re-rank: three calls."""
+        """One C++ call: encode the queries, candidates from the encoding index (under its
+        lock), exact Chamfer re-rank from the token store, slots to ids."""
         nq = offsets.shape[0] - 1
         if len(self) == 0 or self._store is None:
             return self._empty_result(nq, k, single, max_distance)
@@ -779,8 +778,8 @@ class MultiVectorIndex(Index):
                 # window ef (default: wide enough for every candidate); a smaller window
                 # hands over the best of every node scored on the way (faster, lower recall)
                 window = max(inner.ef, c) if ef is None else _checks.check_list_size(ef, "ef")
-                dist, ids = _core.multivector_search_hnsw(
-                    inner._core, core, tokens, offsets, store, k, c, window, c > window, carve,
+                dist, ids = inner._core.search_multivector(
+                    core, tokens, offsets, store, k, c, window, c > window, carve,
                     f_ids, f_offsets, f_mask, self._idt, threads,
                 )  # fmt: skip
             else:
@@ -789,15 +788,20 @@ class MultiVectorIndex(Index):
                     self._idt, threads,
                 )  # fmt: skip
         else:
-            fde = self.encoder._encode_csr(tokens, offsets, False, threads)
-            extra: dict[str, Any] = {"rerank_k": rerank_k}
-            if isinstance(inner, IVFPQIndex):
-                extra["nprobe"] = nprobe
-            _, cand = inner.search(fde, c, filter=allowed, threads=threads, **extra)
-            dist, ids = _core.chamfer_rerank(
-                tokens, offsets, store, self.dim, np.ascontiguousarray(cand, dtype=np.int64), k,
-                carve, self._idt, threads,
-            )  # fmt: skip
+            assert isinstance(inner, (PQIndex, IVFPQIndex))
+            f_ids, f_offsets, f_mask = _checks.as_filter(allowed, nq)
+            scanned = _check_rerank_k(rerank_k, c, inner._store)
+            if isinstance(inner, PQIndex):
+                dist, ids = inner._core.search_multivector(
+                    core, tokens, offsets, store, k, c, scanned, carve, f_ids, f_offsets, f_mask,
+                    self._idt, threads,
+                )  # fmt: skip
+            else:
+                probes = inner._check_nprobe(nprobe)
+                dist, ids = inner._core.search_multivector(
+                    core, tokens, offsets, store, k, c, scanned, probes, carve, f_ids, f_offsets,
+                    f_mask, self._idt, threads,
+                )  # fmt: skip
         return _result.finish(dist, ids, single, max_distance)
 
     def _range_queries(self, queries: Any) -> tuple[Any, int]:
