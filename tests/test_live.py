@@ -32,7 +32,10 @@ KINDS = {
     "binary-graph": (lambda: sx.BinaryIndex(D, graph=True, M=8, ef_construction=40, rerank="memory"), False),
 }
 KINDS["pq8-rerank"] = (lambda: sx.PQIndex(D, 4, metric="l2", rerank="memory"), False)
-TRAINED = {"flat-int8", "pq8", "pq8-rerank", "pq4", "ivfpq", "leanvec", "binary", "binary-graph"}
+KINDS["rabitq"] = (lambda: sx.RaBitQIndex(D, bits=2, rerank="memory"), False)
+KINDS["ivf-rabitq"] = (lambda: sx.IVFRaBitQIndex(D, 8, bits=4, metric="cosine"), False)
+TRAINED = {"flat-int8", "pq8", "pq8-rerank", "pq4", "ivfpq", "leanvec", "binary", "binary-graph",
+           "rabitq", "ivf-rabitq"}
 
 
 def make(kind: str, sample: np.ndarray):
@@ -149,7 +152,7 @@ def _saved(index, path):
     return sx.load(path)
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "hnsw-f16", "pq8-rerank", "binary", "leanvec"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "hnsw-f16", "pq8-rerank", "binary", "leanvec", "rabitq"])
 def test_reconstruct(kind, data):
     index = make(kind, data)
     index.add(data[:100], np.arange(100) + 1000)
@@ -162,7 +165,7 @@ def test_reconstruct(kind, data):
         index.reconstruct([5])
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "pq8", "binary"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "pq8", "binary", "rabitq"])
 def test_range_search_matches_brute_force(kind, data):
     index = make(kind, data[:2000])
     x = data[:1500]
@@ -185,7 +188,8 @@ def test_range_search_matches_brute_force(kind, data):
     assert lims2.shape == (6,)
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "pq8", "ivfpq", "leanvec", "binary", "binary-graph"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "pq8", "ivfpq", "leanvec", "binary", "binary-graph",
+                                  "rabitq", "ivf-rabitq"])
 def test_filter_per_query(kind, data):
     index = make(kind, data)
     index.add(data[:2000])
