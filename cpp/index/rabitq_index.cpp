@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "index/exact.hpp"
 #include "index/topk.hpp"
 #include "parallel.hpp"
 
@@ -69,6 +70,10 @@ void RaBitQIndexCore::put(List& list, std::size_t pos, const std::uint8_t* row) 
     float f[5];
     q_.factors_of(row, f);
     for (std::size_t j = 0; j < F; ++j) list.factors[(b * F + j) * 32 + r] = f[j];
+    list.norm2_min = std::min(list.norm2_min, f[0]);
+    list.scale1_min = std::min(list.scale1_min, f[1]);
+    list.scale1_max = std::max(list.scale1_max, f[1]);
+    list.error1_max = std::max(list.error1_max, f[2]);
     if (exb) std::memcpy(list.ex.data() + pos * exb, row + P, exb);
 }
 
@@ -170,39 +175,74 @@ struct ScanContext {
     const RaBitQ* q = nullptr;
     const RaBitQQuery* query = nullptr;
     const std::uint32_t* slots = nullptr;
-    const float* factors = nullptr;     // (nblocks, F, 32)
+    const float* factors = nullptr;  // (nblocks, F, 32)
     const std::uint8_t* blocks = nullptr;
     const std::uint8_t* ex = nullptr;
     std::size_t size = 0, F = 3, P = 0, exb = 0;
-    // sum_i b_i q_i ~= sums * inv_scale + bias;  <b - 1/2, q> = that - 0.5 sum q
-    double inv_scale = 0, offset = 0, lut_error = 0;
-    double m = 2, base = 0, eps0 = 1.9;
-    bool l2 = true, full = false;
+    // <b - 1/2, q> ~= sums * inv_scale + offset (the tables' quantisation: lut_error per row)
+    float inv_scale = 0, offset = 0, lut_error = 0, qnorm = 0;
+    float m = 2, base = 0, eps0 = 1.9f, add = 1;  // add: 1 for l2 (||r||^2 term), 0 for ip
+    bool full = false;
+    // block skipping: the kernel sees complemented tables (sums' = smax - sums) and emits
+    // only blocks with a row at or under *threshold (see update_threshold)
+    float smax = 0, scale = 1;
+    float norm2_min = 0, scale1_min = 0, scale1_max = 0, error1_max = 0;
+    std::uint16_t* threshold = nullptr;
     const SlotFilter* filter = nullptr;
     const std::uint8_t* slot_allow = nullptr;
     TopK* selection = nullptr;
     RaBitQStats* stats = nullptr;
 };
 
+// The largest complemented sum a row of the list can have and still enter the selection.
+// A row enters only if its key (estimate, minus eps0 * error for B > 1) is below the
+// selection's limit T. With error <= E = m (error1_max qnorm + scale1_max lut_error) and
+// norm2 >= norm2_min, that needs  m scale1_r ip_r > N := base + add norm2_min - T - eps0 E,
+// so ip_r > N / (m scale1_max) (N >= 0) or N / (m scale1_min) (N < 0), and
+// ip_r = sums_r / scale + offset gives a lower bound on sums_r.
+void update_threshold(ScanContext& c) {
+    const float limit = c.selection->threshold();
+    std::uint32_t t = 0xffff;
+    if (std::isfinite(limit)) {
+        const float bound = c.full ? c.eps0 * c.m * (c.error1_max * c.qnorm + c.scale1_max * c.lut_error) : 0.0f;
+        const float n = c.base + c.add * c.norm2_min - limit - bound;
+        const float divisor = c.m * (n >= 0 ? c.scale1_max : c.scale1_min);
+        if (divisor > 0) {
+            const float sums_min = (n / divisor - c.offset) * c.scale;  // rows need sums > this
+            const float complement = c.smax - sums_min + 2.0f;         // + rounding margin
+            t = complement <= 0 ? 0u : complement >= 65535.0f ? 0xffffu : static_cast<std::uint32_t>(complement);
+        }
+    }
+    *c.threshold = static_cast<std::uint16_t>(t);
+}
+
+// One block of 32 rows: 1-bit estimates and bounds side by side (a loop the compiler
+// vectorises), then only the rows that can still enter the selection are looked at.
 void scan_block(void* raw, std::size_t, std::size_t block, std::uint32_t mask, const std::uint16_t* sums) {
     ScanContext& c = *static_cast<ScanContext*>(raw);
     const float* fb = c.factors + block * c.F * 32;
-    float estimate[32], lower[32], error[32];
+    const float* norm2 = fb;
+    const float* scale1 = fb + 32;
+    const float* error1 = fb + 64;
+    float estimate[32], error[32], key[32];
     for (std::size_t r = 0; r < 32; ++r) {
-        const double ip = sums[r] * c.inv_scale + c.offset;
-        const double add = c.l2 ? fb[r] : 0.0;
-        const double code = fb[64 + r] * c.query->norm, lut = fb[32 + r] * c.lut_error;
-        estimate[r] = static_cast<float>(c.base + add - c.m * fb[32 + r] * ip);
-        error[r] = static_cast<float>(c.m * std::sqrt(code * code + lut * lut));
-        lower[r] = static_cast<float>(estimate[r] - c.eps0 * error[r]);
+        const float ip = (c.smax - static_cast<float>(sums[r])) * c.inv_scale + c.offset;
+        estimate[r] = c.base + c.add * norm2[r] - c.m * scale1[r] * ip;
+        const float code = error1[r] * c.qnorm, table = scale1[r] * c.lut_error;
+        error[r] = c.m * std::sqrt(code * code + table * table);
+        key[r] = c.full ? estimate[r] - c.eps0 * error[r] : estimate[r];
     }
     const std::size_t first = block * 32;
     const std::size_t rows = std::min<std::size_t>(32, c.size - first);
     c.stats->scanned += rows;
-    const float* keyed = c.full ? lower : estimate;
+    float limit = c.selection->threshold();
+    std::uint32_t below = 0;
+    for (std::size_t r = 0; r < 32; ++r) below |= static_cast<std::uint32_t>(key[r] < limit) << r;
+    below &= mask & (rows == 32 ? 0xffffffffu : ((1u << rows) - 1));
     std::uint8_t sign[1024];
-    for (std::size_t r = 0; r < rows; ++r) {
-        if (!((mask >> r) & 1) || !(keyed[r] < c.selection->threshold())) continue;
+    for (; below; below &= below - 1) {
+        const std::size_t r = static_cast<std::size_t>(__builtin_ctz(below));
+        if (!(key[r] < c.selection->threshold())) continue;
         const std::uint32_t slot = c.slots[first + r];
         if (c.slot_allow ? !c.slot_allow[slot] : (c.filter && !c.filter->allows(slot))) continue;
         if (!c.full) {
@@ -217,6 +257,46 @@ void scan_block(void* raw, std::size_t, std::size_t block, std::uint32_t mask, c
         ++c.stats->refined;
         c.selection->push(e.distance, pack(slot, e.error));
     }
+    update_threshold(c);
+}
+
+// Fast-scan tables of the sign sub-spaces for a rotated query v (D,): T_j[c] = sum over the
+// set bits t of c of v[4j + t], minus its minimum, times one scale, rounded to uint8, then
+// complemented (stored: max_c - entry, so larger inner products give smaller sums, which the
+// kernel's "sum <= threshold" test keeps), in the (m4 / 4, 128) layout of kernels/pq/pq.hpp.
+// Returns the scale; bias = sum_j min_c T_j[c]; smax = sum_j max_c entry (sums = smax - sums').
+float build_tables(const double* v, std::size_t m4, std::uint8_t* lut, float& bias, float& smax) {
+    float max_range = 0, low_sum = 0;
+    for (std::size_t j = 0; j < m4; ++j) {
+        float range = 0;
+        for (int t = 0; t < 4; ++t) {
+            range += std::fabs(static_cast<float>(v[4 * j + t]));
+            low_sum += std::min(0.0f, static_cast<float>(v[4 * j + t]));
+        }
+        max_range = std::max(max_range, range);
+    }
+    bias = low_sum;
+    // every row sums m4 entries in uint16: entries <= 65535 / m4 keep the sums exact
+    const float scale = max_range > 0 ? std::min(255.0f, std::floor(65535.0f / static_cast<float>(m4))) / max_range : 1.0f;
+    static const std::size_t slot_in_group[4] = {0, 2, 1, 3};
+    std::uint32_t total = 0;
+    for (std::size_t j = 0; j < m4; ++j) {
+        float value[16], low = 0;
+        value[0] = 0;
+        for (int c = 1; c < 16; ++c) value[c] = value[c & (c - 1)] + static_cast<float>(v[4 * j + __builtin_ctz(c)]);
+        for (int t = 0; t < 4; ++t) low += std::min(0.0f, static_cast<float>(v[4 * j + t]));
+        std::uint8_t entry[16], top = 0;
+        for (int c = 0; c < 16; ++c) {
+            entry[c] = static_cast<std::uint8_t>(std::min(255.0f, std::nearbyint((value[c] - low) * scale)));
+            top = std::max(top, entry[c]);
+        }
+        total += top;
+        std::uint8_t* dst = lut + (j / 4) * 128 + slot_in_group[j % 4] * 32;
+        for (int c = 0; c < 16; ++c) dst[c] = static_cast<std::uint8_t>(top - entry[c]);
+        std::memcpy(dst + 16, dst, 16);
+    }
+    smax = static_cast<float>(total);
+    return scale;
 }
 
 }  // namespace
@@ -236,6 +316,16 @@ void RaBitQIndexCore::search(const float* queries, std::size_t nq, std::size_t k
         return;
     }
     std::vector<RaBitQStats> per_worker(std::max<std::size_t>(threads, 1) + 1);
+    // coarse scores of every query against every centroid in one GEMM (IVF)
+    std::vector<float> coarse;
+    std::vector<float> centroid_norms;
+    if (nlist() > 1) {
+        coarse.resize(nq * nlist());
+        inner_products(*table_, centroids_.data(), nlist(), queries, nq, dim, threads, coarse.data());
+        centroid_norms.resize(nlist());
+        for (std::size_t l = 0; l < nlist(); ++l)
+            centroid_norms[l] = table_->dot_f32(centroids_.data() + l * dim, centroids_.data() + l * dim, dim);
+    }
     parallel_for(nq, threads, [&](std::size_t qi, std::size_t worker) {
         RaBitQStats& st = per_worker[std::min(worker, per_worker.size() - 1)];
         const float* query = queries + qi * dim;
@@ -255,12 +345,12 @@ void RaBitQIndexCore::search(const float* queries, std::size_t nq, std::size_t k
                 if (mask) core->release_mask(std::move(mask));
             }
         } release{this, mask};
-        // probes
+        // probes: l2 and cosine rank lists by ||c||^2 - 2 <q, c> (the k-means cells), ip by -<q, c>
         std::vector<std::pair<float, std::uint32_t>> probes(nlist());
+        const bool by_l2 = metric_ != Metric::ip;
         for (std::size_t l = 0; l < nlist(); ++l) {
-            const float* c = centroids_.data() + l * dim;
-            probes[l] = {nlist() == 1 ? 0.0f : (l2 ? table_->l2_f32(query, c, dim) : -table_->dot_f32(query, c, dim)),
-                         static_cast<std::uint32_t>(l)};
+            const float ip = nlist() == 1 ? 0.0f : coarse[qi * nlist() + l];
+            probes[l] = {by_l2 ? (nlist() == 1 ? 0.0f : centroid_norms[l] - 2 * ip) : -ip, static_cast<std::uint32_t>(l)};
         }
         std::partial_sort(probes.begin(), probes.begin() + static_cast<std::ptrdiff_t>(nprobe), probes.end());
         std::vector<double> rotated(D);
@@ -269,45 +359,28 @@ void RaBitQIndexCore::search(const float* queries, std::size_t nq, std::size_t k
         RaBitQQuery prepared;
         std::vector<std::uint8_t> lut(m4 * 32);
         std::uint16_t threshold = 0xffff;
+        // ip / cosine: R q is the same for every list (the centre enters only the constant
+        // 1 - <c, q>), so the tables and query planes are built once; l2 rotates q - c per list
+        float bias = 0, scale = 1, smax = 0;
+        double sum_q = 0;
+        auto prepare = [&](std::size_t l, double constant) {
+            q_.prepare_rotated(rotated.data(), l2 ? rotated_centroids_.data() + l * D : nullptr, constant, l2, prepared,
+                               q_.bits() > 1);
+            scale = build_tables(prepared.rotated.data(), m4, lut.data(), bias, smax);
+            sum_q = 0;
+            for (std::size_t i = 0; i < D; ++i) sum_q += prepared.rotated[i];
+        };
+        if (!l2) prepare(0, 1.0);
         for (std::size_t pi = 0; pi < nprobe; ++pi) {
             const std::size_t l = probes[pi].second;
             const List& list = lists_[l];
             if (list.size() == 0) continue;
-            double constant = 1.0;
-            if (!l2) {
-                const float* c = centroids_.data() + l * dim;
-                constant = 1.0 - static_cast<double>(table_->dot_f32(query, c, dim));
-            }
-            q_.prepare_rotated(rotated.data(), l2 ? rotated_centroids_.data() + l * D : nullptr, constant, l2, prepared);
-            if (l2) prepared.constant = prepared.norm * prepared.norm;
-            // tables of the sign sub-spaces: T_j[c] = sum_t bit_t(c) q_{4j+t}
-            const double* v = prepared.rotated.data();
-            double max_range = 0, bias = 0, sum_q = 0;
-            for (std::size_t j = 0; j < m4; ++j) {
-                double range = 0;
-                for (int t = 0; t < 4; ++t) {
-                    range += std::fabs(v[4 * j + t]);
-                    bias += std::min(0.0, v[4 * j + t]);
-                    sum_q += v[4 * j + t];
-                }
-                max_range = std::max(max_range, range);
-            }
-            const double scale = max_range > 0 ? std::min(255.0, std::floor(65535.0 / m4)) / max_range : 1.0;
-            for (std::size_t j = 0; j < m4; ++j) {
-                double low = 0;
-                for (int t = 0; t < 4; ++t) low += std::min(0.0, v[4 * j + t]);
-                std::uint8_t entries[16];
-                for (int c = 0; c < 16; ++c) {
-                    double value = 0;
-                    for (int t = 0; t < 4; ++t)
-                        if ((c >> t) & 1) value += v[4 * j + t];
-                    entries[c] = static_cast<std::uint8_t>(std::min(255.0, std::nearbyint((value - low) * scale)));
-                }
-                // group g = j / 4: [T(4g) T(4g) | T(4g+2) T(4g+2) | T(4g+1) T(4g+1) | T(4g+3) T(4g+3)]
-                static const std::size_t slot_in_group[4] = {0, 2, 1, 3};
-                std::uint8_t* dst = lut.data() + (j / 4) * 128 + slot_in_group[j % 4] * 32;
-                std::memcpy(dst, entries, 16);
-                std::memcpy(dst + 16, entries, 16);
+            if (l2) {
+                prepare(l, 0.0);
+                prepared.constant = prepared.norm * prepared.norm;
+            } else {
+                prepared.constant = 1.0 - static_cast<double>(nlist() == 1 ? table_->dot_f32(query, centroids_.data(), dim)
+                                                                            : coarse[qi * nlist() + l]);
             }
             ScanContext ctx;
             ctx.q = &q_;
@@ -320,19 +393,27 @@ void RaBitQIndexCore::search(const float* queries, std::size_t nq, std::size_t k
             ctx.F = F;
             ctx.P = P;
             ctx.exb = exb;
-            ctx.inv_scale = 1.0 / scale;
-            ctx.offset = bias - 0.5 * sum_q;
-            ctx.lut_error = std::sqrt(static_cast<double>(m4) / 12.0) / scale;
-            ctx.l2 = l2;
-            ctx.m = l2 ? 2.0 : 1.0;
-            ctx.base = prepared.constant;
+            ctx.inv_scale = 1.0f / scale;
+            ctx.offset = static_cast<float>(bias - 0.5 * sum_q);
+            ctx.lut_error = static_cast<float>(std::sqrt(static_cast<double>(m4) / 12.0) / scale);
+            ctx.qnorm = static_cast<float>(prepared.norm);
+            ctx.add = l2 ? 1.0f : 0.0f;
+            ctx.m = l2 ? 2.0f : 1.0f;
+            ctx.base = static_cast<float>(prepared.constant);
             ctx.eps0 = eps0;
             ctx.full = q_.bits() > 1;
             ctx.filter = filter.id_mask ? &by_id : nullptr;
             ctx.slot_allow = slot_allow;
             ctx.selection = &selection;
             ctx.stats = &st;
-            threshold = 0xffff;
+            ctx.smax = smax;
+            ctx.scale = scale;
+            ctx.norm2_min = list.norm2_min;
+            ctx.scale1_min = list.scale1_min;
+            ctx.scale1_max = list.scale1_max;
+            ctx.error1_max = list.error1_max;
+            ctx.threshold = &threshold;
+            update_threshold(ctx);
             table_->pq.fastscan_u4(list.blocks.data(), (list.size() + 31) / 32, m4, lut.data(), 1, &threshold,
                                    scan_block, &ctx);
         }

@@ -28,6 +28,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cmath>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -104,6 +105,9 @@ class RaBitQIndexCore {
         std::vector<std::uint8_t> blocks;
         std::vector<float> factors;
         std::vector<std::uint8_t> ex;
+        // factor ranges over every row ever put here (they only widen): the scan's
+        // block-skipping threshold must hold for every row of the list
+        float norm2_min = INFINITY, scale1_min = INFINITY, scale1_max = 0, error1_max = 0;
         std::size_t size() const { return slots.size(); }
     };
     void put(List& list, std::size_t pos, const std::uint8_t* row);  // row: quantizer layout

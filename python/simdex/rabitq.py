@@ -258,12 +258,12 @@ class _RaBitQIndexBase(Index):
         self.centroids = c
 
     def _lists(self, a: np.ndarray, threads: int | None) -> np.ndarray:
-        """The list of each row (n,) int64: the nearest centroid (by l2, or by inner product
-        for ip / cosine)."""
+        """The list of each row (n,) int64: the nearest centroid (by l2 for l2 and cosine, the
+        k-means cells; by inner product for ip)."""
         if self.nlist == 1:
             return np.zeros(a.shape[0], dtype=np.int64)
         assert self.centroids is not None
-        if self.metric == "l2":
+        if self.metric != "ip":
             return np.ascontiguousarray(_assign(a, self.centroids, threads)[1], dtype=np.int64)
         _, labels = _core.search(
             self.centroids,
