@@ -36,7 +36,9 @@ def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
 
 
 def recall(found: np.ndarray, truth: np.ndarray, k: int = 10) -> float:
-    return float(np.mean([len(set(f[:k]) & set(t[:k])) / k for f, t in zip(found, truth)]))
+    return float(
+        np.mean([len(set(f[:k]) & set(t[:k])) / k for f, t in zip(found, truth, strict=True)])
+    )
 
 
 class Runner:
@@ -45,21 +47,35 @@ class Runner:
         self.rows: list[dict[str, Any]] = []
 
     def run(
-        self, family: str, bits: Any, params: str, rerank: bool, nbytes: float,
-        search: Callable[[int], np.ndarray], set_threads: Callable[[int], None] | None = None,
+        self,
+        family: str,
+        bits: Any,
+        params: str,
+        rerank: bool,
+        nbytes: float,
+        search: Callable[[int], np.ndarray],
+        set_threads: Callable[[int], None] | None = None,
     ) -> None:
-        row: dict[str, Any] = {"family": family, "bits": bits, "params": params,
-                               "rerank": rerank, "bytes": nbytes}
+        row: dict[str, Any] = {
+            "family": family,
+            "bits": bits,
+            "params": params,
+            "rerank": rerank,
+            "bytes": nbytes,
+        }
         for th in self.threads:
             if set_threads is not None:
                 set_threads(th)
-            t, ids = timed(lambda: search(th), self.repeats)
+            t, ids = timed(lambda th=th: search(th), self.repeats)
             row[f"qps{th}"] = self.q.shape[0] / t
             row["recall"] = recall(ids, self.truth)
         self.rows.append(row)
         qps = "  ".join(f"{row[f'qps{th}']:9.0f}" for th in self.threads)
-        print(f"{family:34s} {bits!s:>4} {params:22s} {'yes' if rerank else 'no':>6} "
-              f"{nbytes:7.0f} {row['recall']:7.4f}  {qps}", flush=True)
+        print(
+            f"{family:34s} {bits!s:>4} {params:22s} {'yes' if rerank else 'no':>6} "
+            f"{nbytes:7.0f} {row['recall']:7.4f}  {qps}",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -76,28 +92,44 @@ def main() -> None:
     ds = sx.io.load_ann_benchmarks(args.data)
     x, q, truth = ds.train, ds.test, ds.neighbors
     nq, d = q.shape
-    print(f"dev data {x.shape[0]} x {d}, {nq} queries, threads={args.threads}, "
-          f"simd={sx.simd_level()}, faiss {faiss.__version__}, median of {args.repeats}\n")
-    print(f"{'index':34s} {'bits':>4} {'params':22s} {'rerank':>6} {'B/vec':>7} {'recall':>7}  "
-          + "  ".join(f"{'QPS ' + str(t) + 't':>9}" for t in args.threads))
+    print(
+        f"dev data {x.shape[0]} x {d}, {nq} queries, threads={args.threads}, "
+        f"simd={sx.simd_level()}, faiss {faiss.__version__}, median of {args.repeats}\n"
+    )
+    print(
+        f"{'index':34s} {'bits':>4} {'params':22s} {'rerank':>6} {'B/vec':>7} {'recall':>7}  "
+        + "  ".join(f"{'QPS ' + str(t) + 't':>9}" for t in args.threads)
+    )
     r = Runner(q, truth, args.threads, args.repeats)
     fset = faiss.omp_set_num_threads
     ip = faiss.METRIC_INNER_PRODUCT
-    rerank_ks = [20, 50, 100] if args.quick else [10, 20, 30, 50, 100, 200]
-    nprobes = [8, 16, 32] if args.quick else [4, 8, 16, 32, 64]
-    k_factors = [2, 5, 10] if args.quick else [1, 2, 3, 5, 10, 20]
+    rerank_ks = [20, 50, 100] if args.quick else [20, 30, 50, 100]
+    nprobes = [8, 16, 32] if args.quick else [16, 32, 48, 64]
+    k_factors = [2, 5, 10] if args.quick else [2, 3, 5, 10]
 
     flat = sx.FlatIndex(d, "ip")
     flat.add(x)
-    r.run("simdex FlatIndex float32", 32, "-", False, 4 * d,
-          lambda th: flat.search(q, 10, threads=th).ids)
+    r.run(
+        "simdex FlatIndex float32",
+        32,
+        "-",
+        False,
+        4 * d,
+        lambda th: flat.search(q, 10, threads=th).ids,
+    )
 
     binary = sx.BinaryIndex(d, bits=1, rerank="memory")
     binary.train(x)
     binary.add(x)
     for rk in rerank_ks:
-        r.run("simdex BinaryIndex", 1, f"rerank_k={rk}", True, d / 8,
-              lambda th, rk=rk: binary.search(q, 10, rerank_k=rk, threads=th).ids)
+        r.run(
+            "simdex BinaryIndex",
+            1,
+            f"rerank_k={rk}",
+            True,
+            d / 8,
+            lambda th, rk=rk: binary.search(q, 10, rerank_k=rk, threads=th).ids,
+        )
 
     for bits in args.bits:
         ours = sx.RaBitQIndex(d, bits=bits, metric="ip", rerank="memory")
@@ -105,27 +137,60 @@ def main() -> None:
         plain = sx.RaBitQIndex(d, bits=bits, metric="ip")
         plain.add(x)
         nb = plain.code_bytes
-        r.run("simdex RaBitQIndex", bits, "-", False, nb,
-              lambda th: plain.search(q, 10, threads=th).ids)
+        r.run(
+            "simdex RaBitQIndex",
+            bits,
+            "-",
+            False,
+            nb,
+            lambda th, plain=plain: plain.search(q, 10, threads=th).ids,
+        )
         for rk in rerank_ks:
-            r.run("simdex RaBitQIndex", bits, f"rerank_k={rk}", True, nb,
-                  lambda th, rk=rk: ours.search(q, 10, rerank_k=rk, threads=th).ids)
+            r.run(
+                "simdex RaBitQIndex",
+                bits,
+                f"rerank_k={rk}",
+                True,
+                nb,
+                lambda th, rk=rk, ours=ours: ours.search(q, 10, rerank_k=rk, threads=th).ids,
+            )
 
         ivf = sx.IVFRaBitQIndex(d, args.nlist, bits=bits, metric="cosine", rerank="memory")
         ivf.train(x)
         ivf.add(x)
+        ivf_plain = sx.IVFRaBitQIndex(d, args.nlist, bits=bits, metric="cosine")
+        ivf_plain.train(x)  # the same seeded k-means: the same lists
+        ivf_plain.add(x)
         for nprobe in nprobes:
-            r.run("simdex IVFRaBitQIndex", bits, f"nprobe={nprobe}", False, nb,
-                  lambda th, n=nprobe: ivf._search(q, 10, n, None, None, th, 10, None).ids)
+            r.run(
+                "simdex IVFRaBitQIndex",
+                bits,
+                f"nprobe={nprobe}",
+                False,
+                nb,
+                lambda th, n=nprobe, ivf_plain=ivf_plain: (
+                    ivf_plain.search(q, 10, nprobe=n, threads=th).ids
+                ),
+            )
             for rk in rerank_ks:
-                r.run("simdex IVFRaBitQIndex", bits, f"nprobe={nprobe} rk={rk}", True, nb,
-                      lambda th, n=nprobe, rk=rk: ivf.search(
-                          q, 10, nprobe=n, rerank_k=rk, threads=th).ids)
+                r.run(
+                    "simdex IVFRaBitQIndex",
+                    bits,
+                    f"nprobe={nprobe} rk={rk}",
+                    True,
+                    nb,
+                    lambda th, n=nprobe, rk=rk, ivf=ivf: (
+                        ivf.search(q, 10, nprobe=n, rerank_k=rk, threads=th).ids
+                    ),
+                )
 
         # FAISS: flat RaBitQ (popcount scan), fast-scan, IVF fast-scan; re-rank by IndexRefineFlat
         peers = [
-            ("faiss IndexRaBitQ", lambda: faiss.IndexRaBitQ(d, ip, bits)),
-            ("faiss IndexRaBitQFastScan", lambda: faiss.IndexRaBitQFastScan(d, ip, 32, bits)),
+            ("faiss IndexRaBitQ", lambda bits=bits: faiss.IndexRaBitQ(d, ip, bits)),
+            (
+                "faiss IndexRaBitQFastScan",
+                lambda bits=bits: faiss.IndexRaBitQFastScan(d, ip, 32, bits),
+            ),
         ]
         for name, make in peers:
             base = make()
@@ -135,9 +200,11 @@ def main() -> None:
             nb = base.sa_code_size()
             r.run(name, bits, "-", False, nb, lambda th, b=base: b.search(q, 10)[1], fset)
             for kf in k_factors:
+
                 def search(th: int, kf: int = kf, rf: Any = refine) -> np.ndarray:
                     rf.k_factor = kf
                     return rf.search(q, 10)[1]
+
                 r.run(name, bits, f"k_factor={kf}", True, nb, search, fset)
         coarse = faiss.IndexFlat(d, ip)
         base = faiss.IndexIVFRaBitQFastScan(coarse, d, args.nlist, ip, 32, True, bits)
@@ -146,19 +213,38 @@ def main() -> None:
         refine.add(x)
         nb = base.sa_code_size()
         for nprobe in nprobes:
+
             def plain_search(th: int, n: int = nprobe, b: Any = base) -> np.ndarray:
                 b.nprobe = n
                 return b.search(q, 10)[1]
-            r.run("faiss IndexIVFRaBitQFastScan", bits, f"nprobe={nprobe}", False, nb,
-                  plain_search, fset)
+
+            r.run(
+                "faiss IndexIVFRaBitQFastScan",
+                bits,
+                f"nprobe={nprobe}",
+                False,
+                nb,
+                plain_search,
+                fset,
+            )
             for kf in k_factors:
-                def search(th: int, n: int = nprobe, kf: int = kf, b: Any = base,
-                           rf: Any = refine) -> np.ndarray:
+
+                def search(
+                    th: int, n: int = nprobe, kf: int = kf, b: Any = base, rf: Any = refine
+                ) -> np.ndarray:
                     b.nprobe = n
                     rf.k_factor = kf
                     return rf.search(q, 10)[1]
-                r.run("faiss IndexIVFRaBitQFastScan", bits, f"nprobe={nprobe} kf={kf}", True, nb,
-                      search, fset)
+
+                r.run(
+                    "faiss IndexIVFRaBitQFastScan",
+                    bits,
+                    f"nprobe={nprobe} kf={kf}",
+                    True,
+                    nb,
+                    search,
+                    fset,
+                )
 
     summarize(r.rows, args.threads)
 
@@ -174,14 +260,18 @@ def summarize(rows: list[dict[str, Any]], threads: list[int]) -> None:
             key = row["family"]
             if key not in best or row[f"qps{th}"] > best[key][f"qps{th}"]:
                 best[key] = row
-        faiss_best = max((v[f"qps{th}"] for k, v in best.items() if k.startswith("faiss")),
-                         default=float("nan"))
+        faiss_best = max(
+            (v[f"qps{th}"] for k, v in best.items() if k.startswith("faiss")), default=float("nan")
+        )
         print(f"\n{th} thread(s):")
         for key, row in sorted(best.items(), key=lambda kv: -kv[1][f"qps{th}"]):
             qps = row[f"qps{th}"]
-            print(f"  {key:34s} bits={row['bits']!s:>2} {row['params']:22s} recall={row['recall']:.4f} "
-                  f"QPS={qps:9.0f}  x FAISS best RaBitQ={qps / faiss_best:5.2f}  "
-                  f"x FlatIndex={qps / flat[f'qps{th}']:5.2f}")
+            print(
+                f"  {key:34s} bits={row['bits']!s:>2} {row['params']:22s} "
+                f"recall={row['recall']:.4f} QPS={qps:9.0f}  "
+                f"x FAISS best RaBitQ={qps / faiss_best:5.2f}  "
+                f"x FlatIndex={qps / flat[f'qps{th}']:5.2f}"
+            )
 
 
 if __name__ == "__main__":
