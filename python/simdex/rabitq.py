@@ -443,8 +443,9 @@ class _RaBitQIndexBase(Index):
             lengths = np.linalg.norm(params.astype(np.float64) @ probe, axis=0)
             if not np.allclose(lengths, np.linalg.norm(probe, axis=0), rtol=1e-3):
                 raise f.error("rotation_params", "the dense rotation is not orthogonal")
-        if not np.array_equal(params, q.rotation_params):
+        if not np.array_equal(params, q.rotation_params):  # a file from another numpy stream
             q.rotation_params = params
+            q._core = _core.RaBitQCore(q.dim, q.bits, q.query_bits, q.rotation, params)
             index._core = _core.RaBitQIndexCore(
                 index.dim, q.bits, q.query_bits, q.rotation, params, index.metric, index.nlist
             )
