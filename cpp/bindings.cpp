@@ -1,6 +1,8 @@
 // The pybind11 module simdex._core: one module, split by concept into bindings_*.cpp.
 #include <Python.h>
 
+#include <system_error>
+
 #include "bindings_common.hpp"
 
 namespace py = pybind11;
@@ -19,6 +21,9 @@ PYBIND11_MODULE(_core, m) {
             if (p) std::rethrow_exception(p);
         } catch (const simdex::Interrupted&) {
             if (!PyErr_Occurred()) PyErr_SetNone(PyExc_KeyboardInterrupt);
+        } catch (const std::system_error& e) {  // files (re-rank rows): OSError with its errno
+            py::object err = py::reinterpret_borrow<py::object>(PyExc_OSError)(e.code().value(), e.what());
+            PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(err.ptr())), err.ptr());
         }
     });
 #ifdef SIMDEX_VERSION_INFO
@@ -28,7 +33,10 @@ PYBIND11_MODULE(_core, m) {
     simdex::bind_hnsw(m);
     simdex::bind_flat(m);
     simdex::bind_ids(m);
+    simdex::bind_rerank(m);
+    simdex::bind_leanvec(m);
     simdex::bind_pq(m);
+    simdex::bind_pqcore(m);
     simdex::bind_binary(m);
     simdex::bind_multivector(m);
     simdex::bind_rabitq(m);

@@ -67,25 +67,6 @@ py::tuple search(const py::array& data, std::size_t n, const py::array& queries,
     });
 }
 
-py::tuple rerank(const py::array& data, std::size_t n, const py::array& queries, std::size_t nq,
-                 const py::array& candidates, std::size_t c, std::size_t k,
-                 const std::string& storage, const std::string& metric, std::size_t dim,
-                 const py::object& lo, const py::object& scale, const py::object& threads) {
-    check_k(k);
-    StoreSpec spec = make_spec(storage, metric, dim, lo, scale);
-    const std::uint8_t* rows = array_bytes(data, n * spec.row_bytes, data.itemsize(), "data");
-    const std::uint8_t* q = array_bytes(queries, nq * query_bytes(spec), queries.itemsize(), "queries");
-    const std::int64_t* cand = typed<std::int64_t>(candidates, nq * c, "candidates");
-    for (std::size_t i = 0; i < nq * c; ++i)
-        if (cand[i] >= static_cast<std::int64_t>(n))
-            throw std::invalid_argument("candidate slot " + std::to_string(cand[i]) +
-                                        " is out of range for " + std::to_string(n) + " rows");
-    std::size_t thread_n = thread_count(threads);
-    return topk_result(nq, k, [&](float* d_ptr, std::int64_t* s_ptr) {
-        rerank_candidates(active_kernels(), spec, rows, q, nq, cand, c, k, thread_n, d_ptr, s_ptr);
-    });
-}
-
 // (nq, n) float32 inner products of queries (nq, dim) with rows (n, dim), GIL released.
 FloatArray inner_products_py(const py::array& rows, std::size_t n, const py::array& queries,
                              std::size_t nq, std::size_t dim, const py::object& threads) {
@@ -412,10 +393,6 @@ void bind_kernels(py::module_& m) {
           py::arg("limit") = std::numeric_limits<float>::infinity());
     m.def("inner_products", &inner_products_py, py::arg("rows"), py::arg("n"), py::arg("queries"),
           py::arg("nq"), py::arg("dim"), py::arg("threads") = py::none());
-    m.def("rerank", &rerank, py::arg("data"), py::arg("n"), py::arg("queries"), py::arg("nq"),
-          py::arg("candidates"), py::arg("c"), py::arg("k"), py::arg("storage"), py::arg("metric"),
-          py::arg("dim"), py::arg("lo") = py::none(), py::arg("scale") = py::none(),
-          py::arg("threads") = py::none());
 }
 
 }  // namespace simdex

@@ -167,24 +167,29 @@ class RaBitQIndexHandle {
         return core_->remove(id_ptr, n);
     }
 
-    // -> (distances (nq, k), ids (nq, k), stats dict)
+    // -> (distances (nq, k), ids (nq, k), stats dict); rerank: None or the index's RerankRows
     py::tuple search(const py::array& queries, std::size_t nq, std::size_t k, std::size_t nprobe,
                      std::size_t candidates, float eps0, const py::object& filter_ids,
-                     const py::object& filter_offsets, const py::object& filter_mask, const py::object& rows,
-                     std::size_t n_rows, const std::string& storage, const py::object& lo, const py::object& scale,
+                     const py::object& filter_offsets, const py::object& filter_mask, const py::object& rerank,
                      const py::object& threads) {
         const float* q = typed<float>(queries, nq * core_->quantizer().dim(), "queries");
         check_k(k);
         IdFilter filter = filter_arg(filter_ids, filter_offsets, filter_mask, nq);
         std::size_t thread_n = thread_count(threads);
-        StoreRows store = store_rows(rows, n_rows, storage, metric_name(), core_->quantizer().dim(), lo, scale);
-        RerankSource source;
-        if (store.active) source = {store.data, store.n, store.spec};
+        const RerankRows* rows = rerank_arg(rerank);
+        if (rows && rows->spec().dim != core_->quantizer().dim())
+            throw std::invalid_argument("re-rank rows of another dimension");
         RaBitQStats stats;
         py::tuple result = topk_result(nq, k, [&](float* d_ptr, std::int64_t* i_ptr) {
-            std::shared_lock<RwLock> lock(mutex_);
-            core_->search(q, nq, k, nprobe, candidates, eps0, filter, store.active ? &source : nullptr, thread_n,
-                          d_ptr, i_ptr, stats);
+            std::shared_lock<RwLock> lock(mutex_);  // the core's lock first, then the rows'
+            std::unique_ptr<std::shared_lock<RwLock>> rows_lock;
+            RerankSource source;
+            if (rows) {
+                rows_lock.reset(new std::shared_lock<RwLock>(rows->lock()));
+                source = {rows->data(), rows->count(), rows->spec()};
+            }
+            core_->search(q, nq, k, nprobe, candidates, eps0, filter, rows ? &source : nullptr, thread_n, d_ptr,
+                          i_ptr, stats);
         });
         py::dict s;
         s["queries"] = nq;
@@ -277,9 +282,6 @@ class RaBitQIndexHandle {
     std::string simd() const { return level_name(level_); }
 
    private:
-    std::string metric_name() const {
-        return core_->metric() == Metric::l2 ? "l2" : core_->metric() == Metric::ip ? "ip" : "cosine";
-    }
     SimdLevel level_;
     std::unique_ptr<RaBitQIndexCore> core_;
     RwLock mutex_;
@@ -311,9 +313,8 @@ void bind_rabitq(py::module_& m) {
         .def("remove", &RaBitQIndexHandle::remove, py::arg("ids"))
         .def("search", &RaBitQIndexHandle::search, py::arg("queries"), py::arg("nq"), py::arg("k"), py::arg("nprobe"),
              py::arg("candidates"), py::arg("eps0"), py::arg("filter_ids") = py::none(),
-             py::arg("filter_offsets") = py::none(), py::arg("filter_mask") = py::none(), py::arg("rows") = py::none(),
-             py::arg("n_rows") = 0, py::arg("storage") = "float32", py::arg("lo") = py::none(),
-             py::arg("scale") = py::none(), py::arg("threads") = py::none())
+             py::arg("filter_offsets") = py::none(), py::arg("filter_mask") = py::none(), py::arg("rerank") = py::none(),
+             py::arg("threads") = py::none())
         .def("decode", &RaBitQIndexHandle::decode, py::arg("ids"))
         .def("slots_of", &RaBitQIndexHandle::slots_of, py::arg("ids"))
         .def("__contains__", &RaBitQIndexHandle::contains)

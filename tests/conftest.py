@@ -58,3 +58,20 @@ from hypothesis import settings as _settings  # noqa: E402
 
 _settings.register_profile("simdex", derandomize=True, deadline=None, print_blob=True)
 _settings.load_profile("simdex")
+
+
+# Byte t of a 32-row block pair holds row _BLOCK_ROW[t] (cpp/kernels/pq/pq.hpp): the NumPy
+# reference of the fast-scan layout that C++ writes (write_block_row).
+_BLOCK_ROW = np.array([t // 2 if t % 2 == 0 else 16 + t // 2 for t in range(32)])
+
+
+def unpack_blocks(blocks, n, m):
+    """Fast-scan blocks (nblocks, m4 / 2, 32) -> the first n rows of (n, m) uint8 codes."""
+    nblocks, half, _ = blocks.shape
+    grid = np.empty((nblocks, 32, half), np.uint8)
+    grid[:, _BLOCK_ROW, :] = blocks.transpose(0, 2, 1)
+    rows = grid.reshape(nblocks * 32, half)
+    out = np.empty((nblocks * 32, half * 2), np.uint8)
+    out[:, 0::2] = rows & 15
+    out[:, 1::2] = rows >> 4
+    return np.ascontiguousarray(out[:n, :m])

@@ -25,9 +25,10 @@ def clustered(n, d, seed=0, centers=32):
 
 def reconstruction(index):
     """Every stored row as the index sees it: coarse centroid + decoded residual, by slot."""
-    from simdex.pq import unpack_blocks
+    from conftest import unpack_blocks
 
-    codes, slots, offsets = index._lists.state()  # the saved (contiguous) form of the lists
+    state = index._core.state()  # the saved (contiguous) form of the lists
+    codes, slots, offsets = state["codes"], state["entry_slots"], state["offsets"]
     units = np.diff(offsets)
     if index.nbits == 8:
         codes = codes.reshape(-1, index.m)
@@ -38,7 +39,7 @@ def reconstruction(index):
         lists = np.repeat(np.arange(index.nlist), units * 32)
         keep = slots >= 0
         codes, slots, lists = codes[keep], slots[keep], lists[keep]
-    out = np.zeros((index._slot_count, index.dim), np.float64)
+    out = np.zeros((index._core.slot_count, index.dim), np.float64)
     out[slots] = index.centroids[lists].astype(np.float64) + index.pq._decode_raw(codes)
     return out
 

@@ -32,9 +32,10 @@ KINDS = {
     "binary-graph": (lambda: sx.BinaryIndex(D, graph=True, M=8, ef_construction=40, rerank="memory"), False),
 }
 KINDS["pq8-rerank"] = (lambda: sx.PQIndex(D, 4, metric="l2", rerank="memory"), False)
+KINDS["pq4-rerank"] = (lambda: sx.PQIndex(D, 4, nbits=4, metric="cosine", rerank="memory"), False)
 KINDS["rabitq"] = (lambda: sx.RaBitQIndex(D, bits=2, rerank="memory"), False)
 KINDS["ivf-rabitq"] = (lambda: sx.IVFRaBitQIndex(D, 8, bits=4, metric="cosine"), False)
-TRAINED = {"flat-int8", "pq8", "pq8-rerank", "pq4", "ivfpq", "leanvec", "binary", "binary-graph",
+TRAINED = {"flat-int8", "pq8", "pq8-rerank", "pq4", "pq4-rerank", "ivfpq", "leanvec", "binary", "binary-graph",
            "rabitq", "ivf-rabitq"}
 
 
@@ -100,9 +101,16 @@ def test_stress_concurrent_add_remove_search(kind, data):
         try:
             while time.perf_counter() < stop:
                 q = data[rng.integers(0, data.shape[0], int(rng.integers(1, 8)))]
+                if q.shape[0] == 1:
+                    q = q[0]  # one 1-D query: the lean paths
                 start = time.perf_counter_ns()
-                _, ids = index.search(q, 5)
-                seen.append((start, ids.copy()))
+                if rng.random() < 0.3:  # id lookups (filters) while ids are removed
+                    allowed = rng.integers(0, 1500, 300)
+                    _, ids = index.search(q, 5, filter=allowed)
+                    assert np.isin(ids[ids >= 0], allowed).all()
+                else:
+                    _, ids = index.search(q, 5)
+                seen.append((start, np.atleast_2d(ids).copy()))
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
@@ -310,3 +318,57 @@ def test_no_deadlock_between_the_gil_and_the_index_lock():
         t.join(timeout=10)
     assert not any(w.is_alive() for w in writer_threads), "add / remove did not finish: lock and GIL deadlock"
     assert len(index) == 20_000 - 6 * 500
+
+
+@pytest.mark.parametrize("kind", ["pq4", "ivfpq8"])
+def test_stress_rerank_file_grows_under_searches(kind, tmp_path):
+    """PQ / IVF-PQ cores with re-rank rows in a file that grows (and is re-mapped) while other
+    threads search, through the one-query lean path and the batch path. Afterwards every
+    added row reads back exactly (reconstruct) and finds itself first (exact re-rank); no
+    search saw an id that was not added yet or raised."""
+    x = clustered(4000, D, seed=21) + np.random.default_rng(2).standard_normal((4000, D)).astype(np.float32)
+    side = tmp_path / "rows.f32"
+    if kind == "pq4":
+        index = sx.PQIndex(D, 4, nbits=4, metric="l2", rerank=side).train(x[:1000])
+    else:
+        index = sx.IVFPQIndex(D, 8, 4, metric="l2", rerank=side).train(x[:1000])
+    index.add(x[:200], np.arange(200))
+    errors: list[BaseException] = []
+    done = threading.Event()
+    added_upto = [200]
+
+    def adder():
+        try:
+            for start in range(200, 4000, 10):
+                index.add(x[start:start + 10], np.arange(start, start + 10))
+                added_upto[0] = start + 10
+        except BaseException as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+        finally:
+            done.set()
+
+    def searcher(seed):
+        rng = np.random.default_rng(seed)
+        try:
+            while not done.is_set():
+                limit = added_upto[0]  # ids below it are in; none above 4000 exist
+                i = int(rng.integers(0, limit))
+                d1, ids1 = index.search(x[i], 3)  # lean path (PQ) / general path (IVF)
+                assert ids1[0] == i and d1[0] < 1e-3, (i, ids1, d1)
+                _, ids = index.search(x[rng.integers(0, limit, 4)], 3, rerank_k=50)
+                assert ((ids >= -1) & (ids < 4000)).all()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=adder)] + [
+        threading.Thread(target=searcher, args=(s,)) for s in (1, 2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+    assert len(index) == 4000 and side.stat().st_size == 4000 * D * 4
+    np.testing.assert_array_equal(index.reconstruct(np.arange(4000)), x)
+    _, ids = index.search(x[::97], 1, rerank_k=100, **({"nprobe": 8} if kind != "pq4" else {}))
+    np.testing.assert_array_equal(ids[:, 0], np.arange(0, 4000, 97))

@@ -8,9 +8,13 @@ import pytest
 
 import simdex as sx
 from simdex import _core
-from simdex.pq import pack_blocks, unpack_blocks
+from conftest import unpack_blocks
 
 LEVELS = sx.kernels.available_levels()
+
+def pack_blocks(codes):
+    """(n, m) 4-bit codes -> fast-scan blocks (C++, the one writer of the layout)."""
+    return _core.pq_pack_blocks(np.ascontiguousarray(codes), codes.shape[0], codes.shape[1])
 
 
 @pytest.fixture(params=LEVELS)
@@ -55,6 +59,9 @@ def test_block_packing_round_trip():
     for n, m in [(1, 1), (31, 3), (32, 4), (33, 6), (100, 17)]:
         codes = rng.integers(0, 16, (n, m), dtype=np.uint8)
         blocks = pack_blocks(codes)
+        padded = np.zeros(((n + 31) // 32 * 32, (m + 3) // 4 * 4), np.uint8)
+        padded[:n, :m] = codes  # every byte of the layout, padding zero
+        assert (unpack_blocks(blocks, padded.shape[0], padded.shape[1]) == padded).all()
         assert blocks.shape == ((n + 31) // 32, (m + 3) // 4 * 2, 32)
         np.testing.assert_array_equal(unpack_blocks(blocks, n, m), codes)
 
@@ -292,3 +299,33 @@ def test_split_scans_merge_like_one_thread(level, nbits):
         exact = adc_reference(luts, codes)
         exact[:, mask == 0] = np.inf
         np.testing.assert_allclose(two[0], np.sort(exact, 1)[:, :k], rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("nbits", [8, 4])
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+@pytest.mark.parametrize("rerank", [None, "memory"])
+def test_one_query_lean_path_equals_the_batch_path(nbits, metric, rerank):
+    """A (dim,) float32 query takes the lean path (C++ checks and cosine normalisation): the
+    same results as the general path, removed ids masked, bad queries refused the same way."""
+    x = clustered(3000, 32, seed=4)
+    opq = nbits == 8 and metric == "l2" and rerank is None
+    index = sx.PQIndex(32, 8, nbits=nbits, metric=metric, opq=opq, rerank=rerank)
+    index.train(x[:1000]).add(x)
+    index.remove(np.arange(0, 3000, 3))
+    q = clustered(20, 32, seed=5) * 3.0
+    for i in range(q.shape[0]):
+        lean = index.search(q[i], 7)
+        batch = index.search(q[i : i + 1].astype(np.float64), 7, threads=2)  # general path
+        np.testing.assert_array_equal(lean.ids, batch.ids[0])
+        np.testing.assert_allclose(lean.distances, batch.distances[0], rtol=1e-5, atol=1e-5)
+        assert lean.ids.shape == (7,) and not (lean.ids % 3 == 0).any()
+    bad = q[0].copy()
+    bad[3] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        index.search(bad, 5)
+    bad[3] = 1e30
+    with pytest.raises(ValueError, match="magnitude"):
+        index.search(bad, 5)
+    empty = sx.PQIndex(32, 8, nbits=nbits, metric=metric)
+    empty.pq = index.pq
+    assert (empty.search(q[0], 3).ids == -1).all()

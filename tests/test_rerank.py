@@ -141,27 +141,158 @@ def test_read_only_side_file_searches_but_refuses_adds(tmp_path):
         loaded.add(vectors(2, seed=4))
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_failed_side_file_write_leaves_the_index_as_before(tmp_path, kind, monkeypatch):
-    """A write to the side file that fails (full disk, read-only file) undoes the add."""
+# ---- the C++ rows (simdex._core.RerankRows) ----------------------------------------------
+def _rows(storage: str, where: object = "memory", metric: str = "l2"):
+    from simdex import _storage
     from simdex._rerank import RerankStore
 
-    index = build(kind, tmp_path / "v.f32")
-    q = vectors(4, seed=5)
-    before = index.search(q, 5)
-    real_put = RerankStore.put
+    lo = scale = None
+    if storage == "int8":
+        lo, scale = _storage.train_int8(vectors(500, seed=9))
+    path = where if where == "memory" else RerankStore.check_where(where)
+    return RerankStore(DIM, metric, path, storage=storage, lo=lo, scale=scale)
 
-    def full_disk(self, slots, x):
-        raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(RerankStore, "put", full_disk)
-    with pytest.raises(OSError, match="No space"):
-        index.add(vectors(10, seed=6), ids=np.arange(10_000, 10_010))
-    assert len(index) == 600 and 10_000 not in index
-    np.testing.assert_array_equal(index.search(q, 5).ids, before.ids)
-    monkeypatch.setattr(RerankStore, "put", real_put)
-    new = vectors(10, seed=6)
-    index.add(new, ids=np.arange(10_000, 10_010))  # the same ids go in afterwards
-    assert len(index) == 610
-    want = new[3:4] / np.linalg.norm(new[3:4]) if index.metric == "cosine" else new[3:4]
-    np.testing.assert_allclose(index.reconstruct([10_003]), want, rtol=1e-5)
+@pytest.mark.parametrize("storage", ["float32", "float16", "int8"])
+@pytest.mark.parametrize("in_file", [False, True])
+def test_rows_encode_as_numpy_and_grow(tmp_path, storage, in_file):
+    """Rows encoded in C++ equal the NumPy encodings, bit for bit, through many growths of the
+    buffer or the mapped file; put at existing slots overwrites; vectors() decodes."""
+    from simdex import _storage
+
+    store = _rows(storage, tmp_path / "rows.bin" if in_file else "memory")
+    x = vectors(700, seed=3)
+    for start in range(0, 700, 70):  # ten appends: the file is re-mapped as it grows
+        store.put(np.arange(start, start + 70), x[start : start + 70])
+    store.put(np.array([5, 600]), x[:2] * 0.5)  # overwrite two rows
+    want = x.copy()
+    want[[5, 600]] = x[:2] * 0.5
+    encoded = _storage.encode(want, storage, store.lo, store.scale)
+    assert len(store) == 700
+    np.testing.assert_array_equal(store.core.copy(), encoded)
+    np.testing.assert_array_equal(store.core.view(), encoded)
+    np.testing.assert_array_equal(
+        store.vectors(np.array([5, 600, 699])),
+        _storage.decode(encoded[[5, 600, 699]], storage, store.lo, store.scale),
+    )
+    if in_file:
+        assert (tmp_path / "rows.bin").read_bytes() == encoded.tobytes()
+        assert store.nbytes == (0 if storage != "int8" else 2 * DIM * 4)
+    with pytest.raises(ValueError, match="no re-rank row"):
+        store.vectors(np.array([700]))
+
+
+def test_rows_float16_rounding_matches_numpy():
+    """float32 -> float16 in C++ rounds to nearest even as NumPy does, subnormals included."""
+    rng = np.random.default_rng(1)
+    parts = [
+        rng.standard_normal(4000) * 10.0 ** rng.integers(-9, 5, 4000),
+        np.array([0.0, -0.0, 65504.0, 65519.0, -65519.0, 2.0**-24, 2.0**-25, 3 * 2.0**-26, 1e-40]),
+        (np.arange(1, 2049) * 2.0**-24 + 2.0**-26),  # halfway points between subnormals
+    ]
+    x = np.concatenate(parts).astype(np.float32)
+    x = x[: x.size // DIM * DIM].reshape(-1, DIM)
+    store = _rows("float16")
+    store.put(np.arange(x.shape[0]), x)
+    np.testing.assert_array_equal(
+        store.core.copy().view(np.uint16), x.astype(np.float16).view(np.uint16)
+    )
+    with pytest.raises(ValueError, match="float16 storage holds values up to 65504"):
+        store.put(np.array([0]), np.full((1, DIM), 65520.0, np.float32))
+    assert len(store) == x.shape[0]
+
+
+@pytest.mark.parametrize("storage", ["float32", "float16", "int8"])
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+def test_rows_rescore_matches_float64(storage, metric):
+    """Re-scoring candidates: the k best by the exact distance to the stored (decoded) rows."""
+    store = _rows(storage, metric=metric)
+    x = vectors(300, seed=4)
+    if metric == "cosine":
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+    store.put(np.arange(300), x)
+    q = vectors(6, seed=5)
+    if metric == "cosine":
+        q /= np.linalg.norm(q, axis=1, keepdims=True)
+    rng = np.random.default_rng(6)  # distinct slots per query, as a scan proposes them
+    cand = np.stack([rng.permutation(300)[:40] for _ in range(6)])
+    cand[:, -3:] = -1
+    dist, slots = store.rescore(q, cand, 5)
+    rows = store.vectors(np.arange(300)).astype(np.float64)
+    for i in range(6):
+        c = np.unique(cand[i][cand[i] >= 0])
+        if metric == "l2":
+            exact = ((rows[c] - q[i].astype(np.float64)) ** 2).sum(axis=1)
+        else:
+            exact = 1.0 - rows[c] @ q[i].astype(np.float64)
+        order = np.argsort(exact, kind="stable")[:5]
+        np.testing.assert_allclose(dist[i], exact[order], rtol=2e-3, atol=2e-3)
+        assert set(slots[i]) == set(c[order]) or np.allclose(
+            np.sort(exact)[4], np.sort(exact)[5], rtol=1e-4
+        )
+    with pytest.raises(ValueError, match="no row in the re-rank store"):
+        store.rescore(q[:1], np.array([[300]]), 1)
+
+
+def test_rows_checksum_is_zlib_crc32(tmp_path):
+    import zlib
+
+    store = _rows("float32", tmp_path / "v.f32")
+    store.put(np.arange(123), vectors(123, seed=7))
+    data = (tmp_path / "v.f32").read_bytes()
+    assert store.params()["rerank_crc32"] == zlib.crc32(data)
+    assert store.params()["rerank_bytes"] == len(data)
+
+
+_FULL_DISK = """
+import os, resource, signal, sys
+import numpy as np
+import simdex as sx
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
+kind, side = sys.argv[1], sys.argv[2]
+x = np.random.default_rng(0).standard_normal((700, 16)).astype(np.float32)
+if kind == "pq":
+    index = sx.PQIndex(16, 4, rerank=side).train(x)
+elif kind == "ivf":
+    index = sx.IVFPQIndex(16, 8, 4, rerank=side).train(x, n_iter=3)
+elif kind == "binary":
+    index = sx.BinaryIndex(16, bits=2, rerank=side)
+else:
+    index = sx.LeanVecIndex(16, 8, kind="id", rerank_path=side).train(x)
+index.add(x[:600])
+resource.setrlimit(resource.RLIMIT_FSIZE, (600 * 64 + 100, resource.RLIM_INFINITY))
+before = index.search(x[:3], 5)
+try:
+    index.add(x[600:], ids=np.arange(10_000, 10_100))
+except OSError as e:
+    print("refused", e.errno)
+assert os.path.getsize(side) == 600 * 64, os.path.getsize(side)
+assert len(index) == 600 and 10_000 not in index
+np.testing.assert_array_equal(index.search(x[:3], 5).ids, before.ids)
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+index.add(x[600:], ids=np.arange(10_000, 10_100))
+assert len(index) == 700 and os.path.getsize(side) >= 700 * 64
+want = x[650:651]
+if index.metric == "cosine":
+    want = want / np.linalg.norm(want)
+np.testing.assert_allclose(index.reconstruct([10_050]), want, rtol=1e-5)
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_write_past_the_file_size_limit_is_undone(tmp_path, kind):
+    """A real failed write (RLIMIT_FSIZE: EFBIG, as a full disk) in the C++ rows: the file
+    keeps its size, the index its rows, and the same add succeeds once there is room."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK, kind, str(tmp_path / "v.f32")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["refused", "27", "ok"]

@@ -17,7 +17,7 @@ void IvfStore::append(const std::int64_t* lists, const std::uint8_t* codes,
     for (std::size_t i = 0; i < n; ++i)
         if (lists[i] < 0 || static_cast<std::size_t>(lists[i]) >= nlist_)
             throw std::invalid_argument("list " + std::to_string(lists[i]) + " out of range");
-    const std::size_t half = fastscan_m4(m_) / 2, block_bytes = unit_bytes();
+    const std::size_t block_bytes = unit_bytes();
     for (std::size_t i = 0; i < n; ++i) {
         List& list = lists_[static_cast<std::size_t>(lists[i])];
         const std::uint8_t* c = codes + i * m_;
@@ -25,20 +25,12 @@ void IvfStore::append(const std::int64_t* lists, const std::uint8_t* codes,
             list.codes.insert(list.codes.end(), c, c + m_);
             list.slots.push_back(slots[i]);
         } else {
-            // Row r of a block sits at byte t of each sub-space pair: t = 2r (r < 16) or
-            // 2(r - 16) + 1, low nibble = even sub-space (pq.py pack_blocks, kernels/pq/pq.hpp).
             const std::size_t r = list.rows % 32;
             if (r == 0) {
                 list.codes.resize(list.codes.size() + block_bytes, 0);
                 list.slots.resize(list.slots.size() + 32, -1);
             }
-            std::uint8_t* block = list.codes.data() + list.codes.size() - block_bytes;
-            const std::size_t t = r < 16 ? 2 * r : 2 * (r - 16) + 1;
-            for (std::size_t p = 0; p < half; ++p) {
-                const unsigned lo = 2 * p < m_ ? c[2 * p] & 15u : 0u;
-                const unsigned hi = 2 * p + 1 < m_ ? c[2 * p + 1] & 15u : 0u;
-                block[p * 32 + t] = static_cast<std::uint8_t>(lo | (hi << 4));
-            }
+            write_block_row(list.codes.data() + list.codes.size() - block_bytes, r, c, m_);
             list.slots[list.slots.size() - 32 + r] = slots[i];
         }
         ++list.rows;

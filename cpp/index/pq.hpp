@@ -13,6 +13,19 @@ namespace simdex {
 // m4: sub-spaces rounded up to a multiple of 4 (fast-scan layout, kernels/pq/pq.hpp).
 inline std::size_t fastscan_m4(std::size_t m) { return (m + 3) / 4 * 4; }
 
+// Write row r (0..31) of a 4-bit fast-scan block: codes (m,) < 16 into block
+// (m4 / 2, 32) uint8. Row r sits at byte t of each sub-space pair: t = 2r (r < 16) or
+// 2(r - 16) + 1, low nibble = even sub-space (kernels/pq/pq.hpp). The one writer of the
+// layout (PqCore, IvfStore).
+inline void write_block_row(std::uint8_t* block, std::size_t r, const std::uint8_t* codes, std::size_t m) {
+    const std::size_t half = fastscan_m4(m) / 2, t = r < 16 ? 2 * r : 2 * (r - 16) + 1;
+    for (std::size_t p = 0; p < half; ++p) {
+        const unsigned lo = 2 * p < m ? codes[2 * p] & 15u : 0u;
+        const unsigned hi = 2 * p + 1 < m ? codes[2 * p + 1] & 15u : 0u;
+        block[p * 32 + t] = static_cast<std::uint8_t>(lo | (hi << 4));
+    }
+}
+
 // Quantize one query's float tables (m, 16) to the fast-scan layout (m4 / 4, 128) uint8.
 // Returns scale s and bias b: distance ~= sum_j q_lut[j, c_j] / s + b, with
 // |approx - exact| <= m * 0.5 / s; every entry is <= 255 and every sum <= 65535.

@@ -2,8 +2,8 @@
 pickling, and the reader-writer lock of indexes whose state is still kept in Python.
 
 A subclass sets ``kind``, implements ``_params()`` / ``_arrays()`` / ``_from_state()`` for
-persistence. FlatIndex and HNSWIndex (CoreIndex) keep their ids, rows and lock in one C++
-object; the others (PQ, IVF-PQ, LeanVec, Binary) keep their ids in a C++ IdTable
+persistence. FlatIndex, HNSWIndex, PQIndex and IVFPQIndex (CoreIndex) keep their ids, rows
+and lock in one C++ object; the others (LeanVec, Binary) keep their ids in a C++ IdTable
 (``self._idt``) and wrap add / remove / train in ``@writes`` and search in ``@searches``
 (see docs/architecture.md).
 """
@@ -164,7 +164,7 @@ class Index:
         if cls.kind:
             _format.register_kind(cls.kind, cls._from_state)
 
-    # ---- ids (indexes laid out in Python: PQ, IVF-PQ, LeanVec, Binary) -------------------
+    # ---- ids (indexes laid out in Python: LeanVec, Binary) --------------------------------
     # The id <-> slot map is a C++ IdTable (hash map): every helper costs O(its argument),
     # never O(n). reuse_slots: removed slots are reused by later adds (else they stay dead
     # and scans mask them).
@@ -363,7 +363,7 @@ class Index:
 
 class CoreIndex(Index):
     """An index whose ids, rows and lock live in one C++ core, ``self._core`` (FlatCore,
-    HnswGraph): every operation is one call into it."""
+    HnswGraph, PqCore, IvfPqCore): every operation is one call into it."""
 
     storage: str
     _core: Any

@@ -1,22 +1,23 @@
 """The re-rank store: full-dimensional vectors for exact re-scoring, in RAM or in a
 memory-mapped file, as float32, float16 or int8 (per-dimension ranges).
 
-Two-stage search (BiDR, SVS, LeanVec): a compressed stage proposes candidates, this store
-re-scores them exactly for the stored precision (simdex._core.rerank, or inside the C++
-pipeline of LeanVecIndex). Row i holds the vector of slot i as the index sees it (unit
-length for cosine). With a path, only the compressed codes live in memory and the rows stay
-in a raw (n, dim) file read through the page cache.
+Two-stage search (BiDR, SVS, LeanVec): a compressed stage proposes candidates, these rows
+re-score them exactly for the stored precision. Row i holds the vector of slot i as the
+index sees it (unit length for cosine). The rows live in one C++ object,
+simdex._core.RerankRows (cpp/index/rerank.hpp): it encodes float32 rows to the storage,
+grows its RAM buffer or its file (mapped by itself), re-scores candidates with the one
+Scorer, decodes rows for reconstruct(); the search pipelines take it as their re-rank
+stage. This module checks arguments and keeps the persistence (_format.Fields).
 """
 
 from __future__ import annotations
 
 import os
-import zlib
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from . import _core, _storage
+from . import _core
 from ._format import Fields
 
 DTYPES = {"float32": np.float32, "float16": np.float16, "int8": np.uint8}
@@ -24,7 +25,8 @@ DTYPES = {"float32": np.float32, "float16": np.float16, "int8": np.uint8}
 
 class RerankStore:
     """Rows of full vectors by slot. `where` is 'memory' or the absolute path of a file that
-    check_where has cleared (the file is emptied here: the index owns it)."""
+    check_where has cleared (the file is emptied here: the index owns it). `core` is the C++
+    RerankRows that the search pipelines take."""
 
     def __init__(
         self,
@@ -42,14 +44,22 @@ class RerankStore:
             raise ValueError(f"re-rank storage must be one of {sorted(DTYPES)}; got {storage!r}")
         if (storage == "int8") != (lo is not None and scale is not None):
             raise ValueError("int8 re-rank rows need trained ranges (lo, scale), and only they do")
+        self._setup(dim, metric, storage, lo, scale)
+        self.path: str | None = None if where == "memory" else where
+        self.core = _core.RerankRows(storage, metric, dim, self.lo, self.scale, self.path)
+
+    def _setup(
+        self,
+        dim: int,
+        metric: str,
+        storage: str,
+        lo: np.ndarray | None,
+        scale: np.ndarray | None,
+    ) -> None:
         self.dim, self.metric, self.storage = dim, metric, storage
         self.dtype = np.dtype(DTYPES[storage])
-        self.lo, self.scale = lo, scale
-        self.path: str | None = None if where == "memory" else where
-        self._n = 0
-        self._data: np.ndarray = np.zeros((0, dim), dtype=self.dtype)
-        if self.path is not None:
-            open(self.path, "wb").close()  # start empty: the index owns this file
+        self.lo = None if lo is None else np.ascontiguousarray(lo, dtype=np.float32)
+        self.scale = None if scale is None else np.ascontiguousarray(scale, dtype=np.float32)
 
     @staticmethod
     def check_where(where: Any, overwrite: bool = False, name: str = "rerank") -> str | None:
@@ -76,68 +86,30 @@ class RerankStore:
         return path
 
     def __len__(self) -> int:
-        return self._n
+        return len(self.core)
 
     @property
     def nbytes(self) -> int:
         """Bytes held in RAM (the ranges only for a memory-mapped file)."""
-        ranges = 0 if self.lo is None or self.scale is None else self.lo.nbytes + self.scale.nbytes
-        return ranges + (0 if self.path is not None else self._n * self.dim * self.dtype.itemsize)
-
-    def _map(self) -> None:
-        if self._n == 0:
-            self._data = np.zeros((0, self.dim), dtype=self.dtype)
-        else:
-            assert self.path is not None
-            mode: Literal["r+", "r"] = (
-                "r+" if os.access(self.path, os.W_OK) else "r"
-            )  # read-only: search only
-            self._data = np.memmap(
-                self.path, dtype=self.dtype.type, mode=mode, shape=(self._n, self.dim)
-            )
+        return int(self.core.nbytes)
 
     def put(self, slots: np.ndarray, x: np.ndarray) -> None:
-        """Store rows x (n, dim) float32 at the given slots (new slots may extend the store)."""
-        if self.path is not None and not os.access(self.path, os.W_OK):
-            raise PermissionError(
-                f"rerank file {self.path!r} is read-only: the index can search "
-                "but not add; load it with a writable copy to add vectors"
-            )
-        rows = np.ascontiguousarray(x, dtype=np.float32)
-        if self.storage != "float32":
-            rows = _storage.encode(rows, self.storage, self.lo, self.scale)
-        slots = np.asarray(slots, dtype=np.int64)
-        if self.path is None and not self._data.flags.writeable:  # loaded with mmap=True
-            self._data = np.array(self._data[: self._n])
-        need = int(slots.max()) + 1 if slots.size else self._n
-        if need > self._n:
-            if self.path is None:
-                if need > self._data.shape[0]:
-                    grown = np.zeros(
-                        (max(need, int(self._data.shape[0] * 1.5), 64), self.dim), self.dtype
-                    )
-                    grown[: self._n] = self._data[: self._n]
-                    self._data = grown
-            else:
-                if isinstance(self._data, np.memmap):
-                    self._data.flush()
-                with open(self.path, "r+b") as fh:
-                    fh.truncate(need * self.dim * self.dtype.itemsize)
-            self._n = need
-            if self.path is not None:
-                self._map()
-        self._data[slots] = rows
+        """Store rows x (n, dim) float32 at the given slots (new slots may extend the store).
+        A failure (full disk, read-only file: OSError; float16 overflow: ValueError) leaves
+        the store as before."""
+        self.core.put(
+            np.ascontiguousarray(slots, dtype=np.int64), np.ascontiguousarray(x, dtype=np.float32)
+        )
 
     def append(self, x: np.ndarray) -> None:
         """Rows x after the last one (stores not indexed by slot: token sets)."""
-        self.put(np.arange(self._n, self._n + x.shape[0]), x)
+        self.core.append(np.ascontiguousarray(x, dtype=np.float32))
 
     def scoring(self) -> tuple[np.ndarray, int, str, np.ndarray | None, np.ndarray | None]:
-        """(rows (n, dim) C-contiguous, n, storage, lo, scale) for the C++ re-scoring."""
-        data = self._data[: self._n] if self._n else np.zeros((0, self.dim), self.dtype)
-        if self.path is None:
-            data = np.ascontiguousarray(data)
-        return data, self._n, self.storage, self.lo, self.scale
+        """(rows (n, dim) read-only view, n, storage, lo, scale) for C++ calls that take raw
+        rows (the token re-rank); valid while the caller holds its index's lock."""
+        data = self.core.view()
+        return data, data.shape[0], self.storage, self.lo, self.scale
 
     def rescore(
         self, queries: np.ndarray, candidates: np.ndarray, k: int, threads: int | None = None
@@ -148,78 +120,69 @@ class RerankStore:
         candidates : (q, c) int64 slots, -1 = none
         returns    : distances (q, k) float32 ascending, slots (q, k) int64 (-1 padded)
         """
-        candidates = np.ascontiguousarray(candidates, dtype=np.int64)
-        data, n, storage, lo, scale = self.scoring()
-        return _core.rerank(
-            data,
-            n,
-            queries,
-            queries.shape[0],
-            candidates,
-            candidates.shape[1],
+        return self.core.rescore(
+            np.ascontiguousarray(queries, dtype=np.float32),
+            np.ascontiguousarray(candidates, dtype=np.int64),
             k,
-            storage,
-            self.metric,
-            self.dim,
-            lo,
-            scale,
             threads=threads,
         )
 
     def vectors(self, slots: np.ndarray) -> np.ndarray:
-        """Rows of the given slots decoded to float32."""
-        rows = np.asarray(self._data[slots])
-        return (
-            rows
-            if self.storage == "float32"
-            else _storage.decode(rows, self.storage, self.lo, self.scale)
-        )
+        """Rows of the given slots decoded to float32 (n, dim)."""
+        out: np.ndarray = self.core.vectors(np.ascontiguousarray(slots, dtype=np.int64).ravel())
+        return out
 
     # ---- persistence: rows inside the index file ("memory"), or a side file that the index
     # file describes (rows, bytes, CRC-32) but never names: the caller names it at load time.
     def _key(self) -> str:
         return "rerank_vectors" if self.storage == "float32" else "secondary_rows"
 
-    def params(self) -> dict[str, Any]:
+    # `state`: what an index core's state() copied of these rows under its lock
+    # (rerank_count, rerank_rows or rerank_crc32), so rows and codes are of one moment.
+    def params(self, state: dict[str, Any] | None = None) -> dict[str, Any]:
+        n = len(self.core) if state is None else int(state["rerank_count"])
         if self.path is None:
-            return {"rerank": "memory", "rerank_rows": self._n}
-        if isinstance(self._data, np.memmap):
-            self._data.flush()
-        rows = self._data[: self._n]
+            return {"rerank": "memory", "rerank_rows": n}
+        crc = self.core.crc32() if state is None else state["rerank_crc32"]
         return {
             "rerank": "file",
-            "rerank_rows": self._n,
-            "rerank_bytes": int(rows.nbytes),
-            "rerank_crc32": zlib.crc32(np.ascontiguousarray(rows).data.cast("B")) if self._n else 0,
+            "rerank_rows": n,
+            "rerank_bytes": n * self.dim * self.dtype.itemsize,
+            "rerank_crc32": int(crc),
             "rerank_name": os.path.basename(self.path),
         }
 
-    def arrays(self) -> dict[str, np.ndarray]:
+    def arrays(self, state: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
         arrays: dict[str, np.ndarray] = {}
         if self.lo is not None and self.scale is not None:
             arrays["secondary_lo"], arrays["secondary_scale"] = self.lo, self.scale
         if self.path is None:
-            arrays[self._key()] = self._data[: self._n]
+            arrays[self._key()] = (
+                self.core.copy()
+                if state is None
+                else state["rerank_rows"].view(self.dtype).reshape(-1, self.dim)
+            )
         return arrays
 
     @classmethod
     def restore(cls, f: Fields, dim: int, metric: str, *, storage: str = "float32") -> RerankStore:
         """The store described by a loaded file (see _format.Fields)."""
         store = cls.__new__(cls)
-        store.dim, store.metric, store.storage = dim, metric, storage
-        store.dtype = np.dtype(DTYPES[storage])
-        store.lo = store.scale = None
+        lo = scale = None
         if storage == "int8":
-            store.lo, store.scale = f.ranges("secondary_lo", "secondary_scale", dim)
+            lo, scale = f.ranges("secondary_lo", "secondary_scale", dim)
+        store._setup(dim, metric, storage, lo, scale)
         where = f.params.get("rerank")
         if not isinstance(where, str):
             raise f.error("rerank", f"expected 'memory' or 'file', got {str(where)[:60]}")
-        n = store._n = f.int("rerank_rows", 0, 2**40)
+        n = f.int("rerank_rows", 0, 2**40)
+        store.core = _core.RerankRows(storage, metric, dim, store.lo, store.scale)
         if where == "memory":
             store.path = None
-            store._data = f.array(store._key(), store.dtype, (n, dim), finite=storage != "int8")
+            rows = f.array(store._key(), store.dtype, (n, dim), finite=storage != "int8")
             if storage != "int8":
-                f.bounded(store._key(), store._data, dim)
+                f.bounded(store._key(), rows, dim)
+            store.core.restore(np.ascontiguousarray(rows))
             return store
         # 'file' (or, in files written by simdex 0.1.0, the path it had: never opened)
         name = f.params.get("rerank_name", where if where != "file" else "")
@@ -236,14 +199,14 @@ class RerankStore:
                 f"rerank file {store.path!r} has {size} bytes; the index expects {expected} "
                 f"({n} x {dim} {store.dtype})"
             )
-        store._map()
+        store.core.open_file(store.path, n)
         if "rerank_crc32" in f.params:  # files written by simdex 0.1.0 recorded no checksum
             crc = f.int("rerank_crc32", 0, 2**32 - 1)
-            if n and zlib.crc32(np.ascontiguousarray(store._data).data.cast("B")) != crc:
+            if n and int(store.core.crc32()) != crc:
                 raise ValueError(
                     f"rerank file {store.path!r} does not match the index (checksum "
                     "mismatch): it was changed, or belongs to another index"
                 )
-        if n and storage != "int8" and not np.isfinite(store._data).all():
+        if n and storage != "int8" and not np.isfinite(store.core.view()).all():
             raise ValueError(f"rerank file {store.path!r} holds NaN or infinite values")
         return store

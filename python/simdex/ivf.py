@@ -13,22 +13,23 @@ so a per-list table T[l, j, c] = ||C_jc||^2 + 2 <c_l,j, C_jc> is precomputed at 
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
 
 from . import _checks, _core, _progress, _result
-from ._base import Index, searches, writes
+from ._base import CoreIndex
 from ._checks import MAX_DIM, FloatMetric
 from ._format import Fields
 from ._rerank import RerankStore
 from ._result import SearchResult
 from .kernels import normalize
-from .kmeans import _assign, kmeans
+from .kmeans import kmeans
 from .pq import PQ_METRICS, ProductQuantizer, _check_rerank_k, _m4
 
 
-class IVFPQIndex(Index):
+class IVFPQIndex(CoreIndex):
     """IVF-PQ index.
 
     dim, m, nbits : as ProductQuantizer (applied to residuals x - coarse centroid)
@@ -36,10 +37,14 @@ class IVFPQIndex(Index):
     metric        : 'l2', 'ip', 'cosine'
     rerank        : None, 'memory' or a file path (exact re-scoring of rerank_k candidates)
     overwrite     : allow rerank to name an existing non-empty file (it is emptied)
-    Layout: codes of all lists in one array sorted by list, offsets (nlist + 1,) in rows
-    (8 bits) or in 32-row blocks (4 bits, each list padded to whole blocks).
+    Layout (as saved): codes of all lists in one array sorted by list, offsets (nlist + 1,)
+    in rows (8 bits) or in 32-row blocks (4 bits, each list padded to whole blocks).
     remove(ids) forgets the ids in O(1) (their rows are masked out of scans); storage is not
     compacted.
+
+    The centroids, codebooks, list tables (after train), inverted lists, ids and re-rank rows
+    live in one C++ object (simdex._core.IvfPqCore); train() fits them here and hands them
+    over once.
     """
 
     kind = "ivfpq"
@@ -61,40 +66,54 @@ class IVFPQIndex(Index):
         self.dim, self.m, self.nbits = self.pq.dim, self.pq.m, self.pq.nbits
         rerank = RerankStore.check_where(rerank, overwrite)
         self._store = None if rerank is None else RerankStore(self.dim, self.metric, rerank)
-        self._init_ids(reuse_slots=False)
         self.centroids: np.ndarray | None = None  # (nlist, dim) float32
         self._list_tables: np.ndarray | None = None  # (nlist, m, ksub) float32, l2 only
-        self._lists = _core.IvfStore(self.nbits, self.m, self.nlist)  # inverted lists (C++)
+        self._make_core()
+
+    def _make_core(self) -> None:
+        rows = None if self._store is None else self._store.core
+        self._core = _core.IvfPqCore(self.dim, self.nlist, self.m, self.nbits, self.metric, rows)
+        self._given: tuple[int, int, int] | None = None  # ids of the parameters the core holds
+        self._train_lock = threading.Lock()
+
+    def _sync(self) -> None:
+        """Hand the trained parameters to the core when they changed (train(), or assigned
+        directly); refused by the core once rows are stored."""
+        books = self.pq.codebooks
+        if self.centroids is None or books is None:
+            return
+        key = (id(self.centroids), id(books), id(self._list_tables))
+        if key != self._given:
+            tables = self._list_tables
+            self._core.set_trained(
+                np.ascontiguousarray(self.centroids, dtype=np.float32),
+                np.ascontiguousarray(books, dtype=np.float32),
+                None if tables is None else np.ascontiguousarray(tables, dtype=np.float32),
+            )
+            self._given = key
 
     @property
     def is_trained(self) -> bool:
         return self.centroids is not None
 
+    def _check_nprobe(self, nprobe: Any) -> int:
+        """Lists scanned per query: None -> min(8, nlist); 1 <= nprobe <= nlist."""
+        probes = (
+            min(8, self.nlist) if nprobe is None else _checks.check_positive_int(nprobe, "nprobe")
+        )
+        if probes > self.nlist:
+            raise ValueError(f"nprobe must be <= nlist = {self.nlist}; got {probes}")
+        return probes
+
     @property
     def nbytes(self) -> int:
-        parts = []
-        if self.centroids is not None:
-            parts.append(self.centroids)
-        if self._list_tables is not None:
-            parts.append(self._list_tables)
-        store = 0 if self._store is None else self._store.nbytes
-        return int(
-            sum(p.nbytes for p in parts)
-            + self._lists.nbytes
-            + self._idt.nbytes
-            + self.pq.nbytes
-            + store
-        )
+        return int(self._core.nbytes + self.pq.nbytes)
 
     def _prepare(self, x: Any, name: str) -> tuple[np.ndarray, bool]:
         a, was_1d = _checks.as_float_rows(x, self.dim, name)
         return (normalize(a) if self.metric == "cosine" else a), was_1d
 
-    def _coarse_metric(self) -> str:
-        return "l2" if self.metric == "l2" else "ip"
-
     # ---- training -----------------------------------------------------------------------
-    @writes
     def train(
         self,
         x: Any,
@@ -108,95 +127,77 @@ class IVFPQIndex(Index):
         FAISS IVF defaults), then PQ on the residuals (25 iterations per sub-space);
         progress: a bar for each of the two stages."""
         threads = _checks.check_threads(threads)
-        _checks.check_untrained(self, len(self))
-        a, _ = self._prepare(x, "x")
-        if a.shape[0] < self.nlist:
-            raise ValueError(
-                f"training needs at least nlist = {self.nlist} vectors; got {a.shape[0]}"
+        with self._train_lock:
+            _checks.check_untrained(self, len(self))
+            a, _ = self._prepare(x, "x")
+            if a.shape[0] < self.nlist:
+                raise ValueError(
+                    f"training needs at least nlist = {self.nlist} vectors; got {a.shape[0]}"
+                )
+            centroids, labels = kmeans(
+                a,
+                self.nlist,
+                n_iter=n_iter,
+                seed=seed,
+                max_samples=256 * self.nlist,
+                threads=threads,
+                progress=progress,
             )
-        centroids, labels = kmeans(
-            a,
-            self.nlist,
-            n_iter=n_iter,
-            seed=seed,
-            max_samples=256 * self.nlist,
-            threads=threads,
-            progress=progress,
-        )
-        self.pq.fit(a - centroids[labels], seed=seed + 1, threads=threads, progress=progress)
-        books = self.pq._require_trained()
-        if self.metric == "l2":
-            c = centroids.reshape(self.nlist, self.m, self.pq.dsub)
-            table = 2.0 * np.einsum("lmd,mkd->lmk", c, books)
-            table += np.einsum("mkd,mkd->mk", books, books)[None]
-            self._list_tables = np.ascontiguousarray(table, dtype=np.float32)
-        self.centroids = centroids
+            self.pq.fit(a - centroids[labels], seed=seed + 1, threads=threads, progress=progress)
+            books = self.pq._require_trained()
+            if self.metric == "l2":
+                c = centroids.reshape(self.nlist, self.m, self.pq.dsub)
+                table = 2.0 * np.einsum("lmd,mkd->lmk", c, books)
+                table += np.einsum("mkd,mkd->mk", books, books)[None]
+                self._list_tables = np.ascontiguousarray(table, dtype=np.float32)
+            self.centroids = centroids
+            self._sync()
         return self
 
-    def _trained_centroids(self) -> np.ndarray:
-        if self.centroids is None:
-            raise ValueError("IVFPQIndex is not trained; call train(x) first")
-        return self.centroids
-
-    def _assign(
-        self, a: np.ndarray, nprobe: int, threads: int | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """nprobe closest lists: (distances (n, nprobe) float32, lists (n, nprobe) int64)."""
-        centroids = self._trained_centroids()
-        if nprobe == 1 and self.metric == "l2":  # add(): the fused nearest-centroid kernel
-            dist, labels = _assign(a, centroids, threads)
-            return dist[:, None], labels[:, None]
-        return _core.search(
-            centroids,
-            self.nlist,
-            a,
-            a.shape[0],
-            nprobe,
-            "float32",
-            self._coarse_metric(),
-            self.dim,
-            threads=threads,
-        )
-
     # ---- adding -------------------------------------------------------------------------
-    @writes
     def add(
         self, x: Any, ids: Any = None, *, threads: int | None = None, progress: bool = False
     ) -> np.ndarray:
         """Assign x (n, dim) to lists, encode residuals, add; returns the ids (n,) int64
-        (progress: a bar over the rows assigned and encoded)."""
+        (progress: a bar over the rows assigned and encoded). One call into the core
+        (assignment and encoding in C++)."""
         threads = _checks.check_threads(threads)
+        _progress.check(progress)
         if not self.is_trained:
             raise ValueError("IVFPQIndex is not trained; call train(x) before add()")
+        self._sync()
         a, _ = self._prepare(x, "x")
-        labels = np.empty(a.shape[0], dtype=np.int64)
-        codes = np.empty((a.shape[0], self.m), dtype=np.uint8)
-        with _progress.Progress(progress, a.shape[0], "IVF-PQ add") as bar:
-            for part in _progress.chunks(a.shape[0], bar):
-                labels[part] = self._assign(a[part], 1, threads)[1][:, 0]
-                residuals = a[part] - self._trained_centroids()[labels[part]]
-                codes[part] = self.pq._encode_raw(np.ascontiguousarray(residuals), threads)
-        new_ids, slots = self._bind_ids(ids, a.shape[0])  # appended slots
-        try:
-            if (
-                self._store is not None
-            ):  # first: it is what can fail (a full disk, a read-only file)
-                self._store.put(slots, a)
-        except BaseException:
-            self._unbind_ids(new_ids)  # the slots stay dead, rows and slots stay aligned
-            raise
-        self._lists.append(
-            np.ascontiguousarray(labels, dtype=np.int64), np.ascontiguousarray(codes), slots
-        )
-        return new_ids
+        new_ids = None if ids is None else _checks.as_ids(ids, a.shape[0])
+        lists = codes = None
+        if progress:  # assign and encode in chunks for the bar, then add them in one call
+            lists = np.empty(a.shape[0], np.int64)
+            codes = np.empty((a.shape[0], self.m), np.uint8)
+            with _progress.Progress(progress, a.shape[0], "IVF-PQ add") as bar:
+                for part in _progress.chunks(a.shape[0], bar):
+                    lists[part], codes[part] = self._core.encode(a[part], threads)
+        added: np.ndarray = self._core.add(a, lists, codes, new_ids, threads)
+        return added
 
-    @writes
     def remove(self, ids: Any) -> int:
         """Mark vectors deleted by id; returns how many were removed (unknown ids are ignored)."""
-        return int(self._unbind_ids(ids).size)
+        return int(self._core.remove(_checks.as_id_list(ids)))
+
+    def reconstruct(self, ids: Any) -> np.ndarray:
+        """Stored full vectors of the given ids from the re-rank rows, float32 (len(ids), dim)
+        (unit length for cosine); needs rerank (KeyError names ids not in the index)."""
+        a = _checks.as_id_list(ids)
+        if self._store is None:
+            raise ValueError(
+                "IVFPQIndex keeps only compressed codes; build it with rerank='memory' (or a "
+                "file) to reconstruct vectors"
+            )
+        rows, found = self._core.vectors(a)
+        if not found.all():
+            raise KeyError(f"ids not in the index: {a[~found][:5].tolist()}")
+        out: np.ndarray = rows
+        return out
 
     # ---- search -------------------------------------------------------------------------
-    @searches
     def search(
         self,
         queries: Any,
@@ -213,76 +214,42 @@ class IVFPQIndex(Index):
         queries      : (q, dim) or (dim,) floats
         k            : int >= 1
         nprobe       : lists scanned per query, 1 <= nprobe <= nlist (default min(8, nlist))
-        filter       : int64 array of allowed ids, or boolean mask indexed by id
+        filter       : int64 array of allowed ids, or boolean mask indexed by id, or a list
+                       with one such filter per query row
         max_distance : float or (q,) floats
         rerank_k     : candidates re-scored exactly (needs rerank=...; default max(100, 4 k))
         returns      : SearchResult(distances (q, k) float32 ascending, ids (q, k) int64)
         """
         k = _checks.check_k(k)
-        nprobe = (
-            min(8, self.nlist) if nprobe is None else _checks.check_positive_int(nprobe, "nprobe")
-        )
-        if nprobe > self.nlist:
-            raise ValueError(f"nprobe must be <= nlist = {self.nlist}; got {nprobe}")
+        nprobe = self._check_nprobe(nprobe)
         threads = _checks.check_threads(threads)
         candidates = _check_rerank_k(rerank_k, k, self._store)
         q, was_1d = self._prepare(queries, "queries")
-        if len(self) == 0 or not self.is_trained:
-            return self._empty_result(q.shape[0], k, was_1d, max_distance)
+        allowed, offsets, allowed_mask = _checks.as_filter(filter, q.shape[0])
         # One C++ call: coarse probes, residual tables, list scans, exact re-rank, slots to ids.
-        rows, n_rows, storage, lo, scale = (
-            (None, 0, "float32", None, None) if self._store is None else self._store.scoring()
-        )
-        books, books_t, norms, _ = self.pq._layouts()
-        dist, ids = self._lists.search_pipeline(
-            q,
-            q.shape[0],
-            k,
-            candidates,
-            nprobe,
-            self._trained_centroids(),
-            self._coarse_metric(),
-            books,
-            books_t,
-            norms,
-            self.metric == "l2",
-            self._list_tables,
-            self._slot_mask(filter),
-            self._slot_count,
-            rows,
-            n_rows,
-            storage,
-            self.metric,
-            lo,
-            scale,
-            self._idt,
-            threads,
+        dist, ids = self._core.search(
+            q, q.shape[0], k, candidates, nprobe, allowed, offsets, allowed_mask, threads
         )
         return _result.finish(dist, ids, was_1d, max_distance)
 
     # ---- persistence --------------------------------------------------------------------
-    def _params(self) -> dict[str, Any]:
-        params = {
+    def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        state = self._core.state()  # one consistent copy, taken under the core's read lock
+        params: dict[str, Any] = {
             "dim": self.dim,
             "nlist": self.nlist,
             "m": self.m,
             "nbits": self.nbits,
             "metric": self.metric,
-            "next_id": self._ids_state()[1],
+            "next_id": int(state["next_id"]),
             "trained": self.is_trained,
         }
-        if self._store is not None:
-            params.update(self._store.params())
-        return params
-
-    def _arrays(self) -> dict[str, np.ndarray]:
-        codes, entry_slots, offsets = self._lists.state()
         shape = (-1, self.m) if self.nbits == 8 else (-1, _m4(self.m) // 2, 32)
         arrays = {
-            "codes": codes.reshape(shape),
-            "entry_slots": entry_slots,
-            "offsets": offsets,
-            "ids": self._ids_state()[0],
+            "codes": state["codes"].reshape(shape),
+            "entry_slots": state["entry_slots"],
+            "offsets": state["offsets"],
+            "ids": state["ids"],
             **self.pq._arrays(),
         }
         if self.centroids is not None:
@@ -290,8 +257,9 @@ class IVFPQIndex(Index):
         if self._list_tables is not None:
             arrays["list_tables"] = self._list_tables
         if self._store is not None:
-            arrays.update(self._store.arrays())
-        return arrays
+            params.update(self._store.params(state))
+            arrays.update(self._store.arrays(state))
+        return params, arrays
 
     @classmethod
     def _from_state(cls, f: Fields) -> IVFPQIndex:
@@ -346,15 +314,17 @@ class IVFPQIndex(Index):
             index._list_tables = None if tables is None else np.ascontiguousarray(tables)
         elif slots:
             raise f.error("trained", f"false, but the index holds {slots} rows")
-        index._restore_ids(ids, f.int("next_id", 0, 2**62), "IVF-PQ")
-        index._lists.restore(
+        if f.has("rerank"):
+            index._store = f.rows_for(RerankStore.restore(f, index.dim, index.metric), slots)
+            index._make_core()
+        index._sync()
+        index._core.restore(
             np.ascontiguousarray(codes).reshape(-1),
             np.ascontiguousarray(entry),
             np.ascontiguousarray(offsets),
-            index._slot_count,
+            np.ascontiguousarray(ids),
+            f.int("next_id", 0, 2**62),
         )
-        if f.has("rerank"):
-            index._store = f.rows_for(RerankStore.restore(f, index.dim, index.metric), slots)
         return index
 
     def _repr_fields(self) -> str:

@@ -7,12 +7,13 @@ candidates -> exact re-scoring from float32 vectors kept in RAM or a memory-mapp
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
 
 from . import _checks, _core, _progress, _result
-from ._base import Index, searches, writes
+from ._base import CoreIndex
 from ._checks import MAX_DIM, FloatMetric
 from ._format import Fields
 from ._rerank import RerankStore
@@ -40,35 +41,8 @@ def _unpack_nibbles(packed: np.ndarray, m: int) -> np.ndarray:
     return np.ascontiguousarray(out[:, :m])
 
 
-# Byte t of a 32-row block pair holds row _BLOCK_ROW[t] (see cpp/kernels/pq/pq.hpp).
-_BLOCK_ROW = np.array([t // 2 if t % 2 == 0 else 16 + t // 2 for t in range(32)])
-
-
 def _m4(m: int) -> int:
     return (m + 3) // 4 * 4
-
-
-def pack_blocks(codes: np.ndarray) -> np.ndarray:
-    """(n, m) 4-bit codes -> fast-scan blocks (ceil(n / 32), m4 / 2, 32) uint8, zero padded."""
-    n, m = codes.shape
-    m4, nblocks = _m4(m), (n + 31) // 32
-    padded = np.zeros((nblocks * 32, m4), np.uint8)
-    padded[:n, :m] = codes
-    pairs = padded[:, 0::2] | (padded[:, 1::2] << 4)  # (rows, m4 / 2)
-    pairs = pairs.reshape(nblocks, 32, m4 // 2)[:, _BLOCK_ROW, :]  # byte order in block
-    return np.ascontiguousarray(pairs.transpose(0, 2, 1))
-
-
-def unpack_blocks(blocks: np.ndarray, n: int, m: int) -> np.ndarray:
-    """Inverse of pack_blocks: (n, m) uint8 codes."""
-    nblocks, half, _ = blocks.shape
-    grid = np.empty((nblocks, 32, half), np.uint8)
-    grid[:, _BLOCK_ROW, :] = blocks.transpose(0, 2, 1)
-    rows = grid.reshape(nblocks * 32, half)
-    out = np.empty((nblocks * 32, half * 2), np.uint8)
-    out[:, 0::2] = rows & 15
-    out[:, 1::2] = rows >> 4
-    return np.ascontiguousarray(out[:n, :m])
 
 
 class ProductQuantizer:
@@ -339,17 +313,7 @@ def _check_rerank_k(rerank_k: Any, k: int, store: RerankStore | None) -> int:
     return size
 
 
-def _grown(buffer: np.ndarray, rows: int, keep: int) -> np.ndarray:
-    """buffer with room for `rows` leading rows (amortised: capacity grows by 1.5x), the first
-    `keep` copied; the same array when it is writeable and large enough."""
-    if rows <= buffer.shape[0] and buffer.flags.writeable:
-        return buffer
-    grown = np.empty((max(rows, int(buffer.shape[0] * 1.5), 64),) + buffer.shape[1:], buffer.dtype)
-    grown[:keep] = buffer[:keep]
-    return grown
-
-
-class PQIndex(Index):
+class PQIndex(CoreIndex):
     """Flat product-quantization index: every code is scored per query.
 
     dim, m, nbits : as ProductQuantizer; nbits=4 stores codes in the fast-scan layout
@@ -360,6 +324,9 @@ class PQIndex(Index):
                     float32 file) for exact re-scoring of rerank_k candidates
     overwrite     : allow rerank to name an existing non-empty file (it is emptied)
     remove(ids) forgets the ids (their rows are never returned); storage is not compacted.
+
+    The codebooks (after train), codes, ids and re-rank rows live in one C++ object
+    (simdex._core.PqCore); ``pq`` is the quantizer that train() fits and hands over.
     """
 
     kind = "pq"
@@ -380,13 +347,28 @@ class PQIndex(Index):
         self.dim, self.m, self.nbits, self.opq = self.pq.dim, self.pq.m, self.pq.nbits, bool(opq)
         rerank = RerankStore.check_where(rerank, overwrite)
         self._store = None if rerank is None else RerankStore(self.dim, self.metric, rerank)
-        self._init_ids(reuse_slots=False)
-        self._codes = self._empty_codes()
+        self._make_core()
 
-    def _empty_codes(self) -> np.ndarray:
-        if self.nbits == 8:
-            return np.zeros((0, self.m), np.uint8)
-        return np.zeros((0, _m4(self.m) // 2, 32), np.uint8)
+    def _make_core(self) -> None:
+        rows = None if self._store is None else self._store.core
+        self._core = _core.PqCore(self.dim, self.m, self.nbits, self.metric, rows)
+        self._given: tuple[int, int] | None = None  # ids of the parameters the core holds
+        self._train_lock = threading.Lock()
+
+    def _sync(self) -> None:
+        """Hand the quantizer's parameters to the core when they changed (train(), or
+        codebooks assigned to ``pq`` directly); refused by the core once rows are stored."""
+        books = self.pq.codebooks
+        if books is None:
+            return
+        key = (id(books), id(self.pq.rotation))
+        if key != self._given:
+            rotation = self.pq.rotation
+            self._core.set_trained(
+                np.ascontiguousarray(books, dtype=np.float32),
+                None if rotation is None else np.ascontiguousarray(rotation, dtype=np.float32),
+            )
+            self._given = key
 
     @property
     def is_trained(self) -> bool:
@@ -394,81 +376,66 @@ class PQIndex(Index):
 
     @property
     def nbytes(self) -> int:
-        store = 0 if self._store is None else self._store.nbytes
-        return int(self._live_codes().nbytes + self._idt.nbytes + self.pq.nbytes + store)
-
-    @property
-    def _n(self) -> int:
-        return self._slot_count
-
-    def _live_codes(self) -> np.ndarray:
-        n = self._n
-        return self._codes[:n] if self.nbits == 8 else self._codes[: (n + 31) // 32]
+        return int(self._core.nbytes + self.pq.nbytes)
 
     def _prepare(self, x: Any, name: str) -> tuple[np.ndarray, bool]:
         a, was_1d = _checks.as_float_rows(x, self.dim, name)
         return (normalize(a) if self.metric == "cosine" else a), was_1d
 
-    @writes
     def train(
         self, x: Any, *, seed: int = 0, threads: int | None = None, progress: bool = False
     ) -> PQIndex:
         """Train the quantizer (and the OPQ rotation if opq=True) on x (n, dim), n >= 2**nbits
         (progress: a bar over the sub-space k-means runs)."""
         threads = _checks.check_threads(threads)
-        _checks.check_untrained(self, len(self))
-        a, _ = self._prepare(x, "x")
-        self.pq.fit(a, opq=self.opq, seed=seed, threads=threads, progress=progress)
+        with self._train_lock:
+            _checks.check_untrained(self, len(self))
+            a, _ = self._prepare(x, "x")
+            self.pq.fit(a, opq=self.opq, seed=seed, threads=threads, progress=progress)
+            self._sync()
         return self
 
-    @writes
     def add(
         self, x: Any, ids: Any = None, *, threads: int | None = None, progress: bool = False
     ) -> np.ndarray:
         """Encode and add vectors x (n, dim); returns their ids (n,) int64 (progress: a bar
-        over the rows encoded)."""
+        over the rows encoded). One call into the core (encoding included, in C++)."""
         threads = _checks.check_threads(threads)
+        _progress.check(progress)
         if not self.is_trained:
             raise ValueError("PQIndex is not trained; call train(x) before add()")
+        self._sync()
         a, _ = self._prepare(x, "x")
-        with _progress.Progress(progress, a.shape[0], "PQ add") as bar:
-            codes = np.concatenate(
-                [
-                    self.pq._encode_raw(self.pq._rotate(a[part]), threads)
-                    for part in _progress.chunks(a.shape[0], bar)
-                ]
-            )
-        n = self._n
-        new_ids, slots = self._bind_ids(ids, a.shape[0])  # appended: slots n .. n + len - 1
-        if self.nbits == 8:
-            self._codes = _grown(self._codes, n + codes.shape[0], n)
-            self._codes[n : n + codes.shape[0]] = codes
-        else:
-            # re-pack the last partial block with the new rows: O(rows added)
-            full = n // 32
-            tail = (
-                unpack_blocks(self._codes[full : full + 1], n - full * 32, self.m)
-                if n % 32
-                else np.zeros((0, self.m), np.uint8)
-            )
-            packed = pack_blocks(np.concatenate([tail, codes]))
-            self._codes = _grown(self._codes, full + packed.shape[0], full)
-            self._codes[full : full + packed.shape[0]] = packed
-        try:
-            if self._store is not None:  # can fail (a full disk, a read-only file)
-                self._store.put(slots, a)
-        except BaseException:
-            self._unbind_ids(new_ids)  # the slots stay dead: codes, rows and slots stay aligned
-            raise
-        return new_ids
+        new_ids = None if ids is None else _checks.as_ids(ids, a.shape[0])
+        codes = None
+        if progress:  # encode in chunks for the bar, then add them in one call
+            codes = np.empty((a.shape[0], self.m), np.uint8)
+            with _progress.Progress(progress, a.shape[0], "PQ add") as bar:
+                for part in _progress.chunks(a.shape[0], bar):
+                    codes[part] = self._core.encode(a[part], threads)
+        added: np.ndarray = self._core.add(a, codes, new_ids, threads)
+        return added
 
-    @writes
     def remove(self, ids: Any) -> int:
         """Remove vectors by id; returns how many were removed (unknown ids are ignored).
         O(1) per id: the rows stay, masked out of every scan."""
-        return int(self._unbind_ids(ids).size)
+        return int(self._core.remove(_checks.as_id_list(ids)))
 
-    @searches
+    def reconstruct(self, ids: Any) -> np.ndarray:
+        """Stored full vectors of the given ids from the re-rank rows, float32 (len(ids), dim)
+        (unit length for cosine); needs rerank (KeyError names ids not in the index)."""
+        a = _checks.as_id_list(ids)
+        if self._store is None:
+            raise ValueError(
+                "PQIndex keeps only compressed codes; build it with rerank='memory' (or a "
+                "file) to reconstruct vectors"
+            )
+        rows, found = self._core.vectors(a)
+        if not found.all():
+            raise KeyError(f"ids not in the index: {a[~found][:5].tolist()}")
+        out: np.ndarray = rows
+        return out
+
     def search(
         self,
         queries: Any,
@@ -483,69 +450,62 @@ class PQIndex(Index):
 
         queries      : (q, dim) or (dim,) floats (float32 taken without copy)
         k            : int >= 1
-        filter       : int64 array of allowed ids, or boolean mask indexed by id
+        filter       : int64 array of allowed ids, or boolean mask indexed by id, or a list
+                       with one such filter per query row
         max_distance : float or (q,) floats; farther results are dropped (-1 / +inf)
         rerank_k     : candidates re-scored exactly (needs rerank=...; default max(100, 4 k))
         returns      : SearchResult(distances (q, k) float32 ascending, ids (q, k) int64, -1
                        padded); distances are ADC estimates, or exact after re-ranking
+
+        One (dim,) float32 query without filter, max_distance or rerank_k (threads None or 1)
+        takes a lean path: C++ checks it (finite, normalised for cosine) and scans on the
+        calling thread (threads=None: on every core once the codes pass 8 MB).
         """
+        if (
+            filter is None
+            and max_distance is None
+            and rerank_k is None
+            and (threads is None or threads.__class__ is int and threads == 1)
+            and k.__class__ is int
+            and k > 0
+            and queries.__class__ is np.ndarray
+            and queries.ndim == 1
+            and queries.dtype == np.float32
+            and queries.shape[0] == self.dim
+            and queries.flags.c_contiguous
+        ):
+            candidates = k if self._store is None else max(100, 4 * k)
+            return SearchResult(*self._core.search1(queries, k, candidates, threads))
         k = _checks.check_k(k)
         threads = _checks.check_threads(threads)
         candidates = _check_rerank_k(rerank_k, k, self._store)
         q, was_1d = self._prepare(queries, "queries")
-        if self._n == 0 or not self.is_trained:
-            return self._empty_result(q.shape[0], k, was_1d, max_distance)
+        allowed, offsets, allowed_mask = _checks.as_filter(filter, q.shape[0])
         # One C++ call: rotate, tables, scan, exact re-rank, slots to ids.
-        rows, n_rows, storage, lo, scale = (
-            (None, 0, "float32", None, None) if self._store is None else self._store.scoring()
-        )
-        books, books_t, norms, rotation_t = self.pq._layouts()
-        dist, ids = _core.pq_pipeline(
-            q,
-            q.shape[0],
-            k,
-            candidates,
-            rotation_t,
-            books,
-            books_t,
-            norms,
-            self.m,
-            self.nbits,
-            self.metric == "l2",
-            self._live_codes(),
-            self._n,
-            self._slot_mask(filter),
-            rows,
-            n_rows,
-            storage,
-            self.metric,
-            lo,
-            scale,
-            self._idt,
-            threads,
+        dist, ids = self._core.search(
+            q, q.shape[0], k, candidates, allowed, offsets, allowed_mask, threads
         )
         return _result.finish(dist, ids, was_1d, max_distance)
 
     # ---- persistence --------------------------------------------------------------------
-    def _params(self) -> dict[str, Any]:
-        params = {
+    def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        state = self._core.state()  # one consistent copy, taken under the core's read lock
+        n = int(state["slots"])
+        params: dict[str, Any] = {
             "dim": self.dim,
             "m": self.m,
             "nbits": self.nbits,
             "metric": self.metric,
             "opq": self.opq,
-            "n": self._n,
-            "next_id": self._ids_state()[1],
+            "n": n,
+            "next_id": int(state["next_id"]),
         }
+        shape = (n, self.m) if self.nbits == 8 else ((n + 31) // 32, _m4(self.m) // 2, 32)
+        arrays = {"codes": state["codes"].reshape(shape), "ids": state["ids"], **self.pq._arrays()}
         if self._store is not None:
-            params.update(self._store.params())
-        return params
-
-    def _arrays(self) -> dict[str, np.ndarray]:
-        arrays = {"codes": self._live_codes(), "ids": self._ids_state()[0], **self.pq._arrays()}
-        if self._store is not None:
-            arrays.update(self._store.arrays())
-        return arrays
+            params.update(self._store.params(state))
+            arrays.update(self._store.arrays(state))
+        return params, arrays
 
     @classmethod
     def _from_state(cls, f: Fields) -> PQIndex:
@@ -566,10 +526,15 @@ class PQIndex(Index):
             raise f.error("pq_codebooks", f"missing, but the index holds {n} codes")
         if index.opq and index.pq.codebooks is not None and index.pq.rotation is None:
             raise f.error("pq_rotation", "missing, but the index was trained with opq=True")
-        index._restore_ids(ids, f.int("next_id", 0, 2**62), "PQ")
-        index._codes = codes
         if f.has("rerank"):
             index._store = f.rows_for(RerankStore.restore(f, index.dim, index.metric), n)
+            index._make_core()
+        index._sync()
+        index._core.restore(
+            np.ascontiguousarray(codes).reshape(-1),
+            np.ascontiguousarray(ids),
+            f.int("next_id", 0, 2**62),
+        )
         return index
 
     def _repr_fields(self) -> str:

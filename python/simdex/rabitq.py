@@ -358,9 +358,6 @@ class _RaBitQIndexBase(Index):
         bound = self.eps0 if eps0 is None else _check_eps0(eps0)
         q, was_1d = self._prepare(queries, "queries")
         allowed, offsets, allowed_mask = _checks.as_filter(filter, q.shape[0])
-        rows, n_rows, storage, lo, scale = (
-            (None, 0, "float32", None, None) if self._store is None else self._store.scoring()
-        )
         # One C++ call: probes, fast-scan with bounds, extra-bit refinement, pruned re-rank, ids.
         dist, ids, stats = self._core.search(
             q,
@@ -372,11 +369,7 @@ class _RaBitQIndexBase(Index):
             allowed,
             offsets,
             allowed_mask,
-            rows,
-            n_rows,
-            storage,
-            lo,
-            scale,
+            None if self._store is None else self._store.core,
             threads,
         )
         self.stats = dict(stats)
