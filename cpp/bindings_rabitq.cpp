@@ -6,7 +6,9 @@
 #include <string>
 
 #include "bindings_common.hpp"
+#include "bindings_pipeline.hpp"
 #include "index/rabitq.hpp"
+#include "index/rabitq_index.hpp"
 
 namespace simdex {
 
@@ -109,6 +111,182 @@ class RaBitQHandle {
     RaBitQ q_;
 };
 
+// The flat and IVF RaBitQ index core. Searches share the reader lock; add (its insert step),
+// remove, set_centroids and restore take the writer lock, always after releasing the GIL.
+class RaBitQIndexHandle {
+   public:
+    RaBitQIndexHandle(std::size_t dim, int bits, int query_bits, const std::string& rotation, const py::array& params,
+                      const std::string& metric, std::size_t nlist)
+        : level_(active_level()) {
+        RaBitQ q(dim, bits, query_bits, rotation_arg(rotation, dim, params));
+        core_.reset(new RaBitQIndexCore(kernels_for(level_), q, parse_metric(metric), nlist));
+    }
+
+    void set_centroids(const py::array& centroids) {
+        const float* c = typed<float>(centroids, core_->nlist() * core_->quantizer().dim(), "centroids");
+        py::gil_scoped_release release;
+        std::unique_lock<RwLock> lock(mutex_);
+        core_->set_centroids(c);
+    }
+
+    // x (n, dim) float32, lists (n,) int64 -> (ids (n,), slots (n,))
+    py::tuple add(const py::array& x, std::size_t n, const py::array& lists, const py::object& ids,
+                  const py::object& threads) {
+        const float* xp = typed<float>(x, n * core_->quantizer().dim(), "x");
+        const std::int64_t* lp = typed<std::int64_t>(lists, n, "lists");
+        std::size_t t = thread_count(threads);
+        IdArray out_ids, slots(n);
+        const std::int64_t* given = nullptr;
+        std::int64_t* assigned = nullptr;
+        if (ids.is_none()) {
+            out_ids = IdArray(n);
+            assigned = out_ids.mutable_data();
+        } else {
+            out_ids = ids.cast<IdArray>();
+            given = typed<std::int64_t>(out_ids, n, "ids");
+        }
+        std::int64_t* sp = slots.mutable_data();
+        {
+            py::gil_scoped_release release;
+            std::vector<std::uint8_t> rows(n * core_->quantizer().row_bytes());
+            {
+                std::shared_lock<RwLock> lock(mutex_);
+                core_->encode_rows(xp, lp, n, t, rows.data());
+            }
+            std::unique_lock<RwLock> lock(mutex_);
+            core_->insert(rows.data(), lp, given, assigned, sp, n);
+        }
+        return py::make_tuple(out_ids, slots);
+    }
+
+    std::size_t remove(const py::array& ids) {
+        std::size_t n = static_cast<std::size_t>(ids.size());
+        const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
+        py::gil_scoped_release release;
+        std::unique_lock<RwLock> lock(mutex_);
+        return core_->remove(id_ptr, n);
+    }
+
+    // -> (distances (nq, k), ids (nq, k), stats dict); rerank: None or the index's RerankRows
+    py::tuple search(const py::array& queries, std::size_t nq, std::size_t k, std::size_t nprobe,
+                     std::size_t candidates, float eps0, const py::object& filter_ids,
+                     const py::object& filter_offsets, const py::object& filter_mask, const py::object& rerank,
+                     const py::object& threads) {
+        const float* q = typed<float>(queries, nq * core_->quantizer().dim(), "queries");
+        check_k(k);
+        IdFilter filter = filter_arg(filter_ids, filter_offsets, filter_mask, nq);
+        std::size_t thread_n = thread_count(threads);
+        const RerankRows* rows = rerank_arg(rerank);
+        if (rows && rows->spec().dim != core_->quantizer().dim())
+            throw std::invalid_argument("re-rank rows of another dimension");
+        RaBitQStats stats;
+        py::tuple result = topk_result(nq, k, [&](float* d_ptr, std::int64_t* i_ptr) {
+            std::shared_lock<RwLock> lock(mutex_);  // the core's lock first, then the rows'
+            std::unique_ptr<std::shared_lock<RwLock>> rows_lock;
+            RerankSource source;
+            if (rows) {
+                rows_lock.reset(new std::shared_lock<RwLock>(rows->lock()));
+                source = {rows->data(), rows->count(), rows->spec()};
+            }
+            core_->search(q, nq, k, nprobe, candidates, eps0, filter, rows ? &source : nullptr, thread_n, d_ptr,
+                          i_ptr, stats);
+        });
+        py::dict s;
+        s["queries"] = nq;
+        s["scanned"] = stats.scanned;
+        s["refined"] = stats.refined;
+        s["candidates"] = stats.candidates;
+        s["reranked"] = stats.reranked;
+        s["pruned"] = stats.pruned;
+        return py::make_tuple(result[0], result[1], s);
+    }
+
+    // Decoded rows of ids: ((n, dim) float32, (n,) bool found)
+    py::tuple decode(const py::array& ids) {
+        std::size_t n = static_cast<std::size_t>(ids.size());
+        const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
+        const std::size_t dim = core_->quantizer().dim();
+        FloatArray out({n, dim});
+        py::array_t<bool> found(n);
+        float* o = out.mutable_data();
+        bool* ok = found.mutable_data();
+        {
+            py::gil_scoped_release release;
+            std::shared_lock<RwLock> lock(mutex_);
+            std::vector<std::uint8_t> row(core_->quantizer().row_bytes());
+            for (std::size_t i = 0; i < n; ++i) {
+                std::int64_t s = core_->idmap().find(id_ptr[i]);
+                ok[i] = s >= 0;
+                if (s < 0) {
+                    std::fill(o + i * dim, o + (i + 1) * dim, 0.0f);
+                    continue;
+                }
+                core_->row_of(static_cast<std::size_t>(s), row.data());
+                core_->decode_row(static_cast<std::size_t>(s), row.data(), o + i * dim);
+            }
+        }
+        return py::make_tuple(out, found);
+    }
+
+    std::int64_t slot_of(std::int64_t id) { return read_locked(mutex_, [&] { return core_->idmap().find(id); }); }
+    py::array_t<std::int64_t> slots_of(const py::array& ids) {
+        std::size_t n = static_cast<std::size_t>(ids.size());
+        const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
+        IdArray out(n);
+        std::int64_t* o = out.mutable_data();
+        read_locked(mutex_, [&] {
+            for (std::size_t i = 0; i < n; ++i) o[i] = core_->idmap().find(id_ptr[i]);
+            return 0;
+        });
+        return out;
+    }
+
+    bool contains(std::int64_t id) { return contains_id(core_->idmap(), mutex_, id); }
+    IdArray ids() { return live_ids(core_->idmap(), mutex_); }
+
+    // {"ids": (slots,) id per slot (-1 free), "next_id", "rows": (n, row_bytes), "lists": (n,), "slots": (n,)}
+    py::dict state() {
+        py::gil_scoped_release release;
+        std::shared_lock<RwLock> lock(mutex_);
+        py::gil_scoped_acquire gil;
+        const std::size_t n = core_->size(), slots = core_->idmap().slots(), rb = core_->quantizer().row_bytes();
+        py::array_t<std::uint8_t> rows({n, rb});
+        IdArray lists(n), where(n), ids(slots);
+        core_->export_rows(rows.mutable_data(), lists.mutable_data(), where.mutable_data());
+        if (slots) std::memcpy(ids.mutable_data(), core_->idmap().ids(), slots * 8);
+        py::dict out;
+        out["ids"] = ids;
+        out["next_id"] = core_->idmap().next_id();
+        out["rows"] = rows;
+        out["lists"] = lists;
+        out["slots"] = where;
+        return out;
+    }
+
+    void restore(const py::array& ids, std::int64_t next_id, const py::array& rows, const py::array& lists,
+                 const py::array& slots) {
+        std::size_t slot_count = static_cast<std::size_t>(ids.size()), n = static_cast<std::size_t>(lists.size());
+        const std::int64_t* id_ptr = typed<std::int64_t>(ids, slot_count, "ids");
+        const std::uint8_t* r = array_bytes(rows, n * core_->quantizer().row_bytes(), 1, "codes");
+        const std::int64_t* lp = typed<std::int64_t>(lists, n, "lists");
+        const std::int64_t* sp = typed<std::int64_t>(slots, n, "slots");
+        py::gil_scoped_release release;
+        std::unique_lock<RwLock> lock(mutex_);
+        core_->restore(id_ptr, slot_count, next_id, r, lp, sp, n);
+    }
+
+    std::size_t size() { return read_locked(mutex_, [&] { return core_->size(); }); }
+    std::size_t slot_count() { return read_locked(mutex_, [&] { return core_->idmap().slots(); }); }
+    std::size_t nbytes() { return read_locked(mutex_, [&] { return core_->nbytes(); }); }
+    std::size_t row_bytes() const { return core_->quantizer().row_bytes(); }
+    std::string simd() const { return level_name(level_); }
+
+   private:
+    SimdLevel level_;
+    std::unique_ptr<RaBitQIndexCore> core_;
+    RwLock mutex_;
+};
+
 }  // namespace
 
 void bind_rabitq(py::module_& m) {
@@ -124,6 +302,31 @@ void bind_rabitq(py::module_& m) {
         .def_property_readonly("row_bytes", &RaBitQHandle::row_bytes)
         .def_property_readonly("code_bytes", &RaBitQHandle::code_bytes)
         .def_property_readonly("padded_dim", &RaBitQHandle::padded_dim);
+
+    py::class_<RaBitQIndexHandle>(m, "RaBitQIndexCore")
+        .def(py::init<std::size_t, int, int, const std::string&, const py::array&, const std::string&, std::size_t>(),
+             py::arg("dim"), py::arg("bits"), py::arg("query_bits"), py::arg("rotation"), py::arg("params"),
+             py::arg("metric"), py::arg("nlist"))
+        .def("set_centroids", &RaBitQIndexHandle::set_centroids, py::arg("centroids"))
+        .def("add", &RaBitQIndexHandle::add, py::arg("x"), py::arg("n"), py::arg("lists"), py::arg("ids") = py::none(),
+             py::arg("threads") = py::none())
+        .def("remove", &RaBitQIndexHandle::remove, py::arg("ids"))
+        .def("search", &RaBitQIndexHandle::search, py::arg("queries"), py::arg("nq"), py::arg("k"), py::arg("nprobe"),
+             py::arg("candidates"), py::arg("eps0"), py::arg("filter_ids") = py::none(),
+             py::arg("filter_offsets") = py::none(), py::arg("filter_mask") = py::none(), py::arg("rerank") = py::none(),
+             py::arg("threads") = py::none())
+        .def("decode", &RaBitQIndexHandle::decode, py::arg("ids"))
+        .def("slots_of", &RaBitQIndexHandle::slots_of, py::arg("ids"))
+        .def("__contains__", &RaBitQIndexHandle::contains)
+        .def("ids", &RaBitQIndexHandle::ids)
+        .def("state", &RaBitQIndexHandle::state)
+        .def("restore", &RaBitQIndexHandle::restore, py::arg("ids"), py::arg("next_id"), py::arg("rows"),
+             py::arg("lists"), py::arg("slots"))
+        .def("__len__", &RaBitQIndexHandle::size)
+        .def_property_readonly("slot_count", &RaBitQIndexHandle::slot_count)
+        .def_property_readonly("nbytes", &RaBitQIndexHandle::nbytes)
+        .def_property_readonly("row_bytes", &RaBitQIndexHandle::row_bytes)
+        .def_property_readonly("simd", &RaBitQIndexHandle::simd);
 }
 
 }  // namespace simdex

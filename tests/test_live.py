@@ -33,7 +33,10 @@ KINDS = {
 }
 KINDS["pq8-rerank"] = (lambda: sx.PQIndex(D, 4, metric="l2", rerank="memory"), False)
 KINDS["pq4-rerank"] = (lambda: sx.PQIndex(D, 4, nbits=4, metric="cosine", rerank="memory"), False)
-TRAINED = {"flat-int8", "pq8", "pq8-rerank", "pq4", "pq4-rerank", "ivfpq", "leanvec", "binary", "binary-graph"}
+KINDS["rabitq"] = (lambda: sx.RaBitQIndex(D, bits=2, rerank="memory"), False)
+KINDS["ivf-rabitq"] = (lambda: sx.IVFRaBitQIndex(D, 8, bits=4, metric="cosine"), False)
+TRAINED = {"flat-int8", "pq8", "pq8-rerank", "pq4", "pq4-rerank", "ivfpq", "leanvec", "binary", "binary-graph",
+           "rabitq", "ivf-rabitq"}
 
 
 def make(kind: str, sample: np.ndarray):
@@ -157,7 +160,7 @@ def _saved(index, path):
     return sx.load(path)
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "hnsw-f16", "pq8-rerank", "binary", "leanvec"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "hnsw-f16", "pq8-rerank", "binary", "leanvec", "rabitq"])
 def test_reconstruct(kind, data):
     index = make(kind, data)
     index.add(data[:100], np.arange(100) + 1000)
@@ -170,7 +173,7 @@ def test_reconstruct(kind, data):
         index.reconstruct([5])
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "pq8", "binary"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "pq8", "binary", "rabitq"])
 def test_range_search_matches_brute_force(kind, data):
     index = make(kind, data[:2000])
     x = data[:1500]
@@ -193,7 +196,8 @@ def test_range_search_matches_brute_force(kind, data):
     assert lims2.shape == (6,)
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "pq8", "ivfpq", "leanvec", "binary", "binary-graph"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "pq8", "ivfpq", "leanvec", "binary", "binary-graph",
+                                  "rabitq", "ivf-rabitq"])
 def test_filter_per_query(kind, data):
     index = make(kind, data)
     index.add(data[:2000])

@@ -221,3 +221,241 @@ def test_errors():
     est, bound = q.estimate(codes, x)
     np.testing.assert_allclose(est, 0.0, atol=1e-6)
     assert "bits=2" in repr(q)
+
+
+# ---- RaBitQIndex / IVFRaBitQIndex ---------------------------------------------------------
+
+
+def _clustered(n: int, d: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((30, d)).astype(np.float32)
+    return (centers[rng.integers(0, 30, n)] + 0.4 * rng.standard_normal((n, d))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    x = _clustered(4000, 96, seed=1)
+    q = _clustered(40, 96, seed=2)
+    return x, q
+
+
+def _truth(x, q, metric, k=10):
+    return sx.knn(q, x, k, metric).ids
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+@pytest.mark.parametrize("bits", [1, 2, 4])
+def test_flat_index_recall_and_exact_distances(corpus, metric, bits):
+    x, q = corpus
+    index = sx.RaBitQIndex(96, bits=bits, metric=metric, rerank="memory")
+    index.add(x)
+    # one global centre for clustered data: 1-bit estimates need a deeper re-rank
+    candidates = 400 if bits == 1 else 100
+    dist, ids = index.search(q, 10, rerank_k=candidates)
+    truth = _truth(x, q, metric)
+    assert sx.recall_at_k(ids, truth, 10) >= 0.93
+    # re-ranked distances are exact for the returned ids
+    rows = x[ids]
+    qq = q
+    if metric == "cosine":
+        rows = rows / np.linalg.norm(rows, axis=2, keepdims=True)
+        qq = q / np.linalg.norm(q, axis=1, keepdims=True)
+    if metric == "l2":
+        exact = ((rows - qq[:, None, :]) ** 2).sum(-1)
+    else:
+        exact = 1 - np.einsum("qkd,qd->qk", rows, qq)
+    np.testing.assert_allclose(dist, exact, rtol=1e-4, atol=1e-4)
+    s = index.stats
+    assert s["queries"] == 40 and 0 < s["scanned"] <= 40 * 4000
+    assert s["reranked"] + s["pruned"] == s["candidates"] == 40 * candidates
+
+
+def test_estimates_without_rerank_match_the_quantizer(corpus):
+    x, q = corpus
+    index = sx.RaBitQIndex(96, bits=4, query_bits=8)
+    index.add(x)
+    dist, ids = index.search(q[:5], 10)
+    quant = index.quantizer
+    quant.centre = index.centroids[0]
+    codes = quant.encode(x)
+    est, bound = quant.estimate(codes, q[:5])
+    picked = np.take_along_axis(est, ids, axis=1)
+    np.testing.assert_allclose(dist, picked, rtol=1e-4, atol=1e-3)
+    # the 4-bit estimate ranks well: recall without re-rank
+    _, ids_all = index.search(q, 10)
+    assert sx.recall_at_k(ids_all, _truth(x, q, "l2"), 10) >= 0.8
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+@pytest.mark.parametrize("bits", [1, 3])
+def test_block_skipping_keeps_the_top_k(corpus, metric, bits):
+    """Blocks are skipped once the selection is full, from bounds on the list's factors; with
+    k = n nothing can be skipped, so its first ten are the reference."""
+    x, q = corpus
+    index = sx.RaBitQIndex(96, bits=bits, metric=metric, eps0=3.0)
+    index.add(x)
+    d_all, i_all = index.search(q, 4000)
+    assert index.stats["scanned"] == 40 * 4000
+    d, i = index.search(q, 10)
+    if bits == 1 and metric == "ip":  # (l2: the rows' norms spread the bound; B > 1: the error)
+        assert index.stats["scanned"] < 0.8 * 40 * 4000
+    if bits == 1:  # the 1-bit estimate is the ranking: exactly the same top 10
+        np.testing.assert_array_equal(d, d_all[:, :10])
+    else:  # rows are refined when their 1-bit lower bound allows: at eps0 = 3 nearly all
+        assert (i == i_all[:, :10]).mean() >= 0.97
+
+
+def test_pruning_keeps_results(corpus):
+    x, q = corpus
+    index = sx.RaBitQIndex(96, bits=4, rerank="memory")
+    index.add(x)
+    d_wide, i_wide = index.search(q, 10, rerank_k=200, eps0=50.0)  # bound too wide to prune
+    assert index.stats["pruned"] == 0
+    d, i = index.search(q, 10, rerank_k=200)
+    assert index.stats["pruned"] > 0.5 * index.stats["candidates"]
+    assert (i == i_wide).mean() >= 0.99
+    np.testing.assert_allclose(d[i == i_wide], d_wide[i == i_wide])
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_ivf_index(corpus, metric):
+    x, q = corpus
+    index = sx.IVFRaBitQIndex(96, 16, bits=2, metric=metric, rerank="memory").train(x)
+    index.add(x)
+    _, ids = index.search(q, 10, nprobe=16)
+    truth = _truth(x, q, metric)
+    assert sx.recall_at_k(ids, truth, 10) >= 0.97
+    _, few = index.search(q, 10, nprobe=4)
+    assert index.stats["scanned"] < 0.6 * 40 * 4000
+    assert sx.recall_at_k(few, truth, 10) >= 0.6
+    with pytest.raises(ValueError, match="nprobe"):
+        index.search(q, 10, nprobe=17)
+    with pytest.raises(ValueError, match="not trained"):
+        sx.IVFRaBitQIndex(96, 16).add(x)
+
+
+def test_same_results_at_every_simd_tier(corpus):
+    """Codes, fast-scan sums and estimates are integer or baseline-code arithmetic: identical
+    at every tier. Re-ranked distances come from the tier's float kernels (summation order):
+    the same ids, distances within rounding."""
+    x, q = corpus
+    runs = []
+    for level in available_levels():
+        with force_simd(level):
+            run = []
+            for bits in (1, 3):
+                index = sx.RaBitQIndex(96, bits=bits)
+                index.add(x)
+                run.append(index.search(q, 10) + (dict(index.stats),))
+            index = sx.RaBitQIndex(96, bits=2, rerank="memory")
+            index.add(x)
+            run.append(index.search(q, 10, rerank_k=50) + (dict(index.stats),))
+            runs.append(run)
+    for run in runs[1:]:
+        for (d, i, s), (d0, i0, s0) in zip(run[:2], runs[0][:2], strict=True):
+            np.testing.assert_array_equal(d, d0)
+            np.testing.assert_array_equal(i, i0)
+            assert s == s0
+        np.testing.assert_array_equal(run[2][1], runs[0][2][1])
+        np.testing.assert_allclose(run[2][0], runs[0][2][0], rtol=1e-5)
+
+
+def test_remove_reuses_slots_and_rerank_rows(corpus):
+    x, q = corpus
+    index = sx.RaBitQIndex(96, bits=2, rerank="memory")
+    index.add(x[:1000])
+    assert index.remove(np.arange(0, 1000, 2)) == 500
+    assert index.remove([0, 999999]) == 0
+    _, ids = index.search(x[:50], 5)
+    assert not (np.isin(ids, np.arange(0, 1000, 2))).any()
+    new = index.add(x[2000:2100], ids=np.arange(5000, 5100))
+    assert index._slot_count == 1000  # freed slots were reused
+    dist, ids = index.search(x[2000:2100], 1)
+    np.testing.assert_array_equal(ids[:, 0], new)  # each finds itself through its re-rank row
+    np.testing.assert_allclose(dist[:, 0], 0.0, atol=1e-3)
+    np.testing.assert_allclose(index.reconstruct([5003]), x[2003:2004])
+
+
+def test_filters(corpus):
+    x, q = corpus
+    index = sx.RaBitQIndex(96, bits=1, rerank="memory")
+    index.add(x)
+    allowed = np.arange(0, 4000, 3)
+    _, ids = index.search(q, 10, filter=allowed)
+    assert np.isin(ids, allowed).all()
+    mask = np.zeros(4000, dtype=bool)
+    mask[[5, 17]] = True
+    _, ids = index.search(q[:2], 4, filter=mask)
+    assert set(ids[0, :2].tolist()) == {5, 17} and (ids[:, 2:] == -1).all()
+
+
+@pytest.mark.parametrize("rerank", [None, "memory", "file"])
+def test_save_load_pickle(corpus, tmp_path, rerank):
+    import pickle
+
+    x, q = corpus
+    where = str(tmp_path / "rows.f32") if rerank == "file" else rerank
+    index = sx.IVFRaBitQIndex(96, 8, bits=3, metric="ip", rerank=where, seed=4).train(x)
+    index.add(x[:2000], ids=np.arange(2000) * 3)
+    index.remove([3, 6])
+    want = index.search(q, 10, nprobe=3)
+    path = tmp_path / "index.sdx"
+    index.save(path)
+    loaded = sx.load(path, rerank=where if rerank == "file" else None)
+    for other in (loaded, pickle.loads(pickle.dumps(index))):
+        got = other.search(q, 10, nprobe=3)
+        np.testing.assert_array_equal(got.ids, want.ids)
+        np.testing.assert_array_equal(got.distances, want.distances)
+        assert len(other) == 1998 and 3 not in other and 9 in other
+    assert repr(loaded).startswith("IVFRaBitQIndex(dim=96, metric='ip', nlist=8, bits=3")
+
+
+def test_untrusted_files(corpus, tmp_path):
+    from simdex import _format
+
+    x, _ = corpus
+    index = sx.RaBitQIndex(96, bits=2)
+    index.add(x[:100])
+    params, arrays = index._state()
+
+    def load_with(**changes):
+        a = dict(arrays)
+        a.update(changes)
+        return _format.loads(_format.dumps("rabitq", params, a), None)
+
+    load_with()  # unchanged: loads
+    codes = arrays["codes"].copy()
+    codes[3, -4:] = np.frombuffer(np.float32(np.nan).tobytes(), np.uint8)
+    with pytest.raises(ValueError, match="codes"):
+        load_with(codes=codes)
+    with pytest.raises(ValueError, match="list"):
+        load_with(lists=np.full(100, 5, np.int64))
+    slots = arrays["slots"].copy()
+    slots[1] = slots[0]
+    with pytest.raises(ValueError, match="slot"):
+        load_with(slots=slots)
+    with pytest.raises(ValueError, match="rotation"):
+        load_with(rotation_params=arrays["rotation_params"] * 2)
+    with pytest.raises(ValueError, match="codes"):
+        load_with(codes=codes[:50])
+
+
+def test_index_errors(corpus):
+    x, q = corpus
+    with pytest.raises(ValueError, match="metric"):
+        sx.RaBitQIndex(96, metric="hamming")
+    with pytest.raises(ValueError, match="bits"):
+        sx.RaBitQIndex(96, bits=0)
+    index = sx.RaBitQIndex(96)
+    d, i = index.search(q[:2], 3)
+    assert (i == -1).all() and np.isinf(d).all()
+    index.add(x[:100])
+    with pytest.raises(ValueError, match="rerank_k"):
+        index.search(q, 5, rerank_k=50)
+    with pytest.raises(ValueError, match="eps0"):
+        index.search(q, 5, eps0=float("nan"))
+    with pytest.raises(ValueError, match="shape"):
+        index.search(q[:, :5], 5)
+    with pytest.raises(ValueError, match="already holds"):
+        index.train(x)
+    assert index.code_bytes == 128 // 8 + 12  # 1 bit: D / 8 bytes + 3 factors

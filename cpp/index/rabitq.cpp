@@ -228,7 +228,7 @@ void RaBitQ::prepare(const float* q, const float* centre, Metric metric, RaBitQQ
 }
 
 void RaBitQ::prepare_rotated(const double* rotated_query, const double* rotated_centre, double constant,
-                             bool l2, RaBitQQuery& out) const {
+                             bool l2, RaBitQQuery& out, bool planes) const {
     const std::size_t D = padded_, W = words();
     out.l2 = l2;
     out.constant = constant;
@@ -242,6 +242,7 @@ void RaBitQ::prepare_rotated(const double* rotated_query, const double* rotated_
         norm2 += v * v;
     }
     out.norm = std::sqrt(norm2);
+    if (!planes) return;
     const double levels = std::pow(2.0, query_bits_) - 1.0;
     out.lo = lo;
     out.delta = hi > lo ? (hi - lo) / levels : 0.0;

@@ -118,9 +118,11 @@ class RaBitQ {
 
     // q (dim,) against centre (dim,) or nullptr; metric l2, ip or cosine (= ip on unit vectors).
     void prepare(const float* q, const float* centre, Metric metric, RaBitQQuery& out) const;
-    // From R q and R c (both (D,)) and the metric constant computed by the caller.
+    // From R q and R c (both (D,); rotated_centre may be nullptr = 0) and the metric constant
+    // computed by the caller. planes = false skips the query bit planes (only rotated, norm
+    // and constant are then set: for callers that score the sign plane with their own tables).
     void prepare_rotated(const double* rotated_query, const double* rotated_centre, double constant,
-                         bool l2, RaBitQQuery& out) const;
+                         bool l2, RaBitQQuery& out, bool planes = true) const;
 
     // The 1-bit estimate (sign plane only) and the full B-bit estimate of one row.
     RaBitQEstimate estimate_1bit(const RaBitQQuery& q, const std::uint8_t* row) const;

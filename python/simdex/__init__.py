@@ -21,7 +21,7 @@ from .leanvec import LeanVec, LeanVecIndex
 from .lid import lid
 from .multivector import MultiVectorIndex, MuveraEncoder, chamfer, muvera_diagnostic
 from .pq import PQIndex, ProductQuantizer
-from .rabitq import RaBitQ
+from .rabitq import IVFRaBitQIndex, RaBitQ, RaBitQIndex
 
 __version__ = "0.1.0"
 
@@ -35,7 +35,9 @@ __all__ = [
     "LeanVecIndex",
     "PQIndex",
     "ProductQuantizer",
+    "IVFRaBitQIndex",
     "RaBitQ",
+    "RaBitQIndex",
     "ResidualBinarizer",
     "SearchResult",
     "binarize",

@@ -11,8 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, _core
+from . import _checks, _core, _progress, _result
+from ._base import Index, reads, searches, writes
+from ._format import Fields
+from ._rerank import RerankStore
+from ._result import SearchResult
 from .kernels import normalize
+from .kmeans import _assign, kmeans
+from .pq import _check_rerank_k
 
 ROTATIONS = ("hadamard", "dense")
 ROUNDS = 4  # Hadamard rounds (cpp Rotation::kRounds)
@@ -172,3 +178,473 @@ class RaBitQ:
             f"RaBitQ(dim={self.dim}, bits={self.bits}, rotation={self.rotation!r}, "
             f"seed={self.seed}, query_bits={self.query_bits}, trained={self.is_trained})"
         )
+
+
+# ---- indexes -----------------------------------------------------------------------------
+
+RABITQ_METRICS = ("l2", "ip", "cosine")
+MAX_RABITQ_DIM = 8192  # the index scan keeps one sign plane (D / 8 bytes) on the stack
+
+
+class _RaBitQIndexBase(Index):
+    """State in one C++ core (RaBitQIndexCore: codes in fast-scan lists, factors, ids, its
+    lock); the re-rank rows in a RerankStore by slot, guarded with the core by this index's
+    reader-writer lock (search shares it, add / remove / train take it alone)."""
+
+    nlist: int
+
+    def _setup(
+        self,
+        dim: int,
+        nlist: int,
+        bits: int,
+        metric: str,
+        rerank: Any,
+        overwrite: bool,
+        rotation: str,
+        seed: int,
+        query_bits: int | None,
+        eps0: float,
+    ) -> None:
+        self.dim = _checks.check_dim(dim)
+        if self.dim > MAX_RABITQ_DIM:
+            raise ValueError(f"RaBitQ indexes take dim <= {MAX_RABITQ_DIM}; got {dim}")
+        self.metric = _checks.check_metric(metric, RABITQ_METRICS)
+        self.nlist = nlist
+        self.quantizer = RaBitQ(
+            self.dim, bits=bits, rotation=rotation, seed=seed, query_bits=query_bits
+        )
+        self.bits = self.quantizer.bits
+        self.eps0 = _check_eps0(eps0)
+        where = RerankStore.check_where(rerank, overwrite)
+        self._store = None if where is None else RerankStore(self.dim, self.metric, where)
+        self.centroids: np.ndarray | None = None
+        self.stats: dict[str, int] = {}
+        q = self.quantizer
+        self._core = _core.RaBitQIndexCore(
+            self.dim, q.bits, q.query_bits, q.rotation, q.rotation_params, self.metric, nlist
+        )
+
+    # ---- ids: the core's map ---------------------------------------------------------------
+    @property
+    def _id_owner(self) -> Any:
+        return self._core
+
+    @property
+    def _slot_count(self) -> int:
+        return int(self._core.slot_count)
+
+    @property
+    def is_trained(self) -> bool:
+        return self.centroids is not None
+
+    @property
+    def nbytes(self) -> int:
+        store = 0 if self._store is None else self._store.nbytes
+        return int(self._core.nbytes) + store
+
+    @property
+    def code_bytes(self) -> int:
+        """Bytes of codes and factors per vector (bits * D / 8 + 12 or 20)."""
+        return int(self._core.row_bytes)
+
+    def _prepare(self, x: Any, name: str) -> tuple[np.ndarray, bool]:
+        a, was_1d = _checks.as_float_rows(x, self.dim, name)
+        return (normalize(a) if self.metric == "cosine" else a), was_1d
+
+    def _set_centroids(self, centroids: np.ndarray) -> None:
+        c = np.ascontiguousarray(centroids, dtype=np.float32)
+        self._core.set_centroids(c)
+        self.centroids = c
+
+    def _lists(self, a: np.ndarray, threads: int | None) -> np.ndarray:
+        """The list of each row (n,) int64: the nearest centroid (by l2 for l2 and cosine, the
+        k-means cells; by inner product for ip)."""
+        if self.nlist == 1:
+            return np.zeros(a.shape[0], dtype=np.int64)
+        assert self.centroids is not None
+        if self.metric != "ip":
+            return np.ascontiguousarray(_assign(a, self.centroids, threads)[1], dtype=np.int64)
+        _, labels = _core.search(
+            self.centroids,
+            self.nlist,
+            a,
+            a.shape[0],
+            1,
+            "float32",
+            "ip",
+            self.dim,
+            threads=threads,
+        )
+        return np.ascontiguousarray(labels[:, 0], dtype=np.int64)
+
+    @writes
+    def add(
+        self, x: Any, ids: Any = None, *, threads: int | None = None, progress: bool = False
+    ) -> np.ndarray:
+        """Encode and add vectors x (n, dim); returns their ids (n,) int64.
+
+        ids      : (n,) unique non-negative ints not in the index, or None (sequential)
+        threads  : encoding threads (None: all cores)
+        progress : a bar over the rows encoded
+        """
+        threads = _checks.check_threads(threads)
+        _progress.check(progress)
+        a, _ = self._prepare(x, "x")
+        new_ids = None if ids is None else _checks.as_ids(ids, a.shape[0])
+        if not self.is_trained:
+            if self.nlist > 1:
+                raise ValueError(f"{type(self).__name__} is not trained; call train(x) first")
+            self._train(a, seed=0, n_iter=0, threads=threads, progress=False)
+        added = []
+        with _progress.Progress(progress, a.shape[0], f"{type(self).__name__} add") as bar:
+            for part in _progress.chunks(a.shape[0], bar):
+                rows = np.ascontiguousarray(a[part])
+                part_ids = None if new_ids is None else np.ascontiguousarray(new_ids[part])
+                got, slots = self._core.add(
+                    rows, rows.shape[0], self._lists(rows, threads), part_ids, threads
+                )
+                if self._store is not None:
+                    try:  # a full disk or a read-only file: the rows leave the index again
+                        self._store.put(slots, rows)
+                    except BaseException:
+                        self._core.remove(got)
+                        raise
+                added.append(got)
+        out: np.ndarray = np.concatenate(added) if added else np.zeros(0, np.int64)
+        return out
+
+    @writes
+    def remove(self, ids: Any) -> int:
+        """Remove vectors by id; returns how many were removed (unknown ids are ignored).
+        O(1) per id: the last row of its list moves into its place; the slot is reused."""
+        return int(self._core.remove(_checks.as_id_list(ids)))
+
+    def _train(
+        self, a: np.ndarray, *, seed: int, n_iter: int, threads: int | None, progress: bool
+    ) -> None:
+        if self.nlist == 1:
+            self._set_centroids(a.mean(axis=0, dtype=np.float64)[None, :])
+            return
+        if a.shape[0] < self.nlist:
+            raise ValueError(
+                f"training needs at least nlist = {self.nlist} vectors; got {a.shape[0]}"
+            )
+        centroids, _ = kmeans(
+            a,
+            self.nlist,
+            n_iter=n_iter,
+            seed=seed,
+            max_samples=256 * self.nlist,
+            threads=threads,
+            progress=progress,
+        )
+        self._set_centroids(centroids)
+
+    def _search(
+        self,
+        queries: Any,
+        k: int,
+        nprobe: int,
+        filter: Any,
+        max_distance: Any,
+        threads: int | None,
+        rerank_k: int | None,
+        eps0: float | None,
+    ) -> SearchResult:
+        k = _checks.check_k(k)
+        threads = _checks.check_threads(threads)
+        candidates = _check_rerank_k(rerank_k, k, self._store)
+        bound = self.eps0 if eps0 is None else _check_eps0(eps0)
+        q, was_1d = self._prepare(queries, "queries")
+        allowed, offsets, allowed_mask = _checks.as_filter(filter, q.shape[0])
+        # One C++ call: probes, fast-scan with bounds, extra-bit refinement, pruned re-rank, ids.
+        dist, ids, stats = self._core.search(
+            q,
+            q.shape[0],
+            k,
+            nprobe,
+            candidates,
+            bound,
+            allowed,
+            offsets,
+            allowed_mask,
+            None if self._store is None else self._store.core,
+            threads,
+        )
+        self.stats = dict(stats)
+        return _result.finish(dist, ids, was_1d, max_distance)
+
+    def reconstruct(self, ids: Any) -> np.ndarray:
+        """Vectors of the given ids, float32 (len(ids), dim): the exact re-rank rows when the
+        index keeps them, else the decoded codes (approximate). KeyError names missing ids."""
+        a = _checks.as_id_list(ids)
+        if self._store is not None:
+            slots = self._core.slots_of(a)
+            if (slots < 0).any():
+                raise KeyError(f"ids not in the index: {a[slots < 0][:5].tolist()}")
+            rows: np.ndarray = self._store.vectors(slots)
+            return rows
+        decoded, found = self._core.decode(a)
+        if not found.all():
+            raise KeyError(f"ids not in the index: {a[~found][:5].tolist()}")
+        out: np.ndarray = decoded
+        return out
+
+    # ---- persistence ------------------------------------------------------------------------
+    @reads
+    def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        state = self._core.state()
+        q = self.quantizer
+        params: dict[str, Any] = {
+            "dim": self.dim,
+            "nlist": self.nlist,
+            "bits": self.bits,
+            "metric": self.metric,
+            "rotation": q.rotation,
+            "seed": q.seed,
+            "query_bits": q.query_bits,
+            "eps0": self.eps0,
+            "next_id": int(state["next_id"]),
+            "trained": self.is_trained,
+        }
+        arrays = {
+            "rotation_params": q.rotation_params,
+            "ids": state["ids"],
+            "codes": state["rows"],
+            "lists": state["lists"],
+            "slots": state["slots"],
+        }
+        if self.centroids is not None:
+            arrays["centroids"] = self.centroids
+        if self._store is not None:
+            params.update(self._store.params())
+            arrays.update(self._store.arrays())
+        return params, arrays
+
+    @classmethod
+    def _restore(cls, index: _RaBitQIndexBase, f: Fields) -> _RaBitQIndexBase:
+        q = index.quantizer
+        d = q.padded_dim
+        shape = (ROUNDS, d) if q.rotation == "hadamard" else (d, d)
+        params = np.array(f.array("rotation_params", np.float32, shape, finite=True))
+        if q.rotation == "hadamard":
+            if not np.isin(params, (-1.0, 1.0)).all():
+                raise f.error("rotation_params", "Hadamard signs must be +1 or -1")
+        else:  # orthogonal: lengths kept for a few random directions (O(D^2), not O(D^3))
+            probe = np.random.default_rng(0).standard_normal((d, 4))
+            lengths = np.linalg.norm(params.astype(np.float64) @ probe, axis=0)
+            if not np.allclose(lengths, np.linalg.norm(probe, axis=0), rtol=1e-3):
+                raise f.error("rotation_params", "the dense rotation is not orthogonal")
+        if not np.array_equal(params, q.rotation_params):  # a file from another numpy stream
+            q.rotation_params = params
+            q._core = _core.RaBitQCore(q.dim, q.bits, q.query_bits, q.rotation, params)
+            index._core = _core.RaBitQIndexCore(
+                index.dim, q.bits, q.query_bits, q.rotation, params, index.metric, index.nlist
+            )
+        ids = f.ids("ids")
+        live = int((ids >= 0).sum())
+        codes = f.array("codes", np.uint8, (live, index.code_bytes))
+        factors = np.ascontiguousarray(codes[:, q.row_bytes - 4 * (3 if q.bits == 1 else 5) :])
+        factors = factors.view(np.float32)
+        if not np.isfinite(factors).all() or (factors[:, [0, 2]] < 0).any():
+            raise f.error("codes", "factors must be finite, norms and errors >= 0")
+        f.bounded("codes", factors, index.dim)
+        lists = f.array("lists", np.int64, (live,))
+        slots = f.array("slots", np.int64, (live,))
+        if f.bool("trained"):
+            centroids = f.array("centroids", np.float32, (index.nlist, index.dim), finite=True)
+            index._set_centroids(np.array(f.bounded("centroids", centroids, index.dim)))
+        elif live:
+            raise f.error("trained", f"false, but the index holds {live} rows")
+        index._core.restore(
+            np.ascontiguousarray(ids),
+            f.int("next_id", 0, 2**62),
+            np.ascontiguousarray(codes),
+            np.ascontiguousarray(lists),
+            np.ascontiguousarray(slots),
+        )
+        if f.has("rerank"):
+            index._store = f.rows_for(RerankStore.restore(f, index.dim, index.metric), ids.shape[0])
+        return index
+
+    @staticmethod
+    def _header(f: Fields) -> dict[str, Any]:
+        return {
+            "bits": f.int("bits", 1, 8),
+            "metric": f.choice("metric", RABITQ_METRICS),
+            "rotation": f.choice("rotation", ROTATIONS),
+            "seed": f.int("seed", 0, 2**63 - 1),
+            "query_bits": f.int("query_bits", 1, 8),
+            "eps0": f.float("eps0", 0.0, 100.0),
+        }
+
+    def _repr_fields(self) -> str:
+        rerank = None if self._store is None else (self._store.path or "memory")
+        ivf = f"nlist={self.nlist}, " if self.kind == "ivf_rabitq" else ""
+        return f"{ivf}bits={self.bits}, rerank={rerank!r}"
+
+
+def _check_eps0(eps0: Any) -> float:
+    if (
+        isinstance(eps0, bool)
+        or not isinstance(eps0, (int, float, np.floating))
+        or not math.isfinite(eps0)
+        or not 0 <= eps0 <= 100
+    ):
+        raise ValueError(f"eps0 must be a float in [0, 100]; got {eps0!r}")
+    return float(eps0)
+
+
+class RaBitQIndex(_RaBitQIndexBase):
+    """Flat RaBitQ index: every code scanned (fast-scan over the sign planes, the extra bits
+    for rows whose lower bound can still enter the selection), optional exact re-rank.
+
+    dim        : vector dimension (<= 8192)
+    bits       : 1..8 bits per dimension (codes: bits * D / 8 bytes + 12 or 20 bytes of
+                 factors per vector, D = dim rounded up to 64)
+    metric     : 'l2' (squared), 'ip' (1 - <q, x>), 'cosine' (1 - cos)
+    rerank     : None, 'memory' or a file path: exact rows for re-scoring rerank_k candidates;
+                 candidates whose lower bound (estimate - eps0 * error) cannot beat the
+                 current k-th exact distance are skipped (counted in `stats['pruned']`)
+    overwrite  : allow rerank to name an existing non-empty file (it is emptied)
+    rotation, seed, query_bits : as RaBitQ
+    eps0       : default width of the bounds in estimator standard deviations (1.9: ~94%)
+
+    The centre is the mean of the train() sample, or of the first add() when not trained.
+    `stats` holds the counters of the last search: scanned, refined, candidates, reranked,
+    pruned.
+    """
+
+    kind = "rabitq"
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        bits: int = 1,
+        metric: str = "l2",
+        rerank: Any = None,
+        overwrite: bool = False,
+        rotation: str = "hadamard",
+        seed: int = 0,
+        query_bits: int | None = None,
+        eps0: float = 1.9,
+    ) -> None:
+        self._setup(dim, 1, bits, metric, rerank, overwrite, rotation, seed, query_bits, eps0)
+
+    @writes
+    def train(self, x: Any) -> RaBitQIndex:
+        """The centre: the mean of x (n, dim) (before the first add)."""
+        _checks.check_untrained(self, self._slot_count)
+        a, _ = self._prepare(x, "x")
+        self._train(a, seed=0, n_iter=0, threads=None, progress=False)
+        return self
+
+    @searches
+    def search(
+        self,
+        queries: Any,
+        k: int = 10,
+        *,
+        filter: Any = None,
+        max_distance: Any = None,
+        threads: int | None = None,
+        rerank_k: int | None = None,
+        eps0: float | None = None,
+    ) -> SearchResult:
+        """Approximate k nearest neighbours.
+
+        queries      : (q, dim) or (dim,) floats
+        filter       : int64 array of allowed ids, boolean mask indexed by id, or one per row
+        max_distance : float or (q,) floats
+        rerank_k     : candidates re-scored exactly (needs rerank=...; default max(100, 4 k))
+        eps0         : bound width for this search (default: the index's)
+        returns      : SearchResult(distances (q, k) float32 ascending, ids (q, k) int64);
+                       without re-rank the distances are the B-bit estimates
+        """
+        return self._search(queries, k, 1, filter, max_distance, threads, rerank_k, eps0)
+
+    @classmethod
+    def _from_state(cls, f: Fields) -> RaBitQIndex:
+        if f.int("nlist", 1, 1) != 1:
+            raise f.error("nlist", "a flat RaBitQ index has one list")
+        index = f.build(cls, f.int("dim", 1, MAX_RABITQ_DIM), **cls._header(f))
+        cls._restore(index, f)
+        return index
+
+
+class IVFRaBitQIndex(_RaBitQIndexBase):
+    """IVF-RaBitQ: k-means lists, each vector encoded against its list's centroid, the
+    nprobe closest lists scanned as RaBitQIndex scans its one list.
+
+    nlist : number of lists (k-means clusters); other arguments as RaBitQIndex.
+    """
+
+    kind = "ivf_rabitq"
+
+    def __init__(
+        self,
+        dim: int,
+        nlist: int,
+        *,
+        bits: int = 1,
+        metric: str = "l2",
+        rerank: Any = None,
+        overwrite: bool = False,
+        rotation: str = "hadamard",
+        seed: int = 0,
+        query_bits: int | None = None,
+        eps0: float = 1.9,
+    ) -> None:
+        nlist = _checks.check_positive_int(nlist, "nlist")
+        if nlist > 1 << 20:
+            raise ValueError(f"nlist must be <= {1 << 20}; got {nlist}")
+        self._setup(dim, nlist, bits, metric, rerank, overwrite, rotation, seed, query_bits, eps0)
+
+    @writes
+    def train(
+        self,
+        x: Any,
+        *,
+        seed: int = 0,
+        n_iter: int = 10,
+        threads: int | None = None,
+        progress: bool = False,
+    ) -> IVFRaBitQIndex:
+        """k-means on x (n, dim) (n_iter iterations, <= 256 points per list sampled)."""
+        threads = _checks.check_threads(threads)
+        _checks.check_untrained(self, self._slot_count)
+        a, _ = self._prepare(x, "x")
+        self._train(a, seed=seed, n_iter=n_iter, threads=threads, progress=progress)
+        return self
+
+    @searches
+    def search(
+        self,
+        queries: Any,
+        k: int = 10,
+        *,
+        nprobe: int | None = None,
+        filter: Any = None,
+        max_distance: Any = None,
+        threads: int | None = None,
+        rerank_k: int | None = None,
+        eps0: float | None = None,
+    ) -> SearchResult:
+        """Approximate k nearest neighbours from the nprobe closest lists (default
+        min(8, nlist)); other arguments as RaBitQIndex.search."""
+        nprobe = (
+            min(8, self.nlist) if nprobe is None else _checks.check_positive_int(nprobe, "nprobe")
+        )
+        if nprobe > self.nlist:
+            raise ValueError(f"nprobe must be <= nlist = {self.nlist}; got {nprobe}")
+        return self._search(queries, k, nprobe, filter, max_distance, threads, rerank_k, eps0)
+
+    @classmethod
+    def _from_state(cls, f: Fields) -> IVFRaBitQIndex:
+        index = f.build(
+            cls, f.int("dim", 1, MAX_RABITQ_DIM), f.int("nlist", 1, 1 << 20), **cls._header(f)
+        )
+        cls._restore(index, f)
+        return index

@@ -1,0 +1,515 @@
+// RaBitQ index core: lists of fast-scan codes, search with bounds (see rabitq_index.hpp).
+#include "index/rabitq_index.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+#include "index/exact.hpp"
+#include "index/topk.hpp"
+#include "parallel.hpp"
+
+namespace simdex {
+
+namespace {
+
+// A selection entry carries its slot and the float bits of its error in the int64 id.
+inline std::int64_t pack(std::uint32_t slot, float error) {
+    std::uint32_t bits;
+    std::memcpy(&bits, &error, 4);
+    return static_cast<std::int64_t>((static_cast<std::uint64_t>(bits) << 32) | slot);
+}
+inline std::uint32_t slot_of(std::int64_t packed) { return static_cast<std::uint32_t>(packed & 0xffffffffu); }
+inline float error_of(std::int64_t packed) {
+    const std::uint32_t bits = static_cast<std::uint32_t>(static_cast<std::uint64_t>(packed) >> 32);
+    float e;
+    std::memcpy(&e, &bits, 4);
+    return e;
+}
+
+// Byte position of row r (0..31) within a block's 32-byte group (kernels/pq/pq.hpp).
+inline std::size_t byte_of_row(std::size_t r) { return r < 16 ? 2 * r : 2 * (r - 16) + 1; }
+
+}  // namespace
+
+RaBitQIndexCore::RaBitQIndexCore(const KernelTable& table, const RaBitQ& quantizer, Metric metric,
+                                 std::size_t nlist)
+    : table_(&table), q_(quantizer), metric_(metric), lists_(nlist) {
+    if (nlist == 0) throw std::invalid_argument("nlist must be >= 1");
+    if (metric == Metric::hamming) throw std::invalid_argument("RaBitQ indexes take l2, ip or cosine");
+}
+
+void RaBitQIndexCore::set_centroids(const float* centroids) {
+    if (map_.slots() != 0) throw std::invalid_argument("the centroids are fixed once vectors were added");
+    const std::size_t dim = q_.dim(), D = q_.padded_dim();
+    centroids_.assign(centroids, centroids + nlist() * dim);
+    rotated_centroids_.assign(nlist() * D, 0.0);
+    for (std::size_t l = 0; l < nlist(); ++l) q_.rotation().apply(centroids + l * dim, rotated_centroids_.data() + l * D);
+    trained_ = true;
+}
+
+void RaBitQIndexCore::grow(List& list, std::size_t rows) {
+    const std::size_t P = q_.plane_bytes(), F = q_.factor_count(), exb = (q_.bits() - 1) * P;
+    const std::size_t blocks = (rows + 31) / 32;
+    if (list.blocks.size() < blocks * P * 32) {
+        const std::size_t want = std::max(blocks, list.blocks.size() / (P * 32) * 3 / 2 + 1);
+        list.blocks.resize(want * P * 32, 0);
+        list.factors.resize(want * F * 32, 0.0f);
+    }
+    if (list.ex.size() < rows * exb) list.ex.resize(std::max(rows, list.ex.size() / std::max<std::size_t>(exb, 1) * 3 / 2 + 1) * exb);
+}
+
+void RaBitQIndexCore::put(List& list, std::size_t pos, const std::uint8_t* row) {
+    const std::size_t P = q_.plane_bytes(), F = q_.factor_count(), exb = (q_.bits() - 1) * P;
+    const std::size_t b = pos / 32, r = pos % 32, t = byte_of_row(r);
+    std::uint8_t* block = list.blocks.data() + b * P * 32;
+    for (std::size_t p = 0; p < P; ++p) block[p * 32 + t] = row[p];
+    float f[5];
+    q_.factors_of(row, f);
+    for (std::size_t j = 0; j < F; ++j) list.factors[(b * F + j) * 32 + r] = f[j];
+    list.norm2_min = std::min(list.norm2_min, f[0]);
+    list.scale1_min = std::min(list.scale1_min, f[1]);
+    list.scale1_max = std::max(list.scale1_max, f[1]);
+    list.error1_max = std::max(list.error1_max, f[2]);
+    if (exb) std::memcpy(list.ex.data() + pos * exb, row + P, exb);
+}
+
+void RaBitQIndexCore::row_of(std::size_t slot, std::uint8_t* out) const {
+    const List& list = lists_[list_of_[slot]];
+    const std::size_t pos = pos_of_[slot];
+    const std::size_t P = q_.plane_bytes(), F = q_.factor_count(), exb = (q_.bits() - 1) * P;
+    const std::size_t b = pos / 32, r = pos % 32, t = byte_of_row(r);
+    const std::uint8_t* block = list.blocks.data() + b * P * 32;
+    for (std::size_t p = 0; p < P; ++p) out[p] = block[p * 32 + t];
+    if (exb) std::memcpy(out + P, list.ex.data() + pos * exb, exb);
+    float f[5];
+    for (std::size_t j = 0; j < F; ++j) f[j] = list.factors[(b * F + j) * 32 + r];
+    std::memcpy(out + q_.code_bytes(), f, 4 * F);
+}
+
+void RaBitQIndexCore::copy_position(List& list, std::size_t from, std::size_t to) {
+    std::vector<std::uint8_t> row(q_.row_bytes());
+    row_of(list.slots[from], row.data());
+    put(list, to, row.data());
+    list.slots[to] = list.slots[from];
+    pos_of_[list.slots[to]] = static_cast<std::uint32_t>(to);
+}
+
+void RaBitQIndexCore::encode_rows(const float* x, const std::int64_t* lists, std::size_t n, std::size_t threads,
+                                  std::uint8_t* rows) const {
+    if (!trained_) throw std::invalid_argument("the index is not trained: call train(x) first");
+    for (std::size_t i = 0; i < n; ++i)
+        if (lists[i] < 0 || static_cast<std::size_t>(lists[i]) >= nlist())
+            throw std::invalid_argument("list " + std::to_string(lists[i]) + " out of range [0, " +
+                                        std::to_string(nlist()) + ")");
+    const std::size_t chunk = 128, dim = q_.dim(), rb = q_.row_bytes();
+    parallel_for((n + chunk - 1) / chunk, threads, [&](std::size_t task, std::size_t) {
+        for (std::size_t i = task * chunk; i < std::min(n, (task + 1) * chunk); ++i)
+            q_.encode(x + i * dim, centroids_.data() + lists[i] * dim, rows + i * rb);
+    });
+}
+
+void RaBitQIndexCore::insert(const std::uint8_t* rows, const std::int64_t* lists, const std::int64_t* ids,
+                             std::int64_t* assigned, std::int64_t* slots_out, std::size_t n) {
+    if (ids) {
+        map_.check_new(ids, n);  // (unique within the batch: checked in Python)
+    } else {
+        map_.next_ids(assigned, n);
+    }
+    const std::size_t rb = q_.row_bytes();
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::uint32_t slot = map_.take_slot();
+        if (slot >= list_of_.size()) {
+            list_of_.resize(slot + 1);
+            pos_of_.resize(slot + 1);
+        }
+        map_.bind(slot, ids ? ids[i] : assigned[i]);
+        List& list = lists_[static_cast<std::size_t>(lists[i])];
+        const std::size_t pos = list.size();
+        grow(list, pos + 1);
+        list.slots.push_back(slot);
+        put(list, pos, rows + i * rb);
+        list_of_[slot] = static_cast<std::uint32_t>(lists[i]);
+        pos_of_[slot] = static_cast<std::uint32_t>(pos);
+        slots_out[i] = slot;
+    }
+}
+
+std::size_t RaBitQIndexCore::remove(const std::int64_t* ids, std::size_t n) {
+    std::size_t removed = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::int64_t s = map_.unbind(ids[i]);
+        if (s < 0) continue;
+        const std::uint32_t slot = static_cast<std::uint32_t>(s);
+        List& list = lists_[list_of_[slot]];
+        const std::size_t pos = pos_of_[slot], last = list.size() - 1;
+        if (pos != last) copy_position(list, last, pos);
+        list.slots.pop_back();
+        map_.release(slot);
+        ++removed;
+    }
+    return removed;
+}
+
+std::unique_ptr<SlotMask> RaBitQIndexCore::acquire_mask() const {
+    std::lock_guard<std::mutex> guard(pool_mutex_);
+    if (pool_.empty()) return std::unique_ptr<SlotMask>(new SlotMask());
+    std::unique_ptr<SlotMask> m = std::move(pool_.back());
+    pool_.pop_back();
+    return m;
+}
+
+void RaBitQIndexCore::release_mask(std::unique_ptr<SlotMask> m) const {
+    m->clear();
+    std::lock_guard<std::mutex> guard(pool_mutex_);
+    pool_.push_back(std::move(m));
+}
+
+namespace {
+
+// Everything the fast-scan callback needs for one query and one list.
+struct ScanContext {
+    const RaBitQ* q = nullptr;
+    const RaBitQQuery* query = nullptr;
+    const std::uint32_t* slots = nullptr;
+    const float* factors = nullptr;  // (nblocks, F, 32)
+    const std::uint8_t* blocks = nullptr;
+    const std::uint8_t* ex = nullptr;
+    std::size_t size = 0, F = 3, P = 0, exb = 0;
+    // <b - 1/2, q> ~= sums * inv_scale + offset (the tables' quantisation: lut_error per row)
+    float inv_scale = 0, offset = 0, lut_error = 0, qnorm = 0;
+    float m = 2, base = 0, eps0 = 1.9f, add = 1;  // add: 1 for l2 (||r||^2 term), 0 for ip
+    bool full = false;
+    // block skipping: the kernel sees complemented tables (sums' = smax - sums) and emits
+    // only blocks with a row at or under *threshold (see update_threshold)
+    float smax = 0, scale = 1;
+    float norm2_min = 0, scale1_min = 0, scale1_max = 0, error1_max = 0;
+    std::uint16_t* threshold = nullptr;
+    const SlotFilter* filter = nullptr;
+    const std::uint8_t* slot_allow = nullptr;
+    TopK* selection = nullptr;
+    RaBitQStats* stats = nullptr;
+};
+
+// The largest complemented sum a row of the list can have and still enter the selection.
+// A row enters only if its key (estimate, minus eps0 * error for B > 1) is below the
+// selection's limit T. With error <= E = m (error1_max qnorm + scale1_max lut_error) and
+// norm2 >= norm2_min, that needs  m scale1_r ip_r > N := base + add norm2_min - T - eps0 E,
+// so ip_r > N / (m scale1_max) (N >= 0) or N / (m scale1_min) (N < 0), and
+// ip_r = sums_r / scale + offset gives a lower bound on sums_r.
+void update_threshold(ScanContext& c) {
+    const float limit = c.selection->threshold();
+    std::uint32_t t = 0xffff;
+    if (std::isfinite(limit)) {
+        const float bound = c.full ? c.eps0 * c.m * (c.error1_max * c.qnorm + c.scale1_max * c.lut_error) : 0.0f;
+        const float n = c.base + c.add * c.norm2_min - limit - bound;
+        const float divisor = c.m * (n >= 0 ? c.scale1_max : c.scale1_min);
+        if (divisor > 0) {
+            const float sums_min = (n / divisor - c.offset) * c.scale;  // rows need sums > this
+            const float complement = c.smax - sums_min + 2.0f;         // + rounding margin
+            t = complement <= 0 ? 0u : complement >= 65535.0f ? 0xffffu : static_cast<std::uint32_t>(complement);
+        }
+    }
+    *c.threshold = static_cast<std::uint16_t>(t);
+}
+
+// One block of 32 rows: 1-bit estimates and bounds side by side (a loop the compiler
+// vectorises), then only the rows that can still enter the selection are looked at.
+void scan_block(void* raw, std::size_t, std::size_t block, std::uint32_t mask, const std::uint16_t* sums) {
+    ScanContext& c = *static_cast<ScanContext*>(raw);
+    const float* fb = c.factors + block * c.F * 32;
+    const float* norm2 = fb;
+    const float* scale1 = fb + 32;
+    const float* error1 = fb + 64;
+    float estimate[32], error[32], key[32];
+    for (std::size_t r = 0; r < 32; ++r) {
+        const float ip = (c.smax - static_cast<float>(sums[r])) * c.inv_scale + c.offset;
+        estimate[r] = c.base + c.add * norm2[r] - c.m * scale1[r] * ip;
+        const float code = error1[r] * c.qnorm, table = scale1[r] * c.lut_error;
+        error[r] = c.m * std::sqrt(code * code + table * table);
+        key[r] = c.full ? estimate[r] - c.eps0 * error[r] : estimate[r];
+    }
+    const std::size_t first = block * 32;
+    const std::size_t rows = std::min<std::size_t>(32, c.size - first);
+    c.stats->scanned += rows;
+    float limit = c.selection->threshold();
+    std::uint32_t below = 0;
+    for (std::size_t r = 0; r < 32; ++r) below |= static_cast<std::uint32_t>(key[r] < limit) << r;
+    below &= mask & (rows == 32 ? 0xffffffffu : ((1u << rows) - 1));
+    std::uint8_t sign[1024];
+    for (; below; below &= below - 1) {
+        const std::size_t r = static_cast<std::size_t>(__builtin_ctz(below));
+        if (!(key[r] < c.selection->threshold())) continue;
+        const std::uint32_t slot = c.slots[first + r];
+        if (c.slot_allow ? !c.slot_allow[slot] : (c.filter && !c.filter->allows(slot))) continue;
+        if (!c.full) {
+            c.selection->push(estimate[r], pack(slot, error[r]));
+            continue;
+        }
+        const std::uint8_t* b = c.blocks + block * c.P * 32 + byte_of_row(r);
+        for (std::size_t p = 0; p < c.P; ++p) sign[p] = b[p * 32];
+        float f[5];
+        for (std::size_t j = 0; j < c.F; ++j) f[j] = fb[j * 32 + r];
+        const RaBitQEstimate e = c.q->estimate_parts(*c.query, sign, c.ex + (first + r) * c.exb, f);
+        ++c.stats->refined;
+        c.selection->push(e.distance, pack(slot, e.error));
+    }
+    update_threshold(c);
+}
+
+// Fast-scan tables of the sign sub-spaces for a rotated query v (D,): T_j[c] = sum over the
+// set bits t of c of v[4j + t], minus its minimum, times one scale, rounded to uint8, then
+// complemented (stored: max_c - entry, so larger inner products give smaller sums, which the
+// kernel's "sum <= threshold" test keeps), in the (m4 / 4, 128) layout of kernels/pq/pq.hpp.
+// Returns the scale; bias = sum_j min_c T_j[c]; smax = sum_j max_c entry (sums = smax - sums').
+float build_tables(const double* v, std::size_t m4, std::uint8_t* lut, float& bias, float& smax) {
+    float max_range = 0, low_sum = 0;
+    for (std::size_t j = 0; j < m4; ++j) {
+        float range = 0;
+        for (int t = 0; t < 4; ++t) {
+            range += std::fabs(static_cast<float>(v[4 * j + t]));
+            low_sum += std::min(0.0f, static_cast<float>(v[4 * j + t]));
+        }
+        max_range = std::max(max_range, range);
+    }
+    bias = low_sum;
+    // every row sums m4 entries in uint16: entries <= 65535 / m4 keep the sums exact
+    const float scale = max_range > 0 ? std::min(255.0f, std::floor(65535.0f / static_cast<float>(m4))) / max_range : 1.0f;
+    static const std::size_t slot_in_group[4] = {0, 2, 1, 3};
+    std::uint32_t total = 0;
+    for (std::size_t j = 0; j < m4; ++j) {
+        float value[16], low = 0;
+        value[0] = 0;
+        for (int c = 1; c < 16; ++c) value[c] = value[c & (c - 1)] + static_cast<float>(v[4 * j + __builtin_ctz(c)]);
+        for (int t = 0; t < 4; ++t) low += std::min(0.0f, static_cast<float>(v[4 * j + t]));
+        std::uint8_t entry[16], top = 0;
+        for (int c = 0; c < 16; ++c) {
+            entry[c] = static_cast<std::uint8_t>(std::min(255.0f, std::nearbyint((value[c] - low) * scale)));
+            top = std::max(top, entry[c]);
+        }
+        total += top;
+        std::uint8_t* dst = lut + (j / 4) * 128 + slot_in_group[j % 4] * 32;
+        for (int c = 0; c < 16; ++c) dst[c] = static_cast<std::uint8_t>(top - entry[c]);
+        std::memcpy(dst + 16, dst, 16);
+    }
+    smax = static_cast<float>(total);
+    return scale;
+}
+
+}  // namespace
+
+void RaBitQIndexCore::search(const float* queries, std::size_t nq, std::size_t k, std::size_t nprobe,
+                             std::size_t candidates, float eps0, const IdFilter& filter,
+                             const RerankSource* rerank, std::size_t threads, float* out_distances,
+                             std::int64_t* out_ids, RaBitQStats& stats) const {
+    const std::size_t dim = q_.dim(), D = q_.padded_dim(), P = q_.plane_bytes(), m4 = D / 4;
+    const std::size_t F = q_.factor_count(), exb = (q_.bits() - 1) * P;
+    const bool l2 = metric_ == Metric::l2;
+    nprobe = std::min(std::max<std::size_t>(nprobe, 1), nlist());
+    candidates = std::max(candidates, k);
+    if (P > 1024) throw std::invalid_argument("RaBitQ indexes support dim <= 8192");
+    if (map_.size() == 0 || !trained_) {
+        for (std::size_t i = 0; i < nq * k; ++i) out_distances[i] = std::numeric_limits<float>::infinity(), out_ids[i] = -1;
+        return;
+    }
+    std::vector<RaBitQStats> per_worker(std::max<std::size_t>(threads, 1) + 1);
+    // coarse scores of every query against every centroid in one GEMM (IVF)
+    std::vector<float> coarse;
+    std::vector<float> centroid_norms;
+    if (nlist() > 1) {
+        coarse.resize(nq * nlist());
+        inner_products(*table_, centroids_.data(), nlist(), queries, nq, dim, threads, coarse.data());
+        centroid_norms.resize(nlist());
+        for (std::size_t l = 0; l < nlist(); ++l)
+            centroid_norms[l] = table_->dot_f32(centroids_.data() + l * dim, centroids_.data() + l * dim, dim);
+    }
+    parallel_for(nq, threads, [&](std::size_t qi, std::size_t worker) {
+        RaBitQStats& st = per_worker[std::min(worker, per_worker.size() - 1)];
+        const float* query = queries + qi * dim;
+        // filter
+        std::unique_ptr<SlotMask> mask;
+        SlotFilter by_id{nullptr, map_.ids(), filter.id_mask, filter.id_mask_len};
+        const std::uint8_t* slot_allow = nullptr;
+        if (filter.lists) {
+            mask = acquire_mask();
+            mask->build(map_, filter, filter.list_of(qi));
+            slot_allow = mask->allow.data();
+        }
+        struct Release {
+            const RaBitQIndexCore* core;
+            std::unique_ptr<SlotMask>& mask;
+            ~Release() {
+                if (mask) core->release_mask(std::move(mask));
+            }
+        } release{this, mask};
+        // probes: l2 and cosine rank lists by ||c||^2 - 2 <q, c> (the k-means cells), ip by -<q, c>
+        std::vector<std::pair<float, std::uint32_t>> probes(nlist());
+        const bool by_l2 = metric_ != Metric::ip;
+        for (std::size_t l = 0; l < nlist(); ++l) {
+            const float ip = nlist() == 1 ? 0.0f : coarse[qi * nlist() + l];
+            probes[l] = {by_l2 ? (nlist() == 1 ? 0.0f : centroid_norms[l] - 2 * ip) : -ip, static_cast<std::uint32_t>(l)};
+        }
+        std::partial_sort(probes.begin(), probes.begin() + static_cast<std::ptrdiff_t>(nprobe), probes.end());
+        std::vector<double> rotated(D);
+        q_.rotation().apply(query, rotated.data());
+        TopK selection(candidates);
+        RaBitQQuery prepared;
+        std::vector<std::uint8_t> lut(m4 * 32);
+        std::uint16_t threshold = 0xffff;
+        // ip / cosine: R q is the same for every list (the centre enters only the constant
+        // 1 - <c, q>), so the tables and query planes are built once; l2 rotates q - c per list
+        float bias = 0, scale = 1, smax = 0;
+        double sum_q = 0;
+        auto prepare = [&](std::size_t l, double constant) {
+            q_.prepare_rotated(rotated.data(), l2 ? rotated_centroids_.data() + l * D : nullptr, constant, l2, prepared,
+                               q_.bits() > 1);
+            scale = build_tables(prepared.rotated.data(), m4, lut.data(), bias, smax);
+            sum_q = 0;
+            for (std::size_t i = 0; i < D; ++i) sum_q += prepared.rotated[i];
+        };
+        if (!l2) prepare(0, 1.0);
+        for (std::size_t pi = 0; pi < nprobe; ++pi) {
+            const std::size_t l = probes[pi].second;
+            const List& list = lists_[l];
+            if (list.size() == 0) continue;
+            if (l2) {
+                prepare(l, 0.0);
+                prepared.constant = prepared.norm * prepared.norm;
+            } else {
+                prepared.constant = 1.0 - static_cast<double>(nlist() == 1 ? table_->dot_f32(query, centroids_.data(), dim)
+                                                                            : coarse[qi * nlist() + l]);
+            }
+            ScanContext ctx;
+            ctx.q = &q_;
+            ctx.query = &prepared;
+            ctx.slots = list.slots.data();
+            ctx.factors = list.factors.data();
+            ctx.blocks = list.blocks.data();
+            ctx.ex = list.ex.data();
+            ctx.size = list.size();
+            ctx.F = F;
+            ctx.P = P;
+            ctx.exb = exb;
+            ctx.inv_scale = 1.0f / scale;
+            ctx.offset = static_cast<float>(bias - 0.5 * sum_q);
+            ctx.lut_error = static_cast<float>(std::sqrt(static_cast<double>(m4) / 12.0) / scale);
+            ctx.qnorm = static_cast<float>(prepared.norm);
+            ctx.add = l2 ? 1.0f : 0.0f;
+            ctx.m = l2 ? 2.0f : 1.0f;
+            ctx.base = static_cast<float>(prepared.constant);
+            ctx.eps0 = eps0;
+            ctx.full = q_.bits() > 1;
+            ctx.filter = filter.id_mask ? &by_id : nullptr;
+            ctx.slot_allow = slot_allow;
+            ctx.selection = &selection;
+            ctx.stats = &st;
+            ctx.smax = smax;
+            ctx.scale = scale;
+            ctx.norm2_min = list.norm2_min;
+            ctx.scale1_min = list.scale1_min;
+            ctx.scale1_max = list.scale1_max;
+            ctx.error1_max = list.error1_max;
+            ctx.threshold = &threshold;
+            update_threshold(ctx);
+            table_->pq.fastscan_u4(list.blocks.data(), (list.size() + 31) / 32, m4, lut.data(), 1, &threshold,
+                                   scan_block, &ctx);
+        }
+        std::vector<float> cd(candidates);
+        std::vector<std::int64_t> cid(candidates);
+        selection.write_sorted(cd.data(), cid.data());
+        float* od = out_distances + qi * k;
+        std::int64_t* oi = out_ids + qi * k;
+        if (rerank) {
+            QueryScorer scorer(*table_, rerank->spec);
+            scorer.set_query(query);
+            TopK exact(k);
+            for (std::size_t c = 0; c < candidates && cid[c] >= 0; ++c) {
+                ++st.candidates;
+                const std::uint32_t slot = slot_of(cid[c]);
+                if (cd[c] - eps0 * error_of(cid[c]) >= exact.threshold()) {
+                    ++st.pruned;
+                    continue;
+                }
+                if (slot >= rerank->n)
+                    throw std::invalid_argument("slot " + std::to_string(slot) + " has no row in the re-rank store of " +
+                                                std::to_string(rerank->n));
+                exact.push(scorer.distance(rerank->data + slot * rerank->spec.row_bytes), static_cast<std::int64_t>(slot));
+                ++st.reranked;
+            }
+            exact.write_sorted(od, oi);
+        } else {
+            for (std::size_t c = 0; c < k; ++c) {
+                od[c] = c < candidates ? cd[c] : std::numeric_limits<float>::infinity();
+                oi[c] = c < candidates && cid[c] >= 0 ? static_cast<std::int64_t>(slot_of(cid[c])) : -1;
+            }
+        }
+        for (std::size_t c = 0; c < k; ++c)
+            if (oi[c] >= 0) oi[c] = map_.id(static_cast<std::size_t>(oi[c]));
+    });
+    for (const RaBitQStats& s : per_worker) {
+        stats.scanned += s.scanned;
+        stats.refined += s.refined;
+        stats.candidates += s.candidates;
+        stats.reranked += s.reranked;
+        stats.pruned += s.pruned;
+    }
+}
+
+void RaBitQIndexCore::export_rows(std::uint8_t* rows, std::int64_t* lists, std::int64_t* slots) const {
+    std::size_t i = 0;
+    const std::size_t rb = q_.row_bytes();
+    for (std::size_t l = 0; l < nlist(); ++l)
+        for (std::uint32_t slot : lists_[l].slots) {
+            row_of(slot, rows + i * rb);
+            lists[i] = static_cast<std::int64_t>(l);
+            slots[i] = slot;
+            ++i;
+        }
+}
+
+void RaBitQIndexCore::restore(const std::int64_t* ids, std::size_t slot_count, std::int64_t next_id,
+                              const std::uint8_t* rows, const std::int64_t* lists, const std::int64_t* slots,
+                              std::size_t n) {
+    IdMap map;
+    map.restore(ids, slot_count, nullptr);
+    map.set_next_id(next_id);
+    if (map.size() != n)
+        throw std::invalid_argument("index file: " + std::to_string(n) + " code rows for " + std::to_string(map.size()) +
+                                    " live ids");
+    std::vector<std::uint8_t> seen(slot_count, 0);
+    for (std::size_t i = 0; i < n; ++i) {
+        if (lists[i] < 0 || static_cast<std::size_t>(lists[i]) >= nlist())
+            throw std::invalid_argument("index file: list " + std::to_string(lists[i]) + " out of range");
+        if (slots[i] < 0 || static_cast<std::size_t>(slots[i]) >= slot_count || ids[slots[i]] < 0 || seen[slots[i]])
+            throw std::invalid_argument("index file: code row " + std::to_string(i) +
+                                        " names a slot that is not live or appears twice");
+        seen[slots[i]] = 1;
+    }
+    map_ = std::move(map);
+    for (List& list : lists_) list = List();
+    list_of_.assign(slot_count, 0);
+    pos_of_.assign(slot_count, 0);
+    const std::size_t rb = q_.row_bytes();
+    for (std::size_t i = 0; i < n; ++i) {
+        List& list = lists_[static_cast<std::size_t>(lists[i])];
+        const std::size_t pos = list.size();
+        grow(list, pos + 1);
+        list.slots.push_back(static_cast<std::uint32_t>(slots[i]));
+        put(list, pos, rows + i * rb);
+        list_of_[slots[i]] = static_cast<std::uint32_t>(lists[i]);
+        pos_of_[slots[i]] = static_cast<std::uint32_t>(pos);
+    }
+}
+
+std::size_t RaBitQIndexCore::nbytes() const {
+    std::size_t total = map_.nbytes() + centroids_.capacity() * 4 + rotated_centroids_.capacity() * 8 +
+                        (list_of_.capacity() + pos_of_.capacity()) * 4;
+    for (const List& l : lists_)
+        total += l.slots.capacity() * 4 + l.blocks.capacity() + l.factors.capacity() * 4 + l.ex.capacity();
+    return total;
+}
+
+}  // namespace simdex

@@ -1,0 +1,132 @@
+// RaBitQIndex / IVFRaBitQIndex core: RaBitQ codes in inverted lists (one list = the flat
+// index), scanned with the 4-bit fast-scan kernels, refined with the extra bits, optionally
+// re-ranked exactly with lower-bound pruning.
+//
+// State (one object): the quantizer (rotation, bits), nlist centroids and their rotations,
+// per list: the slots it holds and their codes in list order, the IdMap, the slot -> (list,
+// position) map. Slots are IdMap slots: free slots are reused by later adds, so the re-rank
+// rows (kept by slot, RerankStore) stay aligned.
+//
+// List layout (n rows in list order, nblocks = ceil(n / 32)):
+//   blocks  (nblocks, D / 8, 32) uint8: the sign planes in the fast-scan layout of
+//           kernels/pq/pq.hpp with m4 = D / 4 sub-spaces of 4 dimensions (a nibble = the 4
+//           sign bits of sub-space j, bit t = dimension 4j + t): byte (p, t) of a block is
+//           byte p of the sign plane of row (t even ? t / 2 : 16 + t / 2)
+//   factors (nblocks, F, 32) float32: factor f of the block's 32 rows side by side
+//   ex      (n, (B - 1) * D / 8) uint8: the extra bit planes (B > 1)
+//
+// Search for one query: rotate once; per probed list (l2: R(q - c) = Rq - Rc) build the
+// 16-entry tables of the sign sub-spaces, quantised to uint8, and the query bit planes;
+// the fast-scan kernel sums the tables for 32 rows at a time; each row gets the 1-bit
+// estimate and its bound; rows whose lower bound (estimate - eps0 * error) is below the
+// current c-th best full estimate (c = rerank_k, or k) get the full B-bit estimate
+// (popcounts over the extra planes) and enter the selection. With re-rank rows, the c
+// candidates are visited in ascending estimate and re-scored exactly unless their lower bound
+// already reaches the current k-th exact distance (those are counted as pruned).
+//
+// Not thread-safe by itself: the binding guards it with a reader-writer lock.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <cmath>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "index/idmap.hpp"
+#include "index/rabitq.hpp"
+#include "index/scorer.hpp"
+
+namespace simdex {
+
+// Counters of one search call (summed over queries).
+struct RaBitQStats {
+    std::uint64_t scanned = 0;        // rows whose 1-bit estimate was computed
+    std::uint64_t refined = 0;        // rows that got the full B-bit estimate
+    std::uint64_t candidates = 0;     // candidates handed to the re-rank
+    std::uint64_t reranked = 0;       // candidates re-scored exactly
+    std::uint64_t pruned = 0;         // candidates skipped by their lower bound
+};
+
+// Exact rows for the re-rank: (n, spec.row_bytes) by slot.
+struct RerankSource {
+    const std::uint8_t* data = nullptr;
+    std::size_t n = 0;
+    StoreSpec spec;
+};
+
+class RaBitQIndexCore {
+   public:
+    // centroids: (nlist, dim) float32 (nlist = 1: the flat index's centre).
+    RaBitQIndexCore(const KernelTable& table, const RaBitQ& quantizer, Metric metric, std::size_t nlist);
+
+    void set_centroids(const float* centroids);
+    bool trained() const { return trained_; }
+
+    // Encode x (n, dim) float32 (unit rows for cosine) against the centroids of their lists
+    // (n,) in [0, nlist) into rows (n, quantizer().row_bytes()); reads only trained state.
+    void encode_rows(const float* x, const std::int64_t* lists, std::size_t n, std::size_t threads,
+                     std::uint8_t* rows) const;
+    // Store encoded rows: ids (n,) new unique ids or nullptr (sequential ids written to
+    // assigned); slots_out (n,) the slots given to the rows (reused free slots first).
+    void insert(const std::uint8_t* rows, const std::int64_t* lists, const std::int64_t* ids,
+                std::int64_t* assigned, std::int64_t* slots_out, std::size_t n);
+    // Unknown ids are ignored; returns how many were removed.
+    std::size_t remove(const std::int64_t* ids, std::size_t n);
+
+    // queries (nq, dim) float32; out (nq, k) distances and user ids.
+    // candidates: size of the selection before the re-rank (>= k); rerank: exact rows or null.
+    void search(const float* queries, std::size_t nq, std::size_t k, std::size_t nprobe,
+                std::size_t candidates, float eps0, const IdFilter& filter, const RerankSource* rerank,
+                std::size_t threads, float* out_distances, std::int64_t* out_ids, RaBitQStats& stats) const;
+
+    // Canonical rows (quantizer row layout: planes + factors) of every live slot, in slot order,
+    // with their list; ids per slot (-1 = free) come from idmap().
+    void export_rows(std::uint8_t* rows, std::int64_t* lists, std::int64_t* slots) const;
+    // Restore: ids per slot (-1 = free), then live rows with their list and slot.
+    void restore(const std::int64_t* ids, std::size_t slot_count, std::int64_t next_id, const std::uint8_t* rows,
+                 const std::int64_t* lists, const std::int64_t* slots, std::size_t n);
+
+    std::size_t size() const { return map_.size(); }
+    const IdMap& idmap() const { return map_; }
+    const RaBitQ& quantizer() const { return q_; }
+    std::size_t nlist() const { return lists_.size(); }
+    std::size_t nbytes() const;
+    // Row of a live slot in the quantizer's layout, and its decoded vector (dim,).
+    void row_of(std::size_t slot, std::uint8_t* out) const;
+    void decode_row(std::size_t slot, const std::uint8_t* row, float* out) const {
+        q_.decode(row, centroids_.data() + list_of_[slot] * q_.dim(), out);
+    }
+    Metric metric() const { return metric_; }
+
+   private:
+    struct List {
+        std::vector<std::uint32_t> slots;
+        std::vector<std::uint8_t> blocks;
+        std::vector<float> factors;
+        std::vector<std::uint8_t> ex;
+        // factor ranges over every row ever put here (they only widen): the scan's
+        // block-skipping threshold must hold for every row of the list
+        float norm2_min = INFINITY, scale1_min = INFINITY, scale1_max = 0, error1_max = 0;
+        std::size_t size() const { return slots.size(); }
+    };
+    void put(List& list, std::size_t pos, const std::uint8_t* row);  // row: quantizer layout
+    void copy_position(List& list, std::size_t from, std::size_t to);
+    void grow(List& list, std::size_t rows);
+    std::unique_ptr<SlotMask> acquire_mask() const;
+    void release_mask(std::unique_ptr<SlotMask> m) const;
+
+    const KernelTable* table_;
+    RaBitQ q_;
+    Metric metric_;
+    bool trained_ = false;
+    std::vector<float> centroids_;          // (nlist, dim)
+    std::vector<double> rotated_centroids_; // (nlist, D)
+    std::vector<List> lists_;
+    std::vector<std::uint32_t> list_of_, pos_of_;  // by slot
+    IdMap map_;
+    mutable std::mutex pool_mutex_;
+    mutable std::vector<std::unique_ptr<SlotMask>> pool_;
+};
+
+}  // namespace simdex
