@@ -94,16 +94,8 @@ class BinaryCore {
             ids_->unbind(out_ids, n, true);
             throw;
         }
-        if (graph_.graph) {
-            try {
-                hnsw_insert(graph_, c, slots.data(), nullptr, nullptr, n, resolve_threads(threads));
-            } catch (...) {
-                // Interrupted (Ctrl-C) or failed: the nodes inserted so far become tombstones
-                hnsw_remove(graph_, slots.data(), n, 1);
-                ids_->unbind(out_ids, n, true);
-                throw;
-            }
-        }
+        if (graph_.graph)  // interrupted or failed: undone whole
+            hnsw_insert_or_undo(graph_, c, slots.data(), n, resolve_threads(threads), *ids_, out_ids, true);
         return out;
     }
 

@@ -272,6 +272,17 @@ void hnsw_insert(HnswParts g, const std::uint8_t* rows, const std::int64_t* ids,
     }
 }
 
+void hnsw_insert_or_undo(HnswParts g, const std::uint8_t* rows, const std::int64_t* slots, std::size_t n,
+                         std::size_t threads, IdTable& table, const std::int64_t* user_ids, bool reuse) {
+    try {
+        hnsw_insert(g, rows, slots, nullptr, nullptr, n, threads);
+    } catch (...) {
+        hnsw_remove(g, slots, n, 1);
+        table.unbind(user_ids, n, reuse);
+        throw;
+    }
+}
+
 std::size_t hnsw_remove(HnswParts g, const std::int64_t* ids, std::size_t n, std::size_t threads) {
     std::size_t removed;
     {

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "bindings_common.hpp"
+#include "bindings_ids.hpp"
 #include "index/hnsw.hpp"
 
 namespace simdex {
@@ -21,6 +22,13 @@ HnswParts hnsw_parts(const py::object& handle);
 // interrupt, which is rethrown). Call without the GIL.
 void hnsw_insert(HnswParts g, const std::uint8_t* rows, const std::int64_t* ids, std::int64_t* assigned,
                  const std::int64_t* order, std::size_t n, std::size_t threads);
+
+// The graph step of a composite add (LeanVecCore, BinaryCore): insert the nodes `slots` (the
+// graph's ids) with their encoded rows; on an error or an interrupt, tombstone the nodes
+// inserted so far, unbind the add's user ids from `table` (reuse: free their slots) and
+// rethrow, so the add is undone whole. Call without the GIL.
+void hnsw_insert_or_undo(HnswParts g, const std::uint8_t* rows, const std::int64_t* slots, std::size_t n,
+                         std::size_t threads, IdTable& table, const std::int64_t* user_ids, bool reuse);
 
 // Tombstones the graph's ids (unknown ones ignored) under the shared lock, beside searches
 // and inserts, then compacts alone when due; returns how many were removed. Call without

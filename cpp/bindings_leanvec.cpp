@@ -71,16 +71,9 @@ class LeanVecCore {
             ids_->unbind(out_ids, n, false);
             throw;
         }
-        try {
-            hnsw_insert(graph_, encoded.data(), slots.data(), nullptr, nullptr, n, thread_n);
-        } catch (...) {
-            // Interrupted (Ctrl-C) or failed: undo the whole add (the nodes inserted so far
-            // become tombstones); the stored rows stay behind dead slots, so store rows and
-            // slots stay aligned.
-            hnsw_remove(graph_, slots.data(), n, 1);
-            ids_->unbind(out_ids, n, false);
-            throw;
-        }
+        // interrupted or failed: undone whole; the stored rows stay behind dead slots, so
+        // store rows and slots stay aligned
+        hnsw_insert_or_undo(graph_, encoded.data(), slots.data(), n, thread_n, *ids_, out_ids, false);
         return out;
     }
 
