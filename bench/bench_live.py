@@ -13,9 +13,9 @@ the machine's noise:
   * batch search     : 1,000 'test' queries in one call with all threads (simdex vs hnswlib);
   * mixed workload   : --threads Python threads on one shared index for --seconds: 90% one-query
                        search, 9% one-row add (fresh ids from one shared itertools.count), 1%
-                       one-row remove of a previously added id; total operations/s and the
-                       number of exceptions (0 to pass), then a check that no removed id is
-                       returned by a search.
+                       one-row remove of a previously added id; total operations/s, the median
+                       time of a remove under that load, the number of exceptions (0 to pass),
+                       then a check that no removed id is returned by a search.
 Per-call figures are the median over the calls of a round, then the median over the rounds.
 
     PYTHONPATH=build-dev/pkg python bench/bench_live.py [--n 40000] [--repeats 3] [--ef 64]
@@ -238,7 +238,7 @@ def mixed_run(lib, args, queries, pool2d, pool1d, id_from, id_limit, removable, 
     def worker(t):
         rnd = random.Random(seed * 1009 + t)
         c = collections.Counter()
-        errors, removed = [], []
+        errors, removed, remove_us = [], [], []
         qi = t * 37
         start_gate.wait()
         clock = time.perf_counter
@@ -264,14 +264,16 @@ def mixed_run(lib, args, queries, pool2d, pool1d, id_from, id_limit, removable, 
                     except IndexError:
                         c["remove_empty"] += 1
                         continue
+                    t_rm = clock()
                     lib.remove_one(old)
+                    remove_us.append((clock() - t_rm) * 1e6)
                     removed.append(old)
                     c["remove"] += 1
             except Exception as exc:  # counted and reported; the run goes on
                 c["exception"] += 1
                 if len(errors) < 3:
                     errors.append(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
-        out[t] = (c, errors, removed)
+        out[t] = (c, errors, removed, remove_us)
 
     workers = [threading.Thread(target=worker, args=(t,), daemon=True) for t in range(args.threads)]
     for w in workers:
@@ -283,13 +285,15 @@ def mixed_run(lib, args, queries, pool2d, pool1d, id_from, id_limit, removable, 
         w.join()
     elapsed = time.perf_counter() - t0
     total = collections.Counter()
-    errors, removed = [], []
-    for c, e, r in out:
+    errors, removed, remove_us = [], [], []
+    for c, e, r, us in out:
         total.update(c)
         errors += e
         removed += r
+        remove_us += us
     ops = total["search"] + total["add"] + total["remove"]
     return {"ops_per_s": ops / elapsed, "counts": total, "errors": errors, "removed": removed,
+            "remove_us": statistics.median(remove_us) if remove_us else float("nan"),
             "next_id": next(counter), "elapsed": elapsed}
 
 
@@ -445,7 +449,7 @@ def main() -> int:
         print(f"  round {r + 1}/{args.repeats} done", flush=True)
 
     # ---- mixed workload (after the microbenchmarks; the index holds the base rows again)
-    mixed = {nm: {"ops": [], "exceptions": 0, "errors": [], "counts": collections.Counter(),
+    mixed = {nm: {"ops": [], "remove_us": [], "exceptions": 0, "errors": [], "counts": collections.Counter(),
                   "removed": set(), "live_ok": True, "live_msg": ""} for nm in names}
     next_id = {nm: mixed_from for nm in names}
     removable = {}
@@ -463,6 +467,7 @@ def main() -> int:
             next_id[nm] = min(out["next_id"], limit)
             m = mixed[nm]
             m["ops"].append(out["ops_per_s"])
+            m["remove_us"].append(out["remove_us"])
             m["counts"].update(out["counts"])
             m["exceptions"] += out["counts"]["exception"]
             m["errors"] += out["errors"][: max(0, 3 - len(m["errors"]))]
@@ -552,6 +557,10 @@ def main() -> int:
     rows.append((f"mixed 90/9/1 search/add/remove, {args.threads} threads, ops/s",
                  [cell(nm, f"{mops[nm]:,.0f}" if nm in mops else "-") for nm in cols],
                  f"{mops['simdex'] / mops['hnswlib']:.2f}" if "hnswlib" in mops else "-"))
+    rm_us = {nm: statistics.median(mixed[nm]["remove_us"]) for nm in names}
+    rows.append(("  mixed: one-row remove under that load, median µs",
+                 [cell(nm, f"{rm_us[nm]:,.1f}" if nm in rm_us else "-") for nm in cols],
+                 f"{rm_us['hnswlib'] / rm_us['simdex']:.2f}" if "hnswlib" in rm_us else "-"))
     rows.append(("  mixed: exceptions (must be 0)",
                  [cell(nm, str(mixed[nm]["exceptions"]) if nm in mixed else "-") for nm in cols], "-"))
     rows.append(("  mixed: removed ids returned by a later search (must be 0)",

@@ -33,6 +33,7 @@ PYBIND11_MODULE(_core, m) {
     simdex::bind_flat(m);
     simdex::bind_ids(m);
     simdex::bind_rerank(m);
+    simdex::bind_leanvec(m);
     simdex::bind_pq(m);
     simdex::bind_pqcore(m);
     simdex::bind_binary(m);

@@ -134,6 +134,11 @@ inline std::size_t thread_count(const py::object& threads) {
     return static_cast<std::size_t>(t);
 }
 
+// threads: None or int -> the long that resolve_threads takes (0 = all available cores).
+inline long threads_arg(const py::object& threads) {
+    return threads.is_none() ? 0 : static_cast<long>(thread_count(threads));
+}
+
 // A search filter as passed by Python (_checks.as_filter): None; a byte mask by id
 // (mask (m,) uint8); or allowed ids (m,) int64 with offsets (lists + 1,) int64 (one list
 // shared by every query, or one per query).
@@ -216,10 +221,11 @@ inline IdArray live_ids(const IdMap& map, RwLock& mutex) {
 }
 
 // Stored rows of the given ids: ((n, row_bytes) uint8, (n,) bool found); missing ids give
-// zero rows. row_at(slot) -> const uint8_t*.
-template <class RowAt>
+// zero rows. row_at(slot) -> const uint8_t*; around(body) runs the lookups (under a lock of
+// the index's own, for one whose removes run under the shared lock).
+template <class RowAt, class Around>
 py::tuple rows_of_ids(const IdMap& map, std::size_t row_bytes, RwLock& mutex,
-                      const py::array& ids, RowAt row_at) {
+                      const py::array& ids, RowAt row_at, Around around) {
     std::size_t n = static_cast<std::size_t>(ids.size());
     const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
     py::array_t<std::uint8_t> out({n, row_bytes});
@@ -229,16 +235,23 @@ py::tuple rows_of_ids(const IdMap& map, std::size_t row_bytes, RwLock& mutex,
     {
         py::gil_scoped_release release;
         std::shared_lock<RwLock> lock(mutex);
-        for (std::size_t i = 0; i < n; ++i) {
-            std::int64_t s = map.find(id_ptr[i]);
-            ok[i] = s >= 0;
-            if (s >= 0)
-                std::memcpy(dst + i * row_bytes, row_at(static_cast<std::size_t>(s)), row_bytes);
-            else
-                std::memset(dst + i * row_bytes, 0, row_bytes);
-        }
+        around([&] {
+            for (std::size_t i = 0; i < n; ++i) {
+                std::int64_t s = map.find(id_ptr[i]);
+                ok[i] = s >= 0;
+                if (s >= 0)
+                    std::memcpy(dst + i * row_bytes, row_at(static_cast<std::size_t>(s)), row_bytes);
+                else
+                    std::memset(dst + i * row_bytes, 0, row_bytes);
+            }
+        });
     }
     return py::make_tuple(out, found);
+}
+template <class RowAt>
+py::tuple rows_of_ids(const IdMap& map, std::size_t row_bytes, RwLock& mutex,
+                      const py::array& ids, RowAt row_at) {
+    return rows_of_ids(map, row_bytes, mutex, ids, row_at, [](auto body) { body(); });
 }
 
 void bind_kernels(py::module_& m);
@@ -246,6 +259,7 @@ void bind_hnsw(py::module_& m);
 void bind_flat(py::module_& m);
 void bind_ids(py::module_& m);
 void bind_rerank(py::module_& m);
+void bind_leanvec(py::module_& m);
 void bind_pq(py::module_& m);
 void bind_pqcore(py::module_& m);
 void bind_binary(py::module_& m);

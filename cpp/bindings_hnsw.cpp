@@ -7,9 +7,7 @@
 #include <string>
 
 #include "bindings_common.hpp"
-#include "bindings_binary.hpp"
-#include "bindings_pipeline.hpp"
-#include "index/exact.hpp"
+#include "bindings_hnsw.hpp"
 #include "index/hnsw.hpp"
 
 namespace simdex {
@@ -45,22 +43,7 @@ class HnswHandle {
         const std::int64_t* order_ptr = nullptr;
         if (!order.is_none()) order_ptr = typed<std::int64_t>(order.cast<py::array>(), a.n, "order");
         py::gil_scoped_release release;
-        // Searches (and other adds) run while the nodes are linked; growth and ids change
-        // alone. end_add (exclusive) only after an interrupt: otherwise every node is in.
-        HnswGraph::PendingAdd pending;
-        {
-            std::unique_lock<RwLock> lock(mutex_);
-            pending = graph_->begin_add(a.rows, a.ids, a.assigned, order_ptr, a.n);
-        }
-        try {
-            std::shared_lock<RwLock> lock(mutex_);
-            graph_->insert_nodes(pending, resolve_threads(threads));
-        } catch (...) {
-            // interrupted: the nodes not inserted give their ids and slots back (alone)
-            std::unique_lock<RwLock> lock(mutex_);
-            graph_->end_add(pending);
-            throw;
-        }
+        hnsw_insert(parts(), a.rows, a.ids, a.assigned, order_ptr, a.n, resolve_threads(threads));
         return a.out;
     }
 
@@ -68,8 +51,16 @@ class HnswHandle {
         std::size_t n = static_cast<std::size_t>(ids.size());
         const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
         py::gil_scoped_release release;
-        std::unique_lock<RwLock> lock(mutex_);
-        return graph_->remove(id_ptr, n, resolve_threads(threads));
+        std::size_t removed;
+        {
+            std::shared_lock<RwLock> lock(mutex_);  // beside searches and inserts
+            removed = graph_->remove(id_ptr, n);
+        }
+        if (removed && graph_->compact_due()) {  // once per ~10% of the nodes: alone
+            std::unique_lock<RwLock> lock(mutex_);
+            if (graph_->compact_due()) graph_->compact(resolve_threads(threads));
+        }
+        return removed;
     }
 
     std::size_t compact(long threads) {
@@ -90,90 +81,6 @@ class HnswHandle {
             std::shared_lock<RwLock> lock(mutex_);
             graph_->search(q, nq, k, ef, filter, normalize, resolve_threads(threads), d_ptr, i_ptr,
                            buffered);
-        });
-    }
-
-    // A two-stage search in one call (LeanVecIndex): project the queries (nq, dim_full) with
-    // projection (d, dim_full) (row j = output j), walk the graph for `candidates` per query,
-    // re-score them exactly against the full rows (n_rows, row_bytes) of the secondary store
-    // (storage / metric / lo / scale), keep k, map slots to ids through `table`. The graph's
-    // ids are the store's rows (slots of `table`).
-    py::tuple search_reranked(const py::array& queries, std::size_t nq, std::size_t k, std::size_t ef,
-                              std::size_t candidates, const py::array& projection,
-                              const py::object& rows, const py::object& filter_ids,
-                              const py::object& filter_offsets, const py::object& filter_mask,
-                              IdTable& table, long threads) {
-        check_k(k);
-        const StoreSpec& graph_spec = graph_->spec();
-        const std::size_t d = graph_spec.dim;
-        if (graph_spec.storage == Storage::bits) throw std::invalid_argument("search_reranked: dense graphs only");
-        const RerankRows* full = rerank_arg(rows);
-        if (!full) throw std::invalid_argument("search_reranked needs the re-rank rows");
-        const std::size_t dim_full = full->spec().dim;
-        const float* q = typed<float>(queries, nq * dim_full, "queries");
-        const float* proj = typed<float>(projection, d * dim_full, "projection");
-        IdFilter filter = filter_arg(filter_ids, filter_offsets, filter_mask, nq);
-        candidates = std::max(candidates, k);
-        const std::size_t thread_n = resolve_threads(threads);
-        return topk_result(nq, k, [&](float* d_ptr, std::int64_t* i_ptr) {
-            const KernelTable& kernels = kernels_for(level_);
-            std::vector<float> reduced(nq * d), cand_d(nq * candidates);
-            std::vector<std::int64_t> cand(nq * candidates);
-            inner_products(kernels, proj, d, q, nq, dim_full, thread_n, reduced.data());
-            {
-                std::shared_lock<RwLock> lock(mutex_);
-                graph_->search(reduced.data(), nq, candidates, std::max(ef, candidates), filter, false,
-                               thread_n, cand_d.data(), cand.data());
-            }
-            finish_candidates(full, q, nq, cand_d.data(), cand.data(), candidates, k, thread_n, table,
-                              d_ptr, i_ptr);
-        });
-    }
-
-    // BinaryIndex(graph=True).search in one call: walk the graph over the codes (its ids are
-    // the index's slots), score the candidates (Hamming -> 1 - alpha^2 (dim - 2 h) when
-    // hamming_alpha > 0, else re-score `found` of them with the bit planes and keep
-    // `candidates`), re-rank against the store rows if given, map slots to ids.
-    py::tuple search_binary(const py::array& codes_q, std::size_t nq, std::size_t k, std::size_t ef,
-                            std::size_t candidates, std::size_t found, float hamming_alpha, std::size_t dim,
-                            const py::array& rows, std::size_t n, std::size_t bits_x, std::size_t plane_bytes,
-                            const std::string& scoring, const py::array& queries, std::size_t bits_q,
-                            const py::array& weights, const py::array& offsets,
-                            const py::object& filter_ids, const py::object& filter_offsets,
-                            const py::object& filter_mask, const py::array& queries_full,
-                            const py::object& store, IdTable& table, long threads) {
-        check_k(k);
-        const StoreSpec& spec = graph_->spec();
-        if (spec.storage != Storage::bits) throw std::invalid_argument("search_binary: a graph over codes only");
-        const std::uint8_t* cq = array_bytes(codes_q, nq * spec.row_bytes, 1, "codes_q");
-        PlaneQueries pq = make_queries(scoring, queries, nq, bits_q, bits_x, plane_bytes, weights, offsets);
-        const std::uint8_t* r = array_bytes(rows, n * bits_x * plane_bytes, 1, "rows");
-        const float* qf = typed<float>(queries_full, nq * dim, "queries_full");
-        IdFilter filter = filter_arg(filter_ids, filter_offsets, filter_mask, nq);
-        const RerankRows* rerank = rerank_arg(store);
-        if (rerank && rerank->spec().dim != dim) throw std::invalid_argument("re-rank rows of another dimension");
-        candidates = rerank ? std::max(candidates, k) : k;
-        found = hamming_alpha > 0 ? candidates : std::max(found, candidates);
-        const std::size_t thread_n = resolve_threads(threads);
-        return topk_result(nq, k, [&](float* d_ptr, std::int64_t* i_ptr) {
-            const KernelTable& kernels = kernels_for(level_);
-            std::vector<float> walk_d(nq * found), cand_d(nq * candidates);
-            std::vector<std::int64_t> walk(nq * found), cand(nq * candidates);
-            {
-                std::shared_lock<RwLock> lock(mutex_);
-                graph_->search(cq, nq, found, std::max(ef, found), filter, false, thread_n, walk_d.data(),
-                               walk.data());
-            }
-            if (hamming_alpha > 0) {
-                hamming_to_scores(walk_d.data(), walk_d.size(), hamming_alpha, dim);
-                cand_d.swap(walk_d);
-                cand.swap(walk);
-            } else {
-                planes_rescore(kernels, r, n, bits_x, plane_bytes, pq, nq, walk.data(), found, candidates,
-                               thread_n, cand_d.data(), cand.data());
-            }
-            finish_candidates(rerank, qf, nq, cand_d.data(), cand.data(), candidates, k, thread_n, table,
-                              d_ptr, i_ptr);
         });
     }
 
@@ -203,11 +110,30 @@ class HnswHandle {
         return py::make_tuple(distances, out_ids);
     }
 
-    bool contains(std::int64_t id) { return contains_id(graph_->idmap(), mutex_, id); }
-    IdArray ids() { return live_ids(graph_->idmap(), mutex_); }
+    // Id lookups under the handle's read lock and the graph's id lock (removes run beside).
+    bool contains(std::int64_t id) {
+        py::gil_scoped_release release;
+        std::shared_lock<RwLock> lock(mutex_);
+        return graph_->with_ids([&](const IdMap& map) { return map.contains(id); });
+    }
+    IdArray ids() {
+        py::gil_scoped_release release;
+        std::shared_lock<RwLock> lock(mutex_);
+        std::vector<std::int64_t> live = graph_->with_ids([](const IdMap& map) {
+            std::vector<std::int64_t> out(map.size());
+            map.live_ids(out.data());
+            return out;
+        });
+        py::gil_scoped_acquire gil;
+        IdArray out(live.size());
+        std::copy(live.begin(), live.end(), out.mutable_data());
+        return out;
+    }
     py::tuple rows(const py::array& ids) {
+        // rows_of_ids takes the handle's read lock; the id lock inside it, around the lookups
         return rows_of_ids(graph_->idmap(), graph_->spec().row_bytes, mutex_, ids,
-                           [&](std::size_t s) { return graph_->row(static_cast<std::uint32_t>(s)); });
+                           [&](std::size_t s) { return graph_->row(static_cast<std::uint32_t>(s)); },
+                           [&](auto body) { graph_->with_ids([&](const IdMap&) { body(); return 0; }); });
     }
 
     // Links of a slot at a level (for tests and inspection).
@@ -228,6 +154,7 @@ class HnswHandle {
         std::shared_lock<RwLock> lock(mutex_);
         py::gil_scoped_acquire gil;
         const HnswGraph& g = *graph_;
+        std::shared_lock<std::shared_mutex> ids_lock = g.lock_ids();  // one snapshot: no remove meanwhile
         std::size_t n = g.slot_count();
         py::array_t<std::uint8_t> blocks({n, g.block_bytes()});
         if (n) std::memcpy(blocks.mutable_data(), g.blocks(), n * g.block_bytes());
@@ -284,6 +211,8 @@ class HnswHandle {
     std::size_t block_bytes() const { return graph_->block_bytes(); }
     std::string simd() const { return level_name(level_); }
 
+    HnswParts parts() { return {graph_.get(), &mutex_}; }
+
    private:
     SimdLevel level_;
     std::unique_ptr<HnswGraph> graph_;
@@ -291,11 +220,29 @@ class HnswHandle {
     py::object keepalive_;  // memory-mapped blocks borrowed by the graph
 };
 
-long threads_arg(const py::object& threads) {
-    return threads.is_none() ? 0 : static_cast<long>(thread_count(threads));
-}
-
 }  // namespace
+
+HnswParts hnsw_parts(const py::object& handle) { return handle.cast<HnswHandle&>().parts(); }
+
+void hnsw_insert(HnswParts g, const std::uint8_t* rows, const std::int64_t* ids, std::int64_t* assigned,
+                 const std::int64_t* order, std::size_t n, std::size_t threads) {
+    // Searches (and other adds) run while the nodes are linked; growth and ids change
+    // alone. end_add (exclusive) only after an interrupt: otherwise every node is in.
+    HnswGraph::PendingAdd pending;
+    {
+        std::unique_lock<RwLock> lock(*g.lock);
+        pending = g.graph->begin_add(rows, ids, assigned, order, n);
+    }
+    try {
+        std::shared_lock<RwLock> lock(*g.lock);
+        g.graph->insert_nodes(pending, threads);
+    } catch (...) {
+        // interrupted: the nodes not inserted give their ids and slots back (alone)
+        std::unique_lock<RwLock> lock(*g.lock);
+        g.graph->end_add(pending);
+        throw;
+    }
+}
 
 void bind_hnsw(py::module_& m) {
     py::class_<HnswHandle>(m, "HnswGraph")
@@ -324,32 +271,6 @@ void bind_hnsw(py::module_& m) {
              py::arg("filter_ids") = py::none(), py::arg("filter_offsets") = py::none(),
              py::arg("filter_mask") = py::none(),
              py::arg("normalize") = false, py::arg("threads") = py::none(), py::arg("buffered") = false)
-        .def("search_reranked", [](HnswHandle& h, const py::array& queries, std::size_t nq, std::size_t k,
-                                   std::size_t ef, std::size_t candidates, const py::array& projection,
-                                   const py::object& rows, const py::object& filter_ids,
-                                   const py::object& filter_offsets, const py::object& filter_mask,
-                                   IdTable& table, const py::object& threads) {
-                 return h.search_reranked(queries, nq, k, ef, candidates, projection, rows, filter_ids, filter_offsets,
-                                          filter_mask, table, threads_arg(threads)); },
-             py::arg("queries"), py::arg("nq"), py::arg("k"), py::arg("ef"), py::arg("candidates"),
-             py::arg("projection"), py::arg("rows"), py::arg("filter_ids"),
-             py::arg("filter_offsets"), py::arg("filter_mask"), py::arg("table"), py::arg("threads"))
-        .def("search_binary", [](HnswHandle& h, const py::array& codes_q, std::size_t nq, std::size_t k,
-                                 std::size_t ef, std::size_t candidates, std::size_t found, float hamming_alpha,
-                                 std::size_t dim, const py::array& rows, std::size_t n, std::size_t bits_x,
-                                 std::size_t plane_bytes, const std::string& scoring, const py::array& queries,
-                                 std::size_t bits_q, const py::array& weights, const py::array& offsets,
-                                 const py::object& filter_ids, const py::object& filter_offsets,
-                                 const py::object& filter_mask, const py::array& queries_full,
-                                 const py::object& store, IdTable& table, const py::object& threads) {
-                 return h.search_binary(codes_q, nq, k, ef, candidates, found, hamming_alpha, dim, rows, n, bits_x,
-                                        plane_bytes, scoring, queries, bits_q, weights, offsets, filter_ids,
-                                        filter_offsets, filter_mask, queries_full, store, table, threads_arg(threads)); },
-             py::arg("codes_q"), py::arg("nq"), py::arg("k"), py::arg("ef"), py::arg("candidates"), py::arg("found"),
-             py::arg("hamming_alpha"), py::arg("dim"), py::arg("rows"), py::arg("n"), py::arg("bits_x"),
-             py::arg("plane_bytes"), py::arg("scoring"), py::arg("queries"), py::arg("bits_q"), py::arg("weights"),
-             py::arg("offsets"), py::arg("filter_ids"), py::arg("filter_offsets"), py::arg("filter_mask"),
-             py::arg("queries_full"), py::arg("store"), py::arg("table"), py::arg("threads"))
         .def("search1", &HnswHandle::search1, py::arg("query"), py::arg("k"), py::arg("ef"))
         .def("__contains__", &HnswHandle::contains)
         .def("__len__", &HnswHandle::live_count)

@@ -22,20 +22,24 @@ class IdTable {
             out_ids = ids.cast<IdArray>();
             given = typed<std::int64_t>(out_ids, n, "ids");
         }
-        std::int64_t* slots = out_slots.mutable_data();
+        bind(given, out_ids.mutable_data(), out_slots.mutable_data(), n, reuse);
+        return py::make_tuple(out_ids, out_slots);
+    }
+    // The C++ side of add (no GIL needed): given ids (nullptr = sequential, written to
+    // out_ids; else out_ids may alias given), their new slots.
+    void bind(const std::int64_t* given, std::int64_t* out_ids, std::int64_t* slots, std::size_t n, bool reuse) {
         std::lock_guard<std::mutex> lock(mutex_);
         if (given) {
             map_.check_new(given, n);
+            if (out_ids != given) std::copy(given, given + n, out_ids);
         } else {
-            map_.next_ids(out_ids.mutable_data(), n);
+            map_.next_ids(out_ids, n);
         }
-        const std::int64_t* id_ptr = out_ids.data();
         for (std::size_t i = 0; i < n; ++i) {
             std::uint32_t s = reuse ? map_.take_slot() : map_.append_slot();
-            map_.bind(s, id_ptr[i]);
+            map_.bind(s, out_ids[i]);
             slots[i] = s;
         }
-        return py::make_tuple(out_ids, out_slots);
     }
 
     // Forgets ids (unknown ones ignored); returns the slots they held. reuse: the slots go
@@ -43,19 +47,22 @@ class IdTable {
     IdArray remove(const py::array& ids, bool reuse) {
         std::size_t n = static_cast<std::size_t>(ids.size());
         const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
-        std::vector<std::int64_t> slots;
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            for (std::size_t i = 0; i < n; ++i) {
-                std::int64_t s = map_.unbind(id_ptr[i]);
-                if (s < 0) continue;
-                if (reuse) map_.release(static_cast<std::uint32_t>(s));
-                slots.push_back(s);
-            }
-        }
+        std::vector<std::int64_t> slots = unbind(id_ptr, n, reuse);
         IdArray out(slots.size());
         std::copy(slots.begin(), slots.end(), out.mutable_data());
         return out;
+    }
+    // The C++ side of remove (no GIL needed).
+    std::vector<std::int64_t> unbind(const std::int64_t* ids, std::size_t n, bool reuse) {
+        std::vector<std::int64_t> slots;
+        std::lock_guard<std::mutex> lock(mutex_);
+        for (std::size_t i = 0; i < n; ++i) {
+            std::int64_t s = map_.unbind(ids[i]);
+            if (s < 0) continue;
+            if (reuse) map_.release(static_cast<std::uint32_t>(s));
+            slots.push_back(s);
+        }
+        return slots;
     }
 
     // User ids of slots (any shape; -1 stays -1).

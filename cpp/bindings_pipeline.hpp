@@ -12,10 +12,6 @@
 
 namespace simdex {
 
-// The re-rank rows a pipeline was given: None (no re-rank stage) or a RerankRows
-// (bindings_rerank.cpp).
-const RerankRows* rerank_arg(const py::object& rows);
-
 // candidates: (nq, c) slots (-1 = none) with their compressed distances; queries: float32
 // (nq, store dim) as the store expects them. Writes (nq, k) distances and user ids.
 inline void finish_candidates(const RerankRows* store, const float* queries,

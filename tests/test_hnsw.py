@@ -3,6 +3,7 @@ threads, bad input, every SIMD level, storage dtype and metric."""
 
 import pickle
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -521,3 +522,39 @@ def test_searches_run_while_a_large_batch_is_inserted():
         assert (valid[:, :-1] | ~valid[:, 1:]).all()  # -1 only after the last result
     _, found = index.search(x, 1, ef=64)
     assert (found[:, 0] == np.arange(x.shape[0])).mean() > 0.99
+
+
+def test_remove_runs_beside_a_long_search():
+    """A one-row remove does not wait for searches in flight (a service's deletes under query
+    load): it returns while a long batch search is still running, and that search's results
+    are whole (no -1 holes); searches after it never return the id."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((4000, 32)).astype(np.float32)
+    index = sx.HNSWIndex(32, "l2", M=8, ef_construction=40)
+    index.add(x, threads=2)
+    q = np.repeat(x[:50], 400, axis=0)  # 20k queries whose answers include ids 0..49
+    started, out = threading.Event(), []
+
+    def long_search():
+        started.set()
+        out.append(index.search(q, 10, ef=200, threads=1))
+
+    t = threading.Thread(target=long_search)
+    t.start()
+    started.wait()
+    time.sleep(0.05)  # the search holds the index's read lock now
+    victims = list(range(50))
+    t0 = time.perf_counter()
+    for v in victims:
+        assert index.remove([v]) == 1
+    took = time.perf_counter() - t0
+    still_searching = t.is_alive()
+    t.join()
+    assert still_searching, "the search ended before the removes: make it longer"
+    assert took < 0.05, f"50 removes took {took:.3f} s beside a running search"
+    d, i = out[0]
+    valid = i >= 0
+    assert (valid[:, :-1] | ~valid[:, 1:]).all()  # -1 only after the last result
+    assert valid[:, :9].all()
+    _, after = index.search(x[:50], 10, ef=200)
+    assert not np.isin(after, victims).any()

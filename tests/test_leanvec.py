@@ -341,6 +341,9 @@ def test_projection_out_of_range_is_refused(data):
     index.projection._set(
         DIM, index.projection.query_matrix * 1e30, index.projection.data_matrix * 1e30, []
     )
+    index._make_core()  # the core keeps its own copy of the matrices
     with pytest.raises(ValueError, match="magnitude"):
         index.add(x[100:110])
     assert len(index) == 100
+    with pytest.raises(ValueError, match="magnitude"):  # queries are projected the same way
+        index.search(x[:3], 5)

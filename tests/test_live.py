@@ -101,7 +101,12 @@ def test_stress_concurrent_add_remove_search(kind, data):
                 if q.shape[0] == 1:
                     q = q[0]  # one 1-D query: the lean paths
                 start = time.perf_counter_ns()
-                _, ids = index.search(q, 5)
+                if rng.random() < 0.3:  # id lookups (filters) while ids are removed
+                    allowed = rng.integers(0, 1500, 300)
+                    _, ids = index.search(q, 5, filter=allowed)
+                    assert np.isin(ids[ids >= 0], allowed).all()
+                else:
+                    _, ids = index.search(q, 5)
                 seen.append((start, np.atleast_2d(ids).copy()))
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)

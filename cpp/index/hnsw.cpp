@@ -194,7 +194,7 @@ std::size_t HnswGraph::nbytes() const {
     std::size_t total = capacity_ * (block_bytes_ + sizeof(std::int32_t) + 1 +
                                      sizeof(std::vector<std::uint32_t>));
     for (std::size_t s = 0; s < slot_count_; ++s) total += upper_[s].capacity() * 4;
-    return total + (lo_.size() + scale_.size()) * 4 + idmap_.nbytes();
+    return total + (lo_.size() + scale_.size()) * 4 + with_ids([](const IdMap& m) { return m.nbytes(); });
 }
 
 void HnswGraph::reserve(std::size_t slots) {
@@ -581,7 +581,13 @@ void HnswGraph::end_add(const PendingAdd& p) {
     for (std::size_t i = p.slots.size(); i-- > 0;) {
         const std::uint32_t s = p.slots[i];
         if (levels_[s] >= 0) continue;
-        idmap_.unbind(p.ids[i]);
+        // Its id may have been removed meanwhile (a tombstone without a node, or even bound
+        // again by a later add to another slot): unbind it only while it names this slot.
+        if (idmap_.find(p.ids[i]) == static_cast<std::int64_t>(s)) {
+            idmap_.unbind(p.ids[i]);
+        } else if (!alive_[s] && tombstones_ > 0) {
+            --tombstones_;
+        }
         alive_[s] = 0;
         idmap_.give_back(s);
     }
@@ -716,19 +722,23 @@ void HnswGraph::keep_last_in_links(std::uint32_t node, std::uint32_t added, Hnsw
 
 // ---- removal --------------------------------------------------------------------------------
 
-std::size_t HnswGraph::remove(const std::int64_t* ids, std::size_t n, std::size_t threads) {
+std::size_t HnswGraph::remove(const std::int64_t* ids, std::size_t n) {
     std::size_t count = 0;
+    std::unique_lock<std::shared_mutex> lock(ids_mutex_);
     for (std::size_t i = 0; i < n; ++i) {
         std::int64_t s = idmap_.unbind(ids[i]);
         if (s < 0) continue;
-        alive_[static_cast<std::size_t>(s)] = 0;
+        __atomic_store_n(&alive_[static_cast<std::size_t>(s)], std::uint8_t{0}, __ATOMIC_RELAXED);
         ++tombstones_;
         ++count;
     }
-    if (tombstones_ > kHnswCompactMin &&
-        static_cast<double>(tombstones_) > kHnswCompactFraction * static_cast<double>(idmap_.size()))
-        compact(threads);
     return count;
+}
+
+bool HnswGraph::compact_due() const {
+    const std::size_t dead = tombstones_.load(std::memory_order_relaxed);
+    return dead > kHnswCompactMin &&
+           static_cast<double>(dead) > kHnswCompactFraction * static_cast<double>(live_count());
 }
 
 std::size_t HnswGraph::compact(std::size_t threads) {
@@ -736,8 +746,7 @@ std::size_t HnswGraph::compact(std::size_t threads) {
     std::vector<std::uint8_t> removed(slot_count_, 0);
     for (std::size_t s = 0; s < slot_count_; ++s) removed[s] = levels_[s] >= 0 && !alive_[s];
     unlink(removed, threads);
-    std::size_t count = tombstones_;
-    tombstones_ = 0;
+    std::size_t count = tombstones_.exchange(0);
     return count;
 }
 
@@ -845,6 +854,24 @@ void HnswGraph::repair(std::uint32_t node, const std::vector<std::uint8_t>& remo
 
 // ---- search -----------------------------------------------------------------------------------
 
+namespace {
+// Result slots (k, sorted, -1 padded) -> user ids, dropping slots whose id a concurrent
+// remove() cleared after the walk found them (the later results move up).
+void slots_to_ids(const IdMap& map, std::size_t k, float* distances, std::int64_t* ids) {
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < k && ids[i] >= 0; ++i) {
+        const std::int64_t id = map.id_atomic(static_cast<std::size_t>(ids[i]));
+        if (id < 0) continue;
+        distances[kept] = distances[i];
+        ids[kept++] = id;
+    }
+    for (; kept < k && ids[kept] >= 0; ++kept) {
+        distances[kept] = std::numeric_limits<float>::infinity();
+        ids[kept] = -1;
+    }
+}
+}  // namespace
+
 void HnswGraph::search_one(const void* query, std::size_t k, std::size_t ef, const IdFilter& filter,
                            std::size_t list, bool normalize_query, HnswWorker& w,
                            float* out_distances, std::int64_t* out_ids, bool buffered) const {
@@ -864,6 +891,7 @@ void HnswGraph::search_one(const void* query, std::size_t k, std::size_t ef, con
     SlotFilter slot_filter;
     const SlotFilter* mask = nullptr;
     if (filter.active()) {
+        std::shared_lock<std::shared_mutex> ids_lock(ids_mutex_);  // hash map lookups below
         std::size_t count = 0;
         if (filter.id_mask) {
             slot_filter.slot_ids = idmap_.ids();
@@ -889,10 +917,11 @@ void HnswGraph::search_one(const void* query, std::size_t k, std::size_t ef, con
                 top.push(distance(q, row(allowed[i])), allowed[i]);
             }
             top.write_sorted(out_distances, out_ids);
-            for (std::size_t i = 0; i < k && out_ids[i] >= 0; ++i) out_ids[i] = idmap_.id(static_cast<std::size_t>(out_ids[i]));
+            ids_lock.unlock();
+            slots_to_ids(idmap_, k, out_distances, out_ids);
             return;
         }
-    } else if (tombstones_ != 0) {
+    } else if (tombstones_.load(std::memory_order_relaxed) != 0) {
         slot_filter.slot_mask = alive_.data();
         mask = &slot_filter;
     }
@@ -911,7 +940,7 @@ void HnswGraph::search_one(const void* query, std::size_t k, std::size_t ef, con
             else
                 search_layer<false, false>(q, cur, cur_distance, 0, ef, nullptr, w, &buffer);
             buffer.write_sorted(out_distances, out_ids);
-            for (std::size_t i = 0; i < k && out_ids[i] >= 0; ++i) out_ids[i] = idmap_.id(static_cast<std::size_t>(out_ids[i]));
+            slots_to_ids(idmap_, k, out_distances, out_ids);
             return;
         }
         std::size_t width = std::max(ef, k);
@@ -921,9 +950,11 @@ void HnswGraph::search_one(const void* query, std::size_t k, std::size_t ef, con
             search_layer<false, false>(q, cur, cur_distance, 0, width, nullptr, w);
         w.sorted.assign(w.results.begin(), w.results.end());
         std::sort(w.sorted.begin(), w.sorted.end(), closer);
-        for (std::size_t i = 0; i < w.sorted.size() && found < k; ++i, ++found) {
+        for (std::size_t i = 0; i < w.sorted.size() && found < k; ++i) {
+            const std::int64_t id = idmap_.id_atomic(w.sorted[i].slot);  // -1: removed meanwhile
+            if (id < 0) continue;
             out_distances[found] = w.sorted[i].distance;
-            out_ids[found] = idmap_.id(w.sorted[i].slot);
+            out_ids[found++] = id;
         }
     }
     for (; found < k; ++found) {

@@ -36,8 +36,14 @@
 //     inserted (insert_nodes), as in hnswlib: it reads link lists without locks (every entry
 //     it can see is a valid slot whose row is written), sizes its visited set by capacity,
 //     and reads the entry point and top level as one atomic word. The binding holds its
-//     reader-writer lock exclusively for begin_add / end_add (growth, ids), remove,
-//     compact and restore, and shared for searches and insert_nodes.
+//     reader-writer lock exclusively for begin_add / end_add (growth, ids), compact and
+//     restore, and shared for searches, insert_nodes and remove.
+//   * remove() runs beside searches and inserts (a service's one-row deletes never wait
+//     for running searches): the id map's hash map is guarded by ids_mutex_ (remove takes
+//     it alone; filter preparation, id lookups and snapshots share it), the slot's id and
+//     alive flag are cleared with atomic stores, and a search maps its result slots through
+//     IdMap::id_atomic, dropping a slot whose id went meanwhile (so a result is either as
+//     before or as after the remove, never a hole).
 //   * Per-thread scratch (visited set with epoch counters, heaps, buffers, filter masks)
 //     comes from a pool so a search allocates nothing in steady state.
 //
@@ -57,6 +63,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <vector>
 
 #include "index/idmap.hpp"
@@ -121,8 +128,10 @@ class HnswGraph {
     void end_add(const PendingAdd& pending);
 
     // Tombstones the given ids (unknown ids are ignored); returns how many were removed.
-    // Compacts when tombstones pile up (see kHnswCompactFraction).
-    std::size_t remove(const std::int64_t* ids, std::size_t n, std::size_t threads);
+    // Safe beside searches and insert_nodes (shared lock). Then, when compact_due(), the
+    // caller compacts under the exclusive lock (see kHnswCompactFraction).
+    std::size_t remove(const std::int64_t* ids, std::size_t n);
+    bool compact_due() const;
     // Unlinks every tombstoned node and frees its slot; returns how many.
     std::size_t compact(std::size_t threads);
 
@@ -139,8 +148,18 @@ class HnswGraph {
 
     // ---- state ------------------------------------------------------------------------
     std::size_t slot_count() const { return slot_count_; }
-    std::size_t live_count() const { return idmap_.size(); }
-    std::size_t tombstones() const { return tombstones_; }
+    // f(idmap) with the id map steady (no remove meanwhile): lookups, id lists, snapshots.
+    template <class F>
+    auto with_ids(F f) const {
+        std::shared_lock<std::shared_mutex> lock(ids_mutex_);
+        return f(idmap_);
+    }
+    std::size_t live_count() const {
+        std::shared_lock<std::shared_mutex> lock(ids_mutex_);
+        return idmap_.size();
+    }
+    std::size_t tombstones() const { return tombstones_.load(std::memory_order_relaxed); }
+    std::shared_lock<std::shared_mutex> lock_ids() const { return std::shared_lock<std::shared_mutex>(ids_mutex_); }
     const IdMap& idmap() const { return idmap_; }
     void set_next_id(std::int64_t next) { idmap_.set_next_id(next); }
     std::size_t capacity() const { return capacity_; }
@@ -224,8 +243,9 @@ class HnswGraph {
     std::size_t capacity_ = 0, slot_count_ = 0;
     std::vector<std::int32_t> levels_;
     IdMap idmap_;
+    mutable std::shared_mutex ids_mutex_;  // the hash map while remove() runs beside searches
     std::vector<std::uint8_t> alive_;  // 1: live node (returned by searches); 0: free or tombstone
-    std::size_t tombstones_ = 0;
+    std::atomic<std::size_t> tombstones_{0};
     std::vector<std::vector<std::uint32_t>> upper_;
     std::unique_ptr<std::atomic<std::uint8_t>[]> locks_;
     // Level-0 in-links per slot: a full list re-pruned for a new link never drops the last

@@ -6,7 +6,9 @@
 //
 // Every operation is O(1) (amortised) in the number of stored rows: the cost of one add or
 // remove does not grow with the index. Not thread-safe by itself: the owning index guards
-// it with its reader-writer lock (searches read, add / remove write).
+// it with its reader-writer lock (searches read, add / remove write). The one exception:
+// unbind writes ids_[slot] with an atomic store and id_atomic reads it, so an index may
+// forget ids while its searches map slots (HnswGraph removes under its shared lock).
 #pragma once
 #include <algorithm>
 #include <cstddef>
@@ -28,6 +30,10 @@ class IdMap {
     std::int64_t next_id() const { return next_id_; }
     void set_next_id(std::int64_t next) { next_id_ = std::max(next_id_, next); }
     std::int64_t id(std::size_t slot) const { return ids_[slot]; }
+    // The id of a slot while another thread may unbind it (-1 once unbound).
+    std::int64_t id_atomic(std::size_t slot) const {
+        return __atomic_load_n(&ids_[slot], __ATOMIC_RELAXED);
+    }
     const std::int64_t* ids() const { return ids_.data(); }
 
     // Slot of a live id, or -1.
@@ -102,7 +108,7 @@ class IdMap {
         if (it == slot_of_.end()) return -1;
         std::uint32_t slot = it->second;
         slot_of_.erase(it);
-        ids_[slot] = kNoId;
+        __atomic_store_n(&ids_[slot], kNoId, __ATOMIC_RELAXED);  // see id_atomic
         return slot;
     }
 
@@ -182,7 +188,8 @@ struct SlotFilter {
     std::uint64_t id_mask_len = 0;
     bool allows(std::uint32_t slot) const {
         if (slot_mask) return slot_mask[slot] != 0;
-        const std::uint64_t id = static_cast<std::uint64_t>(slot_ids[slot]);  // -1: huge
+        // -1 (free, tombstone) is huge; atomic: an HNSW remove may unbind the slot meanwhile
+        const std::uint64_t id = static_cast<std::uint64_t>(__atomic_load_n(&slot_ids[slot], __ATOMIC_RELAXED));
         return id < id_mask_len && id_mask[id] != 0;
     }
 };

@@ -166,9 +166,9 @@ void RerankRows::map_file(std::size_t bytes) {
     map_bytes_ = want;
 }
 
-void RerankRows::encode(const float* x, std::size_t n, std::uint8_t* out) const {
-    const std::size_t d = spec_.dim;
-    switch (spec_.storage) {
+void encode_rows(const StoreSpec& spec, const float* x, std::size_t n, std::uint8_t* out) {
+    const std::size_t d = spec.dim;
+    switch (spec.storage) {
         case Storage::f32:
             std::memcpy(out, x, n * d * 4);
             return;
@@ -186,16 +186,18 @@ void RerankRows::encode(const float* x, std::size_t n, std::uint8_t* out) const 
             // code = clip(rint((x - lo) / scale), 0, 255); constant dimensions (scale 0) code 0.
             for (std::size_t i = 0; i < n; ++i)
                 for (std::size_t j = 0; j < d; ++j) {
-                    const float s = scale_[j];
-                    float c = s > 0 ? std::nearbyint((x[i * d + j] - lo_[j]) / s) : 0.0f;
+                    const float s = spec.scale[j];
+                    float c = s > 0 ? std::nearbyint((x[i * d + j] - spec.lo[j]) / s) : 0.0f;
                     c = std::min(std::max(c, 0.0f), 255.0f);
                     out[i * d + j] = static_cast<std::uint8_t>(c);
                 }
             return;
         default:
-            throw std::invalid_argument("re-rank rows: unsupported storage");
+            throw std::invalid_argument("encode_rows: unsupported storage");
     }
 }
+
+void RerankRows::encode(const float* x, std::size_t n, std::uint8_t* out) const { encode_rows(spec_, x, n, out); }
 
 void RerankRows::put(const std::int64_t* slots, const float* x, std::size_t n) {
     if (n == 0) return;

@@ -27,6 +27,11 @@ std::uint32_t crc32_bytes(const std::uint8_t* data, std::size_t n, std::uint32_t
 // float32 -> IEEE half, rounding to nearest even (as NumPy's astype(float16)).
 std::uint16_t float_to_half(float f);
 
+// float32 rows x (n, spec.dim) -> stored rows (n, spec.row_bytes) of f32 / f16 / u8 storage
+// (u8: code = clip(rint((x - lo) / scale), 0, 255), as _storage.encode). Throws
+// std::invalid_argument for values a float16 cannot hold.
+void encode_rows(const StoreSpec& spec, const float* x, std::size_t n, std::uint8_t* out);
+
 class RerankRows {
    public:
     // storage: f32, f16 or u8 (lo, scale: (dim,) ranges, u8 only); metric: l2, ip, cosine.

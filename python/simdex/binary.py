@@ -45,7 +45,6 @@ from ._format import Fields
 from ._rerank import RerankStore
 from ._result import SearchResult
 from .kernels import normalize
-from .pq import _grown
 
 MAX_BITS = 4
 SCORINGS = ("symmetric", "asymmetric")
@@ -272,8 +271,7 @@ class BinaryIndex(Index):
             None if rerank is None else RerankStore(self.dim, self.metric, rerank)
         )
         self._init_ids(reuse_slots=True)
-        self._codes = np.zeros((0, self.code_size), dtype=np.uint8)  # capacity; live: _live_codes()
-        self._hnsw = None
+        self._hnsw: Any = None
         self._ef = 64
         if graph:
             from .hnsw import HNSWIndex
@@ -281,6 +279,18 @@ class BinaryIndex(Index):
             self._hnsw = HNSWIndex(
                 self.code_size * 8, "hamming", M=self.M, ef_construction=self.ef_construction
             )
+        self._make_core()
+
+    def _make_core(self) -> None:
+        """The C++ object every add / remove / search goes through: the codes by slot, the
+        id table, the re-rank rows and the graph over the codes."""
+        self._core = _core.BinaryCore(
+            self.dim,
+            self.bits,
+            self._idt,
+            None if self._store is None else self._store.core,
+            None if self._hnsw is None else self._hnsw._core,
+        )
 
     # ---- properties ---------------------------------------------------------------------
     @property
@@ -308,7 +318,7 @@ class BinaryIndex(Index):
 
     @property
     def nbytes(self) -> int:
-        total = self._live_codes().nbytes + self._idt.nbytes
+        total = self._core.nbytes + self._idt.nbytes
         if self._store is not None:
             total += self._store.nbytes
         if self._hnsw is not None:
@@ -350,34 +360,36 @@ class BinaryIndex(Index):
             codes = np.concatenate(
                 [self.binarizer._encode(a[part]) for part in _progress.chunks(n, bar)]
             )
-        new_ids, slots = self._bind_ids(ids, n)  # freed slots first, then new ones at the end
-        try:
-            self._codes = _grown(self._codes, self._slot_count, self._codes.shape[0])
-            self._codes[slots] = codes
-            if self._store is not None:
-                self._store.put(slots, a)
-            if self._hnsw is not None:  # graph ids are our slots
-                with _progress.Progress(progress, n, "Binary graph add") as bar:
-                    self._hnsw._add_rows(codes, slots, None, threads, bar)
-        except BaseException:
-            # Interrupted (Ctrl-C) or failed: undo the whole add (the rows stay out).
-            if self._hnsw is not None:
-                self._hnsw.remove(slots)
-            self._unbind_ids(new_ids)
-            raise
-        return new_ids
-
-    def _live_codes(self) -> np.ndarray:
-        return self._codes[: self._slot_count]
+        new_ids = None if ids is None else _checks.as_ids(ids, n)
+        # One C++ call: bind ids (freed slots first), store codes and rows, insert into the
+        # graph; all or nothing. With a graph bar: one call per chunk, earlier ones undone.
+        with _progress.Progress(progress and self._hnsw is not None, n, "Binary graph add") as bar:
+            if not bar.shown:
+                added: np.ndarray = self._core.add(codes, a, new_ids, threads)
+                return added
+            done: list[np.ndarray] = []
+            try:
+                for part in _progress.chunks(n, bar, chunk=max(1000, n // 100)):
+                    done.append(
+                        self._core.add(
+                            np.ascontiguousarray(codes[part]),
+                            np.ascontiguousarray(a[part]),
+                            None if new_ids is None else np.ascontiguousarray(new_ids[part]),
+                            threads,
+                        )
+                    )
+            except BaseException:
+                for chunk in done:
+                    self._core.remove(chunk)
+                raise
+            return np.concatenate(done) if done else np.zeros(0, dtype=np.int64)
 
     @writes
     def remove(self, ids: Any) -> int:
         """Remove vectors by id (unknown ids are ignored); returns how many were removed.
         Removed ids are never returned; their slots are reused by later adds."""
-        slots = self._unbind_ids(ids)
-        if slots.size and self._hnsw is not None:
-            self._hnsw._core.remove(slots)
-        return int(slots.size)
+        removed: int = self._core.remove(_checks.as_id_list(ids))
+        return removed
 
     # ---- search -------------------------------------------------------------------------
     @searches
@@ -436,43 +448,31 @@ class BinaryIndex(Index):
             if self.bits == 1 and self.scoring == "symmetric"
             else 0.0
         )
-        codes = self._live_codes()
-        common = dict(
-            rows=codes,
-            n=codes.shape[0],
-            bits_x=self.bits,
-            plane_bytes=self.plane_bytes,
-            scoring=self.scoring,
-            queries=block,
-            bits_q=bits_q,
-            weights=weights,
-            offsets=offsets,
-            hamming_alpha=alpha,
-            dim=self.dim,
-            queries_full=q,
-            store=None if self._store is None else self._store.core,
-            table=self._idt,
-            threads=threads,
-        )
-        if self._hnsw is None:
-            dist, ids = _core.binary_scan_pipeline(
-                nq=nq, k=k, candidates=candidates, mask=mask, **common
-            )
-        else:
+        allowed_ids = filter_offsets = allowed_mask = None
+        codes_q = None
+        if self._hnsw is not None:
             allowed_ids, filter_offsets, allowed_mask = _checks.as_filter(allowed, nq)
+            codes_q = self.binarizer._encode(q) if alpha == 0.0 else block
             ef = max(self._ef if ef is None else ef, candidates)
-            dist, ids = self._hnsw._core.search_binary(
-                codes_q=self.binarizer._encode(q) if alpha == 0.0 else block,
-                nq=nq,
-                k=k,
-                ef=ef,
-                candidates=candidates,
-                found=ef,
-                filter_ids=allowed_ids,
-                filter_offsets=filter_offsets,
-                filter_mask=allowed_mask,
-                **common,
-            )
+        dist, ids = self._core.search(
+            self.scoring,
+            block,
+            nq,
+            bits_q,
+            weights,
+            offsets,
+            alpha,
+            k,
+            candidates,
+            0 if ef is None else ef,
+            None if self._hnsw is not None else mask,
+            allowed_ids,
+            filter_offsets,
+            allowed_mask,
+            codes_q,
+            q,
+            threads,
+        )
         return _result.finish(dist, ids, was_1d, max_distance)
 
     def _query_block(self, q: np.ndarray) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
@@ -517,7 +517,7 @@ class BinaryIndex(Index):
     def _state_arrays(
         self, inner: tuple[dict[str, Any], dict[str, Any]] | None
     ) -> dict[str, np.ndarray]:
-        arrays = {"codes": self._live_codes(), "ids": self._ids_state()[0]}
+        arrays = {"codes": self._core.codes(), "ids": self._ids_state()[0]}
         if self.alphas is not None:
             arrays["alphas"] = self.alphas
         if self.binarizer.center_ is not None:
@@ -545,7 +545,7 @@ class BinaryIndex(Index):
         index.graph = f.bool("graph")
         index.ef = f.int("ef", 1, _checks.MAX_LIST)
         ids = f.ids("ids")
-        index._codes = f.array("codes", np.uint8, (ids.shape[0], index.code_size))
+        codes = f.array("codes", np.uint8, (ids.shape[0], index.code_size))
         alphas = f.optional_array("alphas", np.float32, (index.bits,), finite=True)
         if alphas is not None:
             f.bounded("alphas", alphas, index.dim)
@@ -579,6 +579,8 @@ class BinaryIndex(Index):
                 nodes.size and (nodes.max() >= ids.shape[0] or (ids[nodes] < 0).any())
             ):
                 raise f.error("ids", "the live slots are not the graph's nodes")
+        index._make_core()
+        index._core.restore(np.ascontiguousarray(codes))
         return index
 
     def _repr_fields(self) -> str:

@@ -468,7 +468,21 @@ class LeanVecIndex(Index):
             int8_queries=int8_queries,
         )
         self._store: RerankStore | None = None
+        self._core: Any = None  # _core.LeanVecCore once trained (holds the parts below)
         self._init_ids(reuse_slots=False)
+
+    def _make_core(self) -> None:
+        """The C++ object every add / remove / search goes through: the graph, the id table,
+        the re-rank rows and the projections (once trained)."""
+        assert self._store is not None
+        self._core = _core.LeanVecCore(
+            self._graph._core,
+            self._idt,
+            self._store.core,
+            self.projection._query_rows,
+            self.projection._data_rows,
+            _checks.max_magnitude(self.out_dim),
+        )
 
     # ---- properties ---------------------------------------------------------------------
     def _graph_metric(self) -> Literal["l2", "ip"]:
@@ -500,9 +514,11 @@ class LeanVecIndex(Index):
 
     @property
     def nbytes(self) -> int:
-        matrices = 0 if not self.is_trained else self.projection._matrices()[1].nbytes * 2
+        # the fitted matrices and their row-major copies, and the core's own copies
+        matrices = 0 if not self.is_trained else self.projection._matrices()[1].nbytes * 4
+        core = 0 if self._core is None else self._core.nbytes
         store = 0 if self._store is None else self._store.nbytes
-        return int(self._graph.nbytes + store + matrices + self._idt.nbytes)
+        return int(self._graph.nbytes + store + matrices + core + self._idt.nbytes)
 
     def _prepare(self, x: Any, name: str) -> tuple[np.ndarray, bool]:
         a, was_1d = _checks.as_float_rows(x, self.dim, name)
@@ -540,6 +556,7 @@ class LeanVecIndex(Index):
             if self.secondary == "int8":
                 lo, scale = _storage.train_int8(a)
             self._store = self._new_store(lo, scale)
+            self._make_core()
             bar.update()
         return self
 
@@ -555,32 +572,31 @@ class LeanVecIndex(Index):
             hint = "train(x, queries)" if self.projection.kind == "ood" else "train(x)"
             raise ValueError(f"LeanVecIndex is not trained; call {hint} before add")
         a, _ = self._prepare(x, "x")
-        reduced = self.projection._project(a, self.projection._data_rows, threads)
-        new_ids, slots = self._bind_ids(ids, a.shape[0])  # appended: slots are store rows
-        assert self._store is not None  # made by train()
-        try:
-            self._store.put(slots, a)
-            # graph ids are our slots (the graph's core directly: rows checked here already)
-            with _progress.Progress(progress, a.shape[0], "LeanVec add") as bar:
-                self._graph._add_rows(
-                    self._graph._encode_rows(reduced)[1], slots, None, threads, bar
-                )
-        except BaseException:
-            # Interrupted (Ctrl-C) or failed: undo the whole add; the stored rows stay,
-            # behind dead slots, so store rows and slots stay aligned.
-            self._graph._core.remove(slots)
-            self._unbind_ids(new_ids)
-            raise
-        return new_ids
+        new_ids = None if ids is None else _checks.as_ids(ids, a.shape[0])
+        # One C++ call: project, encode, bind ids, store the rows, insert into the graph (all
+        # or nothing); with a bar, one call per chunk and the earlier chunks undone on error.
+        with _progress.Progress(progress, a.shape[0], "LeanVec add") as bar:
+            if not bar.shown:
+                added: np.ndarray = self._core.add(a, new_ids, threads)
+                return added
+            done: list[np.ndarray] = []
+            try:
+                for part in _progress.chunks(a.shape[0], bar, chunk=max(1000, a.shape[0] // 100)):
+                    rows = np.ascontiguousarray(a[part])
+                    chunk_ids = None if new_ids is None else np.ascontiguousarray(new_ids[part])
+                    done.append(self._core.add(rows, chunk_ids, threads))
+            except BaseException:
+                for chunk in done:
+                    self._core.remove(chunk)
+                raise
+            return np.concatenate(done) if done else np.zeros(0, dtype=np.int64)
 
     @writes
     def remove(self, ids: Any) -> int:
         """Remove vectors by id (unknown ids are ignored); returns how many were removed.
         O(1) (a tombstone in the graph); removed ids are never returned again."""
-        slots = self._unbind_ids(ids)
-        if slots.size:
-            self._graph._core.remove(slots)
-        return int(slots.size)
+        removed: int = self._core.remove(_checks.as_id_list(ids)) if self._core is not None else 0
+        return removed
 
     # ---- search -------------------------------------------------------------------------
     @searches
@@ -622,22 +638,8 @@ class LeanVecIndex(Index):
                 return self._empty_result(q.shape[0], k, was_1d, max_distance)
         buffer = max(ef, k) if rerank_k is None else rerank_k
         # One C++ call: project, walk the graph, re-rank with the full rows, map slots to ids.
-        assert self._store is not None  # made by train()
         allowed_ids, offsets, allowed_mask = _checks.as_filter(allowed, q.shape[0])
-        dist, ids = self._graph._core.search_reranked(
-            q,
-            q.shape[0],
-            k,
-            ef,
-            buffer,
-            self.projection._query_rows,
-            self._store.core,
-            allowed_ids,
-            offsets,
-            allowed_mask,
-            self._idt,
-            threads,
-        )
+        dist, ids = self._core.search(q, k, ef, buffer, allowed_ids, offsets, allowed_mask, threads)
         return _result.finish(dist, ids, was_1d, max_distance)
 
     # ---- persistence --------------------------------------------------------------------
@@ -726,6 +728,11 @@ class LeanVecIndex(Index):
             index.rerank_path = index._store.path
         elif live:
             raise f.error("store", f"missing, but the index holds {live} vectors")
+        index._core = None
+        if index._store is not None:
+            if not index.is_trained:
+                raise f.error("store", "present, but the projection is not trained")
+            index._make_core()
         return index
 
     def _repr_fields(self) -> str:
