@@ -99,7 +99,7 @@ class BinaryCore {
                 hnsw_insert(graph_, c, slots.data(), nullptr, nullptr, n, resolve_threads(threads));
             } catch (...) {
                 // Interrupted (Ctrl-C) or failed: the nodes inserted so far become tombstones
-                remove_nodes(slots.data(), n, 1);
+                hnsw_remove(graph_, slots.data(), n, 1);
                 ids_->unbind(out_ids, n, true);
                 throw;
             }
@@ -112,7 +112,7 @@ class BinaryCore {
         const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
         py::gil_scoped_release release;
         std::vector<std::int64_t> slots = ids_->unbind(id_ptr, n, true);
-        if (graph_.graph) remove_nodes(slots.data(), slots.size(), resolve_threads(threads));
+        if (graph_.graph) hnsw_remove(graph_, slots.data(), slots.size(), resolve_threads(threads));
         return slots.size();
     }
 
@@ -194,19 +194,6 @@ class BinaryCore {
     std::size_t nbytes() const { return codes_.capacity(); }
 
    private:
-    // Tombstones graph nodes (graph ids = slots); compacts alone when due.
-    void remove_nodes(const std::int64_t* slots, std::size_t n, std::size_t threads) {
-        if (n == 0) return;
-        {
-            std::shared_lock<RwLock> lock(*graph_.lock);
-            graph_.graph->remove(slots, n);
-        }
-        if (graph_.graph->compact_due()) {
-            std::unique_lock<RwLock> lock(*graph_.lock);
-            if (graph_.graph->compact_due()) graph_.graph->compact(threads);
-        }
-    }
-
     py::object ids_obj_, rows_obj_, graph_obj_;  // keep the parts alive
     IdTable* ids_ = nullptr;
     RerankRows* rows_ = nullptr;

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "bindings_common.hpp"
+#include "bindings_multivector.hpp"
 #include "index/flat.hpp"
 
 namespace simdex {
@@ -53,6 +54,27 @@ class FlatHandle {
             std::shared_lock<RwLock> lock(mutex_);
             core_->search(q, nq, k, filter, thread_n, d_ptr, i_ptr);
         });
+    }
+
+    // MultiVectorIndex(index="flat").search in one call: encode the query sets, scan the
+    // documents' encodings exactly for `candidates` per query (ids = the multi-vector index's
+    // slots; filter in those slots), re-rank by exact Chamfer from the token store, slots to
+    // ids through `table` (bindings_multivector.hpp).
+    py::tuple search_multivector(const FdeEncoder& encoder, const py::array& q_tokens, const py::array& q_offsets,
+                                 const py::tuple& store, std::size_t k, std::size_t candidates,
+                                 const py::object& carve, const py::object& filter_ids,
+                                 const py::object& filter_offsets, const py::object& filter_mask, IdTable& table,
+                                 const py::object& threads) {
+        if (core_->spec().storage == Storage::bits || core_->spec().dim != encoder.out_dim())
+            throw std::invalid_argument("search_multivector: the index must hold the encodings");
+        MultiVectorRequest r = multivector_request(encoder, q_tokens, q_offsets, store, k, candidates, carve);
+        IdFilter filter = filter_arg(filter_ids, filter_offsets, filter_mask, r.queries.n);
+        const std::size_t thread_n = thread_count(threads);
+        return run_multivector(kernels_for(level_), r, table, thread_n,
+                               [&](const float* fde, std::size_t nq, std::size_t c, float* d, std::int64_t* ids) {
+                                   std::shared_lock<RwLock> lock(mutex_);
+                                   core_->search(fde, nq, c, filter, thread_n, d, ids);
+                               });
     }
 
     bool contains(std::int64_t id) { return contains_id(core_->idmap(), mutex_, id); }
@@ -111,6 +133,10 @@ void bind_flat(py::module_& m) {
              py::arg("filter_ids") = py::none(), py::arg("filter_offsets") = py::none(),
              py::arg("filter_mask") = py::none(),
              py::arg("threads") = py::none())
+        .def("search_multivector", &FlatHandle::search_multivector, py::arg("encoder"), py::arg("q_tokens"),
+             py::arg("q_offsets"), py::arg("store"), py::arg("k"), py::arg("candidates"), py::arg("carve"),
+             py::arg("filter_ids"), py::arg("filter_offsets"), py::arg("filter_mask"), py::arg("table"),
+             py::arg("threads"))
         .def("__contains__", &FlatHandle::contains)
         .def("ids", &FlatHandle::ids)
         .def("rows", &FlatHandle::rows)

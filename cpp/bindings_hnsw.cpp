@@ -8,6 +8,7 @@
 
 #include "bindings_common.hpp"
 #include "bindings_hnsw.hpp"
+#include "bindings_multivector.hpp"
 #include "index/hnsw.hpp"
 
 namespace simdex {
@@ -51,16 +52,7 @@ class HnswHandle {
         std::size_t n = static_cast<std::size_t>(ids.size());
         const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
         py::gil_scoped_release release;
-        std::size_t removed;
-        {
-            std::shared_lock<RwLock> lock(mutex_);  // beside searches and inserts
-            removed = graph_->remove(id_ptr, n);
-        }
-        if (removed && graph_->compact_due()) {  // once per ~10% of the nodes: alone
-            std::unique_lock<RwLock> lock(mutex_);
-            if (graph_->compact_due()) graph_->compact(resolve_threads(threads));
-        }
-        return removed;
+        return hnsw_remove(parts(), id_ptr, n, resolve_threads(threads));
     }
 
     std::size_t compact(long threads) {
@@ -82,6 +74,27 @@ class HnswHandle {
             graph_->search(q, nq, k, ef, filter, normalize, resolve_threads(threads), d_ptr, i_ptr,
                            buffered);
         });
+    }
+
+    // MultiVectorIndex(index="hnsw").search in one call: encode the query sets, walk the graph
+    // over the documents' encodings for `candidates` per query (its ids are the multi-vector
+    // index's slots; filter in those slots), re-rank them by exact Chamfer from the token
+    // store, map slots to ids through `table` (bindings_multivector.hpp).
+    py::tuple search_multivector(const FdeEncoder& encoder, const py::array& q_tokens, const py::array& q_offsets,
+                                 const py::tuple& store, std::size_t k, std::size_t candidates, std::size_t ef,
+                                 bool buffered, const py::object& carve, const py::object& filter_ids,
+                                 const py::object& filter_offsets, const py::object& filter_mask, IdTable& table,
+                                 long threads) {
+        if (graph_->spec().storage == Storage::bits || graph_->spec().dim != encoder.out_dim())
+            throw std::invalid_argument("search_multivector: the graph must hold the encodings");
+        MultiVectorRequest r = multivector_request(encoder, q_tokens, q_offsets, store, k, candidates, carve);
+        IdFilter filter = filter_arg(filter_ids, filter_offsets, filter_mask, r.queries.n);
+        const std::size_t thread_n = resolve_threads(threads);
+        return run_multivector(kernels_for(level_), r, table, thread_n,
+                               [&](const float* fde, std::size_t nq, std::size_t c, float* d, std::int64_t* ids) {
+                                   std::shared_lock<RwLock> lock(mutex_);
+                                   graph_->search(fde, nq, c, ef, filter, false, thread_n, d, ids, buffered);
+                               });
     }
 
     // Lean path for one 1-D query without filter (the per-call cost matters at high QPS):
@@ -244,6 +257,19 @@ void hnsw_insert(HnswParts g, const std::uint8_t* rows, const std::int64_t* ids,
     }
 }
 
+std::size_t hnsw_remove(HnswParts g, const std::int64_t* ids, std::size_t n, std::size_t threads) {
+    std::size_t removed;
+    {
+        std::shared_lock<RwLock> lock(*g.lock);  // beside searches and inserts
+        removed = g.graph->remove(ids, n);
+    }
+    if (removed && g.graph->compact_due()) {  // once per ~10% of the nodes: alone
+        std::unique_lock<RwLock> lock(*g.lock);
+        if (g.graph->compact_due()) g.graph->compact(threads);
+    }
+    return removed;
+}
+
 void bind_hnsw(py::module_& m) {
     py::class_<HnswHandle>(m, "HnswGraph")
         .def(py::init<const std::string&, const std::string&, std::size_t, std::size_t, std::size_t, std::uint64_t>(),
@@ -271,6 +297,16 @@ void bind_hnsw(py::module_& m) {
              py::arg("filter_ids") = py::none(), py::arg("filter_offsets") = py::none(),
              py::arg("filter_mask") = py::none(),
              py::arg("normalize") = false, py::arg("threads") = py::none(), py::arg("buffered") = false)
+        .def("search_multivector", [](HnswHandle& h, const FdeEncoder& encoder, const py::array& q_tokens,
+                                      const py::array& q_offsets, const py::tuple& store, std::size_t k,
+                                      std::size_t candidates, std::size_t ef, bool buffered, const py::object& carve,
+                                      const py::object& filter_ids, const py::object& filter_offsets,
+                                      const py::object& filter_mask, IdTable& table, const py::object& threads) {
+                 return h.search_multivector(encoder, q_tokens, q_offsets, store, k, candidates, ef, buffered, carve,
+                                             filter_ids, filter_offsets, filter_mask, table, threads_arg(threads)); },
+             py::arg("encoder"), py::arg("q_tokens"), py::arg("q_offsets"), py::arg("store"), py::arg("k"),
+             py::arg("candidates"), py::arg("ef"), py::arg("buffered"), py::arg("carve"), py::arg("filter_ids"),
+             py::arg("filter_offsets"), py::arg("filter_mask"), py::arg("table"), py::arg("threads"))
         .def("search1", &HnswHandle::search1, py::arg("query"), py::arg("k"), py::arg("ef"))
         .def("__contains__", &HnswHandle::contains)
         .def("__len__", &HnswHandle::live_count)

@@ -22,4 +22,9 @@ HnswParts hnsw_parts(const py::object& handle);
 void hnsw_insert(HnswParts g, const std::uint8_t* rows, const std::int64_t* ids, std::int64_t* assigned,
                  const std::int64_t* order, std::size_t n, std::size_t threads);
 
+// Tombstones the graph's ids (unknown ones ignored) under the shared lock, beside searches
+// and inserts, then compacts alone when due; returns how many were removed. Call without
+// the GIL.
+std::size_t hnsw_remove(HnswParts g, const std::int64_t* ids, std::size_t n, std::size_t threads);
+
 }  // namespace simdex

@@ -77,7 +77,7 @@ class LeanVecCore {
             // Interrupted (Ctrl-C) or failed: undo the whole add (the nodes inserted so far
             // become tombstones); the stored rows stay behind dead slots, so store rows and
             // slots stay aligned.
-            remove_nodes(slots.data(), n);
+            hnsw_remove(graph_, slots.data(), n, 1);
             ids_->unbind(out_ids, n, false);
             throw;
         }
@@ -90,7 +90,7 @@ class LeanVecCore {
         const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
         py::gil_scoped_release release;
         std::vector<std::int64_t> slots = ids_->unbind(id_ptr, n, false);
-        remove_nodes(slots.data(), slots.size(), resolve_threads(threads));
+        hnsw_remove(graph_, slots.data(), slots.size(), resolve_threads(threads));
         return slots.size();
     }
 
@@ -135,19 +135,6 @@ class LeanVecCore {
                                         "-d float32 distances allow: the projection matrices do not fit "
                                         "these vectors (a corrupted or crafted file?)");
         return out;
-    }
-
-    // Tombstones graph nodes (graph ids = store rows); compacts alone when due.
-    void remove_nodes(const std::int64_t* slots, std::size_t n, std::size_t threads = 1) {
-        if (n == 0) return;
-        {
-            std::shared_lock<RwLock> lock(*graph_.lock);
-            graph_.graph->remove(slots, n);
-        }
-        if (graph_.graph->compact_due()) {
-            std::unique_lock<RwLock> lock(*graph_.lock);
-            if (graph_.graph->compact_due()) graph_.graph->compact(threads);
-        }
     }
 
     py::object graph_obj_, ids_obj_;  // keep the parts alive

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "bindings_common.hpp"
+#include "bindings_multivector.hpp"
 #include "index/pqcore.hpp"
 
 namespace simdex {
@@ -130,6 +131,28 @@ class PqHandle {
             std::shared_lock<RwLock> lock(mutex_);
             core_->search(PqQuery{q, nq, k, candidates}, filter, thread_n, d_ptr, i_ptr);
         });
+    }
+
+    // MultiVectorIndex(index="pq").search in one call: encode the query sets, scan the
+    // documents' encodings for `candidates` per query (re-scoring `scanned` of them exactly
+    // when this index keeps its rows; its ids are the multi-vector index's slots, filters
+    // name those), re-rank by exact Chamfer from the token store, slots to ids through
+    // `table` (bindings_multivector.hpp).
+    py::tuple search_multivector(const FdeEncoder& encoder, const py::array& q_tokens, const py::array& q_offsets,
+                                 const py::tuple& store, std::size_t k, std::size_t candidates, std::size_t scanned,
+                                 const py::object& carve, const py::object& filter_ids,
+                                 const py::object& filter_offsets, const py::object& filter_mask, IdTable& table,
+                                 const py::object& threads) {
+        if (core_->books().dim() != encoder.out_dim())
+            throw std::invalid_argument("search_multivector: the index must hold the encodings");
+        MultiVectorRequest r = multivector_request(encoder, q_tokens, q_offsets, store, k, candidates, carve);
+        IdFilter filter = filter_arg(filter_ids, filter_offsets, filter_mask, r.queries.n);
+        const std::size_t thread_n = thread_count(threads);
+        return run_multivector(kernels_for(level_), r, table, thread_n,
+                               [&](const float* fde, std::size_t nq, std::size_t c, float* d, std::int64_t* ids) {
+                                   std::shared_lock<RwLock> lock(mutex_);
+                                   core_->search(PqQuery{fde, nq, c, std::max(scanned, c)}, filter, thread_n, d, ids);
+                               });
     }
 
     // The lean path: one (dim,) float32 query, no filter; 1-D results. Checks what
@@ -340,6 +363,25 @@ class IvfPqHandle {
         });
     }
 
+    // MultiVectorIndex(index="ivfpq").search in one call (as PqHandle's, with nprobe lists).
+    py::tuple search_multivector(const FdeEncoder& encoder, const py::array& q_tokens, const py::array& q_offsets,
+                                 const py::tuple& store, std::size_t k, std::size_t candidates, std::size_t scanned,
+                                 std::size_t nprobe, const py::object& carve, const py::object& filter_ids,
+                                 const py::object& filter_offsets, const py::object& filter_mask, IdTable& table,
+                                 const py::object& threads) {
+        if (core_->books().dim() != encoder.out_dim())
+            throw std::invalid_argument("search_multivector: the index must hold the encodings");
+        MultiVectorRequest r = multivector_request(encoder, q_tokens, q_offsets, store, k, candidates, carve);
+        IdFilter filter = filter_arg(filter_ids, filter_offsets, filter_mask, r.queries.n);
+        const std::size_t thread_n = thread_count(threads);
+        return run_multivector(kernels_for(level_), r, table, thread_n,
+                               [&](const float* fde, std::size_t nq, std::size_t c, float* d, std::int64_t* ids) {
+                                   std::shared_lock<RwLock> lock(mutex_);
+                                   core_->search(PqQuery{fde, nq, c, std::max(scanned, c)}, nprobe, filter, thread_n,
+                                                 d, ids);
+                               });
+    }
+
     bool contains(std::int64_t id) { return contains_id(core_->idmap(), mutex_, id); }
     IdArray ids() { return live_ids(core_->idmap(), mutex_); }
 
@@ -429,6 +471,10 @@ void bind_pqcore(py::module_& m) {
         .def("search", &IvfPqHandle::search, py::arg("queries"), py::arg("nq"), py::arg("k"), py::arg("candidates"),
              py::arg("nprobe"), py::arg("filter_ids") = py::none(), py::arg("filter_offsets") = py::none(),
              py::arg("filter_mask") = py::none(), py::arg("threads") = py::none())
+        .def("search_multivector", &IvfPqHandle::search_multivector, py::arg("encoder"), py::arg("q_tokens"),
+             py::arg("q_offsets"), py::arg("store"), py::arg("k"), py::arg("candidates"), py::arg("scanned"),
+             py::arg("nprobe"), py::arg("carve"), py::arg("filter_ids"), py::arg("filter_offsets"),
+             py::arg("filter_mask"), py::arg("table"), py::arg("threads"))
         .def("__contains__", &IvfPqHandle::contains)
         .def("ids", &IvfPqHandle::ids)
         .def("vectors", &IvfPqHandle::vectors, py::arg("ids"))
@@ -450,6 +496,10 @@ void bind_pqcore(py::module_& m) {
         .def("search", &PqHandle::search, py::arg("queries"), py::arg("nq"), py::arg("k"), py::arg("candidates"),
              py::arg("filter_ids") = py::none(), py::arg("filter_offsets") = py::none(),
              py::arg("filter_mask") = py::none(), py::arg("threads") = py::none())
+        .def("search_multivector", &PqHandle::search_multivector, py::arg("encoder"), py::arg("q_tokens"),
+             py::arg("q_offsets"), py::arg("store"), py::arg("k"), py::arg("candidates"), py::arg("scanned"),
+             py::arg("carve"), py::arg("filter_ids"), py::arg("filter_offsets"), py::arg("filter_mask"),
+             py::arg("table"), py::arg("threads"))
         .def("search1", &PqHandle::search1, py::arg("query"), py::arg("k"), py::arg("candidates"),
              py::arg("threads") = py::none())
         .def("__contains__", &PqHandle::contains)

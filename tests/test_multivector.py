@@ -9,6 +9,7 @@ concurrency).
 
 from __future__ import annotations
 
+import copy
 import pickle
 import threading
 
@@ -198,6 +199,16 @@ def test_fde_matches_numpy_reference(params):
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
 
 
+def test_encoder_pickles(corpus):
+    # the draws travel; the C++ encoder (a copy of them) is rebuilt on the other side
+    dim, docs, queries, _ = corpus
+    enc = sx.MuveraEncoder(dim, k_sim=2, d_proj=5, r_reps=3, final_dim=17, seed=4)
+    for twin in (pickle.loads(pickle.dumps(enc)), copy.deepcopy(enc)):
+        np.testing.assert_array_equal(twin.encode_documents(docs[:20]), enc.encode_documents(docs[:20]))
+        np.testing.assert_array_equal(twin.encode_queries(queries), enc.encode_queries(queries))
+        assert repr(twin) == repr(enc)
+
+
 def test_fde_identical_across_levels_and_threads(corpus):
     dim, docs, queries, _ = corpus
     enc = sx.MuveraEncoder(dim, k_sim=4, d_proj=8, r_reps=6, final_dim=200)
@@ -252,6 +263,7 @@ def test_fde_approximates_chamfer():
     # no inner projection (identity): every term is <q, average or one point of P> <= max_p <q, p>
     none = sx.MuveraEncoder(dim, k_sim=3, d_proj=dim, r_reps=5, projection="ams", seed=3)
     none._matrix.reshape(dim, 5, 3 + dim)[:, :, 3:] = np.eye(dim, dtype=np.float32)[:, None, :]
+    none._make_core()  # the C++ encoder holds a copy of the draws
     upper = none.encode_queries(queries) @ none.encode_documents(docs).T
     assert (upper <= exact + 1e-4).all()
 
@@ -308,6 +320,53 @@ def test_index_recall_and_scores(corpus, kind, params, tokens):
         expect = -chamfer_ref([queries[i]], [by_id[j] for j in ids_all[i]])[0][0]
         np.testing.assert_allclose(dist_all[i], expect, rtol=1e-4, atol=1e-3)
         assert (np.diff(dist_all[i]) >= 0).all()
+
+
+def composed_search(index, queries, k, c, **inner_params):
+    """The pipeline's stages by hand: encode, the encoding index's own search, exact
+    Chamfer of the candidates (float64, from the stored tokens), top-k (-Chamfer, ids)."""
+    fde = index.encoder.encode_queries(queries)
+    _, cand = index._inner.search(fde, c, **inner_params)  # slots of the multi-vector index
+    dist, ids = [], []
+    for i, q in enumerate(queries):
+        slots = cand[i][cand[i] >= 0]
+        found = index._idt.ids_of(slots)
+        scores = chamfer_ref([q], index.reconstruct(found))[0][0]
+        order = np.argsort(-scores, kind="stable")[:k]
+        dist.append(-scores[order])
+        ids.append(found[order])
+    return np.array(dist), np.array(ids)
+
+
+@pytest.mark.parametrize("kind, params, search", [
+    ("hnsw", {"M": 8}, {}), ("flat", {}, {}), ("pq", {"m": 24, "nbits": 4}, {}),
+    ("pq", {"m": 24, "nbits": 8}, {}), ("pq", {"m": 24, "nbits": 4, "rerank": "memory"}, {"rerank_k": 90}),
+    ("ivfpq", {"nlist": 4, "m": 24, "nbits": 4}, {"nprobe": 2})])
+def test_pipeline_matches_its_stages(corpus, kind, params, search):
+    # search is one C++ call (encode, candidates, re-rank, ids) for hnsw / flat / pq: the same
+    # candidates and scores as the stages run one by one through the public pieces
+    dim, docs, queries, _ = corpus
+    index = sx.MultiVectorIndex(dim, encoder=sx.MuveraEncoder(dim, **SMALL), index=kind, tokens="float32", **params)
+    if kind in ("pq", "ivfpq"):
+        index.train(docs)
+    index.add(docs, ids=np.arange(len(docs)) + 7)
+    index.remove([7, 9, 30])
+    dist, ids = index.search(queries, 10, candidates=40, **search)
+    inner = dict(search, ef=max(index.ef, 40)) if kind == "hnsw" else search  # the default window
+    ref_d, ref_ids = composed_search(index, queries, 10, 40, **inner)
+    np.testing.assert_allclose(dist, ref_d, rtol=1e-4, atol=1e-4)
+    assert np.mean(ids == ref_ids) >= 0.98  # ties may swap
+    assert not np.isin(ids, [7, 9, 30]).any()
+    # one filter per query (one call for hnsw / flat) = each query with its own filter
+    per_query = [np.arange(7 + i % 3, 7 + len(docs), 3) for i in range(len(queries))]
+    f_dist, f_ids = index.search(queries, 5, candidates=40, filter=per_query, **search)
+    for i in (0, 1, 2, len(queries) - 1):
+        one = index.search(queries[i], 5, candidates=40, filter=per_query[i], **search)
+        np.testing.assert_array_equal(f_ids[i], one.ids)
+        np.testing.assert_allclose(f_dist[i], one.distances, rtol=1e-6)
+        assert np.isin(f_ids[i][f_ids[i] >= 0], per_query[i]).all()
+    with pytest.raises(TypeError, match="does not take"):
+        index.search(queries, 3, nprobes=2)
 
 
 def test_index_protocol(corpus, tmp_path):
@@ -405,8 +464,13 @@ def test_index_bad_input(corpus):
         sx.MultiVectorIndex(dim, index="annoy")
     with pytest.raises(ValueError, match="tokens"):
         sx.MultiVectorIndex(dim, tokens="bfloat16")
-    with pytest.raises(ValueError, match="needs m="):
-        sx.MultiVectorIndex(dim, index="pq")
+    default_pq = sx.MultiVectorIndex(dim, index="pq")  # 4-bit fast-scan, sub-spaces of 8 values
+    assert (default_pq._inner.m, default_pq._inner.nbits) == (default_pq.encoder.output_dim // 8, 4)
+    assert sx.MultiVectorIndex(dim, index="pq", m=16, nbits=8)._inner.nbits == 8
+    with pytest.raises(ValueError, match="divisible by 8"):
+        sx.MultiVectorIndex(dim, encoder=sx.MuveraEncoder(dim, k_sim=1, d_proj=3, r_reps=1), index="pq")
+    with pytest.raises(ValueError, match="needs nlist="):
+        sx.MultiVectorIndex(dim, index="ivfpq")
     with pytest.raises(ValueError, match="encoder.dim"):
         sx.MultiVectorIndex(dim, encoder=sx.MuveraEncoder(dim + 1))
     with pytest.raises(ValueError, match="metric"):
@@ -445,6 +509,39 @@ def test_ball_carving(corpus):
     exact_ids = index.search(queries, 10, candidates=len(docs)).ids
     np.testing.assert_array_equal(index.search(queries, 10, candidates=len(docs), carve=np.inf).ids, exact_ids)
     assert recall(index.search(queries, 10, candidates=len(docs), carve=0.8).ids, exact) >= 0.8
+
+
+def carve_ref(tokens, offsets, tau):
+    """Ball carving in float64 NumPy: greedy in token order, clusters summed."""
+    out, counts = [], []
+    for i in range(len(offsets) - 1):
+        q = tokens[offsets[i]:offsets[i + 1]].astype(np.float64)
+        free = np.ones(len(q), dtype=bool)
+        sums = []
+        for c in range(len(q)):
+            if free[c]:
+                members = free & (q @ q[c] >= tau)
+                members[c] = True
+                free &= ~members
+                sums.append(q[members].sum(axis=0))
+        out.extend(sums)
+        counts.append(len(sums))
+    return np.array(out), np.cumsum([0] + counts)
+
+
+@pytest.mark.parametrize("tau", [-np.inf, 0.0, 0.3, 0.6, 2.0])
+def test_ball_carving_matches_reference(tau):
+    rng = np.random.default_rng(5)
+    sizes = [1, 2, 5, 9, 17]
+    tokens = rng.standard_normal((sum(sizes), 13)).astype(np.float32)
+    tokens /= np.linalg.norm(tokens, axis=1, keepdims=True)
+    offsets = np.cumsum([0] + sizes).astype(np.int64)
+    got_t, got_o = carve_queries(tokens, offsets, tau)
+    ref_t, ref_o = carve_ref(tokens, offsets, tau)
+    np.testing.assert_array_equal(got_o, ref_o)
+    np.testing.assert_allclose(got_t, ref_t, rtol=1e-5, atol=1e-5)
+    if tau == -np.inf:  # one cluster per query: its sum
+        assert (np.diff(got_o) == 1).all()
 
 
 def test_concurrent_add_remove_search(corpus):

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <mutex>
+#include <shared_mutex>
 #include <stdexcept>
 #include <string>
 
@@ -265,6 +267,86 @@ void fde_encode(const KernelTable& kernels, const FdeParams& p, const float* mat
             }
         }
     });
+}
+
+// ---- the search pipeline ---------------------------------------------------------------------
+
+void carve_sets(const TokenSets& queries, double tau, std::vector<float>& out_tokens,
+                std::vector<std::int64_t>& out_offsets) {
+    const std::size_t dim = queries.spec.dim;
+    const float* tokens = reinterpret_cast<const float*>(queries.data);
+    out_tokens.clear();
+    out_offsets.assign(1, 0);
+    std::vector<char> taken;
+    std::vector<float> sum(dim);
+    for (std::size_t i = 0; i < queries.n; ++i) {
+        const std::size_t start = static_cast<std::size_t>(queries.offsets[i]);
+        const std::size_t tq = static_cast<std::size_t>(queries.offsets[i + 1]) - start;
+        const float* q = tokens + start * dim;
+        taken.assign(tq, 0);
+        std::int64_t clusters = 0;
+        for (std::size_t centre = 0; centre < tq; ++centre) {
+            if (taken[centre]) continue;
+            std::fill(sum.begin(), sum.end(), 0.0f);
+            const float* c = q + centre * dim;
+            for (std::size_t t = centre; t < tq; ++t) {
+                if (taken[t]) continue;
+                const float* x = q + t * dim;
+                double dot = 0.0;
+                for (std::size_t j = 0; j < dim; ++j) dot += static_cast<double>(c[j]) * x[j];
+                if (t != centre && !(dot >= tau)) continue;
+                taken[t] = 1;
+                for (std::size_t j = 0; j < dim; ++j) sum[j] += x[j];
+            }
+            out_tokens.insert(out_tokens.end(), sum.begin(), sum.end());
+            ++clusters;
+        }
+        out_offsets.push_back(out_offsets.back() + clusters);
+    }
+}
+
+void chamfer_rerank_store(const KernelTable& kernels, const TokenSets& queries, const TokenStoreView& store,
+                          const std::int64_t* candidates, std::size_t c, std::size_t k, std::size_t threads,
+                          float* out_distances, std::int64_t* out_slots) {
+    std::shared_lock<RwLock> lock(store.rows->lock());
+    const StoreSpec& spec = store.rows->spec();
+    TokenSets tokens;
+    tokens.data = store.rows->data();
+    tokens.offsets = store.offsets;
+    tokens.n = store.sets;
+    tokens.spec.type = spec.storage == Storage::f32 ? TokenType::f32
+                       : spec.storage == Storage::f16 ? TokenType::f16 : TokenType::u8;
+    if (spec.storage != Storage::f32 && spec.storage != Storage::f16 && spec.storage != Storage::u8)
+        throw std::invalid_argument("token store: rows must be float32, float16 or int8");
+    tokens.spec.dim = spec.dim;
+    tokens.spec.lo = spec.lo;
+    tokens.spec.scale = spec.scale;
+    if (spec.dim != queries.spec.dim)
+        throw std::invalid_argument("token store: its dimension does not match the queries");
+    check_offsets(store.offsets, store.sets, store.rows->count(), false, "token store");
+    chamfer_rerank(kernels, queries, tokens, candidates, c, k, threads, out_distances, out_slots);
+}
+
+void multivector_search(const KernelTable& kernels, const FdeDraws& encoder, const TokenSets& queries,
+                        const TokenStoreView& store, std::size_t c, std::size_t k, double carve_tau,
+                        std::size_t threads, const CandidateStage& stage, float* out_distances,
+                        std::int64_t* out_slots) {
+    FdeParams p = encoder.params;
+    p.documents = p.fill_empty = false;
+    const std::size_t nq = queries.n;
+    std::vector<float> fde(nq * p.out_dim()), cand_d(nq * c);
+    std::vector<std::int64_t> cand(nq * c, -1);
+    fde_encode(kernels, p, encoder.matrix, encoder.final_index, encoder.final_sign, queries, threads, fde.data());
+    stage(fde.data(), nq, c, cand_d.data(), cand.data());
+    TokenSets scored = queries;
+    std::vector<float> carved;
+    std::vector<std::int64_t> carved_offsets;
+    if (!std::isnan(carve_tau)) {
+        carve_sets(queries, carve_tau, carved, carved_offsets);
+        scored.data = reinterpret_cast<const std::uint8_t*>(carved.data());
+        scored.offsets = carved_offsets.data();
+    }
+    chamfer_rerank_store(kernels, scored, store, cand.data(), c, k, threads, out_distances, out_slots);
 }
 
 }  // namespace simdex

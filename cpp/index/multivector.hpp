@@ -11,8 +11,10 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
+#include "index/rerank.hpp"
 #include "kernels/kernels.hpp"
 
 namespace simdex {
@@ -102,5 +104,54 @@ struct FdeParams {
 void fde_encode(const KernelTable& kernels, const FdeParams& params, const float* matrix,
                 const std::int32_t* final_index, const float* final_sign, const TokenSets& tokens,
                 std::size_t threads, float* out);
+
+// The random draws of one encoder (MuveraEncoder): params (documents / fill_empty are chosen
+// per call) and pointers to its matrix and final count sketch, as for fde_encode.
+struct FdeDraws {
+    FdeParams params;
+    const float* matrix = nullptr;
+    const std::int32_t* final_index = nullptr;
+    const float* final_sign = nullptr;
+};
+
+// Ball carving of query sets (MUVERA, section 4): in token order, a token not yet assigned
+// opens a cluster that takes every unassigned token x of the set with <x, centre> >= tau
+// (products in float64); the cluster is replaced by the float32 sum of its tokens (in token
+// order). Fewer query tokens make the re-rank cheaper; the score becomes the sum over
+// clusters of max_p <cluster sum, p> (<= the exact Chamfer score).
+// queries: float32 sets;  out_tokens (T', dim), out_offsets (n + 1,) (resized)
+void carve_sets(const TokenSets& queries, double tau, std::vector<float>& out_tokens,
+                std::vector<std::int64_t>& out_offsets);
+
+// The first stage of a multi-vector search: c candidate slots of the token store per query
+// for nq encoded queries fde (nq, out_dim) float32, written to cand (nq, c) (-1 padded) with
+// their encoding scores in cand_d (nq, c). Supplied by the encoding index (a graph walk or a
+// scan) with its own lock held.
+using CandidateStage =
+    std::function<void(const float* fde, std::size_t nq, std::size_t c, float* cand_d, std::int64_t* cand)>;
+
+// The token store of a multi-vector index: the rows of every set in a RerankRows (set s =
+// rows offsets[s] .. offsets[s + 1]), offsets (sets + 1,) int64. Read under the rows' shared
+// lock; offsets are re-checked against the rows there.
+struct TokenStoreView {
+    const RerankRows* rows = nullptr;
+    const std::int64_t* offsets = nullptr;
+    std::size_t sets = 0;
+};
+
+// chamfer_rerank against a token store (under its rows' shared lock).
+void chamfer_rerank_store(const KernelTable& kernels, const TokenSets& queries, const TokenStoreView& store,
+                          const std::int64_t* candidates, std::size_t c, std::size_t k, std::size_t threads,
+                          float* out_distances, std::int64_t* out_slots);
+
+// MultiVectorIndex.search: encode the query sets, take c candidates per query from `stage`,
+// optionally carve the query tokens (carve_tau finite or +inf; NaN = no carving), re-rank the
+// candidates by exact Chamfer from the token store (chamfer_rerank, under the rows' shared
+// lock, taken after the stage released its own): (nq, k) distances = -Chamfer ascending and
+// store slots (-1 / +inf padded).
+void multivector_search(const KernelTable& kernels, const FdeDraws& encoder, const TokenSets& queries,
+                        const TokenStoreView& store, std::size_t c, std::size_t k, double carve_tau,
+                        std::size_t threads, const CandidateStage& stage, float* out_distances,
+                        std::int64_t* out_slots);
 
 }  // namespace simdex

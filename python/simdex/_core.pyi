@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['BinaryCore', 'FlatCore', 'HnswGraph', 'IdTable', 'IvfPqCore', 'LeanVecCore', 'PqCore', 'RerankRows', 'active_level', 'all_finite', 'available_cores', 'binary_planes_float', 'binary_planes_xor', 'chamfer', 'chamfer_rerank', 'cluster_sums', 'cpu_features', 'detected_level', 'distances_lean', 'env_warning', 'fde_encode', 'inner_products', 'knn_lean', 'missing_features', 'nearest_centroids', 'pair_distances', 'pairwise', 'pq_adc', 'pq_pack_blocks', 'pq_search_u4', 'pq_search_u8', 'pq_tables', 'search', 'select_tier', 'set_active_level', 'tiers']
+__all__: list[str] = ['BinaryCore', 'FdeEncoder', 'FlatCore', 'HnswGraph', 'IdTable', 'IvfPqCore', 'LeanVecCore', 'PqCore', 'RerankRows', 'active_level', 'all_finite', 'available_cores', 'binary_planes_float', 'binary_planes_xor', 'carve_sets', 'chamfer', 'cluster_sums', 'cpu_features', 'detected_level', 'distances_lean', 'env_warning', 'inner_products', 'knn_lean', 'missing_features', 'nearest_centroids', 'pair_distances', 'pairwise', 'pq_adc', 'pq_pack_blocks', 'pq_search_u4', 'pq_search_u8', 'pq_tables', 'search', 'select_tier', 'set_active_level', 'tiers']
 class HnswGraph:
     int8_queries: bool
     def __contains__(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> bool:
@@ -32,6 +32,8 @@ class HnswGraph:
     def search(self, queries: numpy.ndarray, nq: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, ef: typing.SupportsInt | typing.SupportsIndex, filter_ids: typing.Any = None, filter_offsets: typing.Any = None, filter_mask: typing.Any = None, normalize: bool = False, threads: typing.Any = None, buffered: bool = False) -> tuple:
         ...
     def search1(self, query: numpy.ndarray, k: typing.SupportsInt | typing.SupportsIndex, ef: typing.SupportsInt | typing.SupportsIndex) -> tuple:
+        ...
+    def search_multivector(self, encoder: ..., q_tokens: numpy.ndarray, q_offsets: numpy.ndarray, store: tuple, k: typing.SupportsInt | typing.SupportsIndex, candidates: typing.SupportsInt | typing.SupportsIndex, ef: typing.SupportsInt | typing.SupportsIndex, buffered: bool, carve: typing.Any, filter_ids: typing.Any, filter_offsets: typing.Any, filter_mask: typing.Any, table: ..., threads: typing.Any) -> tuple:
         ...
     def set_ranges(self, arg0: numpy.ndarray, arg1: numpy.ndarray) -> None:
         ...
@@ -76,6 +78,8 @@ class FlatCore:
     def rows(self, arg0: numpy.ndarray) -> tuple:
         ...
     def search(self, queries: numpy.ndarray, nq: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, filter_ids: typing.Any = None, filter_offsets: typing.Any = None, filter_mask: typing.Any = None, threads: typing.Any = None) -> tuple:
+        ...
+    def search_multivector(self, encoder: ..., q_tokens: numpy.ndarray, q_offsets: numpy.ndarray, store: tuple, k: typing.SupportsInt | typing.SupportsIndex, candidates: typing.SupportsInt | typing.SupportsIndex, carve: typing.Any, filter_ids: typing.Any, filter_offsets: typing.Any, filter_mask: typing.Any, table: ..., threads: typing.Any) -> tuple:
         ...
     def set_ranges(self, arg0: numpy.ndarray, arg1: numpy.ndarray) -> None:
         ...
@@ -179,6 +183,8 @@ class IvfPqCore:
         ...
     def search(self, queries: numpy.ndarray, nq: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, candidates: typing.SupportsInt | typing.SupportsIndex, nprobe: typing.SupportsInt | typing.SupportsIndex, filter_ids: typing.Any = None, filter_offsets: typing.Any = None, filter_mask: typing.Any = None, threads: typing.Any = None) -> tuple:
         ...
+    def search_multivector(self, encoder: ..., q_tokens: numpy.ndarray, q_offsets: numpy.ndarray, store: tuple, k: typing.SupportsInt | typing.SupportsIndex, candidates: typing.SupportsInt | typing.SupportsIndex, scanned: typing.SupportsInt | typing.SupportsIndex, nprobe: typing.SupportsInt | typing.SupportsIndex, carve: typing.Any, filter_ids: typing.Any, filter_offsets: typing.Any, filter_mask: typing.Any, table: IdTable, threads: typing.Any) -> tuple:
+        ...
     def set_trained(self, centroids: numpy.ndarray, codebooks: numpy.ndarray, list_tables: typing.Any = None) -> None:
         ...
     def state(self) -> dict:
@@ -215,6 +221,8 @@ class PqCore:
         ...
     def search1(self, query: numpy.ndarray, k: typing.SupportsInt | typing.SupportsIndex, candidates: typing.SupportsInt | typing.SupportsIndex, threads: typing.Any = None) -> tuple:
         ...
+    def search_multivector(self, encoder: ..., q_tokens: numpy.ndarray, q_offsets: numpy.ndarray, store: tuple, k: typing.SupportsInt | typing.SupportsIndex, candidates: typing.SupportsInt | typing.SupportsIndex, scanned: typing.SupportsInt | typing.SupportsIndex, carve: typing.Any, filter_ids: typing.Any, filter_offsets: typing.Any, filter_mask: typing.Any, table: IdTable, threads: typing.Any) -> tuple:
+        ...
     def set_trained(self, codebooks: numpy.ndarray, rotation: typing.Any = None) -> None:
         ...
     def state(self) -> dict:
@@ -249,6 +257,16 @@ class BinaryCore:
     @property
     def nbytes(self) -> int:
         ...
+class FdeEncoder:
+    def __init__(self, matrix: numpy.ndarray, dim: typing.SupportsInt | typing.SupportsIndex, k_sim: typing.SupportsInt | typing.SupportsIndex, d_proj: typing.SupportsInt | typing.SupportsIndex, r_reps: typing.SupportsInt | typing.SupportsIndex, final_index: typing.Any, final_sign: typing.Any, final_dim: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def encode(self, tokens: numpy.ndarray, offsets: numpy.ndarray, documents: bool, fill_empty: bool, threads: typing.Any = None) -> numpy.typing.NDArray[numpy.float32]:
+        """
+        MUVERA fixed dimensional encodings (n, out_dim) float32 of CSR token sets.
+        """
+    @property
+    def out_dim(self) -> int:
+        ...
 def active_level() -> str:
     ...
 def all_finite(values: numpy.ndarray, limit: typing.SupportsFloat | typing.SupportsIndex = ...) -> bool:
@@ -259,13 +277,13 @@ def binary_planes_float(q_bits: numpy.ndarray, rows: numpy.ndarray, n: typing.Su
     ...
 def binary_planes_xor(query: numpy.ndarray, bits_q: typing.SupportsInt | typing.SupportsIndex, rows: numpy.ndarray, n: typing.SupportsInt | typing.SupportsIndex, bits_x: typing.SupportsInt | typing.SupportsIndex, plane_bytes: typing.SupportsInt | typing.SupportsIndex, weights: numpy.ndarray, offset: typing.SupportsFloat | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
     ...
+def carve_sets(tokens: numpy.ndarray, offsets: numpy.ndarray, dim: typing.SupportsInt | typing.SupportsIndex, tau: typing.SupportsFloat | typing.SupportsIndex) -> tuple[numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.int64]]:
+    """
+    Ball carving of CSR query sets: (tokens (T', dim) float32, offsets (n + 1,) int64).
+    """
 def chamfer(q_tokens: numpy.ndarray, q_offsets: numpy.ndarray, d_tokens: numpy.ndarray, d_offsets: numpy.ndarray, dim: typing.SupportsInt | typing.SupportsIndex, storage: str, lo: typing.Any = None, scale: typing.Any = None, threads: typing.Any = None) -> numpy.typing.NDArray[numpy.float32]:
     """
     Exact Chamfer scores (nq, nd) float32 of CSR query sets against CSR document sets.
-    """
-def chamfer_rerank(q_tokens: numpy.ndarray, q_offsets: numpy.ndarray, s_tokens: numpy.ndarray, s_offsets: numpy.ndarray, dim: typing.SupportsInt | typing.SupportsIndex, storage: str, lo: typing.Any, scale: typing.Any, candidates: numpy.ndarray, k: typing.SupportsInt | typing.SupportsIndex, table: IdTable, threads: typing.Any = None) -> tuple:
-    """
-    Exact Chamfer re-rank of candidate slots: (-scores (nq, k) ascending, ids (nq, k)).
     """
 def cluster_sums(x: numpy.ndarray, n: typing.SupportsInt | typing.SupportsIndex, d: typing.SupportsInt | typing.SupportsIndex, labels: numpy.ndarray, k: typing.SupportsInt | typing.SupportsIndex) -> tuple:
     ...
@@ -279,10 +297,6 @@ def distances_lean(*args, **kwargs):
     """
 def env_warning() -> str:
     ...
-def fde_encode(tokens: numpy.ndarray, offsets: numpy.ndarray, dim: typing.SupportsInt | typing.SupportsIndex, matrix: numpy.ndarray, k_sim: typing.SupportsInt | typing.SupportsIndex, d_proj: typing.SupportsInt | typing.SupportsIndex, r_reps: typing.SupportsInt | typing.SupportsIndex, documents: bool, fill_empty: bool, final_index: typing.Any, final_sign: typing.Any, final_dim: typing.SupportsInt | typing.SupportsIndex, threads: typing.Any = None) -> numpy.typing.NDArray[numpy.float32]:
-    """
-    MUVERA fixed dimensional encodings (n, out_dim) float32 of CSR token sets.
-    """
 def inner_products(rows: numpy.ndarray, n: typing.SupportsInt | typing.SupportsIndex, queries: numpy.ndarray, nq: typing.SupportsInt | typing.SupportsIndex, dim: typing.SupportsInt | typing.SupportsIndex, threads: typing.Any = None) -> numpy.typing.NDArray[numpy.float32]:
     ...
 def knn_lean(*args, **kwargs):

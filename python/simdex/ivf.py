@@ -96,6 +96,15 @@ class IVFPQIndex(CoreIndex):
     def is_trained(self) -> bool:
         return self.centroids is not None
 
+    def _check_nprobe(self, nprobe: Any) -> int:
+        """Lists scanned per query: None -> min(8, nlist); 1 <= nprobe <= nlist."""
+        probes = (
+            min(8, self.nlist) if nprobe is None else _checks.check_positive_int(nprobe, "nprobe")
+        )
+        if probes > self.nlist:
+            raise ValueError(f"nprobe must be <= nlist = {self.nlist}; got {probes}")
+        return probes
+
     @property
     def nbytes(self) -> int:
         return int(self._core.nbytes + self.pq.nbytes)
@@ -212,11 +221,7 @@ class IVFPQIndex(CoreIndex):
         returns      : SearchResult(distances (q, k) float32 ascending, ids (q, k) int64)
         """
         k = _checks.check_k(k)
-        nprobe = (
-            min(8, self.nlist) if nprobe is None else _checks.check_positive_int(nprobe, "nprobe")
-        )
-        if nprobe > self.nlist:
-            raise ValueError(f"nprobe must be <= nlist = {self.nlist}; got {nprobe}")
+        nprobe = self._check_nprobe(nprobe)
         threads = _checks.check_threads(threads)
         candidates = _check_rerank_k(rerank_k, k, self._store)
         q, was_1d = self._prepare(queries, "queries")

@@ -39,7 +39,7 @@ from ._result import SearchResult
 from .flat import FlatIndex
 from .hnsw import HNSWIndex
 from .ivf import IVFPQIndex
-from .pq import PQIndex
+from .pq import PQIndex, _check_rerank_k
 
 PROJECTIONS = ("dense", "ams")
 TOKEN_STORAGES = ("float32", "float16", "int8")
@@ -49,7 +49,17 @@ INNER_KINDS: dict[str, type[Index]] = {
     "pq": PQIndex,
     "ivfpq": IVFPQIndex,
 }
-DEFAULT_CANDIDATES = 300
+DEFAULT_CANDIDATES = 250
+# The encoder of MultiVectorIndex(encoder=None) and muvera_diagnostic(encoder=None): 3
+# hyperplanes, 16-d projections, 40 repetitions (5,120-d, as the paper-style 4/16/20): on the
+# MiniLM dev set it finds more of the exact Chamfer top-10 among the first N candidates than
+# 4/16/20 at every N (bench/RESULTS.md, multi-vector section).
+DEFAULT_ENCODER = {"k_sim": 3, "d_proj": 16, "r_reps": 40}
+
+
+def _default_encoder(dim: int) -> MuveraEncoder:
+    p = DEFAULT_ENCODER
+    return MuveraEncoder(dim, k_sim=p["k_sim"], d_proj=p["d_proj"], r_reps=p["r_reps"])
 
 
 def _threads(threads: Any) -> int | None:
@@ -168,6 +178,30 @@ class MuveraEncoder:
         if self.final_dim is not None:
             self._final_index = rng.integers(0, self.final_dim, size=self.raw_dim).astype(np.int32)
             self._final_sign = (rng.integers(0, 2, size=self.raw_dim) * 2 - 1).astype(np.float32)
+        self._make_core()
+
+    def _make_core(self) -> None:
+        """The C++ encoder (a copy of the draws) that encodes and runs in search pipelines."""
+        self._core = _core.FdeEncoder(
+            self._matrix,
+            self.dim,
+            self.k_sim,
+            self.d_proj,
+            self.r_reps,
+            self._final_index,
+            self._final_sign,
+            self.final_dim or 0,
+        )
+
+    # pickling / copying: the draws travel, the C++ encoder is rebuilt from them
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_core"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._make_core()
 
     def _encode(self, sets: Any, documents: bool, threads: int | None) -> np.ndarray:
         threads = _threads(threads)
@@ -180,21 +214,7 @@ class MuveraEncoder:
     def _encode_csr(
         self, tokens: np.ndarray, offsets: np.ndarray, documents: bool, threads: int | None
     ) -> np.ndarray:
-        return _core.fde_encode(
-            tokens,
-            offsets,
-            self.dim,
-            self._matrix,
-            self.k_sim,
-            self.d_proj,
-            self.r_reps,
-            documents,
-            self.fill_empty and documents,
-            self._final_index,
-            self._final_sign,
-            self.final_dim or 0,
-            threads=threads,
-        )
+        return self._core.encode(tokens, offsets, documents, self.fill_empty, threads=threads)
 
     def encode_documents(self, documents: Any, *, threads: int | None = None) -> np.ndarray:
         """Document encodings: (n, output_dim) float32 (a single (m, dim) set gives
@@ -263,6 +283,7 @@ class MuveraEncoder:
                 np.ascontiguousarray(index),
                 np.ascontiguousarray(sign),
             )
+        enc._make_core()
         return enc
 
 
@@ -295,7 +316,7 @@ def muvera_diagnostic(
     *,
     encoder: MuveraEncoder | None = None,
     k: int = 10,
-    n_candidates: tuple[int, ...] = (10, 50, 100, 200, 500, 1000),
+    n_candidates: tuple[int, ...] = (10, 50, 100, 200, 250, 500, 1000),
     max_documents: int = 10000,
     max_queries: int = 100,
     seed: int = 0,
@@ -304,9 +325,11 @@ def muvera_diagnostic(
     """How well do these encoding parameters find the exact Chamfer neighbours?
 
     documents, queries : token sets (a representative sample of the corpus and of queries)
-    encoder            : the MuveraEncoder to test (default: MuveraEncoder(dim))
+    encoder            : the MuveraEncoder to test (default: the one MultiVectorIndex uses
+                         without an encoder, MuveraEncoder(dim, **DEFAULT_ENCODER))
     k                  : size of the exact top-k that should be found
     n_candidates       : the N (candidates a MultiVectorIndex would re-rank) to report
+                         (MultiVectorIndex re-ranks DEFAULT_CANDIDATES = 250 by default)
     max_documents, max_queries : random subsample sizes (seeded) to bound the exact scoring
     returns            : MuveraDiagnostic; recall[N] near 1 at the N you plan to re-rank means
                          the parameters work (raise r_reps / d_proj, or lower k_sim when
@@ -316,7 +339,7 @@ def muvera_diagnostic(
     k = _checks.check_k(k)
     dt, do, _ = _checks.as_token_sets(documents, None, "documents")
     qt, qo, _ = _checks.as_token_sets(queries, dt.shape[1], "queries")
-    encoder = MuveraEncoder(dt.shape[1]) if encoder is None else encoder
+    encoder = _default_encoder(dt.shape[1]) if encoder is None else encoder
     if not isinstance(encoder, MuveraEncoder):
         raise TypeError(f"encoder must be a MuveraEncoder; got {type(encoder).__name__}")
     if encoder.dim != dt.shape[1]:
@@ -372,24 +395,10 @@ def carve_queries(
     Chamfer score).
     returns (tokens (T', d) float32, offsets (n + 1,) int64)
     """
-    out_tokens, counts = [], []
-    for i in range(offsets.shape[0] - 1):
-        q = tokens[offsets[i] : offsets[i + 1]]
-        gram = q @ q.T
-        free = np.ones(q.shape[0], dtype=bool)
-        sums = []
-        for c in range(q.shape[0]):
-            if not free[c]:
-                continue
-            members = free & (gram[c] >= tau)
-            members[c] = True
-            free &= ~members
-            sums.append(q[members].sum(axis=0))
-        out_tokens.append(np.asarray(sums, dtype=np.float32))
-        counts.append(len(sums))
-    new_offsets = np.zeros(len(counts) + 1, dtype=np.int64)
-    np.cumsum(counts, out=new_offsets[1:])
-    return np.ascontiguousarray(np.concatenate(out_tokens), dtype=np.float32), new_offsets
+    tokens = np.ascontiguousarray(tokens, dtype=np.float32)
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    carved: tuple[np.ndarray, np.ndarray] = _core.carve_sets(tokens, offsets, tokens.shape[1], tau)
+    return carved
 
 
 # ---- the token store -------------------------------------------------------------------------
@@ -438,10 +447,10 @@ class TokenStore:
         self._offsets[self._n + 1 : need] = base + offsets[1:]
         self._n += offsets.shape[0] - 1
 
-    def scoring(self) -> tuple[np.ndarray, np.ndarray, str, np.ndarray | None, np.ndarray | None]:
-        """(rows (T, dim), offsets (sets + 1,), storage, lo, scale) for the C++ re-rank."""
-        rows, _, storage, lo, scale = self.rows.scoring()
-        return rows, np.ascontiguousarray(self.offsets), storage, lo, scale
+    def scoring(self) -> tuple[Any, np.ndarray]:
+        """(the rows' RerankRows, offsets (sets + 1,) int64) for the C++ re-rank; the offsets
+        are valid while the caller holds the index's lock."""
+        return self.rows.core, np.ascontiguousarray(self.offsets)
 
     def sets(self, slots: np.ndarray) -> list[np.ndarray]:
         """The float32 tokens of the given slots."""
@@ -478,11 +487,14 @@ class MultiVectorIndex(Index):
     single-vector index propose candidates, an exact Chamfer re-rank orders them.
 
     dim          : dimension of the token vectors
-    encoder      : a MuveraEncoder (default MuveraEncoder(dim): k_sim=4, d_proj=16, r_reps=20,
-                   5,120-d encodings); check it on your data with muvera_diagnostic
+    encoder      : a MuveraEncoder (default MuveraEncoder(dim, k_sim=3, d_proj=16,
+                   r_reps=40): 5,120-d encodings, DEFAULT_ENCODER); check it on your data
+                   with muvera_diagnostic
     index        : the encoding index: 'hnsw' (default; storage='float16' unless given),
-                   'flat' (exact inner products over encodings), 'pq' or 'ivfpq' (need
-                   train(documents) and their m / nlist in index_params); metric 'ip'
+                   'flat' (exact inner products over encodings), 'pq' (4-bit fast-scan
+                   over output_dim / 8 sub-spaces unless m / nbits are given; the fastest
+                   on the dev set) or 'ivfpq' (nlist needed, m / nbits as for 'pq'); 'pq'
+                   and 'ivfpq' need train(documents); metric 'ip'
     tokens       : storage of the documents' tokens for the re-rank: 'float16' (default),
                    'float32' or 'int8' (per-dimension ranges trained on the first add or
                    on train(documents)); the re-rank is exact for the stored precision
@@ -490,8 +502,9 @@ class MultiVectorIndex(Index):
                    in a raw memory-mapped file there (the saved index records its size and
                    checksum, not its path: load with simdex.load(path, rerank=...))
     overwrite    : allow rerank_path to name an existing non-empty file (it is emptied)
-    candidates   : default number of documents re-ranked per query (300: recall@10 ~0.95 on
-                   the MiniLM dev set with the default encoder; see muvera_diagnostic)
+    candidates   : default number of documents re-ranked per query (250: recall@10 0.959 against
+                   exact Chamfer on the MiniLM dev set with the default encoder and index='pq';
+                   keyword queries of 2-3 tokens need more; see muvera_diagnostic)
     index_params : passed to the encoding index (M, ef_construction, storage, m, nlist, ...)
 
     Scores are similarities; search returns distances = -Chamfer(Q, P) so that smaller is
@@ -516,7 +529,7 @@ class MultiVectorIndex(Index):
     ) -> None:
         self.dim = _checks.check_dim(dim)
         if encoder is None:
-            encoder = MuveraEncoder(self.dim)
+            encoder = _default_encoder(self.dim)
         if not isinstance(encoder, MuveraEncoder):
             raise TypeError(
                 f"encoder must be a MuveraEncoder or None; got {type(encoder).__name__}"
@@ -548,15 +561,21 @@ class MultiVectorIndex(Index):
             return HNSWIndex(d, "ip", **params)
         if self.index_kind == "flat":
             return FlatIndex(d, "ip", **params)
-        if self.index_kind == "pq":
+        if self.index_kind in ("pq", "ivfpq"):
+            # 4-bit fast-scan over sub-spaces of 8 encoding values (one bucket of 8 of the 16
+            # projected values): the measured best speed at equal recall on the dev set
+            params.setdefault("nbits", 4)
             if "m" not in params:
-                raise ValueError(
-                    "index='pq' needs m= (sub-spaces of the encodings) in the index parameters"
-                )
+                if d % 8:
+                    raise ValueError(
+                        f"index={self.index_kind!r}: the default m = output_dim / 8 needs an "
+                        f"output_dim divisible by 8 (got {d}); pass m= in the index parameters"
+                    )
+                params["m"] = d // 8
+        if self.index_kind == "pq":
             return PQIndex(d, params.pop("m"), metric="ip", **params)
-        for name in ("nlist", "m"):
-            if name not in params:
-                raise ValueError(f"index='ivfpq' needs {name}= in the index parameters")
+        if "nlist" not in params:
+            raise ValueError("index='ivfpq' needs nlist= in the index parameters")
         return IVFPQIndex(d, params.pop("nlist"), params.pop("m"), metric="ip", **params)
 
     def _new_store(
@@ -692,7 +711,7 @@ class MultiVectorIndex(Index):
         c = (
             self.candidates
             if candidates is None
-            else _checks.check_positive_int(candidates, "candidates")
+            else _checks.check_list_size(candidates, "candidates")
         )
         c = max(c, k)
         if carve is not None:
@@ -701,31 +720,11 @@ class MultiVectorIndex(Index):
                 raise ValueError("carve must be a float (tau) or None; got NaN")
         tokens, offsets, single = _checks.as_token_sets(queries, self.dim, "queries")
         nq = offsets.shape[0] - 1
-        if _checks.is_filter_list(filter):
-            if len(filter) != nq:
-                raise ValueError(
-                    f"a list of filters needs one filter per query: expected {nq}, got "
-                    f"{len(filter)}"
-                )
-            limits = _checks.as_max_distance(max_distance, nq)
-            parts = [
-                self._search(
-                    tokens[offsets[i] : offsets[i + 1]],
-                    offsets[i : i + 2] - offsets[i],
-                    k,
-                    c,
-                    ef,
-                    filter[i],
-                    None if limits is None else float(limits[i]),
-                    carve,
-                    threads,
-                    search_params,
-                )
-                for i in range(nq)
-            ]
-            dist = np.concatenate([p.distances for p in parts])
-            ids = np.concatenate([p.ids for p in parts])
-            return _result.finish(dist, ids, single)
+        per_query = _checks.is_filter_list(filter)
+        if per_query and len(filter) != nq:
+            raise ValueError(
+                f"a list of filters needs one filter per query: expected {nq}, got {len(filter)}"
+            )
         return self._search(
             tokens, offsets, k, c, ef, filter, max_distance, carve, threads, search_params, single
         )
@@ -744,43 +743,65 @@ class MultiVectorIndex(Index):
         search_params: dict[str, Any],
         single: bool = False,
     ) -> SearchResult:
+        """One C++ call: encode the queries, candidates from the encoding index (under its
+        lock), exact Chamfer re-rank from the token store, slots to ids."""
         nq = offsets.shape[0] - 1
         if len(self) == 0 or self._store is None:
             return self._empty_result(nq, k, single, max_distance)
-        allowed = self._allowed_slots(filter)
-        if allowed is not None and allowed.size == 0:
-            return self._empty_result(nq, k, single, max_distance)
-        fde = self.encoder._encode_csr(tokens, offsets, False, threads)
+        inner = self._inner
         params = dict(search_params)
-        if isinstance(self._inner, HNSWIndex):
-            # window ef (default: wide enough for every candidate); a smaller window hands
-            # over the best of every node scored on the way (faster, lower recall)
-            params["ef"] = (
-                max(self._inner.ef, c) if ef is None else _checks.check_positive_int(ef, "ef")
-            )
-            params["buffered"] = c > params["ef"]
-        elif ef is not None:
+        if ef is not None and not isinstance(inner, HNSWIndex):
             raise ValueError(
                 f"ef applies to index='hnsw' only; this index uses {self.index_kind!r}"
             )
-        _, cand = self._inner.search(fde, c, filter=allowed, threads=threads, **params)
-        if carve is not None:
-            tokens, offsets = carve_queries(tokens, offsets, carve)
-        rows, store_offsets, storage, lo, scale = self._store.scoring()
-        dist, ids = _core.chamfer_rerank(
-            tokens,
-            offsets,
-            rows,
-            store_offsets,
-            self.dim,
-            storage,
-            lo,
-            scale,
-            np.ascontiguousarray(cand, dtype=np.int64),
-            k,
-            self._idt,
-            threads=threads,
+        rerank_k = (
+            params.pop("rerank_k", None) if isinstance(inner, (PQIndex, IVFPQIndex)) else None
         )
+        nprobe = params.pop("nprobe", None) if isinstance(inner, IVFPQIndex) else None
+        if params:
+            raise TypeError(
+                f"search got parameters the {self.index_kind!r} encoding index does not take: "
+                f"{sorted(params)}"
+            )
+        # filters by user id -> filters by slot (the encoding index's ids), O(len(filter))
+        if _checks.is_filter_list(filter):
+            allowed: Any = [self._allowed_slots(f) for f in filter]
+        else:
+            allowed = self._allowed_slots(filter)
+            if allowed is not None and allowed.size == 0:
+                return self._empty_result(nq, k, single, max_distance)
+        store = self._store.scoring()
+        core = self.encoder._core
+        if isinstance(inner, (HNSWIndex, FlatIndex)):
+            f_ids, f_offsets, f_mask = _checks.as_filter(allowed, nq)
+            if isinstance(inner, HNSWIndex):
+                # window ef (default: wide enough for every candidate); a smaller window
+                # hands over the best of every node scored on the way (faster, lower recall)
+                window = max(inner.ef, c) if ef is None else _checks.check_list_size(ef, "ef")
+                dist, ids = inner._core.search_multivector(
+                    core, tokens, offsets, store, k, c, window, c > window, carve,
+                    f_ids, f_offsets, f_mask, self._idt, threads,
+                )  # fmt: skip
+            else:
+                dist, ids = inner._core.search_multivector(
+                    core, tokens, offsets, store, k, c, carve, f_ids, f_offsets, f_mask,
+                    self._idt, threads,
+                )  # fmt: skip
+        else:
+            assert isinstance(inner, (PQIndex, IVFPQIndex))
+            f_ids, f_offsets, f_mask = _checks.as_filter(allowed, nq)
+            scanned = _check_rerank_k(rerank_k, c, inner._store)
+            if isinstance(inner, PQIndex):
+                dist, ids = inner._core.search_multivector(
+                    core, tokens, offsets, store, k, c, scanned, carve, f_ids, f_offsets, f_mask,
+                    self._idt, threads,
+                )  # fmt: skip
+            else:
+                probes = inner._check_nprobe(nprobe)
+                dist, ids = inner._core.search_multivector(
+                    core, tokens, offsets, store, k, c, scanned, probes, carve, f_ids, f_offsets,
+                    f_mask, self._idt, threads,
+                )  # fmt: skip
         return _result.finish(dist, ids, single, max_distance)
 
     def _range_queries(self, queries: Any) -> tuple[Any, int]:

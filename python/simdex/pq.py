@@ -313,16 +313,6 @@ def _check_rerank_k(rerank_k: Any, k: int, store: RerankStore | None) -> int:
     return size
 
 
-def _grown(buffer: np.ndarray, rows: int, keep: int) -> np.ndarray:
-    """buffer with room for `rows` leading rows (amortised: capacity grows by 1.5x), the first
-    `keep` copied; the same array when it is writeable and large enough."""
-    if rows <= buffer.shape[0] and buffer.flags.writeable:
-        return buffer
-    grown = np.empty((max(rows, int(buffer.shape[0] * 1.5), 64),) + buffer.shape[1:], buffer.dtype)
-    grown[:keep] = buffer[:keep]
-    return grown
-
-
 class PQIndex(CoreIndex):
     """Flat product-quantization index: every code is scored per query.
 

@@ -1,6 +1,6 @@
 """Multi-vector retrieval on the dev set: MUVERA encodings, exact Chamfer, MultiVectorIndex.
 
-    PYTHONPATH=build-dev/pkg python bench/bench_multivector.py [--data PATH] [--queries N]
+    PYTHONPATH=build-dev/pkg python bench/bench_muvera.py [--data PATH] [--queries N]
         [--parts kernel,fde,encode,search] [--repeat R]
 
 Data: ../shared/data/minilm-mv-dev-10k.hdf5 (10,000 documents as sets of 128-d MiniLM token
@@ -17,9 +17,9 @@ vectors, float16; 500 queries; exact Chamfer top-100). Parts:
 - encode : documents encoded per second: simdex MuveraEncoder vs fastembed's Muvera (same
            k_sim, d_proj, r_reps; fastembed on a sample of documents, one call per document)
 - search : MultiVectorIndex (HNSW or 4-bit PQ fast-scan over the encodings) recall@10 against
-           exact Chamfer vs QPS,
-           next to exact brute force (simdex.chamfer + top-10) in the same run; one thread
-           everywhere (QPS per core), medians of `repeat` runs
+           exact Chamfer (all --queries) vs QPS (the first 100 queries), each timing
+           interleaved with one of exact brute force (simdex.chamfer + top-10); one thread
+           everywhere (QPS per core), medians of `repeat` pairs
 
 Timings are medians of CPU time (time.process_time: the process's time on the cores, robust
 to other jobs on a shared box; with threads=1 it is the time on one core; NumPy's BLAS may use
@@ -121,7 +121,8 @@ def part_kernel(tokens16, offsets, qt, qo, truth, repeat):
 
 # ---- FDE recall ---------------------------------------------------------------------------------
 NS = (10, 50, 100, 200, 300, 500, 1000)
-FDE_PARAMS = ((4, 16, 20), (5, 16, 20), (3, 16, 20), (4, 8, 20), (4, 32, 20), (4, 16, 10), (5, 32, 20))
+FDE_PARAMS = ((4, 16, 20), (5, 16, 20), (3, 16, 20), (4, 8, 20), (4, 32, 20), (4, 16, 10), (5, 32, 20),
+              (3, 16, 40), (4, 4, 80), (3, 8, 80), (4, 16, 40))
 
 
 def token_hits(tokens16, offsets, qt, per_token=64):
@@ -197,6 +198,8 @@ def part_encode(tokens16, offsets, qt, qo, truth, repeat, sample=300):
     t_all, _ = median_time(lambda: enc.encode_documents((tokens32, offsets)), repeat, time.perf_counter)
     rows = [("simdex MuveraEncoder, 1 thread", n / t1),
             (f"simdex MuveraEncoder, {len(os.sched_getaffinity(0))} threads (wall time)", n / t_all)]
+    default = sx.MuveraEncoder(128, **sx.multivector.DEFAULT_ENCODER)
+    t_default, _ = median_time(lambda: default.encode_documents((tokens32, offsets), threads=1), repeat)
     try:
         from fastembed.postprocess.muvera import Muvera
 
@@ -213,40 +216,61 @@ def part_encode(tokens16, offsets, qt, qo, truth, repeat, sample=300):
     base = rows[2][1] if len(rows) == 3 else None
     for name, rate in rows:
         print(f"| {name} | {rate:.0f} | {'' if base is None else f'{rate / base:.1f}x'} |")
+    print(f"| simdex MuveraEncoder with MultiVectorIndex's default (3/16/40 -> 5120-d), 1 thread | "
+          f"{n / t_default:.0f} | {'' if base is None else f'{n / t_default / base:.1f}x (other parameters)'} |")
 
 
 # ---- end to end -------------------------------------------------------------------------------
-def part_search(tokens16, offsets, qt, qo, truth, repeat):
+def part_search(tokens16, offsets, qt, qo, truth, repeat, timed=100, only=None):
+    """Recall over every query; QPS on the first `timed` queries, each search timing
+    interleaved with a brute-force timing of the same queries (ratios from the same moments
+    of a noisy shared box: medians of `repeat` pairs)."""
     nq = qo.shape[0] - 1
-    tb, scores = median_time(lambda: sx.chamfer((qt, qo), (tokens16, offsets), threads=1), repeat)
+    scores = sx.chamfer((qt, qo), (tokens16, offsets))
     brute_top = np.argsort(-scores, axis=1)[:, :10]
-    brute_qps = nq / tb
-    print(f"\nEnd to end, {nq} queries, 1 thread, median of {repeat}; exact brute force: "
-          f"{brute_qps:.2f} QPS, recall@10 {recall_at(brute_top, truth):.3f}")
-    print("| encoding index | build (s) | candidates | ef | carve tau | recall@10 | QPS | x brute force |")
-    print("|---|---|---|---|---|---|---|---|")
-    configs = [  # (label, encoder, index parameters, [(candidates, ef, carve), ...])
-        ("hnsw M=16 efC=100 float16", sx.MuveraEncoder(128), dict(index="hnsw", M=16, ef_construction=100),
-         [(100, 100, None), (300, 100, None), (300, 300, None), (500, 500, None)]),
-        ("pq m=640 nbits=4 (fast-scan)", sx.MuveraEncoder(128), dict(index="pq", m=640, nbits=4),
-         [(200, None, None), (300, None, None), (400, None, None), (600, None, None), (300, None, 0.7),
-          (400, None, 0.9)]),
+    nt = min(timed, nq)
+    tq, to = qt[: qo[nt]], qo[: nt + 1]
+    print(f"\nEnd to end: recall@10 over {nq} queries (exact brute force: "
+          f"{recall_at(brute_top, truth):.3f}); QPS on {nt} queries, 1 thread, median of {repeat}, each "
+          "timing interleaved with one of exact brute force (simdex.chamfer + top-10)")
+    print("| encoding index | build (s) | candidates | ef | carve tau | recall@10 | QPS | brute-force QPS | x brute force |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    default = sx.multivector.DEFAULT_ENCODER
+    configs = [  # (label, encoder, index parameters, tokens, [(candidates, ef, carve), ...])
+        ("hnsw M=16 efC=100 float16", sx.MuveraEncoder(128, **default), dict(index="hnsw", M=16, ef_construction=100),
+         "float16", [(200, 200, None), (300, 100, None), (300, 300, None)]),
+        ("pq (default: m=640 nbits=4 fast-scan)", sx.MuveraEncoder(128, **default), dict(index="pq"), "float16",
+         [(150, None, None), (200, None, None), (220, None, None), (250, None, None), (300, None, None),
+          (300, None, 0.9)]),
+        ("pq (default: m=640 nbits=4 fast-scan), int8 tokens", sx.MuveraEncoder(128, **default), dict(index="pq"),
+         "int8", [(200, None, None)]),
+        ("pq (default: m=640 nbits=4 fast-scan), float32 tokens", sx.MuveraEncoder(128, **default),
+         dict(index="pq"), "float32", [(200, None, None)]),
+        ("pq m=640 nbits=4 (fast-scan)", sx.MuveraEncoder(128), dict(index="pq", m=640, nbits=4), "float16",
+         [(200, None, None), (300, None, None)]),
     ]
     tokens32 = tokens16.astype(np.float32)
-    for label, enc, params, runs in configs:
-        index = sx.MultiVectorIndex(128, encoder=enc, tokens="float16", **params)
+    for label, enc, params, tokens, runs in configs:
+        if only and only not in f"{label}, FDE {enc.k_sim}/{enc.d_proj}/{enc.r_reps}":
+            continue
+        index = sx.MultiVectorIndex(128, encoder=enc, tokens=tokens, **params)
         t = time.perf_counter()
-        if params["index"] == "pq":
+        if params["index"] == "pq" or tokens == "int8":
             index.train((tokens32, offsets))
         index.add((tokens32, offsets))
         build = time.perf_counter() - t
         label = f"{label}, FDE {enc.k_sim}/{enc.d_proj}/{enc.r_reps} -> {enc.output_dim}-d"
         for candidates, ef, carve in runs:
-            ts, res = median_time(lambda: index.search((qt, qo), 10, candidates=candidates, ef=ef, carve=carve,
-                                                       threads=1), repeat)
-            qps = nq / ts
+            res = index.search((qt, qo), 10, candidates=candidates, ef=ef, carve=carve)
+            t_search, t_brute = [], []
+            for _ in range(repeat):
+                t_brute.append(median_time(lambda: sx.chamfer((tq, to), (tokens16, offsets), threads=1), 1)[0])
+                t_search.append(median_time(lambda: index.search((tq, to), 10, candidates=candidates, ef=ef,
+                                                                 carve=carve, threads=1), 1)[0])
+            qps, brute_qps = nt / statistics.median(t_search), nt / statistics.median(t_brute)
+            ratio = statistics.median(b / s_ for b, s_ in zip(t_brute, t_search))
             print(f"| {label} | {build:.0f} | {candidates} | {ef or '-'} | {carve or '-'} | "
-                  f"{recall_at(res.ids, truth):.3f} | {qps:.1f} | {qps / brute_qps:.1f}x |")
+                  f"{recall_at(res.ids, truth):.3f} | {qps:.1f} | {brute_qps:.1f} | {ratio:.1f}x |", flush=True)
 
 
 PARTS = {"kernel": part_kernel, "fde": part_fde, "encode": part_encode, "search": part_search}
@@ -259,12 +283,16 @@ def main() -> None:
     ap.add_argument("--parts", default="kernel,fde,encode,search")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--ood", action="store_true", help="keyword queries (query_tokens_ood, neighbors_ood)")
+    ap.add_argument("--only", default=None, help="search part: only the configurations whose label contains this")
     args = ap.parse_args()
     data = load(args.data, args.queries, "_ood" if args.ood else "")
     print(f"simdex {sx.__version__}, SIMD level {sx.simd_level()}, {'keyword (OOD)' if args.ood else 'in-distribution'} "
           f"queries: {args.queries}")
     for part in args.parts.split(","):
-        PARTS[part](*data, args.repeat)
+        if part == "search":
+            part_search(*data, args.repeat, only=args.only)
+        else:
+            PARTS[part](*data, args.repeat)
 
 
 if __name__ == "__main__":
