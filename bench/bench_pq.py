@@ -3,6 +3,7 @@
     PYTHONPATH=build-pq/pkg python bench/bench_pq.py [--n 1000000] [--threads 1] [--quick]
     PYTHONPATH=... python bench/bench_pq.py --only fastscan-seeds [--seeds 5]
     PYTHONPATH=... FAISS_OPT_LEVEL=avx2 python bench/bench_pq.py --only fastscan-calls --threads 1
+    PYTHONPATH=... FAISS_OPT_LEVEL=avx2 python bench/bench_pq.py --only fastscan-overhead --threads 1
 
 Scans are compared on the *same codes*: FAISS trains each quantizer, its codebooks (and
 coarse centroids) are copied into the simdex index, which encodes the same vectors with its
@@ -216,6 +217,35 @@ def bench_fastscan_calls(rounds):
             print(f"| PQ{m}x4 | {call} | {1e3 * o:.1f} | {1e3 * th:.1f} | {th / o:.2f} |", flush=True)
 
 
+def bench_fastscan_overhead(rounds, n=64, calls=2000):
+    """Per-call cost on a tiny index (64 codes, so the scan is negligible): one 1-D query
+    per call, PQ 64x4 on 384-d, 1 thread, wall time per call, the two libraries taking turns."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4096, 384)).astype(np.float32)
+    q = rng.standard_normal((calls, 384)).astype(np.float32)
+    f = faiss.IndexPQFastScan(384, 64, 4, faiss.METRIC_L2)
+    f.train(x)
+    f.add(x[:n])
+    index = sx.PQIndex(384, 64, nbits=4, metric="l2")
+    index.pq.codebooks = faiss_books(f.pq)
+    index.add(x[:n])
+    t_o, t_f = [], []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        for i in range(calls):
+            index.search(q[i], 10, threads=1)
+        t_o.append((time.perf_counter() - t) / calls)
+        t = time.perf_counter()
+        for i in range(calls):
+            f.search(q[i:i + 1], 10)
+        t_f.append((time.perf_counter() - t) / calls)
+    o, th = statistics.median(t_o), statistics.median(t_f)
+    print(f"\n| PQ64x4, {n} codes, 1-D query per call | simdex us | faiss us | faiss / simdex |")
+    print("|---|---:|---:|---:|")
+    print(f"| per call (median of {rounds} rounds x {calls} calls) | {1e6 * o:.1f} | {1e6 * th:.1f} | {th / o:.2f} |",
+          flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1_000_000)
@@ -256,6 +286,8 @@ def main():
         bench_flat_pq(x, x, q, truth, 96, 4, args.threads, args.repeats, "ip", "dev 60k x 384 PQ96x4 (cos)")
     if "fastscan-calls" in only:
         bench_fastscan_calls(args.repeats * 3)
+    if "fastscan-overhead" in only:
+        bench_fastscan_overhead(args.repeats * 3)
     if "fastscan-seeds" in only:
         bench_fastscan_training(args.seeds, args.threads)
     if "kmeans" in only:

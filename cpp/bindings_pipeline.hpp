@@ -12,9 +12,12 @@
 
 namespace simdex {
 
-// The re-rank rows a pipeline was given: None (no re-rank stage) or a RerankRows
+// The re-rank rows a call was given: None (no re-rank stage) or a RerankRows
 // (bindings_rerank.cpp).
-const RerankRows* rerank_arg(const py::object& rows);
+inline const RerankRows* rerank_arg(const py::object& rows) {
+    if (rows.is_none()) return nullptr;
+    return rows.cast<RerankRows*>();
+}
 
 // candidates: (nq, c) slots (-1 = none) with their compressed distances; queries: float32
 // (nq, store dim) as the store expects them. Writes (nq, k) distances and user ids.

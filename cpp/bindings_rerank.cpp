@@ -5,7 +5,6 @@
 #include <string>
 
 #include "bindings_common.hpp"
-#include "bindings_pipeline.hpp"
 #include "index/rerank.hpp"
 
 namespace simdex {
@@ -101,11 +100,6 @@ py::array view(const py::object& self) {
 }
 
 }  // namespace
-
-const RerankRows* rerank_arg(const py::object& rows) {
-    if (rows.is_none()) return nullptr;
-    return rows.cast<RerankRows*>();
-}
 
 void bind_rerank(py::module_& m) {
     py::class_<RerankRows, Rows>(m, "RerankRows")

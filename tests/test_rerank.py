@@ -249,16 +249,16 @@ import os, resource, signal, sys
 import numpy as np
 import simdex as sx
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
-kind, side = sys.argv[1], sys.argv[2]
+side, kind = sys.argv[1], sys.argv[2]
 x = np.random.default_rng(0).standard_normal((700, 16)).astype(np.float32)
 if kind == "pq":
-    index = sx.PQIndex(16, 4, rerank=side).train(x)
+    index = sx.PQIndex(16, 4, metric="l2", rerank=side).train(x)
 elif kind == "ivf":
-    index = sx.IVFPQIndex(16, 8, 4, rerank=side).train(x, n_iter=3)
+    index = sx.IVFPQIndex(16, 8, 4, metric="l2", rerank=side).train(x, n_iter=3)
 elif kind == "binary":
-    index = sx.BinaryIndex(16, bits=2, rerank=side)
+    index = sx.BinaryIndex(16, bits=2, metric="ip", rerank=side).train(x)
 else:
-    index = sx.LeanVecIndex(16, 8, kind="id", rerank_path=side).train(x)
+    index = sx.LeanVecIndex(16, 8, kind="id", metric="l2", rerank_path=side).train(x)
 index.add(x[:600])
 resource.setrlimit(resource.RLIMIT_FSIZE, (600 * 64 + 100, resource.RLIM_INFINITY))
 before = index.search(x[:3], 5)
@@ -271,16 +271,17 @@ assert len(index) == 600 and 10_000 not in index
 np.testing.assert_array_equal(index.search(x[:3], 5).ids, before.ids)
 resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
 index.add(x[600:], ids=np.arange(10_000, 10_100))
-assert len(index) == 700 and os.path.getsize(side) >= 700 * 64
-want = x[650:651]
-if index.metric == "cosine":
-    want = want / np.linalg.norm(want)
-np.testing.assert_allclose(index.reconstruct([10_050]), want, rtol=1e-5)
+assert len(index) == 700
+# nothing of the failed add stays (PQ / IVF-PQ cores write the rows before binding ids;
+# binary reuses the slots), or its slots stay dead (LeanVec: rows 700..799 now)
+rows = 800 if kind == "leanvec" else 700
+assert os.path.getsize(side) == rows * 64, os.path.getsize(side)
+np.testing.assert_allclose(index.reconstruct([10_050]), x[650:651])
 print("ok")
 """
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ["pq", "ivf", "leanvec", "binary"])
 def test_a_write_past_the_file_size_limit_is_undone(tmp_path, kind):
     """A real failed write (RLIMIT_FSIZE: EFBIG, as a full disk) in the C++ rows: the file
     keeps its size, the index its rows, and the same add succeeds once there is room."""
@@ -288,7 +289,7 @@ def test_a_write_past_the_file_size_limit_is_undone(tmp_path, kind):
     import sys
 
     out = subprocess.run(
-        [sys.executable, "-c", _FULL_DISK, kind, str(tmp_path / "v.f32")],
+        [sys.executable, "-c", _FULL_DISK, str(tmp_path / "v.f32"), kind],
         capture_output=True,
         text=True,
         timeout=120,
