@@ -49,10 +49,87 @@ void rows_of(const IdMap& map, const RerankRows* rows, const std::int64_t* ids, 
         if (!found[i]) std::fill(out + i * d, out + (i + 1) * d, 0.0f);
 }
 
-class PqHandle {
+// One search call for either core (nprobe: IVF-PQ's lists; PQ scans every code).
+inline void core_search(const PqCore& core, const PqQuery& q, std::size_t, const IdFilter& filter,
+                        std::size_t threads, float* d, std::int64_t* ids) {
+    core.search(q, filter, threads, d, ids);
+}
+inline void core_search(const IvfPqCore& core, const PqQuery& q, std::size_t nprobe, const IdFilter& filter,
+                        std::size_t threads, float* d, std::int64_t* ids) {
+    core.search(q, nprobe, filter, threads, d, ids);
+}
+
+// What the PQ and IVF-PQ handles share: the core, its lock (the GIL released before waiting),
+// the training generation, and the removes and id / row lookups, which read the same way.
+template <class Core>
+class PqHandleBase {
+   public:
+    std::size_t remove(const py::array& ids) {
+        std::size_t n = static_cast<std::size_t>(ids.size());
+        const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
+        py::gil_scoped_release release;
+        std::unique_lock<RwLock> lock(mutex_);
+        return core_->remove(id_ptr, n);
+    }
+
+    bool contains(std::int64_t id) { return contains_id(core_->idmap(), mutex_, id); }
+    IdArray ids() { return live_ids(core_->idmap(), mutex_); }
+
+    // Re-rank rows of ids decoded to float32: ((n, dim), (n,) found).
+    py::tuple vectors(const py::array& ids) {
+        const std::size_t n = static_cast<std::size_t>(ids.size()), d = core_->books().dim();
+        const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
+        if (!core_->rerank()) throw std::invalid_argument("the index keeps no re-rank rows");
+        FloatArray out({n, d});
+        py::array_t<bool> found(n);
+        float* o = out.mutable_data();
+        bool* ok = found.mutable_data();
+        {
+            py::gil_scoped_release release;
+            std::shared_lock<RwLock> lock(mutex_);
+            rows_of(core_->idmap(), core_->rerank(), id_ptr, n, d, o, ok);
+        }
+        return py::make_tuple(out, found);
+    }
+
+    std::size_t nbytes() { return read_locked(mutex_, [&] { return core_->nbytes(); }); }
+    std::string simd() const { return level_name(level_); }
+
+    // MultiVectorIndex(index="pq" / "ivfpq").search in one call: encode the query sets, scan
+    // the documents' encodings for `candidates` per query (nprobe lists for IVF-PQ; `scanned`
+    // of them re-scored exactly when this index keeps its rows; its ids are the multi-vector
+    // index's slots, filters name those), re-rank by exact Chamfer from the token store,
+    // slots to ids through `table` (bindings_multivector.hpp).
+    py::tuple search_multivector(const FdeEncoder& encoder, const py::array& q_tokens, const py::array& q_offsets,
+                                 const py::tuple& store, std::size_t k, std::size_t candidates, std::size_t scanned,
+                                 std::size_t nprobe, const py::object& carve, const py::object& filter_ids,
+                                 const py::object& filter_offsets, const py::object& filter_mask, IdTable& table,
+                                 const py::object& threads) {
+        if (core_->books().dim() != encoder.out_dim())
+            throw std::invalid_argument("search_multivector: the index must hold the encodings");
+        MultiVectorRequest r = multivector_request(encoder, q_tokens, q_offsets, store, k, candidates, carve);
+        IdFilter filter = filter_arg(filter_ids, filter_offsets, filter_mask, r.queries.n);
+        const std::size_t thread_n = thread_count(threads);
+        return run_multivector(kernels_for(level_), r, table, thread_n,
+                               [&](const float* fde, std::size_t nq, std::size_t c, float* d, std::int64_t* ids) {
+                                   std::shared_lock<RwLock> lock(mutex_);
+                                   core_search(*core_, PqQuery{fde, nq, c, std::max(scanned, c)}, nprobe, filter,
+                                               thread_n, d, ids);
+                               });
+    }
+
+   protected:
+    explicit PqHandleBase(SimdLevel level) : level_(level) {}
+    SimdLevel level_;
+    std::unique_ptr<Core> core_;
+    RwLock mutex_;
+    std::uint64_t generation_ = 0;
+};
+
+class PqHandle : public PqHandleBase<PqCore> {
    public:
     PqHandle(std::size_t dim, std::size_t m, int nbits, const std::string& metric, const py::object& rerank)
-        : level_(active_level()), metric_(parse_metric(metric)) {
+        : PqHandleBase(active_level()), metric_(parse_metric(metric)) {
         core_.reset(new PqCore(kernels_for(level_), dim, m, nbits, metric_, rows_arg(rerank)));
     }
 
@@ -112,14 +189,6 @@ class PqHandle {
         return out;
     }
 
-    std::size_t remove(const py::array& ids) {
-        std::size_t n = static_cast<std::size_t>(ids.size());
-        const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
-        py::gil_scoped_release release;
-        std::unique_lock<RwLock> lock(mutex_);
-        return core_->remove(id_ptr, n);
-    }
-
     py::tuple search(const py::array& queries, std::size_t nq, std::size_t k, std::size_t candidates,
                      const py::object& filter_ids, const py::object& filter_offsets, const py::object& filter_mask,
                      const py::object& threads) {
@@ -131,28 +200,6 @@ class PqHandle {
             std::shared_lock<RwLock> lock(mutex_);
             core_->search(PqQuery{q, nq, k, candidates}, filter, thread_n, d_ptr, i_ptr);
         });
-    }
-
-    // MultiVectorIndex(index="pq").search in one call: encode the query sets, scan the
-    // documents' encodings for `candidates` per query (re-scoring `scanned` of them exactly
-    // when this index keeps its rows; its ids are the multi-vector index's slots, filters
-    // name those), re-rank by exact Chamfer from the token store, slots to ids through
-    // `table` (bindings_multivector.hpp).
-    py::tuple search_multivector(const FdeEncoder& encoder, const py::array& q_tokens, const py::array& q_offsets,
-                                 const py::tuple& store, std::size_t k, std::size_t candidates, std::size_t scanned,
-                                 const py::object& carve, const py::object& filter_ids,
-                                 const py::object& filter_offsets, const py::object& filter_mask, IdTable& table,
-                                 const py::object& threads) {
-        if (core_->books().dim() != encoder.out_dim())
-            throw std::invalid_argument("search_multivector: the index must hold the encodings");
-        MultiVectorRequest r = multivector_request(encoder, q_tokens, q_offsets, store, k, candidates, carve);
-        IdFilter filter = filter_arg(filter_ids, filter_offsets, filter_mask, r.queries.n);
-        const std::size_t thread_n = thread_count(threads);
-        return run_multivector(kernels_for(level_), r, table, thread_n,
-                               [&](const float* fde, std::size_t nq, std::size_t c, float* d, std::int64_t* ids) {
-                                   std::shared_lock<RwLock> lock(mutex_);
-                                   core_->search(PqQuery{fde, nq, c, std::max(scanned, c)}, filter, thread_n, d, ids);
-                               });
     }
 
     // The lean path: one (dim,) float32 query, no filter; 1-D results. Checks what
@@ -198,26 +245,6 @@ class PqHandle {
         return py::make_tuple(distances, ids);
     }
 
-    bool contains(std::int64_t id) { return contains_id(core_->idmap(), mutex_, id); }
-    IdArray ids() { return live_ids(core_->idmap(), mutex_); }
-
-    // Re-rank rows of ids decoded to float32: ((n, dim), (n,) found).
-    py::tuple vectors(const py::array& ids) {
-        const std::size_t n = static_cast<std::size_t>(ids.size()), d = core_->books().dim();
-        const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
-        if (!core_->rerank()) throw std::invalid_argument("the index keeps no re-rank rows");
-        FloatArray out({n, d});
-        py::array_t<bool> found(n);
-        float* o = out.mutable_data();
-        bool* ok = found.mutable_data();
-        {
-            py::gil_scoped_release release;
-            std::shared_lock<RwLock> lock(mutex_);
-            rows_of(core_->idmap(), core_->rerank(), id_ptr, n, d, o, ok);
-        }
-        return py::make_tuple(out, found);
-    }
-
     // One consistent copy: {"codes": uint8 bytes, "ids": per slot, "next_id", "slots",
     // "rerank_rows": copy (in RAM) or None, "rerank_crc32"}.
     py::dict state() {
@@ -253,23 +280,17 @@ class PqHandle {
 
     std::size_t size() { return read_locked(mutex_, [&] { return core_->idmap().size(); }); }
     std::size_t slot_count() { return read_locked(mutex_, [&] { return core_->idmap().slots(); }); }
-    std::size_t nbytes() { return read_locked(mutex_, [&] { return core_->nbytes(); }); }
     bool trained() { return read_locked(mutex_, [&] { return core_->trained(); }); }
-    std::string simd() const { return level_name(level_); }
 
    private:
-    SimdLevel level_;
     Metric metric_;
-    std::unique_ptr<PqCore> core_;
-    RwLock mutex_;
-    std::uint64_t generation_ = 0;
 };
 
-class IvfPqHandle {
+class IvfPqHandle : public PqHandleBase<IvfPqCore> {
    public:
     IvfPqHandle(std::size_t dim, std::size_t nlist, std::size_t m, int nbits, const std::string& metric,
                 const py::object& rerank)
-        : level_(active_level()) {
+        : PqHandleBase(active_level()) {
         core_.reset(new IvfPqCore(kernels_for(level_), dim, nlist, m, nbits, parse_metric(metric), rows_arg(rerank)));
     }
 
@@ -342,14 +363,6 @@ class IvfPqHandle {
         return out;
     }
 
-    std::size_t remove(const py::array& ids) {
-        std::size_t n = static_cast<std::size_t>(ids.size());
-        const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
-        py::gil_scoped_release release;
-        std::unique_lock<RwLock> lock(mutex_);
-        return core_->remove(id_ptr, n);
-    }
-
     py::tuple search(const py::array& queries, std::size_t nq, std::size_t k, std::size_t candidates,
                      std::size_t nprobe, const py::object& filter_ids, const py::object& filter_offsets,
                      const py::object& filter_mask, const py::object& threads) {
@@ -361,44 +374,6 @@ class IvfPqHandle {
             std::shared_lock<RwLock> lock(mutex_);
             core_->search(PqQuery{q, nq, k, candidates}, nprobe, filter, thread_n, d_ptr, i_ptr);
         });
-    }
-
-    // MultiVectorIndex(index="ivfpq").search in one call (as PqHandle's, with nprobe lists).
-    py::tuple search_multivector(const FdeEncoder& encoder, const py::array& q_tokens, const py::array& q_offsets,
-                                 const py::tuple& store, std::size_t k, std::size_t candidates, std::size_t scanned,
-                                 std::size_t nprobe, const py::object& carve, const py::object& filter_ids,
-                                 const py::object& filter_offsets, const py::object& filter_mask, IdTable& table,
-                                 const py::object& threads) {
-        if (core_->books().dim() != encoder.out_dim())
-            throw std::invalid_argument("search_multivector: the index must hold the encodings");
-        MultiVectorRequest r = multivector_request(encoder, q_tokens, q_offsets, store, k, candidates, carve);
-        IdFilter filter = filter_arg(filter_ids, filter_offsets, filter_mask, r.queries.n);
-        const std::size_t thread_n = thread_count(threads);
-        return run_multivector(kernels_for(level_), r, table, thread_n,
-                               [&](const float* fde, std::size_t nq, std::size_t c, float* d, std::int64_t* ids) {
-                                   std::shared_lock<RwLock> lock(mutex_);
-                                   core_->search(PqQuery{fde, nq, c, std::max(scanned, c)}, nprobe, filter, thread_n,
-                                                 d, ids);
-                               });
-    }
-
-    bool contains(std::int64_t id) { return contains_id(core_->idmap(), mutex_, id); }
-    IdArray ids() { return live_ids(core_->idmap(), mutex_); }
-
-    py::tuple vectors(const py::array& ids) {
-        const std::size_t n = static_cast<std::size_t>(ids.size()), d = core_->books().dim();
-        const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
-        if (!core_->rerank()) throw std::invalid_argument("the index keeps no re-rank rows");
-        FloatArray out({n, d});
-        py::array_t<bool> found(n);
-        float* o = out.mutable_data();
-        bool* ok = found.mutable_data();
-        {
-            py::gil_scoped_release release;
-            std::shared_lock<RwLock> lock(mutex_);
-            rows_of(core_->idmap(), core_->rerank(), id_ptr, n, d, o, ok);
-        }
-        return py::make_tuple(out, found);
     }
 
     // One consistent copy: {"codes", "entry_slots", "offsets" (the lists as saved), "ids" per
@@ -445,14 +420,6 @@ class IvfPqHandle {
 
     std::size_t size() { return read_locked(mutex_, [&] { return core_->idmap().size(); }); }
     std::size_t slot_count() { return read_locked(mutex_, [&] { return core_->idmap().slots(); }); }
-    std::size_t nbytes() { return read_locked(mutex_, [&] { return core_->nbytes(); }); }
-    std::string simd() const { return level_name(level_); }
-
-   private:
-    SimdLevel level_;
-    std::unique_ptr<IvfPqCore> core_;
-    RwLock mutex_;
-    std::uint64_t generation_ = 0;
 };
 
 }  // namespace
@@ -498,8 +465,8 @@ void bind_pqcore(py::module_& m) {
              py::arg("filter_mask") = py::none(), py::arg("threads") = py::none())
         .def("search_multivector", &PqHandle::search_multivector, py::arg("encoder"), py::arg("q_tokens"),
              py::arg("q_offsets"), py::arg("store"), py::arg("k"), py::arg("candidates"), py::arg("scanned"),
-             py::arg("carve"), py::arg("filter_ids"), py::arg("filter_offsets"), py::arg("filter_mask"),
-             py::arg("table"), py::arg("threads"))
+             py::arg("nprobe"), py::arg("carve"), py::arg("filter_ids"), py::arg("filter_offsets"),
+             py::arg("filter_mask"), py::arg("table"), py::arg("threads"))
         .def("search1", &PqHandle::search1, py::arg("query"), py::arg("k"), py::arg("candidates"),
              py::arg("threads") = py::none())
         .def("__contains__", &PqHandle::contains)

@@ -61,20 +61,6 @@ std::size_t FlatCore::remove(const std::int64_t* ids, std::size_t n) {
     return count;
 }
 
-std::unique_ptr<SlotMask> FlatCore::acquire_mask() const {
-    std::lock_guard<std::mutex> guard(pool_mutex_);
-    if (pool_.empty()) return std::unique_ptr<SlotMask>(new SlotMask());
-    std::unique_ptr<SlotMask> m = std::move(pool_.back());
-    pool_.pop_back();
-    return m;
-}
-
-void FlatCore::release_mask(std::unique_ptr<SlotMask> m) const {
-    m->clear();
-    std::lock_guard<std::mutex> guard(pool_mutex_);
-    pool_.push_back(std::move(m));
-}
-
 void FlatCore::search(const void* queries, std::size_t nq, std::size_t k, const IdFilter& filter,
                       std::size_t threads, float* out_distances, std::int64_t* out_ids) const {
     const std::size_t n = map_.slots();
@@ -88,12 +74,7 @@ void FlatCore::search(const void* queries, std::size_t nq, std::size_t k, const 
     if (!filter.active()) {
         exact_search(*table_, spec_, rows_.data(), n, q, nq, k, nullptr, threads, out_distances, out_ids);
     } else {
-        std::unique_ptr<SlotMask> mask = acquire_mask();
-        struct Release {
-            const FlatCore* core;
-            std::unique_ptr<SlotMask>& mask;
-            ~Release() { core->release_mask(std::move(mask)); }
-        } release{this, mask};
+        SlotMaskPool::Lease mask = masks_.lease();
         if (filter.id_mask) {
             // The scan reads every row anyway: the slot mask costs one id test per row.
             SlotFilter by_id{nullptr, map_.ids(), filter.id_mask, filter.id_mask_len};

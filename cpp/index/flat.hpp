@@ -47,16 +47,13 @@ class FlatCore {
     std::size_t nbytes() const { return rows_.capacity() + map_.nbytes() + (lo_.size() + scale_.size()) * 4; }
 
    private:
-    std::unique_ptr<SlotMask> acquire_mask() const;
-    void release_mask(std::unique_ptr<SlotMask> m) const;
 
     const KernelTable* table_;
     StoreSpec spec_;
     std::vector<float> lo_, scale_;  // int8 ranges (spec_.lo / spec_.scale point here)
     std::vector<std::uint8_t> rows_;
     IdMap map_;
-    mutable std::mutex pool_mutex_;
-    mutable std::vector<std::unique_ptr<SlotMask>> pool_;
+    SlotMaskPool masks_;  // for filtered scans
 };
 
 }  // namespace simdex

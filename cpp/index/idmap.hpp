@@ -14,6 +14,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
@@ -234,6 +236,57 @@ struct SlotMask {
         built = static_cast<std::size_t>(-2);
     }
 };
+
+// SlotMasks for filtered scans, reused across searches (no allocation in steady state):
+// lease() hands one out (a new one when none is free) and takes it back, cleared, when the
+// lease ends. Thread-safe.
+class SlotMaskPool {
+   public:
+    class Lease {
+       public:
+        explicit Lease(const SlotMaskPool& pool) : pool_(pool), mask_(pool.take()) {}
+        ~Lease() { pool_.give(std::move(mask_)); }
+        Lease(const Lease&) = delete;
+        Lease& operator=(const Lease&) = delete;
+        SlotMask* operator->() const { return mask_.get(); }
+        SlotMask& operator*() const { return *mask_; }
+
+       private:
+        const SlotMaskPool& pool_;
+        std::unique_ptr<SlotMask> mask_;
+    };
+    Lease lease() const { return Lease(*this); }
+
+   private:
+    std::unique_ptr<SlotMask> take() const {
+        std::lock_guard<std::mutex> guard(mutex_);
+        if (free_.empty()) return std::unique_ptr<SlotMask>(new SlotMask());
+        std::unique_ptr<SlotMask> m = std::move(free_.back());
+        free_.pop_back();
+        return m;
+    }
+    void give(std::unique_ptr<SlotMask> m) const {
+        m->clear();
+        std::lock_guard<std::mutex> guard(mutex_);
+        free_.push_back(std::move(m));
+    }
+    mutable std::mutex mutex_;
+    mutable std::vector<std::unique_ptr<SlotMask>> free_;
+};
+
+// Forgets ids (unknown ones ignored) and clears their slots' alive flags (indexes whose
+// removed rows stay as tombstones behind an alive mask); returns how many were removed.
+inline std::size_t tombstone_ids(IdMap& map, std::vector<std::uint8_t>& alive, const std::int64_t* ids,
+                                 std::size_t n) {
+    std::size_t count = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::int64_t slot = map.unbind(ids[i]);
+        if (slot < 0) continue;
+        alive[static_cast<std::size_t>(slot)] = 0;
+        ++count;
+    }
+    return count;
+}
 
 // Nonzero bytes of a mask.
 inline std::size_t count_allowed(const std::uint8_t* mask, std::size_t len) {

@@ -14,6 +14,30 @@ namespace simdex {
 
 namespace {
 constexpr std::size_t kQueryBatch = 256;  // queries per table batch: bounds the (b, m, ksub) tables
+
+// What restoring a PQ / IVF-PQ core checks and rebuilds the same way: the id per slot (-1 =
+// removed; removed slots stay dead, never reused), the re-rank rows' count, the training.
+IdMap restored_ids(const char* what, bool trained, const RerankRows* rerank, const std::int64_t* ids,
+                   std::size_t slots, std::int64_t next_id) {
+    if (slots && !trained) throw std::invalid_argument(std::string(what) + " index file: rows without training");
+    if (rerank && rerank->size() != slots)
+        throw std::invalid_argument(std::string(what) + " index file: " + std::to_string(rerank->size()) +
+                                    " re-rank rows for " + std::to_string(slots) + " slots");
+    for (std::size_t i = 0; i < slots; ++i)
+        if (ids[i] < -1)
+            throw std::invalid_argument(std::string(what) + " index file: id " + std::to_string(ids[i]) + " is negative");
+    IdMap map;
+    std::vector<std::uint8_t> in_use(slots, 1);
+    map.restore(ids, slots, in_use.data());
+    map.set_next_id(next_id);
+    return map;
+}
+
+void alive_from_ids(const std::int64_t* ids, std::size_t slots, std::vector<std::uint8_t>& alive) {
+    alive.assign(slots, 0);
+    for (std::size_t s = 0; s < slots; ++s) alive[s] = ids[s] >= 0;
+}
+
 }  // namespace
 
 // ---- PqCodebooks -------------------------------------------------------------------------
@@ -142,30 +166,7 @@ void PqCore::add(const float* x, const std::uint8_t* codes, const std::int64_t* 
     }
 }
 
-std::size_t PqCore::remove(const std::int64_t* ids, std::size_t n) {
-    std::size_t count = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-        const std::int64_t slot = map_.unbind(ids[i]);
-        if (slot < 0) continue;
-        alive_[static_cast<std::size_t>(slot)] = 0;
-        ++count;
-    }
-    return count;
-}
-
-std::unique_ptr<SlotMask> PqCore::acquire_mask() const {
-    std::lock_guard<std::mutex> guard(pool_mutex_);
-    if (pool_.empty()) return std::unique_ptr<SlotMask>(new SlotMask());
-    std::unique_ptr<SlotMask> m = std::move(pool_.back());
-    pool_.pop_back();
-    return m;
-}
-
-void PqCore::release_mask(std::unique_ptr<SlotMask> m) const {
-    m->clear();
-    std::lock_guard<std::mutex> guard(pool_mutex_);
-    pool_.push_back(std::move(m));
-}
+std::size_t PqCore::remove(const std::int64_t* ids, std::size_t n) { return tombstone_ids(map_, alive_, ids, n); }
 
 // Tables and code scan of nq queries: candidates (nq, c) slots and ADC / fast-scan distances.
 void PqCore::scan(const float* q, std::size_t nq, std::size_t c, const std::uint8_t* mask, std::size_t threads,
@@ -200,12 +201,7 @@ void PqCore::search(const PqQuery& q, const IdFilter& filter, std::size_t thread
     if (!filter.active()) {
         scan(q.queries, nq, c, map_.size() == n ? nullptr : alive_.data(), threads, cand_d.data(), cand.data());
     } else {
-        std::unique_ptr<SlotMask> mask = acquire_mask();
-        struct Release {
-            const PqCore* core;
-            std::unique_ptr<SlotMask>& mask;
-            ~Release() { core->release_mask(std::move(mask)); }
-        } release{this, mask};
+        SlotMaskPool::Lease mask = masks_.lease();
         if (filter.id_mask) {
             SlotFilter by_id{nullptr, map_.ids(), filter.id_mask, filter.id_mask_len};
             mask->allow.resize(std::max(mask->allow.size(), n));
@@ -261,19 +257,9 @@ void PqCore::search1(const float* query, std::size_t k, std::size_t candidates, 
 
 void PqCore::restore(const std::uint8_t* codes, const std::int64_t* ids, std::size_t slots, std::int64_t next_id) {
     if (map_.slots() != 0) throw std::invalid_argument("restore: the index is not empty");
-    if (slots && !books_.trained()) throw std::invalid_argument("PQ index file: codes without codebooks");
-    if (rerank_ && rerank_->size() != slots)
-        throw std::invalid_argument("PQ index file: " + std::to_string(rerank_->size()) + " re-rank rows for " +
-                                    std::to_string(slots) + " slots");
-    for (std::size_t i = 0; i < slots; ++i)
-        if (ids[i] < -1) throw std::invalid_argument("PQ index file: id " + std::to_string(ids[i]) + " is negative");
-    IdMap map;
-    std::vector<std::uint8_t> in_use(slots, 1);  // removed slots stay dead (never reused)
-    map.restore(ids, slots, in_use.data());
-    map.set_next_id(next_id);
+    IdMap map = restored_ids("PQ", books_.trained(), rerank_.get(), ids, slots, next_id);
     codes_.assign(codes, codes + code_bytes_for(slots));
-    alive_.assign(slots, 0);
-    for (std::size_t s = 0; s < slots; ++s) alive_[s] = ids[s] >= 0;
+    alive_from_ids(ids, slots, alive_);
     map_ = std::move(map);
 }
 
@@ -351,30 +337,7 @@ void IvfPqCore::add(const float* x, const std::int64_t* lists, const std::uint8_
     }
 }
 
-std::size_t IvfPqCore::remove(const std::int64_t* ids, std::size_t n) {
-    std::size_t count = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-        const std::int64_t slot = map_.unbind(ids[i]);
-        if (slot < 0) continue;
-        alive_[static_cast<std::size_t>(slot)] = 0;
-        ++count;
-    }
-    return count;
-}
-
-std::unique_ptr<SlotMask> IvfPqCore::acquire_mask() const {
-    std::lock_guard<std::mutex> guard(pool_mutex_);
-    if (pool_.empty()) return std::unique_ptr<SlotMask>(new SlotMask());
-    std::unique_ptr<SlotMask> m = std::move(pool_.back());
-    pool_.pop_back();
-    return m;
-}
-
-void IvfPqCore::release_mask(std::unique_ptr<SlotMask> m) const {
-    m->clear();
-    std::lock_guard<std::mutex> guard(pool_mutex_);
-    pool_.push_back(std::move(m));
-}
+std::size_t IvfPqCore::remove(const std::int64_t* ids, std::size_t n) { return tombstone_ids(map_, alive_, ids, n); }
 
 // Coarse probes, residual tables and list scans of nq queries: candidates (nq, c).
 void IvfPqCore::scan(const float* q, std::size_t nq, std::size_t nprobe, std::size_t c, const std::uint8_t* mask,
@@ -425,12 +388,7 @@ void IvfPqCore::search(const PqQuery& q, std::size_t nprobe, const IdFilter& fil
         scan(q.queries, nq, nprobe, c, map_.size() == n ? nullptr : alive_.data(), threads, cand_d.data(),
              cand.data());
     } else {
-        std::unique_ptr<SlotMask> mask = acquire_mask();
-        struct Release {
-            const IvfPqCore* core;
-            std::unique_ptr<SlotMask>& mask;
-            ~Release() { core->release_mask(std::move(mask)); }
-        } release{this, mask};
+        SlotMaskPool::Lease mask = masks_.lease();
         if (filter.id_mask) {
             SlotFilter by_id{nullptr, map_.ids(), filter.id_mask, filter.id_mask_len};
             mask->allow.resize(std::max(mask->allow.size(), n));
@@ -456,19 +414,9 @@ void IvfPqCore::search(const PqQuery& q, std::size_t nprobe, const IdFilter& fil
 void IvfPqCore::restore(const std::uint8_t* codes, const std::int64_t* entry_slots, const std::int64_t* offsets,
                         const std::int64_t* ids, std::size_t slots, std::int64_t next_id) {
     if (map_.slots() != 0) throw std::invalid_argument("restore: the index is not empty");
-    if (slots && !books_.trained()) throw std::invalid_argument("IVF-PQ index file: rows without training");
-    if (rerank_ && rerank_->size() != slots)
-        throw std::invalid_argument("IVF-PQ index file: " + std::to_string(rerank_->size()) + " re-rank rows for " +
-                                    std::to_string(slots) + " slots");
-    for (std::size_t i = 0; i < slots; ++i)
-        if (ids[i] < -1) throw std::invalid_argument("IVF-PQ index file: id " + std::to_string(ids[i]) + " is negative");
-    IdMap map;
-    std::vector<std::uint8_t> in_use(slots, 1);  // removed slots stay dead (never reused)
-    map.restore(ids, slots, in_use.data());
-    map.set_next_id(next_id);
+    IdMap map = restored_ids("IVF-PQ", books_.trained(), rerank_.get(), ids, slots, next_id);
     store_.restore(codes, entry_slots, offsets, slots);  // checks every entry slot
-    alive_.assign(slots, 0);
-    for (std::size_t s = 0; s < slots; ++s) alive_[s] = ids[s] >= 0;
+    alive_from_ids(ids, slots, alive_);
     map_ = std::move(map);
 }
 

@@ -99,8 +99,6 @@ class PqCore {
     std::size_t code_bytes_for(std::size_t n) const;
     void scan(const float* q, std::size_t nq, std::size_t candidates, const std::uint8_t* mask, std::size_t threads,
               float* cand_d, std::int64_t* cand) const;
-    std::unique_ptr<SlotMask> acquire_mask() const;
-    void release_mask(std::unique_ptr<SlotMask> m) const;
 
     const KernelTable* table_;
     PqCodebooks books_;
@@ -110,8 +108,7 @@ class PqCore {
     std::vector<std::uint8_t> codes_;
     std::vector<std::uint8_t> alive_;  // per slot: 1 = live (the scan mask when nothing is filtered)
     IdMap map_;
-    mutable std::mutex pool_mutex_;
-    mutable std::vector<std::unique_ptr<SlotMask>> pool_;
+    SlotMaskPool masks_;  // for filtered scans
 };
 
 // IVFPQIndex core: coarse centroids (nlist, dim) (probed by l2, or by inner product for ip /
@@ -148,8 +145,6 @@ class IvfPqCore {
    private:
     void scan(const float* q, std::size_t nq, std::size_t nprobe, std::size_t c, const std::uint8_t* mask,
               std::size_t threads, float* cand_d, std::int64_t* cand) const;
-    std::unique_ptr<SlotMask> acquire_mask() const;
-    void release_mask(std::unique_ptr<SlotMask> m) const;
 
     const KernelTable* table_;
     PqCodebooks books_;
@@ -160,8 +155,7 @@ class IvfPqCore {
     std::shared_ptr<RerankRows> rerank_;
     std::vector<std::uint8_t> alive_;
     IdMap map_;
-    mutable std::mutex pool_mutex_;
-    mutable std::vector<std::unique_ptr<SlotMask>> pool_;
+    SlotMaskPool masks_;  // for filtered scans
 };
 
 }  // namespace simdex

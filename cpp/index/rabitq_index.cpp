@@ -2,6 +2,7 @@
 #include "index/rabitq_index.hpp"
 
 #include <algorithm>
+#include <optional>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -152,20 +153,6 @@ std::size_t RaBitQIndexCore::remove(const std::int64_t* ids, std::size_t n) {
         ++removed;
     }
     return removed;
-}
-
-std::unique_ptr<SlotMask> RaBitQIndexCore::acquire_mask() const {
-    std::lock_guard<std::mutex> guard(pool_mutex_);
-    if (pool_.empty()) return std::unique_ptr<SlotMask>(new SlotMask());
-    std::unique_ptr<SlotMask> m = std::move(pool_.back());
-    pool_.pop_back();
-    return m;
-}
-
-void RaBitQIndexCore::release_mask(std::unique_ptr<SlotMask> m) const {
-    m->clear();
-    std::lock_guard<std::mutex> guard(pool_mutex_);
-    pool_.push_back(std::move(m));
 }
 
 namespace {
@@ -330,21 +317,14 @@ void RaBitQIndexCore::search(const float* queries, std::size_t nq, std::size_t k
         RaBitQStats& st = per_worker[std::min(worker, per_worker.size() - 1)];
         const float* query = queries + qi * dim;
         // filter
-        std::unique_ptr<SlotMask> mask;
+        std::optional<SlotMaskPool::Lease> mask;
         SlotFilter by_id{nullptr, map_.ids(), filter.id_mask, filter.id_mask_len};
         const std::uint8_t* slot_allow = nullptr;
         if (filter.lists) {
-            mask = acquire_mask();
-            mask->build(map_, filter, filter.list_of(qi));
-            slot_allow = mask->allow.data();
+            mask.emplace(masks_);
+            (*mask)->build(map_, filter, filter.list_of(qi));
+            slot_allow = (*mask)->allow.data();
         }
-        struct Release {
-            const RaBitQIndexCore* core;
-            std::unique_ptr<SlotMask>& mask;
-            ~Release() {
-                if (mask) core->release_mask(std::move(mask));
-            }
-        } release{this, mask};
         // probes: l2 and cosine rank lists by ||c||^2 - 2 <q, c> (the k-means cells), ip by -<q, c>
         std::vector<std::pair<float, std::uint32_t>> probes(nlist());
         const bool by_l2 = metric_ != Metric::ip;

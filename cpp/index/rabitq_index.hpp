@@ -113,8 +113,6 @@ class RaBitQIndexCore {
     void put(List& list, std::size_t pos, const std::uint8_t* row);  // row: quantizer layout
     void copy_position(List& list, std::size_t from, std::size_t to);
     void grow(List& list, std::size_t rows);
-    std::unique_ptr<SlotMask> acquire_mask() const;
-    void release_mask(std::unique_ptr<SlotMask> m) const;
 
     const KernelTable* table_;
     RaBitQ q_;
@@ -125,8 +123,7 @@ class RaBitQIndexCore {
     std::vector<List> lists_;
     std::vector<std::uint32_t> list_of_, pos_of_;  // by slot
     IdMap map_;
-    mutable std::mutex pool_mutex_;
-    mutable std::vector<std::unique_ptr<SlotMask>> pool_;
+    SlotMaskPool masks_;  // for filtered scans
 };
 
 }  // namespace simdex

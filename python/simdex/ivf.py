@@ -19,17 +19,16 @@ from typing import Any
 import numpy as np
 
 from . import _checks, _core, _progress, _result
-from ._base import CoreIndex
 from ._checks import MAX_DIM, FloatMetric
 from ._format import Fields
 from ._rerank import RerankStore
 from ._result import SearchResult
 from .kernels import normalize
 from .kmeans import kmeans
-from .pq import PQ_METRICS, ProductQuantizer, _check_rerank_k, _m4
+from .pq import PQ_METRICS, PQCoreIndex, ProductQuantizer, _check_rerank_k, _m4
 
 
-class IVFPQIndex(CoreIndex):
+class IVFPQIndex(PQCoreIndex):
     """IVF-PQ index.
 
     dim, m, nbits : as ProductQuantizer (applied to residuals x - coarse centroid)
@@ -177,25 +176,6 @@ class IVFPQIndex(CoreIndex):
                     lists[part], codes[part] = self._core.encode(a[part], threads)
         added: np.ndarray = self._core.add(a, lists, codes, new_ids, threads)
         return added
-
-    def remove(self, ids: Any) -> int:
-        """Mark vectors deleted by id; returns how many were removed (unknown ids are ignored)."""
-        return int(self._core.remove(_checks.as_id_list(ids)))
-
-    def reconstruct(self, ids: Any) -> np.ndarray:
-        """Stored full vectors of the given ids from the re-rank rows, float32 (len(ids), dim)
-        (unit length for cosine); needs rerank (KeyError names ids not in the index)."""
-        a = _checks.as_id_list(ids)
-        if self._store is None:
-            raise ValueError(
-                "IVFPQIndex keeps only compressed codes; build it with rerank='memory' (or a "
-                "file) to reconstruct vectors"
-            )
-        rows, found = self._core.vectors(a)
-        if not found.all():
-            raise KeyError(f"ids not in the index: {a[~found][:5].tolist()}")
-        out: np.ndarray = rows
-        return out
 
     # ---- search -------------------------------------------------------------------------
     def search(

@@ -791,17 +791,11 @@ class MultiVectorIndex(Index):
             assert isinstance(inner, (PQIndex, IVFPQIndex))
             f_ids, f_offsets, f_mask = _checks.as_filter(allowed, nq)
             scanned = _check_rerank_k(rerank_k, c, inner._store)
-            if isinstance(inner, PQIndex):
-                dist, ids = inner._core.search_multivector(
-                    core, tokens, offsets, store, k, c, scanned, carve, f_ids, f_offsets, f_mask,
-                    self._idt, threads,
-                )  # fmt: skip
-            else:
-                probes = inner._check_nprobe(nprobe)
-                dist, ids = inner._core.search_multivector(
-                    core, tokens, offsets, store, k, c, scanned, probes, carve, f_ids, f_offsets,
-                    f_mask, self._idt, threads,
-                )  # fmt: skip
+            probes = inner._check_nprobe(nprobe) if isinstance(inner, IVFPQIndex) else 0
+            dist, ids = inner._core.search_multivector(
+                core, tokens, offsets, store, k, c, scanned, probes, carve, f_ids, f_offsets,
+                f_mask, self._idt, threads,
+            )  # fmt: skip
         return _result.finish(dist, ids, single, max_distance)
 
     def _range_queries(self, queries: Any) -> tuple[Any, int]:

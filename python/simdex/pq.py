@@ -313,7 +313,33 @@ def _check_rerank_k(rerank_k: Any, k: int, store: RerankStore | None) -> int:
     return size
 
 
-class PQIndex(CoreIndex):
+class PQCoreIndex(CoreIndex):
+    """What PQIndex and IVFPQIndex share: removes and reconstruct through their C++ core."""
+
+    _store: RerankStore | None
+
+    def remove(self, ids: Any) -> int:
+        """Remove vectors by id; returns how many were removed (unknown ids are ignored).
+        O(1) per id: the rows stay, masked out of every scan."""
+        return int(self._core.remove(_checks.as_id_list(ids)))
+
+    def reconstruct(self, ids: Any) -> np.ndarray:
+        """Stored full vectors of the given ids from the re-rank rows, float32 (len(ids), dim)
+        (unit length for cosine); needs rerank (KeyError names ids not in the index)."""
+        a = _checks.as_id_list(ids)
+        if self._store is None:
+            raise ValueError(
+                f"{type(self).__name__} keeps only compressed codes; build it with "
+                "rerank='memory' (or a file) to reconstruct vectors"
+            )
+        rows, found = self._core.vectors(a)
+        if not found.all():
+            raise KeyError(f"ids not in the index: {a[~found][:5].tolist()}")
+        out: np.ndarray = rows
+        return out
+
+
+class PQIndex(PQCoreIndex):
     """Flat product-quantization index: every code is scored per query.
 
     dim, m, nbits : as ProductQuantizer; nbits=4 stores codes in the fast-scan layout
@@ -415,26 +441,6 @@ class PQIndex(CoreIndex):
                     codes[part] = self._core.encode(a[part], threads)
         added: np.ndarray = self._core.add(a, codes, new_ids, threads)
         return added
-
-    def remove(self, ids: Any) -> int:
-        """Remove vectors by id; returns how many were removed (unknown ids are ignored).
-        O(1) per id: the rows stay, masked out of every scan."""
-        return int(self._core.remove(_checks.as_id_list(ids)))
-
-    def reconstruct(self, ids: Any) -> np.ndarray:
-        """Stored full vectors of the given ids from the re-rank rows, float32 (len(ids), dim)
-        (unit length for cosine); needs rerank (KeyError names ids not in the index)."""
-        a = _checks.as_id_list(ids)
-        if self._store is None:
-            raise ValueError(
-                "PQIndex keeps only compressed codes; build it with rerank='memory' (or a "
-                "file) to reconstruct vectors"
-            )
-        rows, found = self._core.vectors(a)
-        if not found.all():
-            raise KeyError(f"ids not in the index: {a[~found][:5].tolist()}")
-        out: np.ndarray = rows
-        return out
 
     def search(
         self,
