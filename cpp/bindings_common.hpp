@@ -178,10 +178,8 @@ struct AddArgs {
     IdArray out;
 };
 
-inline AddArgs add_args(const py::array& rows, const py::object& ids, std::size_t row_bytes) {
-    AddArgs a;
-    a.n = static_cast<std::size_t>(rows.shape(0));
-    a.rows = array_bytes(rows, a.n * row_bytes, rows.itemsize(), "rows");
+// The ids of an add of n rows: given (n,) int64, or None = sequential ids written to assigned.
+inline void id_args(AddArgs& a, const py::object& ids) {
     if (ids.is_none()) {
         a.out = IdArray(a.n);
         a.assigned = a.out.mutable_data();
@@ -189,6 +187,13 @@ inline AddArgs add_args(const py::array& rows, const py::object& ids, std::size_
         a.out = ids.cast<IdArray>();
         a.ids = typed<std::int64_t>(a.out, a.n, "ids");
     }
+}
+
+inline AddArgs add_args(const py::array& rows, const py::object& ids, std::size_t row_bytes) {
+    AddArgs a;
+    a.n = static_cast<std::size_t>(rows.shape(0));
+    a.rows = array_bytes(rows, a.n * row_bytes, rows.itemsize(), "rows");
+    id_args(a, ids);
     return a;
 }
 

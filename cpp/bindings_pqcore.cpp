@@ -162,13 +162,12 @@ class PqHandle : public PqHandleBase<PqCore> {
         const std::size_t n = static_cast<std::size_t>(x.size()) / d;
         const float* xp = typed<float>(x, n * d, "x");
         const std::uint8_t* given = codes.is_none() ? nullptr : array_bytes(codes.cast<py::array>(), n * m, 1, "codes");
-        IdArray out(n);
-        const std::int64_t* id_ptr = nullptr;
-        if (!ids.is_none()) {
-            out = ids.cast<IdArray>();
-            id_ptr = typed<std::int64_t>(out, n, "ids");
-        }
-        std::int64_t* assigned = id_ptr ? nullptr : out.mutable_data();
+        AddArgs a;
+        a.n = n;
+        id_args(a, ids);
+        IdArray out = a.out;
+        const std::int64_t* id_ptr = a.ids;
+        std::int64_t* assigned = a.assigned;
         std::size_t thread_n = thread_count(threads);
         py::gil_scoped_release release;
         std::vector<std::uint8_t> encoded;
@@ -335,13 +334,12 @@ class IvfPqHandle : public PqHandleBase<IvfPqCore> {
         const bool given = !given_lists.is_none();
         const std::int64_t* gl = given ? typed<std::int64_t>(given_lists.cast<py::array>(), n, "lists") : nullptr;
         const std::uint8_t* gc = given ? array_bytes(given_codes.cast<py::array>(), n * m, 1, "codes") : nullptr;
-        IdArray out(n);
-        const std::int64_t* id_ptr = nullptr;
-        if (!ids.is_none()) {
-            out = ids.cast<IdArray>();
-            id_ptr = typed<std::int64_t>(out, n, "ids");
-        }
-        std::int64_t* assigned = id_ptr ? nullptr : out.mutable_data();
+        AddArgs a;
+        a.n = n;
+        id_args(a, ids);
+        IdArray out = a.out;
+        const std::int64_t* id_ptr = a.ids;
+        std::int64_t* assigned = a.assigned;
         std::size_t thread_n = thread_count(threads);
         py::gil_scoped_release release;
         std::vector<std::uint8_t> codes(given ? 0 : n * m);
