@@ -24,6 +24,23 @@
 namespace simdex {
 namespace {
 
+// x (n, dim) -> (n, out_dim) = x @ matrix (rows: (out_dim, dim), row j = output j), through the
+// GEMM kernels and the thread pool; refuses results whose distances would overflow float32 (a
+// projection that does not fit these vectors). The one projection of LeanVec and LeanVecCore.
+std::vector<float> project_checked(const KernelTable& kernels, const float* rows, std::size_t out_dim, std::size_t dim,
+                                   const float* x, std::size_t n, float limit, std::size_t threads) {
+    std::vector<float> out(n * out_dim);
+    inner_products(kernels, rows, out_dim, x, n, dim, threads, out.data());
+    float top = 0.0f;
+    for (float v : out) top = std::isfinite(v) ? std::max(top, std::fabs(v)) : std::numeric_limits<float>::infinity();
+    if (top > limit)
+        throw std::invalid_argument("projected vectors reach magnitude " + std::to_string(top) + ", above the " +
+                                    std::to_string(limit) + " that " + std::to_string(out_dim) +
+                                    "-d float32 distances allow: the projection matrices do not fit "
+                                    "these vectors (a corrupted or crafted file?)");
+    return out;
+}
+
 class LeanVecCore {
    public:
     // graph: simdex._core.HnswGraph over out_dim rows; ids: simdex._core.IdTable; rows:
@@ -114,20 +131,9 @@ class LeanVecCore {
     std::size_t nbytes() const { return (query_rows_.size() + data_rows_.size()) * sizeof(float); }
 
    private:
-    // x (n, dim) -> (n, out_dim) = x @ matrix (rows: (out_dim, dim)); refuses results whose
-    // distances would overflow float32 (a projection that does not fit these vectors).
     std::vector<float> project(const std::vector<float>& rows, const float* x, std::size_t n,
                                std::size_t threads) const {
-        std::vector<float> out(n * out_dim_);
-        inner_products(kernels_for(level_), rows.data(), out_dim_, x, n, dim_, threads, out.data());
-        float top = 0.0f;
-        for (float v : out) top = std::isfinite(v) ? std::max(top, std::fabs(v)) : std::numeric_limits<float>::infinity();
-        if (top > limit_)
-            throw std::invalid_argument("projected vectors reach magnitude " + std::to_string(top) + ", above the " +
-                                        std::to_string(limit_) + " that " + std::to_string(out_dim_) +
-                                        "-d float32 distances allow: the projection matrices do not fit "
-                                        "these vectors (a corrupted or crafted file?)");
-        return out;
+        return project_checked(kernels_for(level_), rows.data(), out_dim_, dim_, x, n, limit_, threads);
     }
 
     py::object graph_obj_, ids_obj_;  // keep the parts alive
@@ -143,6 +149,26 @@ class LeanVecCore {
 }  // namespace
 
 void bind_leanvec(py::module_& m) {
+    m.def(
+        "leanvec_project",
+        [](const py::array& rows, const py::array& x, float limit, const py::object& threads) {
+            if (rows.ndim() != 2 || x.ndim() != 2 || rows.shape(1) != x.shape(1))
+                throw std::invalid_argument("leanvec_project: rows (out_dim, dim) and x (n, dim) float32");
+            const auto out_dim = static_cast<std::size_t>(rows.shape(0)), dim = static_cast<std::size_t>(rows.shape(1)),
+                       n = static_cast<std::size_t>(x.shape(0));
+            const float* r = typed<float>(rows, out_dim * dim, "rows");
+            const float* xp = typed<float>(x, n * dim, "x");
+            const std::size_t thread_n = thread_count(threads);
+            std::vector<float> out;
+            {
+                py::gil_scoped_release release;
+                out = project_checked(active_kernels(), r, out_dim, dim, xp, n, limit, thread_n);
+            }
+            FloatArray result({n, out_dim});
+            std::copy(out.begin(), out.end(), result.mutable_data());
+            return result;
+        },
+        py::arg("rows"), py::arg("x"), py::arg("limit"), py::arg("threads") = py::none());
     py::class_<LeanVecCore>(m, "LeanVecCore")
         .def(py::init<const py::object&, const py::object&, std::shared_ptr<RerankRows>, const py::array&,
                       const py::array&, float>(),

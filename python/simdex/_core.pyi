@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['BinaryCore', 'FdeEncoder', 'FlatCore', 'HnswGraph', 'IdTable', 'IvfPqCore', 'LeanVecCore', 'PqCore', 'RaBitQCore', 'RaBitQIndexCore', 'RerankRows', 'active_level', 'all_finite', 'available_cores', 'binary_planes_float', 'binary_planes_xor', 'carve_sets', 'chamfer', 'cluster_sums', 'cpu_features', 'detected_level', 'distances_lean', 'env_warning', 'inner_products', 'knn_lean', 'missing_features', 'nearest_centroids', 'pair_distances', 'pairwise', 'pq_adc', 'pq_pack_blocks', 'pq_search_u4', 'pq_search_u8', 'pq_tables', 'search', 'select_tier', 'set_active_level', 'tiers']
+__all__: list[str] = ['BinaryCore', 'FdeEncoder', 'FlatCore', 'HnswGraph', 'IdTable', 'IvfPqCore', 'LeanVecCore', 'PqCore', 'RaBitQCore', 'RaBitQIndexCore', 'RerankRows', 'active_level', 'all_finite', 'available_cores', 'binary_planes_float', 'binary_planes_xor', 'carve_sets', 'chamfer', 'cluster_sums', 'cpu_features', 'detected_level', 'distances_lean', 'env_warning', 'inner_products', 'knn_lean', 'leanvec_project', 'missing_features', 'nearest_centroids', 'pair_distances', 'pairwise', 'pq_adc', 'pq_pack_blocks', 'pq_search_u4', 'pq_search_u8', 'pq_tables', 'search', 'select_tier', 'set_active_level', 'tiers']
 class HnswGraph:
     int8_queries: bool
     def __contains__(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> bool:
@@ -362,6 +362,8 @@ def knn_lean(*args, **kwargs):
     """
     knn_lean(query, data, k, metric, threads): sx.knn for one query (float32 or uint8 C-contiguous), or None
     """
+def leanvec_project(rows: numpy.ndarray, x: numpy.ndarray, limit: typing.SupportsFloat | typing.SupportsIndex, threads: typing.Any = None) -> numpy.typing.NDArray[numpy.float32]:
+    ...
 def missing_features(tier: str, features: collections.abc.Set[str]) -> list[str]:
     """
     Features of `tier` that `features` lacks

@@ -298,17 +298,12 @@ class LeanVec:
 
     def _project(self, a: np.ndarray, rows: np.ndarray, threads: int | None) -> np.ndarray:
         """a (n, D) float32 -> (n, d) float32 = a @ matrix, through our GEMM kernels and thread
-        pool (not NumPy's BLAS, whose idle threads spin and slow the search that follows)."""
-        out: np.ndarray = _core.inner_products(
-            rows, rows.shape[0], a, a.shape[0], a.shape[1], threads=threads
+        pool (not NumPy's BLAS, whose idle threads spin and slow the search that follows);
+        raises ValueError when a projected row is too large for float32 distances (the check
+        LeanVecIndex's C++ core runs on its adds and queries too)."""
+        out: np.ndarray = _core.leanvec_project(
+            rows, a, _checks.max_magnitude(rows.shape[0]), threads=threads
         )
-        limit = _checks.max_magnitude(out.shape[1])
-        if out.size and not _core.all_finite(out, limit):
-            raise ValueError(
-                f"projected vectors reach magnitude {float(np.abs(out).max()):.3g}, above the "
-                f"{limit:.3g} that {out.shape[1]}-d float32 distances allow: the projection "
-                "matrices do not fit these vectors (a corrupted or crafted file?)"
-            )
         return out
 
     # ---- projecting --------------------------------------------------------------------
