@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz sx.load with atheris (tests/fuzz/fuzz_load.py), one target per index kind.
 #
-#   bash ci/fuzz.sh                 # CI: 15 s per target (8 targets: ~3 min with start-up)
+#   bash ci/fuzz.sh                 # CI: 15 s per target (11 targets: ~4 min with start-up)
 #   bash ci/fuzz.sh 600             # by hand: 10 minutes per target
 #   bash ci/fuzz.sh 60 hnsw ivfpq   # chosen targets only
 #
@@ -22,7 +22,7 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 budget=${1:-15}
 shift || true
-all_targets=(flat hnsw pq8 pq4 ivfpq leanvec binary binary-graph)
+all_targets=(flat hnsw pq8 pq4 ivfpq leanvec binary binary-graph rabitq ivf-rabitq hnsw-rabitq)
 targets=("${@:-${all_targets[@]}}")
 out=$(realpath -m "${FUZZ_DIR:-$root/build-fuzz}")
 timeout_s=${FUZZ_TIMEOUT:-10}

@@ -18,7 +18,9 @@ Also here: `exercise(index)`, the contract check run on whatever loads, and
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import inspect
 import json
 import math
 import random
@@ -142,7 +144,7 @@ def queries_for(index: Any, nq: int = 3, seed: int = 0) -> np.ndarray:
 
 
 def _search(index: Any, q: np.ndarray, k: int, live: set[int], **kw: Any) -> tuple[np.ndarray, np.ndarray]:
-    if hasattr(index, "nlist"):  # the default nprobe=8 is refused when nlist < 8
+    if "nprobe" in inspect.signature(index.search).parameters:  # the default 8 is refused when nlist < 8
         kw["nprobe"] = min(8, index.nlist)
     dist, ids = index.search(q, k, threads=1, **kw)
     _check(dist.shape == (q.shape[0], k) and ids.shape == dist.shape, f"result shapes {dist.shape} {ids.shape}")
@@ -288,7 +290,9 @@ class StructureMutator:
             del parent[path[-1]]
             return
         if isinstance(old, bool) or not isinstance(old, (int, float)) or choice < 0.55:
-            new = self.rng.choice(INTERESTING_NUMBERS + INTERESTING_OTHER)
+            # a copy: the shared [1] / {"a": 1} must never become part of a file (a later
+            # mutation of that file could put the list inside itself: endless recursion)
+            new = copy.deepcopy(self.rng.choice(INTERESTING_NUMBERS + INTERESTING_OTHER))
         else:  # numeric tweak
             new = self.rng.choice([old + 1, old - 1, old * 2, -old, old // 2 if isinstance(old, int) else old / 2,
                                    float(old), str(old)])

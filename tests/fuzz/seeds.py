@@ -26,6 +26,9 @@ FIXTURES = {
     "leanvec": ["leanvec-v1.sdx"],
     "binary": ["binary-v1.sdx"],
     "binary-graph": ["binary-graph-v1.sdx"],
+    "rabitq": [],
+    "ivf-rabitq": [],
+    "hnsw-rabitq": [],
 }
 TARGETS = list(FIXTURES)
 
@@ -68,6 +71,18 @@ def variants(sx: Any) -> dict[str, dict[str, Callable[[], Any]]]:
         },
         "binary-graph": {
             "1bit": lambda: sx.BinaryIndex(16, graph=True, **g),
+        },
+        "rabitq": {
+            "l2-1bit": lambda: sx.RaBitQIndex(8, bits=1, metric="l2"),
+            "ip-4bit-rerank": lambda: sx.RaBitQIndex(8, bits=4, metric="ip", rerank="memory"),
+        },
+        "ivf-rabitq": {
+            "l2-1bit": lambda: sx.IVFRaBitQIndex(8, 4, bits=1, metric="l2"),
+            "cosine-2bit-rerank": lambda: sx.IVFRaBitQIndex(8, 4, bits=2, metric="cosine", rerank="memory"),
+        },
+        "hnsw-rabitq": {
+            "l2-1bit": lambda: sx.HNSWIndex(8, "l2", storage="rabitq", bits=1, **g),
+            "cosine-4bit": lambda: sx.HNSWIndex(8, "cosine", storage="rabitq", bits=4, **g),
         },
     }
 
