@@ -38,6 +38,9 @@ def main() -> int:
         "leanvec": lambda: sx.LeanVecIndex(16, 8, kind="id", metric="ip", M=8, ef_construction=40),
         "binary": lambda: sx.BinaryIndex(16, bits=2, rerank="memory"),
         "binary-graph": lambda: sx.BinaryIndex(16, graph=True, M=8, ef_construction=40),
+        "rabitq": lambda: sx.RaBitQIndex(16, bits=4, metric="l2", rerank="memory"),
+        "ivf-rabitq": lambda: sx.IVFRaBitQIndex(16, 8, bits=1, metric="cosine"),
+        "hnsw-rabitq": lambda: sx.HNSWIndex(16, "ip", storage="rabitq", bits=2, M=8, ef_construction=40),
     }
     for name, make in kinds.items():
         path = HERE / f"{name}-{version}.sdx"
