@@ -280,7 +280,12 @@ def test_muvera_diagnostic(corpus):
     order = np.argsort(-(enc.encode_queries(queries) @ enc.encode_documents(docs).T), axis=1, kind="stable")
     by_hand = np.mean([np.isin(truth[i], order[i, :50]).mean() for i in range(len(queries))])
     assert report.recall[50] == pytest.approx(by_hand)
-    assert "N=50" in str(report) and report.n_documents == len(docs)
+    # the paper's Recall@N: the fraction of queries whose exact nearest document is in the top-N
+    for n in (10, 50):
+        nearest_found = np.mean([truth[i, 0] in order[i, :n] for i in range(len(queries))])
+        assert report.recall_1nn[n] == pytest.approx(nearest_found)
+    assert report.recall_1nn[400] == 1.0 and 0.0 < report.recall_1nn[10] < 1.0
+    assert "N=50" in str(report) and "1-NN" in str(report) and report.n_documents == len(docs)
     small = sx.muvera_diagnostic(docs, queries, encoder=enc, max_documents=100, max_queries=5)
     assert small.n_documents == 100 and small.n_queries == 5
     with pytest.raises(ValueError, match="encoder.dim"):
