@@ -252,25 +252,30 @@ def part_search(tokens16, offsets, qt, qo, truth, repeat, timed=100, only=None):
     print(f"\nEnd to end: recall@10 over {nq} queries (exact brute force: "
           f"{recall_at(brute_top, truth):.3f}); QPS on {nt} queries, 1 thread, median of {repeat}, each "
           "timing interleaved with one of exact brute force (simdex.chamfer + top-10)")
-    print("| encoding index | build (s) | candidates | ef | carve tau | recall@10 | QPS | brute-force QPS | x brute force |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| encoding index | build (s) | candidates | ef | carve tau | recall@10 | QPS | brute-force QPS | "
+          "x brute force (median of pairs) | min / max pair |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     default = sx.multivector.DEFAULT_ENCODER
+    previous = dict(k_sim=3, d_proj=16, r_reps=40)  # the default of session 5 (fill_empty=True)
     configs = [  # (label, encoder, index parameters, tokens, [(candidates, ef, carve), ...])
         ("hnsw M=16 efC=100 float16", sx.MuveraEncoder(128, **default), dict(index="hnsw", M=16, ef_construction=100),
-         "float16", [(200, 200, None), (300, 100, None), (300, 300, None)]),
+         "float16", [(150, 150, None), (200, 200, None), (300, 300, None)]),
         ("pq (default: m=640 nbits=4 fast-scan)", sx.MuveraEncoder(128, **default), dict(index="pq"), "float16",
-         [(150, None, None), (200, None, None), (220, None, None), (250, None, None), (300, None, None),
-          (300, None, 0.9)]),
+         [(100, None, None), (120, None, None), (150, None, None), (200, None, None), (250, None, None),
+          (150, None, 0.9)]),
         ("pq (default: m=640 nbits=4 fast-scan), int8 tokens", sx.MuveraEncoder(128, **default), dict(index="pq"),
-         "int8", [(200, None, None)]),
+         "int8", [(150, None, None)]),
         ("pq (default: m=640 nbits=4 fast-scan), float32 tokens", sx.MuveraEncoder(128, **default),
-         dict(index="pq"), "float32", [(200, None, None)]),
+         dict(index="pq"), "float32", [(150, None, None)]),
+        ("pq m=640 nbits=4 (fast-scan), session-5 default encoder", sx.MuveraEncoder(128, **previous),
+         dict(index="pq"), "float16", [(150, None, None), (250, None, None)]),
         ("pq m=640 nbits=4 (fast-scan)", sx.MuveraEncoder(128), dict(index="pq", m=640, nbits=4), "float16",
          [(200, None, None), (300, None, None)]),
     ]
     tokens32 = tokens16.astype(np.float32)
     for label, enc, params, tokens, runs in configs:
-        if only and only not in f"{label}, FDE {enc.k_sim}/{enc.d_proj}/{enc.r_reps}":
+        fde = f"FDE {enc.k_sim}/{enc.d_proj}/{enc.r_reps}{'' if enc.fill_empty else ' fill_empty=False'}"
+        if only and only not in f"{label}, {fde}":
             continue
         index = sx.MultiVectorIndex(128, encoder=enc, tokens=tokens, **params)
         t = time.perf_counter()
@@ -278,7 +283,7 @@ def part_search(tokens16, offsets, qt, qo, truth, repeat, timed=100, only=None):
             index.train((tokens32, offsets))
         index.add((tokens32, offsets))
         build = time.perf_counter() - t
-        label = f"{label}, FDE {enc.k_sim}/{enc.d_proj}/{enc.r_reps} -> {enc.output_dim}-d"
+        label = f"{label}, {fde} -> {enc.output_dim}-d"
         for candidates, ef, carve in runs:
             res = index.search((qt, qo), 10, candidates=candidates, ef=ef, carve=carve)
             t_search, t_brute = [], []
@@ -287,9 +292,10 @@ def part_search(tokens16, offsets, qt, qo, truth, repeat, timed=100, only=None):
                 t_search.append(median_time(lambda: index.search((tq, to), 10, candidates=candidates, ef=ef,
                                                                  carve=carve, threads=1), 1)[0])
             qps, brute_qps = nt / statistics.median(t_search), nt / statistics.median(t_brute)
-            ratio = statistics.median(b / s_ for b, s_ in zip(t_brute, t_search))
+            ratios = [b / s_ for b, s_ in zip(t_brute, t_search)]
             print(f"| {label} | {build:.0f} | {candidates} | {ef or '-'} | {carve or '-'} | "
-                  f"{recall_at(res.ids, truth):.3f} | {qps:.1f} | {brute_qps:.1f} | {ratio:.1f}x |", flush=True)
+                  f"{recall_at(res.ids, truth):.3f} | {qps:.1f} | {brute_qps:.1f} | {statistics.median(ratios):.1f}x | "
+                  f"{min(ratios):.1f}x / {max(ratios):.1f}x |", flush=True)
 
 
 PARTS = {"kernel": part_kernel, "fde": part_fde, "encode": part_encode, "search": part_search}

@@ -187,7 +187,8 @@ def fde_ref(enc: sx.MuveraEncoder, sets, documents: bool) -> np.ndarray:
 @pytest.mark.parametrize("params", [dict(k_sim=3, d_proj=5, r_reps=4), dict(k_sim=1, d_proj=17, r_reps=3),
                                     dict(k_sim=4, d_proj=8, r_reps=2, projection="ams"),
                                     dict(k_sim=2, d_proj=6, r_reps=3, final_dim=37),
-                                    dict(k_sim=3, d_proj=4, r_reps=2, fill_empty=False)])
+                                    dict(k_sim=3, d_proj=4, r_reps=2, fill_empty=False),
+                                    dict(k_sim=4, d_proj=8, r_reps=3, fill_empty=False)])
 def test_fde_matches_numpy_reference(params):
     rng = np.random.default_rng(11)
     dim = 13
@@ -211,6 +212,15 @@ def test_encoder_pickles(corpus):
 
 def test_fde_identical_across_levels_and_threads(corpus):
     dim, docs, queries, _ = corpus
+    # projection widths through every column tile of every level (16, 8, 4, single columns)
+    for params in (dict(k_sim=3, d_proj=16, r_reps=5, fill_empty=False), dict(k_sim=3, d_proj=4, r_reps=7),
+                   dict(k_sim=2, d_proj=29, r_reps=3, projection="ams")):
+        other = sx.MuveraEncoder(dim, **params)
+        ref_d, ref_q = other.encode_documents(docs, threads=1), other.encode_queries(queries, threads=1)
+        for level in LEVELS:
+            with force_simd(level):
+                assert np.array_equal(other.encode_documents(docs, threads=2), ref_d)
+                assert np.array_equal(other.encode_queries(queries, threads=2), ref_q)
     enc = sx.MuveraEncoder(dim, k_sim=4, d_proj=8, r_reps=6, final_dim=200)
     base_d, base_q = enc.encode_documents(docs, threads=1), enc.encode_queries(queries, threads=1)
     for level in LEVELS:
