@@ -473,6 +473,15 @@ def test_index_tokens_in_a_file(corpus, tmp_path):
     assert index.nbytes < memory.nbytes
 
 
+def test_index_defaults():
+    # MultiVectorIndex's own encoder leaves empty document buckets empty (MuveraEncoder's
+    # signature default fills them) and re-ranks 150 candidates
+    index = sx.MultiVectorIndex(16)
+    enc = index.encoder
+    assert (enc.k_sim, enc.d_proj, enc.r_reps, enc.fill_empty) == (3, 16, 40, False)
+    assert index.candidates == 150 and sx.MuveraEncoder(16).fill_empty
+
+
 def test_index_bad_input(corpus):
     dim, docs, queries, _ = corpus
     with pytest.raises(ValueError, match="index"):

@@ -266,7 +266,7 @@ void fde_encode(const KernelTable& kernels, const FdeDraws& draws, const TokenSe
                         for (std::size_t j = 0; j < dim; ++j) dst[j] += xt[j];
                     }
                 }
-                if (fill) {  // an empty bucket takes the first token with the fewest differing bits
+                if (fill && n) {  // an empty bucket takes the first token with the fewest differing bits
                     std::fill(s.token_row.begin(), s.token_row.end(), -1);
                     for (std::size_t bucket = 0; bucket < buckets; ++bucket) {
                         if (s.counts[bucket]) continue;
