@@ -338,8 +338,9 @@ def muvera_diagnostic(
                          (MultiVectorIndex re-ranks DEFAULT_CANDIDATES = 150 by default)
     max_documents, max_queries : random subsample sizes (seeded) to bound the exact scoring
     returns            : MuveraDiagnostic; recall[N] near 1 at the N you plan to re-rank means
-                         the parameters work (raise r_reps / d_proj, or lower k_sim when
-                         documents have few tokens, if not)
+                         the parameters work (if not: try fill_empty=False, which stops
+                         short documents from matching every query bucket; raise r_reps /
+                         d_proj; lower k_sim when documents have few tokens)
     """
     threads = _threads(threads)
     k = _checks.check_k(k)
