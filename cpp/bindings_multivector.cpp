@@ -79,8 +79,7 @@ FdeEncoder::FdeEncoder(const py::array& matrix, std::size_t dim, std::size_t k_s
     params_.r_reps = r_reps;
     params_.final_dim = final_dim;
     const std::size_t count = dim * r_reps * (k_sim + d_proj);
-    const float* w = typed<float>(matrix, count, "fde matrix");
-    matrix_.assign(w, w + count);
+    split_fde_matrix(params_, typed<float>(matrix, count, "fde matrix"), hash_, proj_);
     if (final_dim) {
         const std::size_t raw = params_.raw_dim();
         const std::int32_t* index = typed<std::int32_t>(final_index.cast<py::array>(), raw, "final_index");
@@ -97,7 +96,8 @@ FdeEncoder::FdeEncoder(const py::array& matrix, std::size_t dim, std::size_t k_s
 FdeDraws FdeEncoder::draws() const {
     FdeDraws d;
     d.params = params_;
-    d.matrix = matrix_.data();
+    d.hash = hash_.data();
+    d.proj = proj_.data();
     d.final_index = params_.final_dim ? final_index_.data() : nullptr;
     d.final_sign = params_.final_dim ? final_sign_.data() : nullptr;
     return d;
@@ -108,16 +108,15 @@ FloatArray FdeEncoder::encode(const py::array& tokens, const py::array& offsets,
     TokenSpec f32;
     f32.dim = params_.dim;
     TokenSets sets = token_sets(tokens, offsets, f32, true, "tokens");
-    FdeParams p = params_;
-    p.documents = documents;
-    p.fill_empty = documents && fill_empty;
+    FdeDraws d = draws();
+    d.params.documents = documents;
+    d.params.fill_empty = documents && fill_empty;
     std::size_t t = thread_count(threads);
-    FloatArray out({sets.n, p.out_dim()});
+    FloatArray out({sets.n, d.params.out_dim()});
     float* dst = out.mutable_data();
     {
         py::gil_scoped_release release;
-        fde_encode(active_kernels(), p, matrix_.data(), p.final_dim ? final_index_.data() : nullptr,
-                   p.final_dim ? final_sign_.data() : nullptr, sets, t, dst);
+        fde_encode(active_kernels(), d, sets, t, dst);
     }
     return out;
 }

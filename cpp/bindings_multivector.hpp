@@ -33,7 +33,7 @@ class FdeEncoder {
 
    private:
     FdeParams params_;
-    std::vector<float> matrix_;
+    std::vector<float> hash_, proj_;  // split_fde_matrix of the matrix
     std::vector<std::int32_t> final_index_;
     std::vector<float> final_sign_;
 };

@@ -187,7 +187,8 @@ def fde_ref(enc: sx.MuveraEncoder, sets, documents: bool) -> np.ndarray:
 @pytest.mark.parametrize("params", [dict(k_sim=3, d_proj=5, r_reps=4), dict(k_sim=1, d_proj=17, r_reps=3),
                                     dict(k_sim=4, d_proj=8, r_reps=2, projection="ams"),
                                     dict(k_sim=2, d_proj=6, r_reps=3, final_dim=37),
-                                    dict(k_sim=3, d_proj=4, r_reps=2, fill_empty=False)])
+                                    dict(k_sim=3, d_proj=4, r_reps=2, fill_empty=False),
+                                    dict(k_sim=4, d_proj=8, r_reps=3, fill_empty=False)])
 def test_fde_matches_numpy_reference(params):
     rng = np.random.default_rng(11)
     dim = 13
@@ -211,6 +212,15 @@ def test_encoder_pickles(corpus):
 
 def test_fde_identical_across_levels_and_threads(corpus):
     dim, docs, queries, _ = corpus
+    # projection widths through every column tile of every level (16, 8, 4, single columns)
+    for params in (dict(k_sim=3, d_proj=16, r_reps=5, fill_empty=False), dict(k_sim=3, d_proj=4, r_reps=7),
+                   dict(k_sim=2, d_proj=29, r_reps=3, projection="ams")):
+        other = sx.MuveraEncoder(dim, **params)
+        ref_d, ref_q = other.encode_documents(docs, threads=1), other.encode_queries(queries, threads=1)
+        for level in LEVELS:
+            with force_simd(level):
+                assert np.array_equal(other.encode_documents(docs, threads=2), ref_d)
+                assert np.array_equal(other.encode_queries(queries, threads=2), ref_q)
     enc = sx.MuveraEncoder(dim, k_sim=4, d_proj=8, r_reps=6, final_dim=200)
     base_d, base_q = enc.encode_documents(docs, threads=1), enc.encode_queries(queries, threads=1)
     for level in LEVELS:
@@ -280,7 +290,12 @@ def test_muvera_diagnostic(corpus):
     order = np.argsort(-(enc.encode_queries(queries) @ enc.encode_documents(docs).T), axis=1, kind="stable")
     by_hand = np.mean([np.isin(truth[i], order[i, :50]).mean() for i in range(len(queries))])
     assert report.recall[50] == pytest.approx(by_hand)
-    assert "N=50" in str(report) and report.n_documents == len(docs)
+    # the paper's Recall@N: the fraction of queries whose exact nearest document is in the top-N
+    for n in (10, 50):
+        nearest_found = np.mean([truth[i, 0] in order[i, :n] for i in range(len(queries))])
+        assert report.recall_1nn[n] == pytest.approx(nearest_found)
+    assert report.recall_1nn[400] == 1.0 and 0.0 < report.recall_1nn[10] < 1.0
+    assert "N=50" in str(report) and "1-NN" in str(report) and report.n_documents == len(docs)
     small = sx.muvera_diagnostic(docs, queries, encoder=enc, max_documents=100, max_queries=5)
     assert small.n_documents == 100 and small.n_queries == 5
     with pytest.raises(ValueError, match="encoder.dim"):
@@ -456,6 +471,15 @@ def test_index_tokens_in_a_file(corpus, tmp_path):
     loaded = sx.load(tmp_path / "mv.sdx", rerank=path)
     np.testing.assert_array_equal(loaded.search(queries, 10, candidates=len(docs)).ids, a.ids)
     assert index.nbytes < memory.nbytes
+
+
+def test_index_defaults():
+    # MultiVectorIndex's own encoder leaves empty document buckets empty (MuveraEncoder's
+    # signature default fills them) and re-ranks 150 candidates
+    index = sx.MultiVectorIndex(16)
+    enc = index.encoder
+    assert (enc.k_sim, enc.d_proj, enc.r_reps, enc.fill_empty) == (3, 16, 40, False)
+    assert index.candidates == 150 and sx.MuveraEncoder(16).fill_empty
 
 
 def test_index_bad_input(corpus):

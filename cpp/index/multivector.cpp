@@ -194,8 +194,9 @@ void chamfer_rerank(const KernelTable& kernels, const TokenSets& queries, const 
 namespace {
 
 struct FdeScratch {
-    std::vector<float> y, raw;
+    std::vector<float> hashed, rows, projected, raw;
     std::vector<std::uint32_t> codes, counts;
+    std::vector<std::int32_t> slot, token_row;
 };
 
 int popcount32(std::uint32_t v) {
@@ -206,14 +207,27 @@ int popcount32(std::uint32_t v) {
 
 }  // namespace
 
-void fde_encode(const KernelTable& kernels, const FdeParams& p, const float* matrix, const std::int32_t* final_index,
-                const float* final_sign, const TokenSets& tokens, std::size_t threads, float* out) {
+void split_fde_matrix(const FdeParams& p, const float* matrix, std::vector<float>& hash, std::vector<float>& proj) {
+    const std::size_t per_rep = p.k_sim + p.d_proj, cols = p.r_reps * per_rep, hash_cols = p.hash_cols();
+    hash.assign(p.dim * hash_cols, 0.0f);
+    proj.assign(p.r_reps * p.dim * p.d_proj, 0.0f);
+    for (std::size_t j = 0; j < p.dim; ++j)
+        for (std::size_t r = 0; r < p.r_reps; ++r) {
+            const float* w = matrix + j * cols + r * per_rep;
+            std::copy(w, w + p.k_sim, hash.data() + j * hash_cols + r * p.k_sim);
+            std::copy(w + p.k_sim, w + per_rep, proj.data() + (r * p.dim + j) * p.d_proj);
+        }
+}
+
+void fde_encode(const KernelTable& kernels, const FdeDraws& draws, const TokenSets& tokens, std::size_t threads,
+                float* out) {
     const MaxSimKernels& ms = kernels.maxsim;
+    const FdeParams& p = draws.params;
     const std::size_t buckets = std::size_t{1} << p.k_sim;
-    const std::size_t per_rep = p.k_sim + p.d_proj;
-    const std::size_t cols = p.r_reps * per_rep;
+    const std::size_t hash_cols = p.hash_cols(), dim = p.dim, d_proj = p.d_proj;
     const std::size_t raw_dim = p.raw_dim(), out_dim = p.out_dim();
     const float rep_scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(p.r_reps)));
+    const bool fill = p.documents && p.fill_empty;
     const float* x = reinterpret_cast<const float*>(tokens.data);
     const std::size_t per_task = 4;
     const std::size_t tasks = (tokens.n + per_task - 1) / per_task;
@@ -223,47 +237,72 @@ void fde_encode(const KernelTable& kernels, const FdeParams& p, const float* mat
         for (std::size_t i = task * per_task; i < std::min(tokens.n, (task + 1) * per_task); ++i) {
             const std::size_t start = static_cast<std::size_t>(tokens.offsets[i]);
             const std::size_t n = static_cast<std::size_t>(tokens.offsets[i + 1]) - start;
-            s.y.resize(n * cols);
-            s.codes.resize(n * p.r_reps);
-            s.counts.resize(buckets);
-            ms.project_f32(x + start * p.dim, n, p.dim, matrix, cols, s.y.data());
+            const float* xs = x + start * dim;
+            // rows of one repetition: the bucket sums (<= n), then with fill_empty the distinct
+            // tokens that fill empty buckets (<= n)
+            s.hashed.resize(n * hash_cols);
+            s.rows.resize(2 * n * dim);
+            s.projected.resize(2 * n * d_proj);
+            s.codes.resize(n);
+            s.token_row.resize(n);
+            ms.project_f32(xs, n, dim, draws.hash, hash_cols, s.hashed.data());
             float* row = p.final_dim ? (s.raw.resize(raw_dim), s.raw.data()) : out + i * out_dim;
-            std::fill(row, row + raw_dim, 0.0f);
             for (std::size_t r = 0; r < p.r_reps; ++r) {
-                float* block = row + r * buckets * p.d_proj;  // (buckets, d_proj)
-                std::fill(s.counts.begin(), s.counts.end(), 0u);
-                for (std::size_t t = 0; t < n; ++t) {
-                    const float* yt = s.y.data() + t * cols + r * per_rep;
+                s.slot.assign(buckets, -1);
+                s.counts.assign(buckets, 0u);
+                std::size_t rows = 0;
+                for (std::size_t t = 0; t < n; ++t) {  // SimHash; sums of the raw tokens in token order
+                    const float* ht = s.hashed.data() + t * hash_cols + r * p.k_sim;
                     std::uint32_t code = 0;
-                    for (std::size_t b = 0; b < p.k_sim; ++b) code |= static_cast<std::uint32_t>(yt[b] > 0.0f) << b;
-                    s.codes[t * p.r_reps + r] = code;
+                    for (std::size_t b = 0; b < p.k_sim; ++b) code |= static_cast<std::uint32_t>(ht[b] > 0.0f) << b;
+                    s.codes[t] = code;
                     ++s.counts[code];
-                    float* dst = block + code * p.d_proj;
-                    for (std::size_t v = 0; v < p.d_proj; ++v) dst[v] += yt[p.k_sim + v];
+                    const float* xt = xs + t * dim;
+                    if (s.slot[code] < 0) {
+                        s.slot[code] = static_cast<std::int32_t>(rows++);
+                        std::copy(xt, xt + dim, s.rows.data() + (rows - 1) * dim);
+                    } else {
+                        float* dst = s.rows.data() + static_cast<std::size_t>(s.slot[code]) * dim;
+                        for (std::size_t j = 0; j < dim; ++j) dst[j] += xt[j];
+                    }
                 }
-                if (!p.documents) continue;
-                for (std::size_t bucket = 0; bucket < buckets; ++bucket) {
-                    float* dst = block + bucket * p.d_proj;
-                    if (s.counts[bucket]) {
-                        const float inv = 1.0f / static_cast<float>(s.counts[bucket]);
-                        for (std::size_t v = 0; v < p.d_proj; ++v) dst[v] *= inv;
-                    } else if (p.fill_empty && n) {
+                if (fill && n) {  // an empty bucket takes the first token with the fewest differing bits
+                    std::fill(s.token_row.begin(), s.token_row.end(), -1);
+                    for (std::size_t bucket = 0; bucket < buckets; ++bucket) {
+                        if (s.counts[bucket]) continue;
                         std::size_t nearest = 0;
                         int fewest = 1 << 30;
                         for (std::size_t t = 0; t < n; ++t) {
-                            int bits = popcount32(s.codes[t * p.r_reps + r] ^ static_cast<std::uint32_t>(bucket));
+                            const int bits = popcount32(s.codes[t] ^ static_cast<std::uint32_t>(bucket));
                             if (bits < fewest) fewest = bits, nearest = t;
                         }
-                        const float* yt = s.y.data() + nearest * cols + r * per_rep + p.k_sim;
-                        std::copy(yt, yt + p.d_proj, dst);
+                        if (s.token_row[nearest] < 0) {
+                            s.token_row[nearest] = static_cast<std::int32_t>(rows++);
+                            std::copy(xs + nearest * dim, xs + (nearest + 1) * dim, s.rows.data() + (rows - 1) * dim);
+                        }
+                        s.slot[bucket] = s.token_row[nearest];
                     }
                 }
+                if (rows) ms.project_f32(s.rows.data(), rows, dim, draws.proj + r * dim * d_proj, d_proj,
+                                         s.projected.data());
+                float* block = row + r * buckets * d_proj;  // (buckets, d_proj)
+                for (std::size_t bucket = 0; bucket < buckets; ++bucket) {
+                    float* dst = block + bucket * d_proj;
+                    if (s.slot[bucket] < 0) {
+                        std::fill(dst, dst + d_proj, 0.0f);
+                        continue;
+                    }
+                    const float* src = s.projected.data() + static_cast<std::size_t>(s.slot[bucket]) * d_proj;
+                    const float scale =
+                        (p.documents && s.counts[bucket] ? 1.0f / static_cast<float>(s.counts[bucket]) : 1.0f) *
+                        rep_scale;
+                    for (std::size_t v = 0; v < d_proj; ++v) dst[v] = src[v] * scale;
+                }
             }
-            for (std::size_t c = 0; c < raw_dim; ++c) row[c] *= rep_scale;
             if (p.final_dim) {
                 float* dst = out + i * out_dim;
                 std::fill(dst, dst + out_dim, 0.0f);
-                for (std::size_t c = 0; c < raw_dim; ++c) dst[final_index[c]] += final_sign[c] * row[c];
+                for (std::size_t c = 0; c < raw_dim; ++c) dst[draws.final_index[c]] += draws.final_sign[c] * row[c];
             }
         }
     });
@@ -336,7 +375,9 @@ void multivector_search(const KernelTable& kernels, const FdeDraws& encoder, con
     const std::size_t nq = queries.n;
     std::vector<float> fde(nq * p.out_dim()), cand_d(nq * c);
     std::vector<std::int64_t> cand(nq * c, -1);
-    fde_encode(kernels, p, encoder.matrix, encoder.final_index, encoder.final_sign, queries, threads, fde.data());
+    FdeDraws draws = encoder;
+    draws.params = p;
+    fde_encode(kernels, draws, queries, threads, fde.data());
     stage(fde.data(), nq, c, cand_d.data(), cand.data());
     TokenSets scored = queries;
     std::vector<float> carved;

@@ -79,40 +79,48 @@ void chamfer_rerank(const KernelTable& kernels, const TokenSets& queries, const 
                     const std::int64_t* candidates, std::size_t c, std::size_t k, std::size_t threads,
                     float* out_distances, std::int64_t* out_slots);
 
-// MUVERA fixed dimensional encoding. Per repetition r (of r_reps):
-//   y = x @ W[:, r * (k_sim + d_proj) : (r + 1) * (k_sim + d_proj)]   for every token x
-//   bucket = sum_b [y_b > 0] << b  (b < k_sim: SimHash with Gaussian hyperplanes)
-//   the projected part y[k_sim:] (d_proj values: the inner random projection) is summed per
-//   bucket (queries) or averaged (documents); with fill_empty an empty document bucket takes
-//   the projected vector of the first token whose bucket differs in the fewest bits.
+// MUVERA fixed dimensional encoding. Per repetition r (of r_reps), with the encoder's matrix
+// W (dim, r_reps * (k_sim + d_proj)) whose columns r * (k_sim + d_proj) + [0, k_sim) are the
+// SimHash hyperplanes G_r and the next d_proj the inner projection S_r of repetition r:
+//   bucket(x) = sum_b [<x, G_r[:, b]> > 0] << b   (b < k_sim) for every token x
+//   the tokens of each bucket are summed (queries) or averaged (documents), then projected by
+//   S_r (the projection is linear: one projection per non-empty bucket instead of one per
+//   token); with fill_empty an empty document bucket takes the projection of the first token
+//   whose bucket differs in the fewest bits.
 // Output row: (r_reps, 2^k_sim, d_proj) flattened, times 1 / sqrt(r_reps) so that
 // <fde(Q), fde(P)> estimates Chamfer(Q, P); with final_dim > 0 a count sketch maps it to
 // final_dim values: out[final_index[c]] += final_sign[c] * row[c].
-// The projection is the maxsim family's project_f32 (bitwise the same at every level: no fused
-// multiply-adds, a fixed order of sums); the rest is baseline code with a fixed order of
+// The projections are the maxsim family's project_f32 (bitwise the same at every level: no
+// fused multiply-adds, a fixed order of sums); the rest is baseline code with a fixed order of
 // operations: encodings are identical at every SIMD level and thread count.
 struct FdeParams {
     std::size_t dim = 0, k_sim = 0, d_proj = 0, r_reps = 0, final_dim = 0;
     bool documents = false, fill_empty = false;
     std::size_t raw_dim() const { return r_reps * (std::size_t{1} << k_sim) * d_proj; }
     std::size_t out_dim() const { return final_dim ? final_dim : raw_dim(); }
+    // columns of the hyperplane matrix: r_reps * k_sim rounded up to 16 (whole SIMD tiles)
+    std::size_t hash_cols() const { return (r_reps * k_sim + 15) / 16 * 16; }
 };
 
-// tokens: float32 sets;  matrix: (dim, r_reps * (k_sim + d_proj)) float32
-// final_index (raw_dim,) int32 in [0, final_dim), final_sign (raw_dim,) float32 (final_dim > 0)
-// out: (tokens.n, out_dim) float32
-void fde_encode(const KernelTable& kernels, const FdeParams& params, const float* matrix,
-                const std::int32_t* final_index, const float* final_sign, const TokenSets& tokens,
-                std::size_t threads, float* out);
-
-// The random draws of one encoder (MuveraEncoder): params (documents / fill_empty are chosen
-// per call) and pointers to its matrix and final count sketch, as for fde_encode.
+// The random draws of one encoder (MuveraEncoder), rearranged for encoding by
+// split_fde_matrix: params (documents / fill_empty are chosen per call), the hyperplanes,
+// the inner projections and the final count sketch.
 struct FdeDraws {
     FdeParams params;
-    const float* matrix = nullptr;
-    const std::int32_t* final_index = nullptr;
-    const float* final_sign = nullptr;
+    const float* hash = nullptr;  // (dim, hash_cols): column r * k_sim + b = G_r[:, b], zero padded
+    const float* proj = nullptr;  // (r_reps, dim, d_proj): S_r
+    const std::int32_t* final_index = nullptr;  // (raw_dim,) int32 in [0, final_dim) if final_dim
+    const float* final_sign = nullptr;          // (raw_dim,) float32 if final_dim
 };
+
+// matrix (dim, r_reps * (k_sim + d_proj)) float32 -> hash (dim, hash_cols), proj
+// (r_reps, dim, d_proj) as FdeDraws holds them (resized).
+void split_fde_matrix(const FdeParams& params, const float* matrix, std::vector<float>& hash,
+                      std::vector<float>& proj);
+
+// tokens: float32 sets;  out: (tokens.n, out_dim) float32
+void fde_encode(const KernelTable& kernels, const FdeDraws& draws, const TokenSets& tokens, std::size_t threads,
+                float* out);
 
 // Ball carving of query sets (MUVERA, section 4): in token order, a token not yet assigned
 // opens a cluster that takes every unassigned token x of the set with <x, centre> >= tau

@@ -92,7 +92,7 @@ void widen_u8(const std::uint8_t* x, std::size_t count, float* out) {
 // ---- the MUVERA projection (maxsim.hpp): products rounded, then added, in increasing j ----
 // Bitwise the scalar tier's result: the same two roundings per term in the same order, only
 // more columns per instruction. fp-contract=off forbids fusing mul + add into an FMA (this
-// file is compiled with -mfma). Tiles of 4 tokens x 16 columns.
+// file is compiled with -mfma). Tiles of 4 tokens x 16 (then 8, 4) columns.
 template <std::size_t T>
 __attribute__((optimize("fp-contract=off"))) void project_tile(const float* x, std::size_t d, const float* w,
                                                                std::size_t cols, float* y) {
@@ -115,6 +115,40 @@ __attribute__((optimize("fp-contract=off"))) void project_tile(const float* x, s
     }
 }
 
+// The same for 8 columns (d_proj = 8 and the last 8..15 columns of a wider matrix).
+template <std::size_t T>
+__attribute__((optimize("fp-contract=off"))) void project_tile8(const float* x, std::size_t d, const float* w,
+                                                                std::size_t cols, float* y) {
+    __m256 accumulator[T];
+#pragma GCC unroll 16
+    for (std::size_t u = 0; u < T; ++u) accumulator[u] = _mm256_setzero_ps();
+    for (std::size_t j = 0; j < d; ++j) {
+        const __m256 w_f32x8 = _mm256_loadu_ps(w + j * cols);
+#pragma GCC unroll 16
+        for (std::size_t u = 0; u < T; ++u)
+            accumulator[u] = _mm256_add_ps(accumulator[u], _mm256_mul_ps(_mm256_broadcast_ss(x + u * d + j), w_f32x8));
+    }
+#pragma GCC unroll 16
+    for (std::size_t u = 0; u < T; ++u) _mm256_storeu_ps(y + u * cols, accumulator[u]);
+}
+
+// And 4 columns in SSE registers (d_proj = 4 and the last 4..7 columns).
+template <std::size_t T>
+__attribute__((optimize("fp-contract=off"))) void project_tile4(const float* x, std::size_t d, const float* w,
+                                                                std::size_t cols, float* y) {
+    __m128 accumulator[T];
+#pragma GCC unroll 16
+    for (std::size_t u = 0; u < T; ++u) accumulator[u] = _mm_setzero_ps();
+    for (std::size_t j = 0; j < d; ++j) {
+        const __m128 w_f32x4 = _mm_loadu_ps(w + j * cols);
+#pragma GCC unroll 16
+        for (std::size_t u = 0; u < T; ++u)
+            accumulator[u] = _mm_add_ps(accumulator[u], _mm_mul_ps(_mm_broadcast_ss(x + u * d + j), w_f32x4));
+    }
+#pragma GCC unroll 16
+    for (std::size_t u = 0; u < T; ++u) _mm_storeu_ps(y + u * cols, accumulator[u]);
+}
+
 template <std::size_t T>
 __attribute__((optimize("fp-contract=off"))) void project_column(const float* x, std::size_t d, const float* w,
                                                                  std::size_t cols, float* y) {
@@ -128,6 +162,8 @@ template <std::size_t T>
 void project_rows(const float* x, std::size_t d, const float* w, std::size_t cols, float* y) {
     std::size_t c = 0;
     for (; c + 16 <= cols; c += 16) project_tile<T>(x, d, w + c, cols, y + c);
+    for (; c + 8 <= cols; c += 8) project_tile8<T>(x, d, w + c, cols, y + c);
+    for (; c + 4 <= cols; c += 4) project_tile4<T>(x, d, w + c, cols, y + c);
     for (; c < cols; ++c) project_column<T>(x, d, w + c, cols, y + c);
 }
 

@@ -113,6 +113,7 @@ template <std::size_t T>
 void project_rows(const float* x, std::size_t d, const float* w, std::size_t cols, float* y) {
     std::size_t c = 0;
     for (; c + 8 <= cols; c += 8) project_tile<T, 2>(x, d, w + c, cols, y + c);
+    for (; c + 4 <= cols; c += 4) project_tile<T, 1>(x, d, w + c, cols, y + c);
     for (; c < cols; ++c) project_column<T>(x, d, w + c, cols, y + c);
 }
 
