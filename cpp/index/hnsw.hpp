@@ -81,6 +81,10 @@ constexpr double kHnswExactFilterFraction = 0.03;
 // kHnswCompactMin): the O(n) repair pass is paid once per that many removals.
 constexpr double kHnswCompactFraction = 0.1;
 constexpr std::size_t kHnswCompactMin = 64;
+// Graph over codes: an unexpanded candidate is re-ranked only if its estimate minus this many
+// times its error factor (RaBitQ's bound at eps0, about erf(1.9 / sqrt 2) = 94% two-sided)
+// can still beat the k-th exact distance found.
+constexpr double kHnswCodeBoundEps = 1.9;
 
 struct HnswWorker;
 
@@ -97,16 +101,29 @@ struct HnswWorker;
 // changes; a search may read a block while it is rewritten (a wrong estimate for one
 // neighbour: the walk may take a worse path, returned distances stay exact).
 //
-// bits = 1 (and D * (2^query_bits - 1) < 65536): the neighbour blocks hold the sign planes in
-// the PQ 4-bit fast-scan layout (kernels/pq/pq.hpp; a sub-space = 4 sign bits, so byte p of
-// a sign plane is exactly pair p of the layout), all neighbours of a node are scored in one
-// fastscan_u4 call against the query's integer nibble tables T_j[c] = sum of the quantised
-// query levels of the set bits of c (exact integer sums, the same on every tier), and each
-// neighbour's ||r||^2, 1-bit scale and popcount follow the codes in the same node block (one
-// prefetched region per expansion):
+// bits = 1 (query levels small enough for 8-bit nibble tables and 16-bit sums): the
+// neighbour blocks hold the sign planes in the PQ 4-bit fast-scan layout (kernels/pq/pq.hpp;
+// a sub-space = 4 sign bits, so byte p of a sign plane is exactly pair p of the layout), all
+// neighbours of a node are scored in one fastscan_u4 call against the query's integer nibble
+// tables T_j[c] = sum of the quantised query levels of the set bits of c (exact integer sums,
+// the same on every tier), and the neighbours' factors follow the codes in the same node
+// block, one array per factor so the 32 estimates of a block are one vectorised loop:
 //   neighbours: (capacity, node_bytes) uint8, a node's block = codes (blocks, D / 8, 32) uint8
-//               (blocks = ceil(M0 / 32)), then factors (M0, 3) float32
+//               (blocks = ceil(M0 / 32)), then factors (F, blocks * 32) float32: the 1-bit
+//               scale, the popcount of the sign plane, and (l2 only, F = 3) ||r||^2
 // Otherwise the blocks hold whole RaBitQ rows, scored one by one (RaBitQ::distance).
+// The neighbour blocks are one 64-byte aligned allocation (2 MiB aligned and advised as huge
+// pages from 4 MiB on, like the node blocks): a walk reads one random block per expansion.
+struct CodeBlocks {
+    std::uint8_t* data = nullptr;
+    std::size_t bytes = 0;
+    CodeBlocks() = default;
+    CodeBlocks(const CodeBlocks&) = delete;
+    CodeBlocks& operator=(const CodeBlocks&) = delete;
+    ~CodeBlocks();
+    void resize(std::size_t n);  // keeps the first min(n, bytes) bytes, zeroes the rest
+};
+
 struct GraphCodes {
     RaBitQ quantizer;
     Metric metric = Metric::l2;
@@ -116,7 +133,9 @@ struct GraphCodes {
     std::size_t m4 = 0, blocks = 0;  // fast-scan: D / 4 sub-spaces; blocks of 32 per node
     std::size_t node_bytes = 0;      // bytes of one node's neighbour block
     std::size_t factors_offset = 0;  // fast-scan: where a node block's factors start
-    std::vector<std::uint8_t> own, neighbours;
+    std::size_t factor_count = 0;    // fast-scan: F above
+    std::vector<std::uint8_t> own;
+    CodeBlocks neighbours;
     const float* centre_ptr() const { return centre.empty() ? nullptr : centre.data(); }
 };
 
@@ -257,13 +276,21 @@ class HnswGraph {
     void search_one(const void* query, std::size_t k, std::size_t ef, const IdFilter& filter,
                     std::size_t list, bool normalize_query, HnswWorker& w, float* out_distances,
                     std::int64_t* out_ids, bool buffered, std::size_t code_buffer = 0) const;
-    void walk_codes(const RaBitQQuery& rq, std::uint32_t entry, std::size_t ef,
-                    const SlotFilter* mask, TopK& buffer, HnswWorker& w) const;
+    void search_codes(const PreparedQuery& q, const float* query, std::uint32_t entry, float entry_distance,
+                      std::size_t k, std::size_t ef, std::size_t code_buffer, const SlotFilter* mask,
+                      HnswWorker& w, float* out_distances, std::int64_t* out_ids) const;
+    void prepare_code_query(const float* query, HnswWorker& w) const;
+    void estimate_block(std::uint32_t slot, HnswWorker& w) const;
+    void prefetch_code_node(std::uint32_t slot) const;
+    void walk_codes_pool(const PreparedQuery& q, std::uint32_t entry, float entry_distance, std::size_t ef,
+                         std::size_t capacity, std::size_t k, TopK& exact, HnswWorker& w) const;
+    void walk_codes(std::uint32_t entry, float entry_distance, std::size_t ef, const SlotFilter* mask,
+                    TopK& buffer, HnswWorker& w) const;
     const std::uint8_t* own_code(std::uint32_t slot) const {
         return codes_->own.data() + static_cast<std::size_t>(slot) * codes_->code_bytes;
     }
     const std::uint8_t* neighbour_codes(std::uint32_t slot) const {
-        return codes_->neighbours.data() + static_cast<std::size_t>(slot) * codes_->node_bytes;
+        return codes_->neighbours.data + static_cast<std::size_t>(slot) * codes_->node_bytes;
     }
     void resize_codes(std::size_t capacity);
     void encode_code(std::uint32_t slot);

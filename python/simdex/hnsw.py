@@ -339,7 +339,14 @@ class HNSWIndex(CoreIndex):
             and max_distance is None
             and threads is None
             and not buffered
-            and rerank_k is None
+            and (
+                rerank_k is None
+                or (
+                    self.storage == "rabitq"
+                    and type(rerank_k) is int
+                    and 0 < rerank_k <= _checks.MAX_LIST
+                )
+            )
             and type(k) is int
             and k > 0
             and (ef is None or (type(ef) is int and ef > 0))
@@ -350,7 +357,9 @@ class HNSWIndex(CoreIndex):
             and queries.flags.c_contiguous
         ):
             # lean path for one query (C++ re-checks size and finiteness)
-            return SearchResult(*self._core.search1(queries, k, self._ef if ef is None else ef))
+            return SearchResult(
+                *self._core.search1(queries, k, self._ef if ef is None else ef, rerank_k or 0)
+            )
         k = _checks.check_k(k)
         ef = self._ef if ef is None else _checks.check_list_size(ef, "ef")
         threads = _checks.check_threads(threads)
