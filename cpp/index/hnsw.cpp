@@ -57,8 +57,10 @@ struct HnswWorker {
         float error_scale = 0;  // kHnswCodeBoundEps * (l2 ? 2 : 1) * ||q||: error bound / error factor
     } code;
     std::vector<float> code_shifted, code_rotated, estimates;
+    std::vector<double> code_double;  // a dense rotation's output
     const float* block_errors = nullptr;  // error factors of the block estimate_block scored
-    std::vector<CodeCandidate> code_pool;  // walk_codes_pool: ascending estimates
+    std::vector<CodeCandidate> code_pool;  // walk_codes_pool: the window, ascending estimates
+    std::vector<CodeCandidate> code_tail;  // walk_codes_pool: re-rank candidates outside it
     std::vector<float> kbest;              // the k best exact distances of expanded nodes, ascending
     void keep_kbest(float d, std::size_t k) {
         if (kbest.size() == k && !(d < kbest.back())) return;
@@ -67,9 +69,8 @@ struct HnswWorker {
         for (; i > 0 && kbest[i - 1] > d; --i) kbest[i] = kbest[i - 1];
         kbest[i] = d;
     }
-    std::vector<std::uint8_t> code_levels, lut;
+    std::vector<std::uint8_t> code_levels, lut, code_pass;
     std::vector<std::uint16_t> sums;
-    std::size_t pool_size = 0;
     std::vector<float> buffer_distances;      // graph over codes: the candidate buffer
     std::vector<std::int64_t> buffer_slots;
 
@@ -247,6 +248,20 @@ void HnswGraph::enable_codes(const RaBitQ& quantizer, const float* centre) {
     codes_->metric = spec_.metric;
     if (centre) codes_->centre.assign(centre, centre + spec_.dim);
     codes_->code_bytes = quantizer.row_bytes();
+    const Rotation& rotation = quantizer.rotation();
+    if (rotation.kind() == Rotation::Kind::hadamard && rotation.padded_dim() >= 8) {
+        // round r: y <- H_h (s_r y) on its window, normalised by 1 / sqrt(h) there (see Rotation)
+        const std::size_t D = rotation.padded_dim();
+        std::size_t h = 1;
+        while (h * 2 <= D) h *= 2;
+        codes_->rotation_half = h;
+        codes_->rotation_signs.assign(rotation.params(), rotation.params() + Rotation::kRounds * D);
+        const float norm = static_cast<float>(1.0 / std::sqrt(static_cast<double>(h)));
+        for (std::size_t r = 0; r < Rotation::kRounds; ++r) {
+            const std::size_t begin = (r & 1) ? D - h : 0;
+            for (std::size_t j = begin; j < begin + h; ++j) codes_->rotation_signs[r * D + j] *= norm;
+        }
+    }
     const std::size_t D = quantizer.padded_dim(), levels = (std::size_t{1} << quantizer.query_bits()) - 1;
     // nibble tables hold sums of 4 query levels in a byte, block sums stay below 2^16
     codes_->fastscan = quantizer.bits() == 1 && 4 * levels <= 255 && D * levels < 65536;
@@ -1002,6 +1017,45 @@ void keep_sums(void* context, std::size_t, std::size_t block, std::uint32_t, con
     std::memcpy(static_cast<std::uint16_t*>(context) + block * 32, sums, 32 * sizeof(std::uint16_t));
 }
 
+// Four floats as one vector (GCC / Clang vector extensions: SSE on x86-64, NEON on arm64).
+typedef float F4 __attribute__((vector_size(16)));
+typedef std::int32_t I4 __attribute__((vector_size(16)));
+#if defined(__clang__)
+#define SIMDEX_SHUFFLE4(v, a, b, c, d) __builtin_shufflevector(v, v, a, b, c, d)
+#else
+#define SIMDEX_SHUFFLE4(v, a, b, c, d) __builtin_shuffle(v, (I4){a, b, c, d})
+#endif
+inline F4 load4(const float* p) {
+    F4 v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+inline void store4(float* p, F4 v) { std::memcpy(p, &v, sizeof v); }
+
+// y (h,) <- H_h (s * y), h a power of two >= 8, H_h the Walsh-Hadamard matrix without its
+// normalisation (folded into s, see GraphCodes::rotation_signs). The first three stages are
+// done per 8 floats in registers (two vectors, with the sign multiply), the others are
+// butterflies between vectors.
+void signed_fwht(float* y, const float* s, std::size_t h) {
+    const F4 alternate = {1.0f, -1.0f, 1.0f, -1.0f}, halves = {1.0f, 1.0f, -1.0f, -1.0f};
+    for (std::size_t i = 0; i < h; i += 8) {
+        F4 a = load4(y + i) * load4(s + i), b = load4(y + i + 4) * load4(s + i + 4);
+        a = SIMDEX_SHUFFLE4(a, 0, 0, 2, 2) + SIMDEX_SHUFFLE4(a, 1, 1, 3, 3) * alternate;
+        b = SIMDEX_SHUFFLE4(b, 0, 0, 2, 2) + SIMDEX_SHUFFLE4(b, 1, 1, 3, 3) * alternate;
+        a = SIMDEX_SHUFFLE4(a, 0, 1, 0, 1) + SIMDEX_SHUFFLE4(a, 2, 3, 2, 3) * halves;
+        b = SIMDEX_SHUFFLE4(b, 0, 1, 0, 1) + SIMDEX_SHUFFLE4(b, 2, 3, 2, 3) * halves;
+        store4(y + i, a + b);
+        store4(y + i + 4, a - b);
+    }
+    for (std::size_t len = 8; len < h; len <<= 1)
+        for (std::size_t i = 0; i < h; i += len << 1)
+            for (std::size_t j = i; j < i + len; j += 4) {
+                const F4 a = load4(y + j), b = load4(y + j + len);
+                store4(y + j, a + b);
+                store4(y + j + len, a - b);
+            }
+}
+
 // <a, b> in float32 with 8 partial sums (one vector of them: the loop vectorises without
 // reassociating a single sum), the tail and the total in double.
 double float_dot(const float* a, const float* b, std::size_t n) {
@@ -1058,7 +1112,7 @@ void HnswGraph::prepare_code_query(const float* query, HnswWorker& w) const {
     // ip: 1 - <c, q>;  l2: ||q - c||^2
     const double constant = l2 ? norm2 : 1.0 - (centre ? float_dot(centre, query, dim) : 0.0);
     float* v = w.code_rotated.data();
-    quantizer.rotation().apply_float(x, v);
+    rotate_query(x, v, w);
     float lo = v[0], hi = v[0];
     for (std::size_t i = 1; i < D; ++i) {
         lo = v[i] < lo ? v[i] : lo;
@@ -1088,6 +1142,29 @@ void HnswGraph::prepare_code_query(const float* query, HnswWorker& w) const {
     w.code.half_sum = static_cast<float>(0.5 * (static_cast<double>(D) * lo + static_cast<double>(delta) * total));
     w.code.constant = static_cast<float>(constant);
     w.code.error_scale = static_cast<float>(kHnswCodeBoundEps * (l2 ? 2.0 : 1.0) * std::sqrt(norm2));
+}
+
+// x (dim,) -> out (D,) = R x in float32: Hadamard rotations with signed_fwht, a dense
+// rotation through RaBitQ's (double) map.
+void HnswGraph::rotate_query(const float* x, float* out, HnswWorker& w) const {
+    const GraphCodes& c = *codes_;
+    const Rotation& rotation = c.quantizer.rotation();
+    const std::size_t dim = spec_.dim, D = rotation.padded_dim(), h = c.rotation_half;
+    if (c.rotation_signs.empty()) {
+        w.code_double.resize(D);
+        rotation.apply(x, w.code_double.data());
+        for (std::size_t j = 0; j < D; ++j) out[j] = static_cast<float>(w.code_double[j]);
+        return;
+    }
+    std::memcpy(out, x, dim * sizeof(float));
+    std::fill(out + dim, out + D, 0.0f);
+    for (std::size_t r = 0; r < Rotation::kRounds; ++r) {
+        const float* s = c.rotation_signs.data() + r * D;
+        const std::size_t begin = (r & 1) ? D - h : 0;  // the transformed window [begin, begin + h)
+        for (std::size_t j = 0; j < begin; ++j) out[j] *= s[j];
+        for (std::size_t j = begin + h; j < D; ++j) out[j] *= s[j];
+        signed_fwht(out + begin, s + begin, h);
+    }
 }
 
 // Estimates of every neighbour of `slot` (in link order) into w.estimates: one fast-scan call
@@ -1127,79 +1204,92 @@ inline void HnswGraph::prefetch_code_node(std::uint32_t slot) const {
     prefetch_rest(r, spec_.row_bytes, false);
 }
 
-// Unfiltered fast-scan walk (SymphonyQG's search): a sorted pool of the `capacity` best
-// estimates seen (>= ef), each flagged expanded or not; the walk expands the best
-// unexpanded node among the first ef (the window) until none is left, as the float walk
-// does with its pool. Expanding a node scores all its neighbours from its code block and
-// takes the node's own exact distance into `exact` and w.kbest (its row was prefetched with
-// its links and block). The unexpanded rest of the pool (w.code_pool[0, w.pool_size)) is for
-// the caller to re-rank.
+// Unfiltered fast-scan walk (SymphonyQG's search): a window of the ef best estimates seen,
+// ascending, each flagged expanded or not; the walk expands the best unexpanded node of the
+// window until none is left, as the float walk does with its pool. Expanding a node scores
+// all its neighbours from its code block and takes the node's own exact distance into
+// `exact` and w.kbest (its row was prefetched with its links and block). Candidates outside
+// the window (never entered it, or pushed out unexpanded) go to w.code_tail when their lower
+// bound (estimate - error bound) can beat the k-th exact distance so far: the caller
+// re-ranks the best of them (appends, no ordering kept while walking).
 void HnswGraph::walk_codes_pool(const PreparedQuery& q, std::uint32_t entry, float entry_distance, std::size_t ef,
-                                std::size_t capacity, std::size_t k, TopK& exact, HnswWorker& w) const {
+                                std::size_t k, TopK& exact, HnswWorker& w) const {
     w.new_epoch(capacity_);
     w.visit(entry);
     ef = std::max<std::size_t>(ef, 1);
-    const std::size_t P = std::max(capacity, ef);
-    w.code_pool.resize(P);
+    w.code_pool.resize(ef);
+    w.code_tail.clear();
+    w.kbest.clear();
     if (w.todo.size() < M0_) w.todo.resize(M0_);
     CodeCandidate* pool = w.code_pool.data();
     std::uint32_t* todo = w.todo.data();
     const float* estimates = w.estimates.data();
     const float error_scale = w.code.error_scale;
+    const std::size_t width = codes_->blocks * 32;
+    w.code_pass.resize(width);
+    constexpr float kInf = std::numeric_limits<float>::infinity();
     pool[0] = {entry_distance, 0.0f, entry, 0};
     std::size_t size = 1, cursor = 0;
-    w.kbest.clear();
-    while (cursor < std::min(size, ef)) {
+    float kth = kInf;
+    while (cursor < size) {
         const std::uint32_t current = pool[cursor].slot;
         pool[cursor].expanded = 1;
         std::size_t next = cursor + 1;  // lowest index that may be unexpanded
-        const std::size_t window = std::min(size, ef);
         std::size_t peek = next;
-        while (peek < window && pool[peek].expanded) ++peek;
-        const std::uint32_t peeked = peek < window ? pool[peek].slot : kNone;
+        while (peek < size && pool[peek].expanded) ++peek;
+        const std::uint32_t peeked = peek < size ? pool[peek].slot : kNone;
         if (peeked != kNone) prefetch_code_node(peeked);
         estimate_block(current, w);
         const float d_exact = distance(q, row(current));
         exact.push(d_exact, current);
         w.keep_kbest(d_exact, k);
+        if (w.kbest.size() >= k) kth = w.kbest.back();
         const std::uint32_t* list = links(current, 0);
         const std::size_t n = std::min<std::size_t>(list[0], M0_);
-        // Only neighbours whose estimate beats the pool's worst can enter: they are picked
-        // first (branch-free), and only they are looked up in the visited set. A neighbour
-        // left out is not marked: met again, it has the same estimate and the pool's worst
-        // has only dropped since, so it is left out again.
-        const float worst = size == P ? pool[P - 1].distance : std::numeric_limits<float>::infinity();
+        const float* errors = w.block_errors;
+        // Only neighbours that can enter the window or the tail are picked (branch-free),
+        // and only they are looked up in the visited set. A neighbour left out is not
+        // marked: met again, it has the same estimate and bound while the window's worst and
+        // the k-th exact distance have only dropped since, so it is left out again.
+        const float worst = size == ef ? pool[ef - 1].distance : kInf;
+        std::uint8_t* pass = w.code_pass.data();
+        for (std::size_t i = 0; i < width; ++i)  // vectorised
+            pass[i] = static_cast<std::uint8_t>((estimates[i] < worst) | (estimates[i] - error_scale * errors[i] <= kth));
         std::size_t fresh = 0;
         for (std::size_t i = 0; i < n; ++i) {
             todo[fresh] = static_cast<std::uint32_t>(i);
-            fresh += estimates[i] < worst;
+            fresh += pass[i];
         }
-        const float* errors = w.block_errors;
         for (std::size_t f = 0; f < fresh; ++f) {
             const std::uint32_t i = todo[f];
             const std::uint32_t s = list[i + 1];
             if (s >= capacity_ || !w.visit(s)) continue;
-            const float d = estimates[i];
-            if (size == P && !(d < pool[P - 1].distance)) continue;
+            const CodeCandidate c{estimates[i], error_scale * errors[i], s, 0};
+            if (size == ef && !(c.distance < pool[ef - 1].distance)) {
+                if (c.distance - c.error <= kth) w.code_tail.push_back(c);
+                continue;
+            }
             std::size_t first = 0, len = size;  // insert after the entries <= d
             while (len > 0) {
                 const std::size_t half = len >> 1;
-                const bool right = pool[first + half].distance <= d;
+                const bool right = pool[first + half].distance <= c.distance;
                 first = right ? first + half + 1 : first;
                 len = right ? len - half - 1 : half;
             }
-            const std::size_t moved = (size < P ? size : size - 1) - first;
+            if (size == ef) {  // the window's last leaves it
+                const CodeCandidate& out = pool[ef - 1];
+                if (!out.expanded && out.distance - out.error <= kth) w.code_tail.push_back(out);
+            }
+            const std::size_t moved = (size < ef ? size : size - 1) - first;
             std::memmove(pool + first + 1, pool + first, moved * sizeof(CodeCandidate));
-            pool[first] = {d, error_scale * errors[i], s, 0};
-            size += size < P;
+            pool[first] = c;
+            size += size < ef;
             next = std::min(next, first);
         }
         cursor = next;
-        const std::size_t limit = std::min(size, ef);
-        while (cursor < limit && pool[cursor].expanded) ++cursor;
-        if (cursor < limit && pool[cursor].slot != peeked) prefetch_code_node(pool[cursor].slot);
+        while (cursor < size && pool[cursor].expanded) ++cursor;
+        if (cursor < size && pool[cursor].slot != peeked) prefetch_code_node(pool[cursor].slot);
     }
-    w.pool_size = size;
 }
 
 // Level-0 best-first walk on codes with a filter or tombstones, or over codes scored row by
@@ -1269,15 +1359,23 @@ void HnswGraph::search_codes(const PreparedQuery& q, const float* query, std::ui
     TopK top(k);
     std::size_t rows = 0;  // candidates still to score exactly, into w.buffer_slots
     if (codes_->fastscan && !mask) {
-        walk_codes_pool(q, entry, entry_distance, window, size, k, top, w);
-        // the unexpanded rest, skipping candidates whose lower bound (estimate - error
-        // bound) cannot beat the k-th exact distance of the expanded nodes
+        walk_codes_pool(q, entry, entry_distance, window, k, top, w);
+        // the tail's candidates whose lower bound can still beat the k-th exact distance,
+        // at most size - window of them (the best estimates)
         const float kth = w.kbest.size() >= k ? w.kbest.back() : std::numeric_limits<float>::infinity();
-        w.buffer_slots.resize(w.pool_size);
-        for (std::size_t i = 0; i < w.pool_size; ++i) {
-            const CodeCandidate& c = w.code_pool[i];
-            if (!c.expanded && c.distance - c.error <= kth) w.buffer_slots[rows++] = c.slot;
+        std::vector<CodeCandidate>& tail = w.code_tail;
+        std::size_t kept = 0;
+        for (const CodeCandidate& c : tail)
+            if (c.distance - c.error <= kth) tail[kept++] = c;
+        const std::size_t limit = size > window ? size - window : 0;
+        if (kept > limit) {
+            std::nth_element(tail.begin(), tail.begin() + static_cast<std::ptrdiff_t>(limit),
+                             tail.begin() + static_cast<std::ptrdiff_t>(kept),
+                             [](const CodeCandidate& a, const CodeCandidate& b) { return a.distance < b.distance; });
+            kept = limit;
         }
+        w.buffer_slots.resize(kept);
+        for (std::size_t i = 0; i < kept; ++i) w.buffer_slots[rows++] = tail[i].slot;
     } else {
         TopK buffer(size);
         walk_codes(entry, entry_distance, window, mask, buffer, w);

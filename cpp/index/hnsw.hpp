@@ -136,6 +136,10 @@ struct GraphCodes {
     std::size_t factor_count = 0;    // fast-scan: F above
     std::vector<std::uint8_t> own;
     CodeBlocks neighbours;
+    // Hadamard rotation in float32 for queries: the quantizer's signs (kRounds, D), each
+    // round's window already multiplied by 1 / sqrt(h) (empty for a dense rotation)
+    std::vector<float> rotation_signs;
+    std::size_t rotation_half = 0;
     const float* centre_ptr() const { return centre.empty() ? nullptr : centre.data(); }
 };
 
@@ -280,10 +284,11 @@ class HnswGraph {
                       std::size_t k, std::size_t ef, std::size_t code_buffer, const SlotFilter* mask,
                       HnswWorker& w, float* out_distances, std::int64_t* out_ids) const;
     void prepare_code_query(const float* query, HnswWorker& w) const;
+    void rotate_query(const float* x, float* out, HnswWorker& w) const;
     void estimate_block(std::uint32_t slot, HnswWorker& w) const;
     void prefetch_code_node(std::uint32_t slot) const;
     void walk_codes_pool(const PreparedQuery& q, std::uint32_t entry, float entry_distance, std::size_t ef,
-                         std::size_t capacity, std::size_t k, TopK& exact, HnswWorker& w) const;
+                         std::size_t k, TopK& exact, HnswWorker& w) const;
     void walk_codes(std::uint32_t entry, float entry_distance, std::size_t ef, const SlotFilter* mask,
                     TopK& buffer, HnswWorker& w) const;
     const std::uint8_t* own_code(std::uint32_t slot) const {

@@ -26,42 +26,6 @@ void fwht(double* y, std::size_t h) {
     for (std::size_t i = 0; i < h; ++i) y[i] *= norm;
 }
 
-// fwht in float32: the first three stages as one radix-8 pass (no short inner loops), then
-// stages of contiguous butterfly runs of >= 8 the compiler vectorises.
-void fwht_float(float* y, std::size_t h) {
-    if (h < 8) {
-        for (std::size_t len = 1; len < h; len <<= 1)
-            for (std::size_t i = 0; i < h; i += len << 1)
-                for (std::size_t j = i; j < i + len; ++j) {
-                    const float a = y[j], b = y[j + len];
-                    y[j] = a + b;
-                    y[j + len] = a - b;
-                }
-    } else {
-        for (std::size_t i = 0; i < h; i += 8) {
-            float* v = y + i;
-            const float a0 = v[0] + v[1], a1 = v[0] - v[1], a2 = v[2] + v[3], a3 = v[2] - v[3];
-            const float a4 = v[4] + v[5], a5 = v[4] - v[5], a6 = v[6] + v[7], a7 = v[6] - v[7];
-            const float b0 = a0 + a2, b1 = a1 + a3, b2 = a0 - a2, b3 = a1 - a3;
-            const float b4 = a4 + a6, b5 = a5 + a7, b6 = a4 - a6, b7 = a5 - a7;
-            v[0] = b0 + b4, v[1] = b1 + b5, v[2] = b2 + b6, v[3] = b3 + b7;
-            v[4] = b0 - b4, v[5] = b1 - b5, v[6] = b2 - b6, v[7] = b3 - b7;
-        }
-        for (std::size_t len = 8; len < h; len <<= 1)
-            for (std::size_t i = 0; i < h; i += len << 1) {
-                float* a = y + i;
-                float* b = y + i + len;
-                for (std::size_t j = 0; j < len; ++j) {
-                    const float x = a[j], z = b[j];
-                    a[j] = x + z;
-                    b[j] = x - z;
-                }
-            }
-    }
-    const float norm = static_cast<float>(1.0 / std::sqrt(static_cast<double>(h)));
-    for (std::size_t i = 0; i < h; ++i) y[i] *= norm;
-}
-
 inline std::uint64_t load_word(const std::uint8_t* p) {
     std::uint64_t w;
     std::memcpy(&w, p, 8);
@@ -113,23 +77,6 @@ void Rotation::apply(const float* x, double* out) const {
         const float* s = params_.data() + r * D;
         for (std::size_t j = 0; j < D; ++j) out[j] *= s[j];
         fwht(out + ((r & 1) ? D - half_ : 0), half_);
-    }
-}
-
-void Rotation::apply_float(const float* x, float* out) const {
-    const std::size_t D = padded_;
-    if (kind_ == Kind::dense) {
-        std::vector<double> y(D);
-        apply(x, y.data());
-        for (std::size_t j = 0; j < D; ++j) out[j] = static_cast<float>(y[j]);
-        return;
-    }
-    for (std::size_t j = 0; j < dim_; ++j) out[j] = x[j];
-    for (std::size_t j = dim_; j < D; ++j) out[j] = 0;
-    for (std::size_t r = 0; r < kRounds; ++r) {
-        const float* s = params_.data() + r * D;
-        for (std::size_t j = 0; j < D; ++j) out[j] *= s[j];
-        fwht_float(out + ((r & 1) ? D - half_ : 0), half_);
     }
 }
 

@@ -64,9 +64,6 @@ class Rotation {
 
     // x (dim,) -> out (D,), in double precision.
     void apply(const float* x, double* out) const;
-    // The same map in float32 (vectorisable Walsh-Hadamard butterflies; the dense kind goes
-    // through apply): for per-query preparation where estimates need no double precision.
-    void apply_float(const float* x, float* out) const;
     // y (D,) -> out (dim,): the inverse map (transpose), dropping the padding.
     void invert(const double* y, double* out) const;
 
