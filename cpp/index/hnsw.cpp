@@ -1020,6 +1020,7 @@ void keep_sums(void* context, std::size_t, std::size_t block, std::uint32_t, con
 // Four floats as one vector (GCC / Clang vector extensions: SSE on x86-64, NEON on arm64).
 typedef float F4 __attribute__((vector_size(16)));
 typedef std::int32_t I4 __attribute__((vector_size(16)));
+typedef std::uint8_t U8x16 __attribute__((vector_size(16)));
 #if defined(__clang__)
 #define SIMDEX_SHUFFLE4(v, a, b, c, d) __builtin_shufflevector(v, v, a, b, c, d)
 #else
@@ -1113,10 +1114,16 @@ void HnswGraph::prepare_code_query(const float* query, HnswWorker& w) const {
     const double constant = l2 ? norm2 : 1.0 - (centre ? float_dot(centre, query, dim) : 0.0);
     float* v = w.code_rotated.data();
     rotate_query(x, v, w);
-    float lo = v[0], hi = v[0];
-    for (std::size_t i = 1; i < D; ++i) {
-        lo = v[i] < lo ? v[i] : lo;
-        hi = v[i] > hi ? v[i] : hi;
+    F4 low = load4(v), high = low;  // D is a multiple of 64
+    for (std::size_t i = 4; i < D; i += 4) {
+        const F4 x4 = load4(v + i);
+        low = x4 < low ? x4 : low;
+        high = x4 > high ? x4 : high;
+    }
+    float lo = low[0], hi = high[0];
+    for (int t = 1; t < 4; ++t) {
+        lo = std::min(lo, low[t]);
+        hi = std::max(hi, high[t]);
     }
     const int top = (1 << quantizer.query_bits()) - 1;
     const float delta = hi > lo ? (hi - lo) / static_cast<float>(top) : 0.0f;
@@ -1129,13 +1136,14 @@ void HnswGraph::prepare_code_query(const float* query, HnswWorker& w) const {
         total += static_cast<std::uint32_t>(level);
     }
     std::uint8_t* lut = w.lut.data();
+    U8x16 mask[4];
+    for (int b = 0; b < 4; ++b) std::memcpy(&mask[b], kNibbleMasks.m[b], 16);
     for (std::size_t j = 0; j < m; ++j) {
         const std::uint8_t* q4 = levels + 4 * j;
-        std::uint8_t* t = lut + (j / 4) * 128 + (j & 1) * 64 + (j >> 1 & 1) * 32;
-        for (unsigned e = 0; e < 16; ++e)
-            t[e] = static_cast<std::uint8_t>((q4[0] & kNibbleMasks.m[0][e]) + (q4[1] & kNibbleMasks.m[1][e]) +
-                                             (q4[2] & kNibbleMasks.m[2][e]) + (q4[3] & kNibbleMasks.m[3][e]));
-        std::memcpy(t + 16, t, 16);
+        const U8x16 t = (mask[0] & q4[0]) + (mask[1] & q4[1]) + (mask[2] & q4[2]) + (mask[3] & q4[3]);
+        std::uint8_t* out = lut + (j / 4) * 128 + (j & 1) * 64 + (j >> 1 & 1) * 32;
+        std::memcpy(out, &t, 16);
+        std::memcpy(out + 16, &t, 16);
     }
     w.code.lo = lo;
     w.code.delta = delta;
