@@ -1212,11 +1212,12 @@ inline void HnswGraph::prefetch_code_node(std::uint32_t slot) const {
     prefetch_rest(r, spec_.row_bytes, false);
 }
 
-// Unfiltered fast-scan walk (SymphonyQG's search): a window of the ef best estimates seen,
-// ascending, each flagged expanded or not; the walk expands the best unexpanded node of the
-// window until none is left, as the float walk does with its pool. Expanding a node scores
-// all its neighbours from its code block and takes the node's own exact distance into
-// `exact` and w.kbest (its row was prefetched with its links and block). Candidates outside
+// Unfiltered fast-scan walk (after SymphonyQG's search): a window of the ef best candidates
+// seen, ascending, each flagged expanded or not, keyed by estimate until expanded and by exact
+// distance from then on; the walk expands the best unexpanded node of the window until none
+// is left, as the float walk does with its pool. Expanding a node scores all its neighbours
+// from its code block and takes the node's own exact distance into `exact` and w.kbest (its
+// row was prefetched with its links and block). Candidates outside
 // the window (never entered it, or pushed out unexpanded) go to w.code_tail when their lower
 // bound (estimate - error bound) can beat the k-th exact distance so far: the caller
 // re-ranks the best of them (appends, no ordering kept while walking).
@@ -1248,10 +1249,22 @@ void HnswGraph::walk_codes_pool(const PreparedQuery& q, std::uint32_t entry, flo
         const std::uint32_t peeked = peek < size ? pool[peek].slot : kNone;
         if (peeked != kNone) prefetch_code_node(peeked);
         estimate_block(current, w);
+        // The node's exact distance replaces its estimate in the window (it moves to its
+        // exact rank): the window's bound and order then rest on exact distances wherever
+        // they are known, which reaches a recall at a much smaller ef (0.92 -> 0.95 at
+        // ef = 20 on 60k x 384 MiniLM).
         const float d_exact = distance(q, row(current));
         exact.push(d_exact, current);
         w.keep_kbest(d_exact, k);
         if (w.kbest.size() >= k) kth = w.kbest.back();
+        {
+            const CodeCandidate moved{d_exact, 0.0f, current, 1};
+            std::size_t p = cursor;
+            for (; p > 0 && pool[p - 1].distance > d_exact; --p) pool[p] = pool[p - 1];
+            for (; p + 1 < size && pool[p + 1].distance <= d_exact; ++p) pool[p] = pool[p + 1];
+            pool[p] = moved;
+            if (p > cursor) next = cursor;  // the entries after it moved up one place
+        }
         const std::uint32_t* list = links(current, 0);
         const std::size_t n = std::min<std::size_t>(list[0], M0_);
         const float* errors = w.block_errors;
