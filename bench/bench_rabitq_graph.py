@@ -204,7 +204,10 @@ def main() -> None:
         for target in TARGETS:
             if (name, target) in best:
                 qps, label, r, low, high = best[(name, target)]
-                cells += [f"{qps:,.0f} ({low:,.0f}-{high:,.0f}; {label}, {r:.3f})", f"{qps / ref[target]:.2f}"]
+                cells += [
+                    f"{qps:,.0f} ({low:,.0f}-{high:,.0f}; {label}, {r:.3f})",
+                    f"{qps / ref[target]:.2f}",
+                ]
             else:
                 cells += ["not reached", "-"]
         print("| " + " | ".join(cells) + " |")

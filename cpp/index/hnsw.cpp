@@ -455,6 +455,9 @@ const std::uint32_t* HnswGraph::read_links(std::uint32_t slot, int level, HnswWo
     return w.links.data();
 }
 
+// Searches (not kLocked) skip nodes scored before in this descent (w.visited, epoch set by
+// the caller): a node once no closer than the current one never is later (the current
+// distance only drops), so the result is the same with fewer distances.
 template <bool kLocked>
 void HnswGraph::greedy(const PreparedQuery& q, std::uint32_t& cur, float& cur_distance, int level,
                        HnswWorker& w) const {
@@ -462,6 +465,16 @@ void HnswGraph::greedy(const PreparedQuery& q, std::uint32_t& cur, float& cur_di
         changed = false;
         std::size_t n;
         const std::uint32_t* list = read_links<kLocked>(cur, level, w, n);
+        if constexpr (!kLocked) {  // the unseen ones, in w.todo
+            std::uint32_t* todo = w.todo.data();
+            std::size_t m = 0;
+            for (std::size_t i = 0; i < n; ++i) {
+                todo[m] = list[i];
+                m += list[i] < capacity_ && w.mark(list[i]);  // see read_links for the range test
+            }
+            list = todo;
+            n = m;
+        }
         for (std::size_t i = 0; i < n; ++i) {  // all rows' misses in flight at once
             if (list[i] >= capacity_) continue;  // see read_links
             const std::uint8_t* r = row(list[i]);
@@ -1480,6 +1493,9 @@ void HnswGraph::search_one(const void* query, std::size_t k, std::size_t ef, con
     if (static_cast<std::uint32_t>(top) != kNone) {
         std::uint32_t cur = static_cast<std::uint32_t>(top);
         float cur_distance = distance(q, row(cur));
+        w.new_epoch(capacity_);  // greedy's seen nodes
+        w.visit(cur);
+        if (w.todo.size() < std::max(M_, M0_)) w.todo.resize(std::max(M_, M0_));
         for (int l = static_cast<int>(top >> 32) - 1; l > 0; --l) greedy<false>(q, cur, cur_distance, l, w);
         if (codes_) {
             search_codes(q, static_cast<const float*>(raw), cur, cur_distance, k, ef, code_buffer, mask, w,

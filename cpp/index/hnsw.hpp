@@ -93,10 +93,19 @@ struct HnswWorker;
 // link list, so expanding a node reads one contiguous block instead of one row per neighbour:
 //   own:        (capacity, code_bytes) uint8, the node's RaBitQ row (planes + factors)
 //   neighbours: (capacity, M0, code_bytes) uint8, neighbours[s, i] = own[links(s, 0)[i]]
-// Level-0 walks score a node's unvisited neighbours from its block (RaBitQ estimates), keep
-// every allowed estimate in a candidate buffer larger than the window, and re-rank that
-// buffer exactly from the float32 rows (which the graph keeps, and builds with: the graph is
-// the float32 graph; only the search walks codes). Upper levels descend on exact distances.
+// Upper levels descend on exact distances (the graph is the float32 graph, built with exact
+// distances; the rows stay for exact scoring). Level 0, the window W = max(ef, k):
+//   * fast-scan codes (bits = 1), no filter and no tombstones: walk_codes_pool, after
+//     SymphonyQG: a window of the W best candidates, keyed by estimate until expanded; the
+//     node being expanded gets its exact distance (its row is prefetched with its links and
+//     block) and moves to its exact rank; candidates outside the window whose lower bound
+//     (estimate - kHnswCodeBoundEps x error factor) can beat the k-th exact distance go to a
+//     tail, of which the best max(rerank_k, k) - W are scored exactly at the end;
+//   * otherwise (filter, tombstones, bits > 1): walk_codes, two heaps as the filtered float
+//     walk, every allowed estimate offered to a buffer of max(rerank_k, k) re-ranked exactly.
+// The query side of the fast-scan walk is float32 (prepare_code_query: Hadamard rotation as
+// 4-float vectors, quantised levels, nibble tables), the same code on every tier; the
+// estimates are exact integer sums from the kernel, so the walk is the same on every tier.
 // Blocks follow their link lists: rewritten under the node's lock whenever its level-0 list
 // changes; a search may read a block while it is rewritten (a wrong estimate for one
 // neighbour: the walk may take a worse path, returned distances stay exact).
@@ -208,8 +217,8 @@ class HnswGraph {
                 std::size_t code_buffer = 0) const;
 
     // Graph over codes (see GraphCodes): only while empty, float32 rows, not hamming.
-    // centre: (dim,) or nullptr. Searches then walk level 0 on codes and re-rank exactly a
-    // buffer of max(code_buffer, k) candidates (code_buffer argument of search; 0 = 2 * max(ef, k)).
+    // centre: (dim,) or nullptr. Searches then walk level 0 on codes; code_buffer (search's
+    // argument, the Python rerank_k; 0 = 2 * max(ef, k)) bounds the candidates scored exactly.
     void enable_codes(const RaBitQ& quantizer, const float* centre);
     const GraphCodes* codes() const { return codes_.get(); }
 
