@@ -114,7 +114,8 @@ class HnswHandle {
 
     // Lean path for one 1-D query without filter (the per-call cost matters at high QPS):
     // query (dim,) float32 or (nbytes,) codes; returns 1-D (k,) distances and ids.
-    py::tuple search1(const py::array& query, std::size_t k, std::size_t ef) {
+    // code_buffer: storage "rabitq" only, see search (0 = the default).
+    py::tuple search1(const py::array& query, std::size_t k, std::size_t ef, std::size_t code_buffer) {
         const StoreSpec& spec = graph_->spec();
         const std::uint8_t* q = array_bytes(query, query_bytes(spec), query.itemsize(), "queries");
         check_k(k);
@@ -133,7 +134,8 @@ class HnswHandle {
         {
             py::gil_scoped_release release;
             std::shared_lock<RwLock> lock(mutex_);
-            graph_->search(q, 1, k, ef, IdFilter{}, spec.metric == Metric::cosine, 1, d_ptr, i_ptr);
+            graph_->search(q, 1, k, ef, IdFilter{}, spec.metric == Metric::cosine, 1, d_ptr, i_ptr, false,
+                           code_buffer);
         }
         return py::make_tuple(distances, out_ids);
     }
@@ -336,7 +338,8 @@ void bind_hnsw(py::module_& m) {
              py::arg("encoder"), py::arg("q_tokens"), py::arg("q_offsets"), py::arg("store"), py::arg("k"),
              py::arg("candidates"), py::arg("ef"), py::arg("buffered"), py::arg("carve"), py::arg("filter_ids"),
              py::arg("filter_offsets"), py::arg("filter_mask"), py::arg("table"), py::arg("threads"))
-        .def("search1", &HnswHandle::search1, py::arg("query"), py::arg("k"), py::arg("ef"))
+        .def("search1", &HnswHandle::search1, py::arg("query"), py::arg("k"), py::arg("ef"),
+             py::arg("code_buffer") = 0)
         .def("__contains__", &HnswHandle::contains)
         .def("__len__", &HnswHandle::live_count)
         .def("ids", &HnswHandle::ids)

@@ -66,6 +66,43 @@ def test_recall_and_exact_distances(level, metric, bits):
     assert (np.diff(dist, axis=1) >= 0).all()
 
 
+@pytest.mark.parametrize("level", kernels.available_levels())
+@pytest.mark.parametrize("dim", [40, 100, 300])
+@pytest.mark.parametrize("metric", ["l2", "cosine", "ip"])
+def test_code_walk_alone_finds_neighbours(level, dim, metric):
+    """rerank_k = ef: only the nodes the 1-bit walk expands are scored exactly, so recall
+    rests on the query preparation (float Hadamard rotation: padded dims 64 / 128 / 320,
+    the last with overlapping windows; nibble tables) and the fast-scan estimates (a sign
+    left out of the rotation's unwindowed part dropped recall here from 0.98 to 0.83-0.87)."""
+    x = clustered(1500, 5, d=dim, local_dim=10)
+    q = clustered(40, 6, d=dim, local_dim=10)
+    if metric == "ip":
+        x, q = unit(x), unit(q)
+    with kernels.force_simd(level):
+        index = sx.HNSWIndex(dim, metric, storage="rabitq", seed=1)
+        index.add(x, threads=2)
+        # 1-bit estimates sharpen with the dimension (error ~ 1 / sqrt(D))
+        ef, floor = (20, 0.93) if dim == 300 else (40, 0.85)
+        dist, ids = index.search(q, 10, ef=ef, rerank_k=ef)
+        one_d, one_i = index.search(q[3], 10, ef=ef, rerank_k=ef)  # the lean one-query path
+    ref = reference(q, x, metric)
+    assert sx.recall_at_k(ids, np.argsort(ref, axis=1)[:, :10], 10) >= floor
+    np.testing.assert_allclose(dist, np.take_along_axis(ref, ids, axis=1), rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(one_i, ids[3])
+    np.testing.assert_allclose(one_d, dist[3])
+
+
+def test_tail_rerank_bound_keeps_recall(built):
+    """Candidates outside the window are re-ranked only where estimate - error bound can
+    beat the k-th exact distance: a large rerank_k must still reach near-exact recall, and
+    never do worse than the window alone."""
+    truth = np.argsort(reference(Q, X, "l2"), axis=1)[:, :10]
+    alone = sx.recall_at_k(built.search(Q, 10, ef=24, rerank_k=24)[1], truth, 10)
+    tail = sx.recall_at_k(built.search(Q, 10, ef=24, rerank_k=400)[1], truth, 10)
+    assert tail >= alone
+    assert sx.recall_at_k(built.search(Q, 10, ef=96, rerank_k=400)[1], truth, 10) >= 0.98
+
+
 def test_buffer_larger_than_window_helps(built):
     truth = np.argsort(reference(Q, X, "l2"), axis=1)[:, :10]
     narrow = sx.recall_at_k(built.search(Q, 10, ef=10, rerank_k=10)[1], truth, 10)
@@ -169,12 +206,20 @@ def test_bad_arguments():
         sx.HNSWIndex(64, "hamming", storage="rabitq")
     with pytest.raises(ValueError, match="rerank_k"):
         sx.HNSWIndex(D).search(Q, 5, rerank_k=20)
+    plain = sx.HNSWIndex(D)
+    plain.add(X[:50])
+    with pytest.raises(ValueError, match="rerank_k"):  # one 1-D query: not the lean path
+        plain.search(Q[0], 5, rerank_k=20)
     index = sx.HNSWIndex(D, storage="rabitq")
     index.train(X[:200])
     with pytest.raises(ValueError, match="train"):
         index.train(X[:200])
     with pytest.raises(ValueError, match="buffered"):
         index.search(Q, 5, buffered=True)
+    index.add(X[:100])
+    for bad in (0, -3, 1 << 21):
+        with pytest.raises(ValueError, match="rerank_k"):
+            index.search(Q[0], 5, rerank_k=bad)
     assert "storage='rabitq'" in repr(index) and "bits=1" in repr(index)
 
 

@@ -81,6 +81,10 @@ constexpr double kHnswExactFilterFraction = 0.03;
 // kHnswCompactMin): the O(n) repair pass is paid once per that many removals.
 constexpr double kHnswCompactFraction = 0.1;
 constexpr std::size_t kHnswCompactMin = 64;
+// Graph over codes: an unexpanded candidate is re-ranked only if its estimate minus this many
+// times its error factor (RaBitQ's bound at eps0, about erf(1.9 / sqrt 2) = 94% two-sided)
+// can still beat the k-th exact distance found.
+constexpr double kHnswCodeBoundEps = 1.9;
 
 struct HnswWorker;
 
@@ -89,24 +93,46 @@ struct HnswWorker;
 // link list, so expanding a node reads one contiguous block instead of one row per neighbour:
 //   own:        (capacity, code_bytes) uint8, the node's RaBitQ row (planes + factors)
 //   neighbours: (capacity, M0, code_bytes) uint8, neighbours[s, i] = own[links(s, 0)[i]]
-// Level-0 walks score a node's unvisited neighbours from its block (RaBitQ estimates), keep
-// every allowed estimate in a candidate buffer larger than the window, and re-rank that
-// buffer exactly from the float32 rows (which the graph keeps, and builds with: the graph is
-// the float32 graph; only the search walks codes). Upper levels descend on exact distances.
+// Upper levels descend on exact distances (the graph is the float32 graph, built with exact
+// distances; the rows stay for exact scoring). Level 0, the window W = max(ef, k):
+//   * fast-scan codes (bits = 1), no filter and no tombstones: walk_codes_pool, after
+//     SymphonyQG: a window of the W best candidates, keyed by estimate until expanded; the
+//     node being expanded gets its exact distance (its row is prefetched with its links and
+//     block) and moves to its exact rank; candidates outside the window whose lower bound
+//     (estimate - kHnswCodeBoundEps x error factor) can beat the k-th exact distance go to a
+//     tail, of which the best max(rerank_k, k) - W are scored exactly at the end;
+//   * otherwise (filter, tombstones, bits > 1): walk_codes, two heaps as the filtered float
+//     walk, every allowed estimate offered to a buffer of max(rerank_k, k) re-ranked exactly.
+// The query side of the fast-scan walk is float32 (prepare_code_query: Hadamard rotation as
+// 4-float vectors, quantised levels, nibble tables), the same code on every tier; the
+// estimates are exact integer sums from the kernel, so the walk is the same on every tier.
 // Blocks follow their link lists: rewritten under the node's lock whenever its level-0 list
 // changes; a search may read a block while it is rewritten (a wrong estimate for one
 // neighbour: the walk may take a worse path, returned distances stay exact).
 //
-// bits = 1 (and D * (2^query_bits - 1) < 65536): the neighbour blocks hold the sign planes in
-// the PQ 4-bit fast-scan layout (kernels/pq/pq.hpp; a sub-space = 4 sign bits, so byte p of
-// a sign plane is exactly pair p of the layout), all neighbours of a node are scored in one
-// fastscan_u4 call against the query's integer nibble tables T_j[c] = sum of the quantised
-// query levels of the set bits of c (exact integer sums, the same on every tier), and each
-// neighbour's ||r||^2, 1-bit scale and popcount follow the codes in the same node block (one
-// prefetched region per expansion):
+// bits = 1 (query levels small enough for 8-bit nibble tables and 16-bit sums): the
+// neighbour blocks hold the sign planes in the PQ 4-bit fast-scan layout (kernels/pq/pq.hpp;
+// a sub-space = 4 sign bits, so byte p of a sign plane is exactly pair p of the layout), all
+// neighbours of a node are scored in one fastscan_u4 call against the query's integer nibble
+// tables T_j[c] = sum of the quantised query levels of the set bits of c (exact integer sums,
+// the same on every tier), and the neighbours' factors follow the codes in the same node
+// block, one array per factor so the 32 estimates of a block are one vectorised loop:
 //   neighbours: (capacity, node_bytes) uint8, a node's block = codes (blocks, D / 8, 32) uint8
-//               (blocks = ceil(M0 / 32)), then factors (M0, 3) float32
+//               (blocks = ceil(M0 / 32)), then factors (F, blocks * 32) float32: the 1-bit
+//               scale, the popcount of the sign plane, and (l2 only, F = 3) ||r||^2
 // Otherwise the blocks hold whole RaBitQ rows, scored one by one (RaBitQ::distance).
+// The neighbour blocks are one 64-byte aligned allocation (2 MiB aligned and advised as huge
+// pages from 4 MiB on, like the node blocks): a walk reads one random block per expansion.
+struct CodeBlocks {
+    std::uint8_t* data = nullptr;
+    std::size_t bytes = 0;
+    CodeBlocks() = default;
+    CodeBlocks(const CodeBlocks&) = delete;
+    CodeBlocks& operator=(const CodeBlocks&) = delete;
+    ~CodeBlocks();
+    void resize(std::size_t n);  // keeps the first min(n, bytes) bytes, zeroes the rest
+};
+
 struct GraphCodes {
     RaBitQ quantizer;
     Metric metric = Metric::l2;
@@ -116,7 +142,13 @@ struct GraphCodes {
     std::size_t m4 = 0, blocks = 0;  // fast-scan: D / 4 sub-spaces; blocks of 32 per node
     std::size_t node_bytes = 0;      // bytes of one node's neighbour block
     std::size_t factors_offset = 0;  // fast-scan: where a node block's factors start
-    std::vector<std::uint8_t> own, neighbours;
+    std::size_t factor_count = 0;    // fast-scan: F above
+    std::vector<std::uint8_t> own;
+    CodeBlocks neighbours;
+    // Hadamard rotation in float32 for queries: the quantizer's signs (kRounds, D), each
+    // round's window already multiplied by 1 / sqrt(h) (empty for a dense rotation)
+    std::vector<float> rotation_signs;
+    std::size_t rotation_half = 0;
     const float* centre_ptr() const { return centre.empty() ? nullptr : centre.data(); }
 };
 
@@ -185,8 +217,8 @@ class HnswGraph {
                 std::size_t code_buffer = 0) const;
 
     // Graph over codes (see GraphCodes): only while empty, float32 rows, not hamming.
-    // centre: (dim,) or nullptr. Searches then walk level 0 on codes and re-rank exactly a
-    // buffer of max(code_buffer, k) candidates (code_buffer argument of search; 0 = 2 * max(ef, k)).
+    // centre: (dim,) or nullptr. Searches then walk level 0 on codes; code_buffer (search's
+    // argument, the Python rerank_k; 0 = 2 * max(ef, k)) bounds the candidates scored exactly.
     void enable_codes(const RaBitQ& quantizer, const float* centre);
     const GraphCodes* codes() const { return codes_.get(); }
 
@@ -257,13 +289,22 @@ class HnswGraph {
     void search_one(const void* query, std::size_t k, std::size_t ef, const IdFilter& filter,
                     std::size_t list, bool normalize_query, HnswWorker& w, float* out_distances,
                     std::int64_t* out_ids, bool buffered, std::size_t code_buffer = 0) const;
-    void walk_codes(const RaBitQQuery& rq, std::uint32_t entry, std::size_t ef,
-                    const SlotFilter* mask, TopK& buffer, HnswWorker& w) const;
+    void search_codes(const PreparedQuery& q, const float* query, std::uint32_t entry, float entry_distance,
+                      std::size_t k, std::size_t ef, std::size_t code_buffer, const SlotFilter* mask,
+                      HnswWorker& w, float* out_distances, std::int64_t* out_ids) const;
+    void prepare_code_query(const float* query, HnswWorker& w) const;
+    void rotate_query(const float* x, float* out, HnswWorker& w) const;
+    void estimate_block(std::uint32_t slot, HnswWorker& w) const;
+    void prefetch_code_node(std::uint32_t slot) const;
+    void walk_codes_pool(const PreparedQuery& q, std::uint32_t entry, float entry_distance, std::size_t ef,
+                         std::size_t k, TopK& exact, HnswWorker& w) const;
+    void walk_codes(std::uint32_t entry, float entry_distance, std::size_t ef, const SlotFilter* mask,
+                    TopK& buffer, HnswWorker& w) const;
     const std::uint8_t* own_code(std::uint32_t slot) const {
         return codes_->own.data() + static_cast<std::size_t>(slot) * codes_->code_bytes;
     }
     const std::uint8_t* neighbour_codes(std::uint32_t slot) const {
-        return codes_->neighbours.data() + static_cast<std::size_t>(slot) * codes_->node_bytes;
+        return codes_->neighbours.data + static_cast<std::size_t>(slot) * codes_->node_bytes;
     }
     void resize_codes(std::size_t capacity);
     void encode_code(std::uint32_t slot);

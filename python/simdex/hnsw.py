@@ -40,10 +40,11 @@ class HNSWIndex(CoreIndex):
                       add); queries stay float32. 'rabitq': a graph over compressed codes
                       (SymphonyQG-style): each node keeps the RaBitQ codes of its level-0
                       neighbours beside its links, the level-0 walk scores them from those
-                      codes, and a candidate buffer (search's rerank_k, default 2 * max(ef, k))
-                      is re-ranked exactly from float32 rows kept in RAM. The graph itself is
-                      built on the exact rows. The centre of the codes is the mean of the
-                      vectors of train() or of the first add.
+                      codes, every node it expands is scored exactly (float32 rows kept in
+                      RAM), and up to rerank_k - max(ef, k) more candidates are re-ranked
+                      (search's rerank_k, default 2 * max(ef, k)). The graph itself is built
+                      on the exact rows. The centre of the codes is the mean of the vectors
+                      of train() or of the first add.
     bits            : storage='rabitq' only: bits per dimension of the codes, 1..8 (queries are
                       quantised to min(8, bits + 3) bits); default 1
     int8_queries    : storage='int8' with metric 'ip' or 'cosine' only: queries are rounded to
@@ -329,9 +330,12 @@ class HNSWIndex(CoreIndex):
         buffered     : with k > ef, keep the search window at ef and return the k best of
                        every node scored on the way (a candidate buffer larger than the
                        window, for re-ranking pipelines; SVS-style); default: window max(ef, k)
-        rerank_k     : storage='rabitq' only: candidates kept from the code walk (the best
-                       estimates of every node scored) and re-ranked exactly; default
-                       2 * max(ef, k); values below k count as k
+        rerank_k     : storage='rabitq' only: candidates scored exactly, default
+                       2 * max(ef, k), values below k count as k. Without a filter (bits=1):
+                       the max(ef, k) nodes of the walk's window are scored as they are
+                       expanded, plus the best rerank_k - max(ef, k) estimates outside it
+                       whose RaBitQ lower bound can still beat the k-th exact distance; with
+                       a filter or bits > 1: the rerank_k best estimates of the walk
         returns      : SearchResult(distances (q, k) float32 ascending, ids (q, k) int64, -1 padded)
         """
         if (
@@ -339,7 +343,14 @@ class HNSWIndex(CoreIndex):
             and max_distance is None
             and threads is None
             and not buffered
-            and rerank_k is None
+            and (
+                rerank_k is None
+                or (
+                    self.storage == "rabitq"
+                    and type(rerank_k) is int
+                    and 0 < rerank_k <= _checks.MAX_LIST
+                )
+            )
             and type(k) is int
             and k > 0
             and (ef is None or (type(ef) is int and ef > 0))
@@ -350,7 +361,9 @@ class HNSWIndex(CoreIndex):
             and queries.flags.c_contiguous
         ):
             # lean path for one query (C++ re-checks size and finiteness)
-            return SearchResult(*self._core.search1(queries, k, self._ef if ef is None else ef))
+            return SearchResult(
+                *self._core.search1(queries, k, self._ef if ef is None else ef, rerank_k or 0)
+            )
         k = _checks.check_k(k)
         ef = self._ef if ef is None else _checks.check_list_size(ef, "ef")
         threads = _checks.check_threads(threads)
