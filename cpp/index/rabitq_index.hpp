@@ -107,11 +107,18 @@ class RaBitQIndexCore {
         std::vector<std::uint8_t> ex;
         // factor ranges over every row ever put here (they only widen): the scan's
         // block-skipping threshold must hold for every row of the list
-        float norm2_min = INFINITY, scale1_min = INFINITY, scale1_max = 0, error1_max = 0;
+        float g_min = INFINITY, scale1_min = INFINITY, scale1_max = 0, error1_max = 0;
         std::size_t size() const { return slots.size(); }
     };
-    void put(List& list, std::size_t pos, const std::uint8_t* row);  // row: quantizer layout
-    void copy_position(List& list, std::size_t from, std::size_t to);
+    void put(std::size_t list, std::size_t pos, const std::uint8_t* row);  // row: quantizer layout
+    void copy_position(std::size_t list, std::size_t from, std::size_t to);
+    // l2 / cosine estimate <r, q - c> as <xbar, R(q - g)> - <xbar, R(c - g)> (residual form)
+    bool residual() const { return metric_ != Metric::ip; }
+    // factors per row in a block: the quantizer's, then <xbar, R(c - g)> of the 1-bit level
+    // and (B > 1) of the full level for the residual form
+    std::size_t block_factors() const {
+        return q_.factor_count() + (residual() ? (q_.bits() > 1 ? 2 : 1) : 0);
+    }
     void grow(List& list, std::size_t rows);
 
     const KernelTable* table_;
@@ -120,6 +127,10 @@ class RaBitQIndexCore {
     bool trained_ = false;
     std::vector<float> centroids_;          // (nlist, dim)
     std::vector<double> rotated_centroids_; // (nlist, D)
+    std::vector<float> centre_;                    // g (dim,)
+    std::vector<double> rotated_centre_;           // R g (D,)
+    std::vector<float> centred_centroids_;         // (nlist, dim) c - g
+    std::vector<double> centred_norms_;            // (nlist,) ||c - g||^2
     std::vector<List> lists_;
     std::vector<std::uint32_t> list_of_, pos_of_;  // by slot
     IdMap map_;
