@@ -260,29 +260,27 @@ void scan_block(void* raw, std::size_t, std::size_t block, std::uint32_t mask, c
     const float* scale1 = fb + 32;
     const float* error1 = fb + 64;
     const float* shift1 = c.FI > c.F ? fb + c.F * 32 : no_shift;
-    float estimate[32], error[32], key[32];
-    for (std::size_t r = 0; r < 32; ++r) {
-        const float ip = (c.smax - static_cast<float>(sums[r])) * c.inv_scale + c.offset - shift1[r];
-        estimate[r] = c.base + c.add * norm2[r] - c.m * scale1[r] * ip;
+    auto error_of_row = [&](std::size_t r) {
         const float code = error1[r] * c.qnorm, table = scale1[r] * c.lut_error;
-        error[r] = c.m * std::sqrt(code * code + table * table);
-        key[r] = c.full ? estimate[r] - c.eps0 * error[r] : estimate[r];
-    }
+        return c.m * std::sqrt(code * code + table * table);
+    };
+    // only the rows the kernel let through (their sums pass the list's threshold): usually a
+    // few per block once the selection is full
     const std::size_t first = block * 32;
     const std::size_t rows = std::min<std::size_t>(32, c.size - first);
-    c.stats->scanned += rows;
-    float limit = c.selection->threshold();
-    std::uint32_t below = 0;
-    for (std::size_t r = 0; r < 32; ++r) below |= static_cast<std::uint32_t>(key[r] < limit) << r;
-    below &= mask & (rows == 32 ? 0xffffffffu : ((1u << rows) - 1));
+    std::uint32_t below = mask & (rows == 32 ? 0xffffffffu : ((1u << rows) - 1));
+    c.stats->scanned += static_cast<std::uint64_t>(__builtin_popcount(below));
     std::uint8_t sign[1024];
     for (; below; below &= below - 1) {
         const std::size_t r = static_cast<std::size_t>(__builtin_ctz(below));
-        if (!(key[r] < c.selection->threshold())) continue;
+        const float ip = (c.smax - static_cast<float>(sums[r])) * c.inv_scale + c.offset - shift1[r];
+        const float estimate = c.base + c.add * norm2[r] - c.m * scale1[r] * ip;
+        const float key = c.full ? estimate - c.eps0 * error_of_row(r) : estimate;
+        if (!(key < c.selection->threshold())) continue;
         const std::uint32_t slot = c.slots[first + r];
         if (c.slot_allow ? !c.slot_allow[slot] : (c.filter && !c.filter->allows(slot))) continue;
         if (!c.full) {
-            c.selection->push(estimate[r], pack(slot, error[r]));
+            c.selection->push(estimate, pack(slot, error_of_row(r)));
             continue;
         }
         const std::uint8_t* b = c.blocks + block * c.P * 32 + byte_of_row(r);
@@ -460,6 +458,11 @@ void RaBitQIndexCore::search(const float* queries, std::size_t nq, std::size_t k
             ctx.error1_max = list.error1_max;
             ctx.threshold = &threshold;
             update_threshold(ctx);
+            // the callback reads the factors and slots of the blocks the kernel lets through:
+            // start loading them now (the kernel streams the codes meanwhile)
+            const std::size_t nblocks = (list.size() + 31) / 32;
+            for (std::size_t b = 0; b < nblocks * ctx.FI * 128; b += 64) __builtin_prefetch(reinterpret_cast<const char*>(list.factors.data()) + b);
+            for (std::size_t b = 0; b < list.size() * 4; b += 64) __builtin_prefetch(reinterpret_cast<const char*>(list.slots.data()) + b);
             table_->pq.fastscan_u4(list.blocks.data(), (list.size() + 31) / 32, m4, lut.data(), 1, &threshold,
                                    scan_block, &ctx);
         }
@@ -482,7 +485,7 @@ void RaBitQIndexCore::search(const float* queries, std::size_t nq, std::size_t k
                 const std::uint8_t* row = rerank->data + slot * row_bytes;
                 for (std::size_t b = 0; b < row_bytes; b += 64) __builtin_prefetch(row + b);
             };
-            constexpr std::size_t kAhead = 4;
+            constexpr std::size_t kAhead = 8;
             for (std::size_t c = 0; c < kAhead; ++c) prefetch(c);
             for (std::size_t c = 0; c < candidates && cid[c] >= 0; ++c) {
                 prefetch(c + kAhead);
