@@ -90,7 +90,7 @@ void RaBitQIndexCore::put(std::size_t l, std::size_t pos, const std::uint8_t* ro
     float f[7];
     q_.factors_of(row, f);
     double shift_1bit = 0;
-    if (residual()) {
+    if (shifted()) {
         // <xbar, R(c - g)> of both levels: the query is centred on g, the row on its list's c
         const std::size_t D = q_.padded_dim(), B = static_cast<std::size_t>(q_.bits());
         const double* rc = rotated_centroids_.data() + l * D;

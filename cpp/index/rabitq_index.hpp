@@ -12,11 +12,19 @@
 //           kernels/pq/pq.hpp with m4 = D / 4 sub-spaces of 4 dimensions (a nibble = the 4
 //           sign bits of sub-space j, bit t = dimension 4j + t): byte (p, t) of a block is
 //           byte p of the sign plane of row (t even ? t / 2 : 16 + t / 2)
-//   factors (nblocks, F, 32) float32: factor f of the block's 32 rows side by side
+//   factors (nblocks, FI, 32) float32: factor f of the block's 32 rows side by side: the
+//           quantizer's F factors, then for l2 / cosine the shifts <xbar, R(c - g)> of the
+//           1-bit level and (B > 1) of the full level (c: the list's centroid, g: the
+//           centroids' mean; IVF only, as flat has g = c; derived from the row and the
+//           centroids, not stored in files)
 //   ex      (n, (B - 1) * D / 8) uint8: the extra bit planes (B > 1)
 //
-// Search for one query: rotate once; per probed list (l2: R(q - c) = Rq - Rc) build the
-// 16-entry tables of the sign sub-spaces, quantised to uint8, and the query bit planes;
+// Search for one query: rotate once (l2 / cosine: v = R(q - g); ip: R q) and build the
+// 16-entry tables of the sign sub-spaces, quantised to uint8, and the query bit planes, once
+// for every list; per probed list only the constant (l2 / cosine: ||q - c||^2, from the
+// coarse GEMM on centred vectors; ip: 1 - <c, q>) changes, and l2 / cosine subtract each
+// row's shift: <xbar, R(q - c)> = <xbar, v> - <xbar, R(c - g)> (the residual form: the
+// estimate's error scales with ||q - c||, cosine = l2 / 2 on unit vectors);
 // the fast-scan kernel sums the tables for 32 rows at a time; each row gets the 1-bit
 // estimate and its bound; rows whose lower bound (estimate - eps0 * error) is below the
 // current c-th best full estimate (c = rerank_k, or k) get the full B-bit estimate
@@ -115,9 +123,11 @@ class RaBitQIndexCore {
     // l2 / cosine estimate <r, q - c> as <xbar, R(q - g)> - <xbar, R(c - g)> (residual form)
     bool residual() const { return metric_ != Metric::ip; }
     // factors per row in a block: the quantizer's, then <xbar, R(c - g)> of the 1-bit level
-    // and (B > 1) of the full level for the residual form
+    // and (B > 1) of the full level for the residual form with several lists (one list: g = c,
+    // the shifts are 0 and not stored)
+    bool shifted() const { return residual() && lists_.size() > 1; }
     std::size_t block_factors() const {
-        return q_.factor_count() + (residual() ? (q_.bits() > 1 ? 2 : 1) : 0);
+        return q_.factor_count() + (shifted() ? (q_.bits() > 1 ? 2 : 1) : 0);
     }
     void grow(List& list, std::size_t rows);
 
