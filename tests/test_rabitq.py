@@ -370,6 +370,24 @@ def test_residual_form_matches_float64_reference(corpus, metric, nlist, bits):
         assert np.abs(centred - truth).mean() < 0.9 * np.abs(uncentred - truth).mean()
 
 
+@pytest.mark.parametrize("metric", ["l2", "cosine", "ip"])
+def test_ivf_batches_equal_single_queries(corpus, metric):
+    """Several queries scan the lists they share in one kernel pass (list by list after their
+    nearest lists); the 1-bit selection does not depend on the order: the same results as
+    one query per call, with an id filter and with the re-rank."""
+    x, q = corpus
+    index = sx.IVFRaBitQIndex(96, 16, bits=1, metric=metric, rerank="memory").train(x)
+    index.add(x)
+    allowed = np.arange(0, 4000, 3)
+    for kw in ({}, {"rerank_k": 40}, {"filter": allowed}):
+        d, i = index.search(q, 10, nprobe=6, **kw)
+        assert index.stats["queries"] == 40
+        singles = [index.search(q[j : j + 1], 10, nprobe=6, **kw) for j in range(q.shape[0])]
+        np.testing.assert_array_equal(i, np.concatenate([r.ids for r in singles]))
+        np.testing.assert_array_equal(d, np.concatenate([r.distances for r in singles]))
+    assert np.isin(i, allowed).all()
+
+
 def test_ivf_block_skipping_with_shifts(corpus):
     """IVF l2 / cosine rows carry shifts <xbar, R(c - g)>: the lists' skipping threshold
     (from the smallest query-independent term) must still keep the exact top k."""

@@ -296,6 +296,11 @@ void scan_block(void* raw, std::size_t, std::size_t block, std::uint32_t mask, c
     update_threshold(c);
 }
 
+// The callback of a kernel pass over several queries: context = their ScanContexts.
+void scan_block_of(void* raw, std::size_t query, std::size_t block, std::uint32_t mask, const std::uint16_t* sums) {
+    scan_block(static_cast<ScanContext*>(raw) + query, query, block, mask, sums);
+}
+
 // Fast-scan tables of the sign sub-spaces for a rotated query v (D,): T_j[c] = sum over the
 // set bits t of c of v[4j + t], minus its minimum, times one scale, rounded to uint8, then
 // complemented (stored: max_c - entry, so larger inner products give smaller sums, which the
@@ -375,105 +380,130 @@ void RaBitQIndexCore::search(const float* queries, std::size_t nq, std::size_t k
             inner_products(*table_, centroids_.data(), nlist(), queries, nq, dim, threads, coarse.data());
         }
     }
-    parallel_for(nq, threads, [&](std::size_t qi, std::size_t worker) {
-        RaBitQStats& st = per_worker[std::min(worker, per_worker.size() - 1)];
-        const float* query = queries + qi * dim;
-        // filter
+    // Per query: filter, probes, R(q - g) or R q, its tables and planes, the selection.
+    struct QueryState {
+        std::size_t qi = 0;
         std::optional<SlotMaskPool::Lease> mask;
-        SlotFilter by_id{nullptr, map_.ids(), filter.id_mask, filter.id_mask_len};
         const std::uint8_t* slot_allow = nullptr;
+        std::vector<std::pair<float, std::uint32_t>> probes;
+        std::vector<double> rotated;
+        RaBitQQuery prepared;
+        std::vector<std::uint8_t> lut;
+        float bias = 0, scale = 1, smax = 0;
+        double sum_q = 0, centred_norm2 = 0;
+        std::optional<TopK> selection;
+    };
+    const SlotFilter by_id{nullptr, map_.ids(), filter.id_mask, filter.id_mask_len};
+    auto setup = [&](QueryState& s, std::size_t qi) {
+        s.qi = qi;
+        const float* query = queries + qi * dim;
+        s.mask.reset();
+        s.slot_allow = nullptr;
         if (filter.lists) {
-            mask.emplace(masks_);
-            (*mask)->build(map_, filter, filter.list_of(qi));
-            slot_allow = (*mask)->allow.data();
+            s.mask.emplace(masks_);
+            (*s.mask)->build(map_, filter, filter.list_of(qi));
+            s.slot_allow = (*s.mask)->allow.data();
         }
         // probes: l2 and cosine rank lists by ||c - g||^2 - 2 <q - g, c - g> (= ||q - c||^2 -
         // ||q - g||^2: the k-means cells), ip by -<q, c>
-        std::vector<std::pair<float, std::uint32_t>> probes(nlist());
+        s.probes.resize(nlist());
         for (std::size_t l = 0; l < nlist(); ++l) {
             const float ip = nlist() == 1 ? 0.0f : coarse[qi * nlist() + l];
-            probes[l] = {l2 ? static_cast<float>(centred_norms_[l]) - 2 * ip : -ip, static_cast<std::uint32_t>(l)};
+            s.probes[l] = {l2 ? static_cast<float>(centred_norms_[l]) - 2 * ip : -ip, static_cast<std::uint32_t>(l)};
         }
         if (nprobe < nlist())
-            std::nth_element(probes.begin(), probes.begin() + static_cast<std::ptrdiff_t>(nprobe), probes.end());
-        std::sort(probes.begin(), probes.begin() + static_cast<std::ptrdiff_t>(nprobe));
-        std::vector<double> rotated(D);
-        q_.rotation().apply(query, rotated.data());
-        TopK selection(candidates);
-        RaBitQQuery prepared;
-        std::vector<std::uint8_t> lut(m4 * 32);
-        std::uint16_t threshold = 0xffff;
+            std::nth_element(s.probes.begin(), s.probes.begin() + static_cast<std::ptrdiff_t>(nprobe), s.probes.end());
+        std::sort(s.probes.begin(), s.probes.begin() + static_cast<std::ptrdiff_t>(nprobe));
+        s.probes.resize(nprobe);
         // R(q - g) (l2 / cosine) or R q (ip): the same for every list, so the tables and query
         // planes are built once; per list only the constant and ||q - c|| change
-        float bias = 0, scale = 1, smax = 0;
-        q_.prepare_rotated(rotated.data(), l2 ? rotated_centre_.data() : nullptr, 0.0, l2, prepared, q_.bits() > 1);
-        scale = build_tables(prepared.rotated.data(), m4, lut.data(), bias, smax);
-        double sum_q = 0;
-        for (std::size_t i = 0; i < D; ++i) sum_q += prepared.rotated[i];
-        const double centred_norm2 = prepared.norm * prepared.norm;  // ||q - g||^2 (l2 / cosine)
-        for (std::size_t pi = 0; pi < nprobe; ++pi) {
-            const std::size_t l = probes[pi].second;
-            const List& list = lists_[l];
-            if (list.size() == 0) continue;
-            if (l2) {
-                const double qc = nlist() == 1 ? centred_norm2  // g = c
-                                               : std::max(0.0, centred_norm2 + static_cast<double>(probes[pi].first));
-                prepared.constant = qc;
-                prepared.norm = std::sqrt(qc);
-            } else {
-                prepared.constant = 1.0 - static_cast<double>(nlist() == 1 ? table_->dot_f32(query, centroids_.data(), dim)
-                                                                            : coarse[qi * nlist() + l]);
-            }
-            ScanContext ctx;
-            ctx.q = &q_;
-            ctx.query = &prepared;
-            ctx.slots = list.slots.data();
-            ctx.factors = list.factors.data();
-            ctx.blocks = list.blocks.data();
-            ctx.ex = list.ex.data();
-            ctx.size = list.size();
-            ctx.F = F;
-            ctx.FI = block_factors();
-            ctx.P = P;
-            ctx.exb = exb;
-            ctx.inv_scale = 1.0f / scale;
-            ctx.offset = static_cast<float>(bias - 0.5 * sum_q);
-            ctx.lut_error = static_cast<float>(std::sqrt(static_cast<double>(m4) / 12.0) / scale);
-            ctx.qnorm = static_cast<float>(prepared.norm);
-            ctx.add = l2 ? half : 0.0f;
-            ctx.m = l2 ? 2.0f * half : 1.0f;
-            ctx.base = static_cast<float>(prepared.constant) * (l2 ? half : 1.0f);
-            ctx.half = l2 ? half : 1.0f;
-            ctx.eps0 = eps0;
-            ctx.full = q_.bits() > 1;
-            ctx.filter = filter.id_mask ? &by_id : nullptr;
-            ctx.slot_allow = slot_allow;
-            ctx.selection = &selection;
-            ctx.stats = &st;
-            ctx.smax = smax;
-            ctx.scale = scale;
-            ctx.g_min = list.g_min;
-            ctx.scale1_min = list.scale1_min;
-            ctx.scale1_max = list.scale1_max;
-            ctx.error1_max = list.error1_max;
-            ctx.threshold = &threshold;
-            update_threshold(ctx);
-            // the callback reads the factors and slots of the blocks the kernel lets through:
-            // start loading them now (the kernel streams the codes meanwhile)
-            const std::size_t nblocks = (list.size() + 31) / 32;
-            for (std::size_t b = 0; b < nblocks * ctx.FI * 128; b += 64) __builtin_prefetch(reinterpret_cast<const char*>(list.factors.data()) + b);
-            for (std::size_t b = 0; b < list.size() * 4; b += 64) __builtin_prefetch(reinterpret_cast<const char*>(list.slots.data()) + b);
-            table_->pq.fastscan_u4(list.blocks.data(), (list.size() + 31) / 32, m4, lut.data(), 1, &threshold,
-                                   scan_block, &ctx);
+        s.rotated.resize(D);
+        q_.rotation().apply(query, s.rotated.data());
+        q_.prepare_rotated(s.rotated.data(), l2 ? rotated_centre_.data() : nullptr, 0.0, l2, s.prepared, q_.bits() > 1);
+        s.lut.resize(m4 * 32);
+        s.scale = build_tables(s.prepared.rotated.data(), m4, s.lut.data(), s.bias, s.smax);
+        s.sum_q = 0;
+        for (std::size_t i = 0; i < D; ++i) s.sum_q += s.prepared.rotated[i];
+        s.centred_norm2 = s.prepared.norm * s.prepared.norm;  // ||q - g||^2 (l2 / cosine)
+        s.selection.emplace(candidates);
+    };
+    // The scan context of probe pi of a query (sets the query's per-list constant).
+    auto context = [&](QueryState& s, std::size_t pi, RaBitQStats& st, std::uint16_t* threshold, ScanContext& ctx) {
+        const std::size_t l = s.probes[pi].second;
+        const List& list = lists_[l];
+        RaBitQQuery& prepared = s.prepared;
+        if (l2) {
+            const double qc = nlist() == 1 ? s.centred_norm2  // g = c
+                                           : std::max(0.0, s.centred_norm2 + static_cast<double>(s.probes[pi].first));
+            prepared.constant = qc;
+            prepared.norm = std::sqrt(qc);
+        } else {
+            prepared.constant = 1.0 - static_cast<double>(nlist() == 1 ? table_->dot_f32(queries + s.qi * dim, centroids_.data(), dim)
+                                                                        : coarse[s.qi * nlist() + l]);
         }
+        ctx.q = &q_;
+        ctx.query = &prepared;
+        ctx.slots = list.slots.data();
+        ctx.factors = list.factors.data();
+        ctx.blocks = list.blocks.data();
+        ctx.ex = list.ex.data();
+        ctx.size = list.size();
+        ctx.F = F;
+        ctx.FI = block_factors();
+        ctx.P = P;
+        ctx.exb = exb;
+        ctx.inv_scale = 1.0f / s.scale;
+        ctx.offset = static_cast<float>(s.bias - 0.5 * s.sum_q);
+        ctx.lut_error = static_cast<float>(std::sqrt(static_cast<double>(m4) / 12.0) / s.scale);
+        ctx.qnorm = static_cast<float>(prepared.norm);
+        ctx.add = l2 ? half : 0.0f;
+        ctx.m = l2 ? 2.0f * half : 1.0f;
+        ctx.base = static_cast<float>(prepared.constant) * (l2 ? half : 1.0f);
+        ctx.half = l2 ? half : 1.0f;
+        ctx.eps0 = eps0;
+        ctx.full = q_.bits() > 1;
+        ctx.filter = filter.id_mask ? &by_id : nullptr;
+        ctx.slot_allow = s.slot_allow;
+        ctx.selection = &*s.selection;
+        ctx.stats = &st;
+        ctx.smax = s.smax;
+        ctx.scale = s.scale;
+        ctx.g_min = list.g_min;
+        ctx.scale1_min = list.scale1_min;
+        ctx.scale1_max = list.scale1_max;
+        ctx.error1_max = list.error1_max;
+        ctx.threshold = threshold;
+        update_threshold(ctx);
+    };
+    // the callback reads the factors and slots of the blocks the kernel lets through: start
+    // loading them before the kernel streams the codes
+    auto prefetch_list = [&](const List& list) {
+        const std::size_t nblocks = (list.size() + 31) / 32, bytes = nblocks * block_factors() * 128;
+        const char* f = reinterpret_cast<const char*>(list.factors.data());
+        for (std::size_t b = 0; b < bytes; b += 64) __builtin_prefetch(f + b);
+        const char* slots = reinterpret_cast<const char*>(list.slots.data());
+        for (std::size_t b = 0; b < list.size() * 4; b += 64) __builtin_prefetch(slots + b);
+    };
+    auto scan_one = [&](QueryState& s, std::size_t pi, RaBitQStats& st) {
+        const List& list = lists_[s.probes[pi].second];
+        if (list.size() == 0) return;
+        ScanContext ctx;
+        std::uint16_t threshold = 0xffff;
+        context(s, pi, st, &threshold, ctx);
+        prefetch_list(list);
+        table_->pq.fastscan_u4(list.blocks.data(), (list.size() + 31) / 32, m4, s.lut.data(), 1, &threshold, scan_block, &ctx);
+    };
+    // Candidates -> exact re-rank (or the estimates) -> user ids.
+    auto finish = [&](QueryState& s, RaBitQStats& st) {
+        const std::size_t qi = s.qi;
         std::vector<float> cd(candidates);
         std::vector<std::int64_t> cid(candidates);
-        selection.write_sorted(cd.data(), cid.data());
+        s.selection->write_sorted(cd.data(), cid.data());
         float* od = out_distances + qi * k;
         std::int64_t* oi = out_ids + qi * k;
         if (rerank) {
             QueryScorer scorer(*table_, rerank->spec);
-            scorer.set_query(query);
+            scorer.set_query(queries + qi * dim);
             TopK exact(k);
             // the rows are scattered over the store: prefetch a few candidates ahead so their
             // cache lines load in parallel (the re-rank is otherwise bound by memory latency)
@@ -510,7 +540,63 @@ void RaBitQIndexCore::search(const float* queries, std::size_t nq, std::size_t k
         }
         for (std::size_t c = 0; c < k; ++c)
             if (oi[c] >= 0) oi[c] = map_.id(static_cast<std::size_t>(oi[c]));
-    });
+        s.mask.reset();
+    };
+    // Batches (IVF, several queries, no per-query filter lists): a chunk of queries scans its
+    // first kSeed probes query by query (their nearest lists: the selections fill with good
+    // candidates), then the rest list by list, up to 4 queries per kernel pass, so each block
+    // of codes is loaded and split into nibbles once for all of them.
+    constexpr std::size_t kChunk = 64, kSeed = 2, kGroup = 4;
+    const bool batched = nlist() > 1 && nq >= 8 && nprobe > kSeed && nprobe <= 0xffff && !filter.lists;
+    if (!batched) {
+        parallel_for(nq, threads, [&](std::size_t qi, std::size_t worker) {
+            RaBitQStats& st = per_worker[std::min(worker, per_worker.size() - 1)];
+            QueryState s;
+            setup(s, qi);
+            for (std::size_t pi = 0; pi < s.probes.size(); ++pi) scan_one(s, pi, st);
+            finish(s, st);
+        });
+    } else {
+        const std::size_t chunks = (nq + kChunk - 1) / kChunk;
+        parallel_for(chunks, threads, [&](std::size_t chunk, std::size_t worker) {
+            RaBitQStats& st = per_worker[std::min(worker, per_worker.size() - 1)];
+            const std::size_t q0 = chunk * kChunk, count = std::min(kChunk, nq - q0);
+            std::vector<QueryState> states(count);
+            std::vector<std::pair<std::uint32_t, std::uint32_t>> pairs;  // (list, query << 16 | probe)
+            pairs.reserve(count * (nprobe - kSeed));
+            for (std::size_t i = 0; i < count; ++i) {
+                setup(states[i], q0 + i);
+                for (std::size_t pi = 0; pi < kSeed; ++pi) scan_one(states[i], pi, st);
+                for (std::size_t pi = kSeed; pi < nprobe; ++pi)
+                    pairs.emplace_back(states[i].probes[pi].second, static_cast<std::uint32_t>((i << 16) | pi));
+            }
+            std::sort(pairs.begin(), pairs.end());
+            std::vector<std::uint8_t> luts(kGroup * m4 * 32);
+            ScanContext ctxs[kGroup];
+            std::uint16_t thresholds[kGroup];
+            for (std::size_t a = 0; a < pairs.size();) {
+                const std::size_t l = pairs[a].first;
+                std::size_t b = a;
+                while (b < pairs.size() && pairs[b].first == l) ++b;
+                const List& list = lists_[l];
+                if (list.size() != 0) {
+                    prefetch_list(list);
+                    for (std::size_t g0 = a; g0 < b; g0 += kGroup) {
+                        const std::size_t g = std::min(kGroup, b - g0);
+                        for (std::size_t j = 0; j < g; ++j) {
+                            QueryState& s = states[pairs[g0 + j].second >> 16];
+                            context(s, pairs[g0 + j].second & 0xffffu, st, &thresholds[j], ctxs[j]);
+                            std::memcpy(luts.data() + j * m4 * 32, s.lut.data(), m4 * 32);
+                        }
+                        table_->pq.fastscan_u4(list.blocks.data(), (list.size() + 31) / 32, m4, luts.data(), g,
+                                               thresholds, scan_block_of, ctxs);
+                    }
+                }
+                a = b;
+            }
+            for (QueryState& s : states) finish(s, st);
+        });
+    }
     for (const RaBitQStats& s : per_worker) {
         stats.scanned += s.scanned;
         stats.refined += s.refined;

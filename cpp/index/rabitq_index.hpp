@@ -32,6 +32,12 @@
 // candidates are visited in ascending estimate and re-scored exactly unless their lower bound
 // already reaches the current k-th exact distance (those are counted as pruned).
 //
+// Batches (IVF, >= 8 queries, no per-query filter lists): chunks of 64 queries; each query
+// scans its 2 nearest lists alone, then the chunk's remaining (list, query) pairs are sorted
+// by list and every list is scanned once per group of up to 4 of its queries (one kernel
+// pass: the codes are loaded and split into nibbles once for the group). The 1-bit
+// selections do not depend on the order (tested against one query per call).
+//
 // Not thread-safe by itself: the binding guards it with a reader-writer lock.
 #pragma once
 #include <cstddef>
