@@ -175,6 +175,9 @@ def main() -> None:
         ivf_plain = sx.IVFRaBitQIndex(d, args.nlist, bits=bits, metric="cosine")
         ivf_plain.train(x)  # the same seeded k-means: the same lists
         ivf_plain.add(x)
+        # IVF l2 / cosine rows also keep their shifts <xbar, R(c - g)> in RAM (1 float per
+        # level: cpp/index/rabitq_index.hpp; not in files)
+        nb = ivf_plain.code_bytes + 4 * (1 if bits == 1 else 2)
         for nprobe in nprobes:
             r.run(
                 "simdex IVFRaBitQIndex",

@@ -61,12 +61,23 @@ void RaBitQIndexCore::set_centroids(const float* centroids) {
     q_.rotation().apply(centre_.data(), rotated_centre_.data());
     centred_centroids_.resize(nlist() * dim);
     centred_norms_.assign(nlist(), 0.0);
-    for (std::size_t l = 0; l < nlist(); ++l)
+    centre_dots_.assign(nlist(), 0.0);
+    inverse_norms_.assign(nlist(), 0.0);
+    double gg = 0;
+    for (std::size_t j = 0; j < dim; ++j) gg += static_cast<double>(centre_[j]) * centre_[j];
+    for (std::size_t l = 0; l < nlist(); ++l) {
+        double cc = 0;
         for (std::size_t j = 0; j < dim; ++j) {
-            const double v = static_cast<double>(centroids[l * dim + j]) - g[j];
+            const double c = centroids[l * dim + j];
+            const double v = c - g[j];
             centred_centroids_[l * dim + j] = static_cast<float>(v);
             centred_norms_[l] += v * v;
+            centre_dots_[l] += static_cast<double>(centre_[j]) * c;
+            cc += c * c;
         }
+        centre_dots_[l] -= gg;
+        inverse_norms_[l] = cc > 0 ? 1.0 / std::sqrt(cc) : 0.0;
+    }
     trained_ = true;
 }
 
@@ -404,12 +415,26 @@ void RaBitQIndexCore::search(const float* queries, std::size_t nq, std::size_t k
             (*s.mask)->build(map_, filter, filter.list_of(qi));
             s.slot_allow = (*s.mask)->allow.data();
         }
-        // probes: l2 and cosine rank lists by ||c - g||^2 - 2 <q - g, c - g> (= ||q - c||^2 -
-        // ||q - g||^2: the k-means cells), ip by -<q, c>
+        // probes: l2 ranks lists by ||c - g||^2 - 2 <q - g, c - g> (= ||q - c||^2 - ||q - g||^2:
+        // the k-means cells), cosine by -<q, c> / ||c|| (<q, c> = <q - g, c - g> + <q, g> +
+        // <g, c> - ||g||^2; the rows were assigned the same way), ip by -<q, c>
         s.probes.resize(nlist());
-        for (std::size_t l = 0; l < nlist(); ++l) {
-            const float ip = nlist() == 1 ? 0.0f : coarse[qi * nlist() + l];
-            s.probes[l] = {l2 ? static_cast<float>(centred_norms_[l]) - 2 * ip : -ip, static_cast<std::uint32_t>(l)};
+        if (nlist() > 1) {
+            const float* row = coarse.data() + qi * nlist();
+            if (metric_ == Metric::l2) {
+                for (std::size_t l = 0; l < nlist(); ++l)
+                    s.probes[l] = {static_cast<float>(centred_norms_[l]) - 2 * row[l], static_cast<std::uint32_t>(l)};
+            } else if (metric_ == Metric::cosine) {
+                double qg = 0;
+                for (std::size_t j = 0; j < dim; ++j) qg += static_cast<double>(query[j]) * centre_[j];
+                for (std::size_t l = 0; l < nlist(); ++l)
+                    s.probes[l] = {-static_cast<float>((row[l] + qg + centre_dots_[l]) * inverse_norms_[l]),
+                                   static_cast<std::uint32_t>(l)};
+            } else {
+                for (std::size_t l = 0; l < nlist(); ++l) s.probes[l] = {-row[l], static_cast<std::uint32_t>(l)};
+            }
+        } else {
+            s.probes[0] = {0.0f, 0u};
         }
         if (nprobe < nlist())
             std::nth_element(s.probes.begin(), s.probes.begin() + static_cast<std::ptrdiff_t>(nprobe), s.probes.end());
@@ -433,8 +458,10 @@ void RaBitQIndexCore::search(const float* queries, std::size_t nq, std::size_t k
         const List& list = lists_[l];
         RaBitQQuery& prepared = s.prepared;
         if (l2) {
+            // ||q - c||^2 = ||q - g||^2 + ||c - g||^2 - 2 <q - g, c - g>
             const double qc = nlist() == 1 ? s.centred_norm2  // g = c
-                                           : std::max(0.0, s.centred_norm2 + static_cast<double>(s.probes[pi].first));
+                                           : std::max(0.0, s.centred_norm2 + centred_norms_[l] -
+                                                               2.0 * static_cast<double>(coarse[s.qi * nlist() + l]));
             prepared.constant = qc;
             prepared.norm = std::sqrt(qc);
         } else {

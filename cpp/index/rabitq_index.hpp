@@ -147,6 +147,8 @@ class RaBitQIndexCore {
     std::vector<double> rotated_centre_;           // R g (D,)
     std::vector<float> centred_centroids_;         // (nlist, dim) c - g
     std::vector<double> centred_norms_;            // (nlist,) ||c - g||^2
+    std::vector<double> centre_dots_;              // (nlist,) <g, c> - ||g||^2 (cosine probes)
+    std::vector<double> inverse_norms_;            // (nlist,) 1 / ||c|| (0 for c = 0)
     std::vector<List> lists_;
     std::vector<std::uint32_t> list_of_, pos_of_;  // by slot
     IdMap map_;
