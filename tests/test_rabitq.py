@@ -388,6 +388,28 @@ def test_ivf_batches_equal_single_queries(corpus, metric):
     assert np.isin(i, allowed).all()
 
 
+def test_ivf_cosine_cells(corpus):
+    """cosine: a row goes to the list of its largest cosine to a centroid, and nprobe = 1
+    scans the list of the query's largest cosine (float64 reference)."""
+    x, q = corpus
+    index = sx.IVFRaBitQIndex(96, 16, bits=1, metric="cosine").train(x)
+    index.add(x)
+    unit = index.centroids / np.linalg.norm(index.centroids, axis=1, keepdims=True)
+    xs = x / np.linalg.norm(x, axis=1, keepdims=True)
+    state = index._core.state()
+    by_id = np.empty(x.shape[0], dtype=np.int64)
+    by_id[state["ids"][state["slots"]]] = state["lists"]
+    cos = xs.astype(np.float64) @ unit.T.astype(np.float64)
+    top2 = np.sort(cos, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 1e-5  # (float32 near-ties may go either way)
+    np.testing.assert_array_equal(by_id[clear], cos.argmax(axis=1)[clear])
+    qs = q / np.linalg.norm(q, axis=1, keepdims=True)
+    best = (qs.astype(np.float64) @ unit.T.astype(np.float64)).argmax(axis=1)
+    _, ids = index.search(q, 5, nprobe=1)
+    for i in range(q.shape[0]):
+        assert (by_id[ids[i][ids[i] >= 0]] == best[i]).all()
+
+
 def test_ivf_block_skipping_with_shifts(corpus):
     """IVF l2 / cosine rows carry shifts <xbar, R(c - g)>: the lists' skipping threshold
     (from the smallest query-independent term) must still keep the exact top k."""
