@@ -31,6 +31,14 @@ inline float error_of(std::int64_t packed) {
     return e;
 }
 
+void add_stats(RaBitQStats& to, const RaBitQStats& from) {
+    to.scanned += from.scanned;
+    to.refined += from.refined;
+    to.candidates += from.candidates;
+    to.reranked += from.reranked;
+    to.pruned += from.pruned;
+}
+
 // Byte position of row r (0..31) within a block's 32-byte group (kernels/pq/pq.hpp).
 inline std::size_t byte_of_row(std::size_t r) { return r < 16 ? 2 * r : 2 * (r - 16) + 1; }
 
@@ -573,20 +581,24 @@ void RaBitQIndexCore::search(const float* queries, std::size_t nq, std::size_t k
     // first kSeed probes query by query (their nearest lists: the selections fill with good
     // candidates), then the rest list by list, up to 4 queries per kernel pass, so each block
     // of codes is loaded and split into nibbles once for all of them.
-    constexpr std::size_t kChunk = 64, kSeed = 2, kGroup = 4;
+    // (chunks of 16..64 queries, at least 4 per thread: a worker that is descheduled while it
+    // holds a chunk delays the whole call by that chunk)
+    constexpr std::size_t kSeed = 2, kGroup = 4;
+    const std::size_t kChunk = std::clamp<std::size_t>(nq / (4 * std::max<std::size_t>(threads, 1)), 16, 64);
     const bool batched = nlist() > 1 && nq >= 8 && nprobe > kSeed && nprobe <= 0xffff && !filter.lists;
     if (!batched) {
         parallel_for(nq, threads, [&](std::size_t qi, std::size_t worker) {
-            RaBitQStats& st = per_worker[std::min(worker, per_worker.size() - 1)];
+            RaBitQStats st;  // counted locally: workers' counters side by side would share a line
             QueryState s;
             setup(s, qi);
             for (std::size_t pi = 0; pi < s.probes.size(); ++pi) scan_one(s, pi, st);
             finish(s, st);
+            add_stats(per_worker[std::min(worker, per_worker.size() - 1)], st);
         });
     } else {
         const std::size_t chunks = (nq + kChunk - 1) / kChunk;
         parallel_for(chunks, threads, [&](std::size_t chunk, std::size_t worker) {
-            RaBitQStats& st = per_worker[std::min(worker, per_worker.size() - 1)];
+            RaBitQStats st;
             const std::size_t q0 = chunk * kChunk, count = std::min(kChunk, nq - q0);
             std::vector<QueryState> states(count);
             std::vector<std::pair<std::uint32_t, std::uint32_t>> pairs;  // (list, query << 16 | probe)
@@ -622,15 +634,10 @@ void RaBitQIndexCore::search(const float* queries, std::size_t nq, std::size_t k
                 a = b;
             }
             for (QueryState& s : states) finish(s, st);
+            add_stats(per_worker[std::min(worker, per_worker.size() - 1)], st);
         });
     }
-    for (const RaBitQStats& s : per_worker) {
-        stats.scanned += s.scanned;
-        stats.refined += s.refined;
-        stats.candidates += s.candidates;
-        stats.reranked += s.reranked;
-        stats.pruned += s.pruned;
-    }
+    for (const RaBitQStats& s : per_worker) add_stats(stats, s);
 }
 
 void RaBitQIndexCore::export_rows(std::uint8_t* rows, std::int64_t* lists, std::int64_t* slots) const {
