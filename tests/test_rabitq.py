@@ -286,6 +286,143 @@ def test_estimates_without_rerank_match_the_quantizer(corpus):
     assert sx.recall_at_k(ids_all, _truth(x, q, "l2"), 10) >= 0.8
 
 
+def _residual_reference(index, q):
+    """float64 reference of the residual-form estimates (l2 / cosine) of every live row of a
+    dense-rotation index: the row's centre c = its list's centroid, v = R(q - c),
+    l2 = ||r||^2 + ||q - c||^2 - 2 scale <xbar, v> (cosine: half of it), at both levels.
+    Also the tolerance the index's rounding allows: uint8 tables of R(q - g) for the 1-bit
+    level, query_bits planes of R(q - g) for the full level (g = the centroids' mean)."""
+    quant = index.quantizer
+    B, D = quant.bits, quant.padded_dim
+    state = index._core.state()
+    rows, lists, slots = state["rows"], state["lists"], state["slots"]
+    ids = state["ids"][slots]
+    planes = np.unpackbits(rows[:, : B * D // 8].reshape(-1, B, D // 8), axis=2, bitorder="little")
+    sign = planes[:, 0].astype(np.float64)
+    u = sign * 2 ** (B - 1)
+    for j in range(1, B):
+        u += planes[:, j].astype(np.float64) * 2 ** (j - 1)
+    xbar1, xbar = sign - 0.5, u - (2**B - 1) / 2
+    f = np.ascontiguousarray(rows[:, B * D // 8 :]).view(np.float32).astype(np.float64)
+    M = quant.rotation_params.astype(np.float64)
+    cents = index.centroids.astype(np.float64)
+    g = cents.mean(axis=0)
+    pad = np.zeros((q.shape[0], D))
+    pad[:, : q.shape[1]] = q
+    half = 0.5 if index.metric == "cosine" else 1.0
+    ref1, ref, tol1, tol = [], [], [], []
+    for qq in pad:
+        cp = np.zeros((cents.shape[0], D))
+        cp[:, : q.shape[1]] = cents
+        v = (qq[None, :] - cp[lists]) @ M.T  # (n, D) R(q - c) per row
+        qc = ((qq[None, :] - cp[lists]) ** 2).sum(1)
+        base = f[:, 0] + qc
+        ref1.append(half * (base - 2 * f[:, 1] * (xbar1 * v).sum(1)))
+        level = 1 if B == 1 else 3
+        ref.append(half * (base - 2 * f[:, level] * (xbar * v).sum(1)))
+        vg = M @ (qq - np.pad(g, (0, D - g.shape[0])))
+        groups = np.abs(vg).reshape(-1, 4).sum(1)
+        step = groups.max() / 255  # one uint8 table step; every sum rounds D / 4 entries
+        tol1.append(half * 2 * f[:, 1] * (D / 4) * step / 2 + 1e-4)
+        delta = (vg.max() - vg.min()) / (2**quant.query_bits - 1)
+        tol.append(half * 2 * f[:, level] * np.abs(xbar).sum(1) * delta / 2 + 1e-4)
+    return ids, *(np.array(a) for a in (ref1, ref, tol1, tol))
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+@pytest.mark.parametrize(("nlist", "bits"), [(1, 1), (1, 3), (8, 1), (8, 3)])
+def test_residual_form_matches_float64_reference(corpus, metric, nlist, bits):
+    """l2 / cosine estimate <r, q - c> (the query centred like the row): the scan uses one
+    set of tables for R(q - g) and per-row shifts <xbar, R(c - g)>; its estimates equal the
+    float64 estimator within the tables' / query planes' rounding, at every probed list."""
+    x, q = corpus
+    x = x + 1.5  # a common offset: ||q - c|| << ||q||
+    q = q[:6] + 1.5
+    if metric == "cosine":
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+        q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    x = x[:1500]
+    kw = dict(bits=bits, metric=metric, rotation="dense", query_bits=8, eps0=50.0)
+    index = sx.RaBitQIndex(96, **kw) if nlist == 1 else sx.IVFRaBitQIndex(96, nlist, **kw).train(x)
+    index.add(x)
+    n = x.shape[0]
+    dist, got = index.search(q, n) if nlist == 1 else index.search(q, n, nprobe=nlist)
+    assert (got >= 0).all()
+    ids, ref1, ref, tol1, tol = _residual_reference(index, q)
+    order = np.argsort(ids)
+    want, bound = (ref1, tol1) if bits == 1 else (ref, tol)
+    for i in range(q.shape[0]):
+        pos = order[np.searchsorted(ids[order], got[i])]
+        assert (np.abs(dist[i] - want[i, pos]) <= bound[i, pos]).all()
+    if metric == "cosine":  # the point of centring: smaller errors than <r, q> uncentred
+        ref_ids, exact = np.sort(ids), sx.knn(q, x, n, metric)
+        truth = np.take_along_axis(exact.distances, np.argsort(exact.ids, axis=1), 1)
+        assert np.array_equal(ref_ids, np.arange(n))
+        state, quant = index._core.state(), index.quantizer
+        rows, lists = state["rows"][order], state["lists"][order]
+        D, B = quant.padded_dim, quant.bits
+        sign = np.unpackbits(rows[:, : D // 8], axis=1, bitorder="little").astype(np.float64)
+        f = np.ascontiguousarray(rows[:, B * D // 8 :]).view(np.float32).astype(np.float64)
+        rq = np.pad(q.astype(np.float64), ((0, 0), (0, D - 96))) @ quant.rotation_params.T
+        cq = q.astype(np.float64) @ index.centroids.astype(np.float64).T  # (nq, nlist)
+        uncentred = 1 - cq[:, lists] - f[:, 1][None, :] * (rq @ (sign - 0.5).T)
+        centred = want[:, order] if bits == 1 else ref1[:, order]
+        assert np.abs(centred - truth).mean() < 0.9 * np.abs(uncentred - truth).mean()
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine", "ip"])
+def test_ivf_batches_equal_single_queries(corpus, metric):
+    """Several queries scan the lists they share in one kernel pass (list by list after their
+    nearest lists); the 1-bit selection does not depend on the order: the same results as
+    one query per call, with an id filter and with the re-rank."""
+    x, q = corpus
+    index = sx.IVFRaBitQIndex(96, 16, bits=1, metric=metric, rerank="memory").train(x)
+    index.add(x)
+    allowed = np.arange(0, 4000, 3)
+    for kw in ({}, {"rerank_k": 40}, {"filter": allowed}):
+        d, i = index.search(q, 10, nprobe=6, **kw)
+        assert index.stats["queries"] == 40
+        singles = [index.search(q[j : j + 1], 10, nprobe=6, **kw) for j in range(q.shape[0])]
+        np.testing.assert_array_equal(i, np.concatenate([r.ids for r in singles]))
+        np.testing.assert_array_equal(d, np.concatenate([r.distances for r in singles]))
+    assert np.isin(i, allowed).all()
+
+
+def test_ivf_cosine_cells(corpus):
+    """cosine: a row goes to the list of its largest cosine to a centroid, and nprobe = 1
+    scans the list of the query's largest cosine (float64 reference)."""
+    x, q = corpus
+    index = sx.IVFRaBitQIndex(96, 16, bits=1, metric="cosine").train(x)
+    index.add(x)
+    unit = index.centroids / np.linalg.norm(index.centroids, axis=1, keepdims=True)
+    xs = x / np.linalg.norm(x, axis=1, keepdims=True)
+    state = index._core.state()
+    by_id = np.empty(x.shape[0], dtype=np.int64)
+    by_id[state["ids"][state["slots"]]] = state["lists"]
+    cos = xs.astype(np.float64) @ unit.T.astype(np.float64)
+    top2 = np.sort(cos, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 1e-5  # (float32 near-ties may go either way)
+    np.testing.assert_array_equal(by_id[clear], cos.argmax(axis=1)[clear])
+    qs = q / np.linalg.norm(q, axis=1, keepdims=True)
+    best = (qs.astype(np.float64) @ unit.T.astype(np.float64)).argmax(axis=1)
+    _, ids = index.search(q, 5, nprobe=1)
+    for i in range(q.shape[0]):
+        assert (by_id[ids[i][ids[i] >= 0]] == best[i]).all()
+
+
+def test_ivf_block_skipping_with_shifts(corpus):
+    """IVF l2 / cosine rows carry shifts <xbar, R(c - g)>: the lists' skipping threshold
+    (from the smallest query-independent term) must still keep the exact top k."""
+    x, q = corpus
+    for metric in ("l2", "cosine"):
+        index = sx.IVFRaBitQIndex(96, 8, bits=1, metric=metric, eps0=3.0).train(x)
+        index.add(x)
+        d_all, _ = index.search(q, 4000, nprobe=8)
+        d, _ = index.search(q, 10, nprobe=8)
+        assert index.stats["scanned"] < 0.8 * 40 * 4000
+        np.testing.assert_array_equal(d, d_all[:, :10])
+
+
 @pytest.mark.parametrize("metric", ["l2", "ip"])
 @pytest.mark.parametrize("bits", [1, 3])
 def test_block_skipping_keeps_the_top_k(corpus, metric, bits):
@@ -343,8 +480,8 @@ def test_same_results_at_every_simd_tier(corpus):
     for level in available_levels():
         with force_simd(level):
             run = []
-            for bits in (1, 3):
-                index = sx.RaBitQIndex(96, bits=bits)
+            for bits, metric in ((1, "l2"), (3, "l2"), (1, "cosine"), (2, "cosine")):
+                index = sx.RaBitQIndex(96, bits=bits, metric=metric)
                 index.add(x)
                 run.append(index.search(q, 10) + (dict(index.stats),))
             index = sx.RaBitQIndex(96, bits=2, rerank="memory")
@@ -352,12 +489,12 @@ def test_same_results_at_every_simd_tier(corpus):
             run.append(index.search(q, 10, rerank_k=50) + (dict(index.stats),))
             runs.append(run)
     for run in runs[1:]:
-        for (d, i, s), (d0, i0, s0) in zip(run[:2], runs[0][:2], strict=True):
+        for (d, i, s), (d0, i0, s0) in zip(run[:4], runs[0][:4], strict=True):
             np.testing.assert_array_equal(d, d0)
             np.testing.assert_array_equal(i, i0)
             assert s == s0
-        np.testing.assert_array_equal(run[2][1], runs[0][2][1])
-        np.testing.assert_allclose(run[2][0], runs[0][2][0], rtol=1e-5)
+        np.testing.assert_array_equal(run[4][1], runs[0][4][1])
+        np.testing.assert_allclose(run[4][0], runs[0][4][0], rtol=1e-5)
 
 
 def test_remove_reuses_slots_and_rerank_rows(corpus):

@@ -13,12 +13,29 @@ namespace {
 
 // In-place normalised fast Walsh-Hadamard transform of y[0 .. h), h a power of two.
 void fwht(double* y, std::size_t h) {
-    for (std::size_t len = 1; len < h; len <<= 1) {
+    std::size_t first = 1;
+    if (h >= 4) {
+        // the passes of length 1 and 2 fused over groups of 4 (the same sums in the same order:
+        // results identical to two separate passes), so the remaining passes have contiguous
+        // inner loops of >= 4 that the compiler vectorises
+        for (std::size_t i = 0; i < h; i += 4) {
+            const double a = y[i] + y[i + 1], b = y[i] - y[i + 1];
+            const double c = y[i + 2] + y[i + 3], d = y[i + 2] - y[i + 3];
+            y[i] = a + c;
+            y[i + 1] = b + d;
+            y[i + 2] = a - c;
+            y[i + 3] = b - d;
+        }
+        first = 4;
+    }
+    for (std::size_t len = first; len < h; len <<= 1) {
         for (std::size_t i = 0; i < h; i += len << 1) {
-            for (std::size_t j = i; j < i + len; ++j) {
-                const double a = y[j], b = y[j + len];
-                y[j] = a + b;
-                y[j + len] = a - b;
+            double* __restrict lo = y + i;
+            double* __restrict hi = y + i + len;
+            for (std::size_t j = 0; j < len; ++j) {
+                const double a = lo[j], b = hi[j];
+                lo[j] = a + b;
+                hi[j] = a - b;
             }
         }
     }

@@ -31,6 +31,14 @@ inline float error_of(std::int64_t packed) {
     return e;
 }
 
+void add_stats(RaBitQStats& to, const RaBitQStats& from) {
+    to.scanned += from.scanned;
+    to.refined += from.refined;
+    to.candidates += from.candidates;
+    to.reranked += from.reranked;
+    to.pruned += from.pruned;
+}
+
 // Byte position of row r (0..31) within a block's 32-byte group (kernels/pq/pq.hpp).
 inline std::size_t byte_of_row(std::size_t r) { return r < 16 ? 2 * r : 2 * (r - 16) + 1; }
 
@@ -49,11 +57,40 @@ void RaBitQIndexCore::set_centroids(const float* centroids) {
     centroids_.assign(centroids, centroids + nlist() * dim);
     rotated_centroids_.assign(nlist() * D, 0.0);
     for (std::size_t l = 0; l < nlist(); ++l) q_.rotation().apply(centroids + l * dim, rotated_centroids_.data() + l * D);
+    // the queries' centre g: the mean of the centroids (l2 / cosine), 0 for ip
+    std::vector<double> g(dim, 0.0);
+    if (residual()) {
+        for (std::size_t l = 0; l < nlist(); ++l)
+            for (std::size_t j = 0; j < dim; ++j) g[j] += centroids[l * dim + j];
+        for (double& v : g) v /= static_cast<double>(nlist());
+    }
+    centre_.assign(g.begin(), g.end());
+    rotated_centre_.assign(D, 0.0);
+    q_.rotation().apply(centre_.data(), rotated_centre_.data());
+    centred_centroids_.resize(nlist() * dim);
+    centred_norms_.assign(nlist(), 0.0);
+    centre_dots_.assign(nlist(), 0.0);
+    inverse_norms_.assign(nlist(), 0.0);
+    double gg = 0;
+    for (std::size_t j = 0; j < dim; ++j) gg += static_cast<double>(centre_[j]) * centre_[j];
+    for (std::size_t l = 0; l < nlist(); ++l) {
+        double cc = 0;
+        for (std::size_t j = 0; j < dim; ++j) {
+            const double c = centroids[l * dim + j];
+            const double v = c - g[j];
+            centred_centroids_[l * dim + j] = static_cast<float>(v);
+            centred_norms_[l] += v * v;
+            centre_dots_[l] += static_cast<double>(centre_[j]) * c;
+            cc += c * c;
+        }
+        centre_dots_[l] -= gg;
+        inverse_norms_[l] = cc > 0 ? 1.0 / std::sqrt(cc) : 0.0;
+    }
     trained_ = true;
 }
 
 void RaBitQIndexCore::grow(List& list, std::size_t rows) {
-    const std::size_t P = q_.plane_bytes(), F = q_.factor_count(), exb = (q_.bits() - 1) * P;
+    const std::size_t P = q_.plane_bytes(), F = block_factors(), exb = (q_.bits() - 1) * P;
     const std::size_t blocks = (rows + 31) / 32;
     if (list.blocks.size() < blocks * P * 32) {
         const std::size_t want = std::max(blocks, list.blocks.size() / (P * 32) * 3 / 2 + 1);
@@ -63,15 +100,39 @@ void RaBitQIndexCore::grow(List& list, std::size_t rows) {
     if (list.ex.size() < rows * exb) list.ex.resize(std::max(rows, list.ex.size() / std::max<std::size_t>(exb, 1) * 3 / 2 + 1) * exb);
 }
 
-void RaBitQIndexCore::put(List& list, std::size_t pos, const std::uint8_t* row) {
-    const std::size_t P = q_.plane_bytes(), F = q_.factor_count(), exb = (q_.bits() - 1) * P;
+void RaBitQIndexCore::put(std::size_t l, std::size_t pos, const std::uint8_t* row) {
+    List& list = lists_[l];
+    const std::size_t P = q_.plane_bytes(), F = q_.factor_count(), FI = block_factors(), exb = (q_.bits() - 1) * P;
     const std::size_t b = pos / 32, r = pos % 32, t = byte_of_row(r);
     std::uint8_t* block = list.blocks.data() + b * P * 32;
     for (std::size_t p = 0; p < P; ++p) block[p * 32 + t] = row[p];
-    float f[5];
+    float f[7];
     q_.factors_of(row, f);
-    for (std::size_t j = 0; j < F; ++j) list.factors[(b * F + j) * 32 + r] = f[j];
-    list.norm2_min = std::min(list.norm2_min, f[0]);
+    double shift_1bit = 0;
+    if (shifted()) {
+        // <xbar, R(c - g)> of both levels: the query is centred on g, the row on its list's c
+        const std::size_t D = q_.padded_dim(), B = static_cast<std::size_t>(q_.bits());
+        const double* rc = rotated_centroids_.data() + l * D;
+        const double mid = (std::ldexp(1.0, q_.bits()) - 1.0) / 2.0;
+        double full = 0;
+        for (std::size_t i = 0; i < D; ++i) {
+            const double s = rc[i] - rotated_centre_[i];
+            const unsigned sign = (row[i >> 3] >> (i & 7)) & 1u;
+            shift_1bit += (static_cast<double>(sign) - 0.5) * s;
+            if (B > 1) {
+                unsigned e = 0;
+                for (std::size_t j = 1; j < B; ++j) e |= ((row[j * P + (i >> 3)] >> (i & 7)) & 1u) << (j - 1);
+                full += (static_cast<double>((sign << (B - 1)) | e) - mid) * s;
+            }
+        }
+        f[F] = static_cast<float>(shift_1bit);
+        if (B > 1) f[F + 1] = static_cast<float>(full);
+    }
+    for (std::size_t j = 0; j < FI; ++j) list.factors[(b * FI + j) * 32 + r] = f[j];
+    // the part of a row's estimate that does not depend on the query (see update_threshold)
+    const double add = metric_ == Metric::l2 ? 1.0 : metric_ == Metric::cosine ? 0.5 : 0.0;
+    const double m = metric_ == Metric::l2 ? 2.0 : 1.0;
+    list.g_min = std::min(list.g_min, static_cast<float>(add * f[0] + m * f[1] * static_cast<float>(shift_1bit)));
     list.scale1_min = std::min(list.scale1_min, f[1]);
     list.scale1_max = std::max(list.scale1_max, f[1]);
     list.error1_max = std::max(list.error1_max, f[2]);
@@ -86,15 +147,17 @@ void RaBitQIndexCore::row_of(std::size_t slot, std::uint8_t* out) const {
     const std::uint8_t* block = list.blocks.data() + b * P * 32;
     for (std::size_t p = 0; p < P; ++p) out[p] = block[p * 32 + t];
     if (exb) std::memcpy(out + P, list.ex.data() + pos * exb, exb);
+    const std::size_t FI = block_factors();
     float f[5];
-    for (std::size_t j = 0; j < F; ++j) f[j] = list.factors[(b * F + j) * 32 + r];
+    for (std::size_t j = 0; j < F; ++j) f[j] = list.factors[(b * FI + j) * 32 + r];
     std::memcpy(out + q_.code_bytes(), f, 4 * F);
 }
 
-void RaBitQIndexCore::copy_position(List& list, std::size_t from, std::size_t to) {
+void RaBitQIndexCore::copy_position(std::size_t l, std::size_t from, std::size_t to) {
+    List& list = lists_[l];
     std::vector<std::uint8_t> row(q_.row_bytes());
     row_of(list.slots[from], row.data());
-    put(list, to, row.data());
+    put(l, to, row.data());
     list.slots[to] = list.slots[from];
     pos_of_[list.slots[to]] = static_cast<std::uint32_t>(to);
 }
@@ -132,7 +195,7 @@ void RaBitQIndexCore::insert(const std::uint8_t* rows, const std::int64_t* lists
         const std::size_t pos = list.size();
         grow(list, pos + 1);
         list.slots.push_back(slot);
-        put(list, pos, rows + i * rb);
+        put(static_cast<std::size_t>(lists[i]), pos, rows + i * rb);
         list_of_[slot] = static_cast<std::uint32_t>(lists[i]);
         pos_of_[slot] = static_cast<std::uint32_t>(pos);
         slots_out[i] = slot;
@@ -147,7 +210,7 @@ std::size_t RaBitQIndexCore::remove(const std::int64_t* ids, std::size_t n) {
         const std::uint32_t slot = static_cast<std::uint32_t>(s);
         List& list = lists_[list_of_[slot]];
         const std::size_t pos = pos_of_[slot], last = list.size() - 1;
-        if (pos != last) copy_position(list, last, pos);
+        if (pos != last) copy_position(list_of_[slot], last, pos);
         list.slots.pop_back();
         map_.release(slot);
         ++removed;
@@ -165,15 +228,16 @@ struct ScanContext {
     const float* factors = nullptr;  // (nblocks, F, 32)
     const std::uint8_t* blocks = nullptr;
     const std::uint8_t* ex = nullptr;
-    std::size_t size = 0, F = 3, P = 0, exb = 0;
+    std::size_t size = 0, F = 3, FI = 3, P = 0, exb = 0;  // FI: factors per row in a block
     // <b - 1/2, q> ~= sums * inv_scale + offset (the tables' quantisation: lut_error per row)
     float inv_scale = 0, offset = 0, lut_error = 0, qnorm = 0;
     float m = 2, base = 0, eps0 = 1.9f, add = 1;  // add: 1 for l2 (||r||^2 term), 0 for ip
+    float half = 1;  // l2-form estimates times this (0.5: cosine in the l2 form)
     bool full = false;
     // block skipping: the kernel sees complemented tables (sums' = smax - sums) and emits
     // only blocks with a row at or under *threshold (see update_threshold)
     float smax = 0, scale = 1;
-    float norm2_min = 0, scale1_min = 0, scale1_max = 0, error1_max = 0;
+    float g_min = 0, scale1_min = 0, scale1_max = 0, error1_max = 0;
     std::uint16_t* threshold = nullptr;
     const SlotFilter* filter = nullptr;
     const std::uint8_t* slot_allow = nullptr;
@@ -182,9 +246,11 @@ struct ScanContext {
 };
 
 // The largest complemented sum a row of the list can have and still enter the selection.
-// A row enters only if its key (estimate, minus eps0 * error for B > 1) is below the
-// selection's limit T. With error <= E = m (error1_max qnorm + scale1_max lut_error) and
-// norm2 >= norm2_min, that needs  m scale1_r ip_r > N := base + add norm2_min - T - eps0 E,
+// A row's 1-bit estimate is base + g_r - m scale1_r ip_r with g_r = add norm2_r + m scale1_r
+// shift_r (shift_r = <xbar1, R(c - g)>, 0 for ip). It enters only if its key (estimate, minus
+// eps0 * error for B > 1) is below the selection's limit T. With error <= E = m (error1_max
+// qnorm + scale1_max lut_error) and g_r >= g_min, that needs  m scale1_r ip_r > N := base +
+// g_min - T - eps0 E,
 // so ip_r > N / (m scale1_max) (N >= 0) or N / (m scale1_min) (N < 0), and
 // ip_r = sums_r / scale + offset gives a lower bound on sums_r.
 void update_threshold(ScanContext& c) {
@@ -192,7 +258,7 @@ void update_threshold(ScanContext& c) {
     std::uint32_t t = 0xffff;
     if (std::isfinite(limit)) {
         const float bound = c.full ? c.eps0 * c.m * (c.error1_max * c.qnorm + c.scale1_max * c.lut_error) : 0.0f;
-        const float n = c.base + c.add * c.norm2_min - limit - bound;
+        const float n = c.base + c.g_min - limit - bound;
         const float divisor = c.m * (n >= 0 ? c.scale1_max : c.scale1_min);
         if (divisor > 0) {
             const float sums_min = (n / divisor - c.offset) * c.scale;  // rows need sums > this
@@ -207,44 +273,51 @@ void update_threshold(ScanContext& c) {
 // vectorises), then only the rows that can still enter the selection are looked at.
 void scan_block(void* raw, std::size_t, std::size_t block, std::uint32_t mask, const std::uint16_t* sums) {
     ScanContext& c = *static_cast<ScanContext*>(raw);
-    const float* fb = c.factors + block * c.F * 32;
+    static const float no_shift[32] = {};
+    const float* fb = c.factors + block * c.FI * 32;
     const float* norm2 = fb;
     const float* scale1 = fb + 32;
     const float* error1 = fb + 64;
-    float estimate[32], error[32], key[32];
-    for (std::size_t r = 0; r < 32; ++r) {
-        const float ip = (c.smax - static_cast<float>(sums[r])) * c.inv_scale + c.offset;
-        estimate[r] = c.base + c.add * norm2[r] - c.m * scale1[r] * ip;
+    const float* shift1 = c.FI > c.F ? fb + c.F * 32 : no_shift;
+    auto error_of_row = [&](std::size_t r) {
         const float code = error1[r] * c.qnorm, table = scale1[r] * c.lut_error;
-        error[r] = c.m * std::sqrt(code * code + table * table);
-        key[r] = c.full ? estimate[r] - c.eps0 * error[r] : estimate[r];
-    }
+        return c.m * std::sqrt(code * code + table * table);
+    };
+    // only the rows the kernel let through (their sums pass the list's threshold): usually a
+    // few per block once the selection is full
     const std::size_t first = block * 32;
     const std::size_t rows = std::min<std::size_t>(32, c.size - first);
-    c.stats->scanned += rows;
-    float limit = c.selection->threshold();
-    std::uint32_t below = 0;
-    for (std::size_t r = 0; r < 32; ++r) below |= static_cast<std::uint32_t>(key[r] < limit) << r;
-    below &= mask & (rows == 32 ? 0xffffffffu : ((1u << rows) - 1));
+    std::uint32_t below = mask & (rows == 32 ? 0xffffffffu : ((1u << rows) - 1));
+    c.stats->scanned += static_cast<std::uint64_t>(__builtin_popcount(below));
     std::uint8_t sign[1024];
     for (; below; below &= below - 1) {
         const std::size_t r = static_cast<std::size_t>(__builtin_ctz(below));
-        if (!(key[r] < c.selection->threshold())) continue;
+        const float ip = (c.smax - static_cast<float>(sums[r])) * c.inv_scale + c.offset - shift1[r];
+        const float estimate = c.base + c.add * norm2[r] - c.m * scale1[r] * ip;
+        const float key = c.full ? estimate - c.eps0 * error_of_row(r) : estimate;
+        if (!(key < c.selection->threshold())) continue;
         const std::uint32_t slot = c.slots[first + r];
         if (c.slot_allow ? !c.slot_allow[slot] : (c.filter && !c.filter->allows(slot))) continue;
         if (!c.full) {
-            c.selection->push(estimate[r], pack(slot, error[r]));
+            c.selection->push(estimate, pack(slot, error_of_row(r)));
             continue;
         }
         const std::uint8_t* b = c.blocks + block * c.P * 32 + byte_of_row(r);
         for (std::size_t p = 0; p < c.P; ++p) sign[p] = b[p * 32];
         float f[5];
         for (std::size_t j = 0; j < c.F; ++j) f[j] = fb[j * 32 + r];
-        const RaBitQEstimate e = c.q->estimate_parts(*c.query, sign, c.ex + (first + r) * c.exb, f);
+        RaBitQEstimate e = c.q->estimate_parts(*c.query, sign, c.ex + (first + r) * c.exb, f);
+        // residual form: the query planes are of R(q - g); <xbar, R(q - c)> = that - shift
+        if (c.FI > c.F) e.distance += 2.0f * f[3] * fb[(c.F + 1) * 32 + r];
         ++c.stats->refined;
-        c.selection->push(e.distance, pack(slot, e.error));
+        c.selection->push(e.distance * c.half, pack(slot, e.error * c.half));
     }
     update_threshold(c);
+}
+
+// The callback of a kernel pass over several queries: context = their ScanContexts.
+void scan_block_of(void* raw, std::size_t query, std::size_t block, std::uint32_t mask, const std::uint16_t* sums) {
+    scan_block(static_cast<ScanContext*>(raw) + query, query, block, mask, sums);
 }
 
 // Fast-scan tables of the sign sub-spaces for a rotated query v (D,): T_j[c] = sum over the
@@ -294,7 +367,15 @@ void RaBitQIndexCore::search(const float* queries, std::size_t nq, std::size_t k
                              std::int64_t* out_ids, RaBitQStats& stats) const {
     const std::size_t dim = q_.dim(), D = q_.padded_dim(), P = q_.plane_bytes(), m4 = D / 4;
     const std::size_t F = q_.factor_count(), exb = (q_.bits() - 1) * P;
-    const bool l2 = metric_ == Metric::l2;
+    // l2 / cosine: the residual form. The row holds r = x - c against its list's centre c; the
+    // query is centred on one shared g (the mean of the centroids) and rotated once, v =
+    // R(q - g), so its tables and planes serve every list, and <r, q - c> ~= scale <xbar, v> -
+    // scale <xbar, R(c - g)> (the second term is stored per row: see put). Then l2 = ||r||^2 +
+    // ||q - c||^2 - 2 <r, q - c>, and cosine (unit rows and queries) = l2 / 2. The estimate's
+    // error scales with ||q - c||, smaller than ||q|| (as FAISS centres the query).
+    // ip: 1 - <c, q> - <r, q>, with R q shared by every list.
+    const bool l2 = residual();
+    const float half = metric_ == Metric::l2 ? 1.0f : 0.5f;  // l2-form distances -> cosine
     nprobe = std::min(std::max<std::size_t>(nprobe, 1), nlist());
     candidates = std::max(candidates, k);
     if (P > 1024) throw std::invalid_argument("RaBitQ indexes support dim <= 8192");
@@ -304,109 +385,175 @@ void RaBitQIndexCore::search(const float* queries, std::size_t nq, std::size_t k
     }
     std::vector<RaBitQStats> per_worker(std::max<std::size_t>(threads, 1) + 1);
     // coarse scores of every query against every centroid in one GEMM (IVF)
+    // (l2 / cosine: of q - g against c - g, so ||q - c||^2 = ||q - g||^2 - 2 <q - g, c - g> +
+    // ||c - g||^2 cancels little)
     std::vector<float> coarse;
-    std::vector<float> centroid_norms;
     if (nlist() > 1) {
         coarse.resize(nq * nlist());
-        inner_products(*table_, centroids_.data(), nlist(), queries, nq, dim, threads, coarse.data());
-        centroid_norms.resize(nlist());
-        for (std::size_t l = 0; l < nlist(); ++l)
-            centroid_norms[l] = table_->dot_f32(centroids_.data() + l * dim, centroids_.data() + l * dim, dim);
+        if (l2) {
+            std::vector<float> centred(nq * dim);
+            for (std::size_t i = 0; i < nq; ++i)
+                for (std::size_t j = 0; j < dim; ++j) centred[i * dim + j] = queries[i * dim + j] - centre_[j];
+            inner_products(*table_, centred_centroids_.data(), nlist(), centred.data(), nq, dim, threads, coarse.data());
+        } else {
+            inner_products(*table_, centroids_.data(), nlist(), queries, nq, dim, threads, coarse.data());
+        }
     }
-    parallel_for(nq, threads, [&](std::size_t qi, std::size_t worker) {
-        RaBitQStats& st = per_worker[std::min(worker, per_worker.size() - 1)];
-        const float* query = queries + qi * dim;
-        // filter
+    // Per query: filter, probes, R(q - g) or R q, its tables and planes, the selection.
+    struct QueryState {
+        std::size_t qi = 0;
         std::optional<SlotMaskPool::Lease> mask;
-        SlotFilter by_id{nullptr, map_.ids(), filter.id_mask, filter.id_mask_len};
         const std::uint8_t* slot_allow = nullptr;
-        if (filter.lists) {
-            mask.emplace(masks_);
-            (*mask)->build(map_, filter, filter.list_of(qi));
-            slot_allow = (*mask)->allow.data();
-        }
-        // probes: l2 and cosine rank lists by ||c||^2 - 2 <q, c> (the k-means cells), ip by -<q, c>
-        std::vector<std::pair<float, std::uint32_t>> probes(nlist());
-        const bool by_l2 = metric_ != Metric::ip;
-        for (std::size_t l = 0; l < nlist(); ++l) {
-            const float ip = nlist() == 1 ? 0.0f : coarse[qi * nlist() + l];
-            probes[l] = {by_l2 ? (nlist() == 1 ? 0.0f : centroid_norms[l] - 2 * ip) : -ip, static_cast<std::uint32_t>(l)};
-        }
-        std::partial_sort(probes.begin(), probes.begin() + static_cast<std::ptrdiff_t>(nprobe), probes.end());
-        std::vector<double> rotated(D);
-        q_.rotation().apply(query, rotated.data());
-        TopK selection(candidates);
+        std::vector<std::pair<float, std::uint32_t>> probes;
+        std::vector<double> rotated;
         RaBitQQuery prepared;
-        std::vector<std::uint8_t> lut(m4 * 32);
-        std::uint16_t threshold = 0xffff;
-        // ip / cosine: R q is the same for every list (the centre enters only the constant
-        // 1 - <c, q>), so the tables and query planes are built once; l2 rotates q - c per list
+        std::vector<std::uint8_t> lut;
         float bias = 0, scale = 1, smax = 0;
-        double sum_q = 0;
-        auto prepare = [&](std::size_t l, double constant) {
-            q_.prepare_rotated(rotated.data(), l2 ? rotated_centroids_.data() + l * D : nullptr, constant, l2, prepared,
-                               q_.bits() > 1);
-            scale = build_tables(prepared.rotated.data(), m4, lut.data(), bias, smax);
-            sum_q = 0;
-            for (std::size_t i = 0; i < D; ++i) sum_q += prepared.rotated[i];
-        };
-        if (!l2) prepare(0, 1.0);
-        for (std::size_t pi = 0; pi < nprobe; ++pi) {
-            const std::size_t l = probes[pi].second;
-            const List& list = lists_[l];
-            if (list.size() == 0) continue;
-            if (l2) {
-                prepare(l, 0.0);
-                prepared.constant = prepared.norm * prepared.norm;
-            } else {
-                prepared.constant = 1.0 - static_cast<double>(nlist() == 1 ? table_->dot_f32(query, centroids_.data(), dim)
-                                                                            : coarse[qi * nlist() + l]);
-            }
-            ScanContext ctx;
-            ctx.q = &q_;
-            ctx.query = &prepared;
-            ctx.slots = list.slots.data();
-            ctx.factors = list.factors.data();
-            ctx.blocks = list.blocks.data();
-            ctx.ex = list.ex.data();
-            ctx.size = list.size();
-            ctx.F = F;
-            ctx.P = P;
-            ctx.exb = exb;
-            ctx.inv_scale = 1.0f / scale;
-            ctx.offset = static_cast<float>(bias - 0.5 * sum_q);
-            ctx.lut_error = static_cast<float>(std::sqrt(static_cast<double>(m4) / 12.0) / scale);
-            ctx.qnorm = static_cast<float>(prepared.norm);
-            ctx.add = l2 ? 1.0f : 0.0f;
-            ctx.m = l2 ? 2.0f : 1.0f;
-            ctx.base = static_cast<float>(prepared.constant);
-            ctx.eps0 = eps0;
-            ctx.full = q_.bits() > 1;
-            ctx.filter = filter.id_mask ? &by_id : nullptr;
-            ctx.slot_allow = slot_allow;
-            ctx.selection = &selection;
-            ctx.stats = &st;
-            ctx.smax = smax;
-            ctx.scale = scale;
-            ctx.norm2_min = list.norm2_min;
-            ctx.scale1_min = list.scale1_min;
-            ctx.scale1_max = list.scale1_max;
-            ctx.error1_max = list.error1_max;
-            ctx.threshold = &threshold;
-            update_threshold(ctx);
-            table_->pq.fastscan_u4(list.blocks.data(), (list.size() + 31) / 32, m4, lut.data(), 1, &threshold,
-                                   scan_block, &ctx);
+        double sum_q = 0, centred_norm2 = 0;
+        std::optional<TopK> selection;
+    };
+    const SlotFilter by_id{nullptr, map_.ids(), filter.id_mask, filter.id_mask_len};
+    auto setup = [&](QueryState& s, std::size_t qi) {
+        s.qi = qi;
+        const float* query = queries + qi * dim;
+        s.mask.reset();
+        s.slot_allow = nullptr;
+        if (filter.lists) {
+            s.mask.emplace(masks_);
+            (*s.mask)->build(map_, filter, filter.list_of(qi));
+            s.slot_allow = (*s.mask)->allow.data();
         }
+        // probes: l2 ranks lists by ||c - g||^2 - 2 <q - g, c - g> (= ||q - c||^2 - ||q - g||^2:
+        // the k-means cells), cosine by -<q, c> / ||c|| (<q, c> = <q - g, c - g> + <q, g> +
+        // <g, c> - ||g||^2; the rows were assigned the same way), ip by -<q, c>
+        s.probes.resize(nlist());
+        if (nlist() > 1) {
+            const float* row = coarse.data() + qi * nlist();
+            if (metric_ == Metric::l2) {
+                for (std::size_t l = 0; l < nlist(); ++l)
+                    s.probes[l] = {static_cast<float>(centred_norms_[l]) - 2 * row[l], static_cast<std::uint32_t>(l)};
+            } else if (metric_ == Metric::cosine) {
+                double qg = 0;
+                for (std::size_t j = 0; j < dim; ++j) qg += static_cast<double>(query[j]) * centre_[j];
+                for (std::size_t l = 0; l < nlist(); ++l)
+                    s.probes[l] = {-static_cast<float>((row[l] + qg + centre_dots_[l]) * inverse_norms_[l]),
+                                   static_cast<std::uint32_t>(l)};
+            } else {
+                for (std::size_t l = 0; l < nlist(); ++l) s.probes[l] = {-row[l], static_cast<std::uint32_t>(l)};
+            }
+        } else {
+            s.probes[0] = {0.0f, 0u};
+        }
+        if (nprobe < nlist())
+            std::nth_element(s.probes.begin(), s.probes.begin() + static_cast<std::ptrdiff_t>(nprobe), s.probes.end());
+        std::sort(s.probes.begin(), s.probes.begin() + static_cast<std::ptrdiff_t>(nprobe));
+        s.probes.resize(nprobe);
+        // R(q - g) (l2 / cosine) or R q (ip): the same for every list, so the tables and query
+        // planes are built once; per list only the constant and ||q - c|| change
+        s.rotated.resize(D);
+        q_.rotation().apply(query, s.rotated.data());
+        q_.prepare_rotated(s.rotated.data(), l2 ? rotated_centre_.data() : nullptr, 0.0, l2, s.prepared, q_.bits() > 1);
+        s.lut.resize(m4 * 32);
+        s.scale = build_tables(s.prepared.rotated.data(), m4, s.lut.data(), s.bias, s.smax);
+        s.sum_q = 0;
+        for (std::size_t i = 0; i < D; ++i) s.sum_q += s.prepared.rotated[i];
+        s.centred_norm2 = s.prepared.norm * s.prepared.norm;  // ||q - g||^2 (l2 / cosine)
+        s.selection.emplace(candidates);
+    };
+    // The scan context of probe pi of a query (sets the query's per-list constant).
+    auto context = [&](QueryState& s, std::size_t pi, RaBitQStats& st, std::uint16_t* threshold, ScanContext& ctx) {
+        const std::size_t l = s.probes[pi].second;
+        const List& list = lists_[l];
+        RaBitQQuery& prepared = s.prepared;
+        if (l2) {
+            // ||q - c||^2 = ||q - g||^2 + ||c - g||^2 - 2 <q - g, c - g>
+            const double qc = nlist() == 1 ? s.centred_norm2  // g = c
+                                           : std::max(0.0, s.centred_norm2 + centred_norms_[l] -
+                                                               2.0 * static_cast<double>(coarse[s.qi * nlist() + l]));
+            prepared.constant = qc;
+            prepared.norm = std::sqrt(qc);
+        } else {
+            prepared.constant = 1.0 - static_cast<double>(nlist() == 1 ? table_->dot_f32(queries + s.qi * dim, centroids_.data(), dim)
+                                                                        : coarse[s.qi * nlist() + l]);
+        }
+        ctx.q = &q_;
+        ctx.query = &prepared;
+        ctx.slots = list.slots.data();
+        ctx.factors = list.factors.data();
+        ctx.blocks = list.blocks.data();
+        ctx.ex = list.ex.data();
+        ctx.size = list.size();
+        ctx.F = F;
+        ctx.FI = block_factors();
+        ctx.P = P;
+        ctx.exb = exb;
+        ctx.inv_scale = 1.0f / s.scale;
+        ctx.offset = static_cast<float>(s.bias - 0.5 * s.sum_q);
+        ctx.lut_error = static_cast<float>(std::sqrt(static_cast<double>(m4) / 12.0) / s.scale);
+        ctx.qnorm = static_cast<float>(prepared.norm);
+        ctx.add = l2 ? half : 0.0f;
+        ctx.m = l2 ? 2.0f * half : 1.0f;
+        ctx.base = static_cast<float>(prepared.constant) * (l2 ? half : 1.0f);
+        ctx.half = l2 ? half : 1.0f;
+        ctx.eps0 = eps0;
+        ctx.full = q_.bits() > 1;
+        ctx.filter = filter.id_mask ? &by_id : nullptr;
+        ctx.slot_allow = s.slot_allow;
+        ctx.selection = &*s.selection;
+        ctx.stats = &st;
+        ctx.smax = s.smax;
+        ctx.scale = s.scale;
+        ctx.g_min = list.g_min;
+        ctx.scale1_min = list.scale1_min;
+        ctx.scale1_max = list.scale1_max;
+        ctx.error1_max = list.error1_max;
+        ctx.threshold = threshold;
+        update_threshold(ctx);
+    };
+    // the callback reads the factors and slots of the blocks the kernel lets through: start
+    // loading them before the kernel streams the codes
+    auto prefetch_list = [&](const List& list) {
+        const std::size_t nblocks = (list.size() + 31) / 32, bytes = nblocks * block_factors() * 128;
+        const char* f = reinterpret_cast<const char*>(list.factors.data());
+        for (std::size_t b = 0; b < bytes; b += 64) __builtin_prefetch(f + b);
+        const char* slots = reinterpret_cast<const char*>(list.slots.data());
+        for (std::size_t b = 0; b < list.size() * 4; b += 64) __builtin_prefetch(slots + b);
+    };
+    auto scan_one = [&](QueryState& s, std::size_t pi, RaBitQStats& st) {
+        const List& list = lists_[s.probes[pi].second];
+        if (list.size() == 0) return;
+        ScanContext ctx;
+        std::uint16_t threshold = 0xffff;
+        context(s, pi, st, &threshold, ctx);
+        prefetch_list(list);
+        table_->pq.fastscan_u4(list.blocks.data(), (list.size() + 31) / 32, m4, s.lut.data(), 1, &threshold, scan_block, &ctx);
+    };
+    // Candidates -> exact re-rank (or the estimates) -> user ids.
+    auto finish = [&](QueryState& s, RaBitQStats& st) {
+        const std::size_t qi = s.qi;
         std::vector<float> cd(candidates);
         std::vector<std::int64_t> cid(candidates);
-        selection.write_sorted(cd.data(), cid.data());
+        s.selection->write_sorted(cd.data(), cid.data());
         float* od = out_distances + qi * k;
         std::int64_t* oi = out_ids + qi * k;
         if (rerank) {
             QueryScorer scorer(*table_, rerank->spec);
-            scorer.set_query(query);
+            scorer.set_query(queries + qi * dim);
             TopK exact(k);
+            // the rows are scattered over the store: prefetch a few candidates ahead so their
+            // cache lines load in parallel (the re-rank is otherwise bound by memory latency)
+            const std::size_t row_bytes = rerank->spec.row_bytes;
+            auto prefetch = [&](std::size_t c) {
+                if (c >= candidates || cid[c] < 0) return;
+                const std::uint32_t slot = slot_of(cid[c]);
+                if (slot >= rerank->n) return;
+                const std::uint8_t* row = rerank->data + slot * row_bytes;
+                for (std::size_t b = 0; b < row_bytes; b += 64) __builtin_prefetch(row + b);
+            };
+            constexpr std::size_t kAhead = 8;
+            for (std::size_t c = 0; c < kAhead; ++c) prefetch(c);
             for (std::size_t c = 0; c < candidates && cid[c] >= 0; ++c) {
+                prefetch(c + kAhead);
                 ++st.candidates;
                 const std::uint32_t slot = slot_of(cid[c]);
                 if (cd[c] - eps0 * error_of(cid[c]) >= exact.threshold()) {
@@ -416,7 +563,7 @@ void RaBitQIndexCore::search(const float* queries, std::size_t nq, std::size_t k
                 if (slot >= rerank->n)
                     throw std::invalid_argument("slot " + std::to_string(slot) + " has no row in the re-rank store of " +
                                                 std::to_string(rerank->n));
-                exact.push(scorer.distance(rerank->data + slot * rerank->spec.row_bytes), static_cast<std::int64_t>(slot));
+                exact.push(scorer.distance(rerank->data + slot * row_bytes), static_cast<std::int64_t>(slot));
                 ++st.reranked;
             }
             exact.write_sorted(od, oi);
@@ -428,14 +575,69 @@ void RaBitQIndexCore::search(const float* queries, std::size_t nq, std::size_t k
         }
         for (std::size_t c = 0; c < k; ++c)
             if (oi[c] >= 0) oi[c] = map_.id(static_cast<std::size_t>(oi[c]));
-    });
-    for (const RaBitQStats& s : per_worker) {
-        stats.scanned += s.scanned;
-        stats.refined += s.refined;
-        stats.candidates += s.candidates;
-        stats.reranked += s.reranked;
-        stats.pruned += s.pruned;
+        s.mask.reset();
+    };
+    // Batches (IVF, several queries, no per-query filter lists): a chunk of queries scans its
+    // first kSeed probes query by query (their nearest lists: the selections fill with good
+    // candidates), then the rest list by list, up to 4 queries per kernel pass, so each block
+    // of codes is loaded and split into nibbles once for all of them.
+    // (chunks of 16..64 queries, at least 4 per thread: a worker that is descheduled while it
+    // holds a chunk delays the whole call by that chunk)
+    constexpr std::size_t kSeed = 2, kGroup = 4;
+    const std::size_t kChunk = std::clamp<std::size_t>(nq / (4 * std::max<std::size_t>(threads, 1)), 16, 64);
+    const bool batched = nlist() > 1 && nq >= 8 && nprobe > kSeed && nprobe <= 0xffff && !filter.lists;
+    if (!batched) {
+        parallel_for(nq, threads, [&](std::size_t qi, std::size_t worker) {
+            RaBitQStats st;  // counted locally: workers' counters side by side would share a line
+            QueryState s;
+            setup(s, qi);
+            for (std::size_t pi = 0; pi < s.probes.size(); ++pi) scan_one(s, pi, st);
+            finish(s, st);
+            add_stats(per_worker[std::min(worker, per_worker.size() - 1)], st);
+        });
+    } else {
+        const std::size_t chunks = (nq + kChunk - 1) / kChunk;
+        parallel_for(chunks, threads, [&](std::size_t chunk, std::size_t worker) {
+            RaBitQStats st;
+            const std::size_t q0 = chunk * kChunk, count = std::min(kChunk, nq - q0);
+            std::vector<QueryState> states(count);
+            std::vector<std::pair<std::uint32_t, std::uint32_t>> pairs;  // (list, query << 16 | probe)
+            pairs.reserve(count * (nprobe - kSeed));
+            for (std::size_t i = 0; i < count; ++i) {
+                setup(states[i], q0 + i);
+                for (std::size_t pi = 0; pi < kSeed; ++pi) scan_one(states[i], pi, st);
+                for (std::size_t pi = kSeed; pi < nprobe; ++pi)
+                    pairs.emplace_back(states[i].probes[pi].second, static_cast<std::uint32_t>((i << 16) | pi));
+            }
+            std::sort(pairs.begin(), pairs.end());
+            std::vector<std::uint8_t> luts(kGroup * m4 * 32);
+            ScanContext ctxs[kGroup];
+            std::uint16_t thresholds[kGroup];
+            for (std::size_t a = 0; a < pairs.size();) {
+                const std::size_t l = pairs[a].first;
+                std::size_t b = a;
+                while (b < pairs.size() && pairs[b].first == l) ++b;
+                const List& list = lists_[l];
+                if (list.size() != 0) {
+                    prefetch_list(list);
+                    for (std::size_t g0 = a; g0 < b; g0 += kGroup) {
+                        const std::size_t g = std::min(kGroup, b - g0);
+                        for (std::size_t j = 0; j < g; ++j) {
+                            QueryState& s = states[pairs[g0 + j].second >> 16];
+                            context(s, pairs[g0 + j].second & 0xffffu, st, &thresholds[j], ctxs[j]);
+                            std::memcpy(luts.data() + j * m4 * 32, s.lut.data(), m4 * 32);
+                        }
+                        table_->pq.fastscan_u4(list.blocks.data(), (list.size() + 31) / 32, m4, luts.data(), g,
+                                               thresholds, scan_block_of, ctxs);
+                    }
+                }
+                a = b;
+            }
+            for (QueryState& s : states) finish(s, st);
+            add_stats(per_worker[std::min(worker, per_worker.size() - 1)], st);
+        });
     }
+    for (const RaBitQStats& s : per_worker) add_stats(stats, s);
 }
 
 void RaBitQIndexCore::export_rows(std::uint8_t* rows, std::int64_t* lists, std::int64_t* slots) const {
@@ -478,7 +680,7 @@ void RaBitQIndexCore::restore(const std::int64_t* ids, std::size_t slot_count, s
         const std::size_t pos = list.size();
         grow(list, pos + 1);
         list.slots.push_back(static_cast<std::uint32_t>(slots[i]));
-        put(list, pos, rows + i * rb);
+        put(static_cast<std::size_t>(lists[i]), pos, rows + i * rb);
         list_of_[slots[i]] = static_cast<std::uint32_t>(lists[i]);
         pos_of_[slots[i]] = static_cast<std::uint32_t>(pos);
     }

@@ -12,17 +12,31 @@
 //           kernels/pq/pq.hpp with m4 = D / 4 sub-spaces of 4 dimensions (a nibble = the 4
 //           sign bits of sub-space j, bit t = dimension 4j + t): byte (p, t) of a block is
 //           byte p of the sign plane of row (t even ? t / 2 : 16 + t / 2)
-//   factors (nblocks, F, 32) float32: factor f of the block's 32 rows side by side
+//   factors (nblocks, FI, 32) float32: factor f of the block's 32 rows side by side: the
+//           quantizer's F factors, then for l2 / cosine the shifts <xbar, R(c - g)> of the
+//           1-bit level and (B > 1) of the full level (c: the list's centroid, g: the
+//           centroids' mean; IVF only, as flat has g = c; derived from the row and the
+//           centroids, not stored in files)
 //   ex      (n, (B - 1) * D / 8) uint8: the extra bit planes (B > 1)
 //
-// Search for one query: rotate once; per probed list (l2: R(q - c) = Rq - Rc) build the
-// 16-entry tables of the sign sub-spaces, quantised to uint8, and the query bit planes;
+// Search for one query: rotate once (l2 / cosine: v = R(q - g); ip: R q) and build the
+// 16-entry tables of the sign sub-spaces, quantised to uint8, and the query bit planes, once
+// for every list; per probed list only the constant (l2 / cosine: ||q - c||^2, from the
+// coarse GEMM on centred vectors; ip: 1 - <c, q>) changes, and l2 / cosine subtract each
+// row's shift: <xbar, R(q - c)> = <xbar, v> - <xbar, R(c - g)> (the residual form: the
+// estimate's error scales with ||q - c||, cosine = l2 / 2 on unit vectors);
 // the fast-scan kernel sums the tables for 32 rows at a time; each row gets the 1-bit
 // estimate and its bound; rows whose lower bound (estimate - eps0 * error) is below the
 // current c-th best full estimate (c = rerank_k, or k) get the full B-bit estimate
 // (popcounts over the extra planes) and enter the selection. With re-rank rows, the c
 // candidates are visited in ascending estimate and re-scored exactly unless their lower bound
 // already reaches the current k-th exact distance (those are counted as pruned).
+//
+// Batches (IVF, >= 8 queries, no per-query filter lists): chunks of 64 queries; each query
+// scans its 2 nearest lists alone, then the chunk's remaining (list, query) pairs are sorted
+// by list and every list is scanned once per group of up to 4 of its queries (one kernel
+// pass: the codes are loaded and split into nibbles once for the group). The 1-bit
+// selections do not depend on the order (tested against one query per call).
 //
 // Not thread-safe by itself: the binding guards it with a reader-writer lock.
 #pragma once
@@ -107,11 +121,20 @@ class RaBitQIndexCore {
         std::vector<std::uint8_t> ex;
         // factor ranges over every row ever put here (they only widen): the scan's
         // block-skipping threshold must hold for every row of the list
-        float norm2_min = INFINITY, scale1_min = INFINITY, scale1_max = 0, error1_max = 0;
+        float g_min = INFINITY, scale1_min = INFINITY, scale1_max = 0, error1_max = 0;
         std::size_t size() const { return slots.size(); }
     };
-    void put(List& list, std::size_t pos, const std::uint8_t* row);  // row: quantizer layout
-    void copy_position(List& list, std::size_t from, std::size_t to);
+    void put(std::size_t list, std::size_t pos, const std::uint8_t* row);  // row: quantizer layout
+    void copy_position(std::size_t list, std::size_t from, std::size_t to);
+    // l2 / cosine estimate <r, q - c> as <xbar, R(q - g)> - <xbar, R(c - g)> (residual form)
+    bool residual() const { return metric_ != Metric::ip; }
+    // factors per row in a block: the quantizer's, then <xbar, R(c - g)> of the 1-bit level
+    // and (B > 1) of the full level for the residual form with several lists (one list: g = c,
+    // the shifts are 0 and not stored)
+    bool shifted() const { return residual() && lists_.size() > 1; }
+    std::size_t block_factors() const {
+        return q_.factor_count() + (shifted() ? (q_.bits() > 1 ? 2 : 1) : 0);
+    }
     void grow(List& list, std::size_t rows);
 
     const KernelTable* table_;
@@ -120,6 +143,12 @@ class RaBitQIndexCore {
     bool trained_ = false;
     std::vector<float> centroids_;          // (nlist, dim)
     std::vector<double> rotated_centroids_; // (nlist, D)
+    std::vector<float> centre_;                    // g (dim,)
+    std::vector<double> rotated_centre_;           // R g (D,)
+    std::vector<float> centred_centroids_;         // (nlist, dim) c - g
+    std::vector<double> centred_norms_;            // (nlist,) ||c - g||^2
+    std::vector<double> centre_dots_;              // (nlist,) <g, c> - ||g||^2 (cosine probes)
+    std::vector<double> inverse_norms_;            // (nlist,) 1 / ||c|| (0 for c = 0)
     std::vector<List> lists_;
     std::vector<std::uint32_t> list_of_, pos_of_;  // by slot
     IdMap map_;

@@ -258,15 +258,20 @@ class _RaBitQIndexBase(Index):
         self.centroids = c
 
     def _lists(self, a: np.ndarray, threads: int | None) -> np.ndarray:
-        """The list of each row (n,) int64: the nearest centroid (by l2 for l2 and cosine, the
-        k-means cells; by inner product for ip)."""
+        """The list of each row (n,) int64: the nearest centroid by l2 (l2), by cosine (cosine:
+        the cells of unit-length data; the search probes lists in the same order) or by inner
+        product (ip). The row's code is centred on its list's centroid itself."""
         if self.nlist == 1:
             return np.zeros(a.shape[0], dtype=np.int64)
         assert self.centroids is not None
-        if self.metric != "ip":
+        if self.metric == "l2":
             return np.ascontiguousarray(_assign(a, self.centroids, threads)[1], dtype=np.int64)
+        keys = self.centroids
+        if self.metric == "cosine":
+            norms = np.linalg.norm(keys, axis=1, keepdims=True)
+            keys = np.ascontiguousarray(keys / np.where(norms > 0, norms, 1.0), dtype=np.float32)
         _, labels = _core.search(
-            self.centroids,
+            keys,
             self.nlist,
             a,
             a.shape[0],
