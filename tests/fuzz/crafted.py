@@ -27,10 +27,12 @@ BASES = {
     "flat": "flat-float32-v1.sdx", "flat8": "flat-int8-v1.sdx", "hnsw": "hnsw-float32-v1.sdx",
     "hnsw8": "hnsw-int8-v1.sdx", "pq8": "pq8-rerank-v1.sdx", "pq4": "pq4-v1.sdx",
     "ivfpq8": "ivfpq8-v1.sdx", "ivfpq4": "ivfpq4-v1.sdx", "leanvec": "leanvec-v1.sdx",
-    "binary": "binary-v1.sdx", "binary-graph": "binary-graph-v1.sdx",
+    "binary": "binary-v1.sdx", "binary-graph": "binary-graph-v1.sdx", "rabitq": "rabitq-v1.sdx",
+    "ivf-rabitq": "ivf-rabitq-v1.sdx", "hnsw-rabitq": "hnsw-rabitq-v1.sdx",
 }
 IDS = {"flat": "ids", "flat8": "ids", "hnsw": "ids", "hnsw8": "ids", "pq8": "ids", "pq4": "ids",
-       "ivfpq8": "ids", "ivfpq4": "ids", "leanvec": "ids", "binary": "ids", "binary-graph": "hnsw.ids"}
+       "ivfpq8": "ids", "ivfpq4": "ids", "leanvec": "ids", "binary": "ids", "binary-graph": "hnsw.ids",
+       "rabitq": "ids", "ivf-rabitq": "ids", "hnsw-rabitq": "ids"}
 
 
 def base(name: str) -> sdxfile.SdxFile:
@@ -88,6 +90,18 @@ def _link(f: sdxfile.SdxFile, slot: int, value: int, links_offset: int) -> sdxfi
     return f
 
 
+def _factor(f: sdxfile.SdxFile, which: int, value: float) -> sdxfile.SdxFile:
+    """Set one float32 factor of every stored RaBitQ row: the rows end with their factors
+    (5 of them above 1 bit, 3 at 1 bit); which counts from the first of them."""
+    codes = f.array("codes").copy()
+    count = 3 if f.params["bits"] == 1 else 5
+    factors = codes[:, codes.shape[1] - 4 * count:].copy().view(np.float32)
+    factors[:, which] = value
+    codes[:, codes.shape[1] - 4 * count:] = factors.view(np.uint8)
+    f.set("codes", codes)
+    return f
+
+
 def _raw_header(meta: object) -> bytes:
     return sdxfile.pack(json.dumps(meta).encode(), [])
 
@@ -100,7 +114,7 @@ def cases(victim: str) -> dict[str, Callable[[], bytes]]:
         c[name] = lambda: make().to_bytes(**kw)  # type: ignore[arg-type]
 
     # 1. a path in the header: the loader must never open (read, map or write) it
-    for kind, key in (("pq8", None), ("binary", None), ("leanvec", "store")):
+    for kind, key in (("pq8", None), ("binary", None), ("leanvec", "store"), ("rabitq", None)):
         def rerank_path(kind: str = kind, key: str | None = key) -> sdxfile.SdxFile:
             f = base(kind)
             params = f.params if key is None else f.params[key]
@@ -146,6 +160,29 @@ def cases(victim: str) -> dict[str, Callable[[], bytes]]:
         add(f"pq8-{label}-in-rerank-rows", lambda v=value: _set(base("pq8"), "rerank_vectors", (0, 0), v))
         add(f"binary-{label}-in-alphas", lambda v=value: _set(base("binary"), "alphas", 0, v))
         add(f"leanvec-{label}-in-matrix", lambda v=value: _set(base("leanvec"), "data_matrix", (0, 0), v))
+        add(f"rabitq-{label}-in-factors", lambda v=value: _factor(base("rabitq"), 2, v))
+        add(f"ivf-rabitq-{label}-in-centroids", lambda v=value: _set(base("ivf-rabitq"), "centroids", (1, 3), v))
+        add(f"rabitq-{label}-in-rerank-rows", lambda v=value: _set(base("rabitq"), "rerank_vectors", (0, 0), v))
+        add(f"hnsw-rabitq-{label}-in-rows", lambda v=value: _rows_f32(base("hnsw-rabitq"), 4, v))
+        add(f"hnsw-rabitq-{label}-in-centre", lambda v=value: _set(base("hnsw-rabitq"), "centre", 0, v))
+    # RaBitQ codes: rotation, inverted lists and slots out of range
+    add("rabitq-hadamard-sign-0.5", lambda: _set(base("rabitq"), "rotation_params", (1, 3), 0.5))
+    add("rabitq-negative-norm-factor", lambda: _factor(base("rabitq"), 0, -1.0))
+    add("ivf-rabitq-list-beyond-nlist", lambda: _set(base("ivf-rabitq"), "lists", 0, 8))
+    add("ivf-rabitq-list-negative", lambda: _set(base("ivf-rabitq"), "lists", 3, -1))
+    add("ivf-rabitq-slot-beyond-ids", lambda: _set(base("ivf-rabitq"), "slots", 0, 10**6))
+    add("ivf-rabitq-slot-of-a-free-id", lambda: _set(
+        base("ivf-rabitq"), "slots", 0, int(np.flatnonzero(base("ivf-rabitq").array("ids") < 0)[0])))
+    add("ivf-rabitq-slot-twice", lambda: _set(
+        base("ivf-rabitq"), "slots", 1, int(base("ivf-rabitq").array("slots")[0])))
+    add("ivf-rabitq-missing-codes", lambda: _drop(base("ivf-rabitq"), "codes"))
+    add("ivf-rabitq-missing-centroids", lambda: _drop(base("ivf-rabitq"), "centroids"))
+    add("ivf-rabitq-nlist-json-infinity", lambda: _param(base("ivf-rabitq"), "nlist", float("inf")))
+    add("rabitq-bits-9", lambda: _param(base("rabitq"), "bits", 9))
+    add("rabitq-query-bits-0", lambda: _param(base("rabitq"), "query_bits", 0))
+    add("rabitq-rotation-unknown", lambda: _param(base("rabitq"), "rotation", "identity"))
+    add("hnsw-rabitq-missing-centre", lambda: _drop(base("hnsw-rabitq"), "centre"))
+    add("hnsw-rabitq-bits-0", lambda: _param(base("hnsw-rabitq"), "bits", 0))
     # graph structure out of range (float32 d=16: row 64 bytes, links from byte 64)
     add("hnsw-link-out-of-range", lambda: _link(base("hnsw"), 3, 10**6, 64))
     add("hnsw-upper-link-out-of-range", lambda: _set(base("hnsw"), "upper", 1, 0xFFFFFFF0))

@@ -26,9 +26,9 @@ FIXTURES = {
     "leanvec": ["leanvec-v1.sdx"],
     "binary": ["binary-v1.sdx"],
     "binary-graph": ["binary-graph-v1.sdx"],
-    "rabitq": [],
-    "ivf-rabitq": [],
-    "hnsw-rabitq": [],
+    "rabitq": ["rabitq-v1.sdx"],
+    "ivf-rabitq": ["ivf-rabitq-v1.sdx"],
+    "hnsw-rabitq": ["hnsw-rabitq-v1.sdx"],
 }
 TARGETS = list(FIXTURES)
 
