@@ -93,60 +93,50 @@ void widen_u8(const std::uint8_t* x, std::size_t count, float* out) {
 // Bitwise the scalar tier's result: the same two roundings per term in the same order, only
 // more columns per instruction. fp-contract=off forbids fusing mul + add into an FMA (this
 // file is compiled with -mfma). Tiles of 4 tokens x 16 (then 8, 4) columns.
-template <std::size_t T>
+// One register type's operations, so one tile template serves 256- and 128-bit columns.
+struct F32x8 {
+    using V = __m256;
+    static constexpr std::size_t lanes = 8;
+    static V zero() { return _mm256_setzero_ps(); }
+    static V load(const float* p) { return _mm256_loadu_ps(p); }
+    static V broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+    static V add_product(V a, V x, V w) { return _mm256_add_ps(a, _mm256_mul_ps(x, w)); }
+    static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+};
+struct F32x4 {
+    using V = __m128;
+    static constexpr std::size_t lanes = 4;
+    static V zero() { return _mm_setzero_ps(); }
+    static V load(const float* p) { return _mm_loadu_ps(p); }
+    static V broadcast(const float* p) { return _mm_broadcast_ss(p); }
+    static V add_product(V a, V x, V w) { return _mm_add_ps(a, _mm_mul_ps(x, w)); }
+    static void store(float* p, V v) { _mm_storeu_ps(p, v); }
+};
+
+// T tokens x (W registers of R::lanes) columns: 16 (two 256-bit), 8 or 4 columns per tile.
+template <std::size_t T, class R, std::size_t W>
 __attribute__((optimize("fp-contract=off"))) void project_tile(const float* x, std::size_t d, const float* w,
                                                                std::size_t cols, float* y) {
-    __m256 accumulator[T][2];
+    typename R::V accumulator[T][W];
 #pragma GCC unroll 16
-    for (std::size_t u = 0; u < T; ++u) accumulator[u][0] = accumulator[u][1] = _mm256_setzero_ps();
+    for (std::size_t u = 0; u < T; ++u)
+#pragma GCC unroll 2
+        for (std::size_t v = 0; v < W; ++v) accumulator[u][v] = R::zero();
     for (std::size_t j = 0; j < d; ++j) {
-        const __m256 w0_f32x8 = _mm256_loadu_ps(w + j * cols), w1_f32x8 = _mm256_loadu_ps(w + j * cols + 8);
+        typename R::V column[W];
+#pragma GCC unroll 2
+        for (std::size_t v = 0; v < W; ++v) column[v] = R::load(w + j * cols + v * R::lanes);
 #pragma GCC unroll 16
         for (std::size_t u = 0; u < T; ++u) {
-            const __m256 x_f32x8 = _mm256_broadcast_ss(x + u * d + j);
-            accumulator[u][0] = _mm256_add_ps(accumulator[u][0], _mm256_mul_ps(x_f32x8, w0_f32x8));
-            accumulator[u][1] = _mm256_add_ps(accumulator[u][1], _mm256_mul_ps(x_f32x8, w1_f32x8));
+            const typename R::V token = R::broadcast(x + u * d + j);
+#pragma GCC unroll 2
+            for (std::size_t v = 0; v < W; ++v) accumulator[u][v] = R::add_product(accumulator[u][v], token, column[v]);
         }
     }
 #pragma GCC unroll 16
-    for (std::size_t u = 0; u < T; ++u) {
-        _mm256_storeu_ps(y + u * cols, accumulator[u][0]);
-        _mm256_storeu_ps(y + u * cols + 8, accumulator[u][1]);
-    }
-}
-
-// The same for 8 columns (d_proj = 8 and the last 8..15 columns of a wider matrix).
-template <std::size_t T>
-__attribute__((optimize("fp-contract=off"))) void project_tile8(const float* x, std::size_t d, const float* w,
-                                                                std::size_t cols, float* y) {
-    __m256 accumulator[T];
-#pragma GCC unroll 16
-    for (std::size_t u = 0; u < T; ++u) accumulator[u] = _mm256_setzero_ps();
-    for (std::size_t j = 0; j < d; ++j) {
-        const __m256 w_f32x8 = _mm256_loadu_ps(w + j * cols);
-#pragma GCC unroll 16
-        for (std::size_t u = 0; u < T; ++u)
-            accumulator[u] = _mm256_add_ps(accumulator[u], _mm256_mul_ps(_mm256_broadcast_ss(x + u * d + j), w_f32x8));
-    }
-#pragma GCC unroll 16
-    for (std::size_t u = 0; u < T; ++u) _mm256_storeu_ps(y + u * cols, accumulator[u]);
-}
-
-// And 4 columns in SSE registers (d_proj = 4 and the last 4..7 columns).
-template <std::size_t T>
-__attribute__((optimize("fp-contract=off"))) void project_tile4(const float* x, std::size_t d, const float* w,
-                                                                std::size_t cols, float* y) {
-    __m128 accumulator[T];
-#pragma GCC unroll 16
-    for (std::size_t u = 0; u < T; ++u) accumulator[u] = _mm_setzero_ps();
-    for (std::size_t j = 0; j < d; ++j) {
-        const __m128 w_f32x4 = _mm_loadu_ps(w + j * cols);
-#pragma GCC unroll 16
-        for (std::size_t u = 0; u < T; ++u)
-            accumulator[u] = _mm_add_ps(accumulator[u], _mm_mul_ps(_mm_broadcast_ss(x + u * d + j), w_f32x4));
-    }
-#pragma GCC unroll 16
-    for (std::size_t u = 0; u < T; ++u) _mm_storeu_ps(y + u * cols, accumulator[u]);
+    for (std::size_t u = 0; u < T; ++u)
+#pragma GCC unroll 2
+        for (std::size_t v = 0; v < W; ++v) R::store(y + u * cols + v * R::lanes, accumulator[u][v]);
 }
 
 template <std::size_t T>
@@ -161,9 +151,9 @@ __attribute__((optimize("fp-contract=off"))) void project_column(const float* x,
 template <std::size_t T>
 void project_rows(const float* x, std::size_t d, const float* w, std::size_t cols, float* y) {
     std::size_t c = 0;
-    for (; c + 16 <= cols; c += 16) project_tile<T>(x, d, w + c, cols, y + c);
-    for (; c + 8 <= cols; c += 8) project_tile8<T>(x, d, w + c, cols, y + c);
-    for (; c + 4 <= cols; c += 4) project_tile4<T>(x, d, w + c, cols, y + c);
+    for (; c + 16 <= cols; c += 16) project_tile<T, F32x8, 2>(x, d, w + c, cols, y + c);
+    for (; c + 8 <= cols; c += 8) project_tile<T, F32x8, 1>(x, d, w + c, cols, y + c);
+    for (; c + 4 <= cols; c += 4) project_tile<T, F32x4, 1>(x, d, w + c, cols, y + c);
     for (; c < cols; ++c) project_column<T>(x, d, w + c, cols, y + c);
 }
 
