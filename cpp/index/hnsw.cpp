@@ -208,6 +208,7 @@ HnswGraph::HnswGraph(const KernelTable& table, const StoreSpec& spec, std::size_
     }
     scorer_ = Scorer(table, spec_);
     fastscan_ = table.pq.fastscan_u4;
+    fastscan1_ = table.pq.fastscan1_u4;
 }
 
 HnswGraph::~HnswGraph() { std::free(owned_); }
@@ -265,6 +266,7 @@ void HnswGraph::enable_codes(const RaBitQ& quantizer, const float* centre) {
     const std::size_t D = quantizer.padded_dim(), levels = (std::size_t{1} << quantizer.query_bits()) - 1;
     // nibble tables hold sums of 4 query levels in a byte, block sums stay below 2^16
     codes_->fastscan = quantizer.bits() == 1 && 4 * levels <= 255 && D * levels < 65536;
+    codes_->fastscan_bytes = 4 * levels <= 63;  // four entries of a group fit a byte (pq.hpp)
     if (codes_->fastscan) {
         codes_->m4 = D / 4;  // D is a multiple of 64
         codes_->blocks = (M0_ + 31) / 32;
@@ -1193,8 +1195,12 @@ void HnswGraph::rotate_query(const float* x, float* out, HnswWorker& w) const {
 void HnswGraph::estimate_block(std::uint32_t slot, HnswWorker& w) const {
     const GraphCodes& c = *codes_;
     const std::uint8_t* block = neighbour_codes(slot);
-    std::uint16_t all = 0xffff;
-    fastscan_(block, c.blocks, c.m4, w.lut.data(), 1, &all, keep_sums, w.sums.data());
+    if (c.fastscan_bytes) {
+        fastscan1_(block, c.blocks, c.m4, w.lut.data(), w.sums.data());
+    } else {
+        std::uint16_t all = 0xffff;
+        fastscan_(block, c.blocks, c.m4, w.lut.data(), 1, &all, keep_sums, w.sums.data());
+    }
     const std::size_t width = c.blocks * 32;
     const float* scale = reinterpret_cast<const float*>(block + c.factors_offset);
     const float* count = scale + width;

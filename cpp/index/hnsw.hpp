@@ -139,6 +139,7 @@ struct GraphCodes {
     std::vector<float> centre;  // (dim,) or empty (= 0)
     std::size_t code_bytes = 0;
     bool fastscan = false;
+    bool fastscan_bytes = false;  // table entries <= 63: the one-query kernel sums lookups as bytes
     std::size_t m4 = 0, blocks = 0;  // fast-scan: D / 4 sub-spaces; blocks of 32 per node
     std::size_t node_bytes = 0;      // bytes of one node's neighbour block
     std::size_t factors_offset = 0;  // fast-scan: where a node block's factors start
@@ -329,6 +330,7 @@ class HnswGraph {
     StoreSpec spec_;
     std::unique_ptr<GraphCodes> codes_;  // storage "rabitq" only
     decltype(PqKernels::fastscan_u4) fastscan_ = nullptr;  // graph over codes, bits = 1
+    decltype(PqKernels::fastscan1_u4) fastscan1_ = nullptr;  // the same, entries <= 63
     Scorer scorer_;  // kernels captured at construction (spec_.lo / scale point into lo_ / scale_)
     std::vector<float> lo_, scale_;  // int8 ranges (spec_.lo / spec_.scale point here)
     std::size_t M_, M0_, ef_construction_;
