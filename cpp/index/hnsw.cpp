@@ -149,6 +149,7 @@ inline void prefetch_l2(const void* p) { __builtin_prefetch(p, 0, 2); }
 inline void prefetch_rest(const std::uint8_t* r, std::size_t bytes, bool to_l1) {
     const auto first = reinterpret_cast<std::uintptr_t>(r) & ~std::uintptr_t{63};
     const auto last = reinterpret_cast<std::uintptr_t>(r + bytes - 1) & ~std::uintptr_t{63};
+#pragma GCC unroll 4
     for (std::uintptr_t line = first + 64; line <= last; line += 64) {
         if (to_l1)
             prefetch(reinterpret_cast<const void*>(line));
@@ -1225,6 +1226,7 @@ void HnswGraph::estimate_block(std::uint32_t slot, HnswWorker& w) const {
 inline void HnswGraph::prefetch_code_node(std::uint32_t slot) const {
     prefetch_links(slot, 0);
     const std::uint8_t* block = neighbour_codes(slot);
+#pragma GCC unroll 4
     for (std::size_t b = 0; b < codes_->node_bytes; b += 64) prefetch_l2(block + b);
     const std::uint8_t* r = row(slot);
     prefetch_l2(r);
