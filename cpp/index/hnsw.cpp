@@ -1064,13 +1064,26 @@ void signed_fwht(float* y, const float* s, std::size_t h) {
         store4(y + i, a + b);
         store4(y + i + 4, a - b);
     }
-    for (std::size_t len = 8; len < h; len <<= 1)
-        for (std::size_t i = 0; i < h; i += len << 1)
+    // the later stages two at a time (stages len and 2 len on four vectors: one load and one
+    // store per vector for both), a last single stage if their count is odd
+    std::size_t len = 8;
+    for (; 2 * len < h; len <<= 2)
+        for (std::size_t i = 0; i < h; i += len << 2)
             for (std::size_t j = i; j < i + len; j += 4) {
                 const F4 a = load4(y + j), b = load4(y + j + len);
-                store4(y + j, a + b);
-                store4(y + j + len, a - b);
+                const F4 c = load4(y + j + 2 * len), d = load4(y + j + 3 * len);
+                const F4 ab = a + b, a_b = a - b, cd = c + d, c_d = c - d;
+                store4(y + j, ab + cd);
+                store4(y + j + len, a_b + c_d);
+                store4(y + j + 2 * len, ab - cd);
+                store4(y + j + 3 * len, a_b - c_d);
             }
+    if (len < h)
+        for (std::size_t j = 0; j < len; j += 4) {
+            const F4 a = load4(y + j), b = load4(y + j + len);
+            store4(y + j, a + b);
+            store4(y + j + len, a - b);
+        }
 }
 
 // <a, b> in float32 with 8 partial sums (one vector of them: the loop vectorises without
