@@ -113,10 +113,12 @@ struct HnswWorker;
 // bits = 1 (query levels small enough for 8-bit nibble tables and 16-bit sums): the
 // neighbour blocks hold the sign planes in the PQ 4-bit fast-scan layout (kernels/pq/pq.hpp;
 // a sub-space = 4 sign bits, so byte p of a sign plane is exactly pair p of the layout), all
-// neighbours of a node are scored in one fastscan_u4 call against the query's integer nibble
-// tables T_j[c] = sum of the quantised query levels of the set bits of c (exact integer sums,
-// the same on every tier), and the neighbours' factors follow the codes in the same node
-// block, one array per factor so the 32 estimates of a block are one vectorised loop:
+// neighbours of a node are scored in one fastscan1_u4 call (one query; the four lookups of a
+// group added as bytes, table entries <= 4 x 15 = 60; else fastscan_u4) against the query's
+// integer nibble tables T_j[c] = sum of the quantised query levels of the set bits of c
+// (exact integer sums, the same on every tier), and the neighbours' factors follow the codes
+// in the same node block, one array per factor so the 32 estimates of a block are one
+// vectorised loop:
 //   neighbours: (capacity, node_bytes) uint8, a node's block = codes (blocks, D / 8, 32) uint8
 //               (blocks = ceil(M0 / 32)), then factors (F, blocks * 32) float32: the 1-bit
 //               scale, the popcount of the sign plane, and (l2 only, F = 3) ||r||^2
