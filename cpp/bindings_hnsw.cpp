@@ -9,6 +9,7 @@
 #include "bindings_common.hpp"
 #include "bindings_hnsw.hpp"
 #include "bindings_multivector.hpp"
+#include "dispatch.hpp"
 #include "index/hnsw.hpp"
 
 namespace simdex {
@@ -298,7 +299,31 @@ std::size_t hnsw_remove(HnswParts g, const std::int64_t* ids, std::size_t n, std
     return removed;
 }
 
+namespace {
+
+// Sums of every row of `nblocks` fast-scan blocks for one query's nibble tables with the active
+// level's one-query kernel (tests: the graph walk's kernel against a NumPy reference).
+py::array_t<std::uint16_t> fastscan1_sums(const py::array& blocks, std::size_t nblocks, std::size_t m4,
+                                          const py::array& lut) {
+    if (m4 == 0 || m4 % 4 != 0) throw std::invalid_argument("m4 must be a positive multiple of 4, got " + std::to_string(m4));
+    const std::uint8_t* b = array_bytes(blocks, nblocks * (m4 / 2) * 32, 1, "blocks");
+    const std::uint8_t* t = array_bytes(lut, m4 * 32, 1, "lut");
+    for (std::size_t i = 0; i < m4 * 32; ++i)
+        if (t[i] > 63) throw std::invalid_argument("lut entries must be <= 63, got " + std::to_string(t[i]));
+    if (m4 * 63 >= 65536) throw std::invalid_argument("m4 * 63 must be < 65536, got m4 = " + std::to_string(m4));
+    py::array_t<std::uint16_t> out(static_cast<py::ssize_t>(nblocks * 32));
+    std::uint16_t* o = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        active_kernels().pq.fastscan1_u4(b, nblocks, m4, t, o);
+    }
+    return out;
+}
+
+}  // namespace
+
 void bind_hnsw(py::module_& m) {
+    m.def("pq_fastscan1_sums", &fastscan1_sums, py::arg("blocks"), py::arg("nblocks"), py::arg("m4"), py::arg("lut"));
     py::class_<HnswHandle>(m, "HnswGraph")
         .def(py::init<const std::string&, const std::string&, std::size_t, std::size_t, std::size_t, std::uint64_t>(),
              py::arg("storage"), py::arg("metric"), py::arg("dim"), py::arg("M"),

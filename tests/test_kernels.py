@@ -370,3 +370,48 @@ def test_lean_knn_rejects_non_finite_rows():
         sx.knn(x[0], x, 5)
     with pytest.raises(ValueError, match="k must be"):
         sx.knn(x[1], x[:10], 0)
+
+
+def fastscan1_reference(blocks: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """Row sums of (nblocks, m4 / 2, 32) blocks for one (m4 / 4, 128) table, straight from the
+    layout in cpp/kernels/pq/pq.hpp: byte t of pair p is row t / 2 (t even) or 16 + t / 2,
+    low nibble -> table at (p // 2) * 128 + (p % 2) * 32, high nibble -> 64 bytes further."""
+    nblocks, pairs, _ = blocks.shape
+    rows = np.array([t // 2 if t % 2 == 0 else 16 + t // 2 for t in range(32)])
+    sums = np.zeros((nblocks, 32), np.int64)
+    for p in range(pairs):
+        low = lut[p // 2, (p % 2) * 32 : (p % 2) * 32 + 16].astype(np.int64)
+        high = lut[p // 2, 64 + (p % 2) * 32 : 64 + (p % 2) * 32 + 16].astype(np.int64)
+        codes = blocks[:, p, :]
+        sums[:, rows] += low[codes & 15] + high[codes >> 4]
+    return sums.reshape(-1)
+
+
+@pytest.mark.parametrize("level", available_levels())
+@pytest.mark.parametrize("m4", [4, 8, 96, 100, 256])
+@pytest.mark.parametrize("nblocks", [1, 2, 3])
+def test_fastscan_one_query_sums_match_numpy(level, m4, nblocks):
+    rng = np.random.default_rng(m4 * 10 + nblocks)
+    blocks = rng.integers(0, 256, (nblocks, m4 // 2, 32), dtype=np.uint8)
+    for top in (1, 15, 63):  # 63: four entries summed as bytes reach 252
+        tables = rng.integers(0, top + 1, (m4 // 4, 4, 16), dtype=np.uint8)
+        tables[:, :, 15] = top  # every table reaches the bound
+        lut = np.repeat(tables, 2, axis=1).reshape(m4 // 4, 128)  # each table twice (both lanes)
+        with force_simd(level):
+            got = _core.pq_fastscan1_sums(blocks, nblocks, m4, lut)
+        np.testing.assert_array_equal(got, fastscan1_reference(blocks, lut))
+    blocks[...] = 0xFF  # every row picks entry 15 of every table: the largest sums
+    with force_simd(level):
+        got = _core.pq_fastscan1_sums(blocks, nblocks, m4, lut)
+    np.testing.assert_array_equal(got, np.full(nblocks * 32, 63 * m4, np.uint16))
+
+
+def test_fastscan_one_query_rejects_bad_input():
+    blocks = np.zeros((1, 4, 32), np.uint8)
+    lut = np.zeros((2, 128), np.uint8)
+    with pytest.raises(ValueError, match="<= 63"):
+        _core.pq_fastscan1_sums(blocks, 1, 8, np.full((2, 128), 64, np.uint8))
+    with pytest.raises(ValueError, match="multiple of 4"):
+        _core.pq_fastscan1_sums(blocks, 1, 6, lut)
+    with pytest.raises(ValueError, match="expected"):
+        _core.pq_fastscan1_sums(blocks, 2, 8, lut)

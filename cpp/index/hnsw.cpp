@@ -149,6 +149,7 @@ inline void prefetch_l2(const void* p) { __builtin_prefetch(p, 0, 2); }
 inline void prefetch_rest(const std::uint8_t* r, std::size_t bytes, bool to_l1) {
     const auto first = reinterpret_cast<std::uintptr_t>(r) & ~std::uintptr_t{63};
     const auto last = reinterpret_cast<std::uintptr_t>(r + bytes - 1) & ~std::uintptr_t{63};
+#pragma GCC unroll 4
     for (std::uintptr_t line = first + 64; line <= last; line += 64) {
         if (to_l1)
             prefetch(reinterpret_cast<const void*>(line));
@@ -208,6 +209,7 @@ HnswGraph::HnswGraph(const KernelTable& table, const StoreSpec& spec, std::size_
     }
     scorer_ = Scorer(table, spec_);
     fastscan_ = table.pq.fastscan_u4;
+    fastscan1_ = table.pq.fastscan1_u4;
 }
 
 HnswGraph::~HnswGraph() { std::free(owned_); }
@@ -265,6 +267,7 @@ void HnswGraph::enable_codes(const RaBitQ& quantizer, const float* centre) {
     const std::size_t D = quantizer.padded_dim(), levels = (std::size_t{1} << quantizer.query_bits()) - 1;
     // nibble tables hold sums of 4 query levels in a byte, block sums stay below 2^16
     codes_->fastscan = quantizer.bits() == 1 && 4 * levels <= 255 && D * levels < 65536;
+    codes_->fastscan_bytes = 4 * levels <= 63;  // four entries of a group fit a byte (pq.hpp)
     if (codes_->fastscan) {
         codes_->m4 = D / 4;  // D is a multiple of 64
         codes_->blocks = (M0_ + 31) / 32;
@@ -1061,13 +1064,26 @@ void signed_fwht(float* y, const float* s, std::size_t h) {
         store4(y + i, a + b);
         store4(y + i + 4, a - b);
     }
-    for (std::size_t len = 8; len < h; len <<= 1)
-        for (std::size_t i = 0; i < h; i += len << 1)
+    // the later stages two at a time (stages len and 2 len on four vectors: one load and one
+    // store per vector for both), a last single stage if their count is odd
+    std::size_t len = 8;
+    for (; 2 * len < h; len <<= 2)
+        for (std::size_t i = 0; i < h; i += len << 2)
             for (std::size_t j = i; j < i + len; j += 4) {
                 const F4 a = load4(y + j), b = load4(y + j + len);
-                store4(y + j, a + b);
-                store4(y + j + len, a - b);
+                const F4 c = load4(y + j + 2 * len), d = load4(y + j + 3 * len);
+                const F4 ab = a + b, a_b = a - b, cd = c + d, c_d = c - d;
+                store4(y + j, ab + cd);
+                store4(y + j + len, a_b + c_d);
+                store4(y + j + 2 * len, ab - cd);
+                store4(y + j + 3 * len, a_b - c_d);
             }
+    if (len < h)
+        for (std::size_t j = 0; j < len; j += 4) {
+            const F4 a = load4(y + j), b = load4(y + j + len);
+            store4(y + j, a + b);
+            store4(y + j + len, a - b);
+        }
 }
 
 // <a, b> in float32 with 8 partial sums (one vector of them: the loop vectorises without
@@ -1193,8 +1209,12 @@ void HnswGraph::rotate_query(const float* x, float* out, HnswWorker& w) const {
 void HnswGraph::estimate_block(std::uint32_t slot, HnswWorker& w) const {
     const GraphCodes& c = *codes_;
     const std::uint8_t* block = neighbour_codes(slot);
-    std::uint16_t all = 0xffff;
-    fastscan_(block, c.blocks, c.m4, w.lut.data(), 1, &all, keep_sums, w.sums.data());
+    if (c.fastscan_bytes) {
+        fastscan1_(block, c.blocks, c.m4, w.lut.data(), w.sums.data());
+    } else {
+        std::uint16_t all = 0xffff;
+        fastscan_(block, c.blocks, c.m4, w.lut.data(), 1, &all, keep_sums, w.sums.data());
+    }
     const std::size_t width = c.blocks * 32;
     const float* scale = reinterpret_cast<const float*>(block + c.factors_offset);
     const float* count = scale + width;
@@ -1219,6 +1239,7 @@ void HnswGraph::estimate_block(std::uint32_t slot, HnswWorker& w) const {
 inline void HnswGraph::prefetch_code_node(std::uint32_t slot) const {
     prefetch_links(slot, 0);
     const std::uint8_t* block = neighbour_codes(slot);
+#pragma GCC unroll 4
     for (std::size_t b = 0; b < codes_->node_bytes; b += 64) prefetch_l2(block + b);
     const std::uint8_t* r = row(slot);
     prefetch_l2(r);

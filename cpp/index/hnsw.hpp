@@ -113,10 +113,12 @@ struct HnswWorker;
 // bits = 1 (query levels small enough for 8-bit nibble tables and 16-bit sums): the
 // neighbour blocks hold the sign planes in the PQ 4-bit fast-scan layout (kernels/pq/pq.hpp;
 // a sub-space = 4 sign bits, so byte p of a sign plane is exactly pair p of the layout), all
-// neighbours of a node are scored in one fastscan_u4 call against the query's integer nibble
-// tables T_j[c] = sum of the quantised query levels of the set bits of c (exact integer sums,
-// the same on every tier), and the neighbours' factors follow the codes in the same node
-// block, one array per factor so the 32 estimates of a block are one vectorised loop:
+// neighbours of a node are scored in one fastscan1_u4 call (one query; the four lookups of a
+// group added as bytes, table entries <= 4 x 15 = 60; else fastscan_u4) against the query's
+// integer nibble tables T_j[c] = sum of the quantised query levels of the set bits of c
+// (exact integer sums, the same on every tier), and the neighbours' factors follow the codes
+// in the same node block, one array per factor so the 32 estimates of a block are one
+// vectorised loop:
 //   neighbours: (capacity, node_bytes) uint8, a node's block = codes (blocks, D / 8, 32) uint8
 //               (blocks = ceil(M0 / 32)), then factors (F, blocks * 32) float32: the 1-bit
 //               scale, the popcount of the sign plane, and (l2 only, F = 3) ||r||^2
@@ -139,6 +141,7 @@ struct GraphCodes {
     std::vector<float> centre;  // (dim,) or empty (= 0)
     std::size_t code_bytes = 0;
     bool fastscan = false;
+    bool fastscan_bytes = false;  // table entries <= 63: the one-query kernel sums lookups as bytes
     std::size_t m4 = 0, blocks = 0;  // fast-scan: D / 4 sub-spaces; blocks of 32 per node
     std::size_t node_bytes = 0;      // bytes of one node's neighbour block
     std::size_t factors_offset = 0;  // fast-scan: where a node block's factors start
@@ -329,6 +332,7 @@ class HnswGraph {
     StoreSpec spec_;
     std::unique_ptr<GraphCodes> codes_;  // storage "rabitq" only
     decltype(PqKernels::fastscan_u4) fastscan_ = nullptr;  // graph over codes, bits = 1
+    decltype(PqKernels::fastscan1_u4) fastscan1_ = nullptr;  // the same, entries <= 63
     Scorer scorer_;  // kernels captured at construction (spec_.lo / scale point into lo_ / scale_)
     std::vector<float> lo_, scale_;  // int8 ranges (spec_.lo / spec_.scale point here)
     std::size_t M_, M0_, ef_construction_;

@@ -68,6 +68,39 @@ void fastscan_queries_neon(const std::uint8_t* blocks, std::size_t nblocks, std:
     }
 }
 
+// One query: the four lookups of a group (pairs 2g and 2g+1, low and high nibbles) are
+// added as bytes (entries <= 63, see pq.hpp) and widened once; halves as above.
+void fastscan1_u4_neon(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
+                       const std::uint8_t* lut, std::uint16_t* sums) {
+    const std::size_t groups = m4 / 4;
+    const uint8x16_t nibble_u8x16 = vdupq_n_u8(0x0F);
+    for (std::size_t b = 0; b < nblocks; ++b) {
+        const std::uint8_t* block = blocks + b * groups * 64;
+        uint16x8_t all_u16x8[2] = {vdupq_n_u16(0), vdupq_n_u16(0)};
+        uint16x8_t high_u16x8[2] = {vdupq_n_u16(0), vdupq_n_u16(0)};
+        for (std::size_t g = 0; g < groups; ++g) {
+            const std::uint8_t* table = lut + g * 128;
+            const uint8x16_t t0 = vld1q_u8(table), t1 = vld1q_u8(table + 32);
+            const uint8x16_t t2 = vld1q_u8(table + 64), t3 = vld1q_u8(table + 96);
+            for (int h = 0; h < 2; ++h) {
+                const uint8x16_t codes0 = vld1q_u8(block + g * 64 + h * 16);
+                const uint8x16_t codes1 = vld1q_u8(block + g * 64 + 32 + h * 16);
+                const uint8x16_t s =
+                    vaddq_u8(vaddq_u8(vqtbl1q_u8(t0, vandq_u8(codes0, nibble_u8x16)),
+                                      vqtbl1q_u8(t1, vandq_u8(codes1, nibble_u8x16))),
+                             vaddq_u8(vqtbl1q_u8(t2, vshrq_n_u8(codes0, 4)), vqtbl1q_u8(t3, vshrq_n_u8(codes1, 4))));
+                const uint16x8_t wide = vreinterpretq_u16_u8(s);
+                all_u16x8[h] = vaddq_u16(all_u16x8[h], wide);
+                high_u16x8[h] = vaddq_u16(high_u16x8[h], vshrq_n_u16(wide, 8));
+            }
+        }
+        for (int h = 0; h < 2; ++h) {
+            vst1q_u16(sums + b * 32 + 8 * h, vsubq_u16(all_u16x8[h], vshlq_n_u16(high_u16x8[h], 8)));
+            vst1q_u16(sums + b * 32 + 16 + 8 * h, high_u16x8[h]);
+        }
+    }
+}
+
 void fastscan_u4_neon(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
                       const std::uint8_t* luts, std::size_t nq, std::uint16_t* thresholds,
                       FastScanEmit emit, void* context) {
@@ -85,6 +118,7 @@ void register_pq_neon(KernelTable& table) {
     // adc_u8 and nearest_f32 stay the scalar kernels: NEON is the aarch64 baseline, so the
     // scalar file already compiles them (auto-vectorised) with the same flags as this one.
     table.pq.fastscan_u4 = fastscan_u4_neon;
+    table.pq.fastscan1_u4 = fastscan1_u4_neon;
 }
 
 }  // namespace simdex

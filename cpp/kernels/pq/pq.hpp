@@ -66,6 +66,15 @@ struct PqKernels {
     void (*fastscan_u4)(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
                         const std::uint8_t* luts, std::size_t nq, std::uint16_t* thresholds,
                         FastScanEmit emit, void* context) = nullptr;
+
+    /// One query, every row's sum, no threshold (graph walks: a node's neighbour block is
+    /// scored whole). The four entries a group's lookups add for one row are summed as bytes
+    /// before widening, so the caller must make sure every sub-space table entry is <= 63
+    /// (four of them fit a byte); sums must also stay < 65536 as above.
+    /// blocks: (nblocks, m4 / 2, 32) uint8;  lut: (m4 / 4, 128) uint8 (layouts above)
+    /// sums:   (nblocks * 32,) uint16 out, row order
+    void (*fastscan1_u4)(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
+                         const std::uint8_t* lut, std::uint16_t* sums) = nullptr;
 };
 
 }  // namespace simdex

@@ -42,6 +42,26 @@ void fastscan_u4_scalar(const std::uint8_t* blocks, std::size_t nblocks, std::si
     }
 }
 
+// One query, no threshold: the reference the SIMD tiers' byte-summing kernels must match.
+void fastscan1_u4_scalar(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
+                         const std::uint8_t* lut, std::uint16_t* sums) {
+    const std::size_t pairs = m4 / 2;
+    for (std::size_t b = 0; b < nblocks; ++b) {
+        const std::uint8_t* block = blocks + b * pairs * 32;
+        std::uint16_t* out = sums + b * 32;
+        for (std::size_t r = 0; r < 32; ++r) out[r] = 0;
+        for (std::size_t p = 0; p < pairs; ++p) {
+            const std::uint8_t* low = lut + (p >> 1) * 128 + (p & 1) * 32;
+            const std::uint8_t* high = low + 64;
+            const std::uint8_t* bytes = block + p * 32;
+            for (std::size_t t = 0; t < 32; ++t) {
+                const std::uint8_t v = bytes[t];
+                out[row_of_byte(t)] = static_cast<std::uint16_t>(out[row_of_byte(t)] + low[v & 15] + high[v >> 4]);
+            }
+        }
+    }
+}
+
 // Nearest centroid: scores of 16 centroids at a time for one point, expanded form
 // ||c||^2 - 2 <x, c> (the ||x||^2 term is the same for every centroid; rows come scaled by -2).
 void nearest_f32_scalar(const float* x, std::size_t n, std::size_t d, const float* centroids_t,
@@ -76,6 +96,7 @@ void nearest_f32_scalar(const float* x, std::size_t n, std::size_t d, const floa
 void register_pq_scalar(KernelTable& table) {
     table.pq.adc_u8 = adc_u8_rows;
     table.pq.fastscan_u4 = fastscan_u4_scalar;
+    table.pq.fastscan1_u4 = fastscan1_u4_scalar;
     table.pq.nearest_f32 = nearest_f32_scalar;
 }
 

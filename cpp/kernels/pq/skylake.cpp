@@ -65,6 +65,32 @@ void fastscan_queries_skylake(const std::uint8_t* blocks, std::size_t nblocks, s
     }
 }
 
+// One query: the low- and high-nibble lookups of a group are added as bytes (entries <= 63,
+// see pq.hpp) and widened once; the two 256-bit halves (pairs 2g and 2g+1) are added at the end.
+void fastscan1_u4_skylake(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
+                          const std::uint8_t* lut, std::uint16_t* sums) {
+    const std::size_t groups = m4 / 4;
+    const __m512i nibble_u8x64 = _mm512_set1_epi8(0x0F);
+    for (std::size_t b = 0; b < nblocks; ++b) {
+        const std::uint8_t* block = blocks + b * groups * 64;
+        __m512i all_u16x32 = _mm512_setzero_si512(), high_u16x32 = _mm512_setzero_si512();
+        for (std::size_t g = 0; g < groups; ++g) {
+            const __m512i codes_u8x64 = _mm512_loadu_si512(block + g * 64);
+            const std::uint8_t* table = lut + g * 128;
+            const __m512i r0 = _mm512_shuffle_epi8(_mm512_loadu_si512(table), _mm512_and_si512(codes_u8x64, nibble_u8x64));
+            const __m512i r1 = _mm512_shuffle_epi8(_mm512_loadu_si512(table + 64),
+                                                   _mm512_and_si512(_mm512_srli_epi16(codes_u8x64, 4), nibble_u8x64));
+            const __m512i s = _mm512_add_epi8(r0, r1);
+            all_u16x32 = _mm512_add_epi16(all_u16x32, s);
+            high_u16x32 = _mm512_add_epi16(high_u16x32, _mm512_srli_epi16(s, 8));
+        }
+        const __m256i all = _mm256_add_epi16(_mm512_castsi512_si256(all_u16x32), _mm512_extracti64x4_epi64(all_u16x32, 1));
+        const __m256i odd = _mm256_add_epi16(_mm512_castsi512_si256(high_u16x32), _mm512_extracti64x4_epi64(high_u16x32, 1));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(sums + b * 32), _mm256_sub_epi16(all, _mm256_slli_epi16(odd, 8)));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(sums + b * 32 + 16), odd);
+    }
+}
+
 void fastscan_u4_skylake(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
                         const std::uint8_t* luts, std::size_t nq, std::uint16_t* thresholds,
                         FastScanEmit emit, void* context) {
@@ -157,6 +183,7 @@ void nearest_f32_skylake(const float* x, std::size_t n, std::size_t d, const flo
 void register_pq_skylake(KernelTable& table) {
     table.pq.adc_u8 = adc_u8_rows;
     table.pq.fastscan_u4 = fastscan_u4_skylake;
+    table.pq.fastscan1_u4 = fastscan1_u4_skylake;
     table.pq.nearest_f32 = nearest_f32_skylake;
 }
 
