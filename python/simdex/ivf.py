@@ -24,7 +24,7 @@ from ._format import Fields
 from ._rerank import RerankStore
 from ._result import SearchResult
 from .kernels import normalize
-from .kmeans import kmeans
+from .kmeans import coarse_quantizer
 from .pq import PQ_METRICS, PQCoreIndex, ProductQuantizer, _check_rerank_k, _m4
 
 
@@ -129,18 +129,8 @@ class IVFPQIndex(PQCoreIndex):
         with self._train_lock:
             _checks.check_untrained(self, len(self))
             a, _ = self._prepare(x, "x")
-            if a.shape[0] < self.nlist:
-                raise ValueError(
-                    f"training needs at least nlist = {self.nlist} vectors; got {a.shape[0]}"
-                )
-            centroids, labels = kmeans(
-                a,
-                self.nlist,
-                n_iter=n_iter,
-                seed=seed,
-                max_samples=256 * self.nlist,
-                threads=threads,
-                progress=progress,
+            centroids, labels = coarse_quantizer(
+                a, self.nlist, n_iter=n_iter, seed=seed, threads=threads, progress=progress
             )
             self.pq.fit(a - centroids[labels], seed=seed + 1, threads=threads, progress=progress)
             books = self.pq._require_trained()

@@ -155,6 +155,24 @@ def kmeans(
     return centroids, labels.astype(np.int64, copy=False)
 
 
+def coarse_quantizer(
+    a: np.ndarray, nlist: int, *, n_iter: int, seed: int, threads: int | None, progress: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The lists of an IVF index: k-means with FAISS's IVF defaults (<= 256 training points
+    per list); a (n, d) float32; returns (centroids (nlist, d), labels (n,))."""
+    if a.shape[0] < nlist:
+        raise ValueError(f"training needs at least nlist = {nlist} vectors; got {a.shape[0]}")
+    return kmeans(
+        a,
+        nlist,
+        n_iter=n_iter,
+        seed=seed,
+        max_samples=256 * nlist,
+        threads=threads,
+        progress=progress,
+    )
+
+
 def objective(x: np.ndarray, centroids: np.ndarray, threads: int | None = None) -> float:
     """Sum of squared distances from every point of x (n, d) to its nearest centroid."""
     a, _ = _checks.as_float_rows(x, None, "x", allow_1d=False)

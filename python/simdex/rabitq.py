@@ -17,7 +17,7 @@ from ._format import Fields
 from ._rerank import RerankStore
 from ._result import SearchResult
 from .kernels import normalize
-from .kmeans import _assign, kmeans
+from .kmeans import _assign, coarse_quantizer
 from .pq import _check_rerank_k
 
 ROTATIONS = ("hadamard", "dense")
@@ -331,18 +331,8 @@ class _RaBitQIndexBase(Index):
         if self.nlist == 1:
             self._set_centroids(a.mean(axis=0, dtype=np.float64)[None, :])
             return
-        if a.shape[0] < self.nlist:
-            raise ValueError(
-                f"training needs at least nlist = {self.nlist} vectors; got {a.shape[0]}"
-            )
-        centroids, _ = kmeans(
-            a,
-            self.nlist,
-            n_iter=n_iter,
-            seed=seed,
-            max_samples=256 * self.nlist,
-            threads=threads,
-            progress=progress,
+        centroids, _ = coarse_quantizer(
+            a, self.nlist, n_iter=n_iter, seed=seed, threads=threads, progress=progress
         )
         self._set_centroids(centroids)
 

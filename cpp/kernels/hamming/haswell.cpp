@@ -12,15 +12,7 @@
 namespace simdex {
 namespace {
 
-// Per-byte popcount of v (each byte 0..8).
-__m256i popcount_bytes(__m256i v) {
-    const __m256i table = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1,
-                                           2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
-    const __m256i low_mask = _mm256_set1_epi8(0x0f);
-    __m256i lo = _mm256_and_si256(v, low_mask);
-    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low_mask);
-    return _mm256_add_epi8(_mm256_shuffle_epi8(table, lo), _mm256_shuffle_epi8(table, hi));
-}
+#include "kernels/hamming/popcount_haswell.inc"
 
 // Per-64-bit-lane popcount.
 __m256i popcount_u64(__m256i v) {
