@@ -35,8 +35,9 @@ KINDS["pq8-rerank"] = (lambda: sx.PQIndex(D, 4, metric="l2", rerank="memory"), F
 KINDS["pq4-rerank"] = (lambda: sx.PQIndex(D, 4, nbits=4, metric="cosine", rerank="memory"), False)
 KINDS["rabitq"] = (lambda: sx.RaBitQIndex(D, bits=2, rerank="memory"), False)
 KINDS["ivf-rabitq"] = (lambda: sx.IVFRaBitQIndex(D, 8, bits=4, metric="cosine"), False)
+KINDS["hnsw-rabitq"] = (lambda: sx.HNSWIndex(D, "l2", M=8, ef_construction=40, storage="rabitq", bits=1), False)
 TRAINED = {"flat-int8", "pq8", "pq8-rerank", "pq4", "pq4-rerank", "ivfpq", "leanvec", "binary", "binary-graph",
-           "rabitq", "ivf-rabitq"}
+           "rabitq", "ivf-rabitq", "hnsw-rabitq"}
 
 
 def make(kind: str, sample: np.ndarray):
@@ -214,7 +215,7 @@ def test_filter_per_query(kind, data):
         index.search(q, 5, filter=filters[:2])
 
 
-@pytest.mark.parametrize("kind", ["hnsw", "leanvec", "binary-graph"])
+@pytest.mark.parametrize("kind", ["hnsw", "hnsw-rabitq", "leanvec", "binary-graph"])
 def test_ctrl_c_during_add_leaves_index_consistent(kind, python_sigint):
     """KeyboardInterrupt arrives while add runs in C++: the index stays consistent, searches
     find what it holds, and the next add works."""
