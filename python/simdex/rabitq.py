@@ -256,6 +256,12 @@ class _RaBitQIndexBase(Index):
         c = np.ascontiguousarray(centroids, dtype=np.float32)
         self._core.set_centroids(c)
         self.centroids = c
+        # the keys rows are assigned by (ip / cosine), once per training, not per add
+        norms = np.linalg.norm(c, axis=1, keepdims=True)
+        unit = c / np.where(norms > 0, norms, 1.0)
+        self._list_keys = np.ascontiguousarray(
+            unit if self.metric == "cosine" else c, dtype=np.float32
+        )
 
     def _lists(self, a: np.ndarray, threads: int | None) -> np.ndarray:
         """The list of each row (n,) int64: the nearest centroid by l2 (l2), by cosine (cosine:
@@ -266,12 +272,8 @@ class _RaBitQIndexBase(Index):
         assert self.centroids is not None
         if self.metric == "l2":
             return np.ascontiguousarray(_assign(a, self.centroids, threads)[1], dtype=np.int64)
-        keys = self.centroids
-        if self.metric == "cosine":
-            norms = np.linalg.norm(keys, axis=1, keepdims=True)
-            keys = np.ascontiguousarray(keys / np.where(norms > 0, norms, 1.0), dtype=np.float32)
         _, labels = _core.search(
-            keys,
+            self._list_keys,
             self.nlist,
             a,
             a.shape[0],
