@@ -15,7 +15,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 CPP = ROOT / "cpp"
 # The cross-compiled aarch64 checks do not depend on the x86 tier: the CI pass with
 # SIMDEX_SIMD=scalar would only repeat them.
-ONCE = pytest.mark.skipif(bool(os.environ.get("SIMDEX_SIMD")), reason="runs once, in the pass at the detected tier")
+ONCE = pytest.mark.skipif(
+    bool(os.environ.get("SIMDEX_SIMD")), reason="runs once, in the pass at the detected tier"
+)
 
 
 def test_no_march_native():

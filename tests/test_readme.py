@@ -19,7 +19,9 @@ def blocks() -> list[str]:
 
 # The examples exercise the API, not a tier (every module's tests run at every tier): the CI
 # pass with SIMDEX_SIMD=scalar skips them.
-@pytest.mark.skipif(bool(os.environ.get("SIMDEX_SIMD")), reason="runs once, in the pass at the detected tier")
+@pytest.mark.skipif(
+    bool(os.environ.get("SIMDEX_SIMD")), reason="runs once, in the pass at the detected tier"
+)
 def test_readme_blocks_run(tmp_path, monkeypatch):
     pytest.importorskip("dask.distributed")
     pytest.importorskip("langchain_core")
