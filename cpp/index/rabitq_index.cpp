@@ -211,7 +211,7 @@ void RaBitQIndexCore::encode_rows(const float* x, const std::int64_t* lists, std
 
 void RaBitQIndexCore::insert(const std::uint8_t* rows, const float* dots, const std::int64_t* lists,
                              const std::int64_t* ids, std::int64_t* assigned, std::int64_t* slots_out, std::size_t n) {
-    if (has_dots() && !dots) throw std::invalid_argument("ip rows need their centre dots");
+    if (has_dots() && n && !dots) throw std::invalid_argument("ip rows need their centre dots");
     if (ids) {
         map_.check_new(ids, n);  // (unique within the batch: checked in Python)
     } else {
