@@ -147,7 +147,7 @@ void RaBitQIndexCore::put(std::size_t l, std::size_t pos, const std::uint8_t* ro
     const double add = metric_ == Metric::l2 ? 1.0 : metric_ == Metric::cosine ? 0.5 : -1.0;
     const double m = metric_ == Metric::l2 ? 2.0 : 1.0;
     const double first = l2_form() ? f[0] : dot;
-    list.g_min = std::min(list.g_min, static_cast<float>(add * first + m * f[1] * shift_1bit));
+    list.g_min = std::min(list.g_min, static_cast<float>(add * first + m * f[1] * static_cast<float>(shift_1bit)));
     list.scale1_min = std::min(list.scale1_min, f[1]);
     list.scale1_max = std::max(list.scale1_max, f[1]);
     list.error1_max = std::max(list.error1_max, f[2]);
