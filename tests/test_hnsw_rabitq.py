@@ -246,7 +246,8 @@ def _pair(tmp_path, metric="l2", n=1500, name="rows.f32"):
 def test_side_file_gives_the_same_results_as_ram(tmp_path, metric):
     ram, filed, side = _pair(tmp_path, metric)
     q = unit(Q) if metric == "ip" else Q
-    for args in ({"ef": 20}, {"ef": 40, "rerank_k": 200}, {"ef": 16, "filter": np.arange(0, 1500, 3)}):
+    every_third = np.arange(0, 1500, 3)
+    for args in ({"ef": 20}, {"ef": 40, "rerank_k": 200}, {"ef": 16, "filter": every_third}):
         a, b = ram.search(q, 10, **args), filed.search(q, 10, **args)
         np.testing.assert_array_equal(b.ids, a.ids)
         np.testing.assert_array_equal(b.distances, a.distances)

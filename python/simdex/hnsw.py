@@ -477,8 +477,11 @@ class HNSWIndex(CoreIndex):
         n = ids.shape[0]
         if f.has("rerank"):  # storage='rabitq' with its rows in a side file
             if index.storage != "rabitq":
-                raise f.error("rerank", f"only storage='rabitq' keeps rows apart; got {index.storage!r}")
+                raise f.error(
+                    "rerank", f"only storage='rabitq' keeps rows apart; got {index.storage!r}"
+                )
             f.choice("rerank", ("file",))
+            f.int("rerank_crc32", 0, 2**32 - 1)  # always written with these rows
             store = RerankStore.restore(f, index.dim, index.metric)
             if len(store) < n:
                 raise f.error("rerank_rows", f"{len(store)} re-rank rows for {n} slots")
