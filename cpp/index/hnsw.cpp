@@ -1291,9 +1291,7 @@ void HnswGraph::walk_codes_pool(const PreparedQuery& q, std::uint32_t entry, flo
     w.code_pool.resize(ef);
     w.code_tail.clear();
     w.kbest.clear();
-    if (w.todo.size() < M0_) w.todo.resize(M0_);
     CodeCandidate* pool = w.code_pool.data();
-    std::uint32_t* todo = w.todo.data();
     const float* estimates = w.estimates.data();
     const float error_scale = w.code.error_scale;
     const std::size_t width = codes_->blocks * 32;
@@ -1338,36 +1336,41 @@ void HnswGraph::walk_codes_pool(const PreparedQuery& q, std::uint32_t entry, flo
         std::uint8_t* pass = w.code_pass.data();
         for (std::size_t i = 0; i < width; ++i)  // vectorised
             pass[i] = static_cast<std::uint8_t>((estimates[i] < worst) | (estimates[i] - error_scale * errors[i] <= kth));
-        std::size_t fresh = 0;
-        for (std::size_t i = 0; i < n; ++i) {
-            todo[fresh] = static_cast<std::uint32_t>(i);
-            fresh += pass[i];
-        }
-        for (std::size_t f = 0; f < fresh; ++f) {
-            const std::uint32_t i = todo[f];
-            const std::uint32_t s = list[i + 1];
-            if (s >= capacity_ || !w.visit(s)) continue;
-            const CodeCandidate c{estimates[i], error_scale * errors[i], s, 0};
-            if (size == ef && !(c.distance < pool[ef - 1].distance)) {
-                if (c.distance - c.error <= kth) w.code_tail.push_back(c);
-                continue;
+        // The picked ones in link order, eight pass bytes (0 / 1) at a time as the bits of one
+        // byte (byte j of a little-endian word times the magic lands in bit 56 + j): the loop
+        // below runs once per picked neighbour, not once per neighbour.
+        static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "pass bytes are read as little-endian words");
+        for (std::size_t i0 = 0; i0 < n; i0 += 8) {
+            std::uint64_t bytes;
+            std::memcpy(&bytes, pass + i0, 8);  // in range: pass holds width (n rounded up to 32)
+            std::uint32_t bits = static_cast<std::uint32_t>((bytes * 0x0102040810204080ull) >> 56);
+            if (n - i0 < 8) bits &= (1u << (n - i0)) - 1;
+            for (; bits; bits &= bits - 1) {
+                const std::size_t i = i0 + static_cast<std::size_t>(__builtin_ctz(bits));
+                const std::uint32_t s = list[i + 1];
+                if (s >= capacity_ || !w.visit(s)) continue;
+                const CodeCandidate c{estimates[i], error_scale * errors[i], s, 0};
+                if (size == ef && !(c.distance < pool[ef - 1].distance)) {
+                    if (c.distance - c.error <= kth) w.code_tail.push_back(c);
+                    continue;
+                }
+                std::size_t first = 0, len = size;  // insert after the entries <= d
+                while (len > 0) {
+                    const std::size_t half = len >> 1;
+                    const bool right = pool[first + half].distance <= c.distance;
+                    first = right ? first + half + 1 : first;
+                    len = right ? len - half - 1 : half;
+                }
+                if (size == ef) {  // the window's last leaves it
+                    const CodeCandidate& out = pool[ef - 1];
+                    if (!out.expanded && out.distance - out.error <= kth) w.code_tail.push_back(out);
+                }
+                const std::size_t moved = (size < ef ? size : size - 1) - first;
+                std::memmove(pool + first + 1, pool + first, moved * sizeof(CodeCandidate));
+                pool[first] = c;
+                size += size < ef;
+                next = std::min(next, first);
             }
-            std::size_t first = 0, len = size;  // insert after the entries <= d
-            while (len > 0) {
-                const std::size_t half = len >> 1;
-                const bool right = pool[first + half].distance <= c.distance;
-                first = right ? first + half + 1 : first;
-                len = right ? len - half - 1 : half;
-            }
-            if (size == ef) {  // the window's last leaves it
-                const CodeCandidate& out = pool[ef - 1];
-                if (!out.expanded && out.distance - out.error <= kth) w.code_tail.push_back(out);
-            }
-            const std::size_t moved = (size < ef ? size : size - 1) - first;
-            std::memmove(pool + first + 1, pool + first, moved * sizeof(CodeCandidate));
-            pool[first] = c;
-            size += size < ef;
-            next = std::min(next, first);
         }
         cursor = next;
         while (cursor < size && pool[cursor].expanded) ++cursor;
