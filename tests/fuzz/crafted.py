@@ -237,6 +237,21 @@ def cases(victim: str) -> dict[str, Callable[[], bytes]]:
     c["header-is-a-list"] = lambda: _raw_header([1, 2])
     c["header-kind-list"] = lambda: _raw_header({"kind": ["flat"], "params": {}, "arrays": []})
     c["header-not-utf8"] = lambda: sdxfile.pack(b'{"kind": "\xff\xfe"}', [])
+    # rows in a side file (HNSWIndex(storage='rabitq', rerank=path)): the header describes the
+    # file (rows, bytes, CRC-32, name), never where it is; loaded without rerank= they raise,
+    # a path or a number in place of 'file' is never opened, float graphs have no side file
+    def side_file(kind: str, where: object, **more: object) -> sdxfile.SdxFile:
+        f = base(kind)
+        f.params.update({"rerank": where, "rerank_rows": 40, "rerank_bytes": 40 * 16 * 4,
+                         "rerank_crc32": 0, "rerank_name": "victim.f32", **more})
+        return f
+    add("hnsw-rabitq-rerank-path-in-header", lambda: side_file("hnsw-rabitq", victim))
+    add("hnsw-rabitq-rerank-int-in-header", lambda: side_file("hnsw-rabitq", 2**40))
+    add("hnsw-rabitq-rerank-file-not-named", lambda: side_file("hnsw-rabitq", "file"))
+    add("hnsw-rabitq-rerank-memory-in-header", lambda: side_file("hnsw-rabitq", "memory"))
+    add("hnsw-rabitq-rerank-rows-2**62", lambda: side_file("hnsw-rabitq", "file", rerank_rows=2**62))
+    add("hnsw-rabitq-rerank-crc-negative", lambda: side_file("hnsw-rabitq", "file", rerank_crc32=-1))
+    add("hnsw-rerank-file-on-float-graph", lambda: side_file("hnsw", "file"))
     return c
 
 
