@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import simdex as sx
+from conftest import add_interrupted
 from simdex import _format, kernels
 
 D = 48
@@ -433,20 +434,11 @@ def test_side_file_crafted_headers_raise(tmp_path):
 def test_side_file_interrupted_add_saves_and_loads(tmp_path, python_sigint):
     """Ctrl-C during add: rows of the nodes not inserted stay in the side file (it may hold
     more rows than the graph has slots); the index saves, loads and adds on consistently."""
-    import _thread
-
     x = clustered(30_000, 7)
     side = tmp_path / "v.f32"
     index = sx.HNSWIndex(D, "l2", M=8, ef_construction=40, storage="rabitq", rerank=side)
     index.train(x[:1000])
-    timer = threading.Timer(0.05, _thread.interrupt_main)
-    timer.start()
-    try:
-        index.add(x, threads=1)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        timer.cancel()
+    add_interrupted(index, x)
     n = len(index)
     assert 0 < n < x.shape[0], "the add finished before the interrupt; make it longer"
     want = index.search(x[:20], 5)

@@ -4,7 +4,6 @@ save / load / pickle, Ctrl-C during add, and one-row add / remove costs that do 
 
 from __future__ import annotations
 
-import _thread
 import itertools
 import os
 import pickle
@@ -16,7 +15,7 @@ import numpy as np
 import pytest
 
 import simdex as sx
-from conftest import clustered
+from conftest import add_interrupted, clustered
 
 D = 16
 
@@ -233,14 +232,7 @@ def test_ctrl_c_during_add_leaves_index_consistent(kind, python_sigint):
     find what it holds, and the next add works."""
     x = clustered(40_000, D, seed=9)
     index = make(kind, x[:2000])
-    timer = threading.Timer(0.05, _thread.interrupt_main)
-    timer.start()
-    try:
-        index.add(x, threads=1)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        timer.cancel()
+    add_interrupted(index, x)
     n = len(index)
     assert n < x.shape[0], "the add finished before the interrupt; make it longer"
     held = index.ids
