@@ -833,8 +833,10 @@ q = x[:5] + 0.01
 
 def snapshot():
     r = index.search(q, 7, rerank_k=40)
-    return (len(index), index._slot_count, sorted(index.ids.tolist()), r.ids.tolist(), r.distances.tolist(), dict(index.stats), index.nbytes,
-            index.reconstruct([5, 598]).tolist())
+    kept = index.reconstruct([5, 598]).tolist()
+    ids = sorted(index.ids.tolist())
+    return len(index), index._slot_count, ids, r.ids.tolist(), r.distances.tolist(), \
+        dict(index.stats), index.nbytes, kept
 
 before = snapshot()
 resource.setrlimit(resource.RLIMIT_FSIZE, (600 * 64 + 100, resource.RLIM_INFINITY))
@@ -848,8 +850,10 @@ resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM
 got = index.add(x[600:])
 np.testing.assert_array_equal(got, np.arange(600, 700))  # as if the failed add never ran
 assert len(index) == 697 and os.path.getsize(side) == 697 * 64, os.path.getsize(side)
-np.testing.assert_allclose(index.reconstruct([650, 5]), x[[650, 5]] if metric != "cosine" else
-                           x[[650, 5]] / np.linalg.norm(x[[650, 5]], axis=1, keepdims=True), rtol=1e-6)
+want = x[[650, 5]]
+if metric == "cosine":
+    want = want / np.linalg.norm(want, axis=1, keepdims=True)
+np.testing.assert_allclose(index.reconstruct([650, 5]), want, rtol=1e-6)
 r = index.search(x[650:652], 1, rerank_k=40)
 assert r.ids[:, 0].tolist() == [650, 651], r.ids
 print("ok")

@@ -237,7 +237,14 @@ class _RaBitQIndexBase(Index):
         q = self.quantizer
         rows = None if self._store is None else self._store.core
         self._core = _core.RaBitQIndexCore(
-            self.dim, q.bits, q.query_bits, q.rotation, q.rotation_params, self.metric, self.nlist, rows
+            self.dim,
+            q.bits,
+            q.query_bits,
+            q.rotation,
+            q.rotation_params,
+            self.metric,
+            self.nlist,
+            rows,
         )
 
     # ---- ids: the core's map ---------------------------------------------------------------
@@ -325,7 +332,9 @@ class _RaBitQIndexBase(Index):
                 part_ids = None if new_ids is None else np.ascontiguousarray(new_ids[part])
                 # codes and re-rank rows in one step: a full disk or a read-only file leaves
                 # the index as before this chunk (RaBitQIndexCore::add)
-                got = self._core.add(rows, rows.shape[0], self._lists(rows, threads), part_ids, threads)
+                got = self._core.add(
+                    rows, rows.shape[0], self._lists(rows, threads), part_ids, threads
+                )
                 added.append(got)
         out: np.ndarray = np.concatenate(added) if added else np.zeros(0, np.int64)
         return out
