@@ -5,17 +5,21 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <shared_mutex>
 
 #include "rwlock.hpp"
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "dispatch.hpp"
 #include "index/idmap.hpp"
+#include "index/rerank.hpp"
 #include "index/scorer.hpp"
 #include "parallel.hpp"
 
@@ -268,5 +272,40 @@ void bind_leanvec(py::module_& m);
 void bind_pq(py::module_& m);
 void bind_pqcore(py::module_& m);
 void bind_binary(py::module_& m);
+
+// The re-rank rows an index core owns: None or a simdex._core.RerankRows.
+inline std::shared_ptr<RerankRows> rows_arg(const py::object& rows) {
+    if (rows.is_none()) return nullptr;
+    return rows.cast<std::shared_ptr<RerankRows>>();
+}
+
+// What the state() of an index core that owns re-rank rows adds for them (keys rerank_count and
+// rerank_rows or rerank_crc32: _rerank.RerankStore.params / arrays), under the core's lock.
+inline void rerank_state(const RerankRows* rows, py::dict& out) {
+    if (!rows) return;
+    const std::size_t rb = rows->spec().row_bytes, n = rows->count();
+    out["rerank_count"] = n;
+    if (rows->in_file()) {
+        out["rerank_crc32"] = n ? crc32_bytes(rows->data(), n * rb) : 0u;
+    } else {
+        py::array_t<std::uint8_t> copy(n * rb);
+        if (n) std::memcpy(copy.mutable_data(), rows->data(), n * rb);
+        out["rerank_rows"] = copy;
+    }
+}
+
+// Re-rank rows of ids decoded to float32 (n, dim) and found (n,), under the caller's lock.
+inline void rows_of(const IdMap& map, const RerankRows* rows, const std::int64_t* ids, std::size_t n,
+                    std::size_t d, float* out, bool* found) {
+    std::vector<std::int64_t> slots(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::int64_t s = map.find(ids[i]);
+        found[i] = s >= 0;
+        slots[i] = s >= 0 ? s : 0;
+    }
+    if (n && rows->size()) rows->decode(slots.data(), n, out);
+    for (std::size_t i = 0; i < n; ++i)
+        if (!found[i]) std::fill(out + i * d, out + (i + 1) * d, 0.0f);
+}
 
 }  // namespace simdex

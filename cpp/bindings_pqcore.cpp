@@ -16,39 +16,6 @@
 namespace simdex {
 namespace {
 
-std::shared_ptr<RerankRows> rows_arg(const py::object& rows) {
-    if (rows.is_none()) return nullptr;
-    return rows.cast<std::shared_ptr<RerankRows>>();
-}
-
-// What the state() of both cores adds for their re-rank rows, under the core's lock.
-void rerank_state(const RerankRows* rows, py::dict& out) {
-    if (!rows) return;
-    const std::size_t rb = rows->spec().row_bytes, n = rows->count();
-    out["rerank_count"] = n;
-    if (rows->in_file()) {
-        out["rerank_crc32"] = n ? crc32_bytes(rows->data(), n * rb) : 0u;
-    } else {
-        py::array_t<std::uint8_t> copy(n * rb);
-        if (n) std::memcpy(copy.mutable_data(), rows->data(), n * rb);
-        out["rerank_rows"] = copy;
-    }
-}
-
-// Re-rank rows of ids decoded to float32 (n, dim) and found (n,), under the caller's lock.
-void rows_of(const IdMap& map, const RerankRows* rows, const std::int64_t* ids, std::size_t n, std::size_t d,
-             float* out, bool* found) {
-    std::vector<std::int64_t> slots(n);
-    for (std::size_t i = 0; i < n; ++i) {
-        const std::int64_t s = map.find(ids[i]);
-        found[i] = s >= 0;
-        slots[i] = s >= 0 ? s : 0;
-    }
-    if (n && rows->size()) rows->decode(slots.data(), n, out);
-    for (std::size_t i = 0; i < n; ++i)
-        if (!found[i]) std::fill(out + i * d, out + (i + 1) * d, 0.0f);
-}
-
 // One search call for either core (nprobe: IVF-PQ's lists; PQ scans every code).
 inline void core_search(const PqCore& core, const PqQuery& q, std::size_t, const IdFilter& filter,
                         std::size_t threads, float* d, std::int64_t* ids) {

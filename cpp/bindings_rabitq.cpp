@@ -3,7 +3,9 @@
 // here only cheap re-checks. Work runs with the GIL released.
 #include <cstring>
 #include <memory>
+#include <shared_mutex>
 #include <string>
+#include <vector>
 
 #include "bindings_common.hpp"
 #include "bindings_pipeline.hpp"
@@ -111,15 +113,16 @@ class RaBitQHandle {
     RaBitQ q_;
 };
 
-// The flat and IVF RaBitQ index core. Searches share the reader lock; add (its insert step),
+// The flat and IVF RaBitQ index core with its re-rank rows (None or a RerankRows, owned from
+// construction). Searches share the reader lock; add (its codes and re-rank rows in one step),
 // remove, set_centroids and restore take the writer lock, always after releasing the GIL.
 class RaBitQIndexHandle {
    public:
     RaBitQIndexHandle(std::size_t dim, int bits, int query_bits, const std::string& rotation, const py::array& params,
-                      const std::string& metric, std::size_t nlist)
+                      const std::string& metric, std::size_t nlist, const py::object& rerank)
         : level_(active_level()) {
         RaBitQ q(dim, bits, query_bits, rotation_arg(rotation, dim, params));
-        core_.reset(new RaBitQIndexCore(kernels_for(level_), q, parse_metric(metric), nlist));
+        core_.reset(new RaBitQIndexCore(kernels_for(level_), q, parse_metric(metric), nlist, rows_arg(rerank)));
     }
 
     void set_centroids(const py::array& centroids) {
@@ -129,13 +132,15 @@ class RaBitQIndexHandle {
         core_->set_centroids(c);
     }
 
-    // x (n, dim) float32, lists (n,) int64 -> (ids (n,), slots (n,))
-    py::tuple add(const py::array& x, std::size_t n, const py::array& lists, const py::object& ids,
+    // x (n, dim) float32, lists (n,) int64 -> ids (n,); the codes and (kept) the re-rank rows
+    // of x, or on an error neither
+    IdArray add(const py::array& x, std::size_t n, const py::array& lists, const py::object& ids,
                   const py::object& threads) {
         const float* xp = typed<float>(x, n * core_->quantizer().dim(), "x");
         const std::int64_t* lp = typed<std::int64_t>(lists, n, "lists");
         std::size_t t = thread_count(threads);
-        IdArray out_ids, slots(n);
+        IdArray out_ids;
+        std::vector<std::int64_t> slots(n);
         const std::int64_t* given = nullptr;
         std::int64_t* assigned = nullptr;
         if (ids.is_none()) {
@@ -145,7 +150,6 @@ class RaBitQIndexHandle {
             out_ids = ids.cast<IdArray>();
             given = typed<std::int64_t>(out_ids, n, "ids");
         }
-        std::int64_t* sp = slots.mutable_data();
         {
             py::gil_scoped_release release;
             std::vector<std::uint8_t> rows(n * core_->quantizer().row_bytes());
@@ -155,9 +159,9 @@ class RaBitQIndexHandle {
                 core_->encode_rows(xp, lp, n, t, rows.data(), dots.data());
             }
             std::unique_lock<RwLock> lock(mutex_);
-            core_->insert(rows.data(), dots.data(), lp, given, assigned, sp, n);
+            core_->add(xp, rows.data(), dots.data(), lp, given, assigned, slots.data(), n);
         }
-        return py::make_tuple(out_ids, slots);
+        return out_ids;
     }
 
     std::size_t remove(const py::array& ids) {
@@ -168,29 +172,18 @@ class RaBitQIndexHandle {
         return core_->remove(id_ptr, n);
     }
 
-    // -> (distances (nq, k), ids (nq, k), stats dict); rerank: None or the index's RerankRows
+    // -> (distances (nq, k), ids (nq, k), stats dict), re-ranked by the core's rows if it keeps them
     py::tuple search(const py::array& queries, std::size_t nq, std::size_t k, std::size_t nprobe,
                      std::size_t candidates, float eps0, const py::object& filter_ids,
-                     const py::object& filter_offsets, const py::object& filter_mask, const py::object& rerank,
-                     const py::object& threads) {
+                     const py::object& filter_offsets, const py::object& filter_mask, const py::object& threads) {
         const float* q = typed<float>(queries, nq * core_->quantizer().dim(), "queries");
         check_k(k);
         IdFilter filter = filter_arg(filter_ids, filter_offsets, filter_mask, nq);
         std::size_t thread_n = thread_count(threads);
-        const RerankRows* rows = rerank_arg(rerank);
-        if (rows && rows->spec().dim != core_->quantizer().dim())
-            throw std::invalid_argument("re-rank rows of another dimension");
         RaBitQStats stats;
         py::tuple result = topk_result(nq, k, [&](float* d_ptr, std::int64_t* i_ptr) {
-            std::shared_lock<RwLock> lock(mutex_);  // the core's lock first, then the rows'
-            std::unique_ptr<std::shared_lock<RwLock>> rows_lock;
-            RerankSource source;
-            if (rows) {
-                rows_lock.reset(new std::shared_lock<RwLock>(rows->lock()));
-                source = {rows->data(), rows->count(), rows->spec()};
-            }
-            core_->search(q, nq, k, nprobe, candidates, eps0, filter, rows ? &source : nullptr, thread_n, d_ptr,
-                          i_ptr, stats);
+            std::shared_lock<RwLock> lock(mutex_);  // the core's lock first, then (in search) the rows'
+            core_->search(q, nq, k, nprobe, candidates, eps0, filter, thread_n, d_ptr, i_ptr, stats);
         });
         py::dict s;
         s["queries"] = nq;
@@ -200,6 +193,23 @@ class RaBitQIndexHandle {
         s["reranked"] = stats.reranked;
         s["pruned"] = stats.pruned;
         return py::make_tuple(result[0], result[1], s);
+    }
+
+    // Re-rank rows of ids decoded to float32: ((n, dim), (n,) found).
+    py::tuple vectors(const py::array& ids) {
+        const std::size_t n = static_cast<std::size_t>(ids.size()), d = core_->quantizer().dim();
+        const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
+        if (!core_->rerank()) throw std::invalid_argument("the index keeps no re-rank rows");
+        FloatArray out({n, d});
+        py::array_t<bool> found(n);
+        float* o = out.mutable_data();
+        bool* ok = found.mutable_data();
+        {
+            py::gil_scoped_release release;
+            std::shared_lock<RwLock> lock(mutex_);
+            rows_of(core_->idmap(), core_->rerank(), id_ptr, n, d, o, ok);
+        }
+        return py::make_tuple(out, found);
     }
 
     // Decoded rows of ids: ((n, dim) float32, (n,) bool found)
@@ -229,27 +239,17 @@ class RaBitQIndexHandle {
         return py::make_tuple(out, found);
     }
 
-    std::int64_t slot_of(std::int64_t id) { return read_locked(mutex_, [&] { return core_->idmap().find(id); }); }
-    py::array_t<std::int64_t> slots_of(const py::array& ids) {
-        std::size_t n = static_cast<std::size_t>(ids.size());
-        const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
-        IdArray out(n);
-        std::int64_t* o = out.mutable_data();
-        read_locked(mutex_, [&] {
-            for (std::size_t i = 0; i < n; ++i) o[i] = core_->idmap().find(id_ptr[i]);
-            return 0;
-        });
-        return out;
-    }
-
     bool contains(std::int64_t id) { return contains_id(core_->idmap(), mutex_, id); }
     IdArray ids() { return live_ids(core_->idmap(), mutex_); }
 
     // {"ids": (slots,) id per slot (-1 free), "next_id", "rows": (n, row_bytes), "lists": (n,), "slots": (n,),
-    //  and for ip "dots": (n,) float32 <x - c, c> of each row}
+    //  and for ip "dots": (n,) float32 <x - c, c> of each row, and the re-rank rows' part (rerank_state)}
     py::dict state() {
         py::gil_scoped_release release;
         std::shared_lock<RwLock> lock(mutex_);
+        const RerankRows* rerank = core_->rerank();
+        std::shared_lock<RwLock> rows_lock;
+        if (rerank) rows_lock = std::shared_lock<RwLock>(rerank->lock());
         py::gil_scoped_acquire gil;
         const std::size_t n = core_->size(), slots = core_->idmap().slots(), rb = core_->quantizer().row_bytes();
         py::array_t<std::uint8_t> rows({n, rb});
@@ -264,6 +264,7 @@ class RaBitQIndexHandle {
         out["lists"] = lists;
         out["slots"] = where;
         if (core_->has_dots()) out["dots"] = dots;
+        rerank_state(rerank, out);
         return out;
     }
 
@@ -323,19 +324,20 @@ void bind_rabitq(py::module_& m) {
         .def_property_readonly("padded_dim", &RaBitQHandle::padded_dim);
 
     py::class_<RaBitQIndexHandle>(m, "RaBitQIndexCore")
-        .def(py::init<std::size_t, int, int, const std::string&, const py::array&, const std::string&, std::size_t>(),
+        .def(py::init<std::size_t, int, int, const std::string&, const py::array&, const std::string&, std::size_t,
+                      const py::object&>(),
              py::arg("dim"), py::arg("bits"), py::arg("query_bits"), py::arg("rotation"), py::arg("params"),
-             py::arg("metric"), py::arg("nlist"))
+             py::arg("metric"), py::arg("nlist"), py::arg("rerank") = py::none())
         .def("set_centroids", &RaBitQIndexHandle::set_centroids, py::arg("centroids"))
         .def("add", &RaBitQIndexHandle::add, py::arg("x"), py::arg("n"), py::arg("lists"), py::arg("ids") = py::none(),
              py::arg("threads") = py::none())
         .def("remove", &RaBitQIndexHandle::remove, py::arg("ids"))
         .def("search", &RaBitQIndexHandle::search, py::arg("queries"), py::arg("nq"), py::arg("k"), py::arg("nprobe"),
              py::arg("candidates"), py::arg("eps0"), py::arg("filter_ids") = py::none(),
-             py::arg("filter_offsets") = py::none(), py::arg("filter_mask") = py::none(), py::arg("rerank") = py::none(),
+             py::arg("filter_offsets") = py::none(), py::arg("filter_mask") = py::none(),
              py::arg("threads") = py::none())
+        .def("vectors", &RaBitQIndexHandle::vectors, py::arg("ids"))
         .def("decode", &RaBitQIndexHandle::decode, py::arg("ids"))
-        .def("slots_of", &RaBitQIndexHandle::slots_of, py::arg("ids"))
         .def("__contains__", &RaBitQIndexHandle::contains)
         .def("ids", &RaBitQIndexHandle::ids)
         .def("state", &RaBitQIndexHandle::state)

@@ -814,3 +814,67 @@ def test_index_errors(corpus):
     with pytest.raises(ValueError, match="already holds"):
         index.train(x)
     assert index.code_bytes == 128 // 8 + 12  # 1 bit: D / 8 bytes + 3 factors
+
+
+_FAILED_ROW_WRITE = """
+import os, resource, signal, sys
+import numpy as np
+import simdex as sx
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
+side, kind, metric = sys.argv[1], sys.argv[2], sys.argv[3]
+x = np.random.default_rng(0).standard_normal((700, 16)).astype(np.float32)
+if kind == "flat":
+    index = sx.RaBitQIndex(16, bits=2, metric=metric, rerank=side)
+else:
+    index = sx.IVFRaBitQIndex(16, 4, bits=2, metric=metric, rerank=side).train(x, n_iter=3)
+index.add(x[:600])
+index.remove([3, 70, 599])  # free slots: the failed add would reuse them first
+q = x[:5] + 0.01
+
+def snapshot():
+    r = index.search(q, 7, rerank_k=40)
+    kept = index.reconstruct([5, 598]).tolist()
+    ids = sorted(index.ids.tolist())
+    return len(index), index._slot_count, ids, r.ids.tolist(), r.distances.tolist(), \
+        dict(index.stats), index.nbytes, kept
+
+before = snapshot()
+resource.setrlimit(resource.RLIMIT_FSIZE, (600 * 64 + 100, resource.RLIM_INFINITY))
+try:
+    index.add(x[600:])  # sequential ids: the next id is given back too
+except OSError as e:
+    print("refused", e.errno)
+assert os.path.getsize(side) == 600 * 64, os.path.getsize(side)
+assert snapshot() == before
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+got = index.add(x[600:])
+np.testing.assert_array_equal(got, np.arange(600, 700))  # as if the failed add never ran
+assert len(index) == 697 and os.path.getsize(side) == 697 * 64, os.path.getsize(side)
+want = x[[650, 5]]
+if metric == "cosine":
+    want = want / np.linalg.norm(want, axis=1, keepdims=True)
+np.testing.assert_allclose(index.reconstruct([650, 5]), want, rtol=1e-6)
+r = index.search(x[650:652], 1, rerank_k=40)
+assert r.ids[:, 0].tolist() == [650, 651], r.ids
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("kind,metric", [("flat", "l2"), ("ivf", "ip"), ("ivf", "cosine")])
+def test_a_failed_rerank_row_write_leaves_the_index_as_before(tmp_path, kind, metric):
+    """The core writes the re-rank rows of an add first (RaBitQIndexCore::add): a real failed
+    write (RLIMIT_FSIZE: EFBIG, as a full disk) leaves size, ids, slots, next id, search
+    results and stats as before, and the same add then succeeds with the same ids."""
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _FAILED_ROW_WRITE, str(tmp_path / "v.f32"), kind, metric],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["refused", "27", "ok"]

@@ -83,6 +83,13 @@ class IdMap {
         ids_.push_back(kNoId);
         return static_cast<std::uint32_t>(ids_.size() - 1);
     }
+    // The slots the next n take_slot() calls return, without taking them.
+    void peek_slots(std::size_t n, std::int64_t* out) const {
+        std::size_t f = free_.size(), end = ids_.size();
+        for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<std::int64_t>(f ? free_[--f] : end++);
+    }
+    // Undoes next_ids() while nothing was bound since (an add that failed before binding).
+    void rewind_next_id(std::int64_t next) { next_id_ = next; }
     // A new slot at the end, even when freed ones exist (indexes that append rows).
     std::uint32_t append_slot() {
         ids_.push_back(kNoId);

@@ -6,8 +6,11 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
+#include <shared_mutex>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "index/exact.hpp"
 #include "index/topk.hpp"
@@ -45,10 +48,11 @@ inline std::size_t byte_of_row(std::size_t r) { return r < 16 ? 2 * r : 2 * (r -
 }  // namespace
 
 RaBitQIndexCore::RaBitQIndexCore(const KernelTable& table, const RaBitQ& quantizer, Metric metric,
-                                 std::size_t nlist)
-    : table_(&table), q_(quantizer), metric_(metric), lists_(nlist) {
+                                 std::size_t nlist, std::shared_ptr<RerankRows> rerank)
+    : table_(&table), q_(quantizer), metric_(metric), lists_(nlist), rerank_(std::move(rerank)) {
     if (nlist == 0) throw std::invalid_argument("nlist must be >= 1");
     if (metric == Metric::hamming) throw std::invalid_argument("RaBitQ indexes take l2, ip or cosine");
+    if (rerank_ && rerank_->spec().dim != q_.dim()) throw std::invalid_argument("re-rank rows of another dimension");
 }
 
 void RaBitQIndexCore::set_centroids(const float* centroids) {
@@ -209,13 +213,24 @@ void RaBitQIndexCore::encode_rows(const float* x, const std::int64_t* lists, std
     });
 }
 
-void RaBitQIndexCore::insert(const std::uint8_t* rows, const float* dots, const std::int64_t* lists,
-                             const std::int64_t* ids, std::int64_t* assigned, std::int64_t* slots_out, std::size_t n) {
+void RaBitQIndexCore::add(const float* x, const std::uint8_t* rows, const float* dots, const std::int64_t* lists,
+                          const std::int64_t* ids, std::int64_t* assigned, std::int64_t* slots_out, std::size_t n) {
     if (has_dots() && n && !dots) throw std::invalid_argument("ip rows need their centre dots");
+    const std::int64_t next_id = map_.next_id();
     if (ids) {
         map_.check_new(ids, n);  // (unique within the batch: checked in Python)
     } else {
         map_.next_ids(assigned, n);
+    }
+    if (rerank_) {  // first: the one step that can fail; the slots are the ones taken below
+        std::vector<std::int64_t> slots(n);
+        map_.peek_slots(n, slots.data());
+        try {
+            rerank_->put(slots.data(), x, n);
+        } catch (...) {
+            map_.rewind_next_id(next_id);
+            throw;
+        }
     }
     const std::size_t rb = q_.row_bytes();
     for (std::size_t i = 0; i < n; ++i) {
@@ -403,9 +418,21 @@ float build_tables(const double* v, std::size_t m4, std::uint8_t* lut, float& bi
 }  // namespace
 
 void RaBitQIndexCore::search(const float* queries, std::size_t nq, std::size_t k, std::size_t nprobe,
-                             std::size_t candidates, float eps0, const IdFilter& filter,
-                             const RerankSource* rerank, std::size_t threads, float* out_distances,
-                             std::int64_t* out_ids, RaBitQStats& stats) const {
+                             std::size_t candidates, float eps0, const IdFilter& filter, std::size_t threads,
+                             float* out_distances, std::int64_t* out_ids, RaBitQStats& stats) const {
+    if (!rerank_) {
+        scan(queries, nq, k, nprobe, candidates, eps0, filter, nullptr, threads, out_distances, out_ids, stats);
+        return;
+    }
+    std::shared_lock<RwLock> rows_lock(rerank_->lock());  // after the core's lock (the caller's)
+    const RerankSource source{rerank_->data(), rerank_->count(), rerank_->spec()};
+    scan(queries, nq, k, nprobe, candidates, eps0, filter, &source, threads, out_distances, out_ids, stats);
+}
+
+void RaBitQIndexCore::scan(const float* queries, std::size_t nq, std::size_t k, std::size_t nprobe,
+                           std::size_t candidates, float eps0, const IdFilter& filter, const RerankSource* rerank,
+                           std::size_t threads, float* out_distances, std::int64_t* out_ids,
+                           RaBitQStats& stats) const {
     const std::size_t dim = q_.dim(), D = q_.padded_dim(), P = q_.plane_bytes(), m4 = D / 4;
     const std::size_t F = q_.factor_count(), exb = (q_.bits() - 1) * P;
     // The residual form. The row holds r = x - c against its list's centre c; the query is
@@ -717,6 +744,9 @@ void RaBitQIndexCore::export_rows(std::uint8_t* rows, std::int64_t* lists, std::
 void RaBitQIndexCore::restore(const std::int64_t* ids, std::size_t slot_count, std::int64_t next_id,
                               const std::uint8_t* rows, const float* dots, const std::int64_t* lists,
                               const std::int64_t* slots, std::size_t n) {
+    if (rerank_ && rerank_->size() != slot_count)
+        throw std::invalid_argument("index file: " + std::to_string(rerank_->size()) + " re-rank rows for " +
+                                    std::to_string(slot_count) + " slots");
     IdMap map;
     map.restore(ids, slot_count, nullptr);
     map.set_next_id(next_id);
@@ -764,7 +794,7 @@ void RaBitQIndexCore::restore(const std::int64_t* ids, std::size_t slot_count, s
 
 std::size_t RaBitQIndexCore::nbytes() const {
     std::size_t total = map_.nbytes() + centroids_.capacity() * 4 + rotated_centroids_.capacity() * 8 +
-                        (list_of_.capacity() + pos_of_.capacity()) * 4;
+                        (list_of_.capacity() + pos_of_.capacity()) * 4 + (rerank_ ? rerank_->nbytes() : 0);
     for (const List& l : lists_)
         total += l.slots.capacity() * 4 + l.blocks.capacity() + l.factors.capacity() * 4 + l.ex.capacity();
     return total;

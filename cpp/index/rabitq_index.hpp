@@ -4,8 +4,9 @@
 //
 // State (one object): the quantizer (rotation, bits), nlist centroids and their rotations,
 // per list: the slots it holds and their codes in list order, the IdMap, the slot -> (list,
-// position) map. Slots are IdMap slots: free slots are reused by later adds, so the re-rank
-// rows (kept by slot, RerankStore) stay aligned.
+// position) map, and the exact re-rank rows by slot when the index keeps them (a RerankRows
+// shared with Python's RerankStore, which saves it). Slots are IdMap slots: free slots are
+// reused by later adds, and add writes a row's codes and its re-rank row as one step.
 //
 // List layout (n rows in list order, nblocks = ceil(n / 32)):
 //   blocks  (nblocks, D / 8, 32) uint8: the sign planes in the fast-scan layout of
@@ -44,7 +45,8 @@
 // pass: the codes are loaded and split into nibbles once for the group). The 1-bit
 // selections do not depend on the order (tested against one query per call).
 //
-// Not thread-safe by itself: the binding guards it with a reader-writer lock.
+// Not thread-safe by itself: the binding guards it with a reader-writer lock (the core's lock
+// first, then the re-rank rows' own lock).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -55,6 +57,7 @@
 
 #include "index/idmap.hpp"
 #include "index/rabitq.hpp"
+#include "index/rerank.hpp"
 #include "index/scorer.hpp"
 
 namespace simdex {
@@ -77,8 +80,11 @@ struct RerankSource {
 
 class RaBitQIndexCore {
    public:
+    // nlist lists (1: the flat index); rerank: the exact rows by slot, or null.
+    RaBitQIndexCore(const KernelTable& table, const RaBitQ& quantizer, Metric metric, std::size_t nlist,
+                    std::shared_ptr<RerankRows> rerank);
+
     // centroids: (nlist, dim) float32 (nlist = 1: the flat index's centre).
-    RaBitQIndexCore(const KernelTable& table, const RaBitQ& quantizer, Metric metric, std::size_t nlist);
 
     void set_centroids(const float* centroids);
     bool trained() const { return trained_; }
@@ -93,26 +99,29 @@ class RaBitQIndexCore {
     void centre_dots(const float* x, const std::int64_t* lists, std::size_t n, float* out) const;
     // Whether rows carry a centre dot (ip): insert / restore / export_rows take dots.
     bool has_dots() const { return metric_ == Metric::ip; }
-    // Store encoded rows: dots (n,) their centre dots (ip; ignored otherwise); ids (n,) new
-    // unique ids or nullptr (sequential ids written to assigned); slots_out (n,) the slots
-    // given to the rows (reused free slots first).
-    void insert(const std::uint8_t* rows, const float* dots, const std::int64_t* lists, const std::int64_t* ids,
-                std::int64_t* assigned, std::int64_t* slots_out, std::size_t n);
+    // Add x (n, dim) float32 (as encoded) with its encoded rows and dots (n,) their centre dots
+    // (ip; ignored otherwise); ids (n,) new unique ids or nullptr (sequential ids written to
+    // assigned); slots_out (n,) the slots given to the rows (reused free slots first). The
+    // re-rank rows of x are written first, the one step that can fail (full disk, read-only
+    // file): then the index is left as before (ids, slots, next id), the error rethrown.
+    void add(const float* x, const std::uint8_t* rows, const float* dots, const std::int64_t* lists,
+             const std::int64_t* ids, std::int64_t* assigned, std::int64_t* slots_out, std::size_t n);
     // Unknown ids are ignored; returns how many were removed.
     std::size_t remove(const std::int64_t* ids, std::size_t n);
 
     // queries (nq, dim) float32; out (nq, k) distances and user ids.
-    // candidates: size of the selection before the re-rank (>= k); rerank: exact rows or null.
+    // candidates: size of the selection before the re-rank (>= k) by the owned rows, if any
+    // (read under their lock).
     void search(const float* queries, std::size_t nq, std::size_t k, std::size_t nprobe,
-                std::size_t candidates, float eps0, const IdFilter& filter, const RerankSource* rerank,
-                std::size_t threads, float* out_distances, std::int64_t* out_ids, RaBitQStats& stats) const;
+                std::size_t candidates, float eps0, const IdFilter& filter, std::size_t threads,
+                float* out_distances, std::int64_t* out_ids, RaBitQStats& stats) const;
 
     // Canonical rows (quantizer row layout: planes + factors) of every live row, list by list,
     // with their list and slot, and (ip, else nullptr) their centre dots; ids per slot (-1 =
     // free) come from idmap().
     void export_rows(std::uint8_t* rows, std::int64_t* lists, std::int64_t* slots, float* dots) const;
-    // Restore: ids per slot (-1 = free), then live rows with their list, slot and (ip) centre
-    // dot. ip rows without dots (nullptr: files of format version 1, written when ip was
+    // Restore: ids per slot (-1 = free; the re-rank rows, if kept, hold one row per slot),
+    // then live rows with their list, slot and (ip) centre dot. ip rows without dots (nullptr: files of format version 1, written when ip was
     // estimated uncentred) get their code's own estimate of <r, c>, scale <xbar, R c> at the
     // full level: their full-level estimate is then exactly the version-1 (uncentred) one,
     // 1 - <c, q> - scale <xbar, R q>, up to the query's rounding.
@@ -130,6 +139,7 @@ class RaBitQIndexCore {
         q_.decode(row, centroids_.data() + list_of_[slot] * q_.dim(), out);
     }
     Metric metric() const { return metric_; }
+    const RerankRows* rerank() const { return rerank_.get(); }
 
    private:
     struct List {
@@ -154,6 +164,10 @@ class RaBitQIndexCore {
     std::size_t dot_factor() const { return q_.factor_count() + shift_count(); }
     std::size_t block_factors() const { return dot_factor() + (has_dots() ? 1 : 0); }
     void grow(List& list, std::size_t rows);
+    // search with the re-rank rows' view (null: none), taken under their lock by search
+    void scan(const float* queries, std::size_t nq, std::size_t k, std::size_t nprobe, std::size_t candidates,
+              float eps0, const IdFilter& filter, const RerankSource* rerank, std::size_t threads,
+              float* out_distances, std::int64_t* out_ids, RaBitQStats& stats) const;
 
     const KernelTable* table_;
     RaBitQ q_;
@@ -171,6 +185,7 @@ class RaBitQIndexCore {
     std::vector<std::uint32_t> list_of_, pos_of_;  // by slot
     IdMap map_;
     SlotMaskPool masks_;  // for filtered scans
+    std::shared_ptr<RerankRows> rerank_;  // exact rows by slot, or null
 };
 
 }  // namespace simdex

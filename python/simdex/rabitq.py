@@ -196,9 +196,10 @@ RABITQ_FORMAT = 2
 
 
 class _RaBitQIndexBase(Index):
-    """State in one C++ core (RaBitQIndexCore: codes in fast-scan lists, factors, ids, its
-    lock); the re-rank rows in a RerankStore by slot, guarded with the core by this index's
-    reader-writer lock (search shares it, add / remove / train take it alone)."""
+    """State in one C++ core (RaBitQIndexCore: codes in fast-scan lists, factors, ids, the
+    re-rank rows by slot (the RerankRows of self._store, handed over at construction), its
+    lock); self._store keeps the rows' persistence. Python guards the core with this index's
+    reader-writer lock as well (search shares it, add / remove / train take it alone)."""
 
     nlist: int
 
@@ -229,9 +230,21 @@ class _RaBitQIndexBase(Index):
         self._store = None if where is None else RerankStore(self.dim, self.metric, where)
         self.centroids: np.ndarray | None = None
         self.stats: dict[str, int] = {}
+        self._make_core()
+
+    def _make_core(self) -> None:
+        """A new empty core for the quantizer, owning the re-rank rows of self._store."""
         q = self.quantizer
+        rows = None if self._store is None else self._store.core
         self._core = _core.RaBitQIndexCore(
-            self.dim, q.bits, q.query_bits, q.rotation, q.rotation_params, self.metric, nlist
+            self.dim,
+            q.bits,
+            q.query_bits,
+            q.rotation,
+            q.rotation_params,
+            self.metric,
+            self.nlist,
+            rows,
         )
 
     # ---- ids: the core's map ---------------------------------------------------------------
@@ -249,8 +262,7 @@ class _RaBitQIndexBase(Index):
 
     @property
     def nbytes(self) -> int:
-        store = 0 if self._store is None else self._store.nbytes
-        return int(self._core.nbytes) + store
+        return int(self._core.nbytes)  # the re-rank rows' bytes included
 
     @property
     def code_bytes(self) -> int:
@@ -318,15 +330,11 @@ class _RaBitQIndexBase(Index):
             for part in _progress.chunks(a.shape[0], bar):
                 rows = np.ascontiguousarray(a[part])
                 part_ids = None if new_ids is None else np.ascontiguousarray(new_ids[part])
-                got, slots = self._core.add(
+                # codes and re-rank rows in one step: a full disk or a read-only file leaves
+                # the index as before this chunk (RaBitQIndexCore::add)
+                got = self._core.add(
                     rows, rows.shape[0], self._lists(rows, threads), part_ids, threads
                 )
-                if self._store is not None:
-                    try:  # a full disk or a read-only file: the rows leave the index again
-                        self._store.put(slots, rows)
-                    except BaseException:
-                        self._core.remove(got)
-                        raise
                 added.append(got)
         out: np.ndarray = np.concatenate(added) if added else np.zeros(0, np.int64)
         return out
@@ -376,7 +384,6 @@ class _RaBitQIndexBase(Index):
             allowed,
             offsets,
             allowed_mask,
-            None if self._store is None else self._store.core,
             threads,
         )
         self.stats = dict(stats)
@@ -386,13 +393,7 @@ class _RaBitQIndexBase(Index):
         """Vectors of the given ids, float32 (len(ids), dim): the exact re-rank rows when the
         index keeps them, else the decoded codes (approximate). KeyError names missing ids."""
         a = _checks.as_id_list(ids)
-        if self._store is not None:
-            slots = self._core.slots_of(a)
-            if (slots < 0).any():
-                raise KeyError(f"ids not in the index: {a[slots < 0][:5].tolist()}")
-            rows: np.ndarray = self._store.vectors(slots)
-            return rows
-        decoded, found = self._core.decode(a)
+        decoded, found = (self._core.decode if self._store is None else self._core.vectors)(a)
         if not found.all():
             raise KeyError(f"ids not in the index: {a[~found][:5].tolist()}")
         out: np.ndarray = decoded
@@ -427,9 +428,9 @@ class _RaBitQIndexBase(Index):
             arrays["centre_dots"] = state["dots"]
         if self.centroids is not None:
             arrays["centroids"] = self.centroids
-        if self._store is not None:
-            params.update(self._store.params())
-            arrays.update(self._store.arrays())
+        if self._store is not None:  # the rows as state copied them, with the codes
+            params.update(self._store.params(state))
+            arrays.update(self._store.arrays(state))
         return params, arrays
 
     @classmethod
@@ -449,9 +450,6 @@ class _RaBitQIndexBase(Index):
         if not np.array_equal(params, q.rotation_params):  # a file from another numpy stream
             q.rotation_params = params
             q._core = _core.RaBitQCore(q.dim, q.bits, q.query_bits, q.rotation, params)
-            index._core = _core.RaBitQIndexCore(
-                index.dim, q.bits, q.query_bits, q.rotation, params, index.metric, index.nlist
-            )
         ids = f.ids("ids")
         live = int((ids >= 0).sum())
         codes = f.array("codes", np.uint8, (live, index.code_bytes))
@@ -469,13 +467,14 @@ class _RaBitQIndexBase(Index):
                 f"{version}: written by a newer simdex (this one reads 1..{RABITQ_FORMAT}); "
                 "upgrade simdex",
             )
+        if f.has("rerank"):
+            index._store = f.rows_for(RerankStore.restore(f, index.dim, index.metric), ids.shape[0])
+        index._make_core()  # the file's rotation, owning the re-rank rows
         if f.bool("trained"):
             centroids = f.array("centroids", np.float32, (index.nlist, index.dim), finite=True)
             index._set_centroids(np.array(f.bounded("centroids", centroids, index.dim)))
         elif live:
             raise f.error("trained", f"false, but the index holds {live} rows")
-        if f.has("rerank"):
-            index._store = f.rows_for(RerankStore.restore(f, index.dim, index.metric), ids.shape[0])
         dots = None
         if index.metric == "ip" and version >= 2:
             dots = f.array("centre_dots", np.float32, (live,), finite=True)
