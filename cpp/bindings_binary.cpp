@@ -82,6 +82,7 @@ class BinaryCore {
         std::int64_t* out_ids = out.mutable_data();
         py::gil_scoped_release release;
         std::vector<std::int64_t> slots(n);
+        const std::int64_t next_before = ids_->next_id();
         ids_->bind(given, out_ids, slots.data(), n, true);  // freed slots first
         try {
             const std::size_t need = ids_->slot_count() * code_size_;
@@ -91,7 +92,7 @@ class BinaryCore {
                             code_size_);
             if (rows_) rows_->put(slots.data(), xp, n);
         } catch (...) {
-            ids_->unbind(out_ids, n, true);
+            ids_->undo_add(out_ids, n, true, next_before);
             throw;
         }
         if (graph_.graph)  // interrupted or failed: undone whole

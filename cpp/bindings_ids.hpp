@@ -42,6 +42,18 @@ class IdTable {
         }
     }
 
+    std::int64_t next_id() const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return map_.next_id();
+    }
+    // Undoes the bind() of an add that failed: forgets its ids and puts the sequence back to
+    // `next_before` (next_id() before the bind), so sequential ids skip no numbers.
+    void undo_add(const std::int64_t* ids, std::size_t n, bool reuse, std::int64_t next_before) {
+        unbind(ids, n, reuse);
+        std::lock_guard<std::mutex> lock(mutex_);
+        map_.rewind_next_id(next_before);
+    }
+
     // Forgets ids (unknown ones ignored); returns the slots they held. reuse: the slots go
     // to the free list (the caller may overwrite them), else they stay dead.
     IdArray remove(const py::array& ids, bool reuse) {
@@ -170,7 +182,7 @@ class IdTable {
 
    private:
     IdMap map_;
-    std::mutex mutex_;
+    mutable std::mutex mutex_;
 };
 
 }  // namespace simdex

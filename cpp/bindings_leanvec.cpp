@@ -81,11 +81,12 @@ class LeanVecCore {
         std::vector<std::uint8_t> encoded(n * spec.row_bytes);
         encode_rows(spec, reduced.data(), n, encoded.data());
         std::vector<std::int64_t> slots(n);
+        const std::int64_t next_before = ids_->next_id();
         ids_->bind(given, out_ids, slots.data(), n, false);  // appended slots: store rows
         try {
             rows_->put(slots.data(), xp, n);
         } catch (...) {
-            ids_->unbind(out_ids, n, false);
+            ids_->undo_add(out_ids, n, false, next_before);
             throw;
         }
         // interrupted or failed: undone whole; the stored rows stay behind dead slots, so

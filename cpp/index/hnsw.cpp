@@ -694,17 +694,18 @@ HnswGraph::PendingAdd HnswGraph::begin_add(const std::uint8_t* rows, const std::
         }
         p.order.assign(order, order + n);
     }
+    if (idmap_.slots() + n >= static_cast<std::size_t>(kNone))
+        throw std::invalid_argument("add: the graph would exceed 2**32 - 1 slots");
+    if (external_ && !external_->writable())
+        throw std::system_error(EACCES, std::generic_category(),
+                                "rerank file '" + external_->path() + "' is read-only: the index can search but not add");
+    const std::int64_t next_before = idmap_.next_id();
     if (ids) {
         idmap_.check_new(ids, n);
     } else {
         idmap_.next_ids(assigned, n);
         ids = assigned;
     }
-    if (idmap_.slots() + n >= static_cast<std::size_t>(kNone))
-        throw std::invalid_argument("add: the graph would exceed 2**32 - 1 slots");
-    if (external_ && !external_->writable())
-        throw std::system_error(EACCES, std::generic_category(),
-                                "rerank file '" + external_->path() + "' is read-only: the index can search but not add");
     p.ids.assign(ids, ids + n);
     p.slots.resize(n);
     for (std::size_t i = 0; i < n; ++i) p.slots[i] = idmap_.take_slot();
@@ -717,6 +718,7 @@ HnswGraph::PendingAdd HnswGraph::begin_add(const std::uint8_t* rows, const std::
         }
     } catch (...) {
         for (std::size_t i = n; i-- > 0;) idmap_.give_back(p.slots[i]);
+        idmap_.rewind_next_id(next_before);
         throw;
     }
     // Rows are written up front; a node becomes reachable only once it is linked.

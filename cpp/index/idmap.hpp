@@ -88,7 +88,9 @@ class IdMap {
         std::size_t f = free_.size(), end = ids_.size();
         for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<std::int64_t>(f ? free_[--f] : end++);
     }
-    // Undoes next_ids() while nothing was bound since (an add that failed before binding).
+    // Undoes next_ids() of an add that failed (before binding, or after its ids were unbound
+    // again): the sequence goes back to `next`, its value before that add. Only while no
+    // other add ran since (indexes serialise adds).
     void rewind_next_id(std::int64_t next) { next_id_ = next; }
     // A new slot at the end, even when freed ones exist (indexes that append rows).
     std::uint32_t append_slot() {

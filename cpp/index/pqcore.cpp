@@ -134,7 +134,7 @@ void PqCore::add(const float* x, const std::uint8_t* codes, const std::int64_t* 
     if (nbits_ == 4)
         for (std::size_t i = 0; i < n * m; ++i)
             if (codes[i] > 15) throw std::invalid_argument("4-bit codes must be < 16");
-    std::vector<std::int64_t> fresh;
+    const std::int64_t next_before = map_.next_id();
     if (ids) {
         map_.check_new(ids, n);
     } else {
@@ -145,7 +145,7 @@ void PqCore::add(const float* x, const std::uint8_t* codes, const std::int64_t* 
     if (rerank_) {  // first: the one step that can fail (full disk, read-only file)
         std::vector<std::int64_t> slots(n);
         for (std::size_t i = 0; i < n; ++i) slots[i] = static_cast<std::int64_t>(start + i);
-        rerank_->put(slots.data(), x, n);
+        put_rows_of_add(*rerank_, map_, next_before, slots.data(), x, n);
     }
     const std::size_t need = code_bytes_for(start + n);
     if (codes_.capacity() < need) codes_.reserve(std::max(need, codes_.capacity() * 3 / 2));
@@ -319,6 +319,7 @@ void IvfPqCore::add(const float* x, const std::int64_t* lists, const std::uint8_
     if (books_.ksub() == 16)
         for (std::size_t i = 0; i < n * books_.m(); ++i)
             if (codes[i] > 15) throw std::invalid_argument("4-bit codes must be < 16");
+    const std::int64_t next_before = map_.next_id();
     if (ids) {
         map_.check_new(ids, n);
     } else {
@@ -328,7 +329,7 @@ void IvfPqCore::add(const float* x, const std::int64_t* lists, const std::uint8_
     const std::size_t start = map_.slots();
     std::vector<std::int64_t> slots(n);
     for (std::size_t i = 0; i < n; ++i) slots[i] = static_cast<std::int64_t>(start + i);
-    if (rerank_) rerank_->put(slots.data(), x, n);  // first: the one step that can fail
+    if (rerank_) put_rows_of_add(*rerank_, map_, next_before, slots.data(), x, n);  // first: the one step that can fail
     store_.append(lists, codes, slots.data(), n);
     alive_.reserve(start + n);
     for (std::size_t i = 0; i < n; ++i) {

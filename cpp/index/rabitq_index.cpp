@@ -225,12 +225,7 @@ void RaBitQIndexCore::add(const float* x, const std::uint8_t* rows, const float*
     if (rerank_) {  // first: the one step that can fail; the slots are the ones taken below
         std::vector<std::int64_t> slots(n);
         map_.peek_slots(n, slots.data());
-        try {
-            rerank_->put(slots.data(), x, n);
-        } catch (...) {
-            map_.rewind_next_id(next_id);
-            throw;
-        }
+        put_rows_of_add(*rerank_, map_, next_id, slots.data(), x, n);
     }
     const std::size_t rb = q_.row_bytes();
     for (std::size_t i = 0; i < n; ++i) {

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "index/idmap.hpp"
 #include "index/scorer.hpp"
 #include "rwlock.hpp"
 
@@ -100,6 +101,20 @@ class RerankRows {
 // The last stage of every compressed search: candidates (nq, c) slots (-1 = none) with their
 // compressed distances (ascending per query) -> (nq, k) distances and slots, re-scored
 // exactly by `rows` when given (queries: (nq, rows dim) float32), else the first k kept.
+// The first step of an index's add: write the rows x (n, dim) at `slots` after map.next_ids()
+// reserved the add's sequential ids, before anything is bound. A failed write (full disk,
+// read-only file) puts the id sequence back to next_before and rethrows: the index is as
+// before the add and its next add gets the same ids.
+inline void put_rows_of_add(RerankRows& rows, IdMap& map, std::int64_t next_before, const std::int64_t* slots,
+                            const float* x, std::size_t n) {
+    try {
+        rows.put(slots, x, n);
+    } catch (...) {
+        map.rewind_next_id(next_before);
+        throw;
+    }
+}
+
 void keep_candidates(const RerankRows* rows, const float* queries, std::size_t nq, const float* cand_d,
                      const std::int64_t* cand, std::size_t c, std::size_t k, std::size_t threads,
                      float* out_distances, std::int64_t* out_slots);
