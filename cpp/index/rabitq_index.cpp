@@ -610,7 +610,7 @@ void RaBitQIndexCore::search(const float* queries, std::size_t nq, std::size_t k
                     pairs.emplace_back(states[i].probes[pi].second, static_cast<std::uint32_t>((i << 16) | pi));
             }
             std::sort(pairs.begin(), pairs.end());
-            std::vector<std::uint8_t> luts(kGroup * m4 * 32);
+            const std::uint8_t* tables[kGroup];
             ScanContext ctxs[kGroup];
             std::uint16_t thresholds[kGroup];
             for (std::size_t a = 0; a < pairs.size();) {
@@ -625,10 +625,10 @@ void RaBitQIndexCore::search(const float* queries, std::size_t nq, std::size_t k
                         for (std::size_t j = 0; j < g; ++j) {
                             QueryState& s = states[pairs[g0 + j].second >> 16];
                             context(s, pairs[g0 + j].second & 0xffffu, st, &thresholds[j], ctxs[j]);
-                            std::memcpy(luts.data() + j * m4 * 32, s.lut.data(), m4 * 32);
+                            tables[j] = s.lut.data();
                         }
-                        table_->pq.fastscan_u4(list.blocks.data(), (list.size() + 31) / 32, m4, luts.data(), g,
-                                               thresholds, scan_block_of, ctxs);
+                        table_->pq.fastscan_tables_u4(list.blocks.data(), (list.size() + 31) / 32, m4, tables, g,
+                                                      thresholds, scan_block_of, ctxs);
                     }
                 }
                 a = b;
