@@ -419,7 +419,7 @@ def test_fastscan_one_query_rejects_bad_input():
 
 @pytest.mark.parametrize("level", available_levels())
 @pytest.mark.parametrize("m4", [4, 96, 256])
-@pytest.mark.parametrize("nq", [1, 3, 4, 5, 9])
+@pytest.mark.parametrize("nq", [1, 3, 4, 5, 6, 9, 15])
 def test_fastscan_tables_pointers_match_numpy(level, m4, nq):
     """fastscan_tables_u4: queries' tables anywhere (repeated, out of order); every block whose
     rows reach the threshold is emitted with all 32 sums, the others never."""

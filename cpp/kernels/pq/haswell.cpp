@@ -98,9 +98,15 @@ void fastscan_u4_haswell(const std::uint8_t* blocks, std::size_t nblocks, std::s
 void fastscan_tables_haswell(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
                              const std::uint8_t* const* tables, std::size_t nq, std::uint16_t* thresholds,
                              FastScanEmit emit, void* context) {
-    for (std::size_t q = 0; q < nq; q += 4)
-        fastscan_group_haswell(blocks, nblocks, m4, tables + q, q, std::min<std::size_t>(4, nq - q), thresholds, emit,
-                               context);
+    std::size_t q = 0;
+    for (; q + 8 <= nq; q += 8)
+        fastscan_queries_haswell<8>(blocks, nblocks, m4, tables + q, q, thresholds, emit, context);
+    switch (nq - q) {
+        case 7: fastscan_queries_haswell<7>(blocks, nblocks, m4, tables + q, q, thresholds, emit, context); break;
+        case 6: fastscan_queries_haswell<6>(blocks, nblocks, m4, tables + q, q, thresholds, emit, context); break;
+        case 5: fastscan_queries_haswell<5>(blocks, nblocks, m4, tables + q, q, thresholds, emit, context); break;
+        default: fastscan_group_haswell(blocks, nblocks, m4, tables + q, q, nq - q, thresholds, emit, context); break;
+    }
 }
 
 // One query: the four shuffled bytes of a group are added as bytes (entries <= 63, see
