@@ -434,7 +434,9 @@ def test_fastscan_tables_pointers_match_numpy(level, m4, nq):
     choices = [0, int(np.median(want)), 65535]
     thresholds = np.array([choices[q % 3] for q in range(nq)], np.uint16)
     with force_simd(level):
-        masks, sums = _core.pq_fastscan_tables(blocks, nblocks, m4, luts, ntables, order, thresholds)
+        masks, sums = _core.pq_fastscan_tables(
+            blocks, nblocks, m4, luts, ntables, order, thresholds
+        )
     passed = want <= thresholds[:, None, None]
     want_masks = (passed.astype(np.uint64) << np.arange(32, dtype=np.uint64)).sum(axis=2)
     np.testing.assert_array_equal(masks, want_masks.astype(np.uint32))
