@@ -5,15 +5,15 @@ IndexRaBitQFastScan and IndexIVFRaBitQFastScan, with our FlatIndex float32 and B
                                                           [--repeats 3] [--bits 1 2 4] [--quick]
 
 Dev data (60k x 384 MiniLM, unit length; inner product: ours metric="cosine", the same ranking
-on unit vectors, plus one flat metric="ip" row). Every variant runs 1,000 queries per
-call, k = 10, at each thread count, in the same process (medians of --repeats). For each
-index and bit width: recall@10 without re-rank, then with an exact re-rank from float32 rows
-in RAM over a sweep of candidate counts (ours: rerank_k; FAISS: IndexRefineFlat k_factor),
-the IVF ones over nprobe too (nlist = 256; nlist 512 / 1024 were measured slower at recall
-0.95 here, bench/RESULTS.md section 12, session 7). Bytes per vector: codes + factors (+ 4 d for the
-re-rank rows, listed apart). The summary gives each family's best QPS at recall@10 >= 0.95
-with re-rank and the ratios the targets name (>= 5x FAISS's best RaBitQ index, >= 8x our
-float32 FlatIndex).
+on unit vectors, plus metric="ip" rows without re-rank, flat and IVF). Every variant runs 1,000
+queries per call, k = 10, at each thread count, in the same process (medians of --repeats). For
+each index and bit width: recall@10 without re-rank, then with an exact re-rank from float32
+rows in RAM over a sweep of candidate counts (ours: rerank_k; FAISS: IndexRefineFlat k_factor),
+the IVF ones over nprobe too (nlist = 256; nlist 512 / 1024 were measured slower at recall 0.95
+here, bench/RESULTS.md section 12, session 7, speed). Bytes per vector: codes + factors (+ 4 d
+for the re-rank rows, listed apart). The summary gives each family's best QPS at recall@10 >=
+0.95 with re-rank and the ratios the targets name (>= 5x FAISS's best RaBitQ index, >= 8x our
+float32 FlatIndex), then re-times each side's fastest settings in turn (--paired-rounds).
 """
 
 from __future__ import annotations
@@ -143,8 +143,9 @@ def main() -> None:
         )
 
     for bits in args.bits:
-        # unit-length data: metric "cosine" ranks as FAISS's inner product; ours estimates it
-        # in the centred (residual) form. "ip" (no centring of the query) is listed too.
+        # unit-length data: metric "cosine" ranks as FAISS's inner product; "ip" (vectors of
+        # any length) is listed too: both in the centred form, ip with <x - c, c> per row
+        # (+4 B per vector; IVF also the shifts in RAM, as below)
         ip_plain = sx.RaBitQIndex(d, bits=bits, metric="ip")
         ip_plain.add(x)
         r.run(
@@ -152,10 +153,23 @@ def main() -> None:
             bits,
             "-",
             False,
-            ip_plain.code_bytes,
+            ip_plain.code_bytes + 4,
             lambda th, plain=ip_plain: plain.search(q, 10, threads=th).ids,
         )
         del ip_plain
+        ivf_ip = sx.IVFRaBitQIndex(d, args.nlist, bits=bits, metric="ip")
+        ivf_ip.train(x)
+        ivf_ip.add(x)
+        for nprobe in nprobes:
+            r.run(
+                "simdex IVFRaBitQIndex metric=ip",
+                bits,
+                f"nprobe={nprobe}",
+                False,
+                ivf_ip.code_bytes + 4 + 4 * (1 if bits == 1 else 2),
+                lambda th, n=nprobe, ivf_ip=ivf_ip: ivf_ip.search(q, 10, nprobe=n, threads=th).ids,
+            )
+        del ivf_ip
         ours = sx.RaBitQIndex(d, bits=bits, metric="cosine", rerank="memory")
         ours.add(x)
         plain = sx.RaBitQIndex(d, bits=bits, metric="cosine")

@@ -21,11 +21,15 @@ namespace {
 
 class HnswHandle {
    public:
+    // rows: None (rows in the node blocks) or a simdex._core.RerankRows of float32 rows
+    // (python/simdex/_rerank.py; a memory-mapped side file) that the graph then owns as their
+    // only writer (see HnswGraph's constructor).
     HnswHandle(const std::string& storage, const std::string& metric, std::size_t dim, std::size_t M,
-               std::size_t ef_construction, std::uint64_t seed)
+               std::size_t ef_construction, std::uint64_t seed, const py::object& rows)
         : level_(active_level()) {
         StoreSpec spec = unranged_spec(storage, metric, dim);
-        graph_.reset(new HnswGraph(kernels_for(level_), spec, M, ef_construction, seed));
+        std::shared_ptr<RerankRows> external = rows.is_none() ? nullptr : rows.cast<std::shared_ptr<RerankRows>>();
+        graph_.reset(new HnswGraph(kernels_for(level_), spec, M, ef_construction, seed, std::move(external)));
     }
 
     void set_ranges(const py::array& lo, const py::array& scale) {
@@ -213,6 +217,11 @@ class HnswHandle {
         out["entry"] = g.entry() == HnswGraph::kNone ? std::int64_t{-1} : static_cast<std::int64_t>(g.entry());
         out["max_level"] = g.max_level();
         out["insert_count"] = g.insert_count();
+        if (const RerankRows* rows = g.external_rows()) {  // rows of the same moment: count, CRC-32
+            const std::size_t count = rows->count();
+            out["rerank_count"] = count;
+            out["rerank_crc32"] = count ? crc32_bytes(rows->data(), count * rows->spec().row_bytes) : 0u;
+        }
         return out;
     }
 
@@ -325,9 +334,10 @@ py::array_t<std::uint16_t> fastscan1_sums(const py::array& blocks, std::size_t n
 void bind_hnsw(py::module_& m) {
     m.def("pq_fastscan1_sums", &fastscan1_sums, py::arg("blocks"), py::arg("nblocks"), py::arg("m4"), py::arg("lut"));
     py::class_<HnswHandle>(m, "HnswGraph")
-        .def(py::init<const std::string&, const std::string&, std::size_t, std::size_t, std::size_t, std::uint64_t>(),
+        .def(py::init<const std::string&, const std::string&, std::size_t, std::size_t, std::size_t, std::uint64_t,
+                      const py::object&>(),
              py::arg("storage"), py::arg("metric"), py::arg("dim"), py::arg("M"),
-             py::arg("ef_construction"), py::arg("seed"))
+             py::arg("ef_construction"), py::arg("seed"), py::arg("rows") = py::none())
         .def("set_ranges", &HnswHandle::set_ranges)
         .def_property("int8_queries", &HnswHandle::int8_queries, &HnswHandle::set_int8_queries)
         .def("add", [](HnswHandle& h, const py::array& rows, const py::object& ids,

@@ -149,12 +149,13 @@ class RaBitQIndexHandle {
         {
             py::gil_scoped_release release;
             std::vector<std::uint8_t> rows(n * core_->quantizer().row_bytes());
+            std::vector<float> dots(core_->has_dots() ? n : 0);
             {
                 std::shared_lock<RwLock> lock(mutex_);
-                core_->encode_rows(xp, lp, n, t, rows.data());
+                core_->encode_rows(xp, lp, n, t, rows.data(), dots.data());
             }
             std::unique_lock<RwLock> lock(mutex_);
-            core_->insert(rows.data(), lp, given, assigned, sp, n);
+            core_->insert(rows.data(), dots.data(), lp, given, assigned, sp, n);
         }
         return py::make_tuple(out_ids, slots);
     }
@@ -244,7 +245,8 @@ class RaBitQIndexHandle {
     bool contains(std::int64_t id) { return contains_id(core_->idmap(), mutex_, id); }
     IdArray ids() { return live_ids(core_->idmap(), mutex_); }
 
-    // {"ids": (slots,) id per slot (-1 free), "next_id", "rows": (n, row_bytes), "lists": (n,), "slots": (n,)}
+    // {"ids": (slots,) id per slot (-1 free), "next_id", "rows": (n, row_bytes), "lists": (n,), "slots": (n,),
+    //  and for ip "dots": (n,) float32 <x - c, c> of each row}
     py::dict state() {
         py::gil_scoped_release release;
         std::shared_lock<RwLock> lock(mutex_);
@@ -252,7 +254,8 @@ class RaBitQIndexHandle {
         const std::size_t n = core_->size(), slots = core_->idmap().slots(), rb = core_->quantizer().row_bytes();
         py::array_t<std::uint8_t> rows({n, rb});
         IdArray lists(n), where(n), ids(slots);
-        core_->export_rows(rows.mutable_data(), lists.mutable_data(), where.mutable_data());
+        FloatArray dots(core_->has_dots() ? n : 0);
+        core_->export_rows(rows.mutable_data(), lists.mutable_data(), where.mutable_data(), dots.mutable_data());
         if (slots) std::memcpy(ids.mutable_data(), core_->idmap().ids(), slots * 8);
         py::dict out;
         out["ids"] = ids;
@@ -260,19 +263,35 @@ class RaBitQIndexHandle {
         out["rows"] = rows;
         out["lists"] = lists;
         out["slots"] = where;
+        if (core_->has_dots()) out["dots"] = dots;
         return out;
     }
 
+    // x (n, dim) float32 rows, lists (n,) -> (n,) float32 <x - c, c> (the ip per-row scalar)
+    FloatArray centre_dots(const py::array& x, const py::array& lists) {
+        const std::size_t n = static_cast<std::size_t>(lists.size());
+        const float* xp = typed<float>(x, n * core_->quantizer().dim(), "x");
+        const std::int64_t* lp = typed<std::int64_t>(lists, n, "lists");
+        FloatArray out(n);
+        float* o = out.mutable_data();
+        py::gil_scoped_release release;
+        std::shared_lock<RwLock> lock(mutex_);
+        core_->centre_dots(xp, lp, n, o);
+        return out;
+    }
+
+    // dots: (n,) float32 centre dots of ip rows, or None (l2 / cosine; ip files of version 1)
     void restore(const py::array& ids, std::int64_t next_id, const py::array& rows, const py::array& lists,
-                 const py::array& slots) {
+                 const py::array& slots, const py::object& dots) {
         std::size_t slot_count = static_cast<std::size_t>(ids.size()), n = static_cast<std::size_t>(lists.size());
         const std::int64_t* id_ptr = typed<std::int64_t>(ids, slot_count, "ids");
         const std::uint8_t* r = array_bytes(rows, n * core_->quantizer().row_bytes(), 1, "codes");
+        const float* dp = dots.is_none() ? nullptr : typed<float>(dots.cast<py::array>(), n, "centre_dots");
         const std::int64_t* lp = typed<std::int64_t>(lists, n, "lists");
         const std::int64_t* sp = typed<std::int64_t>(slots, n, "slots");
         py::gil_scoped_release release;
         std::unique_lock<RwLock> lock(mutex_);
-        core_->restore(id_ptr, slot_count, next_id, r, lp, sp, n);
+        core_->restore(id_ptr, slot_count, next_id, r, dp, lp, sp, n);
     }
 
     std::size_t size() { return read_locked(mutex_, [&] { return core_->size(); }); }
@@ -321,7 +340,8 @@ void bind_rabitq(py::module_& m) {
         .def("ids", &RaBitQIndexHandle::ids)
         .def("state", &RaBitQIndexHandle::state)
         .def("restore", &RaBitQIndexHandle::restore, py::arg("ids"), py::arg("next_id"), py::arg("rows"),
-             py::arg("lists"), py::arg("slots"))
+             py::arg("lists"), py::arg("slots"), py::arg("dots") = py::none())
+        .def("centre_dots", &RaBitQIndexHandle::centre_dots, py::arg("x"), py::arg("lists"))
         .def("__len__", &RaBitQIndexHandle::size)
         .def_property_readonly("slot_count", &RaBitQIndexHandle::slot_count)
         .def_property_readonly("nbytes", &RaBitQIndexHandle::nbytes)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import _thread
 import signal
+import threading
 
 import numpy as np
 import pytest
@@ -29,6 +31,19 @@ def python_sigint():
     signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, before)
+
+
+def add_interrupted(index, x: np.ndarray, *, after: float = 0.05) -> None:
+    """index.add(x, threads=1) with a Ctrl-C (KeyboardInterrupt in the main thread) arriving
+    `after` seconds in; the interrupt is swallowed (use with the python_sigint fixture)."""
+    timer = threading.Timer(after, _thread.interrupt_main)
+    timer.start()
+    try:
+        index.add(x, threads=1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        timer.cancel()
 
 
 def clustered(n: int, d: int, *, clusters: int = 20, spread: float = 0.3, seed: int = 0) -> np.ndarray:

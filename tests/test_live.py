@@ -4,8 +4,10 @@ save / load / pickle, Ctrl-C during add, and one-row add / remove costs that do 
 
 from __future__ import annotations
 
-import _thread
+import itertools
+import os
 import pickle
+import tempfile
 import threading
 import time
 
@@ -13,7 +15,7 @@ import numpy as np
 import pytest
 
 import simdex as sx
-from conftest import clustered
+from conftest import add_interrupted, clustered
 
 D = 16
 
@@ -36,8 +38,16 @@ KINDS["pq4-rerank"] = (lambda: sx.PQIndex(D, 4, nbits=4, metric="cosine", rerank
 KINDS["rabitq"] = (lambda: sx.RaBitQIndex(D, bits=2, rerank="memory"), False)
 KINDS["ivf-rabitq"] = (lambda: sx.IVFRaBitQIndex(D, 8, bits=4, metric="cosine"), False)
 KINDS["hnsw-rabitq"] = (lambda: sx.HNSWIndex(D, "l2", M=8, ef_construction=40, storage="rabitq", bits=1), False)
+# the same graph with its exact rows in a memory-mapped side file (a fresh one per index)
+_SIDE_FILES = tempfile.TemporaryDirectory(prefix="simdex-live-")
+_side_count = itertools.count()
+KINDS["hnsw-rabitq-file"] = (
+    lambda: sx.HNSWIndex(D, "l2", M=8, ef_construction=40, storage="rabitq", bits=1,
+                         rerank=os.path.join(_SIDE_FILES.name, f"rows{next(_side_count)}.f32")),
+    False,
+)
 TRAINED = {"flat-int8", "pq8", "pq8-rerank", "pq4", "pq4-rerank", "ivfpq", "leanvec", "binary", "binary-graph",
-           "rabitq", "ivf-rabitq", "hnsw-rabitq"}
+           "rabitq", "ivf-rabitq", "hnsw-rabitq", "hnsw-rabitq-file"}
 
 
 def make(kind: str, sample: np.ndarray):
@@ -158,7 +168,8 @@ def test_ids_contains_and_empty_round_trip(kind, data, tmp_path):
 
 def _saved(index, path):
     index.save(path)
-    return sx.load(path)
+    store = getattr(index, "_store", None)  # rows in a side file: name it at load
+    return sx.load(path, rerank=None if store is None else store.path)
 
 
 @pytest.mark.parametrize("kind", ["flat", "hnsw", "hnsw-f16", "pq8-rerank", "binary", "leanvec", "rabitq"])
@@ -215,20 +226,13 @@ def test_filter_per_query(kind, data):
         index.search(q, 5, filter=filters[:2])
 
 
-@pytest.mark.parametrize("kind", ["hnsw", "hnsw-rabitq", "leanvec", "binary-graph"])
+@pytest.mark.parametrize("kind", ["hnsw", "hnsw-rabitq", "hnsw-rabitq-file", "leanvec", "binary-graph"])
 def test_ctrl_c_during_add_leaves_index_consistent(kind, python_sigint):
     """KeyboardInterrupt arrives while add runs in C++: the index stays consistent, searches
     find what it holds, and the next add works."""
     x = clustered(40_000, D, seed=9)
     index = make(kind, x[:2000])
-    timer = threading.Timer(0.05, _thread.interrupt_main)
-    timer.start()
-    try:
-        index.add(x, threads=1)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        timer.cancel()
+    add_interrupted(index, x)
     n = len(index)
     assert n < x.shape[0], "the add finished before the interrupt; make it longer"
     held = index.ids

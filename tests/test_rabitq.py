@@ -4,10 +4,13 @@ same results at every SIMD tier."""
 
 from __future__ import annotations
 
+import pathlib
+
 import numpy as np
 import pytest
 
 import simdex as sx
+from simdex import _format
 from simdex.kernels import available_levels, force_simd
 from simdex.rabitq import ROUNDS, confidence, padded_dim
 
@@ -286,12 +289,14 @@ def test_estimates_without_rerank_match_the_quantizer(corpus):
     assert sx.recall_at_k(ids_all, _truth(x, q, "l2"), 10) >= 0.8
 
 
-def _residual_reference(index, q):
-    """float64 reference of the residual-form estimates (l2 / cosine) of every live row of a
-    dense-rotation index: the row's centre c = its list's centroid, v = R(q - c),
-    l2 = ||r||^2 + ||q - c||^2 - 2 scale <xbar, v> (cosine: half of it), at both levels.
-    Also the tolerance the index's rounding allows: uint8 tables of R(q - g) for the 1-bit
-    level, query_bits planes of R(q - g) for the full level (g = the centroids' mean)."""
+def _residual_reference(index, q, x=None):
+    """float64 reference of the residual-form estimates of every live row of a dense-rotation
+    index: the row's centre c = its list's centroid, v = R(q - c), at both levels
+    l2 = ||r||^2 + ||q - c||^2 - 2 scale <xbar, v> (cosine: half of it), or
+    ip = 1 - <c, q> - <r, c> - scale <xbar, v> with the exact <r, c> = <x - c, c> from the rows
+    x (n, dim) (ids are row numbers). Also the tolerance the index's rounding allows: uint8
+    tables of R(q - g) for the 1-bit level, query_bits planes of R(q - g) for the full level
+    (g = the centroids' mean)."""
     quant = index.quantizer
     B, D = quant.bits, quant.padded_dim
     state = index._core.state()
@@ -310,31 +315,39 @@ def _residual_reference(index, q):
     pad = np.zeros((q.shape[0], D))
     pad[:, : q.shape[1]] = q
     half = 0.5 if index.metric == "cosine" else 1.0
+    m = 1.0 if index.metric == "ip" else 2.0  # l2 form: -2 <r, q - c>; ip: -<r, q - c>
+    cp = np.zeros((cents.shape[0], D))
+    cp[:, : q.shape[1]] = cents
+    if index.metric == "ip":
+        rows64 = x[ids].astype(np.float64)
+        rc = ((rows64 - cents[lists]) * cents[lists]).sum(1)  # exact <r, c> per row
     ref1, ref, tol1, tol = [], [], [], []
     for qq in pad:
-        cp = np.zeros((cents.shape[0], D))
-        cp[:, : q.shape[1]] = cents
         v = (qq[None, :] - cp[lists]) @ M.T  # (n, D) R(q - c) per row
-        qc = ((qq[None, :] - cp[lists]) ** 2).sum(1)
-        base = f[:, 0] + qc
-        ref1.append(half * (base - 2 * f[:, 1] * (xbar1 * v).sum(1)))
+        if index.metric == "ip":
+            base = 1.0 - cp[lists] @ qq - rc
+        else:
+            base = f[:, 0] + ((qq[None, :] - cp[lists]) ** 2).sum(1)
+        ref1.append(half * (base - m * f[:, 1] * (xbar1 * v).sum(1)))
         level = 1 if B == 1 else 3
-        ref.append(half * (base - 2 * f[:, level] * (xbar * v).sum(1)))
+        ref.append(half * (base - m * f[:, level] * (xbar * v).sum(1)))
         vg = M @ (qq - np.pad(g, (0, D - g.shape[0])))
         groups = np.abs(vg).reshape(-1, 4).sum(1)
         step = groups.max() / 255  # one uint8 table step; every sum rounds D / 4 entries
-        tol1.append(half * 2 * f[:, 1] * (D / 4) * step / 2 + 1e-4)
+        tol1.append(half * m * f[:, 1] * (D / 4) * step / 2 + 1e-4)
         delta = (vg.max() - vg.min()) / (2**quant.query_bits - 1)
-        tol.append(half * 2 * f[:, level] * np.abs(xbar).sum(1) * delta / 2 + 1e-4)
+        tol.append(half * m * f[:, level] * np.abs(xbar).sum(1) * delta / 2 + 1e-4)
     return ids, *(np.array(a) for a in (ref1, ref, tol1, tol))
 
 
-@pytest.mark.parametrize("metric", ["l2", "cosine"])
+@pytest.mark.parametrize("level", available_levels())
+@pytest.mark.parametrize("metric", ["l2", "cosine", "ip"])
 @pytest.mark.parametrize(("nlist", "bits"), [(1, 1), (1, 3), (8, 1), (8, 3)])
-def test_residual_form_matches_float64_reference(corpus, metric, nlist, bits):
-    """l2 / cosine estimate <r, q - c> (the query centred like the row): the scan uses one
-    set of tables for R(q - g) and per-row shifts <xbar, R(c - g)>; its estimates equal the
-    float64 estimator within the tables' / query planes' rounding, at every probed list."""
+def test_residual_form_matches_float64_reference(corpus, metric, nlist, bits, level):
+    """Every metric estimates <r, q - c> (the query centred like the row): the scan uses one
+    set of tables for R(q - g) and per-row shifts <xbar, R(c - g)>; ip adds the exact <r, c>
+    stored per row. The estimates equal the float64 estimator within the tables' / query
+    planes' rounding, at every probed list and every SIMD tier."""
     x, q = corpus
     x = x + 1.5  # a common offset: ||q - c|| << ||q||
     q = q[:6] + 1.5
@@ -343,18 +356,21 @@ def test_residual_form_matches_float64_reference(corpus, metric, nlist, bits):
         q = q / np.linalg.norm(q, axis=1, keepdims=True)
     x = x[:1500]
     kw = dict(bits=bits, metric=metric, rotation="dense", query_bits=8, eps0=50.0)
-    index = sx.RaBitQIndex(96, **kw) if nlist == 1 else sx.IVFRaBitQIndex(96, nlist, **kw).train(x)
-    index.add(x)
-    n = x.shape[0]
-    dist, got = index.search(q, n) if nlist == 1 else index.search(q, n, nprobe=nlist)
+    with force_simd(level):
+        index = sx.RaBitQIndex(96, **kw) if nlist == 1 else sx.IVFRaBitQIndex(96, nlist, **kw)
+        if nlist > 1:
+            index.train(x)
+        index.add(x)
+        n = x.shape[0]
+        dist, got = index.search(q, n) if nlist == 1 else index.search(q, n, nprobe=nlist)
     assert (got >= 0).all()
-    ids, ref1, ref, tol1, tol = _residual_reference(index, q)
+    ids, ref1, ref, tol1, tol = _residual_reference(index, q, x)
     order = np.argsort(ids)
     want, bound = (ref1, tol1) if bits == 1 else (ref, tol)
     for i in range(q.shape[0]):
         pos = order[np.searchsorted(ids[order], got[i])]
         assert (np.abs(dist[i] - want[i, pos]) <= bound[i, pos]).all()
-    if metric == "cosine":  # the point of centring: smaller errors than <r, q> uncentred
+    if metric != "l2":  # the point of centring: smaller errors than <r, q> uncentred
         ref_ids, exact = np.sort(ids), sx.knn(q, x, n, metric)
         truth = np.take_along_axis(exact.distances, np.argsort(exact.ids, axis=1), 1)
         assert np.array_equal(ref_ids, np.arange(n))
@@ -367,16 +383,18 @@ def test_residual_form_matches_float64_reference(corpus, metric, nlist, bits):
         cq = q.astype(np.float64) @ index.centroids.astype(np.float64).T  # (nq, nlist)
         uncentred = 1 - cq[:, lists] - f[:, 1][None, :] * (rq @ (sign - 0.5).T)
         centred = want[:, order] if bits == 1 else ref1[:, order]
-        assert np.abs(centred - truth).mean() < 0.9 * np.abs(uncentred - truth).mean()
+        # (ip on offset data: the error scales with ||q - c|| ~ 10 instead of ||q|| ~ 18)
+        gain = 0.75 if metric == "ip" else 0.9
+        assert np.abs(centred - truth).mean() < gain * np.abs(uncentred - truth).mean()
 
 
-@pytest.mark.parametrize("metric", ["l2", "cosine", "ip"])
-def test_ivf_batches_equal_single_queries(corpus, metric):
+@pytest.mark.parametrize(("metric", "bits"), [("l2", 1), ("cosine", 1), ("ip", 1), ("ip", 3)])
+def test_ivf_batches_equal_single_queries(corpus, metric, bits):
     """Several queries scan the lists they share in one kernel pass (list by list after their
-    nearest lists); the 1-bit selection does not depend on the order: the same results as
-    one query per call, with an id filter and with the re-rank."""
+    nearest lists); the selection does not depend on the order: the same results as one
+    query per call, with an id filter and with the re-rank."""
     x, q = corpus
-    index = sx.IVFRaBitQIndex(96, 16, bits=1, metric=metric, rerank="memory").train(x)
+    index = sx.IVFRaBitQIndex(96, 16, bits=bits, metric=metric, rerank="memory").train(x)
     index.add(x)
     allowed = np.arange(0, 4000, 3)
     for kw in ({}, {"rerank_k": 40}, {"filter": allowed}):
@@ -410,16 +428,23 @@ def test_ivf_cosine_cells(corpus):
         assert (by_id[ids[i][ids[i] >= 0]] == best[i]).all()
 
 
-def test_ivf_block_skipping_with_shifts(corpus):
-    """IVF l2 / cosine rows carry shifts <xbar, R(c - g)>: the lists' skipping threshold
-    (from the smallest query-independent term) must still keep the exact top k."""
+@pytest.mark.parametrize("nlist", [1, 8])
+def test_block_skipping_with_shifts_and_dots(corpus, nlist):
+    """IVF rows carry shifts <xbar, R(c - g)>, ip rows their <r, c>: the lists' skipping
+    threshold (from the smallest query-independent term) must still keep the exact top k
+    (offset data for ip: <r, c> spreads widely)."""
     x, q = corpus
-    for metric in ("l2", "cosine"):
-        index = sx.IVFRaBitQIndex(96, 8, bits=1, metric=metric, eps0=3.0).train(x)
-        index.add(x)
-        d_all, _ = index.search(q, 4000, nprobe=8)
-        d, _ = index.search(q, 10, nprobe=8)
-        assert index.stats["scanned"] < 0.8 * 40 * 4000
+    for metric in ("l2", "cosine", "ip"):
+        xs, qs = (x + 1.5, q + 1.5) if metric == "ip" else (x, q)
+        kw = dict(bits=1, metric=metric, eps0=3.0)
+        index = sx.RaBitQIndex(96, **kw) if nlist == 1 else sx.IVFRaBitQIndex(96, nlist, **kw)
+        if nlist > 1:
+            index.train(xs)
+        index.add(xs)
+        probe = {} if nlist == 1 else {"nprobe": nlist}
+        d_all, _ = index.search(qs, 4000, **probe)
+        d, _ = index.search(qs, 10, **probe)
+        assert index.stats["scanned"] < 0.85 * 40 * 4000  # (flat ip, offset: 0.81)
         np.testing.assert_array_equal(d, d_all[:, :10])
 
 
@@ -480,7 +505,8 @@ def test_same_results_at_every_simd_tier(corpus):
     for level in available_levels():
         with force_simd(level):
             run = []
-            for bits, metric in ((1, "l2"), (3, "l2"), (1, "cosine"), (2, "cosine")):
+            cases = ((1, "l2"), (3, "l2"), (1, "cosine"), (2, "cosine"), (1, "ip"), (3, "ip"))
+            for bits, metric in cases:
                 index = sx.RaBitQIndex(96, bits=bits, metric=metric)
                 index.add(x)
                 run.append(index.search(q, 10) + (dict(index.stats),))
@@ -489,12 +515,12 @@ def test_same_results_at_every_simd_tier(corpus):
             run.append(index.search(q, 10, rerank_k=50) + (dict(index.stats),))
             runs.append(run)
     for run in runs[1:]:
-        for (d, i, s), (d0, i0, s0) in zip(run[:4], runs[0][:4], strict=True):
+        for (d, i, s), (d0, i0, s0) in zip(run[:6], runs[0][:6], strict=True):
             np.testing.assert_array_equal(d, d0)
             np.testing.assert_array_equal(i, i0)
             assert s == s0
-        np.testing.assert_array_equal(run[4][1], runs[0][4][1])
-        np.testing.assert_allclose(run[4][0], runs[0][4][0], rtol=1e-5)
+        np.testing.assert_array_equal(run[6][1], runs[0][6][1])
+        np.testing.assert_allclose(run[6][0], runs[0][6][0], rtol=1e-5)
 
 
 def test_remove_reuses_slots_and_rerank_rows(corpus):
@@ -547,6 +573,157 @@ def test_save_load_pickle(corpus, tmp_path, rerank):
     assert repr(loaded).startswith("IVFRaBitQIndex(dim=96, metric='ip', nlist=8, bits=3")
 
 
+# ---- file format 2: the ip rows' <x - c, c>; version-1 files -----------------------------
+
+DATA = pathlib.Path(__file__).parent / "data"
+
+
+def _as_version_1(index) -> bytes:
+    """The file a version-1 simdex wrote for this index: no format_version, no centre_dots."""
+    params, arrays = index._state()
+    params = {k: v for k, v in params.items() if k != "format_version"}
+    arrays = {k: v for k, v in arrays.items() if k != "centre_dots"}
+    return _format.dumps(index.kind, params, arrays)
+
+
+def _exact_dots(index, x):
+    """float64 <x - c, c> of every live row in the core's export order (ids = row numbers)."""
+    state = index._core.state()
+    c = index.centroids.astype(np.float64)[state["lists"]]
+    return ((x[state["ids"][state["slots"]]].astype(np.float64) - c) * c).sum(1)
+
+
+def _uncentred_reference(index, q):
+    """float64 version-1 ip estimate of every live row at the stored level (1-bit for B = 1,
+    full for B > 1): 1 - <c, q> - scale <xbar, R q>, as (ids, estimates (nq, n)); and the
+    estimate's code-side <r, c> = scale <xbar, R c> per row."""
+    quant = index.quantizer
+    state = index._core.state()
+    u, f = unpack(state["rows"], quant)
+    xbar = u - ((1 << quant.bits) - 1) / 2
+    scale = f[:, 1 if quant.bits == 1 else 3].astype(np.float64)
+    cents = index.centroids.astype(np.float64)[state["lists"]]
+    code_rc = scale * (xbar * ref_rotate(cents, quant)).sum(1)
+    rq = ref_rotate(q.astype(np.float64), quant)
+    est = 1 - q.astype(np.float64) @ cents.T - scale[None, :] * (rq @ xbar.T)
+    return state["ids"][state["slots"]], est, code_rc
+
+
+def _rounding(index, v):
+    """Largest rounding of an estimate from a rotated query v (nq, D) at the stored level:
+    uint8 tables (B = 1) or query_bits planes (B > 1) (as _residual_reference)."""
+    quant = index.quantizer
+    state = index._core.state()
+    u, f = unpack(state["rows"], quant)
+    D, B = quant.padded_dim, quant.bits
+    if B == 1:
+        step = np.abs(v).reshape(v.shape[0], -1, 4).sum(2).max(1) / 255
+        return f[None, :, 1] * (D / 4) * step[:, None] / 2 + 1e-4
+    xbar = np.abs(u - ((1 << B) - 1) / 2).sum(1)
+    delta = (v.max(1) - v.min(1)) / (2**quant.query_bits - 1)
+    return f[None, :, 3] * xbar[None, :] * delta[:, None] / 2 + 1e-4
+
+
+def test_ip_files_carry_the_centre_dots(corpus, tmp_path):
+    """Format version 2: an ip index stores <x - c, c> per code row (computed in C++ from the
+    float row at add); files of l2 / cosine indexes hold nothing more per vector."""
+    import pickle
+
+    x, q = corpus
+    flat = sx.RaBitQIndex(96, bits=2, metric="ip")
+    ivf = sx.IVFRaBitQIndex(96, 8, bits=1, metric="ip").train(x)
+    for index in (flat, ivf):
+        index.add(x[:1000])
+        index.remove(np.arange(0, 1000, 7))  # rows move inside their lists: dots move along
+        params, arrays = index._state()
+        assert params["format_version"] == 2
+        exact = _exact_dots(index, x)
+        np.testing.assert_allclose(arrays["centre_dots"], exact, rtol=1e-5, atol=1e-5)
+        want = index.search(q, 10)
+        path = tmp_path / f"{index.kind}.sdx"
+        index.save(path)
+        for other in (sx.load(path), pickle.loads(pickle.dumps(index))):
+            np.testing.assert_array_equal(other._core.state()["dots"], arrays["centre_dots"])
+            got = other.search(q, 10)
+            np.testing.assert_array_equal(got.ids, want.ids)
+            np.testing.assert_array_equal(got.distances, want.distances)
+        # a batch answers as one query per call
+        singles = [index.search(q[j], 10) for j in range(q.shape[0])]
+        np.testing.assert_array_equal(want.ids, np.stack([r.ids for r in singles]))
+    for metric in ("l2", "cosine"):
+        other = sx.IVFRaBitQIndex(96, 8, bits=1, metric=metric).train(x)
+        other.add(x[:100])
+        params, arrays = other._state()
+        assert "centre_dots" not in arrays and "dots" not in other._core.state()
+        assert arrays["codes"].shape[1] == other.code_bytes == 96 // 8 + 4 + 12
+
+
+def test_ip_files_of_version_1_with_rerank_rows(corpus):
+    """A version-1 ip file with re-rank rows: <x - c, c> is recomputed from them, so the
+    loaded index is the one this version builds (same dots, same results)."""
+    x, q = corpus
+    flat = sx.RaBitQIndex(96, bits=2, metric="ip", rerank="memory")
+    ivf = sx.IVFRaBitQIndex(96, 8, bits=1, metric="ip", rerank="memory").train(x)
+    for index in (flat, ivf):
+        index.add(x[:1000])
+        index.remove(np.arange(0, 1000, 7))
+        loaded = _format.loads(_as_version_1(index))
+        np.testing.assert_array_equal(loaded._core.state()["dots"], index._core.state()["dots"])
+        for kw in ({}, {"rerank_k": 30}):
+            want, got = index.search(q, 10, **kw), loaded.search(q, 10, **kw)
+            np.testing.assert_array_equal(got.ids, want.ids)
+            np.testing.assert_array_equal(got.distances, want.distances)
+    # the committed version-1 file (flat, 2 bits): its dots are those of its re-rank rows
+    fixture = sx.load(DATA / "rabitq-ip-v1.sdx")
+    rows = fixture.reconstruct(fixture.ids)
+    state = fixture._core.state()
+    by_id = dict(zip(fixture.ids.tolist(), rows, strict=True))
+    x64 = np.stack([by_id[i] for i in state["ids"][state["slots"]]]).astype(np.float64)
+    c = fixture.centroids.astype(np.float64)[0]
+    np.testing.assert_allclose(state["dots"], (x64 - c) @ c, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("bits", [1, 3])
+def test_ip_files_of_version_1_without_rows(corpus, bits):
+    """A version-1 ip file without re-rank rows: each row's <r, c> becomes its code's own
+    estimate scale <xbar, R c> (full level), which makes its estimate the version-1 uncentred
+    one, 1 - <c, q> - scale <xbar, R q> (float64 reference), up to the query's rounding (now
+    of R(q - g), before of R q); rows added after the load get the exact value."""
+    x, q = corpus
+    q = q[:6]
+    kw = dict(bits=bits, metric="ip", rotation="dense", query_bits=8, eps0=50.0)
+    index = sx.IVFRaBitQIndex(96, 8, **kw).train(x)
+    index.add(x[:1500])
+    loaded = _format.loads(_as_version_1(index))
+    ids, ref, code_rc = _uncentred_reference(loaded, q)
+    np.testing.assert_allclose(loaded._core.state()["dots"], code_rc, rtol=1e-5, atol=1e-4)
+    dist, got = loaded.search(q, 1500, nprobe=8)
+    g = loaded.centroids.astype(np.float64).mean(0)
+    tol = _rounding(loaded, ref_rotate(q.astype(np.float64) - g, loaded.quantizer))
+    pos = np.argsort(ids)[got]  # ids are row numbers
+    assert (np.abs(dist - np.take_along_axis(ref, pos, 1)) <= np.take_along_axis(tol, pos, 1)).all()
+    loaded.add(x[1500:1600], ids=np.arange(1500, 1600))
+    state = loaded._core.state()
+    new = state["ids"][state["slots"]] >= 1500
+    exact = _exact_dots(loaded, x)[new]
+    np.testing.assert_allclose(state["dots"][new], exact, rtol=1e-5, atol=1e-5)
+    # the committed version-1 file (IVF, 1 bit, hadamard): the same ids as the version that
+    # wrote it, each distance within its rounding of the float64 uncentred estimate, then and now
+    fixture = sx.load(DATA / "approximate" / "ivf-rabitq-ip-v1.sdx")
+    expected = np.load(DATA / "approximate" / "ivf-rabitq-ip-v1.npz")
+    fq = expected["queries"]
+    dist, got = fixture.search(fq, int(expected["k"]))
+    np.testing.assert_array_equal(got, expected["ids"])
+    ids, ref, _ = _uncentred_reference(fixture, fq)
+    order = np.argsort(ids)
+    pos = order[np.searchsorted(ids[order], got)]
+    g = fixture.centroids.astype(np.float64).mean(0)
+    for found, rotated in ((dist, fq.astype(np.float64) - g), (expected["distances"], fq)):
+        tol = _rounding(fixture, ref_rotate(rotated.astype(np.float64), fixture.quantizer))
+        err = np.abs(found - np.take_along_axis(ref, pos, 1))
+        assert (err <= np.take_along_axis(tol, pos, 1)).all()
+
+
 def test_untrusted_files(corpus, tmp_path):
     from simdex import _format
 
@@ -575,6 +752,47 @@ def test_untrusted_files(corpus, tmp_path):
         load_with(rotation_params=arrays["rotation_params"] * 2)
     with pytest.raises(ValueError, match="codes"):
         load_with(codes=codes[:50])
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf"])
+def test_untrusted_centre_dots(corpus, kind):
+    """The ip rows' centre dots of a file: NaN / inf / a wrong length or dtype / missing in a
+    version-2 file raise ValueError naming the field, as does an unknown format version."""
+    x, _ = corpus
+    index = sx.RaBitQIndex(96, bits=2, metric="ip")
+    if kind == "ivf":
+        index = sx.IVFRaBitQIndex(96, 4, bits=1, metric="ip").train(x)
+    index.add(x[:100])
+    params, arrays = index._state()
+
+    def load_with(drop=(), params_change=None, **changes):
+        a = {k: v for k, v in arrays.items() if k not in drop}
+        a.update(changes)
+        p = dict(params, **(params_change or {}))
+        return _format.loads(_format.dumps(index.kind, p, a), None)
+
+    assert len(load_with()) == 100
+    dots = arrays["centre_dots"]
+    for value in (np.nan, np.inf, -np.inf):
+        bad = dots.copy()
+        bad[7] = value
+        with pytest.raises(ValueError, match="'centre_dots'.*NaN or infinite"):
+            load_with(centre_dots=bad)
+    with pytest.raises(ValueError, match="'centre_dots'.*shape"):
+        load_with(centre_dots=dots[:99])
+    with pytest.raises(ValueError, match="'centre_dots'.*shape"):
+        load_with(centre_dots=np.concatenate([dots, dots[:1]]))
+    with pytest.raises(ValueError, match="'centre_dots'.*float32"):
+        load_with(centre_dots=dots.astype(np.float64))
+    with pytest.raises(ValueError, match="'centre_dots'.*above"):
+        load_with(centre_dots=np.full_like(dots, 1e30))
+    with pytest.raises(ValueError, match="'centre_dots'.*missing"):
+        load_with(drop=("centre_dots",))
+    with pytest.raises(ValueError, match="'format_version'.*newer simdex"):
+        load_with(params_change={"format_version": 3})
+    for bad_version in (0, "2", 2.0, None):
+        with pytest.raises(ValueError, match="'format_version'"):
+            load_with(params_change={"format_version": bad_version})
 
 
 def test_index_errors(corpus):

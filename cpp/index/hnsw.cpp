@@ -7,7 +7,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <cerrno>
 #include <stdexcept>
+#include <system_error>
 #include <thread>
 
 #if defined(__linux__)
@@ -187,18 +189,24 @@ std::uint8_t* allocate_blocks(std::size_t bytes) {
 // ---- construction and storage -----------------------------------------------------------
 
 HnswGraph::HnswGraph(const KernelTable& table, const StoreSpec& spec, std::size_t M,
-                     std::size_t ef_construction, std::uint64_t seed)
+                     std::size_t ef_construction, std::uint64_t seed, std::shared_ptr<RerankRows> rows)
     : spec_(spec), M_(M), M0_(2 * M), ef_construction_(ef_construction),
-      seed_(seed) {
+      seed_(seed), external_(std::move(rows)) {
     if (M < 2 || M > 1024) throw std::invalid_argument("M must be in [2, 1024]; got " + std::to_string(M));
     if (ef_construction < 1)
         throw std::invalid_argument("ef_construction must be >= 1; got " + std::to_string(ef_construction));
     if ((spec.storage == Storage::bits) != (spec.metric == Metric::hamming))
         throw std::invalid_argument("metric 'hamming' goes with bit codes and only with them");
+    if (external_ && (spec.storage != Storage::f32 || external_->spec().storage != Storage::f32 ||
+                      external_->spec().dim != spec.dim || external_->spec().metric != spec.metric))
+        throw std::invalid_argument("external rows: float32 rows of the graph's dim and metric only");
     level_mult_ = 1.0 / std::log(static_cast<double>(M));
-    links_offset_ = round_up(spec.row_bytes, 4);
+    const std::size_t block_row_bytes = external_ ? 0 : spec.row_bytes;
+    links_offset_ = round_up(block_row_bytes, 4);
     block_bytes_ = links_offset_ + 4 * (1 + M0_);
-    block_bytes_ = round_up(block_bytes_, spec.row_bytes >= 256 ? 64 : 16);
+    block_bytes_ = round_up(block_bytes_, block_row_bytes >= 256 ? 64 : 16);
+    row_stride_ = external_ ? spec.row_bytes : block_bytes_;
+    point_rows();
     if (spec.storage == Storage::u8) {
         lo_.assign(spec.dim, 0.0f);
         scale_.assign(spec.dim, 0.0f);
@@ -213,6 +221,8 @@ HnswGraph::HnswGraph(const KernelTable& table, const StoreSpec& spec, std::size_
 }
 
 HnswGraph::~HnswGraph() { std::free(owned_); }
+
+void HnswGraph::point_rows() { rows_ = external_ ? external_->data() : blocks_; }
 
 void HnswGraph::set_ranges(const float* lo, const float* scale) {
     if (spec_.storage != Storage::u8) throw std::invalid_argument("set_ranges: only for int8 storage");
@@ -325,6 +335,7 @@ std::size_t HnswGraph::nbytes() const {
     for (std::size_t s = 0; s < slot_count_; ++s) total += upper_[s].capacity() * 4;
     if (codes_)
         total += codes_->own.capacity() + codes_->neighbours.bytes + codes_->centre.size() * 4;
+    if (external_) total += external_->nbytes();  // a mapped file's rows are not in RAM
     return total + (lo_.size() + scale_.size()) * 4 + with_ids([](const IdMap& m) { return m.nbytes(); });
 }
 
@@ -341,6 +352,7 @@ void HnswGraph::reserve(std::size_t slots) {
     std::free(owned_);
     owned_ = grown;
     blocks_ = grown;
+    point_rows();
     levels_.resize(capacity, -1);
     alive_.resize(capacity, 0);
     upper_.resize(capacity);
@@ -367,6 +379,7 @@ void HnswGraph::own_blocks() {
     std::memcpy(owned_, blocks_, slot_count_ * block_bytes_);
     std::memset(owned_ + slot_count_ * block_bytes_, 0, (capacity - slot_count_) * block_bytes_);
     blocks_ = owned_;
+    point_rows();
     drop_bad_links();
 }
 
@@ -393,7 +406,9 @@ void HnswGraph::drop_bad_links() {
 }
 
 const std::uint32_t* HnswGraph::links(std::uint32_t slot, int level) const {
-    if (level == 0) return reinterpret_cast<const std::uint32_t*>(row(slot) + links_offset_);
+    if (level == 0)
+        return reinterpret_cast<const std::uint32_t*>(blocks_ + static_cast<std::size_t>(slot) * block_bytes_ +
+                                                      links_offset_);
     return upper_[slot].data() + static_cast<std::size_t>(level - 1) * (1 + M_);
 }
 
@@ -687,14 +702,27 @@ HnswGraph::PendingAdd HnswGraph::begin_add(const std::uint8_t* rows, const std::
     }
     if (idmap_.slots() + n >= static_cast<std::size_t>(kNone))
         throw std::invalid_argument("add: the graph would exceed 2**32 - 1 slots");
+    if (external_ && !external_->writable())
+        throw std::system_error(EACCES, std::generic_category(),
+                                "rerank file '" + external_->path() + "' is read-only: the index can search but not add");
     p.ids.assign(ids, ids + n);
     p.slots.resize(n);
     for (std::size_t i = 0; i < n; ++i) p.slots[i] = idmap_.take_slot();
-    reserve(idmap_.slots());
+    try {
+        reserve(idmap_.slots());
+        if (external_) {  // a failed write (full disk) leaves the store as before
+            std::vector<std::int64_t> at(p.slots.begin(), p.slots.end());
+            external_->put(at.data(), reinterpret_cast<const float*>(rows), n);
+            point_rows();  // the store may have moved (grown, remapped)
+        }
+    } catch (...) {
+        for (std::size_t i = n; i-- > 0;) idmap_.give_back(p.slots[i]);
+        throw;
+    }
     // Rows are written up front; a node becomes reachable only once it is linked.
     for (std::size_t i = 0; i < n; ++i) {
         std::uint8_t* block = blocks_ + static_cast<std::size_t>(p.slots[i]) * block_bytes_;
-        std::memcpy(block, rows + i * spec_.row_bytes, spec_.row_bytes);
+        if (!external_) std::memcpy(block, rows + i * spec_.row_bytes, spec_.row_bytes);
         std::memset(block + links_offset_, 0, 4 * (1 + M0_));
         idmap_.bind(p.slots[i], ids[i]);
         alive_[p.slots[i]] = 1;
@@ -1263,9 +1291,7 @@ void HnswGraph::walk_codes_pool(const PreparedQuery& q, std::uint32_t entry, flo
     w.code_pool.resize(ef);
     w.code_tail.clear();
     w.kbest.clear();
-    if (w.todo.size() < M0_) w.todo.resize(M0_);
     CodeCandidate* pool = w.code_pool.data();
-    std::uint32_t* todo = w.todo.data();
     const float* estimates = w.estimates.data();
     const float error_scale = w.code.error_scale;
     const std::size_t width = codes_->blocks * 32;
@@ -1310,36 +1336,41 @@ void HnswGraph::walk_codes_pool(const PreparedQuery& q, std::uint32_t entry, flo
         std::uint8_t* pass = w.code_pass.data();
         for (std::size_t i = 0; i < width; ++i)  // vectorised
             pass[i] = static_cast<std::uint8_t>((estimates[i] < worst) | (estimates[i] - error_scale * errors[i] <= kth));
-        std::size_t fresh = 0;
-        for (std::size_t i = 0; i < n; ++i) {
-            todo[fresh] = static_cast<std::uint32_t>(i);
-            fresh += pass[i];
-        }
-        for (std::size_t f = 0; f < fresh; ++f) {
-            const std::uint32_t i = todo[f];
-            const std::uint32_t s = list[i + 1];
-            if (s >= capacity_ || !w.visit(s)) continue;
-            const CodeCandidate c{estimates[i], error_scale * errors[i], s, 0};
-            if (size == ef && !(c.distance < pool[ef - 1].distance)) {
-                if (c.distance - c.error <= kth) w.code_tail.push_back(c);
-                continue;
+        // The picked ones in link order, eight pass bytes (0 / 1) at a time as the bits of one
+        // byte (byte j of a little-endian word times the magic lands in bit 56 + j): the loop
+        // below runs once per picked neighbour, not once per neighbour.
+        static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "pass bytes are read as little-endian words");
+        for (std::size_t i0 = 0; i0 < n; i0 += 8) {
+            std::uint64_t bytes;
+            std::memcpy(&bytes, pass + i0, 8);  // in range: pass holds width (n rounded up to 32)
+            std::uint32_t bits = static_cast<std::uint32_t>((bytes * 0x0102040810204080ull) >> 56);
+            if (n - i0 < 8) bits &= (1u << (n - i0)) - 1;
+            for (; bits; bits &= bits - 1) {
+                const std::size_t i = i0 + static_cast<std::size_t>(__builtin_ctz(bits));
+                const std::uint32_t s = list[i + 1];
+                if (s >= capacity_ || !w.visit(s)) continue;
+                const CodeCandidate c{estimates[i], error_scale * errors[i], s, 0};
+                if (size == ef && !(c.distance < pool[ef - 1].distance)) {
+                    if (c.distance - c.error <= kth) w.code_tail.push_back(c);
+                    continue;
+                }
+                std::size_t first = 0, len = size;  // insert after the entries <= d
+                while (len > 0) {
+                    const std::size_t half = len >> 1;
+                    const bool right = pool[first + half].distance <= c.distance;
+                    first = right ? first + half + 1 : first;
+                    len = right ? len - half - 1 : half;
+                }
+                if (size == ef) {  // the window's last leaves it
+                    const CodeCandidate& out = pool[ef - 1];
+                    if (!out.expanded && out.distance - out.error <= kth) w.code_tail.push_back(out);
+                }
+                const std::size_t moved = (size < ef ? size : size - 1) - first;
+                std::memmove(pool + first + 1, pool + first, moved * sizeof(CodeCandidate));
+                pool[first] = c;
+                size += size < ef;
+                next = std::min(next, first);
             }
-            std::size_t first = 0, len = size;  // insert after the entries <= d
-            while (len > 0) {
-                const std::size_t half = len >> 1;
-                const bool right = pool[first + half].distance <= c.distance;
-                first = right ? first + half + 1 : first;
-                len = right ? len - half - 1 : half;
-            }
-            if (size == ef) {  // the window's last leaves it
-                const CodeCandidate& out = pool[ef - 1];
-                if (!out.expanded && out.distance - out.error <= kth) w.code_tail.push_back(out);
-            }
-            const std::size_t moved = (size < ef ? size : size - 1) - first;
-            std::memmove(pool + first + 1, pool + first, moved * sizeof(CodeCandidate));
-            pool[first] = c;
-            size += size < ef;
-            next = std::min(next, first);
         }
         cursor = next;
         while (cursor < size && pool[cursor].expanded) ++cursor;
@@ -1603,6 +1634,9 @@ void HnswGraph::restore(const std::uint8_t* blocks, bool borrow, std::size_t slo
                         std::size_t upper_len,
                         std::uint32_t entry, int max_level, std::uint64_t insert_count) {
     if (slot_count_ != 0) throw std::invalid_argument("restore: the graph is not empty");
+    if (external_ && external_->size() < slot_count)
+        throw std::invalid_argument("hnsw file: field 'rerank_rows': " + std::to_string(external_->size()) +
+                                    " rows for " + std::to_string(slot_count) + " slots");
     // Validate before use: a corrupted file must raise, never crash.
     std::size_t expected_upper = 0, live = 0;
     int top = -1;
@@ -1650,6 +1684,7 @@ void HnswGraph::restore(const std::uint8_t* blocks, bool borrow, std::size_t slo
         indegree_.reset(new std::atomic<std::uint32_t>[slot_count + 1]);
         capacity_ = slot_count;
         blocks_ = const_cast<std::uint8_t*>(blocks);  // never written: own_blocks() copies first
+        point_rows();
     } else {
         reserve(slot_count);
         std::memcpy(blocks_, blocks, slot_count * block_bytes_);

@@ -15,6 +15,10 @@
 //       [0, row_bytes)                        the stored row (vector or packed code)
 //       [links_offset, links_offset + 4)      u32 number of level-0 links
 //       [links_offset + 4, + 4 * M0)          u32 neighbour slots
+//     With external rows (a RerankRows, e.g. a memory-mapped file; see the constructor) a
+//     block holds no row (links_offset = 0) and row(slot) reads rows (slot_count, row_bytes)
+//     from that store instead: rows_ / row_stride_ name where rows are in either case, so
+//     row() is the same two loads and a multiply-add in both (no branch per row access).
 //     block_bytes is rounded up to 64 for rows of >= 256 bytes so every vector starts on a
 //     cache line (the buffer itself is 64-byte aligned; from 4 MiB on it is 2 MiB aligned
 //     and advised as transparent huge pages, so random row reads do not each miss the TLB).
@@ -68,6 +72,7 @@
 
 #include "index/idmap.hpp"
 #include "index/rabitq.hpp"
+#include "index/rerank.hpp"
 #include "index/scorer.hpp"
 #include "index/topk.hpp"
 
@@ -165,8 +170,13 @@ class HnswGraph {
    public:
     static constexpr std::uint32_t kNone = 0xffffffffu;
 
+    // rows: nullptr = rows inside the node blocks (RAM); else float32 rows of the graph's
+    // metric and dim kept in that store (RAM or a memory-mapped file) by slot: row s = the
+    // vector of slot s, written by begin_add (store.put), read by builds, walks and re-ranks.
+    // The graph is its only writer; it may already hold the rows of a saved graph (restore).
     HnswGraph(const KernelTable& table, const StoreSpec& spec, std::size_t M,
-              std::size_t ef_construction, std::uint64_t seed);
+              std::size_t ef_construction, std::uint64_t seed,
+              std::shared_ptr<RerankRows> rows = nullptr);
     ~HnswGraph();
     HnswGraph(const HnswGraph&) = delete;
     HnswGraph& operator=(const HnswGraph&) = delete;
@@ -256,8 +266,10 @@ class HnswGraph {
     const std::int32_t* levels() const { return levels_.data(); }
     bool alive(std::uint32_t slot) const { return alive_[slot] != 0; }
     const std::uint8_t* row(std::uint32_t slot) const {
-        return blocks_ + static_cast<std::size_t>(slot) * block_bytes_;
+        return rows_ + static_cast<std::size_t>(slot) * row_stride_;
     }
+    // The external row store (nullptr: rows in the blocks).
+    const RerankRows* external_rows() const { return external_.get(); }
     // (count, links...) of a slot at a level; level 0 from the block, others from upper_.
     const std::uint32_t* links(std::uint32_t slot, int level) const;
     std::size_t upper_size(std::uint32_t slot) const { return upper_[slot].size(); }
@@ -341,6 +353,11 @@ class HnswGraph {
     std::size_t links_offset_ = 0, block_bytes_ = 0;
 
     std::uint8_t* blocks_ = nullptr;   // owned_ or borrowed
+    // where row(slot) reads: blocks_ / block_bytes_, or the external store's rows / row_bytes
+    const std::uint8_t* rows_ = nullptr;
+    std::size_t row_stride_ = 0;
+    std::shared_ptr<RerankRows> external_;
+    void point_rows();  // rows_ <- blocks_ or external_->data(), after either moves
     std::uint8_t* owned_ = nullptr;    // 64-byte aligned allocation of capacity_ blocks
     std::size_t capacity_ = 0, slot_count_ = 0;
     std::vector<std::int32_t> levels_;

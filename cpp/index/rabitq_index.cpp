@@ -58,13 +58,11 @@ void RaBitQIndexCore::set_centroids(const float* centroids) {
     centroids_.assign(centroids, centroids + nlist() * dim);
     rotated_centroids_.assign(nlist() * D, 0.0);
     for (std::size_t l = 0; l < nlist(); ++l) q_.rotation().apply(centroids + l * dim, rotated_centroids_.data() + l * D);
-    // the queries' centre g: the mean of the centroids (l2 / cosine), 0 for ip
+    // the queries' centre g: the mean of the centroids (flat: g = c)
     std::vector<double> g(dim, 0.0);
-    if (residual()) {
-        for (std::size_t l = 0; l < nlist(); ++l)
-            for (std::size_t j = 0; j < dim; ++j) g[j] += centroids[l * dim + j];
-        for (double& v : g) v /= static_cast<double>(nlist());
-    }
+    for (std::size_t l = 0; l < nlist(); ++l)
+        for (std::size_t j = 0; j < dim; ++j) g[j] += centroids[l * dim + j];
+    for (double& v : g) v /= static_cast<double>(nlist());
     centre_.assign(g.begin(), g.end());
     rotated_centre_.assign(D, 0.0);
     q_.rotation().apply(centre_.data(), rotated_centre_.data());
@@ -101,39 +99,56 @@ void RaBitQIndexCore::grow(List& list, std::size_t rows) {
     if (list.ex.size() < rows * exb) list.ex.resize(std::max(rows, list.ex.size() / std::max<std::size_t>(exb, 1) * 3 / 2 + 1) * exb);
 }
 
-void RaBitQIndexCore::put(std::size_t l, std::size_t pos, const std::uint8_t* row) {
+namespace {
+
+// <xbar, v> of a row (quantizer layout) at the 1-bit level (xbar1 = b - 1/2) and, for B > 1,
+// at the full level (xbar = u - (2^B - 1) / 2), for a rotated vector v = a - b (D,) (b may be
+// nullptr = 0).
+void code_products(const RaBitQ& q, const std::uint8_t* row, const double* a, const double* b, double& one_bit,
+                   double& full) {
+    const std::size_t D = q.padded_dim(), P = q.plane_bytes(), B = static_cast<std::size_t>(q.bits());
+    const double mid = (std::ldexp(1.0, q.bits()) - 1.0) / 2.0;
+    one_bit = 0;
+    full = 0;
+    for (std::size_t i = 0; i < D; ++i) {
+        const double v = a[i] - (b ? b[i] : 0.0);
+        const unsigned sign = (row[i >> 3] >> (i & 7)) & 1u;
+        one_bit += (static_cast<double>(sign) - 0.5) * v;
+        if (B > 1) {
+            unsigned e = 0;
+            for (std::size_t j = 1; j < B; ++j) e |= ((row[j * P + (i >> 3)] >> (i & 7)) & 1u) << (j - 1);
+            full += (static_cast<double>((sign << (B - 1)) | e) - mid) * v;
+        }
+    }
+}
+
+}  // namespace
+
+void RaBitQIndexCore::put(std::size_t l, std::size_t pos, const std::uint8_t* row, float dot) {
     List& list = lists_[l];
     const std::size_t P = q_.plane_bytes(), F = q_.factor_count(), FI = block_factors(), exb = (q_.bits() - 1) * P;
     const std::size_t b = pos / 32, r = pos % 32, t = byte_of_row(r);
     std::uint8_t* block = list.blocks.data() + b * P * 32;
     for (std::size_t p = 0; p < P; ++p) block[p * 32 + t] = row[p];
-    float f[7];
+    float f[8];
     q_.factors_of(row, f);
     double shift_1bit = 0;
-    if (shifted()) {
+    if (shift_count()) {
         // <xbar, R(c - g)> of both levels: the query is centred on g, the row on its list's c
-        const std::size_t D = q_.padded_dim(), B = static_cast<std::size_t>(q_.bits());
-        const double* rc = rotated_centroids_.data() + l * D;
-        const double mid = (std::ldexp(1.0, q_.bits()) - 1.0) / 2.0;
-        double full = 0;
-        for (std::size_t i = 0; i < D; ++i) {
-            const double s = rc[i] - rotated_centre_[i];
-            const unsigned sign = (row[i >> 3] >> (i & 7)) & 1u;
-            shift_1bit += (static_cast<double>(sign) - 0.5) * s;
-            if (B > 1) {
-                unsigned e = 0;
-                for (std::size_t j = 1; j < B; ++j) e |= ((row[j * P + (i >> 3)] >> (i & 7)) & 1u) << (j - 1);
-                full += (static_cast<double>((sign << (B - 1)) | e) - mid) * s;
-            }
-        }
+        double full;
+        code_products(q_, row, rotated_centroids_.data() + l * q_.padded_dim(), rotated_centre_.data(), shift_1bit,
+                      full);
         f[F] = static_cast<float>(shift_1bit);
-        if (B > 1) f[F + 1] = static_cast<float>(full);
+        if (q_.bits() > 1) f[F + 1] = static_cast<float>(full);
     }
+    if (has_dots()) f[dot_factor()] = dot;
     for (std::size_t j = 0; j < FI; ++j) list.factors[(b * FI + j) * 32 + r] = f[j];
-    // the part of a row's estimate that does not depend on the query (see update_threshold)
-    const double add = metric_ == Metric::l2 ? 1.0 : metric_ == Metric::cosine ? 0.5 : 0.0;
+    // the part of a row's 1-bit estimate that does not depend on the query (see
+    // update_threshold): add * first + m * scale1 * shift1, first = ||r||^2 (l2 form) or <r, c>
+    const double add = metric_ == Metric::l2 ? 1.0 : metric_ == Metric::cosine ? 0.5 : -1.0;
     const double m = metric_ == Metric::l2 ? 2.0 : 1.0;
-    list.g_min = std::min(list.g_min, static_cast<float>(add * f[0] + m * f[1] * static_cast<float>(shift_1bit)));
+    const double first = l2_form() ? f[0] : dot;
+    list.g_min = std::min(list.g_min, static_cast<float>(add * first + m * f[1] * static_cast<float>(shift_1bit)));
     list.scale1_min = std::min(list.scale1_min, f[1]);
     list.scale1_max = std::max(list.scale1_max, f[1]);
     list.error1_max = std::max(list.error1_max, f[2]);
@@ -158,13 +173,29 @@ void RaBitQIndexCore::copy_position(std::size_t l, std::size_t from, std::size_t
     List& list = lists_[l];
     std::vector<std::uint8_t> row(q_.row_bytes());
     row_of(list.slots[from], row.data());
-    put(l, to, row.data());
+    const std::size_t FI = block_factors();
+    const float dot = has_dots() ? list.factors[((from / 32) * FI + dot_factor()) * 32 + from % 32] : 0.0f;
+    put(l, to, row.data(), dot);
     list.slots[to] = list.slots[from];
     pos_of_[list.slots[to]] = static_cast<std::uint32_t>(to);
 }
 
+void RaBitQIndexCore::centre_dots(const float* x, const std::int64_t* lists, std::size_t n, float* out) const {
+    if (!trained_) throw std::invalid_argument("the index is not trained: call train(x) first");
+    const std::size_t dim = q_.dim();
+    for (std::size_t i = 0; i < n; ++i) {
+        if (lists[i] < 0 || static_cast<std::size_t>(lists[i]) >= nlist())
+            throw std::invalid_argument("list " + std::to_string(lists[i]) + " out of range [0, " +
+                                        std::to_string(nlist()) + ")");
+        const float* c = centroids_.data() + static_cast<std::size_t>(lists[i]) * dim;
+        double dot = 0;
+        for (std::size_t j = 0; j < dim; ++j) dot += static_cast<double>(x[i * dim + j] - c[j]) * c[j];
+        out[i] = static_cast<float>(dot);
+    }
+}
+
 void RaBitQIndexCore::encode_rows(const float* x, const std::int64_t* lists, std::size_t n, std::size_t threads,
-                                  std::uint8_t* rows) const {
+                                  std::uint8_t* rows, float* dots) const {
     if (!trained_) throw std::invalid_argument("the index is not trained: call train(x) first");
     for (std::size_t i = 0; i < n; ++i)
         if (lists[i] < 0 || static_cast<std::size_t>(lists[i]) >= nlist())
@@ -172,13 +203,16 @@ void RaBitQIndexCore::encode_rows(const float* x, const std::int64_t* lists, std
                                         std::to_string(nlist()) + ")");
     const std::size_t chunk = 128, dim = q_.dim(), rb = q_.row_bytes();
     parallel_for((n + chunk - 1) / chunk, threads, [&](std::size_t task, std::size_t) {
-        for (std::size_t i = task * chunk; i < std::min(n, (task + 1) * chunk); ++i)
+        const std::size_t end = std::min(n, (task + 1) * chunk);
+        for (std::size_t i = task * chunk; i < end; ++i)
             q_.encode(x + i * dim, centroids_.data() + lists[i] * dim, rows + i * rb);
+        if (dots && has_dots()) centre_dots(x + task * chunk * dim, lists + task * chunk, end - task * chunk, dots + task * chunk);
     });
 }
 
-void RaBitQIndexCore::insert(const std::uint8_t* rows, const std::int64_t* lists, const std::int64_t* ids,
-                             std::int64_t* assigned, std::int64_t* slots_out, std::size_t n) {
+void RaBitQIndexCore::insert(const std::uint8_t* rows, const float* dots, const std::int64_t* lists,
+                             const std::int64_t* ids, std::int64_t* assigned, std::int64_t* slots_out, std::size_t n) {
+    if (has_dots() && n && !dots) throw std::invalid_argument("ip rows need their centre dots");
     if (ids) {
         map_.check_new(ids, n);  // (unique within the batch: checked in Python)
     } else {
@@ -196,7 +230,7 @@ void RaBitQIndexCore::insert(const std::uint8_t* rows, const std::int64_t* lists
         const std::size_t pos = list.size();
         grow(list, pos + 1);
         list.slots.push_back(slot);
-        put(static_cast<std::size_t>(lists[i]), pos, rows + i * rb);
+        put(static_cast<std::size_t>(lists[i]), pos, rows + i * rb, has_dots() ? dots[i] : 0.0f);
         list_of_[slot] = static_cast<std::uint32_t>(lists[i]);
         pos_of_[slot] = static_cast<std::uint32_t>(pos);
         slots_out[i] = slot;
@@ -232,9 +266,14 @@ struct ScanContext {
     std::size_t size = 0, F = 3, FI = 3, P = 0, exb = 0;  // FI: factors per row in a block
     // <b - 1/2, q> ~= sums * inv_scale + offset (the tables' quantisation: lut_error per row)
     float inv_scale = 0, offset = 0, lut_error = 0, qnorm = 0;
-    float m = 2, base = 0, eps0 = 1.9f, add = 1;  // add: 1 for l2 (||r||^2 term), 0 for ip
+    // 1-bit estimate = base + add * first_r - m scale1_r (<xbar1, v> - shift1_r); first_r is
+    // factor `first` of the row: ||r||^2 (l2 form: add 1, cosine 0.5) or <r, c> (ip: add -1)
+    float m = 2, base = 0, eps0 = 1.9f, add = 1;
+    std::size_t first = 0;
     float half = 1;  // l2-form estimates times this (0.5: cosine in the l2 form)
     bool full = false;
+    bool shifts = false;  // rows carry shifts (IVF): factors F (1-bit level) and F + 1 (full)
+    bool dots = false;    // ip: the full level subtracts <r, c> (factor `first`)
     // block skipping: the kernel sees complemented tables (sums' = smax - sums) and emits
     // only blocks with a row at or under *threshold (see update_threshold)
     float smax = 0, scale = 1;
@@ -249,8 +288,8 @@ struct ScanContext {
 };
 
 // The largest complemented sum a row of the list can have and still enter the selection.
-// A row's 1-bit estimate is base + g_r - m scale1_r ip_r with g_r = add norm2_r + m scale1_r
-// shift_r (shift_r = <xbar1, R(c - g)>, 0 for ip). It enters only if its key (estimate, minus
+// A row's 1-bit estimate is base + g_r - m scale1_r ip_r with g_r = add first_r + m scale1_r
+// shift_r (shift_r = <xbar1, R(c - g)>, 0 for flat). It enters only if its key (estimate, minus
 // eps0 * error for B > 1) is below the selection's limit T. With error <= E = m (error1_max
 // qnorm + scale1_max lut_error) and g_r >= g_min, that needs  m scale1_r ip_r > N := base +
 // g_min - T - eps0 E,
@@ -281,10 +320,10 @@ void scan_block(void* raw, std::size_t, std::size_t block, std::uint32_t mask, c
     ScanContext& c = *static_cast<ScanContext*>(raw);
     static const float no_shift[32] = {};
     const float* fb = c.factors + block * c.FI * 32;
-    const float* norm2 = fb;
+    const float* first_term = fb + c.first * 32;  // ||r||^2 or <r, c>
     const float* scale1 = fb + 32;
     const float* error1 = fb + 64;
-    const float* shift1 = c.FI > c.F ? fb + c.F * 32 : no_shift;
+    const float* shift1 = c.shifts ? fb + c.F * 32 : no_shift;
     auto error_of_row = [&](std::size_t r) {
         const float code = error1[r] * c.qnorm, table = scale1[r] * c.lut_error;
         return c.m * std::sqrt(code * code + table * table);
@@ -299,7 +338,7 @@ void scan_block(void* raw, std::size_t, std::size_t block, std::uint32_t mask, c
     for (; below; below &= below - 1) {
         const std::size_t r = static_cast<std::size_t>(__builtin_ctz(below));
         const float ip = (c.smax - static_cast<float>(sums[r])) * c.inv_scale + c.offset - shift1[r];
-        const float estimate = c.base + c.add * norm2[r] - c.m * scale1[r] * ip;
+        const float estimate = c.base + c.add * first_term[r] - c.m * scale1[r] * ip;
         const float key = c.full ? estimate - c.eps0 * error_of_row(r) : estimate;
         if (!(key < c.selection->threshold())) continue;
         const std::uint32_t slot = c.slots[first + r];
@@ -314,7 +353,9 @@ void scan_block(void* raw, std::size_t, std::size_t block, std::uint32_t mask, c
         for (std::size_t j = 0; j < c.F; ++j) f[j] = fb[j * 32 + r];
         RaBitQEstimate e = c.q->estimate_parts(*c.query, sign, c.ex + (first + r) * c.exb, f);
         // residual form: the query planes are of R(q - g); <xbar, R(q - c)> = that - shift
-        if (c.FI > c.F) e.distance += 2.0f * f[3] * fb[(c.F + 1) * 32 + r];
+        // (l2 form: -2 scale <r, q - c>, ip: -scale <r, q - c> - <r, c>)
+        if (c.shifts) e.distance += (c.dots ? 1.0f : 2.0f) * f[3] * fb[(c.F + 1) * 32 + r];
+        if (c.dots) e.distance -= first_term[r];
         ++c.stats->refined;
         c.selection->push(e.distance * c.half, pack(slot, e.error * c.half));
     }
@@ -382,14 +423,14 @@ void RaBitQIndexCore::search(const float* queries, std::size_t nq, std::size_t k
                              std::int64_t* out_ids, RaBitQStats& stats) const {
     const std::size_t dim = q_.dim(), D = q_.padded_dim(), P = q_.plane_bytes(), m4 = D / 4;
     const std::size_t F = q_.factor_count(), exb = (q_.bits() - 1) * P;
-    // l2 / cosine: the residual form. The row holds r = x - c against its list's centre c; the
-    // query is centred on one shared g (the mean of the centroids) and rotated once, v =
-    // R(q - g), so its tables and planes serve every list, and <r, q - c> ~= scale <xbar, v> -
-    // scale <xbar, R(c - g)> (the second term is stored per row: see put). Then l2 = ||r||^2 +
-    // ||q - c||^2 - 2 <r, q - c>, and cosine (unit rows and queries) = l2 / 2. The estimate's
-    // error scales with ||q - c||, smaller than ||q|| (as FAISS centres the query).
-    // ip: 1 - <c, q> - <r, q>, with R q shared by every list.
-    const bool l2 = residual();
+    // The residual form. The row holds r = x - c against its list's centre c; the query is
+    // centred on one shared g (the mean of the centroids) and rotated once, v = R(q - g), so
+    // its tables and planes serve every list, and <r, q - c> ~= scale <xbar, v> - scale <xbar,
+    // R(c - g)> (the second term is stored per row: see put). Then l2 = ||r||^2 + ||q - c||^2 -
+    // 2 <r, q - c>, cosine (unit rows and queries) = l2 / 2, and ip = 1 - <c, q> - <r, c> -
+    // <r, q - c> with <r, c> exact per row. The estimate's error scales with ||q - c||,
+    // smaller than ||q|| (as FAISS centres the query).
+    const bool l2 = l2_form();
     const float half = metric_ == Metric::l2 ? 1.0f : 0.5f;  // l2-form distances -> cosine
     nprobe = std::min(std::max<std::size_t>(nprobe, 1), nlist());
     candidates = std::max(candidates, k);
@@ -401,7 +442,8 @@ void RaBitQIndexCore::search(const float* queries, std::size_t nq, std::size_t k
     std::vector<RaBitQStats> per_worker(std::max<std::size_t>(threads, 1) + 1);
     // coarse scores of every query against every centroid in one GEMM (IVF)
     // (l2 / cosine: of q - g against c - g, so ||q - c||^2 = ||q - g||^2 - 2 <q - g, c - g> +
-    // ||c - g||^2 cancels little)
+    // ||c - g||^2 cancels little; ip: <q, c>, exact where the estimate needs it, and ||q - c||
+    // for the bounds only)
     std::vector<float> coarse;
     if (nlist() > 1) {
         coarse.resize(nq * nlist());
@@ -424,7 +466,7 @@ void RaBitQIndexCore::search(const float* queries, std::size_t nq, std::size_t k
         RaBitQQuery prepared;
         std::vector<std::uint8_t> lut;
         float bias = 0, scale = 1, smax = 0;
-        double sum_q = 0, centred_norm2 = 0;
+        double sum_q = 0, centred_norm2 = 0, qg = 0;  // qg = <q, g> (cosine, ip)
         std::optional<TopK> selection;
     };
     const SlotFilter by_id{nullptr, map_.ids(), filter.id_mask, filter.id_mask_len};
@@ -453,8 +495,12 @@ void RaBitQIndexCore::search(const float* queries, std::size_t nq, std::size_t k
                 for (std::size_t l = 0; l < nlist(); ++l)
                     s.probes[l] = {-static_cast<float>((row[l] + qg + centre_dots_[l]) * inverse_norms_[l]),
                                    static_cast<std::uint32_t>(l)};
+                s.qg = qg;
             } else {
                 for (std::size_t l = 0; l < nlist(); ++l) s.probes[l] = {-row[l], static_cast<std::uint32_t>(l)};
+                double qg = 0;
+                for (std::size_t j = 0; j < dim; ++j) qg += static_cast<double>(query[j]) * centre_[j];
+                s.qg = qg;
             }
         } else {
             s.probes[0] = {0.0f, 0u};
@@ -463,16 +509,16 @@ void RaBitQIndexCore::search(const float* queries, std::size_t nq, std::size_t k
             std::nth_element(s.probes.begin(), s.probes.begin() + static_cast<std::ptrdiff_t>(nprobe), s.probes.end());
         std::sort(s.probes.begin(), s.probes.begin() + static_cast<std::ptrdiff_t>(nprobe));
         s.probes.resize(nprobe);
-        // R(q - g) (l2 / cosine) or R q (ip): the same for every list, so the tables and query
-        // planes are built once; per list only the constant and ||q - c|| change
+        // R(q - g): the same for every list, so the tables and query planes are built once; per
+        // list only the constant and ||q - c|| change
         s.rotated.resize(D);
         q_.rotation().apply(query, s.rotated.data());
-        q_.prepare_rotated(s.rotated.data(), l2 ? rotated_centre_.data() : nullptr, 0.0, l2, s.prepared, q_.bits() > 1);
+        q_.prepare_rotated(s.rotated.data(), rotated_centre_.data(), 0.0, l2, s.prepared, q_.bits() > 1);
         s.lut.resize(m4 * 32);
         s.scale = build_tables(s.prepared.rotated.data(), m4, s.lut.data(), s.bias, s.smax);
         s.sum_q = 0;
         for (std::size_t i = 0; i < D; ++i) s.sum_q += s.prepared.rotated[i];
-        s.centred_norm2 = s.prepared.norm * s.prepared.norm;  // ||q - g||^2 (l2 / cosine)
+        s.centred_norm2 = s.prepared.norm * s.prepared.norm;  // ||q - g||^2
         s.selection.emplace(candidates);
     };
     // The scan context of probe pi of a query (sets the query's per-list constant).
@@ -488,8 +534,19 @@ void RaBitQIndexCore::search(const float* queries, std::size_t nq, std::size_t k
             prepared.constant = qc;
             prepared.norm = std::sqrt(qc);
         } else {
-            prepared.constant = 1.0 - static_cast<double>(nlist() == 1 ? table_->dot_f32(queries + s.qi * dim, centroids_.data(), dim)
-                                                                        : coarse[s.qi * nlist() + l]);
+            // <q, c>: flat: in double here (the same on every tier), IVF: from the coarse GEMM
+            double qc = 0;
+            if (nlist() == 1) {
+                for (std::size_t j = 0; j < dim; ++j) qc += static_cast<double>(queries[s.qi * dim + j]) * centroids_[j];
+            } else {
+                qc = coarse[s.qi * nlist() + l];
+            }
+            prepared.constant = 1.0 - qc;
+            // ||q - c||^2 = ||q - g||^2 + ||c - g||^2 - 2 <q - g, c - g> (flat: g = c), with
+            // <q - g, c - g> = <q, c> - <q, g> - (<g, c> - ||g||^2): the bounds' scale
+            prepared.norm = nlist() == 1 ? std::sqrt(s.centred_norm2)
+                                         : std::sqrt(std::max(0.0, s.centred_norm2 + centred_norms_[l] -
+                                                                       2.0 * (qc - s.qg - centre_dots_[l])));
         }
         ctx.q = &q_;
         ctx.query = &prepared;
@@ -506,7 +563,10 @@ void RaBitQIndexCore::search(const float* queries, std::size_t nq, std::size_t k
         ctx.offset = static_cast<float>(s.bias - 0.5 * s.sum_q);
         ctx.lut_error = static_cast<float>(std::sqrt(static_cast<double>(m4) / 12.0) / s.scale);
         ctx.qnorm = static_cast<float>(prepared.norm);
-        ctx.add = l2 ? half : 0.0f;
+        ctx.add = l2 ? half : -1.0f;
+        ctx.first = l2 ? 0 : dot_factor();
+        ctx.shifts = shift_count() > 0;
+        ctx.dots = has_dots();
         ctx.m = l2 ? 2.0f * half : 1.0f;
         ctx.base = static_cast<float>(prepared.constant) * (l2 ? half : 1.0f);
         ctx.half = l2 ? half : 1.0f;
@@ -664,12 +724,14 @@ void RaBitQIndexCore::search(const float* queries, std::size_t nq, std::size_t k
     for (const RaBitQStats& s : per_worker) add_stats(stats, s);
 }
 
-void RaBitQIndexCore::export_rows(std::uint8_t* rows, std::int64_t* lists, std::int64_t* slots) const {
+void RaBitQIndexCore::export_rows(std::uint8_t* rows, std::int64_t* lists, std::int64_t* slots, float* dots) const {
     std::size_t i = 0;
-    const std::size_t rb = q_.row_bytes();
+    const std::size_t rb = q_.row_bytes(), FI = block_factors();
     for (std::size_t l = 0; l < nlist(); ++l)
         for (std::uint32_t slot : lists_[l].slots) {
             row_of(slot, rows + i * rb);
+            const std::size_t pos = pos_of_[slot];
+            if (dots && has_dots()) dots[i] = lists_[l].factors[((pos / 32) * FI + dot_factor()) * 32 + pos % 32];
             lists[i] = static_cast<std::int64_t>(l);
             slots[i] = slot;
             ++i;
@@ -677,8 +739,8 @@ void RaBitQIndexCore::export_rows(std::uint8_t* rows, std::int64_t* lists, std::
 }
 
 void RaBitQIndexCore::restore(const std::int64_t* ids, std::size_t slot_count, std::int64_t next_id,
-                              const std::uint8_t* rows, const std::int64_t* lists, const std::int64_t* slots,
-                              std::size_t n) {
+                              const std::uint8_t* rows, const float* dots, const std::int64_t* lists,
+                              const std::int64_t* slots, std::size_t n) {
     IdMap map;
     map.restore(ids, slot_count, nullptr);
     map.set_next_id(next_id);
@@ -693,6 +755,8 @@ void RaBitQIndexCore::restore(const std::int64_t* ids, std::size_t slot_count, s
             throw std::invalid_argument("index file: code row " + std::to_string(i) +
                                         " names a slot that is not live or appears twice");
         seen[slots[i]] = 1;
+        if (dots && has_dots() && !std::isfinite(dots[i]))
+            throw std::invalid_argument("index file: the centre dot of code row " + std::to_string(i) + " is not finite");
     }
     map_ = std::move(map);
     for (List& list : lists_) list = List();
@@ -704,7 +768,19 @@ void RaBitQIndexCore::restore(const std::int64_t* ids, std::size_t slot_count, s
         const std::size_t pos = list.size();
         grow(list, pos + 1);
         list.slots.push_back(static_cast<std::uint32_t>(slots[i]));
-        put(static_cast<std::size_t>(lists[i]), pos, rows + i * rb);
+        float dot = 0.0f;
+        if (has_dots() && dots) {
+            dot = dots[i];
+        } else if (has_dots()) {  // a version-1 file: the code's own estimate of <r, c>
+            const std::uint8_t* row = rows + i * rb;
+            float f[5];
+            q_.factors_of(row, f);
+            double one_bit, full;
+            code_products(q_, row, rotated_centroids_.data() + static_cast<std::size_t>(lists[i]) * q_.padded_dim(),
+                          nullptr, one_bit, full);
+            dot = static_cast<float>(q_.bits() == 1 ? f[1] * one_bit : f[3] * full);
+        }
+        put(static_cast<std::size_t>(lists[i]), pos, rows + i * rb, dot);
         list_of_[slots[i]] = static_cast<std::uint32_t>(lists[i]);
         pos_of_[slots[i]] = static_cast<std::uint32_t>(pos);
     }

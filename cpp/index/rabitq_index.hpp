@@ -13,18 +13,24 @@
 //           sign bits of sub-space j, bit t = dimension 4j + t): byte (p, t) of a block is
 //           byte p of the sign plane of row (t even ? t / 2 : 16 + t / 2)
 //   factors (nblocks, FI, 32) float32: factor f of the block's 32 rows side by side: the
-//           quantizer's F factors, then for l2 / cosine the shifts <xbar, R(c - g)> of the
-//           1-bit level and (B > 1) of the full level (c: the list's centroid, g: the
-//           centroids' mean; IVF only, as flat has g = c; derived from the row and the
-//           centroids, not stored in files)
+//           quantizer's F factors, then (IVF only: flat has g = c, the shifts are 0 and not
+//           stored) the shifts <xbar, R(c - g)> of the 1-bit level and (B > 1) of the full
+//           level (c: the list's centroid, g: the centroids' mean; derived from the row and
+//           the centroids, not stored in files), then for ip the row's <r, c> = <x - c, c>
+//           (exact, from the float row at add; stored in files: format version 2)
 //   ex      (n, (B - 1) * D / 8) uint8: the extra bit planes (B > 1)
 //
-// Search for one query: rotate once (l2 / cosine: v = R(q - g); ip: R q) and build the
-// 16-entry tables of the sign sub-spaces, quantised to uint8, and the query bit planes, once
-// for every list; per probed list only the constant (l2 / cosine: ||q - c||^2, from the
-// coarse GEMM on centred vectors; ip: 1 - <c, q>) changes, and l2 / cosine subtract each
-// row's shift: <xbar, R(q - c)> = <xbar, v> - <xbar, R(c - g)> (the residual form: the
-// estimate's error scales with ||q - c||, cosine = l2 / 2 on unit vectors);
+// Search for one query: rotate once, v = R(q - g), and build the 16-entry tables of the sign
+// sub-spaces, quantised to uint8, and the query bit planes, once for every list; per probed
+// list only the constant changes, and each row subtracts its shift:
+// <xbar, R(q - c)> = <xbar, v> - <xbar, R(c - g)> (the residual form: the estimator's error
+// scales with ||q - c|| instead of ||q||, as FAISS centres the query):
+//   l2     = ||r||^2 + ||q - c||^2 - 2 <r, q - c>       (||q - c||^2 from the coarse GEMM on
+//                                                       centred vectors; cosine = l2 / 2)
+//   ip     = 1 - <x, q> = 1 - <c, q> - <r, c> - <r, q - c>    (x = c + r, so <r, q> =
+//            <r, c> + <r, q - c>: the query-independent <r, c> is exact, stored per row;
+//            only <r, q - c> is estimated)
+// with <r, q - c> ~= scale (<xbar, v> - shift) at either level;
 // the fast-scan kernel sums the tables for 32 rows at a time; each row gets the 1-bit
 // estimate and its bound; rows whose lower bound (estimate - eps0 * error) is below the
 // current c-th best full estimate (c = rerank_k, or k) get the full B-bit estimate
@@ -78,12 +84,19 @@ class RaBitQIndexCore {
     bool trained() const { return trained_; }
 
     // Encode x (n, dim) float32 (unit rows for cosine) against the centroids of their lists
-    // (n,) in [0, nlist) into rows (n, quantizer().row_bytes()); reads only trained state.
+    // (n,) in [0, nlist) into rows (n, quantizer().row_bytes()) and, for ip, dots (n,) =
+    // <x - c, c> (centre_dots; nullptr for l2 / cosine); reads only trained state.
     void encode_rows(const float* x, const std::int64_t* lists, std::size_t n, std::size_t threads,
-                     std::uint8_t* rows) const;
-    // Store encoded rows: ids (n,) new unique ids or nullptr (sequential ids written to
-    // assigned); slots_out (n,) the slots given to the rows (reused free slots first).
-    void insert(const std::uint8_t* rows, const std::int64_t* lists, const std::int64_t* ids,
+                     std::uint8_t* rows, float* dots) const;
+    // The exact per-row scalar of ip: out (n,) = <x - c, c> for x (n, dim), c = the centroid of
+    // lists (n,) (x - c rounded to float32 as the encoder rounds it, then summed in double).
+    void centre_dots(const float* x, const std::int64_t* lists, std::size_t n, float* out) const;
+    // Whether rows carry a centre dot (ip): insert / restore / export_rows take dots.
+    bool has_dots() const { return metric_ == Metric::ip; }
+    // Store encoded rows: dots (n,) their centre dots (ip; ignored otherwise); ids (n,) new
+    // unique ids or nullptr (sequential ids written to assigned); slots_out (n,) the slots
+    // given to the rows (reused free slots first).
+    void insert(const std::uint8_t* rows, const float* dots, const std::int64_t* lists, const std::int64_t* ids,
                 std::int64_t* assigned, std::int64_t* slots_out, std::size_t n);
     // Unknown ids are ignored; returns how many were removed.
     std::size_t remove(const std::int64_t* ids, std::size_t n);
@@ -94,12 +107,17 @@ class RaBitQIndexCore {
                 std::size_t candidates, float eps0, const IdFilter& filter, const RerankSource* rerank,
                 std::size_t threads, float* out_distances, std::int64_t* out_ids, RaBitQStats& stats) const;
 
-    // Canonical rows (quantizer row layout: planes + factors) of every live slot, in slot order,
-    // with their list; ids per slot (-1 = free) come from idmap().
-    void export_rows(std::uint8_t* rows, std::int64_t* lists, std::int64_t* slots) const;
-    // Restore: ids per slot (-1 = free), then live rows with their list and slot.
+    // Canonical rows (quantizer row layout: planes + factors) of every live row, list by list,
+    // with their list and slot, and (ip, else nullptr) their centre dots; ids per slot (-1 =
+    // free) come from idmap().
+    void export_rows(std::uint8_t* rows, std::int64_t* lists, std::int64_t* slots, float* dots) const;
+    // Restore: ids per slot (-1 = free), then live rows with their list, slot and (ip) centre
+    // dot. ip rows without dots (nullptr: files of format version 1, written when ip was
+    // estimated uncentred) get their code's own estimate of <r, c>, scale <xbar, R c> at the
+    // full level: their full-level estimate is then exactly the version-1 (uncentred) one,
+    // 1 - <c, q> - scale <xbar, R q>, up to the query's rounding.
     void restore(const std::int64_t* ids, std::size_t slot_count, std::int64_t next_id, const std::uint8_t* rows,
-                 const std::int64_t* lists, const std::int64_t* slots, std::size_t n);
+                 const float* dots, const std::int64_t* lists, const std::int64_t* slots, std::size_t n);
 
     std::size_t size() const { return map_.size(); }
     const IdMap& idmap() const { return map_; }
@@ -124,17 +142,17 @@ class RaBitQIndexCore {
         float g_min = INFINITY, scale1_min = INFINITY, scale1_max = 0, error1_max = 0;
         std::size_t size() const { return slots.size(); }
     };
-    void put(std::size_t list, std::size_t pos, const std::uint8_t* row);  // row: quantizer layout
+    // row: quantizer layout; dot: its centre dot (ip)
+    void put(std::size_t list, std::size_t pos, const std::uint8_t* row, float dot);
     void copy_position(std::size_t list, std::size_t from, std::size_t to);
-    // l2 / cosine estimate <r, q - c> as <xbar, R(q - g)> - <xbar, R(c - g)> (residual form)
-    bool residual() const { return metric_ != Metric::ip; }
+    // l2 / cosine: the l2 form ||r||^2 + ||q - c||^2 - 2 <r, q - c> (cosine halves it)
+    bool l2_form() const { return metric_ != Metric::ip; }
     // factors per row in a block: the quantizer's, then <xbar, R(c - g)> of the 1-bit level
-    // and (B > 1) of the full level for the residual form with several lists (one list: g = c,
-    // the shifts are 0 and not stored)
-    bool shifted() const { return residual() && lists_.size() > 1; }
-    std::size_t block_factors() const {
-        return q_.factor_count() + (shifted() ? (q_.bits() > 1 ? 2 : 1) : 0);
-    }
+    // and (B > 1) of the full level with several lists (one list: g = c, the shifts are 0 and
+    // not stored), then (ip) <r, c>
+    std::size_t shift_count() const { return lists_.size() > 1 ? (q_.bits() > 1 ? 2 : 1) : 0; }
+    std::size_t dot_factor() const { return q_.factor_count() + shift_count(); }
+    std::size_t block_factors() const { return dot_factor() + (has_dots() ? 1 : 0); }
     void grow(List& list, std::size_t rows);
 
     const KernelTable* table_;
@@ -143,7 +161,7 @@ class RaBitQIndexCore {
     bool trained_ = false;
     std::vector<float> centroids_;          // (nlist, dim)
     std::vector<double> rotated_centroids_; // (nlist, D)
-    std::vector<float> centre_;                    // g (dim,)
+    std::vector<float> centre_;                    // g (dim,): the centroids' mean
     std::vector<double> rotated_centre_;           // R g (D,)
     std::vector<float> centred_centroids_;         // (nlist, dim) c - g
     std::vector<double> centred_norms_;            // (nlist,) ||c - g||^2

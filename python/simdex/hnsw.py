@@ -16,6 +16,7 @@ from . import _checks, _core, _progress, _result, _storage
 from ._base import CoreIndex
 from ._checks import MAX_DIM, Metric, Storage
 from ._format import Fields
+from ._rerank import RerankStore
 from ._result import SearchResult
 from .kernels import normalize
 from .lid import lid
@@ -41,10 +42,10 @@ class HNSWIndex(CoreIndex):
                       (SymphonyQG-style): each node keeps the RaBitQ codes of its level-0
                       neighbours beside its links, the level-0 walk scores them from those
                       codes, every node it expands is scored exactly (float32 rows kept in
-                      RAM), and up to rerank_k - max(ef, k) more candidates are re-ranked
-                      (search's rerank_k, default 2 * max(ef, k)). The graph itself is built
-                      on the exact rows. The centre of the codes is the mean of the vectors
-                      of train() or of the first add.
+                      RAM, or in a file: see rerank), and up to rerank_k - max(ef, k) more
+                      candidates are re-ranked (search's rerank_k, default 2 * max(ef, k)).
+                      The graph itself is built on the exact rows. The centre of the codes is
+                      the mean of the vectors of train() or of the first add.
     bits            : storage='rabitq' only: bits per dimension of the codes, 1..8 (queries are
                       quantised to min(8, bits + 3) bits); default 1
     int8_queries    : storage='int8' with metric 'ip' or 'cosine' only: queries are rounded to
@@ -54,6 +55,14 @@ class HNSWIndex(CoreIndex):
                       so use it where results are re-ranked. Default False.
     seed            : seeds node levels and insertion_order='random'; with threads=1 the
                       build is deterministic
+    rerank          : storage='rabitq' only: where the exact float32 rows live (used to build,
+                      for the upper-level descent, the exact scores of expanded nodes and the
+                      re-rank). None or 'memory' (default): in RAM, inside the node blocks; a
+                      path: in that file, grown and memory-mapped (the node blocks then hold
+                      links only; the OS pages rows in as the walk reads them). save() records
+                      the file's size and CRC-32, never its path: reopen with
+                      simdex.load(index_path, rerank=path). A read-only file still searches.
+    overwrite       : allow rerank to name an existing non-empty file (it is emptied)
 
     Filtered search (filter=): only allowed ids are returned; the walk still passes through
     excluded nodes. When fewer than 3% of the vectors (or at most max(ef, k)) are allowed,
@@ -73,6 +82,8 @@ class HNSWIndex(CoreIndex):
         seed: int = 0,
         int8_queries: bool = False,
         bits: int | None = None,
+        rerank: Any = None,
+        overwrite: bool = False,
     ) -> None:
         self.dim = _checks.check_dim(dim)
         self.metric = _checks.check_metric(metric)
@@ -99,6 +110,11 @@ class HNSWIndex(CoreIndex):
                 )
         if self.storage == "rabitq" and self.metric == "hamming":
             raise ValueError("storage='rabitq' codes float vectors; metric 'hamming' has none")
+        if rerank is not None and self.storage != "rabitq":
+            raise ValueError(
+                "rerank applies to storage='rabitq' only (its exact rows in RAM or a file); "
+                f"got storage={storage!r}"
+            )
         self._ef = DEFAULT_EF
         self._centre: np.ndarray | None = None  # storage='rabitq': the codes' centre
         hamming = self.metric == "hamming"
@@ -106,9 +122,6 @@ class HNSWIndex(CoreIndex):
         self._query_width = self.dim // 8 if hamming else self.dim
         self._lo: np.ndarray | None = None
         self._scale: np.ndarray | None = None
-        self._core = _core.HnswGraph(
-            self._core_storage(), self.metric, self.dim, self.M, self.ef_construction, self.seed
-        )
         if not isinstance(int8_queries, bool):
             raise TypeError(
                 f"int8_queries must be True or False; got {type(int8_queries).__name__}"
@@ -118,7 +131,25 @@ class HNSWIndex(CoreIndex):
                 "int8_queries=True needs storage='int8' and metric 'ip' or 'cosine'; "
                 f"got storage={self.storage!r}, metric={self.metric!r}"
             )
+        # last: every argument is checked before a rerank file is created (or emptied)
+        where = RerankStore.check_where(rerank, overwrite)
+        # storage='rabitq', rows in a file: the store the graph reads its rows from
+        self._store: RerankStore | None = None
+        if where is not None and where != "memory":
+            self._store = RerankStore(self.dim, self.metric, where)
+        self._core = self._new_core()
         self._core.int8_queries = int8_queries
+
+    def _new_core(self) -> Any:
+        return _core.HnswGraph(
+            self._core_storage(),
+            self.metric,
+            self.dim,
+            self.M,
+            self.ef_construction,
+            self.seed,
+            None if self._store is None else self._store.core,
+        )
 
     # ---- properties ---------------------------------------------------------------------
     def _core_storage(self) -> str:
@@ -413,6 +444,8 @@ class HNSWIndex(CoreIndex):
         }
         if self.storage == "rabitq":
             params["bits"] = self.bits
+        if self._store is not None:  # the side file's rows, bytes and CRC-32 (never its path)
+            params.update(self._store.params(state))
         arrays = {
             "blocks": state["blocks"],
             "levels": state["levels"],
@@ -442,6 +475,18 @@ class HNSWIndex(CoreIndex):
         index.ef = f.int("ef", 1, _checks.MAX_LIST)
         ids = f.ids("ids")
         n = ids.shape[0]
+        if f.has("rerank"):  # storage='rabitq' with its rows in a side file
+            if index.storage != "rabitq":
+                raise f.error(
+                    "rerank", f"only storage='rabitq' keeps rows apart; got {index.storage!r}"
+                )
+            f.choice("rerank", ("file",))
+            f.int("rerank_crc32", 0, 2**32 - 1)  # always written with these rows
+            store = RerankStore.restore(f, index.dim, index.metric)
+            if len(store) < n:
+                raise f.error("rerank_rows", f"{len(store)} re-rank rows for {n} slots")
+            index._store = store
+            index._core = index._new_core()
         bb = index._core.block_bytes
         if f.int("block_bytes", 1, 1 << 30) != bb:
             raise f.error(
@@ -452,7 +497,7 @@ class HNSWIndex(CoreIndex):
         upper = f.array("upper", np.uint32, (None,))
         if ((ids >= 0) & (levels < 0)).any():
             raise f.error("levels", "a slot with an id has no level")
-        if index.metric != "hamming":
+        if index.metric != "hamming" and index._store is None:  # (side file: checked by restore)
             dtype = _storage.ROW_DTYPES[index._row_storage]
             row_bytes = index.dim * np.dtype(dtype).itemsize
             f.finite_rows(
@@ -497,6 +542,8 @@ class HNSWIndex(CoreIndex):
             fields += ", int8_queries=True"
         if self.storage == "rabitq":
             fields += f", bits={self.bits}"
+        if self._store is not None:
+            fields += f", rerank={self._store.path!r}"
         return fields
 
     def __repr__(self) -> str:

@@ -13,6 +13,7 @@ import numpy as np
 
 from . import _checks, _core, _progress, _result
 from ._base import Index, reads, searches, writes
+from ._checks import max_magnitude
 from ._format import Fields
 from ._rerank import RerankStore
 from ._result import SearchResult
@@ -184,6 +185,14 @@ class RaBitQ:
 
 RABITQ_METRICS = ("l2", "ip", "cosine")
 MAX_RABITQ_DIM = 8192  # the index scan keeps one sign plane (D / 8 bytes) on the stack
+# The file format of the RaBitQ index kinds (params["format_version"]; absent = 1):
+#   1: codes, lists, slots (ip estimated uncentred: 1 - <c, q> - <r, q>)
+#   2: + "centre_dots" (n,) float32 <x - c, c> per code row for metric="ip" (the exact part of
+#      the centred estimate 1 - <c, q> - <r, c> - <r, q - c>); l2 / cosine files unchanged.
+# Loading a version-1 ip file: with re-rank rows, <x - c, c> is recomputed from them (the
+# index is then the one this version builds); without, each row keeps its code's own estimate
+# of <r, c> (RaBitQIndexCore::restore), which leaves its estimate the version-1 one.
+RABITQ_FORMAT = 2
 
 
 class _RaBitQIndexBase(Index):
@@ -245,7 +254,8 @@ class _RaBitQIndexBase(Index):
 
     @property
     def code_bytes(self) -> int:
-        """Bytes of codes and factors per vector (bits * D / 8 + 12 or 20)."""
+        """Bytes of codes and factors per vector (bits * D / 8 + 12 or 20); metric='ip' also
+        keeps 4 per vector beside them (<x - c, c>), IVF indexes 4 or 8 in RAM (shifts)."""
         return int(self._core.row_bytes)
 
     def _prepare(self, x: Any, name: str) -> tuple[np.ndarray, bool]:
@@ -404,6 +414,7 @@ class _RaBitQIndexBase(Index):
             "eps0": self.eps0,
             "next_id": int(state["next_id"]),
             "trained": self.is_trained,
+            "format_version": RABITQ_FORMAT,
         }
         arrays = {
             "rotation_params": q.rotation_params,
@@ -412,6 +423,8 @@ class _RaBitQIndexBase(Index):
             "lists": state["lists"],
             "slots": state["slots"],
         }
+        if "dots" in state:
+            arrays["centre_dots"] = state["dots"]
         if self.centroids is not None:
             arrays["centroids"] = self.centroids
         if self._store is not None:
@@ -449,20 +462,46 @@ class _RaBitQIndexBase(Index):
         f.bounded("codes", factors, index.dim)
         lists = f.array("lists", np.int64, (live,))
         slots = f.array("slots", np.int64, (live,))
+        version = f.int("format_version", 1, 2**31, default=1)
+        if version > RABITQ_FORMAT:
+            raise f.error(
+                "format_version",
+                f"{version}: written by a newer simdex (this one reads 1..{RABITQ_FORMAT}); "
+                "upgrade simdex",
+            )
         if f.bool("trained"):
             centroids = f.array("centroids", np.float32, (index.nlist, index.dim), finite=True)
             index._set_centroids(np.array(f.bounded("centroids", centroids, index.dim)))
         elif live:
             raise f.error("trained", f"false, but the index holds {live} rows")
+        if f.has("rerank"):
+            index._store = f.rows_for(RerankStore.restore(f, index.dim, index.metric), ids.shape[0])
+        dots = None
+        if index.metric == "ip" and version >= 2:
+            dots = f.array("centre_dots", np.float32, (live,), finite=True)
+            limit = max_magnitude(1)  # keeps every estimate finite
+            if dots.size and float(np.abs(dots).max()) > limit:
+                raise f.error(
+                    "centre_dots",
+                    f"values up to {float(np.abs(dots).max()):.3g}, above the {limit:.3g} "
+                    "allowed for <x - c, c>",
+                )
+        elif index.metric == "ip" and index._store is not None and live:
+            # version 1: the exact <x - c, c> from the rows the codes were made of
+            if not ((slots >= 0) & (slots < ids.shape[0])).all():
+                raise f.error("slots", f"slots must lie in [0, {ids.shape[0]})")
+            if not ((lists >= 0) & (lists < index.nlist)).all():
+                raise f.error("lists", f"lists must lie in [0, {index.nlist})")
+            rows = np.ascontiguousarray(index._store.vectors(np.ascontiguousarray(slots)))
+            dots = index._core.centre_dots(rows, np.ascontiguousarray(lists))
         index._core.restore(
             np.ascontiguousarray(ids),
             f.int("next_id", 0, 2**62),
             np.ascontiguousarray(codes),
             np.ascontiguousarray(lists),
             np.ascontiguousarray(slots),
+            None if dots is None else np.ascontiguousarray(dots),
         )
-        if f.has("rerank"):
-            index._store = f.rows_for(RerankStore.restore(f, index.dim, index.metric), ids.shape[0])
         return index
 
     @staticmethod
@@ -499,8 +538,9 @@ class RaBitQIndex(_RaBitQIndexBase):
 
     dim        : vector dimension (<= 8192)
     bits       : 1..8 bits per dimension (codes: bits * D / 8 bytes + 12 or 20 bytes of
-                 factors per vector, D = dim rounded up to 64)
-    metric     : 'l2' (squared), 'ip' (1 - <q, x>), 'cosine' (1 - cos)
+                 factors per vector, D = dim rounded up to 64; 'ip' adds 4: <x - c, c>)
+    metric     : 'l2' (squared), 'ip' (1 - <q, x>), 'cosine' (1 - cos); every metric
+                 estimates only <x - c, q - c> from the code (c: the centre), the rest exactly
     rerank     : None, 'memory' or a file path: exact rows for re-scoring rerank_k candidates;
                  candidates whose lower bound (estimate - eps0 * error) cannot beat the
                  current k-th exact distance are skipped (counted in `stats['pruned']`)

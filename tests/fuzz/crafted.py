@@ -29,10 +29,12 @@ BASES = {
     "ivfpq8": "ivfpq8-v1.sdx", "ivfpq4": "ivfpq4-v1.sdx", "leanvec": "leanvec-v1.sdx",
     "binary": "binary-v1.sdx", "binary-graph": "binary-graph-v1.sdx", "rabitq": "rabitq-v1.sdx",
     "ivf-rabitq": "ivf-rabitq-v1.sdx", "hnsw-rabitq": "hnsw-rabitq-v1.sdx",
+    "rabitq-ip": "rabitq-ip-v2.sdx", "ivf-rabitq-ip": "ivf-rabitq-ip-v2.sdx",
 }
 IDS = {"flat": "ids", "flat8": "ids", "hnsw": "ids", "hnsw8": "ids", "pq8": "ids", "pq4": "ids",
        "ivfpq8": "ids", "ivfpq4": "ids", "leanvec": "ids", "binary": "ids", "binary-graph": "hnsw.ids",
-       "rabitq": "ids", "ivf-rabitq": "ids", "hnsw-rabitq": "ids"}
+       "rabitq": "ids", "ivf-rabitq": "ids", "hnsw-rabitq": "ids", "rabitq-ip": "ids",
+       "ivf-rabitq-ip": "ids"}
 
 
 def base(name: str) -> sdxfile.SdxFile:
@@ -77,6 +79,13 @@ def _rows_f32(f: sdxfile.SdxFile, slot: int, value: float, array: str = "blocks"
     row = blocks[slot, :4].view(np.float32)
     row[0] = value
     f.set(array, blocks)
+    return f
+
+
+def _resize(f: sdxfile.SdxFile, array: str, change: int) -> sdxfile.SdxFile:
+    """Drop the last element (change -1) or repeat it (change 1)."""
+    arr = f.array(array)
+    f.set(array, arr[:change] if change < 0 else np.concatenate([arr, arr[-change:]]))
     return f
 
 
@@ -165,6 +174,10 @@ def cases(victim: str) -> dict[str, Callable[[], bytes]]:
         add(f"rabitq-{label}-in-rerank-rows", lambda v=value: _set(base("rabitq"), "rerank_vectors", (0, 0), v))
         add(f"hnsw-rabitq-{label}-in-rows", lambda v=value: _rows_f32(base("hnsw-rabitq"), 4, v))
         add(f"hnsw-rabitq-{label}-in-centre", lambda v=value: _set(base("hnsw-rabitq"), "centre", 0, v))
+        add(f"rabitq-ip-{label}-in-centre-dots",
+            lambda v=value: _set(base("rabitq-ip"), "centre_dots", 3, v))
+        add(f"ivf-rabitq-ip-{label}-in-centre-dots",
+            lambda v=value: _set(base("ivf-rabitq-ip"), "centre_dots", 0, v))
     # RaBitQ codes: rotation, inverted lists and slots out of range
     add("rabitq-hadamard-sign-0.5", lambda: _set(base("rabitq"), "rotation_params", (1, 3), 0.5))
     add("rabitq-negative-norm-factor", lambda: _factor(base("rabitq"), 0, -1.0))
@@ -182,6 +195,19 @@ def cases(victim: str) -> dict[str, Callable[[], bytes]]:
     add("rabitq-query-bits-0", lambda: _param(base("rabitq"), "query_bits", 0))
     add("rabitq-rotation-unknown", lambda: _param(base("rabitq"), "rotation", "identity"))
     add("hnsw-rabitq-missing-centre", lambda: _drop(base("hnsw-rabitq"), "centre"))
+    # RaBitQ format 2: the ip rows' <x - c, c> (centre_dots), one float32 per code row
+    add("rabitq-ip-missing-centre-dots", lambda: _drop(base("rabitq-ip"), "centre_dots"))
+    add("ivf-rabitq-ip-missing-centre-dots", lambda: _drop(base("ivf-rabitq-ip"), "centre_dots"))
+    add("ivf-rabitq-ip-centre-dots-short",
+        lambda: _resize(base("ivf-rabitq-ip"), "centre_dots", -1))
+    add("ivf-rabitq-ip-centre-dots-long", lambda: _resize(base("ivf-rabitq-ip"), "centre_dots", 1))
+    add("rabitq-ip-centre-dots-huge", lambda: _set(base("rabitq-ip"), "centre_dots", 5, 3e38))
+    add("ivf-rabitq-ip-centre-dots-float64", lambda: base("ivf-rabitq-ip"),
+        dtype_override={"centre_dots": "float64"})
+    add("rabitq-ip-format-version-3", lambda: _param(base("rabitq-ip"), "format_version", 3))
+    add("ivf-rabitq-ip-format-version-0",
+        lambda: _param(base("ivf-rabitq-ip"), "format_version", 0))
+    add("rabitq-ip-format-version-string", lambda: _param(base("rabitq-ip"), "format_version", "2"))
     add("hnsw-rabitq-bits-0", lambda: _param(base("hnsw-rabitq"), "bits", 0))
     # graph structure out of range (float32 d=16: row 64 bytes, links from byte 64)
     add("hnsw-link-out-of-range", lambda: _link(base("hnsw"), 3, 10**6, 64))
@@ -211,6 +237,21 @@ def cases(victim: str) -> dict[str, Callable[[], bytes]]:
     c["header-is-a-list"] = lambda: _raw_header([1, 2])
     c["header-kind-list"] = lambda: _raw_header({"kind": ["flat"], "params": {}, "arrays": []})
     c["header-not-utf8"] = lambda: sdxfile.pack(b'{"kind": "\xff\xfe"}', [])
+    # rows in a side file (HNSWIndex(storage='rabitq', rerank=path)): the header describes the
+    # file (rows, bytes, CRC-32, name), never where it is; loaded without rerank= they raise,
+    # a path or a number in place of 'file' is never opened, float graphs have no side file
+    def side_file(kind: str, where: object, **more: object) -> sdxfile.SdxFile:
+        f = base(kind)
+        f.params.update({"rerank": where, "rerank_rows": 40, "rerank_bytes": 40 * 16 * 4,
+                         "rerank_crc32": 0, "rerank_name": "victim.f32", **more})
+        return f
+    add("hnsw-rabitq-rerank-path-in-header", lambda: side_file("hnsw-rabitq", victim))
+    add("hnsw-rabitq-rerank-int-in-header", lambda: side_file("hnsw-rabitq", 2**40))
+    add("hnsw-rabitq-rerank-file-not-named", lambda: side_file("hnsw-rabitq", "file"))
+    add("hnsw-rabitq-rerank-memory-in-header", lambda: side_file("hnsw-rabitq", "memory"))
+    add("hnsw-rabitq-rerank-rows-2**62", lambda: side_file("hnsw-rabitq", "file", rerank_rows=2**62))
+    add("hnsw-rabitq-rerank-crc-negative", lambda: side_file("hnsw-rabitq", "file", rerank_crc32=-1))
+    add("hnsw-rerank-file-on-float-graph", lambda: side_file("hnsw", "file"))
     return c
 
 

@@ -26,8 +26,8 @@ FIXTURES = {
     "leanvec": ["leanvec-v1.sdx"],
     "binary": ["binary-v1.sdx"],
     "binary-graph": ["binary-graph-v1.sdx"],
-    "rabitq": ["rabitq-v1.sdx"],
-    "ivf-rabitq": ["ivf-rabitq-v1.sdx"],
+    "rabitq": ["rabitq-v1.sdx", "rabitq-ip-v1.sdx", "rabitq-ip-v2.sdx"],
+    "ivf-rabitq": ["ivf-rabitq-v1.sdx", "ivf-rabitq-ip-v2.sdx", "approximate/ivf-rabitq-ip-v1.sdx"],
     "hnsw-rabitq": ["hnsw-rabitq-v1.sdx"],
 }
 TARGETS = list(FIXTURES)
@@ -79,6 +79,7 @@ def variants(sx: Any) -> dict[str, dict[str, Callable[[], Any]]]:
         "ivf-rabitq": {
             "l2-1bit": lambda: sx.IVFRaBitQIndex(8, 4, bits=1, metric="l2"),
             "cosine-2bit-rerank": lambda: sx.IVFRaBitQIndex(8, 4, bits=2, metric="cosine", rerank="memory"),
+            "ip-2bit": lambda: sx.IVFRaBitQIndex(8, 4, bits=2, metric="ip"),
         },
         "hnsw-rabitq": {
             "l2-1bit": lambda: sx.HNSWIndex(8, "l2", storage="rabitq", bits=1, **g),
@@ -121,8 +122,9 @@ def write_seeds(sx: Any, out: pathlib.Path, targets: list[str] | None = None) ->
         empty.save(folder / "empty.sdx")  # untrained / empty: the other branch of every loader
         paths.append(folder / "empty.sdx")
         for fixture in FIXTURES[target]:
-            shutil.copy(DATA / fixture, folder / fixture)
-            paths.append(folder / fixture)
+            copy = folder / pathlib.Path(fixture).name
+            shutil.copy(DATA / fixture, copy)
+            paths.append(copy)
         written[target] = paths
     return written
 
