@@ -1,5 +1,7 @@
 // Bindings for product quantization: ADC / fast-scan search, IVF search, k-means helper.
 // Python (simdex/pq.py, ivf.py, kmeans.py) validates everything; these re-check sizes.
+#include <algorithm>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -50,6 +52,51 @@ py::tuple search_u4(const py::array& blocks, std::size_t n, std::size_t m, const
         pq_search_u4(active_kernels(), block_ptr, n, m, lut_ptr, nq, k, mask_ptr, thread_n,
                      PqSearchOutput{d_ptr, s_ptr});
     });
+}
+
+// What the active level's fastscan_tables_u4 emits (tests): query q scans with the tables
+// luts[order[q]] and the fixed threshold thresholds[q]; returns masks (nq, nblocks) uint32 and
+// the sums of the emitted blocks (nq, nblocks, 32) uint16 (zero where a block was not emitted).
+struct TablesEmits {
+    std::uint32_t* masks;
+    std::uint16_t* sums;
+    std::size_t nblocks;
+};
+
+void record_emit(void* raw, std::size_t q, std::size_t block, std::uint32_t mask, const std::uint16_t* sums) {
+    const TablesEmits& e = *static_cast<TablesEmits*>(raw);
+    e.masks[q * e.nblocks + block] = mask;
+    std::copy(sums, sums + 32, e.sums + (q * e.nblocks + block) * 32);
+}
+
+py::tuple fastscan_tables(const py::array& blocks, std::size_t nblocks, std::size_t m4, const py::array& luts,
+                          std::size_t ntables, const py::array& order, const py::array& thresholds) {
+    if (m4 == 0 || m4 % 4 != 0) throw std::invalid_argument("m4 must be a positive multiple of 4, got " + std::to_string(m4));
+    if (m4 * 255 >= 65536) throw std::invalid_argument("m4 * 255 must be < 65536, got m4 = " + std::to_string(m4));
+    const std::uint8_t* b = array_bytes(blocks, nblocks * (m4 / 2) * 32, 1, "blocks");
+    const std::uint8_t* t = array_bytes(luts, ntables * m4 * 32, 1, "luts");
+    const std::size_t nq = static_cast<std::size_t>(order.size());
+    const std::int64_t* o = typed<std::int64_t>(order, nq, "order");
+    std::vector<std::uint16_t> limits(nq);
+    const std::uint8_t* th = array_bytes(thresholds, nq * 2, 2, "thresholds");
+    std::memcpy(limits.data(), th, nq * 2);
+    std::vector<const std::uint8_t*> tables(nq);
+    for (std::size_t q = 0; q < nq; ++q) {
+        if (o[q] < 0 || static_cast<std::size_t>(o[q]) >= ntables)
+            throw std::invalid_argument("order[" + std::to_string(q) + "] = " + std::to_string(o[q]) +
+                                        " is not a table index in [0, " + std::to_string(ntables) + ")");
+        tables[q] = t + static_cast<std::size_t>(o[q]) * m4 * 32;
+    }
+    py::array_t<std::uint32_t> masks({nq, nblocks});
+    py::array_t<std::uint16_t> sums({nq, nblocks, std::size_t(32)});
+    std::fill(masks.mutable_data(), masks.mutable_data() + nq * nblocks, 0u);
+    std::fill(sums.mutable_data(), sums.mutable_data() + nq * nblocks * 32, std::uint16_t(0));
+    TablesEmits e{masks.mutable_data(), sums.mutable_data(), nblocks};
+    {
+        py::gil_scoped_release release;
+        active_kernels().pq.fastscan_tables_u4(b, nblocks, m4, tables.data(), nq, limits.data(), record_emit, &e);
+    }
+    return py::make_tuple(masks, sums);
 }
 
 // (n, m) 4-bit codes -> fast-scan blocks (ceil(n / 32), m4 / 2, 32) uint8, zero padded,
@@ -131,6 +178,8 @@ py::tuple nearest(const py::array& x, std::size_t n, std::size_t d, const py::ar
 
 void bind_pq(py::module_& m) {
     m.def("pq_adc", &adc, py::arg("lut"), py::arg("codes"), py::arg("n"), py::arg("m"));
+    m.def("pq_fastscan_tables", &fastscan_tables, py::arg("blocks"), py::arg("nblocks"), py::arg("m4"),
+          py::arg("luts"), py::arg("ntables"), py::arg("order"), py::arg("thresholds"));
     m.def("pq_pack_blocks", &pack_blocks, py::arg("codes"), py::arg("n"), py::arg("m"));
     m.def("pq_search_u8", &search_u8, py::arg("codes"), py::arg("n"), py::arg("m"), py::arg("luts"),
           py::arg("nq"), py::arg("k"), py::arg("mask") = py::none(), py::arg("threads") = py::none());

@@ -415,3 +415,43 @@ def test_fastscan_one_query_rejects_bad_input():
         _core.pq_fastscan1_sums(blocks, 1, 6, lut)
     with pytest.raises(ValueError, match="expected"):
         _core.pq_fastscan1_sums(blocks, 2, 8, lut)
+
+
+@pytest.mark.parametrize("level", available_levels())
+@pytest.mark.parametrize("m4", [4, 96, 256])
+@pytest.mark.parametrize("nq", [1, 3, 4, 5, 6, 9, 15])
+def test_fastscan_tables_pointers_match_numpy(level, m4, nq):
+    """fastscan_tables_u4: queries' tables anywhere (repeated, out of order); every block whose
+    rows reach the threshold is emitted with all 32 sums, the others never."""
+    rng = np.random.default_rng(m4 * 100 + nq)
+    nblocks, ntables = 3, 4
+    blocks = rng.integers(0, 256, (nblocks, m4 // 2, 32), dtype=np.uint8)
+    tables = rng.integers(0, 256, (ntables, m4 // 4, 4, 16), dtype=np.uint8)
+    luts = np.repeat(tables, 2, axis=2).reshape(ntables, m4 // 4, 128)
+    order = rng.integers(0, ntables, nq).astype(np.int64)
+    want = np.stack([fastscan1_reference(blocks, luts[t]).reshape(nblocks, 32) for t in order])
+    # thresholds: none pass, about half, every row (sums reach 255 m4 <= 65280)
+    choices = [0, int(np.median(want)), 65535]
+    thresholds = np.array([choices[q % 3] for q in range(nq)], np.uint16)
+    with force_simd(level):
+        masks, sums = _core.pq_fastscan_tables(
+            blocks, nblocks, m4, luts, ntables, order, thresholds
+        )
+    passed = want <= thresholds[:, None, None]
+    want_masks = (passed.astype(np.uint64) << np.arange(32, dtype=np.uint64)).sum(axis=2)
+    np.testing.assert_array_equal(masks, want_masks.astype(np.uint32))
+    emitted = want_masks > 0
+    np.testing.assert_array_equal(sums[emitted], want[emitted])
+    assert not sums[~emitted].any()
+
+
+def test_fastscan_tables_rejects_bad_input():
+    blocks = np.zeros((1, 4, 32), np.uint8)
+    luts = np.zeros((2, 2, 128), np.uint8)
+    thresholds = np.zeros(2, np.uint16)
+    with pytest.raises(ValueError, match="table index"):
+        _core.pq_fastscan_tables(blocks, 1, 8, luts, 2, np.array([0, 2]), thresholds)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        _core.pq_fastscan_tables(blocks, 1, 6, luts, 2, np.array([0, 1]), thresholds)
+    with pytest.raises(ValueError, match="expected"):
+        _core.pq_fastscan_tables(blocks, 2, 8, luts, 2, np.array([0, 1]), thresholds)

@@ -5,6 +5,7 @@
 #include <optional>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <limits>
 #include <memory>
 #include <shared_mutex>
@@ -288,6 +289,8 @@ struct ScanContext {
     float smax = 0, scale = 1;
     float g_min = 0, scale1_min = 0, scale1_max = 0, error1_max = 0;
     std::uint16_t* threshold = nullptr;
+    float limit = 0;             // the selection limit *threshold was computed from
+    bool threshold_set = false;  // (the kernel's threshold depends on nothing else)
     const SlotFilter* filter = nullptr;
     const std::uint8_t* slot_allow = nullptr;
     TopK* selection = nullptr;
@@ -304,6 +307,9 @@ struct ScanContext {
 // ip_r = sums_r / scale + offset gives a lower bound on sums_r.
 void update_threshold(ScanContext& c) {
     const float limit = c.selection->threshold();
+    if (c.threshold_set && (limit == c.limit || (std::isnan(limit) && std::isnan(c.limit)))) return;  // same bound
+    c.threshold_set = true;
+    c.limit = limit;
     std::uint32_t t = 0xffff;
     if (std::isfinite(limit)) {
         const float bound = c.full ? c.eps0 * c.m * (c.error1_max * c.qnorm + c.scale1_max * c.lut_error) : 0.0f;
@@ -371,6 +377,15 @@ void scan_block_of(void* raw, std::size_t query, std::size_t block, std::uint32_
     scan_block(static_cast<ScanContext*>(raw) + query, query, block, mask, sums);
 }
 
+// std::nearbyint for |x| < 2^22 in the default rounding mode (to nearest, ties to even):
+// adding 1.5 * 2^23 leaves no fraction bits, so the sum is x rounded the same way and the
+// subtraction is exact; plain float adds, so the table loop below vectorises (the build has
+// no -ffast-math, which could fold the two adds away).
+inline float round_small(float x) {
+    constexpr float magic = 12582912.0f;
+    return (x + magic) - magic;
+}
+
 // Fast-scan tables of the sign sub-spaces for a rotated query v (D,): T_j[c] = sum over the
 // set bits t of c of v[4j + t], minus its minimum, times one scale, rounded to uint8, then
 // complemented (stored: max_c - entry, so larger inner products give smaller sums, which the
@@ -398,7 +413,7 @@ float build_tables(const double* v, std::size_t m4, std::uint8_t* lut, float& bi
         for (int t = 0; t < 4; ++t) low += std::min(0.0f, static_cast<float>(v[4 * j + t]));
         std::uint8_t entry[16], top = 0;
         for (int c = 0; c < 16; ++c) {
-            entry[c] = static_cast<std::uint8_t>(std::min(255.0f, std::nearbyint((value[c] - low) * scale)));
+            entry[c] = static_cast<std::uint8_t>(std::min(255.0f, round_small((value[c] - low) * scale)));
             top = std::max(top, entry[c]);
         }
         total += top;
@@ -590,6 +605,7 @@ void RaBitQIndexCore::scan(const float* queries, std::size_t nq, std::size_t k, 
         ctx.scale1_max = list.scale1_max;
         ctx.error1_max = list.error1_max;
         ctx.threshold = threshold;
+        ctx.threshold_set = false;  // (ctx may be reused from another query or list)
         update_threshold(ctx);
     };
     // the callback reads the factors and slots of the blocks the kernel lets through: start
@@ -661,17 +677,25 @@ void RaBitQIndexCore::scan(const float* queries, std::size_t nq, std::size_t k, 
     };
     // Batches (IVF, several queries, no per-query filter lists): a chunk of queries scans its
     // first kSeed probes query by query (their nearest lists: the selections fill with good
-    // candidates), then the rest list by list, up to 4 queries per kernel pass, so each block
+    // candidates), then the rest list by list, up to 8 queries per kernel pass, so each block
     // of codes is loaded and split into nibbles once for all of them.
     // (chunks of 16..64 queries, at least 4 per thread: a worker that is descheduled while it
     // holds a chunk delays the whole call by that chunk)
-    constexpr std::size_t kSeed = 2, kGroup = 4;
+    constexpr std::size_t kSeed = 2, kGroup = 8;
     const std::size_t kChunk = std::clamp<std::size_t>(nq / (4 * std::max<std::size_t>(threads, 1)), 16, 64);
     const bool batched = nlist() > 1 && nq >= 8 && nprobe > kSeed && nprobe <= 0xffff && !filter.lists;
+    // query states kept per worker across its tasks (their buffers are allocated once)
+    // (kChunk states each: every task of a call needs at most that many)
+    std::vector<std::unique_ptr<QueryState[]>> pools(std::max<std::size_t>(threads, 1) + 1);
+    auto pool_of = [&](std::size_t worker) -> QueryState* {
+        std::unique_ptr<QueryState[]>& pool = pools[std::min(worker, pools.size() - 1)];
+        if (!pool) pool.reset(new QueryState[kChunk]);
+        return pool.get();
+    };
     if (!batched) {
         parallel_for(nq, threads, [&](std::size_t qi, std::size_t worker) {
             RaBitQStats st;  // counted locally: workers' counters side by side would share a line
-            QueryState s;
+            QueryState& s = pool_of(worker)[0];
             setup(s, qi);
             for (std::size_t pi = 0; pi < s.probes.size(); ++pi) scan_one(s, pi, st);
             finish(s, st);
@@ -682,7 +706,7 @@ void RaBitQIndexCore::scan(const float* queries, std::size_t nq, std::size_t k, 
         parallel_for(chunks, threads, [&](std::size_t chunk, std::size_t worker) {
             RaBitQStats st;
             const std::size_t q0 = chunk * kChunk, count = std::min(kChunk, nq - q0);
-            std::vector<QueryState> states(count);
+            QueryState* states = pool_of(worker);
             std::vector<std::pair<std::uint32_t, std::uint32_t>> pairs;  // (list, query << 16 | probe)
             pairs.reserve(count * (nprobe - kSeed));
             for (std::size_t i = 0; i < count; ++i) {
@@ -692,7 +716,7 @@ void RaBitQIndexCore::scan(const float* queries, std::size_t nq, std::size_t k, 
                     pairs.emplace_back(states[i].probes[pi].second, static_cast<std::uint32_t>((i << 16) | pi));
             }
             std::sort(pairs.begin(), pairs.end());
-            std::vector<std::uint8_t> luts(kGroup * m4 * 32);
+            const std::uint8_t* tables[kGroup];
             ScanContext ctxs[kGroup];
             std::uint16_t thresholds[kGroup];
             for (std::size_t a = 0; a < pairs.size();) {
@@ -707,15 +731,15 @@ void RaBitQIndexCore::scan(const float* queries, std::size_t nq, std::size_t k, 
                         for (std::size_t j = 0; j < g; ++j) {
                             QueryState& s = states[pairs[g0 + j].second >> 16];
                             context(s, pairs[g0 + j].second & 0xffffu, st, &thresholds[j], ctxs[j]);
-                            std::memcpy(luts.data() + j * m4 * 32, s.lut.data(), m4 * 32);
+                            tables[j] = s.lut.data();
                         }
-                        table_->pq.fastscan_u4(list.blocks.data(), (list.size() + 31) / 32, m4, luts.data(), g,
-                                               thresholds, scan_block_of, ctxs);
+                        table_->pq.fastscan_tables_u4(list.blocks.data(), (list.size() + 31) / 32, m4, tables, g,
+                                                      thresholds, scan_block_of, ctxs);
                     }
                 }
                 a = b;
             }
-            for (QueryState& s : states) finish(s, st);
+            for (std::size_t i = 0; i < count; ++i) finish(states[i], st);
             add_stats(per_worker[std::min(worker, per_worker.size() - 1)], st);
         });
     }

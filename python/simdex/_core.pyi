@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['BinaryCore', 'FdeEncoder', 'FlatCore', 'HnswGraph', 'IdTable', 'IvfPqCore', 'LeanVecCore', 'PqCore', 'RaBitQCore', 'RaBitQIndexCore', 'RerankRows', 'active_level', 'all_finite', 'available_cores', 'binary_planes_float', 'binary_planes_xor', 'carve_sets', 'chamfer', 'cluster_sums', 'cpu_features', 'detected_level', 'distances_lean', 'env_warning', 'inner_products', 'knn_lean', 'leanvec_project', 'missing_features', 'nearest_centroids', 'pair_distances', 'pairwise', 'pq_adc', 'pq_fastscan1_sums', 'pq_pack_blocks', 'pq_search_u4', 'pq_search_u8', 'pq_tables', 'search', 'select_tier', 'set_active_level', 'tiers']
+__all__: list[str] = ['BinaryCore', 'FdeEncoder', 'FlatCore', 'HnswGraph', 'IdTable', 'IvfPqCore', 'LeanVecCore', 'PqCore', 'RaBitQCore', 'RaBitQIndexCore', 'RerankRows', 'active_level', 'all_finite', 'available_cores', 'binary_planes_float', 'binary_planes_xor', 'carve_sets', 'chamfer', 'cluster_sums', 'cpu_features', 'detected_level', 'distances_lean', 'env_warning', 'inner_products', 'knn_lean', 'leanvec_project', 'missing_features', 'nearest_centroids', 'pair_distances', 'pairwise', 'pq_adc', 'pq_fastscan1_sums', 'pq_fastscan_tables', 'pq_pack_blocks', 'pq_search_u4', 'pq_search_u8', 'pq_tables', 'search', 'select_tier', 'set_active_level', 'tiers']
 class HnswGraph:
     int8_queries: bool
     def __contains__(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> bool:
@@ -379,6 +379,8 @@ def pairwise(data: numpy.ndarray, n: typing.SupportsInt | typing.SupportsIndex, 
 def pq_adc(lut: numpy.ndarray, codes: numpy.ndarray, n: typing.SupportsInt | typing.SupportsIndex, m: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
     ...
 def pq_fastscan1_sums(blocks: numpy.ndarray, nblocks: typing.SupportsInt | typing.SupportsIndex, m4: typing.SupportsInt | typing.SupportsIndex, lut: numpy.ndarray) -> numpy.typing.NDArray[numpy.uint16]:
+    ...
+def pq_fastscan_tables(blocks: numpy.ndarray, nblocks: typing.SupportsInt | typing.SupportsIndex, m4: typing.SupportsInt | typing.SupportsIndex, luts: numpy.ndarray, ntables: typing.SupportsInt | typing.SupportsIndex, order: numpy.ndarray, thresholds: numpy.ndarray) -> tuple:
     ...
 def pq_pack_blocks(codes: numpy.ndarray, n: typing.SupportsInt | typing.SupportsIndex, m: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.uint8]:
     ...

@@ -1,6 +1,7 @@
 // Kernel family 'pq', tier haswell (AVX2 + BMI2): see pq.hpp for the math and layouts.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "kernels/kernels.hpp"
@@ -11,12 +12,12 @@ namespace {
 #include "kernels/pq/adc_u8.inc"
 
 // Q queries per pass over the blocks: the code nibbles are extracted once and used Q times.
+// tables[qi]: the tables of query query0 + qi.
 template <int Q>
 void fastscan_queries_haswell(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
-                           const std::uint8_t* luts, std::size_t query0,
+                           const std::uint8_t* const* tables, std::size_t query0,
                            std::uint16_t* thresholds, FastScanEmit emit, void* context) {
     const std::size_t groups = m4 / 4;
-    const std::size_t lut_bytes = m4 * 32;
     const __m256i nibble_u8x32 = _mm256_set1_epi8(0x0F);
     alignas(32) std::uint16_t sums[32];
     for (std::size_t b = 0; b < nblocks; ++b) {
@@ -34,7 +35,7 @@ void fastscan_queries_haswell(const std::uint8_t* blocks, std::size_t nblocks, s
             const __m256i high0 = _mm256_and_si256(_mm256_srli_epi16(codes0, 4), nibble_u8x32);
             const __m256i high1 = _mm256_and_si256(_mm256_srli_epi16(codes1, 4), nibble_u8x32);
             for (int qi = 0; qi < Q; ++qi) {
-                const std::uint8_t* table = luts + qi * lut_bytes + g * 128;
+                const std::uint8_t* table = tables[qi] + g * 128;
                 __m256i r0 = _mm256_shuffle_epi8(
                     _mm256_loadu_si256(reinterpret_cast<const __m256i*>(table)), low0);
                 __m256i r1 = _mm256_shuffle_epi8(
@@ -70,18 +71,41 @@ void fastscan_queries_haswell(const std::uint8_t* blocks, std::size_t nblocks, s
     }
 }
 
+// Queries q .. q + n - 1 (n <= 4) in one pass.
+void fastscan_group_haswell(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
+                            const std::uint8_t* const* tables, std::size_t q, std::size_t n,
+                            std::uint16_t* thresholds, FastScanEmit emit, void* context) {
+    switch (n) {
+        case 4: fastscan_queries_haswell<4>(blocks, nblocks, m4, tables, q, thresholds, emit, context); break;
+        case 3: fastscan_queries_haswell<3>(blocks, nblocks, m4, tables, q, thresholds, emit, context); break;
+        case 2: fastscan_queries_haswell<2>(blocks, nblocks, m4, tables, q, thresholds, emit, context); break;
+        case 1: fastscan_queries_haswell<1>(blocks, nblocks, m4, tables, q, thresholds, emit, context); break;
+        default: break;
+    }
+}
+
 void fastscan_u4_haswell(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
                       const std::uint8_t* luts, std::size_t nq, std::uint16_t* thresholds,
                       FastScanEmit emit, void* context) {
-    const std::size_t lut_bytes = m4 * 32;
+    const std::uint8_t* tables[4];
+    for (std::size_t q = 0; q < nq; q += 4) {
+        const std::size_t n = std::min<std::size_t>(4, nq - q);
+        for (std::size_t j = 0; j < n; ++j) tables[j] = luts + (q + j) * m4 * 32;
+        fastscan_group_haswell(blocks, nblocks, m4, tables, q, n, thresholds, emit, context);
+    }
+}
+
+void fastscan_tables_haswell(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
+                             const std::uint8_t* const* tables, std::size_t nq, std::uint16_t* thresholds,
+                             FastScanEmit emit, void* context) {
     std::size_t q = 0;
-    for (; q + 4 <= nq; q += 4)
-        fastscan_queries_haswell<4>(blocks, nblocks, m4, luts + q * lut_bytes, q, thresholds, emit, context);
+    for (; q + 8 <= nq; q += 8)
+        fastscan_queries_haswell<8>(blocks, nblocks, m4, tables + q, q, thresholds, emit, context);
     switch (nq - q) {
-        case 3: fastscan_queries_haswell<3>(blocks, nblocks, m4, luts + q * lut_bytes, q, thresholds, emit, context); break;
-        case 2: fastscan_queries_haswell<2>(blocks, nblocks, m4, luts + q * lut_bytes, q, thresholds, emit, context); break;
-        case 1: fastscan_queries_haswell<1>(blocks, nblocks, m4, luts + q * lut_bytes, q, thresholds, emit, context); break;
-        default: break;
+        case 7: fastscan_queries_haswell<7>(blocks, nblocks, m4, tables + q, q, thresholds, emit, context); break;
+        case 6: fastscan_queries_haswell<6>(blocks, nblocks, m4, tables + q, q, thresholds, emit, context); break;
+        case 5: fastscan_queries_haswell<5>(blocks, nblocks, m4, tables + q, q, thresholds, emit, context); break;
+        default: fastscan_group_haswell(blocks, nblocks, m4, tables + q, q, nq - q, thresholds, emit, context); break;
     }
 }
 
@@ -192,6 +216,7 @@ void nearest_f32_haswell(const float* x, std::size_t n, std::size_t d, const flo
 void register_pq_haswell(KernelTable& table) {
     table.pq.adc_u8 = adc_u8_rows;
     table.pq.fastscan_u4 = fastscan_u4_haswell;
+    table.pq.fastscan_tables_u4 = fastscan_tables_haswell;
     table.pq.fastscan1_u4 = fastscan1_u4_haswell;
     table.pq.nearest_f32 = nearest_f32_haswell;
 }

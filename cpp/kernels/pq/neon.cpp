@@ -9,14 +9,13 @@ namespace simdex {
 namespace {
 
 
-// Q queries per pass. A pair's 32 bytes are two 16-byte halves h = 0, 1; uint16 lane k of
+// Q queries per pass (tables[qi]: the tables of query query0 + qi). A pair's 32 bytes are two 16-byte halves h = 0, 1; uint16 lane k of
 // half h holds bytes 16h + 2k (row 8h + k) and 16h + 2k + 1 (row 16 + 8h + k).
 template <int Q>
 void fastscan_queries_neon(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
-                           const std::uint8_t* luts, std::size_t query0,
+                           const std::uint8_t* const* tables, std::size_t query0,
                            std::uint16_t* thresholds, FastScanEmit emit, void* context) {
     const std::size_t pairs = m4 / 2;
-    const std::size_t lut_bytes = m4 * 32;
     const uint8x16_t nibble_u8x16 = vdupq_n_u8(0x0F);
     static const std::uint16_t bit_values[8] = {1, 2, 4, 8, 16, 32, 64, 128};
     const uint16x8_t bits_u16x8 = vld1q_u16(bit_values);
@@ -36,7 +35,7 @@ void fastscan_queries_neon(const std::uint8_t* blocks, std::size_t nblocks, std:
                 const uint8x16_t low = vandq_u8(codes_u8x16, nibble_u8x16);
                 const uint8x16_t high = vshrq_n_u8(codes_u8x16, 4);
                 for (int qi = 0; qi < Q; ++qi) {
-                    const std::uint8_t* table = luts + qi * lut_bytes + table_offset;
+                    const std::uint8_t* table = tables[qi] + table_offset;
                     const uint16x8_t r0 = vreinterpretq_u16_u8(vqtbl1q_u8(vld1q_u8(table), low));
                     const uint16x8_t r1 = vreinterpretq_u16_u8(vqtbl1q_u8(vld1q_u8(table + 64), high));
                     all_u16x8[qi][h] = vaddq_u16(all_u16x8[qi][h], vaddq_u16(r0, r1));
@@ -101,15 +100,27 @@ void fastscan1_u4_neon(const std::uint8_t* blocks, std::size_t nblocks, std::siz
     }
 }
 
+void fastscan_tables_neon(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
+                          const std::uint8_t* const* tables, std::size_t nq, std::uint16_t* thresholds,
+                          FastScanEmit emit, void* context) {
+    std::size_t q = 0;
+    for (; q + 2 <= nq; q += 2)
+        fastscan_queries_neon<2>(blocks, nblocks, m4, tables + q, q, thresholds, emit, context);
+    if (q < nq) fastscan_queries_neon<1>(blocks, nblocks, m4, tables + q, q, thresholds, emit, context);
+}
+
 void fastscan_u4_neon(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
                       const std::uint8_t* luts, std::size_t nq, std::uint16_t* thresholds,
                       FastScanEmit emit, void* context) {
-    const std::size_t lut_bytes = m4 * 32;
-    std::size_t q = 0;
-    for (; q + 2 <= nq; q += 2)
-        fastscan_queries_neon<2>(blocks, nblocks, m4, luts + q * lut_bytes, q, thresholds, emit, context);
-    if (q < nq)
-        fastscan_queries_neon<1>(blocks, nblocks, m4, luts + q * lut_bytes, q, thresholds, emit, context);
+    const std::uint8_t* tables[2];
+    for (std::size_t q = 0; q < nq; q += 2) {
+        const std::size_t n = nq - q >= 2 ? 2 : 1;
+        for (std::size_t j = 0; j < n; ++j) tables[j] = luts + (q + j) * m4 * 32;
+        if (n == 2)
+            fastscan_queries_neon<2>(blocks, nblocks, m4, tables, q, thresholds, emit, context);
+        else
+            fastscan_queries_neon<1>(blocks, nblocks, m4, tables, q, thresholds, emit, context);
+    }
 }
 
 }  // namespace
@@ -118,6 +129,7 @@ void register_pq_neon(KernelTable& table) {
     // adc_u8 and nearest_f32 stay the scalar kernels: NEON is the aarch64 baseline, so the
     // scalar file already compiles them (auto-vectorised) with the same flags as this one.
     table.pq.fastscan_u4 = fastscan_u4_neon;
+    table.pq.fastscan_tables_u4 = fastscan_tables_neon;
     table.pq.fastscan1_u4 = fastscan1_u4_neon;
 }
 

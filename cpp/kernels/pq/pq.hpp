@@ -67,6 +67,13 @@ struct PqKernels {
                         const std::uint8_t* luts, std::size_t nq, std::uint16_t* thresholds,
                         FastScanEmit emit, void* context) = nullptr;
 
+    /// fastscan_u4 with the queries' tables anywhere in memory: tables[q] points to query
+    /// q's (m4 / 4, 128) tables (the same pass, the same emits; callers scanning one list for
+    /// a changing set of queries pass pointers instead of copying 3 kB of tables per query).
+    void (*fastscan_tables_u4)(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
+                               const std::uint8_t* const* tables, std::size_t nq, std::uint16_t* thresholds,
+                               FastScanEmit emit, void* context) = nullptr;
+
     /// One query, every row's sum, no threshold (graph walks: a node's neighbour block is
     /// scored whole). The four entries a group's lookups add for one row are summed as bytes
     /// before widening, so the caller must make sure every sub-space table entry is <= 63

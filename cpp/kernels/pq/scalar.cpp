@@ -11,16 +11,16 @@ namespace {
 // Row of byte t within a block (see pq.hpp).
 inline std::size_t row_of_byte(std::size_t t) { return (t & 1) ? 16 + (t >> 1) : (t >> 1); }
 
-void fastscan_u4_scalar(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
-                        const std::uint8_t* luts, std::size_t nq, std::uint16_t* thresholds,
-                        FastScanEmit emit, void* context) {
+// table_of(q): the tables of query q.
+template <class TableOf>
+void fastscan_scalar(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4, TableOf table_of,
+                     std::size_t nq, std::uint16_t* thresholds, FastScanEmit emit, void* context) {
     const std::size_t pairs = m4 / 2;
-    const std::size_t lut_bytes = m4 * 32;
     std::uint16_t sums[32];
     for (std::size_t b = 0; b < nblocks; ++b) {
         const std::uint8_t* block = blocks + b * pairs * 32;
         for (std::size_t q = 0; q < nq; ++q) {
-            const std::uint8_t* lut = luts + q * lut_bytes;
+            const std::uint8_t* lut = table_of(q);
             for (std::size_t r = 0; r < 32; ++r) sums[r] = 0;
             for (std::size_t p = 0; p < pairs; ++p) {
                 // pair p = 2g + h: low table at g*128 + 32h, high table at g*128 + 64 + 32h
@@ -40,6 +40,19 @@ void fastscan_u4_scalar(const std::uint8_t* blocks, std::size_t nblocks, std::si
             if (mask) emit(context, q, b, mask, sums);
         }
     }
+}
+
+void fastscan_u4_scalar(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
+                        const std::uint8_t* luts, std::size_t nq, std::uint16_t* thresholds,
+                        FastScanEmit emit, void* context) {
+    fastscan_scalar(blocks, nblocks, m4, [&](std::size_t q) { return luts + q * m4 * 32; }, nq, thresholds, emit,
+                    context);
+}
+
+void fastscan_tables_scalar(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
+                            const std::uint8_t* const* tables, std::size_t nq, std::uint16_t* thresholds,
+                            FastScanEmit emit, void* context) {
+    fastscan_scalar(blocks, nblocks, m4, [&](std::size_t q) { return tables[q]; }, nq, thresholds, emit, context);
 }
 
 // One query, no threshold: the reference the SIMD tiers' byte-summing kernels must match.
@@ -96,6 +109,7 @@ void nearest_f32_scalar(const float* x, std::size_t n, std::size_t d, const floa
 void register_pq_scalar(KernelTable& table) {
     table.pq.adc_u8 = adc_u8_rows;
     table.pq.fastscan_u4 = fastscan_u4_scalar;
+    table.pq.fastscan_tables_u4 = fastscan_tables_scalar;
     table.pq.fastscan1_u4 = fastscan1_u4_scalar;
     table.pq.nearest_f32 = nearest_f32_scalar;
 }

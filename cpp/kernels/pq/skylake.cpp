@@ -6,6 +6,7 @@
 #endif
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "kernels/kernels.hpp"
@@ -15,14 +16,13 @@ namespace {
 
 #include "kernels/pq/adc_u8.inc"
 
-// Q queries per pass; one 64-byte load covers two sub-space pairs (lanes 0-1: pair 2g,
+// Q queries per pass (tables[qi]: the tables of query query0 + qi); one 64-byte load covers two sub-space pairs (lanes 0-1: pair 2g,
 // lanes 2-3: pair 2g+1, the same 32 rows), so the two 256-bit halves are added at the end.
 template <int Q>
 void fastscan_queries_skylake(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
-                             const std::uint8_t* luts, std::size_t query0,
+                             const std::uint8_t* const* tables, std::size_t query0,
                              std::uint16_t* thresholds, FastScanEmit emit, void* context) {
     const std::size_t groups = m4 / 4;
-    const std::size_t lut_bytes = m4 * 32;
     const __m512i nibble_u8x64 = _mm512_set1_epi8(0x0F);
     alignas(32) std::uint16_t sums[32];
     for (std::size_t b = 0; b < nblocks; ++b) {
@@ -37,7 +37,7 @@ void fastscan_queries_skylake(const std::uint8_t* blocks, std::size_t nblocks, s
             const __m512i low = _mm512_and_si512(codes_u8x64, nibble_u8x64);
             const __m512i high = _mm512_and_si512(_mm512_srli_epi16(codes_u8x64, 4), nibble_u8x64);
             for (int qi = 0; qi < Q; ++qi) {
-                const std::uint8_t* table = luts + qi * lut_bytes + g * 128;
+                const std::uint8_t* table = tables[qi] + g * 128;
                 const __m512i r0 = _mm512_shuffle_epi8(_mm512_loadu_si512(table), low);
                 const __m512i r1 = _mm512_shuffle_epi8(_mm512_loadu_si512(table + 64), high);
                 all_u16x32[qi] = _mm512_add_epi16(all_u16x32[qi], _mm512_add_epi16(r0, r1));
@@ -91,19 +91,36 @@ void fastscan1_u4_skylake(const std::uint8_t* blocks, std::size_t nblocks, std::
     }
 }
 
-void fastscan_u4_skylake(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
-                        const std::uint8_t* luts, std::size_t nq, std::uint16_t* thresholds,
-                        FastScanEmit emit, void* context) {
-    const std::size_t lut_bytes = m4 * 32;
-    std::size_t q = 0;
-    for (; q + 4 <= nq; q += 4)
-        fastscan_queries_skylake<4>(blocks, nblocks, m4, luts + q * lut_bytes, q, thresholds, emit, context);
-    switch (nq - q) {
-        case 3: fastscan_queries_skylake<3>(blocks, nblocks, m4, luts + q * lut_bytes, q, thresholds, emit, context); break;
-        case 2: fastscan_queries_skylake<2>(blocks, nblocks, m4, luts + q * lut_bytes, q, thresholds, emit, context); break;
-        case 1: fastscan_queries_skylake<1>(blocks, nblocks, m4, luts + q * lut_bytes, q, thresholds, emit, context); break;
+// Queries q .. q + n - 1 (n <= 4) in one pass.
+void fastscan_group_skylake(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
+                            const std::uint8_t* const* tables, std::size_t q, std::size_t n,
+                            std::uint16_t* thresholds, FastScanEmit emit, void* context) {
+    switch (n) {
+        case 4: fastscan_queries_skylake<4>(blocks, nblocks, m4, tables, q, thresholds, emit, context); break;
+        case 3: fastscan_queries_skylake<3>(blocks, nblocks, m4, tables, q, thresholds, emit, context); break;
+        case 2: fastscan_queries_skylake<2>(blocks, nblocks, m4, tables, q, thresholds, emit, context); break;
+        case 1: fastscan_queries_skylake<1>(blocks, nblocks, m4, tables, q, thresholds, emit, context); break;
         default: break;
     }
+}
+
+void fastscan_u4_skylake(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
+                      const std::uint8_t* luts, std::size_t nq, std::uint16_t* thresholds,
+                      FastScanEmit emit, void* context) {
+    const std::uint8_t* tables[4];
+    for (std::size_t q = 0; q < nq; q += 4) {
+        const std::size_t n = std::min<std::size_t>(4, nq - q);
+        for (std::size_t j = 0; j < n; ++j) tables[j] = luts + (q + j) * m4 * 32;
+        fastscan_group_skylake(blocks, nblocks, m4, tables, q, n, thresholds, emit, context);
+    }
+}
+
+void fastscan_tables_skylake(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
+                             const std::uint8_t* const* tables, std::size_t nq, std::uint16_t* thresholds,
+                             FastScanEmit emit, void* context) {
+    for (std::size_t q = 0; q < nq; q += 4)
+        fastscan_group_skylake(blocks, nblocks, m4, tables + q, q, std::min<std::size_t>(4, nq - q), thresholds, emit,
+                               context);
 }
 
 // Nearest centroid, register-blocked like a GEMM micro-kernel: P points x R vectors of 16
@@ -183,6 +200,7 @@ void nearest_f32_skylake(const float* x, std::size_t n, std::size_t d, const flo
 void register_pq_skylake(KernelTable& table) {
     table.pq.adc_u8 = adc_u8_rows;
     table.pq.fastscan_u4 = fastscan_u4_skylake;
+    table.pq.fastscan_tables_u4 = fastscan_tables_skylake;
     table.pq.fastscan1_u4 = fastscan1_u4_skylake;
     table.pq.nearest_f32 = nearest_f32_skylake;
 }
