@@ -294,18 +294,32 @@ inline void rerank_state(const RerankRows* rows, py::dict& out) {
     }
 }
 
-// Re-rank rows of ids decoded to float32 (n, dim) and found (n,), under the caller's lock.
-inline void rows_of(const IdMap& map, const RerankRows* rows, const std::int64_t* ids, std::size_t n,
-                    std::size_t d, float* out, bool* found) {
-    std::vector<std::int64_t> slots(n);
-    for (std::size_t i = 0; i < n; ++i) {
-        const std::int64_t s = map.find(ids[i]);
-        found[i] = s >= 0;
-        slots[i] = s >= 0 ? s : 0;
+// The vectors() of an index core that owns re-rank rows (RerankRows, or null: none kept):
+// the rows of ids decoded to float32 -> ((n, dim), (n,) bool found; missing ids get zeros),
+// read under the handle's lock `mutex` (shared).
+inline py::tuple rerank_vectors(const IdMap& map, const RerankRows* rows, RwLock& mutex, const py::array& ids,
+                                std::size_t d) {
+    const std::size_t n = static_cast<std::size_t>(ids.size());
+    const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
+    if (!rows) throw std::invalid_argument("the index keeps no re-rank rows");
+    FloatArray out({n, d});
+    py::array_t<bool> found(n);
+    float* o = out.mutable_data();
+    bool* ok = found.mutable_data();
+    {
+        py::gil_scoped_release release;
+        std::shared_lock<RwLock> lock(mutex);
+        std::vector<std::int64_t> slots(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            const std::int64_t s = map.find(id_ptr[i]);
+            ok[i] = s >= 0;
+            slots[i] = s >= 0 ? s : 0;
+        }
+        if (n && rows->size()) rows->decode(slots.data(), n, o);
+        for (std::size_t i = 0; i < n; ++i)
+            if (!ok[i]) std::fill(o + i * d, o + (i + 1) * d, 0.0f);
     }
-    if (n && rows->size()) rows->decode(slots.data(), n, out);
-    for (std::size_t i = 0; i < n; ++i)
-        if (!found[i]) std::fill(out + i * d, out + (i + 1) * d, 0.0f);
+    return py::make_tuple(out, found);
 }
 
 }  // namespace simdex

@@ -44,19 +44,7 @@ class PqHandleBase {
 
     // Re-rank rows of ids decoded to float32: ((n, dim), (n,) found).
     py::tuple vectors(const py::array& ids) {
-        const std::size_t n = static_cast<std::size_t>(ids.size()), d = core_->books().dim();
-        const std::int64_t* id_ptr = typed<std::int64_t>(ids, n, "ids");
-        if (!core_->rerank()) throw std::invalid_argument("the index keeps no re-rank rows");
-        FloatArray out({n, d});
-        py::array_t<bool> found(n);
-        float* o = out.mutable_data();
-        bool* ok = found.mutable_data();
-        {
-            py::gil_scoped_release release;
-            std::shared_lock<RwLock> lock(mutex_);
-            rows_of(core_->idmap(), core_->rerank(), id_ptr, n, d, o, ok);
-        }
-        return py::make_tuple(out, found);
+        return rerank_vectors(core_->idmap(), core_->rerank(), mutex_, ids, core_->books().dim());
     }
 
     std::size_t nbytes() { return read_locked(mutex_, [&] { return core_->nbytes(); }); }
