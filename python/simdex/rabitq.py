@@ -13,7 +13,6 @@ import numpy as np
 
 from . import _checks, _core, _progress, _result
 from ._base import Index, reads, searches, writes
-from ._checks import max_magnitude
 from ._format import Fields
 from ._rerank import RerankStore
 from ._result import SearchResult
@@ -478,13 +477,7 @@ class _RaBitQIndexBase(Index):
         dots = None
         if index.metric == "ip" and version >= 2:
             dots = f.array("centre_dots", np.float32, (live,), finite=True)
-            limit = max_magnitude(1)  # keeps every estimate finite
-            if dots.size and float(np.abs(dots).max()) > limit:
-                raise f.error(
-                    "centre_dots",
-                    f"values up to {float(np.abs(dots).max()):.3g}, above the {limit:.3g} "
-                    "allowed for <x - c, c>",
-                )
+            dots = f.bounded("centre_dots", dots, 1)  # keeps every estimate finite
         elif index.metric == "ip" and index._store is not None and live:
             # version 1: the exact <x - c, c> from the rows the codes were made of
             if not ((slots >= 0) & (slots < ids.shape[0])).all():
