@@ -72,9 +72,11 @@ void record_emit(void* raw, std::size_t q, std::size_t block, std::uint32_t mask
 py::tuple fastscan_tables(const py::array& blocks, std::size_t nblocks, std::size_t m4, const py::array& luts,
                           std::size_t ntables, const py::array& order, const py::array& thresholds) {
     if (m4 == 0 || m4 % 4 != 0) throw std::invalid_argument("m4 must be a positive multiple of 4, got " + std::to_string(m4));
-    if (m4 * 255 >= 65536) throw std::invalid_argument("m4 * 255 must be < 65536, got m4 = " + std::to_string(m4));
+    if (m4 * 63 >= 65536) throw std::invalid_argument("m4 * 63 must be < 65536, got m4 = " + std::to_string(m4));
     const std::uint8_t* b = array_bytes(blocks, nblocks * (m4 / 2) * 32, 1, "blocks");
     const std::uint8_t* t = array_bytes(luts, ntables * m4 * 32, 1, "luts");
+    for (std::size_t i = 0; i < ntables * m4 * 32; ++i)
+        if (t[i] > 63) throw std::invalid_argument("lut entries must be <= 63, got " + std::to_string(t[i]));
     const std::size_t nq = static_cast<std::size_t>(order.size());
     const std::int64_t* o = typed<std::int64_t>(order, nq, "order");
     std::vector<std::uint16_t> limits(nq);

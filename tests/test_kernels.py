@@ -426,11 +426,13 @@ def test_fastscan_tables_pointers_match_numpy(level, m4, nq):
     rng = np.random.default_rng(m4 * 100 + nq)
     nblocks, ntables = 3, 4
     blocks = rng.integers(0, 256, (nblocks, m4 // 2, 32), dtype=np.uint8)
-    tables = rng.integers(0, 256, (ntables, m4 // 4, 4, 16), dtype=np.uint8)
+    tables = rng.integers(0, 64, (ntables, m4 // 4, 4, 16), dtype=np.uint8)
+    tables[:, :, :, 15] = 63  # entries reach the bound: four of them sum to 252 in a byte
     luts = np.repeat(tables, 2, axis=2).reshape(ntables, m4 // 4, 128)
     order = rng.integers(0, ntables, nq).astype(np.int64)
     want = np.stack([fastscan1_reference(blocks, luts[t]).reshape(nblocks, 32) for t in order])
-    # thresholds: none pass, about half, every row (sums reach 255 m4 <= 65280)
+    blocks_max = np.full_like(blocks, 0xFF)  # every row takes entry 15 everywhere: sums 63 m4
+    # thresholds: none pass, about half, every row (sums reach 63 m4 <= 16128)
     choices = [0, int(np.median(want)), 65535]
     thresholds = np.array([choices[q % 3] for q in range(nq)], np.uint16)
     with force_simd(level):
@@ -443,6 +445,12 @@ def test_fastscan_tables_pointers_match_numpy(level, m4, nq):
     emitted = want_masks > 0
     np.testing.assert_array_equal(sums[emitted], want[emitted])
     assert not sums[~emitted].any()
+    with force_simd(level):
+        masks, sums = _core.pq_fastscan_tables(
+            blocks_max, nblocks, m4, luts, ntables, order, np.full(nq, 65535, np.uint16)
+        )
+    assert (masks == 0xFFFFFFFF).all()
+    np.testing.assert_array_equal(sums, np.full((nq, nblocks, 32), 63 * m4, np.uint16))
 
 
 def test_fastscan_tables_rejects_bad_input():
@@ -451,6 +459,8 @@ def test_fastscan_tables_rejects_bad_input():
     thresholds = np.zeros(2, np.uint16)
     with pytest.raises(ValueError, match="table index"):
         _core.pq_fastscan_tables(blocks, 1, 8, luts, 2, np.array([0, 2]), thresholds)
+    with pytest.raises(ValueError, match="<= 63"):
+        _core.pq_fastscan_tables(blocks, 1, 8, np.full_like(luts, 64), 2, np.array([0, 1]), thresholds)
     with pytest.raises(ValueError, match="multiple of 4"):
         _core.pq_fastscan_tables(blocks, 1, 6, luts, 2, np.array([0, 1]), thresholds)
     with pytest.raises(ValueError, match="expected"):

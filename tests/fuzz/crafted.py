@@ -28,8 +28,8 @@ BASES = {
     "hnsw8": "hnsw-int8-v1.sdx", "pq8": "pq8-rerank-v1.sdx", "pq4": "pq4-v1.sdx",
     "ivfpq8": "ivfpq8-v1.sdx", "ivfpq4": "ivfpq4-v1.sdx", "leanvec": "leanvec-v1.sdx",
     "binary": "binary-v1.sdx", "binary-graph": "binary-graph-v1.sdx", "rabitq": "rabitq-v1.sdx",
-    "ivf-rabitq": "ivf-rabitq-v1.sdx", "hnsw-rabitq": "hnsw-rabitq-v1.sdx",
-    "rabitq-ip": "rabitq-ip-v2.sdx", "ivf-rabitq-ip": "ivf-rabitq-ip-v2.sdx",
+    "ivf-rabitq": "approximate/ivf-rabitq-v1.sdx", "hnsw-rabitq": "hnsw-rabitq-v1.sdx",
+    "rabitq-ip": "rabitq-ip-v2.sdx", "ivf-rabitq-ip": "approximate/ivf-rabitq-ip-v2.sdx",
 }
 IDS = {"flat": "ids", "flat8": "ids", "hnsw": "ids", "hnsw8": "ids", "pq8": "ids", "pq4": "ids",
        "ivfpq8": "ids", "ivfpq4": "ids", "leanvec": "ids", "binary": "ids", "binary-graph": "hnsw.ids",

@@ -27,7 +27,9 @@ FIXTURES = {
     "binary": ["binary-v1.sdx"],
     "binary-graph": ["binary-graph-v1.sdx"],
     "rabitq": ["rabitq-v1.sdx", "rabitq-ip-v1.sdx", "rabitq-ip-v2.sdx"],
-    "ivf-rabitq": ["ivf-rabitq-v1.sdx", "ivf-rabitq-ip-v2.sdx", "approximate/ivf-rabitq-ip-v1.sdx"],
+    "ivf-rabitq": [
+        "approximate/ivf-rabitq-v1.sdx", "approximate/ivf-rabitq-ip-v2.sdx", "approximate/ivf-rabitq-ip-v1.sdx"
+    ],
     "hnsw-rabitq": ["hnsw-rabitq-v1.sdx"],
 }
 TARGETS = list(FIXTURES)

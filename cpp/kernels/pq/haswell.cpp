@@ -12,8 +12,10 @@ namespace {
 #include "kernels/pq/adc_u8.inc"
 
 // Q queries per pass over the blocks: the code nibbles are extracted once and used Q times.
-// tables[qi]: the tables of query query0 + qi.
-template <int Q>
+// tables[qi]: the tables of query query0 + qi. Bytes: every table entry is <= 63, so a group's
+// four lookups are summed as bytes before widening (three byte adds and one shift per group
+// and query instead of six adds and four shifts: the shifts share the shuffles' two ports).
+template <int Q, bool Bytes = false>
 void fastscan_queries_haswell(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
                            const std::uint8_t* const* tables, std::size_t query0,
                            std::uint16_t* thresholds, FastScanEmit emit, void* context) {
@@ -44,12 +46,18 @@ void fastscan_queries_haswell(const std::uint8_t* blocks, std::size_t nblocks, s
                     _mm256_loadu_si256(reinterpret_cast<const __m256i*>(table + 64)), high0);
                 __m256i r3 = _mm256_shuffle_epi8(
                     _mm256_loadu_si256(reinterpret_cast<const __m256i*>(table + 96)), high1);
-                __m256i a = _mm256_add_epi16(_mm256_add_epi16(r0, r1), _mm256_add_epi16(r2, r3));
-                __m256i h = _mm256_add_epi16(
-                    _mm256_add_epi16(_mm256_srli_epi16(r0, 8), _mm256_srli_epi16(r1, 8)),
-                    _mm256_add_epi16(_mm256_srli_epi16(r2, 8), _mm256_srli_epi16(r3, 8)));
-                all_u16x16[qi] = _mm256_add_epi16(all_u16x16[qi], a);
-                high_u16x16[qi] = _mm256_add_epi16(high_u16x16[qi], h);
+                if constexpr (Bytes) {
+                    const __m256i r = _mm256_add_epi8(_mm256_add_epi8(r0, r1), _mm256_add_epi8(r2, r3));
+                    all_u16x16[qi] = _mm256_add_epi16(all_u16x16[qi], r);
+                    high_u16x16[qi] = _mm256_add_epi16(high_u16x16[qi], _mm256_srli_epi16(r, 8));
+                } else {
+                    __m256i a = _mm256_add_epi16(_mm256_add_epi16(r0, r1), _mm256_add_epi16(r2, r3));
+                    __m256i h = _mm256_add_epi16(
+                        _mm256_add_epi16(_mm256_srli_epi16(r0, 8), _mm256_srli_epi16(r1, 8)),
+                        _mm256_add_epi16(_mm256_srli_epi16(r2, 8), _mm256_srli_epi16(r3, 8)));
+                    all_u16x16[qi] = _mm256_add_epi16(all_u16x16[qi], a);
+                    high_u16x16[qi] = _mm256_add_epi16(high_u16x16[qi], h);
+                }
             }
         }
         for (int qi = 0; qi < Q; ++qi) {
@@ -100,12 +108,17 @@ void fastscan_tables_haswell(const std::uint8_t* blocks, std::size_t nblocks, st
                              FastScanEmit emit, void* context) {
     std::size_t q = 0;
     for (; q + 8 <= nq; q += 8)
-        fastscan_queries_haswell<8>(blocks, nblocks, m4, tables + q, q, thresholds, emit, context);
+        fastscan_queries_haswell<8, true>(blocks, nblocks, m4, tables + q, q, thresholds, emit, context);
+    const std::uint8_t* const* t = tables + q;
     switch (nq - q) {
-        case 7: fastscan_queries_haswell<7>(blocks, nblocks, m4, tables + q, q, thresholds, emit, context); break;
-        case 6: fastscan_queries_haswell<6>(blocks, nblocks, m4, tables + q, q, thresholds, emit, context); break;
-        case 5: fastscan_queries_haswell<5>(blocks, nblocks, m4, tables + q, q, thresholds, emit, context); break;
-        default: fastscan_group_haswell(blocks, nblocks, m4, tables + q, q, nq - q, thresholds, emit, context); break;
+        case 7: fastscan_queries_haswell<7, true>(blocks, nblocks, m4, t, q, thresholds, emit, context); break;
+        case 6: fastscan_queries_haswell<6, true>(blocks, nblocks, m4, t, q, thresholds, emit, context); break;
+        case 5: fastscan_queries_haswell<5, true>(blocks, nblocks, m4, t, q, thresholds, emit, context); break;
+        case 4: fastscan_queries_haswell<4, true>(blocks, nblocks, m4, t, q, thresholds, emit, context); break;
+        case 3: fastscan_queries_haswell<3, true>(blocks, nblocks, m4, t, q, thresholds, emit, context); break;
+        case 2: fastscan_queries_haswell<2, true>(blocks, nblocks, m4, t, q, thresholds, emit, context); break;
+        case 1: fastscan_queries_haswell<1, true>(blocks, nblocks, m4, t, q, thresholds, emit, context); break;
+        default: break;
     }
 }
 

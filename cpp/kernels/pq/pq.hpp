@@ -70,6 +70,8 @@ struct PqKernels {
     /// fastscan_u4 with the queries' tables anywhere in memory: tables[q] points to query
     /// q's (m4 / 4, 128) tables (the same pass, the same emits; callers scanning one list for
     /// a changing set of queries pass pointers instead of copying 3 kB of tables per query).
+    /// Every table entry must be <= 63: a group's four lookups are summed as bytes before
+    /// widening (as fastscan1_u4), so sums are exact for m4 * 63 < 65536.
     void (*fastscan_tables_u4)(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
                                const std::uint8_t* const* tables, std::size_t nq, std::uint16_t* thresholds,
                                FastScanEmit emit, void* context) = nullptr;
