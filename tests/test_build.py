@@ -169,6 +169,23 @@ int main() {
         s.pq.fastscan_u4(blocks.data(), nblocks, m4, luts.data(), 2, th_s.data(), emit, &a);
         n.pq.fastscan_u4(blocks.data(), nblocks, m4, luts.data(), 2, th_n.data(), emit, &c);
         check(a.v == c.v, "fastscan_u4", m);
+        // fastscan_tables_u4 (entries <= 63, some at 63; 1..6 queries, tables shared and out of
+        // order, thresholds from none to every row) and the one-query fastscan1_u4
+        for (auto& v : luts) v = static_cast<std::uint8_t>(rng() % 16 == 0 ? 63 : rng() % 64);
+        const std::uint8_t* pointers[6];
+        for (std::size_t nq = 1; nq <= 6; ++nq) {
+            for (std::size_t j = 0; j < nq; ++j) pointers[j] = luts.data() + ((j * 5 + nq) % 2) * m4 * 32;
+            std::vector<std::uint16_t> t_s(nq), t_n(nq);
+            for (std::size_t j = 0; j < nq; ++j) t_s[j] = t_n[j] = static_cast<std::uint16_t>(j % 3 == 0 ? 65535 : j % 3 == 1 ? 0 : 31 * m4);
+            Sums ta{std::vector<std::uint32_t>(6 * 64 * 32)}, tc{std::vector<std::uint32_t>(6 * 64 * 32)};
+            s.pq.fastscan_tables_u4(blocks.data(), nblocks, m4, pointers, nq, t_s.data(), emit, &ta);
+            n.pq.fastscan_tables_u4(blocks.data(), nblocks, m4, pointers, nq, t_n.data(), emit, &tc);
+            check(ta.v == tc.v, "fastscan_tables_u4", m * 10 + nq);
+        }
+        std::vector<std::uint16_t> one_s(nblocks * 32), one_n(nblocks * 32);
+        s.pq.fastscan1_u4(blocks.data(), nblocks, m4, luts.data(), one_s.data());
+        n.pq.fastscan1_u4(blocks.data(), nblocks, m4, luts.data(), one_n.data());
+        check(one_s == one_n, "fastscan1_u4", m);
     }
     std::printf(failures ? "FAILED %d\n" : "ok\n", failures);
     return failures ? 1 : 0;

@@ -100,13 +100,79 @@ void fastscan1_u4_neon(const std::uint8_t* blocks, std::size_t nblocks, std::siz
     }
 }
 
+// Q queries per pass with tables of entries <= 63 (fastscan_tables_u4's contract): per group
+// and half, the four lookups of a query are added as bytes and widened once (as fastscan1_u4),
+// the threshold test and emit as in fastscan_queries_neon. 4 queries x 2 halves x 2
+// accumulators fit NEON's 32 registers beside the codes.
+template <int Q>
+void fastscan_bytes_neon(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
+                         const std::uint8_t* const* tables, std::size_t query0, std::uint16_t* thresholds,
+                         FastScanEmit emit, void* context) {
+    const std::size_t groups = m4 / 4;
+    const uint8x16_t nibble_u8x16 = vdupq_n_u8(0x0F);
+    static const std::uint16_t bit_values[8] = {1, 2, 4, 8, 16, 32, 64, 128};
+    const uint16x8_t bits_u16x8 = vld1q_u16(bit_values);
+    std::uint16_t sums[32];
+    for (std::size_t b = 0; b < nblocks; ++b) {
+        const std::uint8_t* block = blocks + b * groups * 64;
+        uint16x8_t all_u16x8[Q][2], high_u16x8[Q][2];
+        for (int qi = 0; qi < Q; ++qi)
+            for (int h = 0; h < 2; ++h) {
+                all_u16x8[qi][h] = vdupq_n_u16(0);
+                high_u16x8[qi][h] = vdupq_n_u16(0);
+            }
+        for (std::size_t g = 0; g < groups; ++g) {
+            for (int h = 0; h < 2; ++h) {
+                const uint8x16_t codes0 = vld1q_u8(block + g * 64 + h * 16);
+                const uint8x16_t codes1 = vld1q_u8(block + g * 64 + 32 + h * 16);
+                const uint8x16_t low0 = vandq_u8(codes0, nibble_u8x16), low1 = vandq_u8(codes1, nibble_u8x16);
+                const uint8x16_t high0 = vshrq_n_u8(codes0, 4), high1 = vshrq_n_u8(codes1, 4);
+                for (int qi = 0; qi < Q; ++qi) {
+                    const std::uint8_t* table = tables[qi] + g * 128;
+                    const uint8x16_t s =
+                        vaddq_u8(vaddq_u8(vqtbl1q_u8(vld1q_u8(table), low0), vqtbl1q_u8(vld1q_u8(table + 32), low1)),
+                                 vaddq_u8(vqtbl1q_u8(vld1q_u8(table + 64), high0),
+                                          vqtbl1q_u8(vld1q_u8(table + 96), high1)));
+                    const uint16x8_t wide = vreinterpretq_u16_u8(s);
+                    all_u16x8[qi][h] = vaddq_u16(all_u16x8[qi][h], wide);
+                    high_u16x8[qi][h] = vaddq_u16(high_u16x8[qi][h], vshrq_n_u16(wide, 8));
+                }
+            }
+        }
+        for (int qi = 0; qi < Q; ++qi) {
+            const std::size_t q = query0 + qi;
+            const uint16x8_t limit = vdupq_n_u16(thresholds[q]);
+            std::uint32_t mask = 0;
+            uint16x8_t even[2], odd[2];
+            for (int h = 0; h < 2; ++h) {
+                odd[h] = high_u16x8[qi][h];
+                even[h] = vsubq_u16(all_u16x8[qi][h], vshlq_n_u16(odd[h], 8));
+                const std::uint32_t even_bits = vaddvq_u16(vandq_u16(vcleq_u16(even[h], limit), bits_u16x8));
+                const std::uint32_t odd_bits = vaddvq_u16(vandq_u16(vcleq_u16(odd[h], limit), bits_u16x8));
+                mask |= (even_bits << (8 * h)) | (odd_bits << (16 + 8 * h));
+            }
+            if (mask) {
+                vst1q_u16(sums, even[0]);
+                vst1q_u16(sums + 8, even[1]);
+                vst1q_u16(sums + 16, odd[0]);
+                vst1q_u16(sums + 24, odd[1]);
+                emit(context, q, b, mask, sums);
+            }
+        }
+    }
+}
+
 void fastscan_tables_neon(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
                           const std::uint8_t* const* tables, std::size_t nq, std::uint16_t* thresholds,
                           FastScanEmit emit, void* context) {
     std::size_t q = 0;
-    for (; q + 2 <= nq; q += 2)
-        fastscan_queries_neon<2>(blocks, nblocks, m4, tables + q, q, thresholds, emit, context);
-    if (q < nq) fastscan_queries_neon<1>(blocks, nblocks, m4, tables + q, q, thresholds, emit, context);
+    for (; q + 4 <= nq; q += 4) fastscan_bytes_neon<4>(blocks, nblocks, m4, tables + q, q, thresholds, emit, context);
+    switch (nq - q) {
+        case 3: fastscan_bytes_neon<3>(blocks, nblocks, m4, tables + q, q, thresholds, emit, context); break;
+        case 2: fastscan_bytes_neon<2>(blocks, nblocks, m4, tables + q, q, thresholds, emit, context); break;
+        case 1: fastscan_bytes_neon<1>(blocks, nblocks, m4, tables + q, q, thresholds, emit, context); break;
+        default: break;
+    }
 }
 
 void fastscan_u4_neon(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
