@@ -485,6 +485,22 @@ def test_pruning_keeps_results(corpus):
     np.testing.assert_allclose(d[i == i_wide], d_wide[i == i_wide])
 
 
+def test_pruning_with_fewer_than_twice_k_candidates(corpus):
+    """The re-rank prunes on the k-th exact distance as soon as k rows were re-ranked, also
+    when rerank_k < 2k (the selection used to get a limit only from 2k entries on, so a
+    re-rank of 20 candidates for k = 10 never pruned)."""
+    x, q = corpus
+    index = sx.RaBitQIndex(96, bits=4, rerank="memory")
+    index.add(x)
+    d_wide, i_wide = index.search(q, 10, rerank_k=20, eps0=50.0)
+    assert index.stats["pruned"] == 0
+    d, i = index.search(q, 10, rerank_k=20)
+    assert index.stats["pruned"] > 0
+    assert index.stats["reranked"] + index.stats["pruned"] == index.stats["candidates"]
+    assert (i == i_wide).mean() >= 0.99
+    np.testing.assert_allclose(d[i == i_wide], d_wide[i == i_wide])
+
+
 @pytest.mark.parametrize("metric", ["l2", "cosine"])
 def test_ivf_index(corpus, metric):
     x, q = corpus

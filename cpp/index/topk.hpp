@@ -2,8 +2,8 @@
 // Baseline code only (no ISA flags); used by every index.
 //
 // Candidates under the current limit are appended to a buffer of 2k entries without any
-// heap work; when the buffer fills, nth_element keeps the k best and the limit drops to the
-// k-th distance. A scan therefore pays one compare per row and O(1) amortised per accepted
+// heap work; the limit is the worst of the first k once they are in, and when the buffer
+// fills, nth_element keeps the k best and the limit drops to the k-th distance. A scan therefore pays one compare per row and O(1) amortised per accepted
 // candidate, even for large k (a binary heap pays O(log k) per accepted candidate).
 #pragma once
 #include <algorithm>
@@ -30,7 +30,15 @@ class TopK {
         if (!(distance < limit_)) return;
         if (items_.empty()) items_.reserve(capacity_);
         items_.emplace_back(distance, id);
-        if (items_.size() >= capacity_) compact();
+        if (items_.size() >= capacity_) {
+            compact();
+        } else if (items_.size() == k_ && limit_ == std::numeric_limits<float>::infinity()) {
+            // the first k: their worst is already a limit (callers that push fewer than 2k
+            // candidates, e.g. a re-rank pruning on threshold(), would otherwise never get one)
+            float worst = items_[0].first;
+            for (const Item& item : items_) worst = std::max(worst, item.first);
+            limit_ = worst;
+        }
     }
 
     // Scan n distances with ids base + i, pushing those under the threshold. Blocks of 16
