@@ -139,15 +139,11 @@ def test_largest_inner_product_kernel(level, d, k):
     assert (tie_labels < k).all()  # exact ties: the lowest label wins
 
 
-def numpy_ip_lloyd(x, init, n_iter, spherical):
-    """float64 reference: labels = argmax <x, c>, centroids the means (unit rows if
-    spherical), an empty cluster takes the point of smallest <x, c> to its own centroid
-    (one distinct point each, worst first)."""
+def numpy_ip_lloyd(x, init, n_iter):
+    """float64 reference: labels = argmax <x, c>, centroids the means, an empty cluster takes
+    the point of smallest <x, c> to its own centroid (one distinct point each, worst first)."""
     x64 = x.astype(np.float64)
     c = init.astype(np.float64)
-    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
-    if spherical:
-        c = unit(c)
     for _ in range(n_iter):
         dots = x64 @ c.T
         labels = dots.argmax(1)
@@ -158,38 +154,33 @@ def numpy_ip_lloyd(x, init, n_iter, spherical):
         empty = np.nonzero(counts == 0)[0]
         worst = np.argsort(dots[np.arange(x.shape[0]), labels])[: empty.size]
         new[empty] = x64[worst]
-        c = unit(new) if spherical else new
-        c = c.astype(np.float32).astype(np.float64)  # the centroids are float32 between steps
+        c = new.astype(np.float32).astype(np.float64)  # the centroids are float32 between steps
     return c, (x64 @ c.T).argmax(1)
 
 
-@pytest.mark.parametrize("spherical", [False, True])
 @pytest.mark.parametrize("n_iter", [1, 3])
-def test_ip_lloyd_steps_match_numpy(level, spherical, n_iter):
+def test_ip_lloyd_steps_match_numpy(level, n_iter):
     x, _ = blobs(600, 12, 6, seed=8, spread=3.0)
     x += 4.0  # every <x, -x_mean> < 0: the last starting centroid gets no point
     init = np.concatenate([x[:5], -10.0 * x.mean(0, keepdims=True)]).astype(np.float32)
-    expected, expected_labels = numpy_ip_lloyd(x, init, n_iter, spherical)
-    centroids, labels = sx.kmeans(x, 6, n_iter=n_iter, init=init, metric="ip",
-                                  spherical=spherical)
+    assert (x.astype(np.float64) @ init[5].astype(np.float64) < 0).all()
+    expected, expected_labels = numpy_ip_lloyd(x, init, n_iter)
+    centroids, labels = sx.kmeans(x, 6, n_iter=n_iter, init=init, metric="ip")
     np.testing.assert_allclose(centroids, expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(labels, expected_labels)
-    assert (x.astype(np.float64) @ init[5].astype(np.float64) < 0).all()
     # the empty cluster was repaired (the reference checks onto which point): no longer -10 mean
     assert (x.astype(np.float64) @ centroids[5].astype(np.float64)).sum() > 0
-    if spherical:
-        np.testing.assert_allclose(np.linalg.norm(centroids, axis=1), 1.0, rtol=1e-6)
 
 
-def test_ip_seed_and_options():
-    x, _ = blobs(3000, 16, 10, seed=9)
-    a = sx.kmeans(x, 10, seed=4, metric="ip", spherical=True)
-    b = sx.kmeans(x, 10, seed=4, metric="ip", spherical=True)
+def test_ip_seed_and_metric():
+    x = np.random.default_rng(9).standard_normal((3000, 16)).astype(np.float32)  # no blobs
+    a = sx.kmeans(x, 10, seed=4, metric="ip")
+    b = sx.kmeans(x, 10, seed=4, metric="ip")
     for u, v in zip(a, b, strict=True):
         np.testing.assert_array_equal(u, v)
-    c, _ = sx.kmeans(x, 10, seed=4)  # l2: the default, unchanged
+    dots = x.astype(np.float64) @ a[0].T.astype(np.float64)
+    np.testing.assert_array_equal(a[1], dots.argmax(1))  # the labels of the last assignment
+    c, _ = sx.kmeans(x, 10, seed=4)  # l2: the default, a different clustering
     assert not np.array_equal(a[0], c)
     with pytest.raises(ValueError, match="metric must be one of 'l2', 'ip'; got 'cosine'"):
         sx.kmeans(x, 2, metric="cosine")
-    with pytest.raises(TypeError, match="spherical must be a bool; got int"):
-        sx.kmeans(x, 2, spherical=1)

@@ -9,9 +9,8 @@ Empty clusters are repaired by moving their centroid onto the points currently f
 from their own centroid (one distinct point each).
 
 metric="ip" assigns every point to the centroid of largest inner product (the same kernel with
-the norm term dropped), the assignment of inverted lists searched by inner product; with
-spherical=True every centroid is scaled to unit length after each update (spherical k-means,
-what FAISS trains for an inner-product IVF). The k-means++ seeding stays the l2 one.
+the norm term dropped; centroids stay the means of their points), the assignment of inverted
+lists searched by inner product. The k-means++ seeding stays the l2 one.
 """
 
 from __future__ import annotations
@@ -86,7 +85,6 @@ def _update(
     labels: np.ndarray,
     distances: np.ndarray,
     centroids: np.ndarray,
-    spherical: bool,
 ) -> np.ndarray:
     k, d = centroids.shape
     sums, counts = _core.cluster_sums(x, x.shape[0], d, labels, k)
@@ -98,15 +96,7 @@ def _update(
         # each empty cluster takes one of the points worst served by its current centroid
         far = np.argsort(distances)[::-1][: empty.size]
         new[empty[: far.size]] = x[far]
-    if spherical:
-        _unit_rows(new)
     return np.ascontiguousarray(new, dtype=np.float32)
-
-
-def _unit_rows(c: np.ndarray) -> None:
-    """Scale the rows of c (float64) to unit length in place; zero rows stay zero."""
-    norms = np.sqrt(np.einsum("ij,ij->i", c, c))
-    c /= np.where(norms > 0, norms, 1.0)[:, None]
 
 
 def kmeans(
@@ -120,7 +110,6 @@ def kmeans(
     threads: int | None = None,
     progress: bool = False,
     metric: str = "l2",
-    spherical: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cluster x into k groups with Lloyd's algorithm.
 
@@ -134,7 +123,6 @@ def kmeans(
     threads     : threads for the assignment step (None = all cores)
     progress    : show a progress bar over the iterations (needs tqdm)
     metric      : assignment: 'l2' (nearest centroid) or 'ip' (largest inner product <x, c>)
-    spherical   : scale the centroids to unit length (the initial ones and after each update)
     returns     : (centroids (k, d) float32, labels (n,) int64 of every point of x, not only
                   of the training subset, assigned by metric)
     """
@@ -143,8 +131,6 @@ def kmeans(
     n_iter = _checks.check_positive_int(n_iter, "n_iter", minimum=0)
     threads = _checks.check_threads(threads)
     metric = _checks.check_choice(metric, "metric", METRICS)
-    if not isinstance(spherical, (bool, np.bool_)):
-        raise TypeError(f"spherical must be a bool; got {type(spherical).__name__}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed must be an int; got {type(seed).__name__}")
     rng = np.random.default_rng(seed)
@@ -172,14 +158,10 @@ def kmeans(
                 f"init must have shape ({k}, {d}), one row per cluster; got {centroids.shape}"
             )
         centroids = centroids.copy()
-    if spherical:
-        start = centroids.astype(np.float64)
-        _unit_rows(start)
-        centroids = np.ascontiguousarray(start, dtype=np.float32)
     with _progress.Progress(progress, n_iter + 1, "k-means", "iter") as bar:
         for _ in range(n_iter):
             distances, labels = _assign(train, centroids, threads, metric)
-            centroids = _update(train, labels, distances, centroids, bool(spherical))
+            centroids = _update(train, labels, distances, centroids)
             bar.update()
         _, labels = _assign(a, centroids, threads, metric)
         bar.update()
@@ -187,10 +169,19 @@ def kmeans(
 
 
 def coarse_quantizer(
-    a: np.ndarray, nlist: int, *, n_iter: int, seed: int, threads: int | None, progress: bool
+    a: np.ndarray,
+    nlist: int,
+    *,
+    n_iter: int,
+    seed: int,
+    threads: int | None,
+    progress: bool,
+    metric: str = "l2",
 ) -> tuple[np.ndarray, np.ndarray]:
     """The lists of an IVF index: k-means with FAISS's IVF defaults (<= 256 training points
-    per list); a (n, d) float32; returns (centroids (nlist, d), labels (n,))."""
+    per list), assigning points as the index assigns rows (metric 'l2': nearest centroid,
+    'ip': largest inner product); a (n, d) float32; returns (centroids (nlist, d), labels
+    (n,))."""
     if a.shape[0] < nlist:
         raise ValueError(f"training needs at least nlist = {nlist} vectors; got {a.shape[0]}")
     return kmeans(
@@ -201,6 +192,7 @@ def coarse_quantizer(
         max_samples=256 * nlist,
         threads=threads,
         progress=progress,
+        metric=metric,
     )
 
 

@@ -350,8 +350,15 @@ class _RaBitQIndexBase(Index):
         if self.nlist == 1:
             self._set_centroids(a.mean(axis=0, dtype=np.float64)[None, :])
             return
+        # ip rows go to the list of largest <x, c> (_lists): k-means assigns them so too
         centroids, _ = coarse_quantizer(
-            a, self.nlist, n_iter=n_iter, seed=seed, threads=threads, progress=progress
+            a,
+            self.nlist,
+            n_iter=n_iter,
+            seed=seed,
+            threads=threads,
+            progress=progress,
+            metric="ip" if self.metric == "ip" else "l2",
         )
         self._set_centroids(centroids)
 
