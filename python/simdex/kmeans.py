@@ -81,10 +81,7 @@ def _plusplus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _update(
-    x: np.ndarray,
-    labels: np.ndarray,
-    distances: np.ndarray,
-    centroids: np.ndarray,
+    x: np.ndarray, labels: np.ndarray, distances: np.ndarray, centroids: np.ndarray
 ) -> np.ndarray:
     k, d = centroids.shape
     sums, counts = _core.cluster_sums(x, x.shape[0], d, labels, k)

@@ -648,7 +648,8 @@ class IVFRaBitQIndex(_RaBitQIndexBase):
         threads: int | None = None,
         progress: bool = False,
     ) -> IVFRaBitQIndex:
-        """k-means on x (n, dim) (n_iter iterations, <= 256 points per list sampled)."""
+        """k-means on x (n, dim) (n_iter iterations, <= 256 points per list sampled); with
+        metric='ip' a point joins the centroid of largest inner product, as rows do in add()."""
         threads = _checks.check_threads(threads)
         _checks.check_untrained(self, self._slot_count)
         a, _ = self._prepare(x, "x")
