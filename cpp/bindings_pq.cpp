@@ -160,7 +160,7 @@ py::tuple sums_of_clusters(const py::array& x, std::size_t n, std::size_t d, con
 }
 
 py::tuple nearest(const py::array& x, std::size_t n, std::size_t d, const py::array& centroids,
-                  std::size_t k, const py::object& threads) {
+                  std::size_t k, const py::object& threads, bool inner_product) {
     if (k < 1) throw std::invalid_argument("need at least one centroid");
     const float* x_ptr = typed<float>(x, n * d, "x");
     const float* c_ptr = typed<float>(centroids, k * d, "centroids");
@@ -171,7 +171,7 @@ py::tuple nearest(const py::array& x, std::size_t n, std::size_t d, const py::ar
     std::int64_t* l_ptr = labels.mutable_data();
     {
         py::gil_scoped_release release;
-        nearest_centroids(active_kernels(), x_ptr, n, d, c_ptr, k, thread_n, l_ptr, d_ptr);
+        nearest_centroids(active_kernels(), x_ptr, n, d, c_ptr, k, thread_n, l_ptr, d_ptr, inner_product);
     }
     return py::make_tuple(distances, labels);
 }
@@ -191,7 +191,8 @@ void bind_pq(py::module_& m) {
           py::arg("ksub"), py::arg("queries"),
           py::arg("nq"), py::arg("l2"), py::arg("threads") = py::none());
     m.def("nearest_centroids", &nearest, py::arg("x"), py::arg("n"), py::arg("d"),
-          py::arg("centroids"), py::arg("k"), py::arg("threads") = py::none());
+          py::arg("centroids"), py::arg("k"), py::arg("threads") = py::none(),
+          py::arg("inner_product") = false);
     m.def("cluster_sums", &sums_of_clusters, py::arg("x"), py::arg("n"), py::arg("d"),
           py::arg("labels"), py::arg("k"));
 }

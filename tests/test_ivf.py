@@ -77,6 +77,29 @@ def test_full_probe_equals_exhaustive_adc(level, data, metric, nbits):
         assert (got.max(1) <= np.sort(exact, 1)[:, 9] + 2 * tol).all()
 
 
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+def test_coarse_lists_trained_as_rows_are_assigned(data, metric):
+    """ip: coarse lists from inner-product k-means (a point joins the centroid of largest
+    <x, c>), as add() assigns rows; l2 / cosine from l2 k-means. Every ip row sits in the list
+    of its largest <x, c> (float64 reference)."""
+    from simdex.kmeans import kmeans
+
+    x, _ = data
+    index = sx.IVFPQIndex(32, 16, 8, nbits=4, metric=metric).train(x, n_iter=6, seed=2)
+    a = sx.kernels.normalize(x) if metric == "cosine" else x
+    expected, _ = kmeans(a, 16, n_iter=6, seed=2, max_samples=256 * 16,
+                         metric="ip" if metric == "ip" else "l2")
+    np.testing.assert_array_equal(index.centroids, expected)
+    if metric != "ip":
+        return
+    lists, _ = index._core.encode(x, 1)
+    dots = x.astype(np.float64) @ index.centroids.T.astype(np.float64)
+    top2 = np.sort(dots, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 1e-4 * np.abs(top2[:, 1]).max()  # float32 near-ties
+    assert clear.mean() > 0.95
+    np.testing.assert_array_equal(lists[clear], dots.argmax(1)[clear])
+
+
 @pytest.fixture(scope="module")
 def trained():
     x = clustered(8000, 32, seed=3, centers=100)

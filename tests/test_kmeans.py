@@ -121,3 +121,66 @@ def test_nearest_centroid_kernel(level, d, k):
     dup = np.concatenate([c, c])  # exact ties: the lowest label wins
     _, tie_labels = _core.nearest_centroids(x, 37, d, dup, 2 * k)
     assert (tie_labels < k).all()
+
+
+@pytest.mark.parametrize("d", [1, 3, 17, 65])
+@pytest.mark.parametrize("k", [1, 5, 63, 200])
+def test_largest_inner_product_kernel(level, d, k):
+    from simdex import _core
+    rng = np.random.default_rng(d * 1000 + k)
+    x = rng.standard_normal((37, d)).astype(np.float32)
+    c = (rng.standard_normal((k, d)) * rng.uniform(0.1, 3.0, (k, 1))).astype(np.float32)
+    dist, labels = _core.nearest_centroids(x, 37, d, c, k, inner_product=True)
+    dots = x.astype(np.float64) @ c.T.astype(np.float64)
+    np.testing.assert_allclose(dots[np.arange(37), labels], dots.max(1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dist, -dots.max(1), rtol=1e-5, atol=1e-5 * d)
+    _, tie_labels = _core.nearest_centroids(x, 37, d, np.concatenate([c, c]), 2 * k,
+                                            inner_product=True)
+    assert (tie_labels < k).all()  # exact ties: the lowest label wins
+
+
+def numpy_ip_lloyd(x, init, n_iter):
+    """float64 reference: labels = argmax <x, c>, centroids the means, an empty cluster takes
+    the point of smallest <x, c> to its own centroid (one distinct point each, worst first)."""
+    x64 = x.astype(np.float64)
+    c = init.astype(np.float64)
+    for _ in range(n_iter):
+        dots = x64 @ c.T
+        labels = dots.argmax(1)
+        new = c.copy()
+        counts = np.bincount(labels, minlength=c.shape[0])
+        for j in np.nonzero(counts)[0]:
+            new[j] = x64[labels == j].mean(0)
+        empty = np.nonzero(counts == 0)[0]
+        worst = np.argsort(dots[np.arange(x.shape[0]), labels])[: empty.size]
+        new[empty] = x64[worst]
+        c = new.astype(np.float32).astype(np.float64)  # the centroids are float32 between steps
+    return c, (x64 @ c.T).argmax(1)
+
+
+@pytest.mark.parametrize("n_iter", [1, 3])
+def test_ip_lloyd_steps_match_numpy(level, n_iter):
+    x, _ = blobs(600, 12, 6, seed=8, spread=3.0)
+    x += 4.0  # every <x, -x_mean> < 0: the last starting centroid gets no point
+    init = np.concatenate([x[:5], -10.0 * x.mean(0, keepdims=True)]).astype(np.float32)
+    assert (x.astype(np.float64) @ init[5].astype(np.float64) < 0).all()
+    expected, expected_labels = numpy_ip_lloyd(x, init, n_iter)
+    centroids, labels = sx.kmeans(x, 6, n_iter=n_iter, init=init, metric="ip")
+    np.testing.assert_allclose(centroids, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(labels, expected_labels)
+    # the empty cluster was repaired (the reference checks onto which point): no longer -10 mean
+    assert (x.astype(np.float64) @ centroids[5].astype(np.float64)).sum() > 0
+
+
+def test_ip_seed_and_metric():
+    x = np.random.default_rng(9).standard_normal((3000, 16)).astype(np.float32)  # no blobs
+    a = sx.kmeans(x, 10, seed=4, metric="ip")
+    b = sx.kmeans(x, 10, seed=4, metric="ip")
+    for u, v in zip(a, b, strict=True):
+        np.testing.assert_array_equal(u, v)
+    dots = x.astype(np.float64) @ a[0].T.astype(np.float64)
+    np.testing.assert_array_equal(a[1], dots.argmax(1))  # the labels of the last assignment
+    c, _ = sx.kmeans(x, 10, seed=4)  # l2: the default, a different clustering
+    assert not np.array_equal(a[0], c)
+    with pytest.raises(ValueError, match="metric must be one of 'l2', 'ip'; got 'cosine'"):
+        sx.kmeans(x, 2, metric="cosine")

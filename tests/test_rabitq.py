@@ -434,6 +434,35 @@ def test_ivf_cosine_cells(corpus):
         assert (by_id[ids[i][ids[i] >= 0]] == best[i]).all()
 
 
+@pytest.mark.parametrize("metric", ["l2", "cosine", "ip"])
+def test_ivf_lists_trained_as_rows_are_assigned(corpus, metric):
+    """ip: the lists come from inner-product k-means (a point joins the centroid of largest
+    <x, c>), as rows are assigned and probes rank lists; l2 / cosine from l2 k-means (cosine on
+    the unit rows). Every ip row sits in the list of its largest <x, c> (float64 reference)."""
+    from simdex.kmeans import kmeans
+
+    x, _ = corpus
+    index = sx.IVFRaBitQIndex(96, 16, bits=1, metric=metric).train(x, seed=3, threads=1)
+    a = sx.kernels.normalize(x) if metric == "cosine" else x
+    expected, labels = kmeans(a, 16, n_iter=10, seed=3, max_samples=256 * 16, threads=1,
+                              metric="ip" if metric == "ip" else "l2")
+    np.testing.assert_array_equal(index.centroids, expected)
+    again = sx.IVFRaBitQIndex(96, 16, bits=1, metric=metric).train(x, seed=3, threads=2)
+    np.testing.assert_array_equal(again.centroids, index.centroids)  # seeded: the same lists
+    if metric != "ip":
+        return
+    dots = x.astype(np.float64) @ index.centroids.T.astype(np.float64)
+    assert (labels == dots.argmax(1)).all()
+    index.add(x)
+    state = index._core.state()
+    by_id = np.empty(x.shape[0], dtype=np.int64)
+    by_id[state["ids"][state["slots"]]] = state["lists"]
+    top2 = np.sort(dots, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 1e-4 * np.abs(top2[:, 1]).max()  # float32 near-ties
+    assert clear.mean() > 0.95
+    np.testing.assert_array_equal(by_id[clear], dots.argmax(axis=1)[clear])
+
+
 @pytest.mark.parametrize("nlist", [1, 8])
 def test_block_skipping_with_shifts_and_dots(corpus, nlist):
     """IVF rows carry shifts <xbar, R(c - g)>, ip rows their <r, c>: the lists' skipping

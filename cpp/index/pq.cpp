@@ -305,9 +305,11 @@ void ivf_search(const KernelTable& table, const IvfLists& lists, const float* ba
 
 void nearest_centroids(const KernelTable& table, const float* x, std::size_t n, std::size_t d,
                        const float* centroids, std::size_t k, std::size_t threads,
-                       std::int64_t* labels, float* distances) {
+                       std::int64_t* labels, float* distances, bool inner_product) {
     const std::size_t k_pad = (k + 15) / 16 * 16;
     // Layout: (d, k_pad), column c = centroid c; padding columns are 0 with norm +inf.
+    // The kernel minimises norms[c] + <w, c> with w = -2 x (l2: norms = ||c||^2) or w = -x
+    // (inner product: norms = 0), i.e. the nearest or the largest-inner-product centroid.
     std::vector<float> transposed(d * k_pad, 0.0f);
     std::vector<float> norms(k_pad, std::numeric_limits<float>::infinity());
     for (std::size_t c = 0; c < k; ++c) {
@@ -317,8 +319,9 @@ void nearest_centroids(const KernelTable& table, const float* x, std::size_t n, 
             transposed[j * k_pad + c] = v;
             norm += static_cast<double>(v) * v;
         }
-        norms[c] = static_cast<float>(norm);
+        norms[c] = inner_product ? 0.0f : static_cast<float>(norm);
     }
+    const float weight = inner_product ? -1.0f : -2.0f;
     constexpr std::size_t kTileBytes = 192 * 1024;
     const std::size_t tile = std::min(k_pad, std::max<std::size_t>(16, kTileBytes / (4 * std::max<std::size_t>(d, 1)) / 16 * 16));
     constexpr std::size_t kRows = 256;
@@ -326,8 +329,8 @@ void nearest_centroids(const KernelTable& table, const float* x, std::size_t n, 
     const auto nearest = table.pq.nearest_f32;
     parallel_for(chunks, threads, [&](std::size_t chunk, std::size_t) {
         const std::size_t row0 = chunk * kRows, rows = std::min(kRows, n - row0);
-        std::vector<float> scaled(rows * d);  // -2 x: the kernels broadcast it from memory
-        for (std::size_t i = 0; i < rows * d; ++i) scaled[i] = -2.0f * x[row0 * d + i];
+        std::vector<float> scaled(rows * d);  // w: the kernels broadcast it from memory
+        for (std::size_t i = 0; i < rows * d; ++i) scaled[i] = weight * x[row0 * d + i];
         float* best = distances + row0;
         std::fill(best, best + rows, std::numeric_limits<float>::infinity());
         std::fill(labels + row0, labels + row0 + rows, std::int64_t{0});
@@ -336,6 +339,7 @@ void nearest_centroids(const KernelTable& table, const float* x, std::size_t n, 
             nearest(scaled.data(), rows, d, transposed.data() + c0, k_pad, norms.data() + c0, count,
                     static_cast<std::int64_t>(c0), best, labels + row0);
         }
+        if (inner_product) return;  // best = -<x, c>
         for (std::size_t i = 0; i < rows; ++i) {
             const float* row = x + (row0 + i) * d;
             double norm = 0.0;

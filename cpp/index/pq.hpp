@@ -116,11 +116,12 @@ class IvfStore {
 };
 
 // Nearest centroid of every row of x (n, d) among centroids (k, d), both float32:
-// labels (n,) int64 and squared distances (n,) float32 (expanded form, clamped at 0).
+// labels (n,) int64 and squared distances (n,) float32 (expanded form, clamped at 0); with
+// inner_product the centroid of largest <x, c> instead, distances = -<x, c>. Ties: lowest label.
 // Centroids are transposed and cut in tiles that stay in L2; rows go to threads in chunks.
 void nearest_centroids(const KernelTable& table, const float* x, std::size_t n, std::size_t d,
                        const float* centroids, std::size_t k, std::size_t threads,
-                       std::int64_t* labels, float* distances);
+                       std::int64_t* labels, float* distances, bool inner_product = false);
 
 // k-means helper: per-cluster sums (k, d) float64 and counts (k,) of rows x (n, d).
 void cluster_sums(const float* x, std::size_t n, std::size_t d, const std::int64_t* labels,

@@ -370,7 +370,7 @@ def missing_features(tier: str, features: collections.abc.Set[str]) -> list[str]
     """
     Features of `tier` that `features` lacks
     """
-def nearest_centroids(x: numpy.ndarray, n: typing.SupportsInt | typing.SupportsIndex, d: typing.SupportsInt | typing.SupportsIndex, centroids: numpy.ndarray, k: typing.SupportsInt | typing.SupportsIndex, threads: typing.Any = None) -> tuple:
+def nearest_centroids(x: numpy.ndarray, n: typing.SupportsInt | typing.SupportsIndex, d: typing.SupportsInt | typing.SupportsIndex, centroids: numpy.ndarray, k: typing.SupportsInt | typing.SupportsIndex, threads: typing.Any = None, inner_product: bool = False) -> tuple:
     ...
 def pair_distances(data: numpy.ndarray, n: typing.SupportsInt | typing.SupportsIndex, queries: numpy.ndarray, nq: typing.SupportsInt | typing.SupportsIndex, storage: str, metric: str, dim: typing.SupportsInt | typing.SupportsIndex, lo: typing.Any = None, scale: typing.Any = None) -> numpy.typing.NDArray[numpy.float32]:
     ...

@@ -123,14 +123,22 @@ class IVFPQIndex(PQCoreIndex):
         progress: bool = False,
     ) -> IVFPQIndex:
         """Coarse k-means (nlist clusters, n_iter iterations, <= 256 points per cluster: the
-        FAISS IVF defaults), then PQ on the residuals (25 iterations per sub-space);
+        FAISS IVF defaults; metric='ip' assigns points by largest inner product, as add()
+        assigns rows), then PQ on the residuals (25 iterations per sub-space);
         progress: a bar for each of the two stages."""
         threads = _checks.check_threads(threads)
         with self._train_lock:
             _checks.check_untrained(self, len(self))
             a, _ = self._prepare(x, "x")
+            # ip rows join the list of largest <x, c> (IvfPqCore::encode): k-means assigns so too
             centroids, labels = coarse_quantizer(
-                a, self.nlist, n_iter=n_iter, seed=seed, threads=threads, progress=progress
+                a,
+                self.nlist,
+                n_iter=n_iter,
+                seed=seed,
+                threads=threads,
+                progress=progress,
+                metric="ip" if self.metric == "ip" else "l2",
             )
             self.pq.fit(a - centroids[labels], seed=seed + 1, threads=threads, progress=progress)
             books = self.pq._require_trained()

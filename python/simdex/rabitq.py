@@ -350,8 +350,15 @@ class _RaBitQIndexBase(Index):
         if self.nlist == 1:
             self._set_centroids(a.mean(axis=0, dtype=np.float64)[None, :])
             return
+        # ip rows go to the list of largest <x, c> (_lists): k-means assigns them so too
         centroids, _ = coarse_quantizer(
-            a, self.nlist, n_iter=n_iter, seed=seed, threads=threads, progress=progress
+            a,
+            self.nlist,
+            n_iter=n_iter,
+            seed=seed,
+            threads=threads,
+            progress=progress,
+            metric="ip" if self.metric == "ip" else "l2",
         )
         self._set_centroids(centroids)
 
@@ -641,7 +648,8 @@ class IVFRaBitQIndex(_RaBitQIndexBase):
         threads: int | None = None,
         progress: bool = False,
     ) -> IVFRaBitQIndex:
-        """k-means on x (n, dim) (n_iter iterations, <= 256 points per list sampled)."""
+        """k-means on x (n, dim) (n_iter iterations, <= 256 points per list sampled); with
+        metric='ip' a point joins the centroid of largest inner product, as rows do in add()."""
         threads = _checks.check_threads(threads)
         _checks.check_untrained(self, self._slot_count)
         a, _ = self._prepare(x, "x")

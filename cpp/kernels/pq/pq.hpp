@@ -45,7 +45,8 @@ struct PqKernels {
     ///              the kernels broadcast straight from memory)
     /// centroids_t: (d, stride) float32, column c = centroid first_label + c (transposed so
     ///              16 centroids are one vector load); count is a multiple of 16
-    /// norms:       (count,) ||c||^2, +inf for padding columns
+    /// norms:       (count,) ||c||^2 (0 when x comes as -x: the largest inner product), +inf
+    ///              for padding columns
     /// best:        (n,) in/out, ||c||^2 + <x, c> (= ||c||^2 - 2 <x_original, c>) of the best
     ///              centroid so far (start +inf);
     ///              replaced only when strictly smaller, so ties keep the lowest label
