@@ -2,11 +2,11 @@
 // candidates a code scan or a graph walk proposes, and for reconstruct().
 //
 // State (one object): float32, float16 or int8 rows (int8: per-dimension ranges lo, scale,
-// copied in) either in RAM (one growable buffer, advised as huge pages once large) or in a file that this object grows and
-// memory-maps (MAP_SHARED; read-only files map read-only and still search). Rows are
-// written with pwrite, so a failed write (full disk) surfaces as an error, never as a
-// signal, and the store is left as before it. Scoring goes through the one Scorer
-// (rerank_candidates) with the kernel table captured at construction.
+// copied in) either in RAM (one growable buffer, advised as huge pages once large) or in a
+// file that this object grows and memory-maps (MAP_SHARED; read-only files map read-only and
+// still search). Rows are written with pwrite, so a failed write (full disk) surfaces as an
+// error, never as a signal, and the store is left as before it. Scoring goes through the one
+// Scorer (rerank_candidates) with the kernel table captured at construction.
 //
 // Thread-safe on its own: put / restore take the internal lock alone, every reader shares it.
 // Index cores that own a RerankRows call it under their own lock as well (core lock first).
