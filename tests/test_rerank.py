@@ -182,6 +182,44 @@ def test_rows_encode_as_numpy_and_grow(tmp_path, storage, in_file):
         store.vectors(np.array([700]))
 
 
+def _vm_flags(address: int) -> list[str]:
+    """VmFlags of the mapping of this process that holds `address` (Linux /proc)."""
+    inside = False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()[0]
+            if "-" in head and not head.endswith(":"):
+                lo, hi = (int(v, 16) for v in head.split("-"))
+                inside = lo <= address < hi
+            elif inside and head == "VmFlags:":
+                return line.split()[1:]
+    raise AssertionError("no mapping holds the rows")
+
+
+def test_rows_in_ram_grow_past_the_huge_page_size():
+    """RAM rows move to 2 MiB-aligned memory advised as huge pages once they pass 4 MiB:
+    every row survives each growth (appends, a put far past the end with zero rows in
+    between, a restore), and the large buffer is advised (Linux)."""
+    store = _rows("float32")
+    x = vectors(90_000, seed=7)  # 64-byte rows: 5.8 MB
+    for start in range(0, 90_000, 15_000):  # grows through 4 MiB (65,536 rows)
+        store.put(np.arange(start, start + 15_000), x[start : start + 15_000])
+    store.put(np.array([99_999, 17]), x[:2] * 2.0)
+    want = np.zeros((100_000, DIM), np.float32)
+    want[:90_000] = x
+    want[[99_999, 17]] = x[:2] * 2.0
+    np.testing.assert_array_equal(store.core.copy(), want)
+    assert store.nbytes == want.nbytes
+    restored = _rows("float32")
+    restored.core.restore(want)
+    np.testing.assert_array_equal(restored.core.view(), want)
+    for rows in (store, restored):
+        address = rows.core.view().ctypes.data
+        assert address % (2 << 20) == 0
+        if os.path.exists("/proc/self/smaps") and os.path.exists("/sys/kernel/mm/transparent_hugepage"):
+            assert "hg" in _vm_flags(address)
+
+
 def test_rows_float16_rounding_matches_numpy():
     """float32 -> float16 in C++ rounds to nearest even as NumPy does, subnormals included."""
     rng = np.random.default_rng(1)

@@ -12,10 +12,7 @@
 #include <system_error>
 #include <thread>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
-
+#include "index/memory.hpp"
 #include "index/topk.hpp"
 #include "parallel.hpp"
 
@@ -169,21 +166,6 @@ std::uint64_t splitmix64(std::uint64_t x) {
 
 std::size_t round_up(std::size_t x, std::size_t a) { return (x + a - 1) / a * a; }
 
-// The node blocks: 64-byte aligned; from 4 MiB on, 2 MiB aligned and advised as
-// transparent huge pages (Linux), so a search's random row accesses do not each cost a TLB
-// miss (a page walk per distance; nested page tables in a VM make each walk dearer).
-std::uint8_t* allocate_blocks(std::size_t bytes) {
-    constexpr std::size_t kHuge = std::size_t(2) << 20;
-    const bool huge = bytes >= 2 * kHuge;
-    const std::size_t align = huge ? kHuge : 64;
-    void* memory = std::aligned_alloc(align, round_up(bytes, align));
-    if (!memory) throw std::bad_alloc();
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    if (huge) madvise(memory, round_up(bytes, align), MADV_HUGEPAGE);  // advice only: failure is harmless
-#endif
-    return static_cast<std::uint8_t*>(memory);
-}
-
 }  // namespace
 
 // ---- construction and storage -----------------------------------------------------------
@@ -240,7 +222,7 @@ CodeBlocks::~CodeBlocks() { std::free(data); }
 
 void CodeBlocks::resize(std::size_t n) {
     if (n == bytes) return;
-    std::uint8_t* grown = n ? allocate_blocks(n) : nullptr;
+    std::uint8_t* grown = n ? allocate_rows(n) : nullptr;
     if (grown) {
         const std::size_t kept = std::min(n, bytes);
         if (kept) std::memcpy(grown, data, kept);
@@ -345,7 +327,7 @@ void HnswGraph::reserve(std::size_t slots) {
         return;
     }
     std::size_t capacity = std::max<std::size_t>({slots, capacity_ + capacity_ / 2, 64});
-    std::uint8_t* grown = allocate_blocks(capacity * block_bytes_);
+    std::uint8_t* grown = allocate_rows(capacity * block_bytes_);
     const bool borrowed = blocks_ != owned_;
     if (slot_count_) std::memcpy(grown, blocks_, slot_count_ * block_bytes_);
     std::memset(grown + slot_count_ * block_bytes_, 0, (capacity - slot_count_) * block_bytes_);
@@ -373,7 +355,7 @@ void HnswGraph::reserve(std::size_t slots) {
 void HnswGraph::own_blocks() {
     if (blocks_ == owned_ || slot_count_ == 0) return;
     std::size_t capacity = std::max<std::size_t>(capacity_, 64);
-    std::uint8_t* memory = allocate_blocks(capacity * block_bytes_);
+    std::uint8_t* memory = allocate_rows(capacity * block_bytes_);
     std::free(owned_);
     owned_ = memory;
     std::memcpy(owned_, blocks_, slot_count_ * block_bytes_);

@@ -147,7 +147,13 @@ void RerankRows::open_file(const std::string& path, std::size_t n) {
 void RerankRows::restore(const std::uint8_t* rows, std::size_t n) {
     std::unique_lock<RwLock> guard(lock_);
     check_empty("restore");
-    mem_.assign(rows, rows + n * spec_.row_bytes);
+    const std::size_t bytes = n * spec_.row_bytes;
+    if (bytes) {
+        RowMemory memory(allocate_rows(bytes));
+        std::memcpy(memory.get(), rows, bytes);
+        mem_ = std::move(memory);
+        mem_bytes_ = bytes;
+    }
     n_ = n;
 }
 
@@ -216,11 +222,17 @@ void RerankRows::put(const std::int64_t* slots, const float* x, std::size_t n) {
         put_file(slots, rows.data(), n, need);
     } else {
         if (need > n_) {
-            if (mem_.capacity() < need * rb) mem_.reserve(std::max(need * rb, mem_.capacity() * 3 / 2));
-            mem_.resize(need * rb, 0);
+            if (mem_bytes_ < need * rb) {  // a failed allocation leaves the store as it was
+                const std::size_t room = std::max(need * rb, mem_bytes_ * 3 / 2);
+                RowMemory grown(allocate_rows(room));
+                if (n_) std::memcpy(grown.get(), mem_.get(), n_ * rb);
+                mem_ = std::move(grown);
+                mem_bytes_ = room;
+            }
+            std::memset(mem_.get() + n_ * rb, 0, (need - n_) * rb);  // rows in between are zero
         }
         for (std::size_t i = 0; i < n; ++i)
-            std::memcpy(mem_.data() + static_cast<std::size_t>(slots[i]) * rb, rows.data() + i * rb, rb);
+            std::memcpy(mem_.get() + static_cast<std::size_t>(slots[i]) * rb, rows.data() + i * rb, rb);
     }
     n_ = need;
 }

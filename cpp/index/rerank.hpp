@@ -2,11 +2,11 @@
 // candidates a code scan or a graph walk proposes, and for reconstruct().
 //
 // State (one object): float32, float16 or int8 rows (int8: per-dimension ranges lo, scale,
-// copied in) either in RAM (one growable buffer) or in a file that this object grows and
-// memory-maps (MAP_SHARED; read-only files map read-only and still search). Rows are
-// written with pwrite, so a failed write (full disk) surfaces as an error, never as a
-// signal, and the store is left as before it. Scoring goes through the one Scorer
-// (rerank_candidates) with the kernel table captured at construction.
+// copied in) either in RAM (one growable buffer, advised as huge pages once large) or in a
+// file that this object grows and memory-maps (MAP_SHARED; read-only files map read-only and
+// still search). Rows are written with pwrite, so a failed write (full disk) surfaces as an
+// error, never as a signal, and the store is left as before it. Scoring goes through the one
+// Scorer (rerank_candidates) with the kernel table captured at construction.
 //
 // Thread-safe on its own: put / restore take the internal lock alone, every reader shares it.
 // Index cores that own a RerankRows call it under their own lock as well (core lock first).
@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "index/idmap.hpp"
+#include "index/memory.hpp"
 #include "index/scorer.hpp"
 #include "rwlock.hpp"
 
@@ -75,7 +76,7 @@ class RerankRows {
     bool writable() const { return fd_ < 0 || writable_; }
     const std::string& path() const { return path_; }
     // The rows (size(), row_bytes); valid until the next put. Callers hold the owner's lock.
-    const std::uint8_t* data() const { return fd_ >= 0 ? map_ : mem_.data(); }
+    const std::uint8_t* data() const { return fd_ >= 0 ? map_ : mem_.get(); }
     std::size_t count() const { return n_; }  // size() for callers that hold lock()
     RwLock& lock() const { return lock_; }
 
@@ -89,7 +90,8 @@ class RerankRows {
     StoreSpec spec_;
     std::vector<float> lo_, scale_;
     std::size_t n_ = 0;
-    std::vector<std::uint8_t> mem_;  // RAM rows (capacity grows by 1.5x)
+    RowMemory mem_;  // RAM rows (memory.hpp: huge pages from 4 MiB on), room for mem_bytes_
+    std::size_t mem_bytes_ = 0;  // (grows by 1.5x)
     int fd_ = -1;
     bool writable_ = false;
     std::string path_;
