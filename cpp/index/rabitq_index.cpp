@@ -61,7 +61,7 @@ void RaBitQIndexCore::set_centroids(const float* centroids) {
     const std::size_t dim = q_.dim(), D = q_.padded_dim();
     centroids_.assign(centroids, centroids + nlist() * dim);
     rotated_centroids_.assign(nlist() * D, 0.0);
-    for (std::size_t l = 0; l < nlist(); ++l) q_.rotation().apply(centroids + l * dim, rotated_centroids_.data() + l * D);
+    for (std::size_t l = 0; l < nlist(); ++l) q_.rotation().apply(*table_, centroids + l * dim, rotated_centroids_.data() + l * D);
     // the queries' centre g: the mean of the centroids (flat: g = c)
     std::vector<double> g(dim, 0.0);
     for (std::size_t l = 0; l < nlist(); ++l)
@@ -69,7 +69,7 @@ void RaBitQIndexCore::set_centroids(const float* centroids) {
     for (double& v : g) v /= static_cast<double>(nlist());
     centre_.assign(g.begin(), g.end());
     rotated_centre_.assign(D, 0.0);
-    q_.rotation().apply(centre_.data(), rotated_centre_.data());
+    q_.rotation().apply(*table_, centre_.data(), rotated_centre_.data());
     centred_centroids_.resize(nlist() * dim);
     centred_norms_.assign(nlist(), 0.0);
     centre_dots_.assign(nlist(), 0.0);
@@ -209,7 +209,7 @@ void RaBitQIndexCore::encode_rows(const float* x, const std::int64_t* lists, std
     parallel_for((n + chunk - 1) / chunk, threads, [&](std::size_t task, std::size_t) {
         const std::size_t end = std::min(n, (task + 1) * chunk);
         for (std::size_t i = task * chunk; i < end; ++i)
-            q_.encode(x + i * dim, centroids_.data() + lists[i] * dim, rows + i * rb);
+            q_.encode(*table_, x + i * dim, centroids_.data() + lists[i] * dim, rows + i * rb);
         if (dots && has_dots()) centre_dots(x + task * chunk * dim, lists + task * chunk, end - task * chunk, dots + task * chunk);
     });
 }
@@ -537,7 +537,7 @@ void RaBitQIndexCore::scan(const float* queries, std::size_t nq, std::size_t k, 
         // R(q - g): the same for every list, so the tables and query planes are built once; per
         // list only the constant and ||q - c|| change
         s.rotated.resize(D);
-        q_.rotation().apply(query, s.rotated.data());
+        q_.rotation().apply(*table_, query, s.rotated.data());
         q_.prepare_rotated(s.rotated.data(), rotated_centre_.data(), 0.0, l2, s.prepared, q_.bits() > 1);
         s.lut.resize(m4 * 32);
         s.scale = build_tables(s.prepared.rotated.data(), m4, s.lut.data(), s.bias, s.smax);
