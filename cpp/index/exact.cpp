@@ -80,7 +80,7 @@ void gemm_search(const KernelTable& t, const StoreSpec& spec, const float* x, st
     parallel_for(q_tiles * ranges, threads, [&](std::size_t task, std::size_t) {
         std::size_t qt = task / ranges, range = task % ranges;
         std::size_t q0 = qt * tile_q, q_count = std::min(tile_q, nq - q0);
-        std::vector<float> tile(tile_q * tile_n);
+        std::vector<float> tile(out_matrix != nullptr ? 0 : tile_q * tile_n);  // (unused when writing out_matrix)
         std::vector<float> scratch(scratch_floats);
         for (std::size_t nt = split.first(range); nt < split.last(range, n_tiles); ++nt) {
             std::size_t r0 = nt * tile_n, r_count = std::min(tile_n, n - r0);

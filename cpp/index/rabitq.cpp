@@ -223,16 +223,21 @@ void RaBitQ::prepare_rotated(const double* rotated_query, const double* rotated_
     out.l2 = l2;
     out.constant = constant;
     out.rotated.resize(D);
-    double lo = INFINITY, hi = -INFINITY, norm2 = 0;
-    for (std::size_t i = 0; i < D; ++i) {
-        const double v = rotated_query[i] - (rotated_centre ? rotated_centre[i] : 0.0);
-        out.rotated[i] = v;
-        lo = std::min(lo, v);
-        hi = std::max(hi, v);
-        norm2 += v * v;
+    double* v = out.rotated.data();
+    if (rotated_centre) {
+        for (std::size_t i = 0; i < D; ++i) v[i] = rotated_query[i] - rotated_centre[i];
+    } else {
+        std::copy(rotated_query, rotated_query + D, v);
     }
+    double norm2 = 0;  // in index order (one chain: the same sum on every CPU)
+    for (std::size_t i = 0; i < D; ++i) norm2 += v[i] * v[i];
     out.norm = std::sqrt(norm2);
     if (!planes) return;
+    double lo = INFINITY, hi = -INFINITY;
+    for (std::size_t i = 0; i < D; ++i) {
+        lo = std::min(lo, v[i]);
+        hi = std::max(hi, v[i]);
+    }
     const double levels = std::pow(2.0, query_bits_) - 1.0;
     out.lo = lo;
     out.delta = hi > lo ? (hi - lo) / levels : 0.0;

@@ -469,18 +469,21 @@ void RaBitQIndexCore::scan(const float* queries, std::size_t nq, std::size_t k, 
     // (l2 / cosine: of q - g against c - g, so ||q - c||^2 = ||q - g||^2 - 2 <q - g, c - g> +
     // ||c - g||^2 cancels little; ip: <q, c>, exact where the estimate needs it, and ||q - c||
     // for the bounds only)
-    std::vector<float> coarse;
+    // (nq, nlist), every entry written by the GEMM: allocated without zero-filling
+    std::unique_ptr<float[]> coarse_scores;
     if (nlist() > 1) {
-        coarse.resize(nq * nlist());
+        coarse_scores.reset(new float[nq * nlist()]);
         if (l2) {
-            std::vector<float> centred(nq * dim);
+            std::unique_ptr<float[]> centred(new float[nq * dim]);
             for (std::size_t i = 0; i < nq; ++i)
                 for (std::size_t j = 0; j < dim; ++j) centred[i * dim + j] = queries[i * dim + j] - centre_[j];
-            inner_products(*table_, centred_centroids_.data(), nlist(), centred.data(), nq, dim, threads, coarse.data());
+            inner_products(*table_, centred_centroids_.data(), nlist(), centred.get(), nq, dim, threads,
+                           coarse_scores.get());
         } else {
-            inner_products(*table_, centroids_.data(), nlist(), queries, nq, dim, threads, coarse.data());
+            inner_products(*table_, centroids_.data(), nlist(), queries, nq, dim, threads, coarse_scores.get());
         }
     }
+    const float* coarse = coarse_scores.get();
     // Per query: filter, probes, R(q - g) or R q, its tables and planes, the selection.
     struct QueryState {
         std::size_t qi = 0;
@@ -508,31 +511,38 @@ void RaBitQIndexCore::scan(const float* queries, std::size_t nq, std::size_t k, 
         // probes: l2 ranks lists by ||c - g||^2 - 2 <q - g, c - g> (= ||q - c||^2 - ||q - g||^2:
         // the k-means cells), cosine by -<q, c> / ||c|| (<q, c> = <q - g, c - g> + <q, g> +
         // <g, c> - ||g||^2; the rows were assigned the same way), ip by -<q, c>
-        s.probes.resize(nlist());
+        // (appended to the kept capacity: no zero-filling of nlist pairs per query)
+        s.probes.clear();
         if (nlist() > 1) {
-            const float* row = coarse.data() + qi * nlist();
+            const float* row = coarse + qi * nlist();
             if (metric_ == Metric::l2) {
                 for (std::size_t l = 0; l < nlist(); ++l)
-                    s.probes[l] = {static_cast<float>(centred_norms_[l]) - 2 * row[l], static_cast<std::uint32_t>(l)};
+                    s.probes.emplace_back(static_cast<float>(centred_norms_[l]) - 2 * row[l], static_cast<std::uint32_t>(l));
             } else if (metric_ == Metric::cosine) {
                 double qg = 0;
                 for (std::size_t j = 0; j < dim; ++j) qg += static_cast<double>(query[j]) * centre_[j];
                 for (std::size_t l = 0; l < nlist(); ++l)
-                    s.probes[l] = {-static_cast<float>((row[l] + qg + centre_dots_[l]) * inverse_norms_[l]),
-                                   static_cast<std::uint32_t>(l)};
+                    s.probes.emplace_back(-static_cast<float>((row[l] + qg + centre_dots_[l]) * inverse_norms_[l]),
+                                          static_cast<std::uint32_t>(l));
                 s.qg = qg;
             } else {
-                for (std::size_t l = 0; l < nlist(); ++l) s.probes[l] = {-row[l], static_cast<std::uint32_t>(l)};
+                for (std::size_t l = 0; l < nlist(); ++l) s.probes.emplace_back(-row[l], static_cast<std::uint32_t>(l));
                 double qg = 0;
                 for (std::size_t j = 0; j < dim; ++j) qg += static_cast<double>(query[j]) * centre_[j];
                 s.qg = qg;
             }
         } else {
-            s.probes[0] = {0.0f, 0u};
+            s.probes.emplace_back(0.0f, 0u);
         }
-        if (nprobe < nlist())
-            std::nth_element(s.probes.begin(), s.probes.begin() + static_cast<std::ptrdiff_t>(nprobe), s.probes.end());
-        std::sort(s.probes.begin(), s.probes.begin() + static_cast<std::ptrdiff_t>(nprobe));
+        // the nprobe smallest (score, list) pairs in ascending order: a total order (lists are
+        // distinct), so any selection gives the same probes; a bounded heap for few probes
+        const auto chosen = s.probes.begin() + static_cast<std::ptrdiff_t>(nprobe);
+        if (nprobe * 8 <= nlist()) {
+            std::partial_sort(s.probes.begin(), chosen, s.probes.end());
+        } else {
+            if (nprobe < nlist()) std::nth_element(s.probes.begin(), chosen, s.probes.end());
+            std::sort(s.probes.begin(), chosen);
+        }
         s.probes.resize(nprobe);
         // R(q - g): the same for every list, so the tables and query planes are built once; per
         // list only the constant and ||q - c|| change
