@@ -490,6 +490,7 @@ void RaBitQIndexCore::scan(const float* queries, std::size_t nq, std::size_t k, 
         std::optional<SlotMaskPool::Lease> mask;
         const std::uint8_t* slot_allow = nullptr;
         std::vector<std::pair<float, std::uint32_t>> probes;
+        std::vector<std::pair<float, std::uint32_t>> scores;  // (nlist,) every list's, kept sized
         std::vector<double> rotated;
         RaBitQQuery prepared;
         std::vector<std::uint8_t> lut;
@@ -511,39 +512,40 @@ void RaBitQIndexCore::scan(const float* queries, std::size_t nq, std::size_t k, 
         // probes: l2 ranks lists by ||c - g||^2 - 2 <q - g, c - g> (= ||q - c||^2 - ||q - g||^2:
         // the k-means cells), cosine by -<q, c> / ||c|| (<q, c> = <q - g, c - g> + <q, g> +
         // <g, c> - ||g||^2; the rows were assigned the same way), ip by -<q, c>
-        // (appended to the kept capacity: no zero-filling of nlist pairs per query)
-        s.probes.clear();
+        // (scores keeps its size across queries: no zero-filling of nlist pairs per query)
+        std::vector<std::pair<float, std::uint32_t>>& scores = s.scores;
+        scores.resize(nlist());
         if (nlist() > 1) {
             const float* row = coarse + qi * nlist();
             if (metric_ == Metric::l2) {
                 for (std::size_t l = 0; l < nlist(); ++l)
-                    s.probes.emplace_back(static_cast<float>(centred_norms_[l]) - 2 * row[l], static_cast<std::uint32_t>(l));
+                    scores[l] = {static_cast<float>(centred_norms_[l]) - 2 * row[l], static_cast<std::uint32_t>(l)};
             } else if (metric_ == Metric::cosine) {
                 double qg = 0;
                 for (std::size_t j = 0; j < dim; ++j) qg += static_cast<double>(query[j]) * centre_[j];
                 for (std::size_t l = 0; l < nlist(); ++l)
-                    s.probes.emplace_back(-static_cast<float>((row[l] + qg + centre_dots_[l]) * inverse_norms_[l]),
-                                          static_cast<std::uint32_t>(l));
+                    scores[l] = {-static_cast<float>((row[l] + qg + centre_dots_[l]) * inverse_norms_[l]),
+                                 static_cast<std::uint32_t>(l)};
                 s.qg = qg;
             } else {
-                for (std::size_t l = 0; l < nlist(); ++l) s.probes.emplace_back(-row[l], static_cast<std::uint32_t>(l));
+                for (std::size_t l = 0; l < nlist(); ++l) scores[l] = {-row[l], static_cast<std::uint32_t>(l)};
                 double qg = 0;
                 for (std::size_t j = 0; j < dim; ++j) qg += static_cast<double>(query[j]) * centre_[j];
                 s.qg = qg;
             }
         } else {
-            s.probes.emplace_back(0.0f, 0u);
+            scores[0] = {0.0f, 0u};
         }
         // the nprobe smallest (score, list) pairs in ascending order: a total order (lists are
         // distinct), so any selection gives the same probes; a bounded heap for few probes
-        const auto chosen = s.probes.begin() + static_cast<std::ptrdiff_t>(nprobe);
+        const auto chosen = scores.begin() + static_cast<std::ptrdiff_t>(nprobe);
         if (nprobe * 8 <= nlist()) {
-            std::partial_sort(s.probes.begin(), chosen, s.probes.end());
+            std::partial_sort(scores.begin(), chosen, scores.end());
         } else {
-            if (nprobe < nlist()) std::nth_element(s.probes.begin(), chosen, s.probes.end());
-            std::sort(s.probes.begin(), chosen);
+            if (nprobe < nlist()) std::nth_element(scores.begin(), chosen, scores.end());
+            std::sort(scores.begin(), chosen);
         }
-        s.probes.resize(nprobe);
+        s.probes.assign(scores.begin(), chosen);
         // R(q - g): the same for every list, so the tables and query planes are built once; per
         // list only the constant and ||q - c|| change
         s.rotated.resize(D);
