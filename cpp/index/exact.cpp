@@ -73,7 +73,9 @@ void gemm_search(const KernelTable& t, const StoreSpec& spec, const float* x, st
     std::size_t n_tiles = (n + tile_n - 1) / tile_n;
     RangeSplit split(n_tiles, q_tiles, threads);
     std::size_t ranges = split.ranges;
-    std::size_t scratch_floats = t.gemm_scratch_floats(tile_q, tile_n, d);
+    // sized for the queries a task really has (min(tile_q, nq)): with tile_q = 252 (haswell) a
+    // one-query call would zero-fill ~400 kB per task for d = 384
+    std::size_t scratch_floats = t.gemm_scratch_floats(std::min(tile_q, nq), tile_n, d);
 
     std::vector<TopK> heaps;
     if (out_matrix == nullptr) heaps.assign(ranges * nq, TopK(k));
