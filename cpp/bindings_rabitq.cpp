@@ -48,13 +48,14 @@ class RaBitQHandle {
         const float* xp = typed<float>(x, n * q_.dim(), "x");
         const float* c = optional_centre(centre, q_.dim());
         std::size_t t = thread_count(threads);
+        const KernelTable& kernels = active_kernels();
         py::array_t<std::uint8_t> rows({n, q_.row_bytes()});
         std::uint8_t* out = rows.mutable_data();
         py::gil_scoped_release release;
         const std::size_t chunk = 256;
         parallel_for((n + chunk - 1) / chunk, t, [&](std::size_t task, std::size_t) {
             for (std::size_t i = task * chunk; i < std::min(n, (task + 1) * chunk); ++i)
-                q_.encode(xp + i * q_.dim(), c, out + i * q_.row_bytes());
+                q_.encode(kernels, xp + i * q_.dim(), c, out + i * q_.row_bytes());
         });
         return rows;
     }
@@ -62,10 +63,11 @@ class RaBitQHandle {
     FloatArray decode(const py::array& rows, std::size_t n, const py::object& centre) {
         const std::uint8_t* r = array_bytes(rows, n * q_.row_bytes(), 1, "codes");
         const float* c = optional_centre(centre, q_.dim());
+        const KernelTable& kernels = active_kernels();
         FloatArray out({n, q_.dim()});
         float* o = out.mutable_data();
         py::gil_scoped_release release;
-        for (std::size_t i = 0; i < n; ++i) q_.decode(r + i * q_.row_bytes(), c, o + i * q_.dim());
+        for (std::size_t i = 0; i < n; ++i) q_.decode(kernels, r + i * q_.row_bytes(), c, o + i * q_.dim());
         return out;
     }
 
@@ -78,6 +80,7 @@ class RaBitQHandle {
         Metric m = parse_metric(metric);
         if (m == Metric::hamming) throw std::invalid_argument("RaBitQ estimates l2, ip or cosine distances");
         const bool one_bit = level == "1bit";
+        const KernelTable& kernels = active_kernels();
         FloatArray dist({nq, n}), err({nq, n});
         float* d = dist.mutable_data();
         float* e = err.mutable_data();
@@ -85,7 +88,7 @@ class RaBitQHandle {
             py::gil_scoped_release release;
             RaBitQQuery prepared;
             for (std::size_t i = 0; i < nq; ++i) {
-                q_.prepare(qp + i * q_.dim(), c, m, prepared);
+                q_.prepare(kernels, qp + i * q_.dim(), c, m, prepared);
                 for (std::size_t j = 0; j < n; ++j) {
                     const std::uint8_t* row = r + j * q_.row_bytes();
                     RaBitQEstimate est = one_bit ? q_.estimate_1bit(prepared, row) : q_.estimate(prepared, row);
@@ -101,7 +104,8 @@ class RaBitQHandle {
     py::array_t<double> rotate(const py::array& x, std::size_t n) {
         const float* xp = typed<float>(x, n * q_.dim(), "x");
         py::array_t<double> out({n, q_.padded_dim()});
-        for (std::size_t i = 0; i < n; ++i) q_.rotation().apply(xp + i * q_.dim(), out.mutable_data() + i * q_.padded_dim());
+        const KernelTable& kernels = active_kernels();
+        for (std::size_t i = 0; i < n; ++i) q_.rotation().apply(kernels, xp + i * q_.dim(), out.mutable_data() + i * q_.padded_dim());
         return out;
     }
 

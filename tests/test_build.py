@@ -187,6 +187,18 @@ int main() {
         n.pq.fastscan1_u4(blocks.data(), nblocks, m4, luts.data(), one_n.data());
         check(one_s == one_n, "fastscan1_u4", m);
     }
+    // float64 Walsh-Hadamard: bit-identical to scalar for every power of two, with and without signs
+    for (std::size_t h = 1; h <= 2048; h *= 2) {
+        std::vector<double> y(h), ys, yn;
+        std::vector<float> signs(h);
+        for (std::size_t j = 0; j < h; ++j) { y[j] = uni(rng); signs[j] = rng() % 2 ? 1.0f : -1.0f; }
+        for (const float* sg : {static_cast<const float*>(nullptr), static_cast<const float*>(signs.data())}) {
+            ys = y; yn = y;
+            s.fwht_f64(ys.data(), sg, h);
+            n.fwht_f64(yn.data(), sg, h);
+            check(std::memcmp(ys.data(), yn.data(), h * sizeof(double)) == 0, "fwht_f64", h);
+        }
+    }
     std::printf(failures ? "FAILED %d\n" : "ok\n", failures);
     return failures ? 1 : 0;
 }

@@ -186,6 +186,23 @@ def test_estimator_unbiased_over_rotations(bits, rotation):
     assert np.abs(z).max() < 4.0, z  # 18 pairs, each ~N(0, 1) if unbiased
 
 
+@pytest.mark.parametrize("dim", [1, 64, 65, 200, 384, 1000, 1024])
+def test_rotation_is_bit_identical_at_every_simd_tier(dim):
+    """The float64 Walsh-Hadamard kernel (kernels/fwht) of every tier: the NumPy float64
+    reference up to rounding, and the same doubles at every tier (same butterflies, same order)."""
+    rng = np.random.default_rng(dim)
+    x = rng.standard_normal((20, dim)).astype(np.float32)
+    q = sx.RaBitQ(dim, bits=1, seed=5).train(x)
+    reference = ref_rotate(x.astype(np.float64), q)
+    rotated = []
+    for level in available_levels():
+        with force_simd(level):
+            rotated.append(q._core.rotate(x, 20))
+    np.testing.assert_allclose(rotated[0], reference, rtol=0, atol=1e-12 * np.abs(reference).max())
+    for other in rotated[1:]:
+        np.testing.assert_array_equal(rotated[0], other)
+
+
 def test_identical_at_every_simd_tier():
     rng = np.random.default_rng(7)
     x = rng.standard_normal((300, 100)).astype(np.float32)

@@ -73,14 +73,16 @@ void gemm_search(const KernelTable& t, const StoreSpec& spec, const float* x, st
     std::size_t n_tiles = (n + tile_n - 1) / tile_n;
     RangeSplit split(n_tiles, q_tiles, threads);
     std::size_t ranges = split.ranges;
-    std::size_t scratch_floats = t.gemm_scratch_floats(tile_q, tile_n, d);
+    // sized for the queries a task really has (min(tile_q, nq)): with tile_q = 252 (haswell) a
+    // one-query call would zero-fill ~400 kB per task for d = 384
+    std::size_t scratch_floats = t.gemm_scratch_floats(std::min(tile_q, nq), tile_n, d);
 
     std::vector<TopK> heaps;
     if (out_matrix == nullptr) heaps.assign(ranges * nq, TopK(k));
     parallel_for(q_tiles * ranges, threads, [&](std::size_t task, std::size_t) {
         std::size_t qt = task / ranges, range = task % ranges;
         std::size_t q0 = qt * tile_q, q_count = std::min(tile_q, nq - q0);
-        std::vector<float> tile(tile_q * tile_n);
+        std::vector<float> tile(out_matrix != nullptr ? 0 : tile_q * tile_n);  // (unused when writing out_matrix)
         std::vector<float> scratch(scratch_floats);
         for (std::size_t nt = split.first(range); nt < split.last(range, n_tiles); ++nt) {
             std::size_t r0 = nt * tile_n, r_count = std::min(tile_n, n - r0);

@@ -278,7 +278,7 @@ void HnswGraph::resize_codes(std::size_t capacity) {
 }
 
 void HnswGraph::encode_code(std::uint32_t slot) {
-    codes_->quantizer.encode(reinterpret_cast<const float*>(row(slot)), codes_->centre_ptr(),
+    codes_->quantizer.encode(scorer_.kernels(), reinterpret_cast<const float*>(row(slot)), codes_->centre_ptr(),
                              codes_->own.data() + static_cast<std::size_t>(slot) * codes_->code_bytes);
 }
 
@@ -1201,7 +1201,7 @@ void HnswGraph::rotate_query(const float* x, float* out, HnswWorker& w) const {
     const std::size_t dim = spec_.dim, D = rotation.padded_dim(), h = c.rotation_half;
     if (c.rotation_signs.empty()) {
         w.code_double.resize(D);
-        rotation.apply(x, w.code_double.data());
+        rotation.apply(scorer_.kernels(), x, w.code_double.data());
         for (std::size_t j = 0; j < D; ++j) out[j] = static_cast<float>(w.code_double[j]);
         return;
     }
@@ -1425,7 +1425,7 @@ void HnswGraph::search_codes(const PreparedQuery& q, const float* query, std::ui
     if (codes_->fastscan)
         prepare_code_query(query, w);
     else
-        codes_->quantizer.prepare(query, codes_->centre_ptr(), codes_->metric, w.rabitq);
+        codes_->quantizer.prepare(scorer_.kernels(), query, codes_->centre_ptr(), codes_->metric, w.rabitq);
     TopK top(k);
     std::size_t rows = 0;  // candidates still to score exactly, into w.buffer_slots
     if (codes_->fastscan && !mask) {

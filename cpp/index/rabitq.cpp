@@ -1,6 +1,8 @@
 // RaBitQ quantizer: rotation, encoding, query preparation, estimates (see rabitq.hpp).
 #include "index/rabitq.hpp"
 
+#include "kernels/kernels.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -10,38 +12,6 @@
 namespace simdex {
 
 namespace {
-
-// In-place normalised fast Walsh-Hadamard transform of y[0 .. h), h a power of two.
-void fwht(double* y, std::size_t h) {
-    std::size_t first = 1;
-    if (h >= 4) {
-        // the passes of length 1 and 2 fused over groups of 4 (the same sums in the same order:
-        // results identical to two separate passes), so the remaining passes have contiguous
-        // inner loops of >= 4 that the compiler vectorises
-        for (std::size_t i = 0; i < h; i += 4) {
-            const double a = y[i] + y[i + 1], b = y[i] - y[i + 1];
-            const double c = y[i + 2] + y[i + 3], d = y[i + 2] - y[i + 3];
-            y[i] = a + c;
-            y[i + 1] = b + d;
-            y[i + 2] = a - c;
-            y[i + 3] = b - d;
-        }
-        first = 4;
-    }
-    for (std::size_t len = first; len < h; len <<= 1) {
-        for (std::size_t i = 0; i < h; i += len << 1) {
-            double* __restrict lo = y + i;
-            double* __restrict hi = y + i + len;
-            for (std::size_t j = 0; j < len; ++j) {
-                const double a = lo[j], b = hi[j];
-                lo[j] = a + b;
-                hi[j] = a - b;
-            }
-        }
-    }
-    const double norm = 1.0 / std::sqrt(static_cast<double>(h));
-    for (std::size_t i = 0; i < h; ++i) y[i] *= norm;
-}
 
 inline std::uint64_t load_word(const std::uint8_t* p) {
     std::uint64_t w;
@@ -77,7 +47,7 @@ Rotation::Rotation(Kind kind, std::size_t dim, const float* params)
     }
 }
 
-void Rotation::apply(const float* x, double* out) const {
+void Rotation::apply(const KernelTable& kernels, const float* x, double* out) const {
     const std::size_t D = padded_;
     if (kind_ == Kind::dense) {
         for (std::size_t i = 0; i < D; ++i) {
@@ -92,12 +62,14 @@ void Rotation::apply(const float* x, double* out) const {
     for (std::size_t j = dim_; j < D; ++j) out[j] = 0;
     for (std::size_t r = 0; r < kRounds; ++r) {
         const float* s = params_.data() + r * D;
-        for (std::size_t j = 0; j < D; ++j) out[j] *= s[j];
-        fwht(out + ((r & 1) ? D - half_ : 0), half_);
+        const std::size_t begin = (r & 1) ? D - half_ : 0;  // the transformed window [begin, begin + h)
+        for (std::size_t j = 0; j < begin; ++j) out[j] *= s[j];
+        for (std::size_t j = begin + half_; j < D; ++j) out[j] *= s[j];
+        kernels.fwht_f64(out + begin, s + begin, half_);  // signs the window, then transforms it
     }
 }
 
-void Rotation::invert(const double* y, double* out) const {
+void Rotation::invert(const KernelTable& kernels, const double* y, double* out) const {
     const std::size_t D = padded_;
     if (kind_ == Kind::dense) {
         for (std::size_t j = 0; j < dim_; ++j) out[j] = 0;
@@ -109,7 +81,7 @@ void Rotation::invert(const double* y, double* out) const {
     }
     std::vector<double> t(y, y + D);
     for (std::size_t r = kRounds; r-- > 0;) {
-        fwht(t.data() + ((r & 1) ? D - half_ : 0), half_);  // H is its own inverse
+        kernels.fwht_f64(t.data() + ((r & 1) ? D - half_ : 0), nullptr, half_);  // H is its own inverse
         const float* s = params_.data() + r * D;
         for (std::size_t j = 0; j < D; ++j) t[j] *= s[j];
     }
@@ -124,12 +96,12 @@ RaBitQ::RaBitQ(std::size_t dim, int bits, int query_bits, const Rotation& rotati
     if (rotation.dim() != dim) throw std::invalid_argument("RaBitQ: the rotation's dim differs from dim");
 }
 
-void RaBitQ::encode(const float* x, const float* centre, std::uint8_t* row) const {
+void RaBitQ::encode(const KernelTable& kernels, const float* x, const float* centre, std::uint8_t* row) const {
     std::vector<float> r(x, x + dim_);
     if (centre)
         for (std::size_t j = 0; j < dim_; ++j) r[j] = x[j] - centre[j];
     std::vector<double> y(padded_);
-    rotation_.apply(r.data(), y.data());
+    rotation_.apply(kernels, r.data(), y.data());
     encode_rotated(y.data(), row);
 }
 
@@ -205,7 +177,7 @@ void RaBitQ::encode_rotated(const double* y, std::uint8_t* row) const {
     std::memcpy(factors, f, 4 * factor_count());
 }
 
-void RaBitQ::decode(const std::uint8_t* row, const float* centre, float* out) const {
+void RaBitQ::decode(const KernelTable& kernels, const std::uint8_t* row, const float* centre, float* out) const {
     const std::size_t D = padded_;
     const double half = (std::pow(2.0, bits_) - 1.0) / 2.0;
     std::vector<double> xbar(D), back(dim_);
@@ -222,11 +194,12 @@ void RaBitQ::decode(const std::uint8_t* row, const float* centre, float* out) co
     factors_of(row, f);
     const double scale = std::sqrt(static_cast<double>(f[0]) / xx);
     for (std::size_t i = 0; i < D; ++i) xbar[i] *= scale;
-    rotation_.invert(xbar.data(), back.data());
+    rotation_.invert(kernels, xbar.data(), back.data());
     for (std::size_t j = 0; j < dim_; ++j) out[j] = static_cast<float>(back[j] + (centre ? centre[j] : 0.0f));
 }
 
-void RaBitQ::prepare(const float* q, const float* centre, Metric metric, RaBitQQuery& out) const {
+void RaBitQ::prepare(const KernelTable& kernels, const float* q, const float* centre, Metric metric,
+                     RaBitQQuery& out) const {
     const bool l2 = metric == Metric::l2;
     std::vector<float> shifted(q, q + dim_);
     double constant = 1.0;
@@ -236,7 +209,7 @@ void RaBitQ::prepare(const float* q, const float* centre, Metric metric, RaBitQQ
         for (std::size_t j = 0; j < dim_; ++j) constant -= static_cast<double>(centre[j]) * q[j];
     }
     std::vector<double> y(padded_);
-    rotation_.apply(shifted.data(), y.data());
+    rotation_.apply(kernels, shifted.data(), y.data());
     if (l2) {
         constant = 0;
         for (double v : y) constant += v * v;
@@ -250,16 +223,21 @@ void RaBitQ::prepare_rotated(const double* rotated_query, const double* rotated_
     out.l2 = l2;
     out.constant = constant;
     out.rotated.resize(D);
-    double lo = INFINITY, hi = -INFINITY, norm2 = 0;
-    for (std::size_t i = 0; i < D; ++i) {
-        const double v = rotated_query[i] - (rotated_centre ? rotated_centre[i] : 0.0);
-        out.rotated[i] = v;
-        lo = std::min(lo, v);
-        hi = std::max(hi, v);
-        norm2 += v * v;
+    double* v = out.rotated.data();
+    if (rotated_centre) {
+        for (std::size_t i = 0; i < D; ++i) v[i] = rotated_query[i] - rotated_centre[i];
+    } else {
+        std::copy(rotated_query, rotated_query + D, v);
     }
+    double norm2 = 0;  // in index order (one chain: the same sum on every CPU)
+    for (std::size_t i = 0; i < D; ++i) norm2 += v[i] * v[i];
     out.norm = std::sqrt(norm2);
     if (!planes) return;
+    double lo = INFINITY, hi = -INFINITY;
+    for (std::size_t i = 0; i < D; ++i) {
+        lo = std::min(lo, v[i]);
+        hi = std::max(hi, v[i]);
+    }
     const double levels = std::pow(2.0, query_bits_) - 1.0;
     out.lo = lo;
     out.delta = hi > lo ? (hi - lo) / levels : 0.0;

@@ -41,6 +41,8 @@
 
 namespace simdex {
 
+struct KernelTable;
+
 // A random orthogonal map of R^D (D a multiple of 64), applied to zero-padded vectors.
 //   hadamard: kRounds rounds of  y <- H_h (s_r * y)  where s_r (D,) are random signs and H_h
 //             the normalised Walsh-Hadamard transform of size h = the largest power of two
@@ -62,10 +64,11 @@ class Rotation {
     std::size_t param_count() const { return params_.size(); }
     const float* params() const { return params_.data(); }
 
-    // x (dim,) -> out (D,), in double precision.
-    void apply(const float* x, double* out) const;
+    // x (dim,) -> out (D,), in double precision (the Hadamard transforms with kernels.fwht_f64:
+    // the same doubles on every tier).
+    void apply(const KernelTable& kernels, const float* x, double* out) const;
     // y (D,) -> out (dim,): the inverse map (transpose), dropping the padding.
-    void invert(const double* y, double* out) const;
+    void invert(const KernelTable& kernels, const double* y, double* out) const;
 
    private:
     Kind kind_ = Kind::hadamard;
@@ -110,14 +113,15 @@ class RaBitQ {
     std::size_t row_bytes() const { return code_bytes() + 4 * factor_count(); }
 
     // x (dim,), centre (dim,) or nullptr (= 0) -> row (row_bytes(),)
-    void encode(const float* x, const float* centre, std::uint8_t* row) const;
+    void encode(const KernelTable& kernels, const float* x, const float* centre, std::uint8_t* row) const;
     // Encode from an already rotated residual y = R (x - c) (D,), e.g. for IVF lists.
     void encode_rotated(const double* y, std::uint8_t* row) const;
     // row -> out (dim,): c + norm * R^T (xbar / ||xbar||), the full-level reconstruction.
-    void decode(const std::uint8_t* row, const float* centre, float* out) const;
+    void decode(const KernelTable& kernels, const std::uint8_t* row, const float* centre, float* out) const;
 
     // q (dim,) against centre (dim,) or nullptr; metric l2, ip or cosine (= ip on unit vectors).
-    void prepare(const float* q, const float* centre, Metric metric, RaBitQQuery& out) const;
+    void prepare(const KernelTable& kernels, const float* q, const float* centre, Metric metric,
+                 RaBitQQuery& out) const;
     // From R q and R c (both (D,); rotated_centre may be nullptr = 0) and the metric constant
     // computed by the caller. planes = false skips the query bit planes (only rotated, norm
     // and constant are then set: for callers that score the sign plane with their own tables).

@@ -61,7 +61,7 @@ void RaBitQIndexCore::set_centroids(const float* centroids) {
     const std::size_t dim = q_.dim(), D = q_.padded_dim();
     centroids_.assign(centroids, centroids + nlist() * dim);
     rotated_centroids_.assign(nlist() * D, 0.0);
-    for (std::size_t l = 0; l < nlist(); ++l) q_.rotation().apply(centroids + l * dim, rotated_centroids_.data() + l * D);
+    for (std::size_t l = 0; l < nlist(); ++l) q_.rotation().apply(*table_, centroids + l * dim, rotated_centroids_.data() + l * D);
     // the queries' centre g: the mean of the centroids (flat: g = c)
     std::vector<double> g(dim, 0.0);
     for (std::size_t l = 0; l < nlist(); ++l)
@@ -69,7 +69,7 @@ void RaBitQIndexCore::set_centroids(const float* centroids) {
     for (double& v : g) v /= static_cast<double>(nlist());
     centre_.assign(g.begin(), g.end());
     rotated_centre_.assign(D, 0.0);
-    q_.rotation().apply(centre_.data(), rotated_centre_.data());
+    q_.rotation().apply(*table_, centre_.data(), rotated_centre_.data());
     centred_centroids_.resize(nlist() * dim);
     centred_norms_.assign(nlist(), 0.0);
     centre_dots_.assign(nlist(), 0.0);
@@ -209,7 +209,7 @@ void RaBitQIndexCore::encode_rows(const float* x, const std::int64_t* lists, std
     parallel_for((n + chunk - 1) / chunk, threads, [&](std::size_t task, std::size_t) {
         const std::size_t end = std::min(n, (task + 1) * chunk);
         for (std::size_t i = task * chunk; i < end; ++i)
-            q_.encode(x + i * dim, centroids_.data() + lists[i] * dim, rows + i * rb);
+            q_.encode(*table_, x + i * dim, centroids_.data() + lists[i] * dim, rows + i * rb);
         if (dots && has_dots()) centre_dots(x + task * chunk * dim, lists + task * chunk, end - task * chunk, dots + task * chunk);
     });
 }
@@ -469,24 +469,28 @@ void RaBitQIndexCore::scan(const float* queries, std::size_t nq, std::size_t k, 
     // (l2 / cosine: of q - g against c - g, so ||q - c||^2 = ||q - g||^2 - 2 <q - g, c - g> +
     // ||c - g||^2 cancels little; ip: <q, c>, exact where the estimate needs it, and ||q - c||
     // for the bounds only)
-    std::vector<float> coarse;
+    // (nq, nlist), every entry written by the GEMM: allocated without zero-filling
+    std::unique_ptr<float[]> coarse_scores;
     if (nlist() > 1) {
-        coarse.resize(nq * nlist());
+        coarse_scores.reset(new float[nq * nlist()]);
         if (l2) {
-            std::vector<float> centred(nq * dim);
+            std::unique_ptr<float[]> centred(new float[nq * dim]);
             for (std::size_t i = 0; i < nq; ++i)
                 for (std::size_t j = 0; j < dim; ++j) centred[i * dim + j] = queries[i * dim + j] - centre_[j];
-            inner_products(*table_, centred_centroids_.data(), nlist(), centred.data(), nq, dim, threads, coarse.data());
+            inner_products(*table_, centred_centroids_.data(), nlist(), centred.get(), nq, dim, threads,
+                           coarse_scores.get());
         } else {
-            inner_products(*table_, centroids_.data(), nlist(), queries, nq, dim, threads, coarse.data());
+            inner_products(*table_, centroids_.data(), nlist(), queries, nq, dim, threads, coarse_scores.get());
         }
     }
+    const float* coarse = coarse_scores.get();
     // Per query: filter, probes, R(q - g) or R q, its tables and planes, the selection.
     struct QueryState {
         std::size_t qi = 0;
         std::optional<SlotMaskPool::Lease> mask;
         const std::uint8_t* slot_allow = nullptr;
         std::vector<std::pair<float, std::uint32_t>> probes;
+        std::vector<std::pair<float, std::uint32_t>> scores;  // (nlist,) every list's, kept sized
         std::vector<double> rotated;
         RaBitQQuery prepared;
         std::vector<std::uint8_t> lut;
@@ -508,36 +512,44 @@ void RaBitQIndexCore::scan(const float* queries, std::size_t nq, std::size_t k, 
         // probes: l2 ranks lists by ||c - g||^2 - 2 <q - g, c - g> (= ||q - c||^2 - ||q - g||^2:
         // the k-means cells), cosine by -<q, c> / ||c|| (<q, c> = <q - g, c - g> + <q, g> +
         // <g, c> - ||g||^2; the rows were assigned the same way), ip by -<q, c>
-        s.probes.resize(nlist());
+        // (scores keeps its size across queries: no zero-filling of nlist pairs per query)
+        std::vector<std::pair<float, std::uint32_t>>& scores = s.scores;
+        scores.resize(nlist());
         if (nlist() > 1) {
-            const float* row = coarse.data() + qi * nlist();
+            const float* row = coarse + qi * nlist();
             if (metric_ == Metric::l2) {
                 for (std::size_t l = 0; l < nlist(); ++l)
-                    s.probes[l] = {static_cast<float>(centred_norms_[l]) - 2 * row[l], static_cast<std::uint32_t>(l)};
+                    scores[l] = {static_cast<float>(centred_norms_[l]) - 2 * row[l], static_cast<std::uint32_t>(l)};
             } else if (metric_ == Metric::cosine) {
                 double qg = 0;
                 for (std::size_t j = 0; j < dim; ++j) qg += static_cast<double>(query[j]) * centre_[j];
                 for (std::size_t l = 0; l < nlist(); ++l)
-                    s.probes[l] = {-static_cast<float>((row[l] + qg + centre_dots_[l]) * inverse_norms_[l]),
-                                   static_cast<std::uint32_t>(l)};
+                    scores[l] = {-static_cast<float>((row[l] + qg + centre_dots_[l]) * inverse_norms_[l]),
+                                 static_cast<std::uint32_t>(l)};
                 s.qg = qg;
             } else {
-                for (std::size_t l = 0; l < nlist(); ++l) s.probes[l] = {-row[l], static_cast<std::uint32_t>(l)};
+                for (std::size_t l = 0; l < nlist(); ++l) scores[l] = {-row[l], static_cast<std::uint32_t>(l)};
                 double qg = 0;
                 for (std::size_t j = 0; j < dim; ++j) qg += static_cast<double>(query[j]) * centre_[j];
                 s.qg = qg;
             }
         } else {
-            s.probes[0] = {0.0f, 0u};
+            scores[0] = {0.0f, 0u};
         }
-        if (nprobe < nlist())
-            std::nth_element(s.probes.begin(), s.probes.begin() + static_cast<std::ptrdiff_t>(nprobe), s.probes.end());
-        std::sort(s.probes.begin(), s.probes.begin() + static_cast<std::ptrdiff_t>(nprobe));
-        s.probes.resize(nprobe);
+        // the nprobe smallest (score, list) pairs in ascending order: a total order (lists are
+        // distinct), so any selection gives the same probes; a bounded heap for few probes
+        const auto chosen = scores.begin() + static_cast<std::ptrdiff_t>(nprobe);
+        if (nprobe * 8 <= nlist()) {
+            std::partial_sort(scores.begin(), chosen, scores.end());
+        } else {
+            if (nprobe < nlist()) std::nth_element(scores.begin(), chosen, scores.end());
+            std::sort(scores.begin(), chosen);
+        }
+        s.probes.assign(scores.begin(), chosen);
         // R(q - g): the same for every list, so the tables and query planes are built once; per
         // list only the constant and ||q - c|| change
         s.rotated.resize(D);
-        q_.rotation().apply(query, s.rotated.data());
+        q_.rotation().apply(*table_, query, s.rotated.data());
         q_.prepare_rotated(s.rotated.data(), rotated_centre_.data(), 0.0, l2, s.prepared, q_.bits() > 1);
         s.lut.resize(m4 * 32);
         s.scale = build_tables(s.prepared.rotated.data(), m4, s.lut.data(), s.bias, s.smax);

@@ -136,7 +136,7 @@ class RaBitQIndexCore {
     // Row of a live slot in the quantizer's layout, and its decoded vector (dim,).
     void row_of(std::size_t slot, std::uint8_t* out) const;
     void decode_row(std::size_t slot, const std::uint8_t* row, float* out) const {
-        q_.decode(row, centroids_.data() + list_of_[slot] * q_.dim(), out);
+        q_.decode(*table_, row, centroids_.data() + list_of_[slot] * q_.dim(), out);
     }
     Metric metric() const { return metric_; }
     const RerankRows* rerank() const { return rerank_.get(); }

@@ -55,6 +55,7 @@ class Scorer {
     void set_int8_queries(bool on);
     bool int8_queries() const { return int8_queries_; }
     const StoreSpec& spec() const { return spec_; }
+    const KernelTable& kernels() const { return *table_; }
 
     // query: float32 (dim,) for dense storage, or a packed code (row_bytes,) for bits;
     // buffer keeps any transformed copy alive.

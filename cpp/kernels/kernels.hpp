@@ -105,6 +105,11 @@ struct KernelTable {
     std::size_t gemm_tile_q = 64;
     std::size_t gemm_tile_n = 256;
 
+    // ---- fast Walsh-Hadamard transform in float64 (RaBitQ's rotation) -------------------
+    // y (h,) in place, h a power of two; signs (h,) float32 or nullptr (= all +1):
+    // y <- H_h (signs * y) / sqrt(h). Bit-identical in every tier (kernels/fwht/reference.inc).
+    void (*fwht_f64)(double* y, const float* signs, std::size_t h) = nullptr;
+
     // ---- families with their own header (cpp/kernels/<op>/<op>.hpp) -------------------
     PqKernels pq;
     BinaryKernels binary;
