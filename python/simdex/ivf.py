@@ -138,7 +138,7 @@ class IVFPQIndex(PQCoreIndex):
                 seed=seed,
                 threads=threads,
                 progress=progress,
-                metric="ip" if self.metric == "ip" else "l2",
+                index_metric=self.metric,
             )
             self.pq.fit(a - centroids[labels], seed=seed + 1, threads=threads, progress=progress)
             books = self.pq._require_trained()

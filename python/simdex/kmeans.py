@@ -173,12 +173,12 @@ def coarse_quantizer(
     seed: int,
     threads: int | None,
     progress: bool,
-    metric: str = "l2",
+    index_metric: str = "l2",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The lists of an IVF index: k-means with FAISS's IVF defaults (<= 256 training points
-    per list), assigning points as the index assigns rows (metric 'l2': nearest centroid,
-    'ip': largest inner product); a (n, d) float32; returns (centroids (nlist, d), labels
-    (n,))."""
+    """The lists of an IVF index of metric index_metric: k-means with FAISS's IVF defaults
+    (<= 256 training points per list), assigning points as the index assigns rows (ip indexes:
+    largest inner product; l2 and cosine indexes: nearest centroid, on unit rows for cosine);
+    a (n, d) float32; returns (centroids (nlist, d), labels (n,))."""
     if a.shape[0] < nlist:
         raise ValueError(f"training needs at least nlist = {nlist} vectors; got {a.shape[0]}")
     return kmeans(
@@ -189,7 +189,7 @@ def coarse_quantizer(
         max_samples=256 * nlist,
         threads=threads,
         progress=progress,
-        metric=metric,
+        metric="ip" if index_metric == "ip" else "l2",
     )
 
 

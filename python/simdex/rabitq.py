@@ -358,7 +358,7 @@ class _RaBitQIndexBase(Index):
             seed=seed,
             threads=threads,
             progress=progress,
-            metric="ip" if self.metric == "ip" else "l2",
+            index_metric=self.metric,
         )
         self._set_centroids(centroids)
 

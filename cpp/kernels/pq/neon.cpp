@@ -9,6 +9,32 @@ namespace simdex {
 namespace {
 
 
+// The end of a block for one query: even / odd row sums from the two accumulators of each
+// half (pq.hpp), the rows at or under the query's threshold as a mask, and the emit.
+inline void emit_block(const uint16x8_t* all_u16x8, const uint16x8_t* high_u16x8, std::size_t q, std::size_t b,
+                       const std::uint16_t* thresholds, FastScanEmit emit, void* context) {
+    static const std::uint16_t bit_values[8] = {1, 2, 4, 8, 16, 32, 64, 128};
+    const uint16x8_t bits_u16x8 = vld1q_u16(bit_values);
+    const uint16x8_t limit = vdupq_n_u16(thresholds[q]);
+    std::uint32_t mask = 0;
+    uint16x8_t even[2], odd[2];
+    for (int h = 0; h < 2; ++h) {
+        odd[h] = high_u16x8[h];
+        even[h] = vsubq_u16(all_u16x8[h], vshlq_n_u16(odd[h], 8));
+        const std::uint32_t even_bits = vaddvq_u16(vandq_u16(vcleq_u16(even[h], limit), bits_u16x8));
+        const std::uint32_t odd_bits = vaddvq_u16(vandq_u16(vcleq_u16(odd[h], limit), bits_u16x8));
+        mask |= (even_bits << (8 * h)) | (odd_bits << (16 + 8 * h));
+    }
+    if (mask) {
+        std::uint16_t sums[32];
+        vst1q_u16(sums, even[0]);
+        vst1q_u16(sums + 8, even[1]);
+        vst1q_u16(sums + 16, odd[0]);
+        vst1q_u16(sums + 24, odd[1]);
+        emit(context, q, b, mask, sums);
+    }
+}
+
 // Q queries per pass (tables[qi]: the tables of query query0 + qi). A pair's 32 bytes are two 16-byte halves h = 0, 1; uint16 lane k of
 // half h holds bytes 16h + 2k (row 8h + k) and 16h + 2k + 1 (row 16 + 8h + k).
 template <int Q>
@@ -17,9 +43,6 @@ void fastscan_queries_neon(const std::uint8_t* blocks, std::size_t nblocks, std:
                            std::uint16_t* thresholds, FastScanEmit emit, void* context) {
     const std::size_t pairs = m4 / 2;
     const uint8x16_t nibble_u8x16 = vdupq_n_u8(0x0F);
-    static const std::uint16_t bit_values[8] = {1, 2, 4, 8, 16, 32, 64, 128};
-    const uint16x8_t bits_u16x8 = vld1q_u16(bit_values);
-    std::uint16_t sums[32];
     for (std::size_t b = 0; b < nblocks; ++b) {
         const std::uint8_t* block = blocks + b * pairs * 32;
         uint16x8_t all_u16x8[Q][2], high_u16x8[Q][2];
@@ -44,26 +67,8 @@ void fastscan_queries_neon(const std::uint8_t* blocks, std::size_t nblocks, std:
                 }
             }
         }
-        for (int qi = 0; qi < Q; ++qi) {
-            const std::size_t q = query0 + qi;
-            const uint16x8_t limit = vdupq_n_u16(thresholds[q]);
-            std::uint32_t mask = 0;
-            uint16x8_t even[2], odd[2];
-            for (int h = 0; h < 2; ++h) {
-                odd[h] = high_u16x8[qi][h];
-                even[h] = vsubq_u16(all_u16x8[qi][h], vshlq_n_u16(odd[h], 8));
-                const std::uint32_t even_bits = vaddvq_u16(vandq_u16(vcleq_u16(even[h], limit), bits_u16x8));
-                const std::uint32_t odd_bits = vaddvq_u16(vandq_u16(vcleq_u16(odd[h], limit), bits_u16x8));
-                mask |= (even_bits << (8 * h)) | (odd_bits << (16 + 8 * h));
-            }
-            if (mask) {
-                vst1q_u16(sums, even[0]);
-                vst1q_u16(sums + 8, even[1]);
-                vst1q_u16(sums + 16, odd[0]);
-                vst1q_u16(sums + 24, odd[1]);
-                emit(context, q, b, mask, sums);
-            }
-        }
+        for (int qi = 0; qi < Q; ++qi)
+            emit_block(all_u16x8[qi], high_u16x8[qi], query0 + qi, b, thresholds, emit, context);
     }
 }
 
@@ -110,9 +115,6 @@ void fastscan_bytes_neon(const std::uint8_t* blocks, std::size_t nblocks, std::s
                          FastScanEmit emit, void* context) {
     const std::size_t groups = m4 / 4;
     const uint8x16_t nibble_u8x16 = vdupq_n_u8(0x0F);
-    static const std::uint16_t bit_values[8] = {1, 2, 4, 8, 16, 32, 64, 128};
-    const uint16x8_t bits_u16x8 = vld1q_u16(bit_values);
-    std::uint16_t sums[32];
     for (std::size_t b = 0; b < nblocks; ++b) {
         const std::uint8_t* block = blocks + b * groups * 64;
         uint16x8_t all_u16x8[Q][2], high_u16x8[Q][2];
@@ -139,26 +141,8 @@ void fastscan_bytes_neon(const std::uint8_t* blocks, std::size_t nblocks, std::s
                 }
             }
         }
-        for (int qi = 0; qi < Q; ++qi) {
-            const std::size_t q = query0 + qi;
-            const uint16x8_t limit = vdupq_n_u16(thresholds[q]);
-            std::uint32_t mask = 0;
-            uint16x8_t even[2], odd[2];
-            for (int h = 0; h < 2; ++h) {
-                odd[h] = high_u16x8[qi][h];
-                even[h] = vsubq_u16(all_u16x8[qi][h], vshlq_n_u16(odd[h], 8));
-                const std::uint32_t even_bits = vaddvq_u16(vandq_u16(vcleq_u16(even[h], limit), bits_u16x8));
-                const std::uint32_t odd_bits = vaddvq_u16(vandq_u16(vcleq_u16(odd[h], limit), bits_u16x8));
-                mask |= (even_bits << (8 * h)) | (odd_bits << (16 + 8 * h));
-            }
-            if (mask) {
-                vst1q_u16(sums, even[0]);
-                vst1q_u16(sums + 8, even[1]);
-                vst1q_u16(sums + 16, odd[0]);
-                vst1q_u16(sums + 24, odd[1]);
-                emit(context, q, b, mask, sums);
-            }
-        }
+        for (int qi = 0; qi < Q; ++qi)
+            emit_block(all_u16x8[qi], high_u16x8[qi], query0 + qi, b, thresholds, emit, context);
     }
 }
 
