@@ -2,12 +2,11 @@
 #include "index/rabitq_index.hpp"
 
 #include <algorithm>
-#include <optional>
 #include <cmath>
 #include <cstring>
-#include <memory>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <shared_mutex>
 #include <stdexcept>
 #include <string>

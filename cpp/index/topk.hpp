@@ -3,8 +3,9 @@
 //
 // Candidates under the current limit are appended to a buffer of 2k entries without any
 // heap work; the limit is the worst of the first k once they are in, and when the buffer
-// fills, nth_element keeps the k best and the limit drops to the k-th distance. A scan therefore pays one compare per row and O(1) amortised per accepted
-// candidate, even for large k (a binary heap pays O(log k) per accepted candidate).
+// fills, nth_element keeps the k best and the limit drops to the k-th distance. A scan
+// therefore pays one compare per row and O(1) amortised per accepted candidate, even for
+// large k (a binary heap pays O(log k) per accepted candidate).
 #pragma once
 #include <algorithm>
 #include <cmath>
