@@ -119,6 +119,30 @@ def test_distances_and_knn_match_brute_force(level, metric):
     np.testing.assert_allclose(D1, D[0], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("k", [1, 7, 31, 32, 33, 80])
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_knn_keeps_the_k_smallest_with_ties_by_row(k, data):
+    # small integer coordinates: exact float32 distances with many ties; the selection keeps
+    # the k smallest by (distance, row), both below and above TopK's sorted-array bound (32)
+    n = data.draw(st.integers(1, 300))
+    d = data.draw(st.integers(1, 6))
+    x = data.draw(hnp.arrays(np.float32, (n, d), elements=st.integers(-2, 2).map(float)))
+    q = data.draw(hnp.arrays(np.float32, (3, d), elements=st.integers(-2, 2).map(float)))
+    ref = ((q[:, None, :].astype(np.float64) - x[None, :, :]) ** 2).sum(-1)
+    for level in available_levels():
+        with force_simd(level):
+            one = sx.knn(q[0], x, k)
+            many = sx.knn(q, x, k, threads=1)
+        for i, (dist, ids) in enumerate([(one.distances[None], one.ids[None]), (many.distances, many.ids)]):
+            for row in range(dist.shape[0]):
+                want = np.lexsort((np.arange(n), ref[row]))[:k]
+                m = len(want)
+                assert ids[row, :m].tolist() == want.tolist(), (level, i, row)
+                assert dist[row, :m].tolist() == ref[row, want].tolist()
+                assert (ids[row, m:] == -1).all() and np.isinf(dist[row, m:]).all()
+
+
 def test_knn_pads_when_k_exceeds_n():
     x = np.eye(3, dtype=np.float32)
     D, I = sx.knn(x, x, 5)

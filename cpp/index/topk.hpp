@@ -1,16 +1,24 @@
-// Bounded top-k selection: the k smallest (distance, id) pairs seen so far.
+// Bounded top-k selection: the k smallest (distance, id) pairs seen so far, ties kept in
+// order of arrival (the final set is the k smallest by (distance, arrival)).
 // Baseline code only (no ISA flags); used by every index.
 //
-// Candidates under the current limit are appended to a buffer of 2k entries without any
-// heap work; the limit is the worst of the first k once they are in, and when the buffer
-// fills, nth_element keeps the k best and the limit drops to the k-th distance. A scan
-// therefore pays one compare per row and O(1) amortised per accepted candidate, even for
-// large k (a binary heap pays O(log k) per accepted candidate).
+// Small k (<= kSortedMax, e.g. the 10 results or 30 re-rank candidates of a search): the
+// kept pairs sit in a sorted array and a push finds its place by counting the distances at
+// or under it (a loop the compiler vectorises) and shifts the tail, so the limit is always
+// the exact k-th distance: scans that test rows against it (fast-scan kernels, block
+// bounds) let fewer rows through than with a lagging limit.
+// Larger k: candidates under the current limit are appended to a buffer of 2k entries
+// without any heap work; the limit is the worst of the first k once they are in, and when
+// the buffer fills, nth_element keeps the k best and the limit drops to the k-th distance. A
+// scan therefore pays one compare per row and O(1) amortised per accepted candidate (a
+// binary heap pays O(log k) per accepted candidate).
 #pragma once
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <utility>
 #include <vector>
@@ -21,7 +29,12 @@ class TopK {
    public:
     using Item = std::pair<float, std::int64_t>;
 
-    explicit TopK(std::size_t k) : k_(k), capacity_(std::max<std::size_t>(2 * k, 32)) {}
+    static constexpr std::size_t kSortedMax = 32;
+
+    explicit TopK(std::size_t k)
+        : k_(k), capacity_(std::max<std::size_t>(2 * k, 32)), sorted_(k >= 1 && k <= kSortedMax) {
+        if (sorted_) span_ = (k + 7) / 8 * 8, dist_.fill(std::numeric_limits<float>::infinity());
+    }
 
     // Push only below this: +inf until k candidates were kept, then (an upper bound on) the
     // k-th best distance so far.
@@ -29,6 +42,10 @@ class TopK {
 
     void push(float distance, std::int64_t id) {
         if (!(distance < limit_)) return;
+        if (sorted_) {
+            insert(distance, id);
+            return;
+        }
         if (items_.empty()) items_.reserve(capacity_);
         items_.emplace_back(distance, id);
         if (items_.size() >= capacity_) {
@@ -67,19 +84,43 @@ class TopK {
         return limit_ >= 4294967295.0f ? 0xffffffffu : static_cast<std::uint32_t>(std::ceil(limit_));
     }
 
-    std::size_t size() const { return std::min(items_.size(), k_); }
+    std::size_t size() const { return sorted_ ? kept_ : std::min(items_.size(), k_); }
     void clear() {
         items_.clear();
+        if (sorted_) std::fill(dist_.begin(), dist_.begin() + static_cast<std::ptrdiff_t>(kept_), std::numeric_limits<float>::infinity());
+        kept_ = 0;
         limit_ = std::numeric_limits<float>::infinity();
     }
 
     // Adds the candidates another selection kept (merging per-range selections).
     void merge_from(const TopK& other) {
+        if (other.sorted_) {
+            for (std::size_t i = 0; i < other.kept_; ++i) push(other.dist_[i], other.ids_[i]);
+            return;
+        }
         for (const Item& item : other.items_) push(item.first, item.second);
     }
 
     // Ascending by (distance, id); pads to k with (+inf, -1).
     void write_sorted(float* distances, std::int64_t* ids) {
+        if (sorted_) {
+            // sorted by (distance, arrival): order each run of equal distances by id
+            for (std::size_t i = 0; i < kept_; ++i) {
+                std::size_t j = i;
+                while (j > 0 && dist_[i] == distances[j - 1] && ids_[i] < ids[j - 1]) {
+                    distances[j] = distances[j - 1];
+                    ids[j] = ids[j - 1];
+                    --j;
+                }
+                distances[j] = dist_[i];
+                ids[j] = ids_[i];
+            }
+            for (std::size_t i = kept_; i < k_; ++i) {
+                distances[i] = std::numeric_limits<float>::infinity();
+                ids[i] = -1;
+            }
+            return;
+        }
         if (items_.size() > k_) compact();
         std::sort(items_.begin(), items_.end());
         std::size_t i = 0;
@@ -94,6 +135,20 @@ class TopK {
     }
 
    private:
+    // Sorted mode: distance < limit_. Its place is after every kept distance <= it (ties stay
+    // in arrival order); when k are kept the last one (the worst) makes room.
+    void insert(float distance, std::int64_t id) {
+        std::size_t pos = 0;
+        for (std::size_t i = 0; i < span_; ++i) pos += dist_[i] <= distance;  // unused: +inf
+        std::size_t n = kept_ == k_ ? k_ - 1 : kept_;
+        std::memmove(&dist_[pos + 1], &dist_[pos], (n - pos) * sizeof(float));
+        std::memmove(&ids_[pos + 1], &ids_[pos], (n - pos) * sizeof(std::int64_t));
+        dist_[pos] = distance;
+        ids_[pos] = id;
+        kept_ = n + 1;
+        if (kept_ == k_) limit_ = dist_[k_ - 1];
+    }
+
     // Keep the k best: select the k-th distance on a plain float copy (fast even with many
     // ties), then keep everything below it and fill up with entries equal to it.
     void compact() {
@@ -129,9 +184,14 @@ class TopK {
 
     std::size_t k_;
     std::size_t capacity_;
+    bool sorted_;
     float limit_ = std::numeric_limits<float>::infinity();
     std::vector<Item> items_;
     std::vector<float> scratch_;
+    // sorted mode: dist_[0, kept_) ascending, +inf after (up to span_ = k rounded up to 8)
+    std::size_t span_ = 0, kept_ = 0;
+    std::array<float, kSortedMax> dist_;
+    std::array<std::int64_t, kSortedMax> ids_;
 };
 
 }  // namespace simdex
