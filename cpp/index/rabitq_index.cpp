@@ -376,6 +376,16 @@ void scan_block_of(void* raw, std::size_t query, std::size_t block, std::uint32_
     scan_block(static_cast<ScanContext*>(raw) + query, query, block, mask, sums);
 }
 
+// A list's probe score and its number as one integer in the order of the (score, list) pairs
+// (scores are not NaN; -0 counts as +0): integer compares select the probes faster.
+inline std::uint64_t probe_key(float score, std::size_t list) {
+    const float x = score + 0.0f;  // -0 -> +0
+    std::uint32_t u;
+    std::memcpy(&u, &x, sizeof u);
+    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+    return (static_cast<std::uint64_t>(u) << 32) | static_cast<std::uint32_t>(list);
+}
+
 // std::nearbyint for |x| < 2^22 in the default rounding mode (to nearest, ties to even):
 // adding 1.5 * 2^23 leaves no fraction bits, so the sum is x rounded the same way and the
 // subtraction is exact; plain float adds, so the table loop below vectorises (the build has
@@ -488,8 +498,8 @@ void RaBitQIndexCore::scan(const float* queries, std::size_t nq, std::size_t k, 
         std::size_t qi = 0;
         std::optional<SlotMaskPool::Lease> mask;
         const std::uint8_t* slot_allow = nullptr;
-        std::vector<std::pair<float, std::uint32_t>> probes;
-        std::vector<std::pair<float, std::uint32_t>> scores;  // (nlist,) every list's, kept sized
+        std::vector<std::uint32_t> probes;  // lists, nearest first
+        std::vector<std::uint64_t> scores;  // (nlist,) every list's probe_key, kept sized
         std::vector<double> rotated;
         RaBitQQuery prepared;
         std::vector<std::uint8_t> lut;
@@ -512,28 +522,27 @@ void RaBitQIndexCore::scan(const float* queries, std::size_t nq, std::size_t k, 
         // the k-means cells), cosine by -<q, c> / ||c|| (<q, c> = <q - g, c - g> + <q, g> +
         // <g, c> - ||g||^2; the rows were assigned the same way), ip by -<q, c>
         // (scores keeps its size across queries: no zero-filling of nlist pairs per query)
-        std::vector<std::pair<float, std::uint32_t>>& scores = s.scores;
+        std::vector<std::uint64_t>& scores = s.scores;
         scores.resize(nlist());
         if (nlist() > 1) {
             const float* row = coarse + qi * nlist();
             if (metric_ == Metric::l2) {
                 for (std::size_t l = 0; l < nlist(); ++l)
-                    scores[l] = {static_cast<float>(centred_norms_[l]) - 2 * row[l], static_cast<std::uint32_t>(l)};
+                    scores[l] = probe_key(static_cast<float>(centred_norms_[l]) - 2 * row[l], l);
             } else if (metric_ == Metric::cosine) {
                 double qg = 0;
                 for (std::size_t j = 0; j < dim; ++j) qg += static_cast<double>(query[j]) * centre_[j];
                 for (std::size_t l = 0; l < nlist(); ++l)
-                    scores[l] = {-static_cast<float>((row[l] + qg + centre_dots_[l]) * inverse_norms_[l]),
-                                 static_cast<std::uint32_t>(l)};
+                    scores[l] = probe_key(-static_cast<float>((row[l] + qg + centre_dots_[l]) * inverse_norms_[l]), l);
                 s.qg = qg;
             } else {
-                for (std::size_t l = 0; l < nlist(); ++l) scores[l] = {-row[l], static_cast<std::uint32_t>(l)};
+                for (std::size_t l = 0; l < nlist(); ++l) scores[l] = probe_key(-row[l], l);
                 double qg = 0;
                 for (std::size_t j = 0; j < dim; ++j) qg += static_cast<double>(query[j]) * centre_[j];
                 s.qg = qg;
             }
         } else {
-            scores[0] = {0.0f, 0u};
+            scores[0] = probe_key(0.0f, 0);
         }
         // the nprobe smallest (score, list) pairs in ascending order: a total order (lists are
         // distinct), so any selection gives the same probes; a bounded heap for few probes
@@ -544,7 +553,8 @@ void RaBitQIndexCore::scan(const float* queries, std::size_t nq, std::size_t k, 
             if (nprobe < nlist()) std::nth_element(scores.begin(), chosen, scores.end());
             std::sort(scores.begin(), chosen);
         }
-        s.probes.assign(scores.begin(), chosen);
+        s.probes.resize(nprobe);
+        for (std::size_t pi = 0; pi < nprobe; ++pi) s.probes[pi] = static_cast<std::uint32_t>(scores[pi]);
         // R(q - g): the same for every list, so the tables and query planes are built once; per
         // list only the constant and ||q - c|| change
         s.rotated.resize(D);
@@ -559,7 +569,7 @@ void RaBitQIndexCore::scan(const float* queries, std::size_t nq, std::size_t k, 
     };
     // The scan context of probe pi of a query (sets the query's per-list constant).
     auto context = [&](QueryState& s, std::size_t pi, RaBitQStats& st, std::uint16_t* threshold, ScanContext& ctx) {
-        const std::size_t l = s.probes[pi].second;
+        const std::size_t l = s.probes[pi];
         const List& list = lists_[l];
         RaBitQQuery& prepared = s.prepared;
         if (l2) {
@@ -632,7 +642,7 @@ void RaBitQIndexCore::scan(const float* queries, std::size_t nq, std::size_t k, 
         for (std::size_t b = 0; b < list.size() * 4; b += 64) __builtin_prefetch(slots + b);
     };
     auto scan_one = [&](QueryState& s, std::size_t pi, RaBitQStats& st) {
-        const List& list = lists_[s.probes[pi].second];
+        const List& list = lists_[s.probes[pi]];
         if (list.size() == 0) return;
         ScanContext ctx;
         std::uint16_t threshold = 0xffff;
@@ -694,10 +704,10 @@ void RaBitQIndexCore::scan(const float* queries, std::size_t nq, std::size_t k, 
     // first kSeed probes query by query (their nearest lists: the selections fill with good
     // candidates), then the rest list by list, up to 8 queries per kernel pass, so each block
     // of codes is loaded and split into nibbles once for all of them.
-    // (chunks of 16..64 queries, at least 4 per thread: a worker that is descheduled while it
+    // (chunks of 16..256 queries, at least 4 per thread: a worker that is descheduled while it
     // holds a chunk delays the whole call by that chunk)
     constexpr std::size_t kSeed = 2, kGroup = 8;
-    const std::size_t kChunk = std::clamp<std::size_t>(nq / (4 * std::max<std::size_t>(threads, 1)), 16, 64);
+    const std::size_t kChunk = std::clamp<std::size_t>(nq / (4 * std::max<std::size_t>(threads, 1)), 16, 256);
     const bool batched = nlist() > 1 && nq >= 8 && nprobe > kSeed && nprobe <= 0xffff && !filter.lists;
     // query states kept per worker across its tasks (their buffers are allocated once)
     // (kChunk states each: every task of a call needs at most that many)
@@ -722,37 +732,40 @@ void RaBitQIndexCore::scan(const float* queries, std::size_t nq, std::size_t k, 
             RaBitQStats st;
             const std::size_t q0 = chunk * kChunk, count = std::min(kChunk, nq - q0);
             QueryState* states = pool_of(worker);
-            std::vector<std::pair<std::uint32_t, std::uint32_t>> pairs;  // (list, query << 16 | probe)
-            pairs.reserve(count * (nprobe - kSeed));
             for (std::size_t i = 0; i < count; ++i) {
                 setup(states[i], q0 + i);
                 for (std::size_t pi = 0; pi < kSeed; ++pi) scan_one(states[i], pi, st);
-                for (std::size_t pi = kSeed; pi < nprobe; ++pi)
-                    pairs.emplace_back(states[i].probes[pi].second, static_cast<std::uint32_t>((i << 16) | pi));
             }
-            std::sort(pairs.begin(), pairs.end());
+            // the other probes grouped by list (a counting sort; within a list by query, as
+            // each query probes a list at most once): (query << 16 | probe) per entry
+            std::vector<std::uint32_t> start(nlist() + 1, 0), by_list(count * (nprobe - kSeed));
+            for (std::size_t i = 0; i < count; ++i)
+                for (std::size_t pi = kSeed; pi < nprobe; ++pi) ++start[states[i].probes[pi] + 1];
+            for (std::size_t l = 0; l < nlist(); ++l) start[l + 1] += start[l];
+            {
+                std::vector<std::uint32_t> next(start.begin(), start.end() - 1);
+                for (std::size_t i = 0; i < count; ++i)
+                    for (std::size_t pi = kSeed; pi < nprobe; ++pi)
+                        by_list[next[states[i].probes[pi]]++] = static_cast<std::uint32_t>((i << 16) | pi);
+            }
             const std::uint8_t* tables[kGroup];
             ScanContext ctxs[kGroup];
             std::uint16_t thresholds[kGroup];
-            for (std::size_t a = 0; a < pairs.size();) {
-                const std::size_t l = pairs[a].first;
-                std::size_t b = a;
-                while (b < pairs.size() && pairs[b].first == l) ++b;
+            for (std::size_t l = 0; l < nlist(); ++l) {
+                const std::size_t a = start[l], b = start[l + 1];
                 const List& list = lists_[l];
-                if (list.size() != 0) {
-                    prefetch_list(list);
-                    for (std::size_t g0 = a; g0 < b; g0 += kGroup) {
-                        const std::size_t g = std::min(kGroup, b - g0);
-                        for (std::size_t j = 0; j < g; ++j) {
-                            QueryState& s = states[pairs[g0 + j].second >> 16];
-                            context(s, pairs[g0 + j].second & 0xffffu, st, &thresholds[j], ctxs[j]);
-                            tables[j] = s.lut.data();
-                        }
-                        table_->pq.fastscan_tables_u4(list.blocks.data(), (list.size() + 31) / 32, m4, tables, g,
-                                                      thresholds, scan_block_of, ctxs);
+                if (a == b || list.size() == 0) continue;
+                prefetch_list(list);
+                for (std::size_t g0 = a; g0 < b; g0 += kGroup) {
+                    const std::size_t g = std::min(kGroup, b - g0);
+                    for (std::size_t j = 0; j < g; ++j) {
+                        QueryState& s = states[by_list[g0 + j] >> 16];
+                        context(s, by_list[g0 + j] & 0xffffu, st, &thresholds[j], ctxs[j]);
+                        tables[j] = s.lut.data();
                     }
+                    table_->pq.fastscan_tables_u4(list.blocks.data(), (list.size() + 31) / 32, m4, tables, g,
+                                                  thresholds, scan_block_of, ctxs);
                 }
-                a = b;
             }
             for (std::size_t i = 0; i < count; ++i) finish(states[i], st);
             add_stats(per_worker[std::min(worker, per_worker.size() - 1)], st);
