@@ -54,7 +54,7 @@ py::tuple search_u4(const py::array& blocks, std::size_t n, std::size_t m, const
     });
 }
 
-// What the active level's fastscan_tables_u4 emits (tests): query q scans with the tables
+// What the active level's fastscan_tables_u4 emits (tests): query q scans with the compact tables
 // luts[order[q]] and the fixed threshold thresholds[q]; returns masks (nq, nblocks) uint32 and
 // the sums of the emitted blocks (nq, nblocks, 32) uint16 (zero where a block was not emitted).
 struct TablesEmits {
@@ -74,8 +74,8 @@ py::tuple fastscan_tables(const py::array& blocks, std::size_t nblocks, std::siz
     if (m4 == 0 || m4 % 4 != 0) throw std::invalid_argument("m4 must be a positive multiple of 4, got " + std::to_string(m4));
     if (m4 * 63 >= 65536) throw std::invalid_argument("m4 * 63 must be < 65536, got m4 = " + std::to_string(m4));
     const std::uint8_t* b = array_bytes(blocks, nblocks * (m4 / 2) * 32, 1, "blocks");
-    const std::uint8_t* t = array_bytes(luts, ntables * m4 * 32, 1, "luts");
-    for (std::size_t i = 0; i < ntables * m4 * 32; ++i)
+    const std::uint8_t* t = array_bytes(luts, ntables * m4 * 16, 1, "luts");  // compact tables
+    for (std::size_t i = 0; i < ntables * m4 * 16; ++i)
         if (t[i] > 63) throw std::invalid_argument("lut entries must be <= 63, got " + std::to_string(t[i]));
     const std::size_t nq = static_cast<std::size_t>(order.size());
     const std::int64_t* o = typed<std::int64_t>(order, nq, "order");
@@ -87,7 +87,7 @@ py::tuple fastscan_tables(const py::array& blocks, std::size_t nblocks, std::siz
         if (o[q] < 0 || static_cast<std::size_t>(o[q]) >= ntables)
             throw std::invalid_argument("order[" + std::to_string(q) + "] = " + std::to_string(o[q]) +
                                         " is not a table index in [0, " + std::to_string(ntables) + ")");
-        tables[q] = t + static_cast<std::size_t>(o[q]) * m4 * 32;
+        tables[q] = t + static_cast<std::size_t>(o[q]) * m4 * 16;
     }
     py::array_t<std::uint32_t> masks({nq, nblocks});
     py::array_t<std::uint16_t> sums({nq, nblocks, std::size_t(32)});

@@ -445,16 +445,17 @@ def test_fastscan_one_query_rejects_bad_input():
 @pytest.mark.parametrize("m4", [4, 96, 256])
 @pytest.mark.parametrize("nq", [1, 3, 4, 5, 6, 9, 15])
 def test_fastscan_tables_pointers_match_numpy(level, m4, nq):
-    """fastscan_tables_u4: queries' tables anywhere (repeated, out of order); every block whose
-    rows reach the threshold is emitted with all 32 sums, the others never."""
+    """fastscan_tables_u4: queries' compact tables anywhere (repeated, out of order); every
+    block whose rows reach the threshold is emitted with all 32 sums, the others never."""
     rng = np.random.default_rng(m4 * 100 + nq)
     nblocks, ntables = 3, 4
     blocks = rng.integers(0, 256, (nblocks, m4 // 2, 32), dtype=np.uint8)
     tables = rng.integers(0, 64, (ntables, m4 // 4, 4, 16), dtype=np.uint8)
     tables[:, :, :, 15] = 63  # entries reach the bound: four of them sum to 252 in a byte
-    luts = np.repeat(tables, 2, axis=2).reshape(ntables, m4 // 4, 128)
+    luts = np.ascontiguousarray(tables.reshape(ntables, m4 // 4, 64))  # compact: each table once
+    wide = np.repeat(tables, 2, axis=2).reshape(ntables, m4 // 4, 128)  # the reference's layout
     order = rng.integers(0, ntables, nq).astype(np.int64)
-    want = np.stack([fastscan1_reference(blocks, luts[t]).reshape(nblocks, 32) for t in order])
+    want = np.stack([fastscan1_reference(blocks, wide[t]).reshape(nblocks, 32) for t in order])
     blocks_max = np.full_like(blocks, 0xFF)  # every row takes entry 15 everywhere: sums 63 m4
     # thresholds: none pass, about half, every row (sums reach 63 m4 <= 16128)
     choices = [0, int(np.median(want)), 65535]
@@ -479,7 +480,7 @@ def test_fastscan_tables_pointers_match_numpy(level, m4, nq):
 
 def test_fastscan_tables_rejects_bad_input():
     blocks = np.zeros((1, 4, 32), np.uint8)
-    luts = np.zeros((2, 2, 128), np.uint8)
+    luts = np.zeros((2, 2, 64), np.uint8)
     thresholds = np.zeros(2, np.uint16)
     with pytest.raises(ValueError, match="table index"):
         _core.pq_fastscan_tables(blocks, 1, 8, luts, 2, np.array([0, 2]), thresholds)

@@ -398,7 +398,7 @@ inline float round_small(float x) {
 // Fast-scan tables of the sign sub-spaces for a rotated query v (D,): T_j[c] = sum over the
 // set bits t of c of v[4j + t], minus its minimum, times one scale, rounded to uint8, then
 // complemented (stored: max_c - entry, so larger inner products give smaller sums, which the
-// kernel's "sum <= threshold" test keeps), in the (m4 / 4, 128) layout of kernels/pq/pq.hpp.
+// kernel's "sum <= threshold" test keeps), in the compact (m4 / 4, 64) layout of kernels/pq/pq.hpp.
 // Returns the scale; bias = sum_j min_c T_j[c]; smax = sum_j max_c entry (sums = smax - sums').
 float build_tables(const double* v, std::size_t m4, std::uint8_t* lut, float& bias, float& smax) {
     float max_range = 0, low_sum = 0;
@@ -429,9 +429,8 @@ float build_tables(const double* v, std::size_t m4, std::uint8_t* lut, float& bi
             top = std::max(top, entry[c]);
         }
         total += top;
-        std::uint8_t* dst = lut + (j / 4) * 128 + slot_in_group[j % 4] * 32;
+        std::uint8_t* dst = lut + (j / 4) * 64 + slot_in_group[j % 4] * 16;
         for (int c = 0; c < 16; ++c) dst[c] = static_cast<std::uint8_t>(top - entry[c]);
-        std::memcpy(dst + 16, dst, 16);
     }
     smax = static_cast<float>(total);
     return scale;
@@ -560,7 +559,7 @@ void RaBitQIndexCore::scan(const float* queries, std::size_t nq, std::size_t k, 
         s.rotated.resize(D);
         q_.rotation().apply(*table_, query, s.rotated.data());
         q_.prepare_rotated(s.rotated.data(), rotated_centre_.data(), 0.0, l2, s.prepared, q_.bits() > 1);
-        s.lut.resize(m4 * 32);
+        s.lut.resize(m4 * 16);
         s.scale = build_tables(s.prepared.rotated.data(), m4, s.lut.data(), s.bias, s.smax);
         s.sum_q = 0;
         for (std::size_t i = 0; i < D; ++i) s.sum_q += s.prepared.rotated[i];

@@ -130,11 +130,11 @@ void fastscan_bytes_neon(const std::uint8_t* blocks, std::size_t nblocks, std::s
                 const uint8x16_t low0 = vandq_u8(codes0, nibble_u8x16), low1 = vandq_u8(codes1, nibble_u8x16);
                 const uint8x16_t high0 = vshrq_n_u8(codes0, 4), high1 = vshrq_n_u8(codes1, 4);
                 for (int qi = 0; qi < Q; ++qi) {
-                    const std::uint8_t* table = tables[qi] + g * 128;
+                    const std::uint8_t* table = tables[qi] + g * 64;  // compact tables
                     const uint8x16_t s =
-                        vaddq_u8(vaddq_u8(vqtbl1q_u8(vld1q_u8(table), low0), vqtbl1q_u8(vld1q_u8(table + 32), low1)),
-                                 vaddq_u8(vqtbl1q_u8(vld1q_u8(table + 64), high0),
-                                          vqtbl1q_u8(vld1q_u8(table + 96), high1)));
+                        vaddq_u8(vaddq_u8(vqtbl1q_u8(vld1q_u8(table), low0), vqtbl1q_u8(vld1q_u8(table + 16), low1)),
+                                 vaddq_u8(vqtbl1q_u8(vld1q_u8(table + 32), high0),
+                                          vqtbl1q_u8(vld1q_u8(table + 48), high1)));
                     const uint16x8_t wide = vreinterpretq_u16_u8(s);
                     all_u16x8[qi][h] = vaddq_u16(all_u16x8[qi][h], wide);
                     high_u16x8[qi][h] = vaddq_u16(high_u16x8[qi][h], vshrq_n_u16(wide, 8));

@@ -25,6 +25,10 @@
 //       [ T(4g) T(4g) | T(4g+2) T(4g+2) | T(4g+1) T(4g+1) | T(4g+3) T(4g+3) ]
 //   with T(j) the 16 quantized entries of sub-space j, each repeated for both 128-bit lanes
 //   (one 64-byte load gives the low-nibble tables of pairs 2g and 2g+1, the next the high).
+//   Compact tables (fastscan_tables_u4), layout per query (m4 / 4, 64) uint8:
+//       [ T(4g) | T(4g+2) | T(4g+1) | T(4g+3) ]
+//   each table once (kernels broadcast it to their lanes): half the bytes, so the tables of
+//   8 queries scanned together (12 kB) stay in L1 beside the streamed codes.
 //   Rows whose sum is <= thresholds[query] are reported through `emit` with the 32 sums of
 //   the block in row order; the callee may lower thresholds[query] (re-read every block).
 #pragma once
@@ -69,8 +73,8 @@ struct PqKernels {
                         FastScanEmit emit, void* context) = nullptr;
 
     /// fastscan_u4 with the queries' tables anywhere in memory: tables[q] points to query
-    /// q's (m4 / 4, 128) tables (the same pass, the same emits; callers scanning one list for
-    /// a changing set of queries pass pointers instead of copying 3 kB of tables per query).
+    /// q's compact (m4 / 4, 64) tables (layout above; the same pass, the same emits; callers
+    /// scanning one list for a changing set of queries pass pointers, not copies).
     /// Every table entry must be <= 63: a group's four lookups are summed as bytes before
     /// widening (as fastscan1_u4), so sums are exact for m4 * 63 < 65536.
     void (*fastscan_tables_u4)(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,

@@ -11,8 +11,9 @@ namespace {
 // Row of byte t within a block (see pq.hpp).
 inline std::size_t row_of_byte(std::size_t t) { return (t & 1) ? 16 + (t >> 1) : (t >> 1); }
 
-// table_of(q): the tables of query q.
-template <class TableOf>
+// table_of(q): the tables of query q; S: bytes per sub-space table (32: the (m4 / 4, 128)
+// layout, 16: the compact (m4 / 4, 64) one).
+template <std::size_t S, class TableOf>
 void fastscan_scalar(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4, TableOf table_of,
                      std::size_t nq, std::uint16_t* thresholds, FastScanEmit emit, void* context) {
     const std::size_t pairs = m4 / 2;
@@ -23,9 +24,9 @@ void fastscan_scalar(const std::uint8_t* blocks, std::size_t nblocks, std::size_
             const std::uint8_t* lut = table_of(q);
             for (std::size_t r = 0; r < 32; ++r) sums[r] = 0;
             for (std::size_t p = 0; p < pairs; ++p) {
-                // pair p = 2g + h: low table at g*128 + 32h, high table at g*128 + 64 + 32h
-                const std::uint8_t* low = lut + (p >> 1) * 128 + (p & 1) * 32;
-                const std::uint8_t* high = low + 64;
+                // pair p = 2g + h: low table at g*4S + hS, high table 2S further
+                const std::uint8_t* low = lut + (p >> 1) * 4 * S + (p & 1) * S;
+                const std::uint8_t* high = low + 2 * S;
                 const std::uint8_t* bytes = block + p * 32;
                 for (std::size_t t = 0; t < 32; ++t) {
                     std::uint8_t v = bytes[t];
@@ -45,14 +46,14 @@ void fastscan_scalar(const std::uint8_t* blocks, std::size_t nblocks, std::size_
 void fastscan_u4_scalar(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
                         const std::uint8_t* luts, std::size_t nq, std::uint16_t* thresholds,
                         FastScanEmit emit, void* context) {
-    fastscan_scalar(blocks, nblocks, m4, [&](std::size_t q) { return luts + q * m4 * 32; }, nq, thresholds, emit,
-                    context);
+    fastscan_scalar<32>(blocks, nblocks, m4, [&](std::size_t q) { return luts + q * m4 * 32; }, nq, thresholds, emit,
+                        context);
 }
 
 void fastscan_tables_scalar(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
                             const std::uint8_t* const* tables, std::size_t nq, std::uint16_t* thresholds,
                             FastScanEmit emit, void* context) {
-    fastscan_scalar(blocks, nblocks, m4, [&](std::size_t q) { return tables[q]; }, nq, thresholds, emit, context);
+    fastscan_scalar<16>(blocks, nblocks, m4, [&](std::size_t q) { return tables[q]; }, nq, thresholds, emit, context);
 }
 
 // One query, no threshold: the reference the SIMD tiers' byte-summing kernels must match.
