@@ -507,6 +507,10 @@ void RaBitQIndexCore::scan(const float* queries, std::size_t nq, std::size_t k, 
         std::optional<TopK> selection;
     };
     const SlotFilter by_id{nullptr, map_.ids(), filter.id_mask, filter.id_mask_len};
+    // batches (IVF, several queries, no per-query filter lists; see the end): per query the
+    // kSeed nearest probes in order, the others as a set (scanned list by list)
+    constexpr std::size_t kSeed = 2, kGroup = 8;
+    const bool batched = nlist() > 1 && nq >= 8 && nprobe > kSeed && nprobe <= 0xffff && !filter.lists;
     auto setup = [&](QueryState& s, std::size_t qi) {
         s.qi = qi;
         const float* query = queries + qi * dim;
@@ -545,12 +549,15 @@ void RaBitQIndexCore::scan(const float* queries, std::size_t nq, std::size_t k, 
         }
         // the nprobe smallest (score, list) pairs in ascending order: a total order (lists are
         // distinct), so any selection gives the same probes; a bounded heap for few probes
+        // (a batch orders only its seeds: the other probes are scanned in list order)
         const auto chosen = scores.begin() + static_cast<std::ptrdiff_t>(nprobe);
         if (nprobe * 8 <= nlist()) {
             std::partial_sort(scores.begin(), chosen, scores.end());
         } else {
             if (nprobe < nlist()) std::nth_element(scores.begin(), chosen, scores.end());
-            std::sort(scores.begin(), chosen);
+            const auto ordered = batched ? scores.begin() + static_cast<std::ptrdiff_t>(kSeed) : chosen;
+            if (ordered != chosen) std::nth_element(scores.begin(), ordered, chosen);
+            std::sort(scores.begin(), ordered);
         }
         s.probes.resize(nprobe);
         for (std::size_t pi = 0; pi < nprobe; ++pi) s.probes[pi] = static_cast<std::uint32_t>(scores[pi]);
@@ -705,9 +712,7 @@ void RaBitQIndexCore::scan(const float* queries, std::size_t nq, std::size_t k, 
     // of codes is loaded and split into nibbles once for all of them.
     // (chunks of 16..256 queries, at least 4 per thread: a worker that is descheduled while it
     // holds a chunk delays the whole call by that chunk)
-    constexpr std::size_t kSeed = 2, kGroup = 8;
     const std::size_t kChunk = std::clamp<std::size_t>(nq / (4 * std::max<std::size_t>(threads, 1)), 16, 256);
-    const bool batched = nlist() > 1 && nq >= 8 && nprobe > kSeed && nprobe <= 0xffff && !filter.lists;
     // query states kept per worker across its tasks (their buffers are allocated once)
     // (kChunk states each: every task of a call needs at most that many)
     std::vector<std::unique_ptr<QueryState[]>> pools(std::max<std::size_t>(threads, 1) + 1);
