@@ -8,8 +8,9 @@ are taken per round).
 Each run: load the index, 2 warm-up searches of the 1,000 dev queries (k=10, threads=1), then
 5 timed ones; its figure is the median QPS by process_time (CPU, robust to descheduling) and
 by perf_counter (wall). Prints every round and the medians, plus the median of per-round
-ratios to A. Two builds of the same source can differ by a few per cent here (code layout):
-give the same source twice (e.g. two build directories) to see that floor.
+ratios to A. On the shared KVM box the same .so run from two different files differed by up
+to ~10% (physical placement of its pages?): give each build as 2-3 package directories holding
+fresh copies of its .so, and the same build twice to see that floor.
 """
 
 from __future__ import annotations
