@@ -105,6 +105,26 @@ bool all_finite(const py::array& values, float limit) {
     return bad == 0;
 }
 
+// The fast-scan tables of one rotated RaBitQ query (KernelTable::rabitq_tables at the active
+// tier), for tests: v (4 m4,) float64 -> (lut (ceil(m4 / 4), 64) uint8, scale, bias, smax);
+// the slots of groups past m4 in the last row stay 0.
+py::tuple rabitq_tables_py(const py::array& v) {
+    if (!py::isinstance<py::array_t<double>>(v))
+        throw py::type_error("v must be a float64 array; got dtype " + std::string(py::str(v.dtype())));
+    if (v.ndim() != 1 || v.shape(0) == 0 || v.shape(0) % 4 != 0)
+        throw std::invalid_argument("v must have shape (4 m4,) with m4 >= 1; got " +
+                                    std::string(py::str(py::tuple(py::cast(std::vector<py::ssize_t>(
+                                        v.shape(), v.shape() + v.ndim()))))));
+    const std::size_t m4 = static_cast<std::size_t>(v.shape(0)) / 4;
+    const double* values = typed<double>(v, 4 * m4, "v");
+    py::array_t<std::uint8_t> lut({(m4 + 3) / 4, std::size_t{64}});
+    std::uint8_t* out = lut.mutable_data();
+    std::memset(out, 0, (m4 + 3) / 4 * 64);
+    float bias = 0, smax = 0;
+    const float scale = active_kernels().rabitq_tables(values, m4, out, &bias, &smax);
+    return py::make_tuple(lut, scale, bias, smax);
+}
+
 // ---- the lean path of sx.distances ---------------------------------------------------------
 // One vector against one row or n rows (either side may be the single one), float32 for
 // l2 / ip / cosine or uint8 codes for hamming, both C-contiguous native arrays: a raw
@@ -391,6 +411,8 @@ void bind_kernels(py::module_& m) {
           py::arg("threads") = py::none());
     m.def("all_finite", &all_finite, py::arg("values"),
           py::arg("limit") = std::numeric_limits<float>::infinity());
+    m.def("rabitq_tables", &rabitq_tables_py, py::arg("v"),
+          "RaBitQ query fast-scan tables at the active tier: (lut, scale, bias, smax)");
     m.def("inner_products", &inner_products_py, py::arg("rows"), py::arg("n"), py::arg("queries"),
           py::arg("nq"), py::arg("dim"), py::arg("threads") = py::none());
 }

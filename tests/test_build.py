@@ -32,6 +32,12 @@ def kernel_files() -> list[tuple[str, str]]:
     return [tuple(entry.split("/")) for entry in body.split()]
 
 
+def kernel_options(op: str) -> list[str]:
+    """CMakeLists.txt's SIMDEX_KERNEL_OPTIONS_<op>: extra compile options of every file of op."""
+    found = re.search(rf"set\(SIMDEX_KERNEL_OPTIONS_{op} ([^)]*)\)", (ROOT / "CMakeLists.txt").read_text())
+    return found.group(1).split() if found else []
+
+
 def tier_lines(built: set[str]) -> str:
     """tiers.inc as CMake writes it, for a build of the tiers in `built`."""
     text = (ROOT / "CMakeLists.txt").read_text()
@@ -70,9 +76,11 @@ def test_aarch64_sources_compile(tmp_path):
     (tmp_path / "tiers.inc").write_text(tier_lines({"scalar", "neon"}))
     sources = [CPP / "kernels" / op / f"{tier}.cpp" for op, tier in arm]
     sources += [p for p in (CPP / "index").glob("*.cpp")] + [CPP / "dispatch.cpp", CPP / "parallel.cpp"]
+    options = {CPP / "kernels" / op / f"{tier}.cpp": kernel_options(op) for op, tier in arm}
     for src in sources:
         r = subprocess.run(["aarch64-linux-gnu-g++", "-std=c++17", "-O1", "-march=armv8-a", "-fsyntax-only",
-                            "-I", str(CPP), "-I", str(tmp_path), str(src)], capture_output=True, text=True)
+                            *options.get(src, []), "-I", str(CPP), "-I", str(tmp_path), str(src)],
+                           capture_output=True, text=True)
         assert r.returncode == 0, f"{src}:\n{r.stderr[:2000]}"
 
 
@@ -199,6 +207,25 @@ int main() {
             check(std::memcmp(ys.data(), yn.data(), h * sizeof(double)) == 0, "fwht_f64", h);
         }
     }
+    // RaBitQ query tables: the same bytes, scale, bias and smax as scalar for every group count
+    // 1..300, over magnitudes from subnormal to overflowing float, with zeros, signed zeros,
+    // infinities and NaN sprinkled in
+    const double magnitudes[] = {1e-300, 1e-42, 1e-3, 1.0, 1e3, 1e38, 1e300};
+    const double specials[] = {0.0, -0.0, HUGE_VAL, -HUGE_VAL, NAN, 3e38, -3e38, 1e-45};
+    for (std::size_t m4 = 1; m4 <= 300; m4 += (m4 < 40 ? 1 : 13)) {
+        for (std::size_t k = 0; k < 7; ++k) {
+            std::vector<double> v(4 * m4);
+            for (auto& x : v) x = uni(rng) * magnitudes[k];
+            if (k % 2) for (std::size_t e = 0; e < 3; ++e) v[rng() % v.size()] = specials[rng() % 8];
+            if (k == 3) for (std::size_t e = 0; e < v.size(); e += 3) v[e] = 0.0;
+            std::vector<std::uint8_t> lut_s((m4 + 3) / 4 * 64, 0), lut_n = lut_s;
+            float bias_s, bias_n, smax_s, smax_n;
+            const float scale_s = s.rabitq_tables(v.data(), m4, lut_s.data(), &bias_s, &smax_s);
+            const float scale_n = n.rabitq_tables(v.data(), m4, lut_n.data(), &bias_n, &smax_n);
+            check(lut_s == lut_n && std::memcmp(&scale_s, &scale_n, 4) == 0 && std::memcmp(&bias_s, &bias_n, 4) == 0 &&
+                  std::memcmp(&smax_s, &smax_n, 4) == 0, "rabitq_tables", m4 * 10 + k);
+        }
+    }
     std::printf(failures ? "FAILED %d\n" : "ok\n", failures);
     return failures ? 1 : 0;
 }
@@ -214,11 +241,16 @@ def test_neon_kernels_agree_with_scalar_under_qemu(tmp_path):
         "".join(f"SIMDEX_REGISTER({op}, {tier})\n" for op, tier in arm))
     (tmp_path / "tiers.inc").write_text(tier_lines({"scalar", "neon"}))
     (tmp_path / "harness.cpp").write_text(NEON_HARNESS)
-    sources = [str(CPP / "kernels" / op / f"{tier}.cpp") for op, tier in arm]
+    # each file compiled as the build does: its op's extra options (e.g. -ffp-contract=off)
+    compiler = ["aarch64-linux-gnu-g++", "-std=c++17", "-O1", "-march=armv8-a", "-I", str(CPP), "-I", str(tmp_path)]
+    objects = []
+    for op, source in [("", tmp_path / "harness.cpp")] + [(op, CPP / "kernels" / op / f"{tier}.cpp") for op, tier in arm]:
+        objects.append(str(tmp_path / f"{len(objects)}.o"))
+        r = subprocess.run([*compiler, *kernel_options(op), "-c", str(source), "-o", objects[-1]],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, f"{source}:\n{r.stderr[:3000]}"
     binary = tmp_path / "harness"
-    r = subprocess.run(["aarch64-linux-gnu-g++", "-std=c++17", "-O1", "-march=armv8-a", "-static",
-                        "-I", str(CPP), "-I", str(tmp_path), str(tmp_path / "harness.cpp"), *sources,
-                        "-o", str(binary)], capture_output=True, text=True)
+    r = subprocess.run(["aarch64-linux-gnu-g++", "-static", *objects, "-o", str(binary)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[:3000]
     r = subprocess.run(["qemu-aarch64", str(binary)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr

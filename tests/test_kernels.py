@@ -490,3 +490,118 @@ def test_fastscan_tables_rejects_bad_input():
         _core.pq_fastscan_tables(blocks, 1, 6, luts, 2, np.array([0, 1]), thresholds)
     with pytest.raises(ValueError, match="expected"):
         _core.pq_fastscan_tables(blocks, 2, 8, luts, 2, np.array([0, 1]), thresholds)
+
+
+# ---- RaBitQ query tables (KernelTable::rabitq_tables, kernels/rabitq) ---------------------
+
+def rabitq_tables_reference(v: np.ndarray) -> tuple[np.ndarray, np.float32, np.float32, np.float32]:
+    """kernels/rabitq/reference.inc in NumPy float32, operation for operation (one cast from
+    float64, then only float32 adds, products and selections in the same order):
+    (lut (ceil(m4 / 4), 64) uint8, scale, bias, smax)."""
+    m4 = v.size // 4
+    zero, cap, magic = np.float32(0), np.float32(255), np.float32(12582912)
+    with np.errstate(invalid="ignore", over="ignore"):
+        f = v.astype(np.float32).reshape(m4, 4)
+        terms = np.where(f < zero, f, zero)  # std::min(0, f): NaN -> 0
+        bias = np.add.accumulate(np.concatenate([[zero], terms.ravel()]).astype(np.float32))[-1]
+        ranges = zero + np.abs(f[:, 0])
+        for t in range(1, 4):
+            ranges = ranges + np.abs(f[:, t])
+        finite_ranges = ranges[~np.isnan(ranges)]  # std::max skips NaN
+        max_range = max(zero, finite_ranges.max()) if finite_ranges.size else zero
+        limit = np.floor(np.float32(65535) / np.float32(m4))
+        scale = np.float32(min(np.float32(63), limit) / max_range) if max_range > 0 else np.float32(1)
+        value = np.zeros((m4, 16), np.float32)
+        for c in range(1, 16):
+            value[:, c] = value[:, c & (c - 1)] + f[:, (c & -c).bit_length() - 1]
+        low = zero + terms[:, 0]
+        for t in range(1, 4):
+            low = low + terms[:, t]
+        rounded = ((value - low[:, None]) * scale + magic) - magic
+        entry = np.where(rounded < cap, rounded, cap).astype(np.uint8)  # std::min(255, x)
+    top = entry.max(axis=1)
+    stored = top[:, None] - entry
+    lut = np.zeros(((m4 + 3) // 4, 64), np.uint8)
+    for j in range(m4):
+        slot = (0, 2, 1, 3)[j % 4] * 16
+        lut[j // 4, slot:slot + 16] = stored[j]
+    return lut, scale, bias, np.float32(top.sum(dtype=np.uint32))
+
+
+RABITQ_SPECIALS = [0.0, -0.0, np.inf, -np.inf, np.nan, 3e38, -3e38, 1e-45, -1e-45, 5e-324, 1e300]
+
+
+@st.composite
+def rotated_queries(draw):
+    """(4 m4,) float64 queries, m4 in 1..300: Gaussian at magnitudes from underflowing to
+    overflowing float32, some zeroed, some all <= 0, with special values sprinkled in."""
+    m4 = draw(st.integers(1, 300))
+    magnitude = draw(st.sampled_from([1e-300, 1e-42, 1e-20, 1e-3, 0.05, 1.0, 1e3, 1e30, 1e38, 1e300]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    v = rng.standard_normal(4 * m4) * magnitude
+    v[rng.random(4 * m4) < draw(st.sampled_from([0.0, 0.1, 0.5, 1.0]))] = 0.0
+    if draw(st.booleans()):
+        v = -np.abs(v)
+    for i, special in draw(st.lists(st.tuples(st.integers(0, 10**6), st.sampled_from(RABITQ_SPECIALS)), max_size=4)):
+        v[i % v.size] = special
+    return v
+
+
+def float32_bits(x) -> bytes:
+    return np.float32(x).tobytes()
+
+
+@pytest.mark.parametrize("level", available_levels())
+@settings(max_examples=60, deadline=None)
+@given(v=rotated_queries())
+def test_rabitq_tables_bit_identical_to_scalar_and_numpy(level, v):
+    """Every tier gives the scalar tier's bytes, scale, bias and smax, which are those of
+    the float32 NumPy re-implementation (any m4, zeros, infinities, NaN)."""
+    with force_simd("scalar"):
+        want = _core.rabitq_tables(v)
+    with force_simd(level):
+        got = _core.rabitq_tables(v)
+    lut, scale, bias, smax = rabitq_tables_reference(v)
+    np.testing.assert_array_equal(want[0], lut)
+    assert [float32_bits(x) for x in want[1:]] == [float32_bits(x) for x in (scale, bias, smax)]
+    np.testing.assert_array_equal(got[0], want[0])
+    assert [float32_bits(x) for x in got[1:]] == [float32_bits(x) for x in want[1:]]
+
+
+@pytest.mark.parametrize("level", available_levels())
+@pytest.mark.parametrize("m4", [1, 5, 16, 96, 257])
+def test_rabitq_tables_match_float64_sums(level, m4):
+    """The tables are the float64 subset sums of each group of four, shifted to start at 0,
+    scaled and rounded: within 0.5 (+ float32 rounding) of (T_j[c] - min_c T_j[c]) * scale,
+    entries <= 63, complemented by each group's top; bias = sum of the negative values."""
+    rng = np.random.default_rng(m4)
+    v = rng.standard_normal(4 * m4) / np.sqrt(4 * m4)
+    with force_simd(level):
+        lut, scale, bias, smax = _core.rabitq_tables(v)
+    groups = v.reshape(m4, 4)
+    subsets = np.array([[(c >> t) & 1 for t in range(4)] for c in range(16)], np.float64)
+    sums = groups @ subsets.T  # (m4, 16) float64
+    exact = (sums - sums.min(axis=1, keepdims=True)) * scale
+    slots = np.array([(j // 4) * 64 + (0, 2, 1, 3)[j % 4] * 16 for j in range(m4)])
+    stored = lut.reshape(-1)[slots[:, None] + np.arange(16)].astype(np.int64)
+    top = stored.max(axis=1)  # entry 0 (the empty subset) or the most negative one is 0
+    entries = top[:, None] - stored
+    assert np.abs(entries - exact).max() <= 0.5 + 1e-4
+    assert entries.max() <= min(63, 65535 // m4)
+    assert (entries.min(axis=1) == 0).all()
+    assert smax == top.sum()
+    assert bias == pytest.approx(np.minimum(v, 0).sum(), rel=1e-5, abs=1e-6)
+    assert scale == pytest.approx(min(63, 65535 // m4) / np.abs(groups).sum(axis=1).max(), rel=1e-6)
+
+
+def test_rabitq_tables_edge_cases_and_bad_input():
+    lut, scale, bias, smax = _core.rabitq_tables(np.zeros(12))
+    assert not lut.any() and lut.shape == (1, 64)
+    assert (scale, bias, smax) == (1.0, 0.0, 0.0)
+    with pytest.raises(TypeError, match="float64"):
+        _core.rabitq_tables(np.zeros(8, np.float32))
+    for shape in [(0,), (6,), (2, 4)]:
+        with pytest.raises(ValueError, match=r"\(4 m4,\)"):
+            _core.rabitq_tables(np.zeros(shape))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _core.rabitq_tables(np.zeros(16)[::2])

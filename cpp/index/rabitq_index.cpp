@@ -386,56 +386,6 @@ inline std::uint64_t probe_key(float score, std::size_t list) {
     return (static_cast<std::uint64_t>(u) << 32) | static_cast<std::uint32_t>(list);
 }
 
-// std::nearbyint for |x| < 2^22 in the default rounding mode (to nearest, ties to even):
-// adding 1.5 * 2^23 leaves no fraction bits, so the sum is x rounded the same way and the
-// subtraction is exact; plain float adds, so the table loop below vectorises (the build has
-// no -ffast-math, which could fold the two adds away).
-inline float round_small(float x) {
-    constexpr float magic = 12582912.0f;
-    return (x + magic) - magic;
-}
-
-// Fast-scan tables of the sign sub-spaces for a rotated query v (D,): T_j[c] = sum over the
-// set bits t of c of v[4j + t], minus its minimum, times one scale, rounded to uint8, then
-// complemented (stored: max_c - entry, so larger inner products give smaller sums, which the
-// kernel's "sum <= threshold" test keeps), in the compact (m4 / 4, 64) layout of kernels/pq/pq.hpp.
-// Returns the scale; bias = sum_j min_c T_j[c]; smax = sum_j max_c entry (sums = smax - sums').
-float build_tables(const double* v, std::size_t m4, std::uint8_t* lut, float& bias, float& smax) {
-    float max_range = 0, low_sum = 0;
-    for (std::size_t j = 0; j < m4; ++j) {
-        float range = 0;
-        for (int t = 0; t < 4; ++t) {
-            range += std::fabs(static_cast<float>(v[4 * j + t]));
-            low_sum += std::min(0.0f, static_cast<float>(v[4 * j + t]));
-        }
-        max_range = std::max(max_range, range);
-    }
-    bias = low_sum;
-    // entries <= 63: the batch kernel (fastscan_tables_u4) sums a group's four lookups as
-    // bytes; and every row sums m4 entries in uint16: entries <= 65535 / m4 keep the sums exact.
-    // (6 bits: the tables' rounding error is ~5% of a 1-bit code's own at d = 384, adding in
-    // quadrature: recall on the dev data moved by at most 0.002 against 8-bit tables)
-    const float scale = max_range > 0 ? std::min(63.0f, std::floor(65535.0f / static_cast<float>(m4))) / max_range : 1.0f;
-    static const std::size_t slot_in_group[4] = {0, 2, 1, 3};
-    std::uint32_t total = 0;
-    for (std::size_t j = 0; j < m4; ++j) {
-        float value[16], low = 0;
-        value[0] = 0;
-        for (int c = 1; c < 16; ++c) value[c] = value[c & (c - 1)] + static_cast<float>(v[4 * j + __builtin_ctz(c)]);
-        for (int t = 0; t < 4; ++t) low += std::min(0.0f, static_cast<float>(v[4 * j + t]));
-        std::uint8_t entry[16], top = 0;
-        for (int c = 0; c < 16; ++c) {
-            entry[c] = static_cast<std::uint8_t>(std::min(255.0f, round_small((value[c] - low) * scale)));
-            top = std::max(top, entry[c]);
-        }
-        total += top;
-        std::uint8_t* dst = lut + (j / 4) * 64 + slot_in_group[j % 4] * 16;
-        for (int c = 0; c < 16; ++c) dst[c] = static_cast<std::uint8_t>(top - entry[c]);
-    }
-    smax = static_cast<float>(total);
-    return scale;
-}
-
 }  // namespace
 
 void RaBitQIndexCore::search(const float* queries, std::size_t nq, std::size_t k, std::size_t nprobe,
@@ -567,7 +517,7 @@ void RaBitQIndexCore::scan(const float* queries, std::size_t nq, std::size_t k, 
         q_.rotation().apply(*table_, query, s.rotated.data());
         q_.prepare_rotated(s.rotated.data(), rotated_centre_.data(), 0.0, l2, s.prepared, q_.bits() > 1);
         s.lut.resize(m4 * 16);
-        s.scale = build_tables(s.prepared.rotated.data(), m4, s.lut.data(), s.bias, s.smax);
+        s.scale = table_->rabitq_tables(s.prepared.rotated.data(), m4, s.lut.data(), &s.bias, &s.smax);
         s.sum_q = 0;
         for (std::size_t i = 0; i < D; ++i) s.sum_q += s.prepared.rotated[i];
         s.centred_norm2 = s.prepared.norm * s.prepared.norm;  // ||q - g||^2
