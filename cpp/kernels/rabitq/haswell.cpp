@@ -111,10 +111,7 @@ float rabitq_tables_haswell(const double* v, std::size_t m4, std::uint8_t* lut, 
     std::uint32_t tops[8], total = 0;
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(tops), total_u32x8);
     for (int g = 0; g < 8; ++g) total += tops[g];
-    for (std::size_t j = full; j < m4; ++j) {
-        for (int t = 0; t < 4; ++t) low_sum += rabitq_min(0.0f, static_cast<float>(v[4 * j + t]));
-        total += rabitq_group_reference(v, j, scale, lut);
-    }
+    total += rabitq_rest_reference(v, full, m4, scale, lut, low_sum);
     *bias = low_sum;
     *smax = static_cast<float>(total);
     return scale;

@@ -84,10 +84,7 @@ float rabitq_tables_neon(const double* v, std::size_t m4, std::uint8_t* lut, flo
     for (std::size_t j0 = 0; j0 < full; j0 += 4)
         total_u32x4 = vaddq_u32(total_u32x4, tables_f32x4(v, j0, scale_f32x4, lut, low_sum));
     std::uint32_t total = vaddvq_u32(total_u32x4);
-    for (std::size_t j = full; j < m4; ++j) {
-        for (int t = 0; t < 4; ++t) low_sum += rabitq_min(0.0f, static_cast<float>(v[4 * j + t]));
-        total += rabitq_group_reference(v, j, scale, lut);
-    }
+    total += rabitq_rest_reference(v, full, m4, scale, lut, low_sum);
     *bias = low_sum;
     *smax = static_cast<float>(total);
     return scale;
