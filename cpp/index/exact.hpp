@@ -41,6 +41,7 @@ class PackedRows {
 
     // The packed rows if `table` reads this form (same tier) for rows (n, dim), else nullptr.
     const float* for_table(const KernelTable& table, std::size_t n, std::size_t dim) const;
+    std::size_t nbytes() const { return floats_ * sizeof(float); }
 
    private:
     struct Free {

@@ -842,7 +842,8 @@ void RaBitQIndexCore::restore(const std::int64_t* ids, std::size_t slot_count, s
 
 std::size_t RaBitQIndexCore::nbytes() const {
     std::size_t total = map_.nbytes() + centroids_.capacity() * 4 + rotated_centroids_.capacity() * 8 +
-                        (list_of_.capacity() + pos_of_.capacity()) * 4 + (rerank_ ? rerank_->nbytes() : 0);
+                        (list_of_.capacity() + pos_of_.capacity()) * 4 + (rerank_ ? rerank_->nbytes() : 0) +
+                        packed_centroids_.nbytes() + packed_centred_.nbytes();
     for (const List& l : lists_)
         total += l.slots.capacity() * 4 + l.blocks.capacity() + l.factors.capacity() * 4 + l.ex.capacity();
     return total;
