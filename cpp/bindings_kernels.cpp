@@ -4,6 +4,7 @@
 #include <cstring>
 #include <limits>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "bindings_common.hpp"
@@ -80,6 +81,30 @@ FloatArray inner_products_py(const py::array& rows, std::size_t n, const py::arr
         inner_products(active_kernels(), r, n, q, nq, dim, thread_n, o);
     }
     return out;
+}
+
+// inner_products_py through rows packed once by tier `pack_level`'s table (PackedRows), read
+// with the active table; also whether the packed rows were read (same tier, one that packs)
+// rather than the rows themselves.
+py::tuple inner_products_prepacked_py(const py::array& rows, std::size_t n, const py::array& queries,
+                                      std::size_t nq, std::size_t dim, const std::string& pack_level,
+                                      const py::object& threads) {
+    const float* r = typed<float>(rows, n * dim, "rows");
+    const float* q = typed<float>(queries, nq * dim, "queries");
+    const SimdLevel level = parse_level(pack_level);
+    if (!tier_within(level, detected_level()))
+        throw std::invalid_argument("pack_level: expected a tier this CPU runs, got '" + pack_level + "'");
+    std::size_t thread_n = thread_count(threads);
+    FloatArray out({nq, n});
+    float* o = out.mutable_data();
+    bool used = false;
+    {
+        py::gil_scoped_release release;
+        const PackedRows packed(kernels_for(level), r, n, dim);
+        used = packed.for_table(active_kernels(), n, dim) != nullptr;
+        inner_products(active_kernels(), packed, r, n, q, nq, dim, thread_n, o);
+    }
+    return py::make_tuple(out, used);
 }
 
 // True when every float32 value is finite and below `limit` in magnitude: one pass over the
@@ -415,6 +440,9 @@ void bind_kernels(py::module_& m) {
           "RaBitQ query fast-scan tables at the active tier: (lut, scale, bias, smax)");
     m.def("inner_products", &inner_products_py, py::arg("rows"), py::arg("n"), py::arg("queries"),
           py::arg("nq"), py::arg("dim"), py::arg("threads") = py::none());
+    m.def("inner_products_prepacked", &inner_products_prepacked_py, py::arg("rows"), py::arg("n"),
+          py::arg("queries"), py::arg("nq"), py::arg("dim"), py::arg("pack_level"),
+          py::arg("threads") = py::none());
 }
 
 }  // namespace simdex

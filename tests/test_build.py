@@ -101,6 +101,7 @@ NEON_HARNESS = r"""
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <new>
 #include <random>
 #include <vector>
 #include "kernels/kernels.hpp"
@@ -154,6 +155,27 @@ int main() {
         s.ip_tile_f32(x.data(), 3, x.data(), rows, d, ts.data(), rows, scratch.data());
         n.ip_tile_f32(x.data(), 3, x.data(), rows, d, tn.data(), rows, scratch.data());
         for (std::size_t i = 0; i < 3 * rows; ++i) check(close(ts[i], tn[i]), "ip_tile_f32", d);
+    }
+    // GEMM with rows packed once (gemm_pack_rows): byte-identical to packing per call, row
+    // tile by row tile as the callers cut them (packed + r0 * d); scalar has nothing to pack
+    check(s.gemm_pack_rows == nullptr && s.ip_tile_f32_packed == nullptr, "scalar packs nothing", 0);
+    const std::size_t pack_shapes[][3] = {{1, 1, 1}, {1, 13, 7}, {5, 12, 384}, {6, 481, 513}, {9, 960, 1100}, {70, 100, 1024}, {3, 37, 1025}};
+    for (const auto& shape : pack_shapes) {
+        const std::size_t nq = shape[0], count = shape[1], d = shape[2], tile_n = n.gemm_tile_n;
+        std::vector<float> xs(count * d), qs(nq * d), plain(nq * count), pre(nq * count);
+        for (auto& v : xs) v = uni(rng);
+        for (auto& v : qs) v = uni(rng);
+        const std::size_t floats = n.gemm_packed_floats(count, d);
+        float* packed = static_cast<float*>(::operator new[](floats * sizeof(float), std::align_val_t(64)));
+        n.gemm_pack_rows(xs.data(), count, d, packed);
+        std::vector<float> scratch(n.gemm_scratch_floats(nq, tile_n, d));
+        for (std::size_t r0 = 0; r0 < count; r0 += tile_n) {
+            const std::size_t r = std::min(tile_n, count - r0);
+            n.ip_tile_f32(qs.data(), nq, xs.data() + r0 * d, r, d, plain.data() + r0, count, scratch.data());
+            n.ip_tile_f32_packed(qs.data(), nq, packed + r0 * d, r, d, pre.data() + r0, count, scratch.data());
+        }
+        check(std::memcmp(plain.data(), pre.data(), plain.size() * sizeof(float)) == 0, "ip_tile_f32_packed", count * 10000 + d);
+        ::operator delete[](packed, std::align_val_t(64));
     }
     // PQ 8-bit ADC and 4-bit fast-scan (every row's sum through the emit callback)
     for (std::size_t m : {1, 4, 7, 8, 16, 33}) {

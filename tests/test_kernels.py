@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 import simdex as sx
@@ -228,6 +228,50 @@ def test_inner_products_match_float64(level, nq, n, d):
         got = _core.inner_products(rows, n, q, nq, d, threads=2)
     assert got.shape == (nq, n) and got.dtype == np.float32
     assert np.all(np.abs(got - ref) <= 4 * (d + 2) * U * magnitude + 1e-6)
+
+
+@pytest.mark.parametrize("level", available_levels())
+@settings(max_examples=15, deadline=None)
+@example(nq=1, n=600, d=1100, seed=0)  # two row tiles, three dimension blocks
+@example(nq=70, n=512, d=512, seed=1)  # exact multiples of the tiles
+@example(nq=1, n=1, d=1, seed=2)
+@given(
+    nq=st.integers(1, 70),
+    n=st.sampled_from([1, 15, 16, 17, 31, 32, 33, 256, 511, 513]) | st.integers(1, 600),
+    d=st.sampled_from([1, 7, 8, 16, 384, 511, 512, 513, 1024, 1025]) | st.integers(1, 1100),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_prepacked_rows_give_the_same_floats(level, nq, n, d, seed):
+    """Rows packed once (PackedRows, what IVF centroids keep) give byte-identical inner products
+    to packing them per call, in every tier that packs; scalar has nothing to pack."""
+    rng = np.random.default_rng(seed)
+    rows = rng.standard_normal((n, d)).astype(np.float32)
+    q = rng.standard_normal((nq, d)).astype(np.float32)
+    with force_simd(level):
+        want = _core.inner_products(rows, n, q, nq, d, threads=2)
+        got, used = _core.inner_products_prepacked(rows, n, q, nq, d, level, threads=2)
+    assert used == (level != "scalar")
+    assert got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("level", available_levels())
+def test_prepacked_rows_of_another_tier_are_not_read(level):
+    """Packed forms are tier-specific (panel width, blocks): a table that did not pack the rows
+    reads the rows themselves (what an index built before a force_simd switch would see)."""
+    rng = np.random.default_rng(3)
+    rows = rng.standard_normal((100, 70)).astype(np.float32)
+    q = rng.standard_normal((2, 70)).astype(np.float32)
+    with force_simd(level):
+        want = _core.inner_products(rows, 100, q, 2, 70)
+        for other in available_levels():
+            got, used = _core.inner_products_prepacked(rows, 100, q, 2, 70, other)
+            assert used == (other == level != "scalar")
+            assert got.tobytes() == want.tobytes()
+    with pytest.raises(ValueError, match="SIMD tier"):
+        _core.inner_products_prepacked(rows, 100, q, 2, 70, "sse9")
+    foreign = "haswell" if "neon" in available_levels() else "neon"
+    with pytest.raises(ValueError, match="pack_level"):
+        _core.inner_products_prepacked(rows, 100, q, 2, 70, foreign)
 
 
 @pytest.mark.parametrize("level", available_levels())

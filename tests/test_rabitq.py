@@ -411,14 +411,17 @@ def test_residual_form_matches_float64_reference(corpus, metric, nlist, bits, le
         assert np.abs(centred - truth).mean() < gain * np.abs(uncentred - truth).mean()
 
 
+@pytest.mark.parametrize("level", available_levels())
 @pytest.mark.parametrize(("metric", "bits"), [("l2", 1), ("cosine", 1), ("ip", 1), ("ip", 3)])
-def test_ivf_batches_equal_single_queries(corpus, metric, bits):
+def test_ivf_batches_equal_single_queries(corpus, metric, bits, level):
     """Several queries scan the lists they share in one kernel pass (list by list after their
     nearest lists); the selection does not depend on the order: the same results as one
-    query per call, with an id filter and with the re-rank."""
+    query per call, with an id filter and with the re-rank, at every tier (the probes' GEMM
+    reads the centroids packed once, whatever the number of queries)."""
     x, q = corpus
-    index = sx.IVFRaBitQIndex(96, 16, bits=bits, metric=metric, rerank="memory").train(x)
-    index.add(x)
+    with force_simd(level):
+        index = sx.IVFRaBitQIndex(96, 16, bits=bits, metric=metric, rerank="memory").train(x)
+        index.add(x)
     allowed = np.arange(0, 4000, 3)
     for kw in ({}, {"rerank_k": 40}, {"filter": allowed}):
         d, i = index.search(q, 10, nprobe=6, **kw)

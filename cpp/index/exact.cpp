@@ -1,6 +1,8 @@
 #include "index/exact.hpp"
 
 #include <algorithm>
+#include <cstring>
+#include <new>
 #include <limits>
 #include <utility>
 #include <vector>
@@ -56,11 +58,12 @@ void ip_to_distance(const StoreSpec& spec, float* tile, std::size_t nq_tile, std
 // GEMM path: tiles of (tile_q queries x tile_n rows) through ip_tile_f32.
 // Work split: over query tiles when there are enough of them, else over row ranges with a
 // private heap per (range, query) merged at the end.
-// out_matrix with raw = true receives the inner products themselves.
+// out_matrix with raw = true receives the inner products themselves. packed: x packed by
+// t.gemm_pack_rows (read through t.ip_tile_f32_packed), or nullptr.
 void gemm_search(const KernelTable& t, const StoreSpec& spec, const float* x, std::size_t n,
                  const float* queries, std::size_t nq, std::size_t k, const std::uint8_t* mask,
                  std::size_t threads, float* out_distances, std::int64_t* out_slots,
-                 float* out_matrix, bool raw = false) {
+                 float* out_matrix, bool raw = false, const float* packed = nullptr) {
     std::size_t d = spec.dim;
     std::size_t tile_q = t.gemm_tile_q, tile_n = t.gemm_tile_n;
     std::vector<float> norms, query_norms(nq);
@@ -88,8 +91,12 @@ void gemm_search(const KernelTable& t, const StoreSpec& spec, const float* x, st
             std::size_t r0 = nt * tile_n, r_count = std::min(tile_n, n - r0);
             if (out_matrix != nullptr) {
                 float* dst = out_matrix + q0 * n + r0;
-                t.ip_tile_f32(queries + q0 * d, q_count, x + r0 * d, r_count, d, dst, n,
-                              scratch.data());
+                if (packed != nullptr)
+                    t.ip_tile_f32_packed(queries + q0 * d, q_count, packed + r0 * d, r_count, d,
+                                         dst, n, scratch.data());
+                else
+                    t.ip_tile_f32(queries + q0 * d, q_count, x + r0 * d, r_count, d, dst, n,
+                                  scratch.data());
                 if (!raw)
                     ip_to_distance(spec, dst, q_count, r_count, n, query_norms.data() + q0,
                                    norms.empty() ? nullptr : norms.data() + r0);
@@ -249,13 +256,50 @@ void exact_search(const KernelTable& table, const StoreSpec& spec, const std::ui
 void inner_products(const KernelTable& table, const float* rows, std::size_t n,
                     const float* queries, std::size_t nq, std::size_t dim, std::size_t threads,
                     float* out) {
+    inner_products(table, PackedRows(), rows, n, queries, nq, dim, threads, out);
+}
+
+PackedRows::PackedRows(const KernelTable& table, const float* rows, std::size_t n, std::size_t dim)
+    : pack_(table.gemm_pack_rows), n_(n), dim_(dim) {
+    if (pack_ == nullptr) return;
+    allocate(table.gemm_packed_floats(n, dim));
+    if (floats_ != 0) pack_(rows, n, dim, buffer_.get());
+}
+
+PackedRows::PackedRows(const PackedRows& other) : pack_(other.pack_), n_(other.n_), dim_(other.dim_) {
+    allocate(other.floats_);
+    if (floats_ != 0) std::memcpy(buffer_.get(), other.buffer_.get(), floats_ * sizeof(float));
+}
+
+PackedRows& PackedRows::operator=(const PackedRows& other) {
+    if (this != &other) *this = PackedRows(other);
+    return *this;
+}
+
+void PackedRows::Free::operator()(float* p) const { ::operator delete[](p, std::align_val_t(64)); }
+
+void PackedRows::allocate(std::size_t floats) {
+    floats_ = floats;
+    buffer_.reset(floats == 0 ? nullptr
+                              : static_cast<float*>(::operator new[](floats * sizeof(float), std::align_val_t(64))));
+}
+
+const float* PackedRows::for_table(const KernelTable& table, std::size_t n, std::size_t dim) const {
+    if (pack_ == nullptr || table.gemm_pack_rows != pack_ || n != n_ || dim != dim_) return nullptr;
+    return buffer_.get();
+}
+
+void inner_products(const KernelTable& table, const PackedRows& packed, const float* rows,
+                    std::size_t n, const float* queries, std::size_t nq, std::size_t dim,
+                    std::size_t threads, float* out) {
     if (nq == 0 || n == 0) return;
     StoreSpec spec;
     spec.storage = Storage::f32;
     spec.metric = Metric::ip;
     spec.dim = dim;
     spec.row_bytes = 4 * dim;
-    gemm_search(table, spec, rows, n, queries, nq, 0, nullptr, threads, nullptr, nullptr, out, true);
+    gemm_search(table, spec, rows, n, queries, nq, 0, nullptr, threads, nullptr, nullptr, out, true,
+                packed.for_table(table, n, dim));
 }
 
 void pairwise_distances(const KernelTable& table, const StoreSpec& spec,

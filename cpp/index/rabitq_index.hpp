@@ -55,6 +55,7 @@
 #include <mutex>
 #include <vector>
 
+#include "index/exact.hpp"
 #include "index/idmap.hpp"
 #include "index/rabitq.hpp"
 #include "index/rerank.hpp"
@@ -181,6 +182,9 @@ class RaBitQIndexCore {
     std::vector<double> centred_norms_;            // (nlist,) ||c - g||^2
     std::vector<double> centre_dots_;              // (nlist,) <g, c> - ||g||^2 (cosine probes)
     std::vector<double> inverse_norms_;            // (nlist,) 1 / ||c|| (0 for c = 0)
+    // centroids_ and centred_centroids_ packed for table_'s GEMM tiles (set with them): a
+    // search of one query does not repack the nlist rows
+    PackedRows packed_centroids_, packed_centred_;
     std::vector<List> lists_;
     std::vector<std::uint32_t> list_of_, pos_of_;  // by slot
     IdMap map_;

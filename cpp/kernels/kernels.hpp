@@ -102,6 +102,19 @@ struct KernelTable {
                         std::size_t d, float* out, std::size_t out_stride,
                         float* scratch) = nullptr;
     std::size_t (*gemm_scratch_floats)(std::size_t nq, std::size_t n, std::size_t d) = nullptr;
+    // Rows packed once for many calls (a call with few queries then skips packing them):
+    // gemm_pack_rows writes x (n, d) as the tier's tiles read it (every row panel of every
+    // dimension block, exactly as ip_tile_f32 packs them per call) into packed:
+    // gemm_packed_floats(n, d) floats, 64-byte aligned. The rows [r0, r0 + count) of a tile
+    // (r0 a multiple of gemm_tile_n) are then read from packed + r0 * d by ip_tile_f32_packed,
+    // which gives the same floats as ip_tile_f32 on those rows. The packed form is the tier's
+    // own (panel width, dimension blocks). nullptr in tiers whose tile reads the rows as they
+    // are (scalar): callers then call ip_tile_f32.
+    void (*gemm_pack_rows)(const float* x, std::size_t n, std::size_t d, float* packed) = nullptr;
+    std::size_t (*gemm_packed_floats)(std::size_t n, std::size_t d) = nullptr;
+    void (*ip_tile_f32_packed)(const float* queries, std::size_t nq, const float* packed,
+                               std::size_t n, std::size_t d, float* out, std::size_t out_stride,
+                               float* scratch) = nullptr;
     std::size_t gemm_tile_q = 64;
     std::size_t gemm_tile_n = 256;
 

@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['BinaryCore', 'FdeEncoder', 'FlatCore', 'HnswGraph', 'IdTable', 'IvfPqCore', 'LeanVecCore', 'PqCore', 'RaBitQCore', 'RaBitQIndexCore', 'RerankRows', 'active_level', 'all_finite', 'available_cores', 'binary_planes_float', 'binary_planes_xor', 'carve_sets', 'chamfer', 'cluster_sums', 'cpu_features', 'detected_level', 'distances_lean', 'env_warning', 'inner_products', 'knn_lean', 'leanvec_project', 'missing_features', 'nearest_centroids', 'pair_distances', 'pairwise', 'pq_adc', 'pq_fastscan1_sums', 'pq_fastscan_tables', 'pq_pack_blocks', 'pq_search_u4', 'pq_search_u8', 'pq_tables', 'rabitq_tables', 'search', 'select_tier', 'set_active_level', 'tiers']
+__all__: list[str] = ['BinaryCore', 'FdeEncoder', 'FlatCore', 'HnswGraph', 'IdTable', 'IvfPqCore', 'LeanVecCore', 'PqCore', 'RaBitQCore', 'RaBitQIndexCore', 'RerankRows', 'active_level', 'all_finite', 'available_cores', 'binary_planes_float', 'binary_planes_xor', 'carve_sets', 'chamfer', 'cluster_sums', 'cpu_features', 'detected_level', 'distances_lean', 'env_warning', 'inner_products', 'inner_products_prepacked', 'knn_lean', 'leanvec_project', 'missing_features', 'nearest_centroids', 'pair_distances', 'pairwise', 'pq_adc', 'pq_fastscan1_sums', 'pq_fastscan_tables', 'pq_pack_blocks', 'pq_search_u4', 'pq_search_u8', 'pq_tables', 'rabitq_tables', 'search', 'select_tier', 'set_active_level', 'tiers']
 class HnswGraph:
     int8_queries: bool
     def __contains__(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> bool:
@@ -359,6 +359,8 @@ def distances_lean(*args, **kwargs):
 def env_warning() -> str:
     ...
 def inner_products(rows: numpy.ndarray, n: typing.SupportsInt | typing.SupportsIndex, queries: numpy.ndarray, nq: typing.SupportsInt | typing.SupportsIndex, dim: typing.SupportsInt | typing.SupportsIndex, threads: typing.Any = None) -> numpy.typing.NDArray[numpy.float32]:
+    ...
+def inner_products_prepacked(rows: numpy.ndarray, n: typing.SupportsInt | typing.SupportsIndex, queries: numpy.ndarray, nq: typing.SupportsInt | typing.SupportsIndex, dim: typing.SupportsInt | typing.SupportsIndex, pack_level: str, threads: typing.Any = None) -> tuple:
     ...
 def knn_lean(*args, **kwargs):
     """

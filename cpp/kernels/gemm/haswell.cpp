@@ -183,6 +183,7 @@ void run_micro_kernel(std::size_t m, const RowMasks& masks, const float* qp, con
 #undef SIMDEX_GEMM_CASE
 }
 
+#include "kernels/gemm/packed_rows.inc"
 #include "kernels/gemm/ip_block.inc"
 
 constexpr std::uintptr_t kPanelAlignBytes = 32;
@@ -191,10 +192,7 @@ constexpr std::uintptr_t kPanelAlignBytes = 32;
 }  // namespace
 
 void register_gemm_haswell(KernelTable& t) {
-    t.ip_tile_f32 = ip_tile_f32_blocked;
-    t.gemm_scratch_floats = scratch_floats;
-    t.gemm_tile_q = kTileQ;
-    t.gemm_tile_n = kTileN;
+    register_blocked(t);
 }
 
 }  // namespace simdex

@@ -40,6 +40,14 @@ void pack_transposed(const float* src, std::size_t rows, std::size_t d, std::siz
     }
 }
 
+// Rows [j0, j0 + 12) of x (n, d), dims [k0, k0 + kc) -> panel (kc, 12), rows >= n zero.
+void pack_row_panel(const float* x, std::size_t n, std::size_t d, std::size_t k0,
+                    std::size_t kc, std::size_t j0, float* panel) {
+    pack_transposed(x + j0 * d, j0 < n ? min_size(kNr, n - j0) : 0, d, k0, kc, panel, kNr);
+}
+
+#include "kernels/gemm/packed_rows.inc"
+
 // 8 queries x 12 rows.  qp: (kc, 8), xp: (kc, 12).
 // Writes rows [0, m) and columns [0, cols) of out (row stride out_stride).
 // first: start from zero, else add to the stored partial sums.
@@ -80,25 +88,30 @@ void micro_kernel(const float* qp, const float* xp, std::size_t kc, float* out,
 }
 
 // One block of <= kTileQ queries x <= kTileN rows.
+//   packed:     the block's rows packed (packed_rows.inc layout), or nullptr: then each row
+//               panel is packed from x into row_panel (x is not read otherwise)
 //   row_panel:  (kc, 12), the current row panel
 //   query_pack: per block b of 8 queries a (kc, 8) panel at query_pack + b * 8 * kc
-void ip_block(const float* queries, std::size_t nq, const float* x, std::size_t n,
-              std::size_t d, float* out, std::size_t out_stride, float* row_panel,
+void ip_block(const float* queries, std::size_t nq, const float* x, const float* packed,
+              std::size_t n, std::size_t d, float* out, std::size_t out_stride, float* row_panel,
               float* query_pack) {
-    std::size_t k_blocks = (d + kKc - 1) / kKc;
-    std::size_t kc_max = (d + k_blocks - 1) / k_blocks;
+    std::size_t kc_max = block_dims(d);
     std::size_t panels = (n + kNr - 1) / kNr, query_blocks = (nq + kMr - 1) / kMr;
     for (std::size_t k0 = 0; k0 < d; k0 += kc_max) {
         std::size_t kc = min_size(kc_max, d - k0);
         bool first = k0 == 0;
         for (std::size_t p = 0; p < panels; ++p) {
             std::size_t j0 = p * kNr, cols = min_size(kNr, n - j0);
-            pack_transposed(x + j0 * d, cols, d, k0, kc, row_panel, kNr);
+            const float* panel = row_panel;
+            if (packed != nullptr)
+                panel = packed + packed_panel_offset(panels, k0, kc, p);
+            else
+                pack_row_panel(x, n, d, k0, kc, j0, row_panel);
             for (std::size_t b = 0; b < query_blocks; ++b) {
                 std::size_t i0 = b * kMr, m = min_size(kMr, nq - i0);
                 float* qp = query_pack + i0 * kc;
                 if (p == 0) pack_transposed(queries + i0 * d, m, d, k0, kc, qp, kMr);
-                micro_kernel(qp, row_panel, kc, out + i0 * out_stride + j0, out_stride, m, cols,
+                micro_kernel(qp, panel, kc, out + i0 * out_stride + j0, out_stride, m, cols,
                              first);
             }
         }
@@ -117,10 +130,7 @@ constexpr std::uintptr_t kPanelAlignBytes = 16;
 }  // namespace
 
 void register_gemm_neon(KernelTable& t) {
-    t.ip_tile_f32 = ip_tile_f32_blocked;
-    t.gemm_scratch_floats = scratch_floats;
-    t.gemm_tile_q = kTileQ;
-    t.gemm_tile_n = kTileN;
+    register_blocked(t);
 }
 
 }  // namespace simdex

@@ -1,5 +1,6 @@
 // GEMM-style inner products for many queries, portable reference: one dot per pair.
-// ISA files replace this with register-blocked micro-kernels.
+// ISA files replace this with register-blocked micro-kernels. It reads the rows as they are:
+// nothing to pack, so the table's gemm_pack_rows / ip_tile_f32_packed stay nullptr.
 #include "kernels/kernels.hpp"
 
 namespace simdex {

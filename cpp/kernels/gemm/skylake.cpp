@@ -203,6 +203,7 @@ void run_micro_kernel(std::size_t m, const RowMasks& masks, const float* qp, con
 #undef SIMDEX_GEMM_CASE
 }
 
+#include "kernels/gemm/packed_rows.inc"
 #include "kernels/gemm/ip_block.inc"
 
 constexpr std::uintptr_t kPanelAlignBytes = 64;
@@ -211,10 +212,7 @@ constexpr std::uintptr_t kPanelAlignBytes = 64;
 }  // namespace
 
 void register_gemm_skylake(KernelTable& t) {
-    t.ip_tile_f32 = ip_tile_f32_blocked;
-    t.gemm_scratch_floats = scratch_floats;
-    t.gemm_tile_q = kTileQ;
-    t.gemm_tile_n = kTileN;
+    register_blocked(t);
 }
 
 }  // namespace simdex
