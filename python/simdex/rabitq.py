@@ -545,7 +545,9 @@ class RaBitQIndex(_RaBitQIndexBase):
                  current k-th exact distance are skipped (counted in `stats['pruned']`)
     overwrite  : allow rerank to name an existing non-empty file (it is emptied)
     rotation, seed, query_bits : as RaBitQ
-    eps0       : default width of the bounds in estimator standard deviations (1.9: ~94%)
+    eps0       : default width of the bounds in estimator standard deviations (2.5: ~98.8%);
+                 it decides which rows are refined (bits > 1) and which candidates the
+                 re-rank skips: smaller is faster and misses more true neighbours
 
     The centre is the mean of the train() sample, or of the first add() when not trained.
     `stats` holds the counters of the last search: scanned, refined, candidates, reranked,
@@ -565,7 +567,7 @@ class RaBitQIndex(_RaBitQIndexBase):
         rotation: str = "hadamard",
         seed: int = 0,
         query_bits: int | None = None,
-        eps0: float = 1.9,
+        eps0: float = 2.5,
     ) -> None:
         self._setup(dim, 1, bits, metric, rerank, overwrite, rotation, seed, query_bits, eps0)
 
@@ -631,7 +633,7 @@ class IVFRaBitQIndex(_RaBitQIndexBase):
         rotation: str = "hadamard",
         seed: int = 0,
         query_bits: int | None = None,
-        eps0: float = 1.9,
+        eps0: float = 2.5,
     ) -> None:
         nlist = _checks.check_positive_int(nlist, "nlist")
         if nlist > 1 << 20:
