@@ -88,8 +88,7 @@ void RaBitQIndexCore::set_centroids(const float* centroids) {
         centre_dots_[l] -= gg;
         inverse_norms_[l] = cc > 0 ? 1.0 / std::sqrt(cc) : 0.0;
     }
-    packed_centroids_ = PackedRows(*table_, centroids_.data(), nlist(), dim);
-    packed_centred_ = PackedRows(*table_, centred_centroids_.data(), nlist(), dim);
+    packed_coarse_ = PackedRows(*table_, coarse_rows(), nlist(), dim);
     trained_ = true;
 }
 
@@ -437,10 +436,10 @@ void RaBitQIndexCore::scan(const float* queries, std::size_t nq, std::size_t k, 
             std::unique_ptr<float[]> centred(new float[nq * dim]);
             for (std::size_t i = 0; i < nq; ++i)
                 for (std::size_t j = 0; j < dim; ++j) centred[i * dim + j] = queries[i * dim + j] - centre_[j];
-            inner_products(*table_, packed_centred_, centred_centroids_.data(), nlist(), centred.get(), nq, dim, threads,
+            inner_products(*table_, packed_coarse_, coarse_rows(), nlist(), centred.get(), nq, dim, threads,
                            coarse_scores.get());
         } else {
-            inner_products(*table_, packed_centroids_, centroids_.data(), nlist(), queries, nq, dim, threads, coarse_scores.get());
+            inner_products(*table_, packed_coarse_, coarse_rows(), nlist(), queries, nq, dim, threads, coarse_scores.get());
         }
     }
     const float* coarse = coarse_scores.get();
@@ -798,7 +797,7 @@ void RaBitQIndexCore::restore(const std::int64_t* ids, std::size_t slot_count, s
 std::size_t RaBitQIndexCore::nbytes() const {
     std::size_t total = map_.nbytes() + centroids_.capacity() * 4 + rotated_centroids_.capacity() * 8 +
                         (list_of_.capacity() + pos_of_.capacity()) * 4 + (rerank_ ? rerank_->nbytes() : 0) +
-                        packed_centroids_.nbytes() + packed_centred_.nbytes();
+                        packed_coarse_.nbytes();
     for (const List& l : lists_)
         total += l.slots.capacity() * 4 + l.blocks.capacity() + l.factors.capacity() * 4 + l.ex.capacity();
     return total;

@@ -158,6 +158,8 @@ class RaBitQIndexCore {
     void copy_position(std::size_t list, std::size_t from, std::size_t to);
     // l2 / cosine: the l2 form ||r||^2 + ||q - c||^2 - 2 <r, q - c> (cosine halves it)
     bool l2_form() const { return metric_ != Metric::ip; }
+    // the rows the coarse GEMM scores queries against: c - g (l2 form), c (ip)
+    const float* coarse_rows() const { return l2_form() ? centred_centroids_.data() : centroids_.data(); }
     // factors per row in a block: the quantizer's, then <xbar, R(c - g)> of the 1-bit level
     // and (B > 1) of the full level with several lists (one list: g = c, the shifts are 0 and
     // not stored), then (ip) <r, c>
@@ -182,9 +184,9 @@ class RaBitQIndexCore {
     std::vector<double> centred_norms_;            // (nlist,) ||c - g||^2
     std::vector<double> centre_dots_;              // (nlist,) <g, c> - ||g||^2 (cosine probes)
     std::vector<double> inverse_norms_;            // (nlist,) 1 / ||c|| (0 for c = 0)
-    // centroids_ and centred_centroids_ packed for table_'s GEMM tiles (set with them): a
-    // search of one query does not repack the nlist rows
-    PackedRows packed_centroids_, packed_centred_;
+    // coarse_rows() packed for table_'s GEMM tiles (set with them): a search of one query
+    // does not repack the nlist rows
+    PackedRows packed_coarse_;
     std::vector<List> lists_;
     std::vector<std::uint32_t> list_of_, pos_of_;  // by slot
     IdMap map_;

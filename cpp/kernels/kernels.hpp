@@ -126,9 +126,8 @@ struct KernelTable {
     // ---- RaBitQ query fast-scan tables (index/rabitq_index.cpp, once per query) ---------
     // v (4 m4,) float64, a rotated query -> lut (ceil(m4 / 4), 64) uint8: per group of 4
     // dimensions 16 complemented 6-bit entries in the compact layout of kernels/pq/pq.hpp
-    // (the tables of fastscan_tables_u4); returns
-    // the tables' scale, sets *bias and *smax. Bit-identical in every tier
-    // (kernels/rabitq/reference.inc states the formula).
+    // (the tables of fastscan_tables_u4); returns the tables' scale, sets *bias and *smax.
+    // Bit-identical in every tier (kernels/rabitq/reference.inc states the formula).
     float (*rabitq_tables)(const double* v, std::size_t m4, std::uint8_t* lut, float* bias,
                            float* smax) = nullptr;
 
