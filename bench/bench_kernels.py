@@ -5,8 +5,10 @@ and every CPU tier this machine runs side by side.
     python bench/bench_kernels.py --tiers [--repeat 5]     # per-tier table + small calls
 
 --tiers runs each workload once per tier the CPU has, each in its own process started with
-SIMDEX_SIMD=<tier> and FAISS_OPT_LEVEL set to FAISS's matching build (scalar: generic,
-haswell: avx2, skylake / icelake: avx512), one thread, and reports
+SIMDEX_SIMD=<tier> and FAISS's matching SIMD level (faiss-cpu >= 1.13 is one library with
+run-time dispatch, set by FAISS_SIMD_LEVEL: scalar NONE, haswell AVX2, skylake AVX512,
+icelake AVX512_VPOPCNT; FAISS_OPT_LEVEL is set too for older, per-build wheels), one thread;
+the level FAISS reports it ran is printed in the table. It reports
 CPU time (time.process_time: what the work costs, not how long a busy shared box made it
 wait), median of --repeat runs, as ratios to the tier below and to FAISS in the same process.
 
@@ -141,6 +143,18 @@ def pair_latency_table(repeat: int) -> None:
 
 DEV = "/work/shared/data/minilm-dev-60k.hdf5"
 FAISS_LEVEL = {"scalar": "generic", "haswell": "avx2", "skylake": "avx512", "icelake": "avx512"}
+# faiss-cpu with dynamic dispatch (one library): the level is FAISS_SIMD_LEVEL
+FAISS_DD_LEVEL = {"scalar": "NONE", "haswell": "AVX2", "skylake": "AVX512", "icelake": "AVX512_VPOPCNT"}
+
+
+def faiss_level_name() -> str:
+    """The SIMD level the imported faiss runs (its dispatched level, or its build's)."""
+    import faiss
+
+    config = getattr(faiss, "SIMDConfig", None)
+    if config is not None:
+        return str(config.get_level_name())
+    return os.environ.get("FAISS_OPT_LEVEL", "?")
 
 
 def cpu_time(fn, repeat: int) -> tuple[float, object]:
@@ -159,11 +173,11 @@ def tier_worker(repeat: int) -> dict:
     import faiss
 
     faiss.omp_set_num_threads(1)
+    out: dict = {"_faiss_level": faiss_level_name()}
     data = sx.io.load_ann_benchmarks(DEV)
     x = sx.kernels.normalize(data.train)
     q = sx.kernels.normalize(data.test)
     d = x.shape[1]
-    out: dict = {}
 
     flat = faiss.IndexFlatIP(d)
     flat.add(x)
@@ -262,7 +276,8 @@ def small_calls_worker(repeat: int) -> dict:
 
 
 def run_worker(kind: str, tier: str, repeat: int) -> dict:
-    env = dict(os.environ, SIMDEX_SIMD=tier, FAISS_OPT_LEVEL=FAISS_LEVEL.get(tier, "generic"))
+    env = dict(os.environ, SIMDEX_SIMD=tier, FAISS_OPT_LEVEL=FAISS_LEVEL.get(tier, "generic"),
+               FAISS_SIMD_LEVEL=FAISS_DD_LEVEL.get(tier, "NONE"))
     r = subprocess.run([sys.executable, __file__, "--worker", kind, "--repeat", str(repeat)],
                        env=env, capture_output=True, text=True)
     if r.returncode != 0:
@@ -282,12 +297,14 @@ def tiers_table(repeat: int, parts: str) -> None:
     print("| workload | tier | simdex ms | vs tier below | FAISS ms (matching build) | FAISS / simdex | note |")
     print("|---|---|---:|---:|---:|---:|---|")
     for workload in results[tiers[0]]:
+        if workload.startswith("_"):
+            continue
         below = None
         for tier in tiers:
             t_s, t_f, note = results[tier][workload]
             step = f"{below / t_s:.2f}x" if below else ""
             print(f"| {workload} | {tier} | {1e3 * t_s:.1f} | {step} | {1e3 * t_f:.1f} "
-                  f"({FAISS_LEVEL.get(tier, 'generic')}) | {t_f / t_s:.2f} | {note} |")
+                  f"({results[tier]['_faiss_level']}) | {t_f / t_s:.2f} | {note} |")
             below = t_s
 
 

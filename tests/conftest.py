@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import _thread
+import pathlib
+import re
 import signal
 import threading
 
@@ -10,7 +12,9 @@ import numpy as np
 import pytest
 
 import simdex as sx
-from simdex.kernels import available_levels, force_simd
+from simdex.kernels import available_levels, force_simd, tier_chain
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 LEVELS = available_levels()
 
@@ -90,3 +94,17 @@ def unpack_blocks(blocks, n, m):
     out[:, 0::2] = rows & 15
     out[:, 1::2] = rows >> 4
     return np.ascontiguousarray(out[:n, :m])
+
+
+def kernel_files() -> list[tuple[str, str]]:
+    """(op, tier) of every entry of CMakeLists.txt's SIMDEX_KERNEL_FILES."""
+    text = (ROOT / "CMakeLists.txt").read_text()
+    body = re.search(r"set\(SIMDEX_KERNEL_FILES([^)]*)\)", text).group(1)
+    return [tuple(entry.split("/")) for entry in body.split()]
+
+
+def kernel_tier(op: str, tier: str) -> str:
+    """The tier whose file of `op` runs at `tier`: the deepest of its chain that has one (a tier
+    inherits the kernels it does not override)."""
+    files = set(kernel_files())
+    return [t for t in tier_chain(tier) if (op, t) in files][-1]

@@ -4,14 +4,14 @@ compile, and the neon tier agrees with scalar when run under qemu-aarch64."""
 from __future__ import annotations
 
 import os
-import pathlib
 import re
 import shutil
 import subprocess
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from conftest import ROOT, kernel_files
+
 CPP = ROOT / "cpp"
 # The cross-compiled aarch64 checks do not depend on the x86 tier: the CI pass with
 # SIMDEX_SIMD=scalar would only repeat them.
@@ -23,13 +23,6 @@ ONCE = pytest.mark.skipif(
 def test_no_march_native():
     for path in [ROOT / "CMakeLists.txt", ROOT / "pyproject.toml", *CPP.rglob("*.[ch]pp")]:
         assert "march=native" not in path.read_text(), path
-
-
-def kernel_files() -> list[tuple[str, str]]:
-    """(op, tier) of every entry of CMakeLists.txt's SIMDEX_KERNEL_FILES."""
-    text = (ROOT / "CMakeLists.txt").read_text()
-    body = re.search(r"set\(SIMDEX_KERNEL_FILES([^)]*)\)", text).group(1)
-    return [tuple(entry.split("/")) for entry in body.split()]
 
 
 def kernel_options(op: str) -> list[str]:
