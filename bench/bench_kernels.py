@@ -28,6 +28,7 @@ import time
 import numpy as np
 
 import simdex as sx
+from _peers import faiss_level
 
 
 def median_time(fn, repeat: int) -> float:
@@ -147,15 +148,6 @@ FAISS_LEVEL = {"scalar": "generic", "haswell": "avx2", "skylake": "avx512", "ice
 FAISS_DD_LEVEL = {"scalar": "NONE", "haswell": "AVX2", "skylake": "AVX512", "icelake": "AVX512_VPOPCNT"}
 
 
-def faiss_level_name() -> str:
-    """The SIMD level the imported faiss runs (its dispatched level, or its build's)."""
-    import faiss
-
-    config = getattr(faiss, "SIMDConfig", None)
-    if config is not None:
-        return str(config.get_level_name())
-    return os.environ.get("FAISS_OPT_LEVEL", "?")
-
 
 def cpu_time(fn, repeat: int) -> tuple[float, object]:
     """Median CPU seconds of the calling process (one thread everywhere) and the last result."""
@@ -173,7 +165,7 @@ def tier_worker(repeat: int) -> dict:
     import faiss
 
     faiss.omp_set_num_threads(1)
-    out: dict = {"_faiss_level": faiss_level_name()}
+    out: dict = {"_faiss_level": faiss_level()}
     data = sx.io.load_ann_benchmarks(DEV)
     x = sx.kernels.normalize(data.train)
     q = sx.kernels.normalize(data.test)

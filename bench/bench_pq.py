@@ -2,8 +2,8 @@
 
     PYTHONPATH=build-pq/pkg python bench/bench_pq.py [--n 1000000] [--threads 1] [--quick]
     PYTHONPATH=... python bench/bench_pq.py --only fastscan-seeds [--seeds 5]
-    PYTHONPATH=... FAISS_OPT_LEVEL=avx2 python bench/bench_pq.py --only fastscan-calls --threads 1
-    PYTHONPATH=... FAISS_OPT_LEVEL=avx2 python bench/bench_pq.py --only fastscan-overhead --threads 1
+    PYTHONPATH=... FAISS_SIMD_LEVEL=AVX2 python bench/bench_pq.py --only fastscan-calls --threads 1
+    PYTHONPATH=... FAISS_SIMD_LEVEL=AVX2 python bench/bench_pq.py --only fastscan-overhead --threads 1
 
 Scans are compared on the *same codes*: FAISS trains each quantizer, its codebooks (and
 coarse centroids) are copied into the simdex index, which encodes the same vectors with its
@@ -26,6 +26,7 @@ import numpy as np
 
 import faiss
 import simdex as sx
+from _peers import faiss_level
 from simdex.kmeans import objective
 
 ROWS: list[tuple] = []
@@ -258,7 +259,7 @@ def main():
     args = ap.parse_args()
     faiss.omp_set_num_threads(args.threads)
     only = set(args.only.split(","))
-    print(f"simdex {sx.simd_level()}, faiss {faiss.__version__}, threads {args.threads}, "
+    print(f"simdex {sx.simd_level()}, faiss {faiss.__version__} ({faiss_level()}), threads {args.threads}, "
           f"cores {os.cpu_count()}", flush=True)
     if only & {"pq", "fastscan", "ivf"}:
         d = 128

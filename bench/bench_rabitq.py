@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 import simdex as sx
+from _peers import faiss_level
 
 
 def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
@@ -102,7 +103,7 @@ def main() -> None:
     nq, d = q.shape
     print(
         f"dev data {x.shape[0]} x {d}, {nq} queries, threads={args.threads}, "
-        f"simd={sx.simd_level()}, faiss {faiss.__version__}, median of {args.repeats}, "
+        f"simd={sx.simd_level()}, faiss {faiss.__version__} ({faiss_level()}), median of {args.repeats}, "
         f"cores={os.cpu_count()}, load average at start {os.getloadavg()[0]:.1f}\n"
     )
     print(

@@ -30,6 +30,7 @@ import time
 import numpy as np
 
 import simdex as sx
+from _peers import faiss_level
 
 EFS = (10, 16, 20, 24, 28, 32, 40, 48, 64, 96, 128, 192, 256)
 TARGETS = (0.95, 0.99)
@@ -69,7 +70,8 @@ def main() -> None:
     bt, reps = args.build_threads, args.repeats
     print(
         f"dev data {n} x {d}, {q.shape[0]} queries one per call, 1 search thread, "
-        f"build threads {bt}, simd={sx.simd_level()}, median of {reps}\n"
+        f"build threads {bt}, simd={sx.simd_level()}, faiss {faiss.__version__} "
+        f"({faiss_level()}), median of {reps}\n"
     )
     settings_all: list[tuple[str, str, object]] = []  # (variant, setting, fn), timed later
     memory: dict[str, float] = {}

@@ -2,7 +2,7 @@
 cost, not the scan), for callgrind: run with N = 0 and N = 400 calls and subtract.
 
     PYTHONPATH=build-dev/pkg valgrind --tool=callgrind <python> bench/cg_pq_call.py simdex 400
-    FAISS_OPT_LEVEL=avx2 valgrind --tool=callgrind <python> bench/cg_pq_call.py faiss 400
+    FAISS_SIMD_LEVEL=AVX2 valgrind --tool=callgrind <python> bench/cg_pq_call.py faiss 400
 
 (<python>: the real interpreter, not a pyenv shim, or callgrind measures the shim.)
 """
