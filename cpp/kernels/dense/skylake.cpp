@@ -10,7 +10,13 @@ namespace {
 
 struct F32 {
     using T = float;
-    static __m512 load(const float* x) { return _mm512_loadu_ps(x); }
+    // Two 256-bit loads: with 512-bit loads, rows streamed from memory (a one-query scan of
+    // 60k x 384) ran 5-11% slower than the haswell tier on a Zen 4 (unaligned rows split
+    // every 512-bit load across two cache lines; aligned ones were no better); with 256-bit
+    // loads 1% (bench/RESULTS.md section 9). Rows in cache keep their gain.
+    static __m512 load(const float* x) {
+        return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(x)), _mm256_loadu_ps(x + 8), 1);
+    }
     static __m512 load_tail(const float* x, __mmask16 m) { return _mm512_maskz_loadu_ps(m, x); }
 };
 struct F16 {

@@ -18,8 +18,11 @@ namespace {
 
 // Q queries per pass (tables[qi]: the tables of query query0 + qi); one 64-byte load covers two sub-space pairs (lanes 0-1: pair 2g,
 // lanes 2-3: pair 2g+1, the same 32 rows), so the two 256-bit halves are added at the end.
-// Compact (fastscan_tables_u4): 16-byte tables, each 32-byte load spread to the four lanes.
-template <int Q, bool Compact = false>
+// fastscan_tables_u4 (compact tables) is inherited from haswell: a 512-bit form (tables spread
+// to their lanes by a shuffle, or by a broadcast and a merge-masked broadcast; 4 or 8 queries
+// per pass; lookups summed as bytes) ran 11-17% slower than haswell's 8-query kernel in the
+// IVF RaBitQ search on a Zen 4 (bench/RESULTS.md section 9).
+template <int Q>
 void fastscan_queries_skylake(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
                              const std::uint8_t* const* tables, std::size_t query0,
                              std::uint16_t* thresholds, FastScanEmit emit, void* context) {
@@ -38,18 +41,9 @@ void fastscan_queries_skylake(const std::uint8_t* blocks, std::size_t nblocks, s
             const __m512i low = _mm512_and_si512(codes_u8x64, nibble_u8x64);
             const __m512i high = _mm512_and_si512(_mm512_srli_epi16(codes_u8x64, 4), nibble_u8x64);
             for (int qi = 0; qi < Q; ++qi) {
-                const std::uint8_t* table = tables[qi] + g * (Compact ? 64 : 128);
-                auto tab = [&](int i) {  // the low (i = 0) or high (1) tables of pairs 2g, 2g+1
-                    if constexpr (Compact) {
-                        const __m512i two = _mm512_castsi256_si512(
-                            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(table + i * 32)));
-                        return _mm512_shuffle_i64x2(two, two, _MM_SHUFFLE(1, 1, 0, 0));
-                    } else {
-                        return _mm512_loadu_si512(table + i * 64);
-                    }
-                };
-                const __m512i r0 = _mm512_shuffle_epi8(tab(0), low);
-                const __m512i r1 = _mm512_shuffle_epi8(tab(1), high);
+                const std::uint8_t* table = tables[qi] + g * 128;  // low tables of pairs 2g, 2g+1, then high
+                const __m512i r0 = _mm512_shuffle_epi8(_mm512_loadu_si512(table), low);
+                const __m512i r1 = _mm512_shuffle_epi8(_mm512_loadu_si512(table + 64), high);
                 all_u16x32[qi] = _mm512_add_epi16(all_u16x32[qi], _mm512_add_epi16(r0, r1));
                 high_u16x32[qi] = _mm512_add_epi16(
                     high_u16x32[qi], _mm512_add_epi16(_mm512_srli_epi16(r0, 8), _mm512_srli_epi16(r1, 8)));
@@ -102,15 +96,14 @@ void fastscan1_u4_skylake(const std::uint8_t* blocks, std::size_t nblocks, std::
 }
 
 // Queries q .. q + n - 1 (n <= 4) in one pass.
-template <bool Compact>
 void fastscan_group_skylake(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
                             const std::uint8_t* const* tables, std::size_t q, std::size_t n,
                             std::uint16_t* thresholds, FastScanEmit emit, void* context) {
     switch (n) {
-        case 4: fastscan_queries_skylake<4, Compact>(blocks, nblocks, m4, tables, q, thresholds, emit, context); break;
-        case 3: fastscan_queries_skylake<3, Compact>(blocks, nblocks, m4, tables, q, thresholds, emit, context); break;
-        case 2: fastscan_queries_skylake<2, Compact>(blocks, nblocks, m4, tables, q, thresholds, emit, context); break;
-        case 1: fastscan_queries_skylake<1, Compact>(blocks, nblocks, m4, tables, q, thresholds, emit, context); break;
+        case 4: fastscan_queries_skylake<4>(blocks, nblocks, m4, tables, q, thresholds, emit, context); break;
+        case 3: fastscan_queries_skylake<3>(blocks, nblocks, m4, tables, q, thresholds, emit, context); break;
+        case 2: fastscan_queries_skylake<2>(blocks, nblocks, m4, tables, q, thresholds, emit, context); break;
+        case 1: fastscan_queries_skylake<1>(blocks, nblocks, m4, tables, q, thresholds, emit, context); break;
         default: break;
     }
 }
@@ -122,16 +115,8 @@ void fastscan_u4_skylake(const std::uint8_t* blocks, std::size_t nblocks, std::s
     for (std::size_t q = 0; q < nq; q += 4) {
         const std::size_t n = std::min<std::size_t>(4, nq - q);
         for (std::size_t j = 0; j < n; ++j) tables[j] = luts + (q + j) * m4 * 32;
-        fastscan_group_skylake<false>(blocks, nblocks, m4, tables, q, n, thresholds, emit, context);
+        fastscan_group_skylake(blocks, nblocks, m4, tables, q, n, thresholds, emit, context);
     }
-}
-
-void fastscan_tables_skylake(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
-                             const std::uint8_t* const* tables, std::size_t nq, std::uint16_t* thresholds,
-                             FastScanEmit emit, void* context) {
-    for (std::size_t q = 0; q < nq; q += 4)
-        fastscan_group_skylake<true>(blocks, nblocks, m4, tables + q, q, std::min<std::size_t>(4, nq - q), thresholds,
-                                     emit, context);
 }
 
 // Nearest centroid, register-blocked like a GEMM micro-kernel: P points x R vectors of 16
@@ -211,7 +196,6 @@ void nearest_f32_skylake(const float* x, std::size_t n, std::size_t d, const flo
 void register_pq_skylake(KernelTable& table) {
     table.pq.adc_u8 = adc_u8_rows;
     table.pq.fastscan_u4 = fastscan_u4_skylake;
-    table.pq.fastscan_tables_u4 = fastscan_tables_skylake;
     table.pq.fastscan1_u4 = fastscan1_u4_skylake;
     table.pq.nearest_f32 = nearest_f32_skylake;
 }
