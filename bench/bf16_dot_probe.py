@@ -140,7 +140,8 @@ def precision(so) -> None:
         cells = [f"{worst[k]:7.3g} abs {worst_abs[k]:7.1e}".rjust(24) for k in range(len(KERNELS))]
         print(f"{name:20} " + "  ".join(cells))
         print(f"{'  d over (no 1e-6)':20} " + "  ".join(
-            (",".join(map(str, sorted(s))) or "none")[:24].rjust(24) for s in fail_small_d))
+            ("all" if len(s) == len(dims) else ",".join(map(str, sorted(s))) or "none")[:24].rjust(24)
+            for s in fail_small_d))
 
 
 def main() -> None:
