@@ -232,6 +232,73 @@ def tier_worker(repeat: int) -> dict:
     return out
 
 
+def paired_table(repeat: int) -> None:
+    """Every tier's simdex in ONE process, the tiers taking turns round by round (force_simd;
+    indexes are built per tier, as they capture their kernels): per-process timing noise on a
+    shared VM (up to ~1.5x between processes) cancels out of the ratios, which separate
+    worker processes cannot promise."""
+    from simdex.kernels import force_simd
+
+    tiers = sx.kernels.available_levels()
+    data = sx.io.load_ann_benchmarks(DEV)
+    x = sx.kernels.normalize(data.train)
+    q = sx.kernels.normalize(data.test)
+    d = x.shape[1]
+    rng = np.random.default_rng(1)
+    codes = rng.integers(0, 256, (200_000, 32), dtype=np.uint8)
+    cq = rng.integers(0, 256, (300, 32), dtype=np.uint8)
+    workloads: dict[str, dict[str, object]] = {}  # workload -> tier -> fn (runs at that tier)
+
+    def at(tier, fn):
+        def run():
+            with force_simd(tier):
+                return fn()
+        return run
+
+    workloads["exact top-10, 200 q x 60k x 384"] = {
+        t: at(t, lambda: sx.knn(q[:200], x, 10, "ip", threads=1)) for t in tiers}
+    workloads["one-query scan, 20 x (1 q x 60k x 384)"] = {
+        t: at(t, lambda: [sx.knn(q[i], x, 10, "ip", threads=1) for i in range(20)]) for t in tiers}
+    hamming = {}
+    for t in tiers:
+        with force_simd(t):
+            hamming[t] = sx.FlatIndex(256, "hamming")
+            hamming[t].add(codes)
+    workloads["hamming top-10, 300 q x 200k x 256 bit"] = {
+        t: at(t, lambda t=t: hamming[t].search(cq, 10, threads=1)) for t in tiers}
+    for label, m, nbits, nq in (("PQ48x8 ADC", 48, 8, 200), ("PQ64x4 fast-scan", 64, 4, 1000)):
+        trained = sx.PQIndex(d, m, nbits=nbits, metric="ip")
+        trained.train(x[::4])
+        pq = {}
+        for t in tiers:
+            with force_simd(t):
+                pq[t] = sx.PQIndex(d, m, nbits=nbits, metric="ip")
+                pq[t].pq.codebooks = trained.pq.codebooks
+                pq[t].add(x)
+        workloads[f"{label}, {nq} q x 60k"] = {
+            t: at(t, lambda t=t, nq=nq, pq=pq: pq[t].search(q[:nq], 10, threads=1)) for t in tiers}
+    hnsw = {}
+    for t in tiers:
+        with force_simd(t):
+            hnsw[t] = sx.HNSWIndex(d, "ip", M=16, ef_construction=100)
+            hnsw[t].add(x[:10_000], threads=1)
+            hnsw[t].ef = 24
+    workloads["HNSW ef=24, 300 single queries, 10k x 384"] = {
+        t: at(t, lambda t=t: [hnsw[t].search(q[i], 10, threads=1) for i in range(300)]) for t in tiers}
+
+    rounds = 4 * repeat
+    print(f"\n### Every tier in one process ({', '.join(tiers)}; detected {sx._core.detected_level()}), "
+          f"1 thread, CPU time, median of {rounds} interleaved rounds\n")
+    print("| workload | " + " | ".join(f"{t} ms" for t in tiers) + " | "
+          + " | ".join(f"{b} / {a}" for a, b in zip(tiers, tiers[1:])) + " |")
+    print("|---|" + "---:|" * (2 * len(tiers) - 1))
+    for name, fns in workloads.items():
+        times = interleaved([fns[t] for t in tiers], rounds, 1)
+        steps = [f"{below / t:.2f}x" for below, t in zip(times, times[1:])]
+        print(f"| {name} | " + " | ".join(f"{1e3 * t:.1f}" for t in times) + " | " + " | ".join(steps) + " |",
+              flush=True)
+
+
 def interleaved(fns: list, rounds: int, calls: int) -> list[float]:
     """Median CPU seconds per call of each fn, the fns taking turns round by round (so a
     burst of load on the shared box hits every library alike)."""
@@ -281,6 +348,8 @@ def tiers_table(repeat: int, parts: str) -> None:
     tiers = sx.kernels.available_levels()
     if "small" in parts.split(","):
         small_table(tiers, repeat)
+    if "paired" in parts.split(","):
+        paired_table(repeat)
     if "tiers" not in parts.split(","):
         return
     print(f"\n### Every tier this CPU runs ({', '.join(tiers)}; detected {sx._core.detected_level()}), "
@@ -331,7 +400,7 @@ def main() -> None:
     p.add_argument("--skip-hamming", action="store_true")
     p.add_argument("--skip-pairs", action="store_true")
     p.add_argument("--tiers", action="store_true", help="every tier side by side, and small calls")
-    p.add_argument("--parts", default="small,tiers", help="with --tiers: small, tiers or both")
+    p.add_argument("--parts", default="small,tiers", help="with --tiers: small, tiers, paired (every tier in one process), comma-separated")
     p.add_argument("--worker", choices=("tiers", "small"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
