@@ -86,15 +86,22 @@ inline __m512i top_halves(__m512 a, __m512 b) {
     return _mm512_permutex2var_epi16(_mm512_castps_si512(a), idx, _mm512_castps_si512(b));
 }
 
+// q[j .. j + 32) as two registers, zeros past d.
+inline void load32(const float* q, std::size_t d, std::size_t j, __m512& a, __m512& b) {
+    const std::size_t left = d - j;
+    const __mmask16 m0 = left >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << left) - 1u);
+    const __mmask16 m1 = left >= 32   ? 0xFFFF
+                         : left <= 16 ? 0
+                                      : static_cast<__mmask16>((1u << (left - 16)) - 1u);
+    a = _mm512_maskz_loadu_ps(m0, q + j);
+    b = _mm512_maskz_loadu_ps(m1, q + j + 16);
+}
+
 void split(const float* q, std::size_t d, Parts& p) {
     const __m512 hi = _mm512_castsi512_ps(_mm512_set1_epi32(static_cast<int>(0xFFFF0000u)));
     for (std::size_t j = 0; j < d; j += 32) {
-        const std::size_t left = d - j;
-        const __mmask16 m0 = left >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << left) - 1u);
-        const __mmask16 m1 = left >= 32   ? 0xFFFF
-                             : left <= 16 ? 0
-                                          : static_cast<__mmask16>((1u << (left - 16)) - 1u);
-        const __m512 a = _mm512_maskz_loadu_ps(m0, q + j), b = _mm512_maskz_loadu_ps(m1, q + j + 16);
+        __m512 a, b;
+        load32(q, d, j, a, b);
         const __m512 ha = _mm512_and_ps(a, hi), hb = _mm512_and_ps(b, hi);
         const __m512 ra = _mm512_sub_ps(a, ha), rb = _mm512_sub_ps(b, hb);  // exact
         const __m512 ma = _mm512_and_ps(ra, hi), mb = _mm512_and_ps(rb, hi);
@@ -199,12 +206,8 @@ void deinterleave(const float* q, std::size_t d, EvenOdd& eo) {
     const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
     for (std::size_t j = 0; j < d; j += 32) {
-        const std::size_t left = d - j;
-        const __mmask16 m0 = left >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << left) - 1u);
-        const __mmask16 m1 = left >= 32   ? 0xFFFF
-                             : left <= 16 ? 0
-                                          : static_cast<__mmask16>((1u << (left - 16)) - 1u);
-        const __m512 a = _mm512_maskz_loadu_ps(m0, q + j), b = _mm512_maskz_loadu_ps(m1, q + j + 16);
+        __m512 a, b;
+        load32(q, d, j, a, b);
         _mm512_store_ps(eo.e + j / 2, _mm512_permutex2var_ps(a, even, b));
         _mm512_store_ps(eo.o + j / 2, _mm512_permutex2var_ps(a, odd, b));
     }
