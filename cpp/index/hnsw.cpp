@@ -69,6 +69,7 @@ struct HnswWorker {
         kbest[i] = d;
     }
     std::vector<std::uint8_t> code_levels, lut, code_pass;
+    std::vector<std::uint64_t> code_planes;  // the query levels' bit planes (estimate_own)
     std::vector<std::uint16_t> sums;
     std::vector<float> buffer_distances;      // graph over codes: the candidate buffer
     std::vector<std::int64_t> buffer_slots;
@@ -457,10 +458,11 @@ const std::uint32_t* HnswGraph::read_links(std::uint32_t slot, int level, HnswWo
 
 // Searches (not kLocked) skip nodes scored before in this descent (w.visited, epoch set by
 // the caller): a node once no closer than the current one never is later (the current
-// distance only drops), so the result is the same with fewer distances.
-template <bool kLocked>
-void HnswGraph::greedy(const PreparedQuery& q, std::uint32_t& cur, float& cur_distance, int level,
-                       HnswWorker& w) const {
+// distance only drops), so the result is the same with fewer distances. `fetch(slot)` starts
+// loading what `score(slot)` reads, for all the unseen neighbours before any is scored.
+template <bool kLocked, class Score, class Fetch>
+void HnswGraph::descend(std::uint32_t& cur, float& cur_distance, int level, HnswWorker& w, Score score,
+                        Fetch fetch) const {
     for (bool changed = true; changed;) {
         changed = false;
         std::size_t n;
@@ -475,15 +477,11 @@ void HnswGraph::greedy(const PreparedQuery& q, std::uint32_t& cur, float& cur_di
             list = todo;
             n = m;
         }
-        for (std::size_t i = 0; i < n; ++i) {  // all rows' misses in flight at once
-            if (list[i] >= capacity_) continue;  // see read_links
-            const std::uint8_t* r = row(list[i]);
-            prefetch(r);
-            prefetch_rest(r, spec_.row_bytes, false);
-        }
+        for (std::size_t i = 0; i < n; ++i)  // all misses in flight at once
+            if (list[i] < capacity_) fetch(list[i]);  // see read_links
         for (std::size_t i = 0; i < n; ++i) {
             if (list[i] >= capacity_) continue;
-            float d = distance(q, row(list[i]));
+            const float d = score(list[i]);
             if (d < cur_distance) {
                 cur_distance = d;
                 cur = list[i];
@@ -491,6 +489,40 @@ void HnswGraph::greedy(const PreparedQuery& q, std::uint32_t& cur, float& cur_di
             }
         }
     }
+}
+
+template <bool kLocked>
+void HnswGraph::greedy(const PreparedQuery& q, std::uint32_t& cur, float& cur_distance, int level,
+                       HnswWorker& w) const {
+    descend<kLocked>(
+        cur, cur_distance, level, w, [&](std::uint32_t s) { return distance(q, row(s)); },
+        [&](std::uint32_t s) {
+            const std::uint8_t* r = row(s);
+            prefetch(r);
+            prefetch_rest(r, spec_.row_bytes, false);
+        });
+}
+
+// A node's estimate from its own code (sign plane and factors: 76 bytes at D = 512 where its
+// row is 1.5 kB): the integer sum <levels, bits> the fast-scan tables would give, by popcounts
+// against the query's level planes (prepare_code_query), in estimate_block's formula.
+float HnswGraph::estimate_own(std::uint32_t slot, const HnswWorker& w) const {
+    const GraphCodes& c = *codes_;
+    const std::uint8_t* code = own_code(slot);
+    const std::size_t words = c.quantizer.words(), bits = static_cast<std::size_t>(c.quantizer.query_bits());
+    const std::uint64_t* planes = w.code_planes.data();
+    std::uint64_t count = 0, sum = 0;
+    for (std::size_t i = 0; i < words; ++i) {
+        std::uint64_t word;
+        std::memcpy(&word, code + 8 * i, 8);
+        count += static_cast<std::uint64_t>(__builtin_popcountll(word));
+        for (std::size_t b = 0; b < bits; ++b)
+            sum += static_cast<std::uint64_t>(__builtin_popcountll(word & planes[b * words + i])) << b;
+    }
+    float f[3];  // ||r||^2, scale, error (bits = 1)
+    std::memcpy(f, code + c.quantizer.code_bytes(), sizeof f);
+    const float inner = w.code.lo * static_cast<float>(count) + w.code.delta * static_cast<float>(sum) - w.code.half_sum;
+    return c.factor_count == 4 ? f[0] + w.code.constant - 2.0f * f[1] * inner : w.code.constant - f[1] * inner;
 }
 
 // The unvisited neighbours of `slot` at `level` into w.todo (returns how many), marked
@@ -1176,6 +1208,22 @@ void HnswGraph::prepare_code_query(const float* query, HnswWorker& w) const {
         levels[i] = static_cast<std::uint8_t>(level);
         total += static_cast<std::uint32_t>(level);
     }
+    // the levels' bit planes (estimate_own): bit i % 64 of word b * words + i / 64 = bit b of
+    // level i, eight levels at a time (bit b of each byte gathered into one byte by a multiply,
+    // as walk_codes_pool does with its pass bytes)
+    static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "levels are read as little-endian words");
+    const std::size_t words = quantizer.words(), bits = static_cast<std::size_t>(quantizer.query_bits());
+    w.code_planes.resize(bits * words);
+    for (std::size_t b = 0; b < bits; ++b)
+        for (std::size_t word = 0; word < words; ++word) {
+            std::uint64_t plane = 0;
+            for (std::size_t byte = 0; byte < 8; ++byte) {
+                std::uint64_t eight;
+                std::memcpy(&eight, levels + word * 64 + byte * 8, 8);
+                plane |= ((((eight >> b) & 0x0101010101010101ull) * 0x0102040810204080ull) >> 56) << (8 * byte);
+            }
+            w.code_planes[b * words + word] = plane;
+        }
     std::uint8_t* lut = w.lut.data();
     U8x16 mask[4];
     for (int b = 0; b < 4; ++b) std::memcpy(&mask[b], kNibbleMasks.m[b], 16);
@@ -1415,16 +1463,15 @@ void HnswGraph::walk_codes(std::uint32_t entry, float entry_distance, std::size_
     }
 }
 
-// Level 0 of a graph over codes from `entry` (reached by the exact descent): a walk on
-// estimates, then the exact distances of the candidates it kept (see hnsw.hpp, GraphCodes).
+// Level 0 of a graph over codes from `entry` (reached by the descent: on the nodes' own codes
+// with fast-scan, whose query search_one has prepared; exact otherwise): a walk on estimates,
+// then the exact distances of the candidates it kept (see hnsw.hpp, GraphCodes).
 void HnswGraph::search_codes(const PreparedQuery& q, const float* query, std::uint32_t entry, float entry_distance,
                              std::size_t k, std::size_t ef, std::size_t code_buffer, const SlotFilter* mask,
                              HnswWorker& w, float* out_distances, std::int64_t* out_ids) const {
     const std::size_t window = std::max(ef, k);
     const std::size_t size = std::max(code_buffer == 0 ? 2 * window : code_buffer, k);
-    if (codes_->fastscan)
-        prepare_code_query(query, w);
-    else
+    if (!codes_->fastscan)  // (fast-scan queries are prepared by search_one, for its descent)
         codes_->quantizer.prepare(scorer_.kernels(), query, codes_->centre_ptr(), codes_->metric, w.rabitq);
     TopK top(k);
     std::size_t rows = 0;  // candidates still to score exactly, into w.buffer_slots
@@ -1528,11 +1575,29 @@ void HnswGraph::search_one(const void* query, std::size_t k, std::size_t ef, con
     const std::uint64_t top = top_.load(std::memory_order_acquire);
     if (static_cast<std::uint32_t>(top) != kNone) {
         std::uint32_t cur = static_cast<std::uint32_t>(top);
-        float cur_distance = distance(q, row(cur));
         w.new_epoch(capacity_);  // greedy's seen nodes
         w.visit(cur);
         if (w.todo.size() < std::max(M_, M0_)) w.todo.resize(std::max(M_, M0_));
-        for (int l = static_cast<int>(top >> 32) - 1; l > 0; --l) greedy<false>(q, cur, cur_distance, l, w);
+        const int top_level = static_cast<int>(top >> 32);
+        if (codes_ && codes_->fastscan) {
+            // The upper levels on the nodes' own codes (76 bytes per node scored instead of a
+            // 1.5 kB row); level 0 starts from the node the descent ends at, exact distance.
+            prepare_code_query(static_cast<const float*>(raw), w);
+            float estimate = estimate_own(cur, w);
+            for (int l = top_level - 1; l > 0; --l)
+                descend<false>(
+                    cur, estimate, l, w, [&](std::uint32_t s) { return estimate_own(s, w); },
+                    [&](std::uint32_t s) {
+                        const std::uint8_t* code = own_code(s);
+                        prefetch(code);
+                        prefetch(code + codes_->code_bytes - 1);
+                    });
+            search_codes(q, static_cast<const float*>(raw), cur, distance(q, row(cur)), k, ef, code_buffer, mask,
+                         w, out_distances, out_ids);
+            return;
+        }
+        float cur_distance = distance(q, row(cur));
+        for (int l = top_level - 1; l > 0; --l) greedy<false>(q, cur, cur_distance, l, w);
         if (codes_) {
             search_codes(q, static_cast<const float*>(raw), cur, cur_distance, k, ef, code_buffer, mask, w,
                          out_distances, out_ids);
