@@ -509,16 +509,8 @@ void HnswGraph::greedy(const PreparedQuery& q, std::uint32_t& cur, float& cur_di
 float HnswGraph::estimate_own(std::uint32_t slot, const HnswWorker& w) const {
     const GraphCodes& c = *codes_;
     const std::uint8_t* code = own_code(slot);
-    const std::size_t words = c.quantizer.words(), bits = static_cast<std::size_t>(c.quantizer.query_bits());
-    const std::uint64_t* planes = w.code_planes.data();
-    std::uint64_t count = 0, sum = 0;
-    for (std::size_t i = 0; i < words; ++i) {
-        std::uint64_t word;
-        std::memcpy(&word, code + 8 * i, 8);
-        count += static_cast<std::uint64_t>(__builtin_popcountll(word));
-        for (std::size_t b = 0; b < bits; ++b)
-            sum += static_cast<std::uint64_t>(__builtin_popcountll(word & planes[b * words + i])) << b;
-    }
+    std::uint64_t count, sum;
+    plane_counts(code, w.code_planes.data(), c.quantizer.words(), c.quantizer.query_bits(), count, sum);
     float f[3];  // ||r||^2, scale, error (bits = 1)
     std::memcpy(f, code + c.quantizer.code_bytes(), sizeof f);
     const float inner = w.code.lo * static_cast<float>(count) + w.code.delta * static_cast<float>(sum) - w.code.half_sum;
@@ -1208,22 +1200,8 @@ void HnswGraph::prepare_code_query(const float* query, HnswWorker& w) const {
         levels[i] = static_cast<std::uint8_t>(level);
         total += static_cast<std::uint32_t>(level);
     }
-    // the levels' bit planes (estimate_own): bit i % 64 of word b * words + i / 64 = bit b of
-    // level i, eight levels at a time (bit b of each byte gathered into one byte by a multiply,
-    // as walk_codes_pool does with its pass bytes)
-    static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "levels are read as little-endian words");
-    const std::size_t words = quantizer.words(), bits = static_cast<std::size_t>(quantizer.query_bits());
-    w.code_planes.resize(bits * words);
-    for (std::size_t b = 0; b < bits; ++b)
-        for (std::size_t word = 0; word < words; ++word) {
-            std::uint64_t plane = 0;
-            for (std::size_t byte = 0; byte < 8; ++byte) {
-                std::uint64_t eight;
-                std::memcpy(&eight, levels + word * 64 + byte * 8, 8);
-                plane |= ((((eight >> b) & 0x0101010101010101ull) * 0x0102040810204080ull) >> 56) << (8 * byte);
-            }
-            w.code_planes[b * words + word] = plane;
-        }
+    w.code_planes.resize(static_cast<std::size_t>(quantizer.query_bits()) * quantizer.words());
+    level_planes(levels, D, quantizer.query_bits(), w.code_planes.data());  // for estimate_own
     std::uint8_t* lut = w.lut.data();
     U8x16 mask[4];
     for (int b = 0; b < 4; ++b) std::memcpy(&mask[b], kNibbleMasks.m[b], 16);

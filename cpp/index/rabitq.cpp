@@ -11,14 +11,24 @@
 
 namespace simdex {
 
-namespace {
-
-inline std::uint64_t load_word(const std::uint8_t* p) {
-    std::uint64_t w;
-    std::memcpy(&w, p, 8);
-    return w;
+// Eight levels at a time: bit k of each byte of a little-endian word gathered into one byte
+// by a multiply (byte j of ((w >> k) & 0x01..01) * 0x0102040810204080 lands in bit 56 + j).
+void level_planes(const std::uint8_t* levels, std::size_t D, int bits, std::uint64_t* planes) {
+    static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "levels are read as little-endian words");
+    const std::size_t words = D / 64;
+    for (std::size_t k = 0; k < static_cast<std::size_t>(bits); ++k)
+        for (std::size_t w = 0; w < words; ++w) {
+            std::uint64_t plane = 0;
+            for (std::size_t byte = 0; byte < 8; ++byte) {
+                std::uint64_t eight;
+                std::memcpy(&eight, levels + w * 64 + byte * 8, 8);
+                plane |= ((((eight >> k) & 0x0101010101010101ull) * 0x0102040810204080ull) >> 56) << (8 * byte);
+            }
+            planes[k * words + w] = plane;
+        }
 }
 
+namespace {
 
 // Error at eps0 = 1 of an estimate with level factors (scale, err): the code's error
 // m * err * ||q|| and the query rounding's, m * scale * ||xbar|| * delta / sqrt(12)
@@ -241,15 +251,16 @@ void RaBitQ::prepare_rotated(const double* rotated_query, const double* rotated_
     const double levels = std::pow(2.0, query_bits_) - 1.0;
     out.lo = lo;
     out.delta = hi > lo ? (hi - lo) / levels : 0.0;
-    out.planes.assign(static_cast<std::size_t>(query_bits_) * W, 0);
+    std::vector<std::uint8_t> quantised(D);
     std::uint64_t total = 0;
     for (std::size_t i = 0; i < D; ++i) {
         const std::uint64_t level =
             out.delta > 0 ? static_cast<std::uint64_t>(std::min(levels, std::nearbyint((out.rotated[i] - lo) / out.delta))) : 0;
         total += level;
-        for (int k = 0; k < query_bits_; ++k)
-            if ((level >> k) & 1) out.planes[k * W + (i >> 6)] |= std::uint64_t{1} << (i & 63);
+        quantised[i] = static_cast<std::uint8_t>(level);  // query_bits <= 8
     }
+    out.planes.resize(static_cast<std::size_t>(query_bits_) * W);
+    level_planes(quantised.data(), D, query_bits_, out.planes.data());
     out.sum = static_cast<double>(D) * lo + out.delta * static_cast<double>(total);
 }
 
@@ -261,14 +272,8 @@ void RaBitQ::factors_of(const std::uint8_t* row, float* out) const {
 
 // <plane, quantised q> = lo * popcount(plane) + delta * sum_k 2^k popcount(plane & qplane_k)
 double RaBitQ::plane_product(const RaBitQQuery& q, const std::uint8_t* bytes) const {
-    const std::size_t W = words();
-    std::uint64_t count = 0, dot = 0;
-    for (std::size_t w = 0; w < W; ++w) {
-        const std::uint64_t word = load_word(bytes + 8 * w);
-        count += static_cast<std::uint64_t>(__builtin_popcountll(word));
-        for (int k = 0; k < query_bits_; ++k)
-            dot += static_cast<std::uint64_t>(__builtin_popcountll(word & q.planes[k * W + w])) << k;
-    }
+    std::uint64_t count, dot;
+    plane_counts(bytes, q.planes.data(), words(), query_bits_, count, dot);
     return q.lo * static_cast<double>(count) + q.delta * static_cast<double>(dot);
 }
 

@@ -35,6 +35,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "index/scorer.hpp"
@@ -94,6 +95,25 @@ struct RaBitQEstimate {
     float distance;
     float error;
 };
+
+// Query bit planes from quantised levels (D a multiple of 64, levels < 2^bits <= 256):
+// bit i % 64 of planes[k * (D / 64) + i / 64] = bit k of levels[i].
+void level_planes(const std::uint8_t* levels, std::size_t D, int bits, std::uint64_t* planes);
+
+// The integer product of a code plane (words x 64 bits, as bytes) with quantised query levels
+// given as their bit planes: count = popcount(plane), dot = sum_k 2^k popcount(plane & planes_k).
+inline void plane_counts(const std::uint8_t* plane, const std::uint64_t* planes, std::size_t words, int bits,
+                         std::uint64_t& count, std::uint64_t& dot) {
+    count = dot = 0;
+    for (std::size_t w = 0; w < words; ++w) {
+        std::uint64_t word;
+        std::memcpy(&word, plane + 8 * w, 8);
+        count += static_cast<std::uint64_t>(__builtin_popcountll(word));
+        for (int k = 0; k < bits; ++k)
+            dot += static_cast<std::uint64_t>(__builtin_popcountll(word & planes[static_cast<std::size_t>(k) * words + w]))
+                   << k;
+    }
+}
 
 class RaBitQ {
    public:
