@@ -192,7 +192,7 @@ class HnswHandle {
         std::shared_lock<std::shared_mutex> ids_lock = g.lock_ids();  // one snapshot: no remove meanwhile
         std::size_t n = g.slot_count();
         py::array_t<std::uint8_t> blocks({n, g.block_bytes()});
-        if (n) std::memcpy(blocks.mutable_data(), g.blocks(), n * g.block_bytes());
+        g.copy_blocks(blocks.mutable_data());
         py::array_t<std::int32_t> levels(n);
         if (n) std::memcpy(levels.mutable_data(), g.levels(), n * 4);
         IdArray ids(n);

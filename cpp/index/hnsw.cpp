@@ -188,7 +188,8 @@ HnswGraph::HnswGraph(const KernelTable& table, const StoreSpec& spec, std::size_
     links_offset_ = round_up(block_row_bytes, 4);
     block_bytes_ = links_offset_ + 4 * (1 + M0_);
     block_bytes_ = round_up(block_bytes_, block_row_bytes >= 256 ? 64 : 16);
-    row_stride_ = external_ ? spec.row_bytes : block_bytes_;
+    stride_ = block_bytes_;
+    row_stride_ = external_ ? spec.row_bytes : stride_;
     point_rows();
     if (spec.storage == Storage::u8) {
         lo_.assign(spec.dim, 0.0f);
@@ -217,21 +218,6 @@ void HnswGraph::set_ranges(const float* lo, const float* scale) {
 void HnswGraph::set_int8_queries(bool on) {
     if (slot_count_ != 0) throw std::invalid_argument("set_int8_queries: the index already holds vectors");
     scorer_.set_int8_queries(on);
-}
-
-CodeBlocks::~CodeBlocks() { std::free(data); }
-
-void CodeBlocks::resize(std::size_t n) {
-    if (n == bytes) return;
-    std::uint8_t* grown = n ? allocate_rows(n) : nullptr;
-    if (grown) {
-        const std::size_t kept = std::min(n, bytes);
-        if (kept) std::memcpy(grown, data, kept);
-        std::memset(grown + kept, 0, n - kept);
-    }
-    std::free(data);
-    data = grown;
-    bytes = n;
 }
 
 void HnswGraph::enable_codes(const RaBitQ& quantizer, const float* centre) {
@@ -270,12 +256,25 @@ void HnswGraph::enable_codes(const RaBitQ& quantizer, const float* centre) {
     } else {
         codes_->node_bytes = M0_ * codes_->code_bytes;
     }
-    resize_codes(capacity_);
+    // each slot's neighbour block goes right before its node block (the graph is empty: the
+    // allocation, if any, is made again with the new stride)
+    codes_front_ = round_up(codes_->node_bytes, 64);
+    stride_ = round_up(codes_front_ + block_bytes_, 64);
+    if (!external_) row_stride_ = stride_;
+    std::free(owned_);
+    owned_ = capacity_ ? allocate_rows(capacity_ * stride_) : nullptr;
+    if (owned_) std::memset(owned_, 0, capacity_ * stride_);
+    blocks_ = owned_ ? owned_ + codes_front_ : nullptr;
+    point_rows();
+    codes_->own.resize(capacity_ * codes_->code_bytes);
 }
 
-void HnswGraph::resize_codes(std::size_t capacity) {
-    codes_->own.resize(capacity * codes_->code_bytes);
-    codes_->neighbours.resize(capacity * codes_->node_bytes);
+void HnswGraph::copy_blocks(std::uint8_t* out) const {
+    if (stride_ == block_bytes_) {
+        if (slot_count_) std::memcpy(out, blocks_, slot_count_ * block_bytes_);
+        return;
+    }
+    for (std::size_t s = 0; s < slot_count_; ++s) std::memcpy(out + s * block_bytes_, blocks_ + s * stride_, block_bytes_);
 }
 
 void HnswGraph::encode_code(std::uint32_t slot) {
@@ -286,7 +285,7 @@ void HnswGraph::encode_code(std::uint32_t slot) {
 void HnswGraph::sync_codes(std::uint32_t slot) {
     const std::uint32_t* list = links(slot, 0);
     const std::size_t cb = codes_->code_bytes, n = std::min<std::size_t>(list[0], M0_);
-    std::uint8_t* block = codes_->neighbours.data + static_cast<std::size_t>(slot) * codes_->node_bytes;
+    std::uint8_t* block = const_cast<std::uint8_t*>(neighbour_codes(slot));  // (owned: codes are never borrowed)
     if (!codes_->fastscan) {
         for (std::size_t i = 0; i < n; ++i) std::memcpy(block + i * cb, own_code(list[i + 1]), cb);
         return;
@@ -313,11 +312,11 @@ void HnswGraph::sync_codes(std::uint32_t slot) {
 }
 
 std::size_t HnswGraph::nbytes() const {
-    std::size_t total = capacity_ * (block_bytes_ + sizeof(std::int32_t) + 1 +
+    std::size_t total = capacity_ * (stride_ + sizeof(std::int32_t) + 1 +
                                      sizeof(std::vector<std::uint32_t>));
     for (std::size_t s = 0; s < slot_count_; ++s) total += upper_[s].capacity() * 4;
     if (codes_)
-        total += codes_->own.capacity() + codes_->neighbours.bytes + codes_->centre.size() * 4;
+        total += codes_->own.capacity() + codes_->centre.size() * 4;  // (neighbour blocks: in stride_)
     if (external_) total += external_->nbytes();  // a mapped file's rows are not in RAM
     return total + (lo_.size() + scale_.size()) * 4 + with_ids([](const IdMap& m) { return m.nbytes(); });
 }
@@ -328,13 +327,14 @@ void HnswGraph::reserve(std::size_t slots) {
         return;
     }
     std::size_t capacity = std::max<std::size_t>({slots, capacity_ + capacity_ / 2, 64});
-    std::uint8_t* grown = allocate_rows(capacity * block_bytes_);
-    const bool borrowed = blocks_ != owned_;
-    if (slot_count_) std::memcpy(grown, blocks_, slot_count_ * block_bytes_);
-    std::memset(grown + slot_count_ * block_bytes_, 0, (capacity - slot_count_) * block_bytes_);
+    std::uint8_t* grown = allocate_rows(capacity * stride_);
+    const bool borrowed = borrowed_blocks();
+    // (borrowed blocks have no codes in front: stride_ = block_bytes_, codes_front_ = 0)
+    if (slot_count_) std::memcpy(grown, blocks_ - codes_front_, slot_count_ * stride_);
+    std::memset(grown + slot_count_ * stride_, 0, (capacity - slot_count_) * stride_);
     std::free(owned_);
     owned_ = grown;
-    blocks_ = grown;
+    blocks_ = grown + codes_front_;
     point_rows();
     levels_.resize(capacity, -1);
     alive_.resize(capacity, 0);
@@ -348,19 +348,20 @@ void HnswGraph::reserve(std::size_t slots) {
                           std::memory_order_relaxed);
     indegree_ = std::move(indegree);
     capacity_ = capacity;
-    if (codes_) resize_codes(capacity);
+    if (codes_) codes_->own.resize(capacity * codes_->code_bytes);
     if (borrowed) drop_bad_links();
 }
 
 // Blocks borrowed from a memory-mapped file are read-only: copy them before a mutation.
 void HnswGraph::own_blocks() {
-    if (blocks_ == owned_ || slot_count_ == 0) return;
+    if (slot_count_ == 0 || !borrowed_blocks()) return;
+    // (borrowed: a graph without codes, stride_ = block_bytes_)
     std::size_t capacity = std::max<std::size_t>(capacity_, 64);
-    std::uint8_t* memory = allocate_rows(capacity * block_bytes_);
+    std::uint8_t* memory = allocate_rows(capacity * stride_);
     std::free(owned_);
     owned_ = memory;
-    std::memcpy(owned_, blocks_, slot_count_ * block_bytes_);
-    std::memset(owned_ + slot_count_ * block_bytes_, 0, (capacity - slot_count_) * block_bytes_);
+    std::memcpy(owned_, blocks_, slot_count_ * stride_);
+    std::memset(owned_ + slot_count_ * stride_, 0, (capacity - slot_count_) * stride_);
     blocks_ = owned_;
     point_rows();
     drop_bad_links();
@@ -390,7 +391,7 @@ void HnswGraph::drop_bad_links() {
 
 const std::uint32_t* HnswGraph::links(std::uint32_t slot, int level) const {
     if (level == 0)
-        return reinterpret_cast<const std::uint32_t*>(blocks_ + static_cast<std::size_t>(slot) * block_bytes_ +
+        return reinterpret_cast<const std::uint32_t*>(blocks_ + static_cast<std::size_t>(slot) * stride_ +
                                                       links_offset_);
     return upper_[slot].data() + static_cast<std::size_t>(level - 1) * (1 + M_);
 }
@@ -729,7 +730,7 @@ HnswGraph::PendingAdd HnswGraph::begin_add(const std::uint8_t* rows, const std::
     }
     // Rows are written up front; a node becomes reachable only once it is linked.
     for (std::size_t i = 0; i < n; ++i) {
-        std::uint8_t* block = blocks_ + static_cast<std::size_t>(p.slots[i]) * block_bytes_;
+        std::uint8_t* block = blocks_ + static_cast<std::size_t>(p.slots[i]) * stride_;
         if (!external_) std::memcpy(block, rows + i * spec_.row_bytes, spec_.row_bytes);
         std::memset(block + links_offset_, 0, 4 * (1 + M0_));
         idmap_.bind(p.slots[i], ids[i]);
@@ -1699,6 +1700,7 @@ void HnswGraph::restore(const std::uint8_t* blocks, bool borrow, std::size_t slo
     std::vector<std::uint8_t> in_graph(slot_count);
     for (std::size_t s = 0; s < slot_count; ++s) in_graph[s] = levels[s] >= 0;
     idmap_.restore(ids, slot_count, in_graph.data());  // throws on duplicated ids
+    if (codes_) borrow = false;  // the node blocks are laid out with the codes in front
     if (borrow) {
         std::free(owned_);
         owned_ = nullptr;
@@ -1714,7 +1716,7 @@ void HnswGraph::restore(const std::uint8_t* blocks, bool borrow, std::size_t slo
         point_rows();
     } else {
         reserve(slot_count);
-        std::memcpy(blocks_, blocks, slot_count * block_bytes_);
+        for (std::size_t s = 0; s < slot_count; ++s) std::memcpy(blocks_ + s * stride_, blocks + s * block_bytes_, block_bytes_);
     }
     slot_count_ = slot_count;
     tombstones_ = 0;
@@ -1738,7 +1740,7 @@ void HnswGraph::restore(const std::uint8_t* blocks, bool borrow, std::size_t slo
     publish_top();
     insert_count_ = insert_count;
     if (codes_) {  // codes are derived from the rows, never read from a file
-        resize_codes(capacity_);
+        codes_->own.resize(capacity_ * codes_->code_bytes);
         const std::size_t threads = std::max(1u, std::thread::hardware_concurrency());
         const std::size_t chunk = 256, tasks = (slot_count + chunk - 1) / chunk;
         parallel_for(tasks, threads, [&](std::size_t task, std::size_t) {
