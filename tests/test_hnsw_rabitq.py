@@ -178,6 +178,33 @@ def test_save_load_and_pickle_give_the_same_answers(built, tmp_path):
     assert len(loaded) == 100 and loaded.bits == 2
 
 
+def test_codes_beside_node_blocks_stay_out_of_files(tmp_path):
+    # In memory each node's neighbour code block sits before its node block (one stride);
+    # saved, the node blocks are the float32 graph's, byte for byte, and a graph restored
+    # (copied or from a memory-mapped file) and then grown answers as one never saved.
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((700, 64)).astype(np.float32)
+    codes = sx.HNSWIndex(64, "l2", M=8, ef_construction=40, storage="rabitq", bits=1)
+    plain = sx.HNSWIndex(64, "l2", M=8, ef_construction=40)
+    for index in (codes, plain):
+        index.add(x[:500], threads=1)
+    np.testing.assert_array_equal(codes._core.state()["blocks"], plain._core.state()["blocks"])
+    path = tmp_path / "g.sdx"
+    codes.save(path)
+    again = tmp_path / "again.sdx"
+    sx.load(path).save(again)
+    assert path.read_bytes() == again.read_bytes()
+    q = rng.standard_normal((30, 64)).astype(np.float32)
+    codes.add(x[500:], threads=1)
+    want = codes.search(q, 10, ef=32)
+    for mmap in (False, True):
+        other = sx.load(path, mmap=mmap)
+        other.add(x[500:], threads=1)
+        got = other.search(q, 10, ef=32)
+        np.testing.assert_array_equal(got.ids, want.ids)
+        np.testing.assert_array_equal(got.distances, want.distances)
+
+
 def test_crafted_files_raise(built):
     params, arrays = built._state()
 
