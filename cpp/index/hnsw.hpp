@@ -98,11 +98,12 @@ struct HnswWorker;
 // RaBitQ code (own), and keeps the codes of its level-0 neighbours in link order beside its
 // link list, so expanding a node reads one contiguous block instead of one row per neighbour:
 //   own:        (capacity, code_bytes) uint8, the node's RaBitQ row (planes + factors)
-//   neighbours: (capacity, M0, code_bytes) uint8, neighbours[s, i] = own[links(s, 0)[i]]
+//   neighbours: (M0, code_bytes) uint8 per node, in front of its node block (stride_ below),
+//               neighbours[s, i] = own[links(s, 0)[i]]
 // The graph is the float32 graph, built with exact distances (the rows stay for exact
 // scoring). Searches descend the upper levels on the nodes' own codes when they are 1-bit
 // fast-scan codes (estimate_own: popcounts of the sign plane against the query's level
-// planes, the same integer sum as the nibble tables, 76 bytes read per node at D = 512 instead
+// planes, the same integer sum as the nibble tables, 60 bytes read per node at d = 384 instead
 // of a 1.5 kB row; level 0 starts from where it ends, with its exact distance), on exact
 // distances otherwise. Level 0, the window W = max(ef, k):
 //   * fast-scan codes (bits = 1), no filter and no tombstones: walk_codes_pool, after
