@@ -454,6 +454,35 @@ def test_ivf_cosine_cells(corpus):
         assert (by_id[ids[i][ids[i] >= 0]] == best[i]).all()
 
 
+@pytest.mark.parametrize("nprobe", [1, 3, 5, 12, 20, 31])
+def test_ivf_scans_exactly_the_nprobe_nearest_lists(corpus, nprobe):
+    """l2: a search scans the nprobe lists of smallest ||q - c|| (float64 reference), every
+    row of them and no other, one query at a time and in a batch (which picks its probes in
+    another order: the nearest two first, the others as a set)."""
+    x, q = corpus
+    x, q = x[:1200], q[:24]
+    index = sx.IVFRaBitQIndex(96, 32, bits=1, metric="l2").train(x)
+    index.add(x)
+    state = index._core.state()
+    by_id = np.empty(x.shape[0], dtype=np.int64)
+    by_id[state["ids"][state["slots"]]] = state["lists"]
+    sizes = np.bincount(by_id, minlength=32)
+    c = index.centroids.astype(np.float64)
+    d2 = ((q.astype(np.float64)[:, None, :] - c[None, :, :]) ** 2).sum(axis=2)
+    order = np.argsort(d2, axis=1)
+    batch = index.search(q, x.shape[0], nprobe=nprobe).ids
+    for i in range(q.shape[0]):
+        ranked = d2[i, order[i]]
+        if nprobe < 32 and ranked[nprobe] - ranked[nprobe - 1] < 1e-4 * ranked[nprobe]:
+            continue  # (a float32 near-tie at the boundary may go either way)
+        want = set(order[i, :nprobe].tolist())
+        single = index.search(q[i : i + 1], x.shape[0], nprobe=nprobe).ids[0]
+        for got in (batch[i], single):
+            got = got[got >= 0]
+            assert set(by_id[got].tolist()) <= want
+            assert got.size == sizes[sorted(want)].sum()
+
+
 @pytest.mark.parametrize("metric", ["l2", "cosine", "ip"])
 def test_ivf_lists_trained_as_rows_are_assigned(corpus, metric):
     """ip: the lists come from inner-product k-means (a point joins the centroid of largest

@@ -388,6 +388,20 @@ inline std::uint64_t probe_key(float score, std::size_t list) {
     return (static_cast<std::uint64_t>(u) << 32) | static_cast<std::uint32_t>(list);
 }
 
+// sum_i a[i] * b[i] (b = nullptr: sum_i a[i]) in double, as four interleaved partial sums: a
+// single running sum makes every add wait for the one before it (per query: <q, g> over dim
+// and the sum of R(q - g) over D).
+template <class A>
+double sum_products(const A* a, const float* b, std::size_t n) {
+    double part[4] = {0, 0, 0, 0};
+    std::size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (std::size_t j = 0; j < 4; ++j)
+            part[j] += static_cast<double>(a[i + j]) * (b ? static_cast<double>(b[i + j]) : 1.0);
+    for (; i < n; ++i) part[0] += static_cast<double>(a[i]) * (b ? static_cast<double>(b[i]) : 1.0);
+    return (part[0] + part[1]) + (part[2] + part[3]);
+}
+
 }  // namespace
 
 void RaBitQIndexCore::search(const float* queries, std::size_t nq, std::size_t k, std::size_t nprobe,
@@ -486,16 +500,13 @@ void RaBitQIndexCore::scan(const float* queries, std::size_t nq, std::size_t k, 
                 for (std::size_t l = 0; l < nlist(); ++l)
                     scores[l] = probe_key(static_cast<float>(centred_norms_[l]) - 2 * row[l], l);
             } else if (metric_ == Metric::cosine) {
-                double qg = 0;
-                for (std::size_t j = 0; j < dim; ++j) qg += static_cast<double>(query[j]) * centre_[j];
+                const double qg = sum_products(query, centre_.data(), dim);
                 for (std::size_t l = 0; l < nlist(); ++l)
                     scores[l] = probe_key(-static_cast<float>((row[l] + qg + centre_dots_[l]) * inverse_norms_[l]), l);
                 s.qg = qg;
             } else {
                 for (std::size_t l = 0; l < nlist(); ++l) scores[l] = probe_key(-row[l], l);
-                double qg = 0;
-                for (std::size_t j = 0; j < dim; ++j) qg += static_cast<double>(query[j]) * centre_[j];
-                s.qg = qg;
+                s.qg = sum_products(query, centre_.data(), dim);
             }
         } else {
             scores[0] = probe_key(0.0f, 0);
@@ -507,9 +518,9 @@ void RaBitQIndexCore::scan(const float* queries, std::size_t nq, std::size_t k, 
         if (nprobe * 8 <= nlist()) {
             std::partial_sort(scores.begin(), chosen, scores.end());
         } else {
-            if (nprobe < nlist()) std::nth_element(scores.begin(), chosen, scores.end());
+            select_smallest(scores.data(), nlist(), nprobe);
             const auto ordered = batched ? scores.begin() + static_cast<std::ptrdiff_t>(kSeed) : chosen;
-            if (ordered != chosen) std::nth_element(scores.begin(), ordered, chosen);
+            if (ordered != chosen) select_smallest(scores.data(), nprobe, kSeed);
             std::sort(scores.begin(), ordered);
         }
         // (with each probe's coarse score: the row of every query's scores is in cache now, not
@@ -527,8 +538,7 @@ void RaBitQIndexCore::scan(const float* queries, std::size_t nq, std::size_t k, 
         q_.prepare_rotated(s.rotated.data(), rotated_centre_.data(), 0.0, l2, s.prepared, q_.bits() > 1);
         s.lut.resize(m4 * 16);
         s.scale = table_->rabitq_tables(s.prepared.rotated.data(), m4, s.lut.data(), &s.bias, &s.smax);
-        s.sum_q = 0;
-        for (std::size_t i = 0; i < D; ++i) s.sum_q += s.prepared.rotated[i];
+        s.sum_q = sum_products(s.prepared.rotated.data(), nullptr, D);
         s.centred_norm2 = s.prepared.norm * s.prepared.norm;  // ||q - g||^2
         s.selection.emplace(candidates);
     };

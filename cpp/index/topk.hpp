@@ -141,8 +141,15 @@ class TopK {
         std::size_t pos = 0;
         for (std::size_t i = 0; i < span_; ++i) pos += dist_[i] <= distance;  // unused: +inf
         std::size_t n = kept_ == k_ ? k_ - 1 : kept_;
-        std::memmove(&dist_[pos + 1], &dist_[pos], (n - pos) * sizeof(float));
-        std::memmove(&ids_[pos + 1], &ids_[pos], (n - pos) * sizeof(std::int64_t));
+        // entries pos .. n - 1 move up one place (the one at n, if any, is dropped or +inf),
+        // element by element from the top: a new candidate mostly lands near the end, so a
+        // few moves instead of two library memmove calls per push (the empty asm hides the
+        // index from the compiler, which would otherwise turn the loop back into memmoves)
+        for (std::size_t i = n; i > pos; --i) {
+            dist_[i] = dist_[i - 1];
+            ids_[i] = ids_[i - 1];
+            asm("" : "+r"(i));
+        }
         dist_[pos] = distance;
         ids_[pos] = id;
         kept_ = n + 1;
@@ -193,6 +200,42 @@ class TopK {
     std::array<float, kSortedMax> dist_;
     std::array<std::int64_t, kSortedMax> ids_;
 };
+
+// Rearranges v[0, n) so that v[0, k) holds its k smallest values (in no particular order,
+// every one <= every value after them), as std::nth_element(v, v + k, v + n) leaves them.
+// Quickselect with branch-free partitions: over keys in random order every compare of a
+// selection is a coin flip for the branch predictor, and a mispredicted branch costs more
+// than the few moves a partition does without branching (the IVF probe choice: the 48
+// nearest of 256 lists per query). Values may repeat (each pass fixes one value's place).
+inline void select_smallest(std::uint64_t* v, std::size_t n, std::size_t k) {
+    if (k == 0 || k >= n) return;
+    const std::size_t target = k - 1;  // its value goes to v[target], smaller ones before it
+    std::size_t lo = 0, hi = n;        // v[target] belongs in [lo, hi)
+    while (hi - lo > 16) {
+        // the median of the first, middle and last value to v[hi - 1], the minimum to v[lo]
+        const std::size_t mid = lo + (hi - lo) / 2, last = hi - 1;
+        if (v[mid] < v[lo]) std::swap(v[mid], v[lo]);
+        if (v[last] < v[lo]) std::swap(v[last], v[lo]);
+        if (v[mid] < v[last]) std::swap(v[mid], v[last]);
+        const std::uint64_t pivot = v[last];
+        // [lo, store) < pivot <= [store, i): every value is swapped to store, which advances
+        // only past smaller ones (no branch on the compare)
+        std::size_t store = lo;
+        for (std::size_t i = lo; i < last; ++i) {
+            const std::uint64_t x = v[i];
+            v[i] = v[store];
+            v[store] = x;
+            store += x < pivot;
+        }
+        std::swap(v[store], v[last]);  // the pivot's own place
+        if (store == target) return;
+        if (target < store)
+            hi = store;
+        else
+            lo = store + 1;
+    }
+    std::sort(v + lo, v + hi);
+}
 
 }  // namespace simdex
 
