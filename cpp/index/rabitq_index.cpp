@@ -327,6 +327,9 @@ void update_threshold(ScanContext& c) {
 // One block of 32 rows: only the rows the kernel let through are estimated, each tested
 // against the selection's current limit (computing all 32 estimates side by side in a
 // vectorised loop first measured 1% slower: ~3 rows per call pass the kernel's bound).
+// (Full = c.full: B > 1 refines each row that can enter from its extended code; an instance
+// per level, so the 1-bit path has no test of it per row)
+template <bool Full>
 void scan_block(void* raw, std::size_t, std::size_t block, std::uint32_t mask, const std::uint16_t* sums) {
     ScanContext& c = *static_cast<ScanContext*>(raw);
     static const float no_shift[32] = {};
@@ -346,16 +349,18 @@ void scan_block(void* raw, std::size_t, std::size_t block, std::uint32_t mask, c
     std::uint32_t below = mask & (rows == 32 ? 0xffffffffu : ((1u << rows) - 1));
     c.stats->scanned += static_cast<std::uint64_t>(__builtin_popcount(below));
     std::uint8_t sign[1024];
+    bool pushed = false;
     for (; below; below &= below - 1) {
         const std::size_t r = static_cast<std::size_t>(__builtin_ctz(below));
         const float ip = (c.smax - static_cast<float>(sums[r])) * c.inv_scale + c.offset - shift1[r];
         const float estimate = c.base + c.add * first_term[r] - c.m * scale1[r] * ip;
-        const float key = c.full ? estimate - c.eps0 * error_of_row(r) : estimate;
+        const float key = Full ? estimate - c.eps0 * error_of_row(r) : estimate;
         if (!(key < c.selection->threshold())) continue;
         const std::uint32_t slot = c.slots[first + r];
         if (c.slot_allow ? !c.slot_allow[slot] : (c.filter && !c.filter->allows(slot))) continue;
-        if (!c.full) {
+        if constexpr (!Full) {
             c.selection->push(estimate, pack(slot, error_of_row(r)));
+            pushed = true;
             continue;
         }
         const std::uint8_t* b = c.blocks + block * c.P * 32 + byte_of_row(r);
@@ -369,13 +374,15 @@ void scan_block(void* raw, std::size_t, std::size_t block, std::uint32_t mask, c
         if (c.dots) e.distance -= first_term[r];
         ++c.stats->refined;
         c.selection->push(e.distance * c.half, pack(slot, e.error * c.half));
+        pushed = true;
     }
-    update_threshold(c);
+    if (pushed) update_threshold(c);  // (only a push moves the selection's limit)
 }
 
 // The callback of a kernel pass over several queries: context = their ScanContexts.
+template <bool Full>
 void scan_block_of(void* raw, std::size_t query, std::size_t block, std::uint32_t mask, const std::uint16_t* sums) {
-    scan_block(static_cast<ScanContext*>(raw) + query, query, block, mask, sums);
+    scan_block<Full>(static_cast<ScanContext*>(raw) + query, query, block, mask, sums);
 }
 
 // A list's probe score and its number as one integer in the order of the (score, list) pairs
@@ -624,7 +631,8 @@ void RaBitQIndexCore::scan(const float* queries, std::size_t nq, std::size_t k, 
         context(s, pi, st, &threshold, ctx);
         prefetch_list(list);
         const std::uint8_t* lut = s.lut.data();
-        table_->pq.fastscan_tables_u4(list.blocks.data(), (list.size() + 31) / 32, m4, &lut, 1, &threshold, scan_block, &ctx);
+        table_->pq.fastscan_tables_u4(list.blocks.data(), (list.size() + 31) / 32, m4, &lut, 1, &threshold,
+                                      q_.bits() > 1 ? scan_block<true> : scan_block<false>, &ctx);
     };
     // Candidates -> exact re-rank (or the estimates) -> user ids.
     auto finish = [&](QueryState& s, RaBitQStats& st) {
@@ -737,7 +745,7 @@ void RaBitQIndexCore::scan(const float* queries, std::size_t nq, std::size_t k, 
                         tables[j] = s.lut.data();
                     }
                     table_->pq.fastscan_tables_u4(list.blocks.data(), (list.size() + 31) / 32, m4, tables, g,
-                                                  thresholds, scan_block_of, ctxs);
+                                                  thresholds, q_.bits() > 1 ? scan_block_of<true> : scan_block_of<false>, ctxs);
                 }
             }
             for (std::size_t i = 0; i < count; ++i) finish(states[i], st);
