@@ -11,87 +11,17 @@ namespace {
 
 #include "kernels/pq/adc_u8.inc"
 
-// Q queries per pass over the blocks: the code nibbles are extracted once and used Q times.
-// tables[qi]: the tables of query query0 + qi. Bytes (fastscan_tables_u4): every table entry
-// is <= 63, so a group's four lookups are summed as bytes before widening (three byte adds
-// and one shift per group and query instead of six adds and four shifts: the shifts share
-// the shuffles' two ports), and the tables are compact (16 bytes each, broadcast to both
-// lanes by the load: 8 queries' tables take 12 kB of L1 instead of 24).
-template <int Q, bool Bytes = false>
-void fastscan_queries_haswell(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
-                           const std::uint8_t* const* tables, std::size_t query0,
-                           std::uint16_t* thresholds, FastScanEmit emit, void* context) {
-    const std::size_t groups = m4 / 4;
-    const __m256i nibble_u8x32 = _mm256_set1_epi8(0x0F);
-    alignas(32) std::uint16_t sums[32];
-    for (std::size_t b = 0; b < nblocks; ++b) {
-        const std::uint8_t* block = blocks + b * groups * 64;
-        __m256i all_u16x16[Q], high_u16x16[Q];
-        for (int qi = 0; qi < Q; ++qi) {
-            all_u16x16[qi] = _mm256_setzero_si256();
-            high_u16x16[qi] = _mm256_setzero_si256();
-        }
-        for (std::size_t g = 0; g < groups; ++g) {
-            const __m256i codes0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + g * 64));
-            const __m256i codes1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + g * 64 + 32));
-            const __m256i low0 = _mm256_and_si256(codes0, nibble_u8x32);
-            const __m256i low1 = _mm256_and_si256(codes1, nibble_u8x32);
-            const __m256i high0 = _mm256_and_si256(_mm256_srli_epi16(codes0, 4), nibble_u8x32);
-            const __m256i high1 = _mm256_and_si256(_mm256_srli_epi16(codes1, 4), nibble_u8x32);
-            for (int qi = 0; qi < Q; ++qi) {
-                const std::uint8_t* table = tables[qi] + g * (Bytes ? 64 : 128);
-                auto tab = [&](int i) {  // sub-space table i of the group, in both lanes
-                    if constexpr (Bytes)
-                        return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(table + i * 16)));
-                    else
-                        return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(table + i * 32));
-                };
-                __m256i r0 = _mm256_shuffle_epi8(tab(0), low0);
-                __m256i r1 = _mm256_shuffle_epi8(tab(1), low1);
-                __m256i r2 = _mm256_shuffle_epi8(tab(2), high0);
-                __m256i r3 = _mm256_shuffle_epi8(tab(3), high1);
-                if constexpr (Bytes) {
-                    const __m256i r = _mm256_add_epi8(_mm256_add_epi8(r0, r1), _mm256_add_epi8(r2, r3));
-                    all_u16x16[qi] = _mm256_add_epi16(all_u16x16[qi], r);
-                    high_u16x16[qi] = _mm256_add_epi16(high_u16x16[qi], _mm256_srli_epi16(r, 8));
-                } else {
-                    __m256i a = _mm256_add_epi16(_mm256_add_epi16(r0, r1), _mm256_add_epi16(r2, r3));
-                    __m256i h = _mm256_add_epi16(
-                        _mm256_add_epi16(_mm256_srli_epi16(r0, 8), _mm256_srli_epi16(r1, 8)),
-                        _mm256_add_epi16(_mm256_srli_epi16(r2, 8), _mm256_srli_epi16(r3, 8)));
-                    all_u16x16[qi] = _mm256_add_epi16(all_u16x16[qi], a);
-                    high_u16x16[qi] = _mm256_add_epi16(high_u16x16[qi], h);
-                }
-            }
-        }
-        for (int qi = 0; qi < Q; ++qi) {
-            const std::size_t q = query0 + qi;
-            const __m256i even = _mm256_sub_epi16(all_u16x16[qi], _mm256_slli_epi16(high_u16x16[qi], 8));
-            const __m256i odd = high_u16x16[qi];
-            const __m256i limit = _mm256_set1_epi16(static_cast<short>(thresholds[q]));
-            const __m256i pass_even = _mm256_cmpeq_epi16(_mm256_min_epu16(even, limit), even);
-            const __m256i pass_odd = _mm256_cmpeq_epi16(_mm256_min_epu16(odd, limit), odd);
-            const std::uint32_t mask =
-                _pext_u32(static_cast<std::uint32_t>(_mm256_movemask_epi8(pass_even)), 0x55555555u) |
-                (_pext_u32(static_cast<std::uint32_t>(_mm256_movemask_epi8(pass_odd)), 0x55555555u) << 16);
-            if (mask) {
-                _mm256_store_si256(reinterpret_cast<__m256i*>(sums), even);
-                _mm256_store_si256(reinterpret_cast<__m256i*>(sums + 16), odd);
-                emit(context, q, b, mask, sums);
-            }
-        }
-    }
-}
+#include "kernels/pq/fastscan_avx2.inc"
 
 // Queries q .. q + n - 1 (n <= 4) in one pass.
 void fastscan_group_haswell(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
                             const std::uint8_t* const* tables, std::size_t q, std::size_t n,
                             std::uint16_t* thresholds, FastScanEmit emit, void* context) {
     switch (n) {
-        case 4: fastscan_queries_haswell<4>(blocks, nblocks, m4, tables, q, thresholds, emit, context); break;
-        case 3: fastscan_queries_haswell<3>(blocks, nblocks, m4, tables, q, thresholds, emit, context); break;
-        case 2: fastscan_queries_haswell<2>(blocks, nblocks, m4, tables, q, thresholds, emit, context); break;
-        case 1: fastscan_queries_haswell<1>(blocks, nblocks, m4, tables, q, thresholds, emit, context); break;
+        case 4: fastscan_queries_avx2<4>(blocks, nblocks, m4, tables, q, thresholds, emit, context); break;
+        case 3: fastscan_queries_avx2<3>(blocks, nblocks, m4, tables, q, thresholds, emit, context); break;
+        case 2: fastscan_queries_avx2<2>(blocks, nblocks, m4, tables, q, thresholds, emit, context); break;
+        case 1: fastscan_queries_avx2<1>(blocks, nblocks, m4, tables, q, thresholds, emit, context); break;
         default: break;
     }
 }
@@ -104,25 +34,6 @@ void fastscan_u4_haswell(const std::uint8_t* blocks, std::size_t nblocks, std::s
         const std::size_t n = std::min<std::size_t>(4, nq - q);
         for (std::size_t j = 0; j < n; ++j) tables[j] = luts + (q + j) * m4 * 32;
         fastscan_group_haswell(blocks, nblocks, m4, tables, q, n, thresholds, emit, context);
-    }
-}
-
-void fastscan_tables_haswell(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
-                             const std::uint8_t* const* tables, std::size_t nq, std::uint16_t* thresholds,
-                             FastScanEmit emit, void* context) {
-    std::size_t q = 0;
-    for (; q + 8 <= nq; q += 8)
-        fastscan_queries_haswell<8, true>(blocks, nblocks, m4, tables + q, q, thresholds, emit, context);
-    const std::uint8_t* const* t = tables + q;
-    switch (nq - q) {
-        case 7: fastscan_queries_haswell<7, true>(blocks, nblocks, m4, t, q, thresholds, emit, context); break;
-        case 6: fastscan_queries_haswell<6, true>(blocks, nblocks, m4, t, q, thresholds, emit, context); break;
-        case 5: fastscan_queries_haswell<5, true>(blocks, nblocks, m4, t, q, thresholds, emit, context); break;
-        case 4: fastscan_queries_haswell<4, true>(blocks, nblocks, m4, t, q, thresholds, emit, context); break;
-        case 3: fastscan_queries_haswell<3, true>(blocks, nblocks, m4, t, q, thresholds, emit, context); break;
-        case 2: fastscan_queries_haswell<2, true>(blocks, nblocks, m4, t, q, thresholds, emit, context); break;
-        case 1: fastscan_queries_haswell<1, true>(blocks, nblocks, m4, t, q, thresholds, emit, context); break;
-        default: break;
     }
 }
 
@@ -233,7 +144,7 @@ void nearest_f32_haswell(const float* x, std::size_t n, std::size_t d, const flo
 void register_pq_haswell(KernelTable& table) {
     table.pq.adc_u8 = adc_u8_rows;
     table.pq.fastscan_u4 = fastscan_u4_haswell;
-    table.pq.fastscan_tables_u4 = fastscan_tables_haswell;
+    table.pq.fastscan_tables_u4 = fastscan_tables_avx2;
     table.pq.fastscan1_u4 = fastscan1_u4_haswell;
     table.pq.nearest_f32 = nearest_f32_haswell;
 }

@@ -15,12 +15,14 @@ namespace simdex {
 namespace {
 
 #include "kernels/pq/adc_u8.inc"
+#include "kernels/pq/fastscan_avx2.inc"
 
 // Q queries per pass (tables[qi]: the tables of query query0 + qi); one 64-byte load covers two sub-space pairs (lanes 0-1: pair 2g,
 // lanes 2-3: pair 2g+1, the same 32 rows), so the two 256-bit halves are added at the end.
-// fastscan_tables_u4 (compact tables) is inherited from haswell: a 512-bit form (tables spread
-// to their lanes by a shuffle, or by a broadcast and a merge-masked broadcast; 4 or 8 queries
-// per pass; lookups summed as bytes) ran 11-17% slower than haswell's 8-query kernel in the
+// fastscan_tables_u4 (compact tables) is the 256-bit body of fastscan_avx2.inc compiled here
+// (32 vector registers: no spills in the 8-query pass): a 512-bit form (tables spread to
+// their lanes by a shuffle, or by a broadcast and a merge-masked broadcast; 4 or 8 queries
+// per pass; lookups summed as bytes) ran 11-17% slower than the 8-query 256-bit kernel in the
 // IVF RaBitQ search on a Zen 4 (bench/RESULTS.md section 9).
 template <int Q>
 void fastscan_queries_skylake(const std::uint8_t* blocks, std::size_t nblocks, std::size_t m4,
@@ -196,6 +198,7 @@ void nearest_f32_skylake(const float* x, std::size_t n, std::size_t d, const flo
 void register_pq_skylake(KernelTable& table) {
     table.pq.adc_u8 = adc_u8_rows;
     table.pq.fastscan_u4 = fastscan_u4_skylake;
+    table.pq.fastscan_tables_u4 = fastscan_tables_avx2;
     table.pq.fastscan1_u4 = fastscan1_u4_skylake;
     table.pq.nearest_f32 = nearest_f32_skylake;
 }
