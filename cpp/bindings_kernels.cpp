@@ -436,6 +436,21 @@ void bind_kernels(py::module_& m) {
           py::arg("threads") = py::none());
     m.def("all_finite", &all_finite, py::arg("values"),
           py::arg("limit") = std::numeric_limits<float>::infinity());
+    m.def(
+        "select_smallest",
+        [](const py::array_t<std::uint64_t, py::array::c_style | py::array::forcecast>& keys, std::size_t k) {
+            if (keys.ndim() != 1)
+                throw std::invalid_argument("keys: expected a 1-d uint64 array, got " + std::to_string(keys.ndim()) +
+                                            " dimensions");
+            const std::size_t n = static_cast<std::size_t>(keys.shape(0));
+            if (k > n) throw std::invalid_argument("k must be <= len(keys) = " + std::to_string(n) + ", got " + std::to_string(k));
+            py::array_t<std::uint64_t> out(static_cast<py::ssize_t>(n));
+            std::copy(keys.data(), keys.data() + n, out.mutable_data());
+            select_smallest(out.mutable_data(), n, k);
+            return out;
+        },
+        py::arg("keys"), py::arg("k"),
+        "keys rearranged so the first k are the k smallest (select_smallest, the IVF probe choice)");
     m.def("rabitq_tables", &rabitq_tables_py, py::arg("v"),
           "RaBitQ query fast-scan tables at the active tier: (lut, scale, bias, smax)");
     m.def("inner_products", &inner_products_py, py::arg("rows"), py::arg("n"), py::arg("queries"),

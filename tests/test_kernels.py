@@ -121,6 +121,41 @@ def test_distances_and_knn_match_brute_force(level, metric):
     np.testing.assert_allclose(D1, D[0], rtol=1e-5, atol=1e-5)
 
 
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+@example(data=None)
+def test_select_smallest_puts_the_k_smallest_first(data):
+    """select_smallest (the IVF probe choice): the first k keys are the k smallest, each <= every
+    key after them, the keys are a permutation of the input; distinct keys, heavy repeats
+    (each pass fixes one value's place), sorted and reversed input, every k from 0 to n."""
+    if data is None:  # one long run of one value, and sizes around the small-range cut-off
+        for n in (0, 1, 16, 17, 18, 300):
+            for keys in (np.full(n, 7, np.uint64), np.arange(n, dtype=np.uint64)[::-1].copy()):
+                for k in {0, min(1, n), n // 2, max(n - 1, 0), n}:
+                    out = _core.select_smallest(keys, k)
+                    assert sorted(out.tolist()) == sorted(keys.tolist())
+                    assert sorted(out[:k].tolist()) == sorted(keys.tolist())[:k]
+        return
+    n = data.draw(st.integers(0, 400))
+    top = data.draw(st.sampled_from([3, 50, 2**64 - 1]))
+    keys = data.draw(hnp.arrays(np.uint64, n, elements=st.integers(0, top)))
+    if data.draw(st.booleans()):
+        keys = np.sort(keys)[:: data.draw(st.sampled_from([1, -1]))].copy()
+    k = data.draw(st.integers(0, n))
+    out = _core.select_smallest(keys, k)
+    assert sorted(out.tolist()) == sorted(keys.tolist())
+    assert sorted(out[:k].tolist()) == sorted(keys.tolist())[:k]
+    if 0 < k < n:
+        assert out[:k].max() <= out[k:].min()
+
+
+def test_select_smallest_rejects_bad_input():
+    with pytest.raises(ValueError, match="k must be <= len"):
+        _core.select_smallest(np.arange(3, dtype=np.uint64), 4)
+    with pytest.raises(ValueError, match="1-d"):
+        _core.select_smallest(np.zeros((2, 2), np.uint64), 1)
+
+
 @pytest.mark.parametrize("k", [1, 7, 31, 32, 33, 80])
 @settings(max_examples=25, deadline=None)
 @given(data=st.data())

@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['BinaryCore', 'FdeEncoder', 'FlatCore', 'HnswGraph', 'IdTable', 'IvfPqCore', 'LeanVecCore', 'PqCore', 'RaBitQCore', 'RaBitQIndexCore', 'RerankRows', 'active_level', 'all_finite', 'available_cores', 'binary_planes_float', 'binary_planes_xor', 'carve_sets', 'chamfer', 'cluster_sums', 'cpu_features', 'detected_level', 'distances_lean', 'env_warning', 'inner_products', 'inner_products_prepacked', 'knn_lean', 'leanvec_project', 'missing_features', 'nearest_centroids', 'pair_distances', 'pairwise', 'pq_adc', 'pq_fastscan1_sums', 'pq_fastscan_tables', 'pq_pack_blocks', 'pq_search_u4', 'pq_search_u8', 'pq_tables', 'rabitq_tables', 'search', 'select_tier', 'set_active_level', 'tiers']
+__all__: list[str] = ['BinaryCore', 'FdeEncoder', 'FlatCore', 'HnswGraph', 'IdTable', 'IvfPqCore', 'LeanVecCore', 'PqCore', 'RaBitQCore', 'RaBitQIndexCore', 'RerankRows', 'active_level', 'all_finite', 'available_cores', 'binary_planes_float', 'binary_planes_xor', 'carve_sets', 'chamfer', 'cluster_sums', 'cpu_features', 'detected_level', 'distances_lean', 'env_warning', 'inner_products', 'inner_products_prepacked', 'knn_lean', 'leanvec_project', 'missing_features', 'nearest_centroids', 'pair_distances', 'pairwise', 'pq_adc', 'pq_fastscan1_sums', 'pq_fastscan_tables', 'pq_pack_blocks', 'pq_search_u4', 'pq_search_u8', 'pq_tables', 'rabitq_tables', 'search', 'select_smallest', 'select_tier', 'set_active_level', 'tiers']
 class HnswGraph:
     int8_queries: bool
     def __contains__(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> bool:
@@ -398,6 +398,10 @@ def rabitq_tables(v: numpy.ndarray) -> tuple:
     """
 def search(data: numpy.ndarray, n: typing.SupportsInt | typing.SupportsIndex, queries: numpy.ndarray, nq: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, storage: str, metric: str, dim: typing.SupportsInt | typing.SupportsIndex, lo: typing.Any = None, scale: typing.Any = None, mask: typing.Any = None, threads: typing.Any = None) -> tuple:
     ...
+def select_smallest(keys: typing.Annotated[numpy.typing.ArrayLike, numpy.uint64], k: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.uint64]:
+    """
+    keys rearranged so the first k are the k smallest (select_smallest, the IVF probe choice)
+    """
 def select_tier(features: collections.abc.Set[str]) -> str:
     """
     The tier a CPU with these features runs (pure; any architecture)
