@@ -206,7 +206,8 @@ class TopK {
 // Quickselect with branch-free partitions: over keys in random order every compare of a
 // selection is a coin flip for the branch predictor, and a mispredicted branch costs more
 // than the few moves a partition does without branching (the IVF probe choice: the 48
-// nearest of 256 lists per query). Values may repeat (each pass fixes one value's place).
+// nearest of 256 lists per query). Values may repeat, but a run of equal values costs a pass
+// per value (each pass fixes one place): meant for distinct keys, as the probe keys are.
 inline void select_smallest(std::uint64_t* v, std::size_t n, std::size_t k) {
     if (k == 0 || k >= n) return;
     const std::size_t target = k - 1;  // its value goes to v[target], smaller ones before it
