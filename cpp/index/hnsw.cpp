@@ -273,11 +273,7 @@ void HnswGraph::enable_codes(const RaBitQ& quantizer, const float* centre) {
     codes_front_ = round_up(codes_->node_bytes, 64);
     stride_ = round_up(codes_front_ + block_bytes_, 64);
     if (!external_) row_stride_ = stride_;
-    std::free(owned_);
-    owned_ = capacity_ ? allocate_rows(capacity_ * stride_) : nullptr;
-    if (owned_) std::memset(owned_, 0, capacity_ * stride_);
-    blocks_ = owned_ ? owned_ + codes_front_ : nullptr;
-    point_rows();
+    move_blocks(capacity_);
     codes_->own.resize(capacity_ * codes_->code_bytes);
 }
 
@@ -335,15 +331,8 @@ void HnswGraph::reserve(std::size_t slots) {
         return;
     }
     std::size_t capacity = std::max<std::size_t>({slots, capacity_ + capacity_ / 2, 64});
-    std::uint8_t* grown = allocate_rows(capacity * stride_);
     const bool borrowed = borrowed_blocks();
-    // (borrowed blocks have no codes in front: stride_ = block_bytes_, codes_front_ = 0)
-    if (slot_count_) std::memcpy(grown, blocks_ - codes_front_, slot_count_ * stride_);
-    std::memset(grown + slot_count_ * stride_, 0, (capacity - slot_count_) * stride_);
-    std::free(owned_);
-    owned_ = grown;
-    blocks_ = grown + codes_front_;
-    point_rows();
+    move_blocks(capacity);
     levels_.resize(capacity, -1);
     alive_.resize(capacity, 0);
     upper_.resize(capacity);
@@ -363,16 +352,19 @@ void HnswGraph::reserve(std::size_t slots) {
 // Blocks borrowed from a memory-mapped file are read-only: copy them before a mutation.
 void HnswGraph::own_blocks() {
     if (slot_count_ == 0 || !borrowed_blocks()) return;
-    // (borrowed: a graph without codes, stride_ = block_bytes_)
-    std::size_t capacity = std::max<std::size_t>(capacity_, 64);
-    std::uint8_t* memory = allocate_rows(capacity * stride_);
+    move_blocks(std::max<std::size_t>(capacity_, 64));
+    drop_bad_links();
+}
+
+void HnswGraph::move_blocks(std::size_t capacity) {
+    std::uint8_t* memory = capacity ? allocate_rows(capacity * stride_) : nullptr;
+    // (borrowed blocks have no codes in front: stride_ = block_bytes_, codes_front_ = 0)
+    if (slot_count_) std::memcpy(memory, blocks_ - codes_front_, slot_count_ * stride_);
+    if (memory) std::memset(memory + slot_count_ * stride_, 0, (capacity - slot_count_) * stride_);
     std::free(owned_);
     owned_ = memory;
-    std::memcpy(owned_, blocks_, slot_count_ * stride_);
-    std::memset(owned_ + slot_count_ * stride_, 0, (capacity - slot_count_) * stride_);
-    blocks_ = owned_;
+    blocks_ = memory ? memory + codes_front_ : nullptr;
     point_rows();
-    drop_bad_links();
 }
 
 // Blocks copied from a memory-mapped file were validated at load, but the file may have

@@ -330,6 +330,9 @@ class HnswGraph {
     std::uint32_t* mutable_links(std::uint32_t slot, int level);
     void reserve(std::size_t slots);
     void own_blocks();
+    // The node blocks (with any codes in front) into a new zeroed allocation of `capacity`
+    // strides, the slots in use copied over; blocks_ / rows_ point there afterwards.
+    void move_blocks(std::size_t capacity);
     void drop_bad_links();
     int draw_level(std::uint64_t insertion) const;
     void insert(std::uint32_t slot, int level, HnswWorker& w);
